@@ -1,0 +1,3 @@
+const [command] = process.argv.slice(2);
+console.error(`dqlite-wasm: command ${command ?? '(none)'} is not available yet`);
+process.exitCode = 2;

@@ -1,0 +1,70 @@
+/**
+ * What a node needs from its host. Each folder under `runtimes/` implements this; nothing in
+ * `src/` knows which host it runs on.
+ */
+
+/** A reliable, ordered byte stream (a TCP socket, or a WebSocket carrying binary messages). */
+export interface ByteStream {
+  /** Queue bytes for sending. Returns false once the stream is closed. */
+  write(bytes: Uint8Array): boolean;
+  /** Called for every chunk received, in order. Chunk boundaries carry no meaning. */
+  onData(handler: (chunk: Uint8Array) => void): void;
+  /** Called once, when either side closed the stream or it failed. */
+  onClose(handler: (error?: Error) => void): void;
+  close(): void;
+  /** Where the other side is, for logs and errors. */
+  readonly remoteAddress: string;
+}
+
+/** A message-oriented duplex (a WebSocket, or an in-page channel): each send arrives whole. */
+export interface MessageChannel {
+  send(message: Uint8Array): boolean;
+  onMessage(handler: (message: Uint8Array) => void): void;
+  onClose(handler: (error?: Error) => void): void;
+  close(): void;
+  readonly remoteAddress: string;
+}
+
+/** Dials a TCP-like byte stream to `address` ("host:port"). */
+export type DialStream = (address: string, options?: { timeoutMs?: number }) => Promise<ByteStream>;
+
+/** Dials a WebSocket to `url`, sending `headers` in the upgrade where the host allows it. */
+export type DialWebSocket = (
+  url: string,
+  options?: { headers?: Record<string, string>; protocols?: string[]; timeoutMs?: number },
+) => Promise<MessageChannel>;
+
+/** Durable storage under one directory (a data dir, an OPFS directory, an IndexedDB store). */
+export interface DurableStorage {
+  /** Whole file contents, or undefined when the file does not exist. */
+  read(name: string): Promise<Uint8Array | undefined>;
+  /** Replace a file atomically (write to a temporary name, fsync, rename). */
+  writeAtomic(name: string, bytes: Uint8Array): Promise<void>;
+  /** Append to a file, creating it. Not durable until `sync`. */
+  append(name: string, bytes: Uint8Array): Promise<void>;
+  /** Make everything written to `name` durable. */
+  sync(name: string): Promise<void>;
+  /** Cut a file down to `size` bytes. */
+  truncate(name: string, size: number): Promise<void>;
+  remove(name: string): Promise<void>;
+  list(): Promise<string[]>;
+}
+
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds on a monotonic clock. */
+  nowMs(): number;
+  setTimeout(callback: () => void, delayMs: number): TimerHandle;
+  setInterval(callback: () => void, periodMs: number): TimerHandle;
+}
+
+export interface Runtime {
+  readonly name: 'node' | 'deno' | 'browser';
+  readonly clock: Clock;
+  randomBytes(length: number): Uint8Array;
+  dialStream?: DialStream;
+  dialWebSocket: DialWebSocket;
+}
