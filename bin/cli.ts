@@ -1,3 +1,168 @@
-const [command] = process.argv.slice(2);
-console.error(`dqlite-wasm: command ${command ?? '(none)'} is not available yet`);
-process.exitCode = 2;
+/**
+ * dqlite-wasm command line:
+ *   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR,...] [--cluster-key KEY | --cluster-key-file FILE]
+ *   dqlite-wasm cluster [--nodes 3] [--base-port 9001] [--dir .data/cluster]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join as joinPath, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startNodeProcess } from '../runtimes/node/node-process.ts';
+
+const USAGE = `usage:
+  dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
+      Runs one node. Without --join, a new directory bootstraps a new cluster.
+      The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
+  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
+      Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+`;
+
+type Flags = Record<string, string>;
+
+function parseFlags(args: string[]): Flags {
+  const flags: Flags = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument "${arg}"`);
+    const eq = arg.indexOf('=');
+    if (eq > 0) {
+      flags[arg.slice(2, eq)] = arg.slice(eq + 1);
+    } else {
+      const value = args[i + 1];
+      if (value === undefined || value.startsWith('--')) throw new UsageError(`${arg} needs a value`);
+      flags[arg.slice(2)] = value;
+      i++;
+    }
+  }
+  return flags;
+}
+
+class UsageError extends Error {}
+
+function intFlag(flags: Flags, name: string, fallback: number): number {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a whole number, got "${raw}"`);
+  return value;
+}
+
+async function clusterKey(flags: Flags, dir: string): Promise<string> {
+  if (flags['cluster-key']) return flags['cluster-key'];
+  if (flags['cluster-key-file']) return (await readFile(flags['cluster-key-file'], 'utf8')).trim();
+  if (process.env['DQLITE_WASM_CLUSTER_KEY']) return process.env['DQLITE_WASM_CLUSTER_KEY'];
+  const keyFile = joinPath(dir, 'cluster-key');
+  if (existsSync(keyFile)) return (await readFile(keyFile, 'utf8')).trim();
+  if (flags['join']) {
+    throw new UsageError('joining needs the cluster key: pass --cluster-key, --cluster-key-file or DQLITE_WASM_CLUSTER_KEY');
+  }
+  const key = randomBytes(24).toString('base64url');
+  await mkdir(dir, { recursive: true });
+  await writeFile(keyFile, key + '\n', { mode: 0o600 });
+  console.log(`generated a cluster key in ${keyFile}; give it to joining nodes with --cluster-key-file`);
+  return key;
+}
+
+async function start(flags: Flags): Promise<void> {
+  const address = flags['address'];
+  const dir = flags['dir'];
+  if (!address || !dir) throw new UsageError('start needs --address and --dir');
+  const key = await clusterKey(flags, dir);
+  const running = await startNodeProcess({
+    address,
+    dir,
+    join: flags['join'] ? flags['join'].split(',').map((s) => s.trim()).filter(Boolean) : [],
+    clusterKey: key,
+    ...(flags['tick-ms'] && { tickMs: intFlag(flags, 'tick-ms', 100) }),
+    ...(flags['wal-frames-max'] && { walFramesMax: intFlag(flags, 'wal-frames-max', 1000) }),
+    ...(flags['snapshot-threshold'] && { snapshotThresholdEntries: intFlag(flags, 'snapshot-threshold', 1024) }),
+    ...(flags['snapshot-trailing'] && { snapshotTrailingEntries: intFlag(flags, 'snapshot-trailing', 8192) }),
+    ...(flags['commit-timeout-ms'] && { commitTimeoutMs: intFlag(flags, 'commit-timeout-ms', 10_000) }),
+  });
+  let signalled = false;
+  const shutdown = (signal: string): void => {
+    if (signalled) {
+      process.exit(1);
+    }
+    signalled = true;
+    console.log(`${signal}: handing over leadership and stopping`);
+    running.stop({ handOver: true }).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(`stopping failed: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function cluster(flags: Flags): Promise<void> {
+  const nodes = intFlag(flags, 'nodes', 3);
+  const host = flags['host'] ?? '127.0.0.1';
+  const basePort = intFlag(flags, 'base-port', 9001);
+  const dir = resolve(flags['dir'] ?? '.data/cluster');
+  if (nodes < 1 || nodes > 9) throw new UsageError('--nodes must be from 1 to 9');
+  await mkdir(dir, { recursive: true });
+  const keyFile = joinPath(dir, 'cluster-key');
+  if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  const addresses = Array.from({ length: nodes }, (_, i) => `${host}:${basePort + i}`);
+  const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
+  const children: ChildProcess[] = [];
+  const spawnNode = (i: number): ChildProcess => {
+    const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
+    if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
+    const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    children.push(child);
+    return child;
+  };
+  spawnNode(0);
+  // Later nodes join through the first; a short head start lets it elect itself.
+  await new Promise((r) => setTimeout(r, 1500));
+  for (let i = 1; i < nodes; i++) spawnNode(i);
+  console.log(`
+dqlite-wasm: ${nodes}-node cluster starting, data in ${dir}
+  nodes:         ${addresses.join('  ')}
+  dqlite shell:  dqlite -s ${addresses.join(',')} demo
+  our client:    node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"
+  health:        curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics
+Press Ctrl-C to stop all nodes.
+`);
+  let stopping = false;
+  const stopAll = (): void => {
+    if (stopping) return;
+    stopping = true;
+    console.log('stopping all nodes...');
+    for (const child of children) child.kill('SIGTERM');
+    setTimeout(() => {
+      for (const child of children) child.kill('SIGKILL');
+      process.exit(0);
+    }, 5000).unref();
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
+  await Promise.all(children.map((c) => new Promise((r) => c.on('exit', r))));
+  process.exit(0);
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  try {
+    if (command === 'start') await start(parseFlags(rest));
+    else if (command === 'cluster') await cluster(parseFlags(rest));
+    else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
+    else throw new UsageError(`unknown command "${command}"`);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`dqlite-wasm: ${error.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    console.error(`dqlite-wasm: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,232 @@
+import { createServer as createNetServer, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { WebSocketServer } from 'ws';
+import type { ByteStream, MessageChannel } from '../../src/runtime.ts';
+import { byteStreamFromSocket } from './socket-stream.ts';
+import { messageChannelFromWebSocket } from './websocket.ts';
+
+/** Header values as Node gives them, names lower-cased. */
+export type RequestHeaders = Record<string, string | string[] | undefined>;
+
+export interface UpgradeRequest {
+  /** Path without the query string, e.g. `/raft`. */
+  readonly path: string;
+  /** The query string without `?`, or ''. */
+  readonly query: string;
+  readonly headers: RequestHeaders;
+  readonly remoteAddress: string;
+}
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  readonly headers: RequestHeaders;
+  readonly remoteAddress: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+}
+
+/** Why an upgrade is refused; sent as the HTTP status line and body. */
+export interface UpgradeRejection {
+  status: number;
+  reason: string;
+}
+
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** A connection that does not start with an ASCII letter: the dqlite protocol over TCP. */
+  onStream(stream: ByteStream): void;
+  /** An accepted WebSocket. Close the channel to reject it after the upgrade. */
+  onWebSocket(channel: MessageChannel, request: UpgradeRequest): void;
+  /**
+   * Checked before the upgrade completes: return a rejection to answer with an HTTP error
+   * instead (e.g. 404 for an unknown path, 401 for a missing key). Default: accept all.
+   */
+  checkUpgrade?(request: UpgradeRequest): UpgradeRejection | undefined;
+  /** Plain HTTP requests (`GET /health`, `GET /metrics`, ...). Default: 404 for everything. */
+  onHttp?(request: HttpRequest): HttpResponse | Promise<HttpResponse>;
+  /** Bound on one received WebSocket message; larger ones close the socket (code 1009). */
+  webSocketMessageBytesMax?: number;
+  /** A connection that sends nothing for this long is closed before its protocol is known. */
+  firstByteTimeoutMs?: number;
+}
+
+export interface Listener {
+  /** `host:port` actually bound (the real port when 0 was asked for). */
+  readonly address: string;
+  readonly port: number;
+  /** Stops accepting and closes every connection this listener accepted. */
+  close(): Promise<void>;
+}
+
+export const WEBSOCKET_MESSAGE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
+const FIRST_BYTE_TIMEOUT_MS_DEFAULT = 10_000;
+/** Bound on the request line plus headers of plain HTTP and upgrade requests. */
+const HTTP_HEADER_BYTES_MAX = 16 * 1024;
+
+function isAsciiLetter(byte: number): boolean {
+  return (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
+}
+
+function splitTarget(target: string | undefined): { path: string; query: string } {
+  const raw = target ?? '/';
+  const mark = raw.indexOf('?');
+  return mark < 0 ? { path: raw, query: '' } : { path: raw.slice(0, mark), query: raw.slice(mark + 1) };
+}
+
+function remoteOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+}
+
+/**
+ * One port for everything: the first byte of each connection decides. An ASCII letter starts
+ * an HTTP request (plain, or a WebSocket upgrade); anything else (a dqlite client sends 0x01
+ * first) is handed over as a raw byte stream.
+ */
+export async function listen(options: ListenOptions): Promise<Listener> {
+  const firstByteTimeoutMs = options.firstByteTimeoutMs ?? FIRST_BYTE_TIMEOUT_MS_DEFAULT;
+  const sockets = new Set<Socket>();
+
+  const webSockets = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.webSocketMessageBytesMax ?? WEBSOCKET_MESSAGE_BYTES_MAX_DEFAULT,
+    perMessageDeflate: false,
+  });
+
+  const httpServer = createHttpServer({ maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (request, response) => {
+    void answerHttp(options, request, response);
+  });
+  httpServer.on('clientError', (_error, socket) => {
+    // Garbage that starts with a letter lands here: answer briefly if possible, then drop it.
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    socket.destroy();
+  });
+  httpServer.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    const { path, query } = splitTarget(request.url);
+    const upgrade: UpgradeRequest = { path, query, headers: request.headers, remoteAddress: remoteOf(socket) };
+    let rejection: UpgradeRejection | undefined;
+    try {
+      rejection = options.checkUpgrade?.(upgrade);
+    } catch (error) {
+      rejection = { status: 500, reason: `upgrade check failed: ${(error as Error).message}` };
+    }
+    if (rejection) {
+      const body = Buffer.from(`${rejection.reason}\n`, 'utf8');
+      const head = Buffer.from(
+        `HTTP/1.1 ${rejection.status} ${statusText(rejection.status)}\r\nConnection: close\r\n` +
+          `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.byteLength}\r\n\r\n`,
+        'latin1',
+      );
+      socket.end(Buffer.concat([head, body]));
+      return;
+    }
+    webSockets.handleUpgrade(request, socket, head, (webSocket) => {
+      const channel = messageChannelFromWebSocket(webSocket, upgrade.remoteAddress);
+      try {
+        options.onWebSocket(channel, upgrade);
+      } catch (error) {
+        channel.close(`server error: ${(error as Error).message}`);
+      }
+    });
+  });
+
+  const netServer = createNetServer({ pauseOnConnect: false }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    // Errors (resets) end the socket; without a listener they would crash the process.
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(firstByteTimeoutMs, () => socket.destroy());
+    socket.once('data', (chunk: Buffer) => {
+      socket.setTimeout(0);
+      if (isAsciiLetter(chunk[0]!)) {
+        socket.pause();
+        socket.unshift(chunk);
+        httpServer.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      socket.pause();
+      const stream = byteStreamFromSocket(socket, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      try {
+        options.onStream(stream);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      socket.resume();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    netServer.once('error', reject);
+    netServer.listen(options.port, options.host, () => {
+      netServer.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = netServer.address() as AddressInfo;
+  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    address: `${host}:${bound.port}`,
+    port: bound.port,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => netServer.close(() => resolve()));
+        for (const client of webSockets.clients) client.terminate();
+        for (const socket of sockets) socket.destroy();
+        await stopped;
+        await new Promise<void>((resolve) => webSockets.close(() => resolve()));
+        httpServer.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+async function answerHttp(options: ListenOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const { path, query } = splitTarget(request.url);
+  let answer: HttpResponse;
+  try {
+    answer = options.onHttp
+      ? await options.onHttp({
+          method: request.method ?? 'GET',
+          path,
+          query,
+          headers: request.headers,
+          remoteAddress: remoteOf(request.socket),
+        })
+      : { status: 404, body: 'not found\n' };
+  } catch (error) {
+    answer = { status: 500, body: `internal error: ${(error as Error).message}\n` };
+  }
+  request.resume();
+  if (response.destroyed) return;
+  const body = answer.body ?? '';
+  response.writeHead(answer.status, {
+    'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength),
+    ...(typeof body === 'string' && !answer.headers?.['content-type'] ? { 'content-type': 'text/plain; charset=utf-8' } : {}),
+    ...answer.headers,
+  });
+  response.end(body);
+}
+
+function statusText(status: number): string {
+  const texts: Record<number, string> = {
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    500: 'Internal Server Error',
+    503: 'Service Unavailable',
+  };
+  return texts[status] ?? 'Error';
+}

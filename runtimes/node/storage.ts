@@ -1,0 +1,252 @@
+import { open, mkdir, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DurableStorage } from '../../src/runtime.ts';
+
+/** File names longer than this are refused (most file systems stop at 255 bytes). */
+export const STORAGE_NAME_BYTES_MAX = 200;
+/** The directory lock's file; never a storage name. */
+export const LOCK_FILE_NAME = 'LOCK';
+const TEMP_PREFIX = '.tmp-';
+
+export type StorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO';
+
+export class StorageError extends Error {
+  constructor(
+    readonly code: StorageErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+function isErrnoError(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * `DurableStorage` on one directory. Appends go through one open handle per file and every
+ * operation on a file runs after the previous one on that file finished, because concurrent
+ * libuv writes to one file may land in any order.
+ */
+export class NodeDirectoryStorage implements DurableStorage {
+  private readonly appendHandles = new Map<string, FileHandle>();
+  /** Files created by this process whose directory entry is not yet durable. */
+  private readonly namesNeedingDirectorySync = new Set<string>();
+  private readonly tails = new Map<string, Promise<unknown>>();
+  private closed = false;
+  private tempCounter = 0;
+
+  constructor(readonly directory: string) {}
+
+  read(name: string): Promise<Uint8Array | undefined> {
+    return this.serialize(name, async () => {
+      try {
+        const buffer = await readFile(this.path(name));
+        return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      } catch (error) {
+        if (isErrnoError(error, 'ENOENT')) return undefined;
+        throw this.ioError(`read ${name}`, error);
+      }
+    });
+  }
+
+  writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      // The rename replaces the inode: an append handle on the old one would write into the void.
+      await this.closeAppendHandle(name);
+      const tempPath = join(this.directory, `${TEMP_PREFIX}${process.pid}-${this.tempCounter++}-${name}`);
+      try {
+        const handle = await open(tempPath, 'w');
+        try {
+          await writeAll(handle, bytes);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await rename(tempPath, this.path(name));
+        await this.syncDirectory();
+        this.namesNeedingDirectorySync.delete(name);
+      } catch (error) {
+        await unlink(tempPath).catch(() => undefined);
+        throw this.ioError(`replace ${name}`, error);
+      }
+    });
+  }
+
+  append(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      try {
+        const handle = await this.appendHandle(name);
+        await writeAll(handle, bytes);
+      } catch (error) {
+        throw this.ioError(`append to ${name}`, error);
+      }
+    });
+  }
+
+  sync(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      try {
+        const handle = this.appendHandles.get(name);
+        if (handle) {
+          await handle.datasync();
+        } else {
+          const other = await open(this.path(name), 'r+');
+          try {
+            await other.datasync();
+          } finally {
+            await other.close();
+          }
+        }
+        if (this.namesNeedingDirectorySync.has(name)) {
+          await this.syncDirectory();
+          this.namesNeedingDirectorySync.delete(name);
+        }
+      } catch (error) {
+        throw this.ioError(`sync ${name}`, error);
+      }
+    });
+  }
+
+  truncate(name: string, size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      return Promise.reject(new StorageError('IO', `truncate ${name}: size must be a non-negative integer, got ${size}`));
+    }
+    return this.serialize(name, async () => {
+      try {
+        const handle = this.appendHandles.get(name);
+        if (handle) {
+          await handle.truncate(size);
+        } else {
+          const other = await open(this.path(name), 'r+');
+          try {
+            await other.truncate(size);
+          } finally {
+            await other.close();
+          }
+        }
+      } catch (error) {
+        throw this.ioError(`truncate ${name}`, error);
+      }
+    });
+  }
+
+  remove(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      await this.closeAppendHandle(name);
+      try {
+        await unlink(this.path(name));
+      } catch (error) {
+        if (isErrnoError(error, 'ENOENT')) return;
+        throw this.ioError(`remove ${name}`, error);
+      }
+      this.namesNeedingDirectorySync.delete(name);
+      await this.syncDirectory();
+    });
+  }
+
+  async list(): Promise<string[]> {
+    this.assertOpen();
+    const names = await readdir(this.directory);
+    return names.filter((name) => name !== LOCK_FILE_NAME && !name.startsWith('.')).sort();
+  }
+
+  /** Waits for pending operations and closes open files. Further calls fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.tails.values()]);
+    const handles = [...this.appendHandles.values()];
+    this.appendHandles.clear();
+    await Promise.allSettled(handles.map((handle) => handle.close()));
+  }
+
+  private serialize<T>(name: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      this.assertOpen();
+      validateName(name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const previous = this.tails.get(name) ?? Promise.resolve();
+    const result = previous.then(operation, operation);
+    const tail = result.catch(() => undefined);
+    this.tails.set(name, tail);
+    void tail.then(() => {
+      if (this.tails.get(name) === tail) this.tails.delete(name);
+    });
+    return result;
+  }
+
+  private async appendHandle(name: string): Promise<FileHandle> {
+    let handle = this.appendHandles.get(name);
+    if (!handle) {
+      handle = await open(this.path(name), 'a');
+      this.appendHandles.set(name, handle);
+      // The file may have just been created; its name is durable only once the directory is synced.
+      this.namesNeedingDirectorySync.add(name);
+    }
+    return handle;
+  }
+
+  private async closeAppendHandle(name: string): Promise<void> {
+    const handle = this.appendHandles.get(name);
+    if (!handle) return;
+    this.appendHandles.delete(name);
+    await handle.close();
+  }
+
+  private async syncDirectory(): Promise<void> {
+    const handle = await open(this.directory, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private path(name: string): string {
+    return join(this.directory, name);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StorageError('CLOSED', `storage on ${this.directory} is closed`);
+  }
+
+  private ioError(what: string, cause: unknown): StorageError {
+    if (cause instanceof StorageError) return cause;
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    return new StorageError('IO', `${what} in ${this.directory} failed: ${detail}`, { cause });
+  }
+}
+
+function validateName(name: string): void {
+  const ok =
+    name.length > 0 &&
+    Buffer.byteLength(name) <= STORAGE_NAME_BYTES_MAX &&
+    !name.startsWith('.') &&
+    name !== LOCK_FILE_NAME &&
+    !/[/\\\0]/.test(name);
+  if (!ok) {
+    throw new StorageError(
+      'INVALID_NAME',
+      `invalid storage file name ${JSON.stringify(name)}: use 1..${STORAGE_NAME_BYTES_MAX} bytes without '/', '\\' or NUL, not starting with '.', not ${LOCK_FILE_NAME}`,
+    );
+  }
+}
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Creates `directory` if needed and returns storage on it. */
+export async function openDirectoryStorage(directory: string): Promise<NodeDirectoryStorage> {
+  await mkdir(directory, { recursive: true });
+  return new NodeDirectoryStorage(directory);
+}

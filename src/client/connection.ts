@@ -1,0 +1,229 @@
+import {
+  FrameReader,
+  MESSAGE_BYTES_MAX_DEFAULT,
+  ProtocolError,
+  type Request,
+  type Response,
+  type TypedValue,
+  decodeResponse,
+  encodeRequest,
+  encodeVersion,
+} from '../protocol/index.ts';
+import type { ByteStream, DialStream } from '../runtime.ts';
+import { ClientError, ConnectionError, DqliteError } from './errors.ts';
+
+export interface ConnectionOptions {
+  dialTimeoutMs: number;
+  /** A request with no response after this long closes the connection. */
+  requestTimeoutMs: number;
+  messageBytesMax: number;
+  /** Bound on the rows one query may return (across all batches). */
+  resultRowsMax: number;
+}
+
+export const CONNECTION_DEFAULTS: ConnectionOptions = {
+  dialTimeoutMs: 5_000,
+  requestTimeoutMs: 30_000,
+  messageBytesMax: MESSAGE_BYTES_MAX_DEFAULT,
+  resultRowsMax: 1_000_000,
+};
+
+export interface RowsResult {
+  columns: string[];
+  rows: TypedValue[][];
+}
+
+type ResponseName = Response['type'];
+type ResponseOf<N extends ResponseName> = Extract<Response, { type: N }>;
+
+interface Waiter {
+  resolve(message: Uint8Array): void;
+  reject(error: Error): void;
+}
+
+/**
+ * One dqlite protocol connection: the version handshake, then one request at a time (callers
+ * are queued), each answered by one response (several for a batched Rows result).
+ */
+export class Connection {
+  readonly address: string;
+  private readonly stream: ByteStream;
+  private readonly options: ConnectionOptions;
+  private readonly frames: FrameReader;
+  /** Messages that arrived with nobody waiting; at most one batch of rows can be ahead. */
+  private readonly inbox: Uint8Array[] = [];
+  private static readonly INBOX_MAX = 16;
+  private waiter: Waiter | undefined;
+  private closeError: ConnectionError | undefined;
+  private queue: Promise<void> = Promise.resolve();
+
+  private constructor(address: string, stream: ByteStream, options: ConnectionOptions) {
+    this.address = address;
+    this.stream = stream;
+    this.options = options;
+    this.frames = new FrameReader({ messageBytesMax: options.messageBytesMax });
+    stream.onData((chunk) => this.receive(chunk));
+    stream.onClose((error) => this.fail(new ConnectionError(address, error ? `connection failed: ${error.message}` : 'connection closed by the server', true, { cause: error })));
+  }
+
+  static async open(dial: DialStream, address: string, options: ConnectionOptions): Promise<Connection> {
+    let stream: ByteStream;
+    try {
+      stream = await dial(address, { timeoutMs: options.dialTimeoutMs });
+    } catch (error) {
+      throw new ConnectionError(address, `cannot connect: ${error instanceof Error ? error.message : String(error)}`, false, { cause: error });
+    }
+    const connection = new Connection(address, stream, options);
+    if (!stream.write(encodeVersion())) {
+      throw new ConnectionError(address, 'connection closed during the handshake', false);
+    }
+    return connection;
+  }
+
+  get closed(): boolean {
+    return this.closeError !== undefined;
+  }
+
+  close(): void {
+    this.fail(new ConnectionError(this.address, 'connection closed by the client', true));
+    this.stream.close();
+  }
+
+  /** Sends `request` and expects a response of type `expected`; a Failure becomes a DqliteError. */
+  call<N extends ResponseName>(request: Request, expected: N): Promise<ResponseOf<N>> {
+    return this.exclusive(async () => {
+      await this.send(request);
+      return this.expectType(await this.receiveResponse(), expected);
+    });
+  }
+
+  /** Sends a query and collects every Rows batch. */
+  callRows(request: Request): Promise<RowsResult> {
+    return this.exclusive(async () => {
+      await this.send(request);
+      const rows: TypedValue[][] = [];
+      let columns: string[] = [];
+      for (;;) {
+        const batch = this.expectType(await this.receiveResponse(), 'rows');
+        columns = [...batch.columns];
+        for (const row of batch.rows) rows.push([...row]);
+        if (!batch.more) return { columns, rows };
+        if (rows.length > this.options.resultRowsMax) {
+          await this.interrupt();
+          throw new ClientError('too_large', `the query returned more than ${this.options.resultRowsMax} rows (option resultRowsMax)`);
+        }
+      }
+    });
+  }
+
+  /** Stops a batched result: Interrupt, then drop everything up to the Empty answer. */
+  private async interrupt(): Promise<void> {
+    await this.send({ type: 'interrupt', db: 0 });
+    for (;;) {
+      const response = await this.receiveResponse();
+      if (response.type === 'empty') return;
+    }
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  private async send(request: Request): Promise<void> {
+    if (this.closeError) throw new ConnectionError(this.address, this.closeError.message, false);
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeRequest(request, { messageBytesMax: this.options.messageBytesMax });
+    } catch (error) {
+      if (error instanceof ProtocolError) throw new ClientError('bad_argument', error.message, { cause: error });
+      throw error;
+    }
+    if (!this.stream.write(bytes)) {
+      throw new ConnectionError(this.address, 'connection closed before the request was sent', false);
+    }
+  }
+
+  private receiveResponse(): Promise<Response> {
+    return this.receiveMessage().then((message) => {
+      try {
+        return decodeResponse(message, { messageBytesMax: this.options.messageBytesMax });
+      } catch (error) {
+        // A response we cannot read leaves the stream in an unknown state.
+        const failure = new ConnectionError(this.address, `bad response: ${(error as Error).message}`, true, { cause: error });
+        this.fail(failure);
+        this.stream.close();
+        throw failure;
+      }
+    });
+  }
+
+  private receiveMessage(): Promise<Uint8Array> {
+    const ready = this.inbox.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.closeError) return Promise.reject(this.closeError);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const failure = new ConnectionError(this.address, `no response within ${this.options.requestTimeoutMs} ms`, true);
+        this.fail(failure);
+        this.stream.close();
+      }, this.options.requestTimeoutMs);
+      this.waiter = {
+        resolve: (message) => {
+          clearTimeout(timer);
+          resolve(message);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+    });
+  }
+
+  private receive(chunk: Uint8Array): void {
+    let messages: Uint8Array[];
+    try {
+      messages = this.frames.feed(chunk);
+    } catch (error) {
+      this.fail(new ConnectionError(this.address, `bad data from the server: ${(error as Error).message}`, true, { cause: error }));
+      this.stream.close();
+      return;
+    }
+    for (const message of messages) {
+      const waiter = this.waiter;
+      if (waiter) {
+        this.waiter = undefined;
+        waiter.resolve(message);
+      } else if (this.inbox.length < Connection.INBOX_MAX) {
+        this.inbox.push(message);
+      } else {
+        this.fail(new ConnectionError(this.address, 'the server sent messages nobody asked for', true));
+        this.stream.close();
+        return;
+      }
+    }
+  }
+
+  private expectType<N extends ResponseName>(response: Response, expected: N): ResponseOf<N> {
+    if (response.type === expected) return response as ResponseOf<N>;
+    if (response.type === 'failure') throw new DqliteError(response.code, response.message);
+    const failure = new ConnectionError(this.address, `expected a ${expected} response, got ${response.type}`, true);
+    this.fail(failure);
+    this.stream.close();
+    throw failure;
+  }
+
+  private fail(error: ConnectionError): void {
+    if (this.closeError) return;
+    this.closeError = error;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(error);
+  }
+}
+

@@ -1,0 +1,321 @@
+import {
+  type TypedValue,
+  type Value,
+  bigintToValue,
+  fromTypedValue,
+  toTypedValue,
+  ProtocolError,
+} from '../protocol/index.ts';
+import type { Connection } from './connection.ts';
+import { ClientError, ConnectionError, IndeterminateError } from './errors.ts';
+import { Link, type LinkOptions, type Session } from './link.ts';
+
+/** A parameter: an application value, or a wire value with an explicit type (e.g. a float 1.0). */
+export type Param = Value | TypedValue;
+
+export interface ExecResult {
+  /** Rowid of the last inserted row; a number when it is a safe integer, else a bigint. */
+  lastInsertId: number | bigint;
+  rowsAffected: number;
+}
+
+export interface QueryResult {
+  columns: string[];
+  rows: Record<string, Value>[];
+}
+
+export interface RawQueryResult {
+  columns: string[];
+  rows: Value[][];
+}
+
+export interface ConnectOptions extends LinkOptions {
+  /** Name of the database to open on the cluster (created on first use). */
+  database: string;
+  /** VFS name sent in Open; the go-dqlite driver sends "volatile". */
+  vfs?: string;
+}
+
+interface DbState {
+  db: number;
+}
+
+/** Statements and queries one can run: a Database, or the handle of a transaction. */
+export interface Queryable {
+  exec(sql: string, params?: readonly Param[]): Promise<ExecResult>;
+  query(sql: string, params?: readonly Param[]): Promise<QueryResult>;
+  queryRaw(sql: string, params?: readonly Param[]): Promise<RawQueryResult>;
+  prepare(sql: string): Promise<Statement>;
+}
+
+/** Runs one call on a session; Database retries across leaders, a Transaction never does. */
+interface Runner {
+  run<T>(what: string, mayHaveApplied: boolean, op: (session: Session<DbState>) => Promise<T>): Promise<T>;
+}
+
+export async function connect(options: ConnectOptions): Promise<Database> {
+  const database = new Database(options);
+  await database.ping();
+  return database;
+}
+
+/** A handle on one database of a dqlite cluster, following the leader. */
+export class Database implements Queryable {
+  private readonly link: Link<DbState>;
+  private readonly runner: Runner;
+
+  constructor(options: ConnectOptions) {
+    const vfs = options.vfs ?? 'volatile';
+    this.link = new Link<DbState>(options, async (connection: Connection) => {
+      const response = await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db');
+      return { db: response.id };
+    });
+    this.runner = { run: (what, mayHaveApplied, op) => this.link.call(what, mayHaveApplied, op) };
+  }
+
+  /** Connects (finding the leader and opening the database) if not connected yet. */
+  async ping(): Promise<void> {
+    await this.link.call('connect', false, async () => undefined);
+  }
+
+  exec(sql: string, params: readonly Param[] = []): Promise<ExecResult> {
+    return execOn(this.runner, sql, params);
+  }
+
+  async query(sql: string, params: readonly Param[] = []): Promise<QueryResult> {
+    return toObjects(await this.queryRaw(sql, params));
+  }
+
+  queryRaw(sql: string, params: readonly Param[] = []): Promise<RawQueryResult> {
+    return queryOn(this.runner, sql, params);
+  }
+
+  prepare(sql: string): Promise<Statement> {
+    return Statement.create(this.runner, sql);
+  }
+
+  /**
+   * Runs `work` inside BEGIN ... COMMIT on one connection; ROLLBACK when it throws. Other calls
+   * on this Database wait until it ends, so inside `work` use only `tx`, never this Database.
+   * A transaction is not retried: if the leader changes midway, the error reaches the caller.
+   * A lost connection during COMMIT is an IndeterminateError.
+   */
+  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    return this.link.exclusive(async () => {
+      const session = await this.link.callUnlocked('BEGIN', false, async (s) => {
+        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql: 'BEGIN', params: [] }, 'result');
+        return s;
+      });
+      const tx = new Transaction(session);
+      let result: T;
+      try {
+        result = await work(tx);
+      } catch (error) {
+        await this.rollback(session);
+        throw error;
+      } finally {
+        tx.end();
+      }
+      try {
+        await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'COMMIT', params: [] }, 'result');
+      } catch (error) {
+        if (error instanceof ConnectionError && error.sent) {
+          this.link.dropSession();
+          throw new IndeterminateError('COMMIT', { cause: error });
+        }
+        const lost = (error as { isLeadershipLost?: boolean }).isLeadershipLost === true;
+        if (lost) {
+          this.link.dropSession();
+          throw new IndeterminateError('COMMIT', { cause: error });
+        }
+        await this.rollback(session);
+        throw error;
+      }
+      return result;
+    });
+  }
+
+  private async rollback(session: Session<DbState>): Promise<void> {
+    try {
+      await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'ROLLBACK', params: [] }, 'result');
+    } catch {
+      // The server rolls back a transaction whose connection goes away.
+      this.link.dropSession();
+    }
+  }
+
+  close(): Promise<void> {
+    this.link.close();
+    return Promise.resolve();
+  }
+}
+
+/** The handle `transaction` passes to its callback; valid until the callback returns. */
+export class Transaction implements Queryable {
+  private readonly runner: Runner;
+  private ended = false;
+
+  constructor(session: Session<DbState>) {
+    this.runner = {
+      run: (_what, _mayHaveApplied, op) => {
+        if (this.ended) return Promise.reject(new ClientError('closed', 'the transaction has ended'));
+        return op(session);
+      },
+    };
+  }
+
+  end(): void {
+    this.ended = true;
+  }
+
+  exec(sql: string, params: readonly Param[] = []): Promise<ExecResult> {
+    return execOn(this.runner, sql, params);
+  }
+
+  async query(sql: string, params: readonly Param[] = []): Promise<QueryResult> {
+    return toObjects(await this.queryRaw(sql, params));
+  }
+
+  queryRaw(sql: string, params: readonly Param[] = []): Promise<RawQueryResult> {
+    return queryOn(this.runner, sql, params);
+  }
+
+  prepare(sql: string): Promise<Statement> {
+    return Statement.create(this.runner, sql);
+  }
+}
+
+/** A prepared statement; re-prepared transparently after the client moved to a new leader. */
+export class Statement {
+  readonly sql: string;
+  private readonly runner: Runner;
+  private prepared: { generation: number; connection: Connection; db: number; id: number; paramCount: number } | undefined;
+  private closed = false;
+
+  private constructor(runner: Runner, sql: string) {
+    this.runner = runner;
+    this.sql = sql;
+  }
+
+  static async create(runner: Runner, sql: string): Promise<Statement> {
+    const statement = new Statement(runner, sql);
+    await runner.run(sql, false, (session) => statement.ensurePrepared(session));
+    return statement;
+  }
+
+  /** Number of parameters SQLite found in the statement. */
+  get paramCount(): number {
+    return this.prepared?.paramCount ?? 0;
+  }
+
+  private async ensurePrepared(session: Session<DbState>): Promise<number> {
+    if (this.closed) throw new ClientError('closed', 'the statement is closed');
+    if (this.prepared && this.prepared.generation === session.generation) return this.prepared.id;
+    const response = await session.connection.call({ type: 'prepare', db: session.state.db, sql: this.sql }, 'stmt');
+    this.prepared = {
+      generation: session.generation,
+      connection: session.connection,
+      db: response.db,
+      id: response.id,
+      paramCount: response.paramCount,
+    };
+    return response.id;
+  }
+
+  private checkArity(params: readonly Param[]): void {
+    if (this.prepared && params.length !== this.prepared.paramCount) {
+      throw new ClientError('bad_argument', `the statement takes ${this.prepared.paramCount} parameters, got ${params.length}`);
+    }
+  }
+
+  exec(params: readonly Param[] = []): Promise<ExecResult> {
+    const typed = typeParams(params);
+    return this.runner.run(this.sql, true, async (session) => {
+      const id = await this.ensurePrepared(session);
+      this.checkArity(params);
+      const result = await session.connection.call({ type: 'exec', db: session.state.db, stmt: id, params: typed }, 'result');
+      return toExecResult(result);
+    });
+  }
+
+  async query(params: readonly Param[] = []): Promise<QueryResult> {
+    return toObjects(await this.queryRaw(params));
+  }
+
+  queryRaw(params: readonly Param[] = []): Promise<RawQueryResult> {
+    const typed = typeParams(params);
+    return this.runner.run(this.sql, !isReadOnlySql(this.sql), async (session) => {
+      const id = await this.ensurePrepared(session);
+      this.checkArity(params);
+      return toRaw(await session.connection.callRows({ type: 'query', db: session.state.db, stmt: id, params: typed }));
+    });
+  }
+
+  /** Finalizes the statement on the server (if its connection is still open). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    if (!prepared || prepared.connection.closed) return;
+    try {
+      await prepared.connection.call({ type: 'finalize', db: prepared.db, stmt: prepared.id }, 'empty');
+    } catch {
+      // The statement dies with its connection anyway.
+    }
+  }
+}
+
+function typeParams(params: readonly Param[]): TypedValue[] {
+  try {
+    return params.map((param) => toTypedValue(param));
+  } catch (error) {
+    if (error instanceof ProtocolError) throw new ClientError('bad_argument', error.message, { cause: error });
+    throw error;
+  }
+}
+
+function execOn(runner: Runner, sql: string, params: readonly Param[]): Promise<ExecResult> {
+  const typed = typeParams(params);
+  return runner.run(sql, true, async (session) =>
+    toExecResult(await session.connection.call({ type: 'exec_sql', db: session.state.db, sql, params: typed }, 'result')),
+  );
+}
+
+function queryOn(runner: Runner, sql: string, params: readonly Param[]): Promise<RawQueryResult> {
+  const typed = typeParams(params);
+  return runner.run(sql, !isReadOnlySql(sql), async (session) =>
+    toRaw(await session.connection.callRows({ type: 'query_sql', db: session.state.db, sql, params: typed })),
+  );
+}
+
+function toExecResult(result: { lastInsertId: bigint; rowsAffected: bigint }): ExecResult {
+  return { lastInsertId: bigintToValue(result.lastInsertId), rowsAffected: Number(result.rowsAffected) };
+}
+
+function toRaw(result: { columns: string[]; rows: TypedValue[][] }): RawQueryResult {
+  return { columns: result.columns, rows: result.rows.map((row) => row.map(fromTypedValue)) };
+}
+
+function toObjects(raw: RawQueryResult): QueryResult {
+  return {
+    columns: raw.columns,
+    rows: raw.rows.map((row) => {
+      const record: Record<string, Value> = {};
+      raw.columns.forEach((column, i) => {
+        record[column] = row[i] ?? null;
+      });
+      return record;
+    }),
+  };
+}
+
+/**
+ * Whether a query certainly writes nothing, so it may be repeated after a lost response.
+ * Deliberately narrow: anything else (RETURNING, PRAGMA with arguments, ...) counts as a write.
+ */
+export function isReadOnlySql(sql: string): boolean {
+  const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim().toUpperCase();
+  if (!/^(SELECT|VALUES|EXPLAIN|WITH)\b/.test(text)) return false;
+  return !/\b(INSERT|UPDATE|DELETE|REPLACE|RETURNING|CREATE|DROP|ALTER|ATTACH|DETACH|VACUUM|REINDEX)\b/.test(text);
+}

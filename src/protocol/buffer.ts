@@ -1,0 +1,262 @@
+import { WORD_BYTES } from './constants.ts';
+import { ProtocolError } from './errors.ts';
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8');
+
+const U64_MAX = (1n << 64n) - 1n;
+
+export function padToWord(bytes: number): number {
+  return Math.ceil(bytes / WORD_BYTES) * WORD_BYTES;
+}
+
+/** Bytes a text field takes: UTF-8, NUL, zero padding to a word. */
+export function textFieldBytes(utf8Bytes: number): number {
+  return padToWord(utf8Bytes + 1);
+}
+
+export function utf8Encode(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}
+
+/** Appends word-aligned little-endian fields to a growing buffer bounded by `bytesMax`. */
+export class Writer {
+  private bytes: Uint8Array;
+  private view: DataView;
+  private offset = 0;
+  private readonly bytesMax: number;
+
+  constructor(bytesMax: number, initialBytes = 256) {
+    this.bytesMax = bytesMax;
+    this.bytes = new Uint8Array(Math.min(initialBytes, bytesMax));
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  get length(): number {
+    return this.offset;
+  }
+
+  private reserve(extraBytes: number): number {
+    const start = this.offset;
+    const needed = start + extraBytes;
+    if (needed > this.bytesMax) {
+      throw new ProtocolError(
+        'too_large',
+        `message of at least ${needed} bytes exceeds the limit of ${this.bytesMax} bytes`,
+      );
+    }
+    if (needed > this.bytes.length) {
+      let size = Math.max(this.bytes.length * 2, 64);
+      while (size < needed) size *= 2;
+      const grown = new Uint8Array(Math.min(size, this.bytesMax));
+      grown.set(this.bytes.subarray(0, this.offset));
+      this.bytes = grown;
+      this.view = new DataView(grown.buffer);
+    }
+    this.offset = needed;
+    return start;
+  }
+
+  u8(value: number): void {
+    const at = this.reserve(1);
+    this.bytes[at] = value;
+  }
+
+  u32(value: number): void {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+      throw new ProtocolError('bad_value', `${value} is not a 32-bit unsigned integer`);
+    }
+    this.view.setUint32(this.reserve(4), value, true);
+  }
+
+  u64(value: number | bigint): void {
+    const big = typeof value === 'bigint' ? value : safeIntegerToBigInt(value);
+    if (big < 0n || big > U64_MAX) {
+      throw new ProtocolError('bad_value', `${value} is not a 64-bit unsigned integer`);
+    }
+    this.view.setBigUint64(this.reserve(8), big, true);
+  }
+
+  i64(value: bigint): void {
+    if (value < -(1n << 63n) || value >= 1n << 63n) {
+      throw new ProtocolError('bad_value', `${value} is not a 64-bit signed integer`);
+    }
+    this.view.setBigInt64(this.reserve(8), value, true);
+  }
+
+  f64(value: number): void {
+    this.view.setFloat64(this.reserve(8), value, true);
+  }
+
+  /** UTF-8, a NUL terminator, zero padding to a word. */
+  text(value: string): void {
+    const utf8 = textEncoder.encode(value);
+    if (utf8.includes(0)) {
+      throw new ProtocolError('bad_value', 'text values cannot contain NUL characters on the dqlite wire');
+    }
+    const at = this.reserve(textFieldBytes(utf8.length));
+    this.bytes.set(utf8, at);
+    this.bytes.fill(0, at + utf8.length, this.offset);
+  }
+
+  /** u64 length, the bytes, zero padding to a word. */
+  blob(value: Uint8Array): void {
+    this.u64(value.length);
+    this.raw(value);
+    this.padToWord();
+  }
+
+  raw(value: Uint8Array): void {
+    const at = this.reserve(value.length);
+    this.bytes.set(value, at);
+  }
+
+  padToWord(): void {
+    const padded = padToWord(this.offset);
+    const at = this.reserve(padded - this.offset);
+    this.bytes.fill(0, at, this.offset);
+  }
+
+  /** Overwrite 4 bytes already written (the header's word count). */
+  patchU32(at: number, value: number): void {
+    this.view.setUint32(at, value, true);
+  }
+
+  finish(): Uint8Array {
+    return this.bytes.slice(0, this.offset);
+  }
+}
+
+function safeIntegerToBigInt(value: number): bigint {
+  if (!Number.isSafeInteger(value)) {
+    throw new ProtocolError('bad_value', `${value} is not an integer that fits in 53 bits`);
+  }
+  return BigInt(value);
+}
+
+/** Reads fields from a message body; every read is bounds-checked and throws ProtocolError. */
+export class Reader {
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  private offset: number;
+  private readonly end: number;
+  /** What is being decoded, for error messages. */
+  private readonly what: string;
+
+  constructor(bytes: Uint8Array, what: string, start = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.offset = start;
+    this.end = end;
+    this.what = what;
+  }
+
+  get position(): number {
+    return this.offset;
+  }
+
+  get remaining(): number {
+    return this.end - this.offset;
+  }
+
+  atEnd(): boolean {
+    return this.offset >= this.end;
+  }
+
+  private take(byteCount: number, field: string): number {
+    if (byteCount > this.end - this.offset) {
+      throw new ProtocolError(
+        'truncated',
+        `${this.what}: ${field} needs ${byteCount} bytes at offset ${this.offset}, only ${this.end - this.offset} left`,
+      );
+    }
+    const at = this.offset;
+    this.offset += byteCount;
+    return at;
+  }
+
+  u8(field: string): number {
+    return this.bytes[this.take(1, field)]!;
+  }
+
+  u32(field: string): number {
+    return this.view.getUint32(this.take(4, field), true);
+  }
+
+  u64(field: string): bigint {
+    return this.view.getBigUint64(this.take(8, field), true);
+  }
+
+  /** A u64 that must fit in a JS number (ids, counts, codes). */
+  u64Number(field: string, max: number = Number.MAX_SAFE_INTEGER): number {
+    const value = this.u64(field);
+    if (value > BigInt(max)) {
+      throw new ProtocolError('bad_value', `${this.what}: ${field} is ${value}, more than the maximum ${max}`);
+    }
+    return Number(value);
+  }
+
+  i64(field: string): bigint {
+    return this.view.getBigInt64(this.take(8, field), true);
+  }
+
+  f64(field: string): number {
+    return this.view.getFloat64(this.take(8, field), true);
+  }
+
+  text(field: string): string {
+    const start = this.offset;
+    const nul = this.bytes.subarray(start, this.end).indexOf(0);
+    if (nul < 0) {
+      throw new ProtocolError('bad_text', `${this.what}: ${field} at offset ${start} has no NUL terminator`);
+    }
+    const value = textDecoder.decode(this.bytes.subarray(start, start + nul));
+    this.take(textFieldBytes(nul), field);
+    return value;
+  }
+
+  blob(field: string): Uint8Array {
+    const length = this.u64(field);
+    if (length > BigInt(this.remaining)) {
+      throw new ProtocolError(
+        'truncated',
+        `${this.what}: ${field} claims ${length} bytes, only ${this.remaining} left in the message`,
+      );
+    }
+    const data = this.raw(Number(length), field);
+    this.skipToWord(field);
+    return data;
+  }
+
+  /** A copy, so decoded values do not pin the receive buffer. */
+  raw(byteCount: number, field: string): Uint8Array {
+    const at = this.take(byteCount, field);
+    return this.bytes.slice(at, at + byteCount);
+  }
+
+  skip(byteCount: number, field: string): void {
+    this.take(byteCount, field);
+  }
+
+  skipToWord(field: string): void {
+    const padded = padToWord(this.offset);
+    this.take(padded - this.offset, field);
+  }
+
+  /** Look at a byte without consuming it (Rows end markers). */
+  peekU8(at: number): number | undefined {
+    return this.offset + at < this.end ? this.bytes[this.offset + at] : undefined;
+  }
+
+  /** A count of items each taking at least `itemBytesMin`; rejects counts the body cannot hold. */
+  count(field: string, itemBytesMin: number): number {
+    const value = this.u64(field);
+    if (value > BigInt(Math.floor(this.remaining / itemBytesMin))) {
+      throw new ProtocolError(
+        'too_large',
+        `${this.what}: ${field} is ${value}, but only ${this.remaining} bytes are left in the message`,
+      );
+    }
+    return Number(value);
+  }
+}

@@ -1,0 +1,110 @@
+import { HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, WORD_BYTES } from './constants.ts';
+import { ProtocolError } from './errors.ts';
+
+export interface FrameReaderOptions {
+  /** Reject a message whose body exceeds this, before allocating it. Default 64 MiB. */
+  messageBytesMax?: number;
+  /**
+   * Server side: the stream starts with the client's 8-byte protocol version word; it is
+   * checked against `acceptedVersions` (default: version 1 only) and not returned as a message.
+   */
+  expectVersion?: boolean;
+  acceptedVersions?: readonly bigint[];
+}
+
+/**
+ * Cuts a byte stream into whole messages (header + body). Feed chunks in order; each call
+ * returns the messages completed by that chunk. After a ProtocolError the stream is unusable.
+ */
+export class FrameReader {
+  private readonly messageBytesMax: number;
+  private readonly acceptedVersions: readonly bigint[];
+  private awaitingVersion: boolean;
+  private readonly headerBytes = new Uint8Array(HEADER_BYTES);
+  private headerFill = 0;
+  private message: Uint8Array | undefined;
+  private messageFill = 0;
+  private failed: ProtocolError | undefined;
+  /** The protocol version the client announced (server side), once read. */
+  version: bigint | undefined;
+
+  constructor(options: FrameReaderOptions = {}) {
+    this.messageBytesMax = options.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT;
+    this.awaitingVersion = options.expectVersion ?? false;
+    this.acceptedVersions = options.acceptedVersions ?? [PROTOCOL_VERSION];
+  }
+
+  /** Bytes held for an incomplete message. */
+  get bufferedBytes(): number {
+    return this.message ? this.messageFill : this.headerFill;
+  }
+
+  feed(chunk: Uint8Array): Uint8Array[] {
+    if (this.failed) throw this.failed;
+    try {
+      return this.consume(chunk);
+    } catch (error) {
+      if (error instanceof ProtocolError) this.failed = error;
+      throw error;
+    }
+  }
+
+  private consume(chunk: Uint8Array): Uint8Array[] {
+    const messages: Uint8Array[] = [];
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.message) {
+        const take = Math.min(chunk.length - at, this.message.length - this.messageFill);
+        this.message.set(chunk.subarray(at, at + take), this.messageFill);
+        this.messageFill += take;
+        at += take;
+        if (this.messageFill === this.message.length) {
+          messages.push(this.message);
+          this.message = undefined;
+          this.messageFill = 0;
+        }
+        continue;
+      }
+      const take = Math.min(chunk.length - at, HEADER_BYTES - this.headerFill);
+      this.headerBytes.set(chunk.subarray(at, at + take), this.headerFill);
+      this.headerFill += take;
+      at += take;
+      if (this.headerFill < HEADER_BYTES) break;
+      this.headerFill = 0;
+      const view = new DataView(this.headerBytes.buffer);
+      if (this.awaitingVersion) {
+        this.awaitingVersion = false;
+        const version = view.getBigUint64(0, true);
+        if (!this.acceptedVersions.includes(version)) {
+          throw new ProtocolError('bad_version', `unsupported dqlite protocol version 0x${version.toString(16)}`);
+        }
+        this.version = version;
+        continue;
+      }
+      const words = view.getUint32(0, true);
+      const bodyBytes = words * WORD_BYTES;
+      if (bodyBytes > this.messageBytesMax) {
+        throw new ProtocolError(
+          'too_large',
+          `message of ${bodyBytes} bytes (type ${view.getUint8(4)}) exceeds the limit of ${this.messageBytesMax} bytes`,
+        );
+      }
+      const message = new Uint8Array(HEADER_BYTES + bodyBytes);
+      message.set(this.headerBytes);
+      if (bodyBytes === 0) {
+        messages.push(message);
+      } else {
+        this.message = message;
+        this.messageFill = HEADER_BYTES;
+      }
+    }
+    return messages;
+  }
+}
+
+/** The 8 bytes a client sends right after connecting. */
+export function encodeVersion(version: bigint = PROTOCOL_VERSION): Uint8Array {
+  const bytes = new Uint8Array(WORD_BYTES);
+  new DataView(bytes.buffer).setBigUint64(0, version, true);
+  return bytes;
+}

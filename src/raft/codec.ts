@@ -1,0 +1,340 @@
+/**
+ * Binary codecs for peer messages (entries and snapshot chunks included), ConfChange entry data
+ * and whole configurations. Little-endian; integers are u64 holding values up to 2^53-1.
+ * Decoders validate every field and bound every length; bad input throws RaftCodecError.
+ */
+import { RaftCodecError } from './errors.ts';
+import { ADDRESS_BYTES_MAX, MEMBERS_MAX } from './membership.ts';
+import type { ConfChange, Configuration, Entry, Member, Message, Role, SnapshotChunk } from './types.ts';
+import { EntryType, MessageType } from './types.ts';
+
+const MESSAGE_VERSION = 1;
+const CONF_CHANGE_VERSION = 1;
+const CONFIGURATION_VERSION = 1;
+/** Upper bound of an encoded message: a peer cannot make us allocate more than this. */
+export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
+export const MESSAGE_ENTRIES_MAX = 65536;
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+class Writer {
+  private buf = new Uint8Array(256);
+  private view = new DataView(this.buf.buffer);
+  private pos = 0;
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.view.setUint8(this.pos, v);
+    this.pos += 1;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  u64(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RaftCodecError(`cannot encode ${v}: not an integer in 0..2^53-1`);
+    this.ensure(8);
+    this.view.setUint32(this.pos, v % 0x100000000, true);
+    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
+    this.pos += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+}
+
+class Reader {
+  private readonly view: DataView;
+  private pos = 0;
+  constructor(private readonly buf: Uint8Array, private readonly what: string) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  private need(n: number, field: string): void {
+    if (this.pos + n > this.buf.length) {
+      throw new RaftCodecError(`${this.what} truncated: ${field} needs ${n} bytes at offset ${this.pos}, only ${this.buf.length - this.pos} left`);
+    }
+  }
+
+  u8(field: string): number {
+    this.need(1, field);
+    return this.view.getUint8(this.pos++);
+  }
+
+  u16(field: string): number {
+    this.need(2, field);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(field: string): number {
+    this.need(4, field);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  u64(field: string): number {
+    this.need(8, field);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    if (hi >= 0x200000) throw new RaftCodecError(`${this.what}: ${field} exceeds 2^53-1`);
+    return hi * 0x100000000 + lo;
+  }
+
+  bytes(n: number, field: string): Uint8Array {
+    this.need(n, field);
+    const b = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  end(): void {
+    if (this.pos !== this.buf.length) throw new RaftCodecError(`${this.what}: ${this.buf.length - this.pos} unexpected trailing bytes`);
+  }
+}
+
+const ROLES: Role[] = ['voter', 'standby', 'spare'];
+
+function writeRole(w: Writer, role: Role): void {
+  const i = ROLES.indexOf(role);
+  if (i < 0) throw new RaftCodecError(`cannot encode role ${String(role)}`);
+  w.u8(i);
+}
+
+function readRole(r: Reader, field: string): Role {
+  const v = r.u8(field);
+  const role = ROLES[v];
+  if (role === undefined) throw new RaftCodecError(`unknown role ${v} in ${field}`);
+  return role;
+}
+
+function writeAddress(w: Writer, address: string): void {
+  const b = utf8Encoder.encode(address);
+  if (b.length > ADDRESS_BYTES_MAX) throw new RaftCodecError(`address longer than ${ADDRESS_BYTES_MAX} bytes`);
+  w.u16(b.length);
+  w.bytes(b);
+}
+
+function readAddress(r: Reader): string {
+  const n = r.u16('address length');
+  if (n > ADDRESS_BYTES_MAX) throw new RaftCodecError(`address length ${n} exceeds ${ADDRESS_BYTES_MAX}`);
+  try {
+    return utf8Decoder.decode(r.bytes(n, 'address'));
+  } catch (e) {
+    if (e instanceof RaftCodecError) throw e;
+    throw new RaftCodecError('address is not valid UTF-8');
+  }
+}
+
+function readNodeId(r: Reader, field: string, allowZero: boolean): number {
+  const v = r.u64(field);
+  if (v === 0 && !allowZero) throw new RaftCodecError(`${field} must be a node id >= 1`);
+  return v;
+}
+
+function writeConfigurationBody(w: Writer, c: Configuration): void {
+  if (c.members.length > MEMBERS_MAX) throw new RaftCodecError(`configuration has more than ${MEMBERS_MAX} members`);
+  w.u32(c.members.length);
+  for (const m of c.members) {
+    w.u64(m.id);
+    writeRole(w, m.role);
+    writeAddress(w, m.address);
+  }
+}
+
+function readConfigurationBody(r: Reader): Configuration {
+  const n = r.u32('member count');
+  if (n > MEMBERS_MAX) throw new RaftCodecError(`member count ${n} exceeds ${MEMBERS_MAX}`);
+  const members: Member[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const id = readNodeId(r, 'member id', false);
+    if (seen.has(id)) throw new RaftCodecError(`member id ${id} appears twice in the configuration`);
+    seen.add(id);
+    const role = readRole(r, 'member role');
+    const address = readAddress(r);
+    members.push({ id, address, role });
+  }
+  return { members };
+}
+
+export function encodeConfiguration(c: Configuration): Uint8Array {
+  const w = new Writer();
+  w.u8(CONFIGURATION_VERSION);
+  writeConfigurationBody(w, c);
+  return w.finish();
+}
+
+export function decodeConfiguration(bytes: Uint8Array): Configuration {
+  const r = new Reader(bytes, 'configuration');
+  const v = r.u8('version');
+  if (v !== CONFIGURATION_VERSION) throw new RaftCodecError(`configuration version ${v} is not supported (expected ${CONFIGURATION_VERSION})`);
+  const c = readConfigurationBody(r);
+  r.end();
+  return c;
+}
+
+const CONF_CHANGE_TYPES = ['add', 'assign', 'remove'] as const;
+
+export function encodeConfChange(c: ConfChange): Uint8Array {
+  const w = new Writer();
+  w.u8(CONF_CHANGE_VERSION);
+  w.u8(CONF_CHANGE_TYPES.indexOf(c.type) + 1);
+  w.u64(c.id);
+  if (c.type === 'add') {
+    writeRole(w, c.role);
+    writeAddress(w, c.address);
+  } else if (c.type === 'assign') {
+    writeRole(w, c.role);
+  }
+  return w.finish();
+}
+
+export function decodeConfChange(bytes: Uint8Array): ConfChange {
+  const r = new Reader(bytes, 'conf change');
+  const v = r.u8('version');
+  if (v !== CONF_CHANGE_VERSION) throw new RaftCodecError(`conf change version ${v} is not supported (expected ${CONF_CHANGE_VERSION})`);
+  const t = r.u8('type');
+  const id = readNodeId(r, 'node id', false);
+  let c: ConfChange;
+  if (t === 1) {
+    const role = readRole(r, 'role');
+    c = { type: 'add', id, address: readAddress(r), role };
+  } else if (t === 2) {
+    c = { type: 'assign', id, role: readRole(r, 'role') };
+  } else if (t === 3) {
+    c = { type: 'remove', id };
+  } else {
+    throw new RaftCodecError(`unknown conf change type ${t}`);
+  }
+  r.end();
+  return c;
+}
+
+function isMessageType(v: number): v is MessageType {
+  return v >= MessageType.Append && v <= MessageType.TimeoutNow;
+}
+
+function isEntryType(v: number): v is EntryType {
+  return v >= EntryType.Normal && v <= EntryType.Configuration;
+}
+
+export function encodeMessage(m: Message): Uint8Array {
+  const w = new Writer();
+  w.u8(MESSAGE_VERSION);
+  w.u8(m.type);
+  w.u64(m.from);
+  w.u64(m.to);
+  w.u64(m.term);
+  w.u64(m.logTerm);
+  w.u64(m.index);
+  w.u64(m.commit);
+  w.u8(m.reject ? 1 : 0);
+  w.u64(m.rejectHint);
+  w.u64(m.context);
+  if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
+  w.u32(m.entries.length);
+  for (const e of m.entries) {
+    w.u64(e.term);
+    w.u64(e.index);
+    w.u8(e.type);
+    w.u32(e.data.length);
+    w.bytes(e.data);
+  }
+  const s = m.snapshot;
+  w.u8(s ? 1 : 0);
+  if (s) {
+    w.u64(s.meta.index);
+    w.u64(s.meta.term);
+    writeConfigurationBody(w, s.meta.configuration);
+    w.u64(s.offset);
+    w.u64(s.totalBytes);
+    w.u32(s.data.length);
+    w.bytes(s.data);
+  }
+  const out = w.finish();
+  if (out.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  return out;
+}
+
+export function decodeMessage(bytes: Uint8Array): Message {
+  if (bytes.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`message is ${bytes.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  const r = new Reader(bytes, 'raft message');
+  const v = r.u8('version');
+  if (v !== MESSAGE_VERSION) throw new RaftCodecError(`raft message version ${v} is not supported (expected ${MESSAGE_VERSION})`);
+  const type = r.u8('type');
+  if (!isMessageType(type)) throw new RaftCodecError(`unknown raft message type ${type}`);
+  const from = readNodeId(r, 'from', false);
+  const to = readNodeId(r, 'to', false);
+  const term = r.u64('term');
+  const logTerm = r.u64('logTerm');
+  const index = r.u64('index');
+  const commit = r.u64('commit');
+  const rejectByte = r.u8('reject');
+  if (rejectByte > 1) throw new RaftCodecError(`reject flag must be 0 or 1, got ${rejectByte}`);
+  const rejectHint = r.u64('rejectHint');
+  const context = r.u64('context');
+  const count = r.u32('entry count');
+  if (count > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`entry count ${count} exceeds ${MESSAGE_ENTRIES_MAX}`);
+  // Each entry takes at least 21 bytes: reject counts the input cannot hold before allocating.
+  if (count * 21 > bytes.length) throw new RaftCodecError(`entry count ${count} cannot fit in ${bytes.length} bytes`);
+  const entries: Entry[] = [];
+  for (let i = 0; i < count; i++) {
+    const eTerm = r.u64('entry term');
+    const eIndex = r.u64('entry index');
+    const eType = r.u8('entry type');
+    if (!isEntryType(eType)) throw new RaftCodecError(`unknown entry type ${eType}`);
+    const len = r.u32('entry data length');
+    const data = r.bytes(len, 'entry data');
+    if (i > 0 && eIndex !== entries[i - 1]!.index + 1) throw new RaftCodecError(`entry indexes are not consecutive at entry ${i}`);
+    entries.push({ term: eTerm, index: eIndex, type: eType, data });
+  }
+  const hasSnapshot = r.u8('snapshot flag');
+  if (hasSnapshot > 1) throw new RaftCodecError(`snapshot flag must be 0 or 1, got ${hasSnapshot}`);
+  let snapshot: SnapshotChunk | undefined;
+  if (hasSnapshot === 1) {
+    const sIndex = r.u64('snapshot index');
+    const sTerm = r.u64('snapshot term');
+    const configuration = readConfigurationBody(r);
+    const offset = r.u64('snapshot offset');
+    const totalBytes = r.u64('snapshot total bytes');
+    const len = r.u32('snapshot chunk length');
+    const data = r.bytes(len, 'snapshot chunk');
+    if (offset + len > totalBytes) throw new RaftCodecError(`snapshot chunk ends at ${offset + len}, past the total ${totalBytes} bytes`);
+    snapshot = { meta: { index: sIndex, term: sTerm, configuration }, offset, totalBytes, data };
+  }
+  r.end();
+  const m: Message = { type, from, to, term, logTerm, index, commit, reject: rejectByte === 1, rejectHint, context, entries };
+  if (snapshot) m.snapshot = snapshot;
+  return m;
+}

@@ -1,0 +1,128 @@
+/**
+ * What the leader knows about one replica (voter or standby): how far its log matches, what to
+ * send next, and the flow-control state (etcd's probe / replicate / snapshot).
+ * - probe: one append at a time until we find where the logs match;
+ * - replicate: optimistic pipelining, at most `inflightMax` appends in flight;
+ * - snapshot: sending a snapshot in chunks, appends paused until it is installed.
+ */
+import type { Snapshot } from './types.ts';
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+export class Progress {
+  match = 0;
+  next: number;
+  state: ProgressState = 'probe';
+  /** In probe state: an append was sent and not answered since the last heartbeat. */
+  probeSent = false;
+  /** Heard from since the last check-quorum round. */
+  recentActive = false;
+  /** Last index of each append in flight (replicate state), oldest first. */
+  private inflight: number[] = [];
+  /** Snapshot state: the snapshot being sent and how many bytes the follower has confirmed. */
+  snapshot: Snapshot | undefined;
+  snapshotAckedBytes = 0;
+  /** Ticks since the last snapshot chunk was sent, to resend lost chunks. */
+  snapshotIdleTicks = 0;
+
+  constructor(next: number, readonly inflightMax: number) {
+    this.next = next;
+  }
+
+  becomeProbe(): void {
+    if (this.state === 'snapshot' && this.snapshot) {
+      this.next = Math.max(this.match + 1, this.snapshot.meta.index + 1);
+    } else {
+      this.next = this.match + 1;
+    }
+    this.reset('probe');
+  }
+
+  becomeReplicate(): void {
+    this.next = this.match + 1;
+    this.reset('replicate');
+  }
+
+  becomeSnapshot(snapshot: Snapshot): void {
+    this.reset('snapshot');
+    this.snapshot = snapshot;
+    this.snapshotAckedBytes = 0;
+    this.snapshotIdleTicks = 0;
+  }
+
+  private reset(state: ProgressState): void {
+    this.state = state;
+    this.probeSent = false;
+    this.inflight = [];
+    this.snapshot = undefined;
+    this.snapshotAckedBytes = 0;
+  }
+
+  /** A successful append response up to `index`. Returns true if match moved. */
+  maybeUpdate(index: number): boolean {
+    let updated = false;
+    if (index > this.match) {
+      this.match = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    this.next = Math.max(this.next, index + 1);
+    this.freeInflightTo(index);
+    return updated;
+  }
+
+  /**
+   * A rejected append at `rejected`; `matchHint` is the highest index that may match.
+   * Returns false for a stale rejection (ignored).
+   */
+  maybeDecrTo(rejected: number, matchHint: number): boolean {
+    if (this.state === 'replicate') {
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  /** Whether the leader should hold back appends to this replica. */
+  isPaused(): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflight.length >= this.inflightMax;
+      case 'snapshot':
+        return true;
+    }
+  }
+
+  /** Records an append that was just sent, ending at `lastIndex`. */
+  sentAppend(lastIndex: number, entryCount: number): void {
+    if (this.state === 'replicate') {
+      if (entryCount > 0) {
+        this.next = lastIndex + 1;
+        this.inflight.push(lastIndex);
+      }
+    } else if (this.state === 'probe') {
+      this.probeSent = true;
+    }
+  }
+
+  private freeInflightTo(index: number): void {
+    let n = 0;
+    while (n < this.inflight.length && this.inflight[n]! <= index) n++;
+    if (n > 0) this.inflight = this.inflight.slice(n);
+  }
+
+  /** A heartbeat round without answer: let one more append through (the last may be lost). */
+  freeOneInflight(): void {
+    if (this.inflight.length > 0) this.inflight.shift();
+  }
+
+  inflightCount(): number {
+    return this.inflight.length;
+  }
+}

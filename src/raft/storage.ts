@@ -1,0 +1,150 @@
+/**
+ * The storage the core reads from, and an in-memory implementation. The core never writes to
+ * storage: the application persists what `Ready` hands it (entries, hard state, snapshots),
+ * then calls `advance`. Durable file-backed implementations belong to the node.
+ */
+import { CompactedError, RaftError, UnavailableError } from './errors.ts';
+import type { Configuration, Entry, HardState, Snapshot } from './types.ts';
+
+export interface RaftStorage {
+  /** Persisted hard state, and the configuration as of the snapshot (index firstIndex()-1). */
+  initialState(): { hardState: HardState; configuration: Configuration };
+  /**
+   * Entries [lo, hi). With maxBytes, stops before the entry that would exceed it but returns at
+   * least one entry. Throws CompactedError if lo < firstIndex(), UnavailableError if hi > lastIndex()+1.
+   */
+  entries(lo: number, hi: number, maxBytes?: number): Entry[];
+  /** Term of entry `index`, valid for firstIndex()-1 .. lastIndex(); throws otherwise. */
+  term(index: number): number;
+  firstIndex(): number;
+  lastIndex(): number;
+  /** The latest snapshot (index 0 and empty data when there is none). */
+  snapshot(): Snapshot;
+}
+
+/** Bytes an entry counts for in size limits: its data plus a fixed header estimate. */
+export function entrySizeBytes(entry: Entry): number {
+  return entry.data.length + 32;
+}
+
+/** Bytes counted for a list of entries (see entrySizeBytes). */
+export function limitEntriesBytes(entries: Entry[], maxBytes: number | undefined): Entry[] {
+  if (maxBytes === undefined || entries.length === 0) return entries;
+  let total = entrySizeBytes(entries[0]!);
+  let n = 1;
+  while (n < entries.length) {
+    total += entrySizeBytes(entries[n]!);
+    if (total > maxBytes) break;
+    n++;
+  }
+  return n === entries.length ? entries : entries.slice(0, n);
+}
+
+function emptyConfiguration(): Configuration {
+  return { members: [] };
+}
+
+export function cloneConfiguration(c: Configuration): Configuration {
+  return { members: c.members.map((m) => ({ id: m.id, address: m.address, role: m.role })) };
+}
+
+/** Storage in memory: the simulator's "disk" and a model for durable implementations. */
+export class MemoryStorage implements RaftStorage {
+  private hard: HardState = { term: 0, vote: 0, commit: 0 };
+  private snap: Snapshot = { meta: { index: 0, term: 0, configuration: emptyConfiguration() }, data: new Uint8Array(0) };
+  /** ents[0] is a dummy holding the snapshot's index and term. */
+  private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
+
+  initialState(): { hardState: HardState; configuration: Configuration } {
+    return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
+  }
+
+  hardState(): HardState {
+    return { ...this.hard };
+  }
+
+  setHardState(hs: HardState): void {
+    this.hard = { term: hs.term, vote: hs.vote, commit: hs.commit };
+  }
+
+  firstIndex(): number {
+    return this.ents[0]!.index + 1;
+  }
+
+  lastIndex(): number {
+    return this.ents[0]!.index + this.ents.length - 1;
+  }
+
+  term(index: number): number {
+    const offset = this.ents[0]!.index;
+    if (index < offset) throw new CompactedError(index, offset + 1);
+    if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
+    return this.ents[index - offset]!.term;
+  }
+
+  entries(lo: number, hi: number, maxBytes?: number): Entry[] {
+    const offset = this.ents[0]!.index;
+    if (lo <= offset) throw new CompactedError(lo, offset + 1);
+    if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1, this.lastIndex());
+    if (lo >= hi) return [];
+    return limitEntriesBytes(this.ents.slice(lo - offset, hi - offset), maxBytes);
+  }
+
+  snapshot(): Snapshot {
+    return this.snap;
+  }
+
+  /** Appends entries, first dropping any existing suffix from entries[0].index on. */
+  append(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    const first = this.firstIndex();
+    let from = entries;
+    if (from[0]!.index < first) {
+      // Already covered by the snapshot: those entries are committed and identical.
+      from = from.filter((e) => e.index >= first);
+      if (from.length === 0) return;
+    }
+    const at = from[0]!.index;
+    if (at > this.lastIndex() + 1) {
+      throw new RaftError('INVALID_ARGUMENT', `append at index ${at} would leave a gap after last index ${this.lastIndex()}`);
+    }
+    const offset = this.ents[0]!.index;
+    this.ents.length = at - offset;
+    for (const e of from) this.ents.push(e);
+  }
+
+  /** Replaces the whole log by a snapshot received from the leader. */
+  applySnapshot(s: Snapshot): void {
+    if (s.meta.index <= this.snap.meta.index) {
+      throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${s.meta.index} is not newer than the stored one at ${this.snap.meta.index}`);
+    }
+    this.snap = { meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data };
+    this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
+    if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
+  }
+
+  /**
+   * Records a snapshot the application took of its state machine at applied index `index`,
+   * with the configuration in effect at that index. Does not discard entries (see compact).
+   */
+  createSnapshot(index: number, configuration: Configuration, data: Uint8Array): Snapshot {
+    if (index <= this.snap.meta.index) {
+      throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${index} is not newer than the stored one at ${this.snap.meta.index}`);
+    }
+    if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
+    this.snap = { meta: { index, term: this.term(index), configuration: cloneConfiguration(configuration) }, data };
+    return this.snap;
+  }
+
+  /** Discards entries up to and including `index`, which must be covered by the snapshot. */
+  compact(index: number): void {
+    const offset = this.ents[0]!.index;
+    if (index <= offset) return;
+    if (index > this.snap.meta.index) {
+      throw new RaftError('INVALID_ARGUMENT', `cannot compact to ${index}: the snapshot only covers up to ${this.snap.meta.index}`);
+    }
+    const keep = this.ents.slice(index - offset);
+    keep[0] = { index, term: keep[0]!.term, type: 1, data: new Uint8Array(0) };
+    this.ents = keep;
+  }
+}

@@ -1,0 +1,35 @@
+/** Failures the node answers clients with: a SQLite (extended) code and a message a person can act on. */
+
+export const SQLITE_ERROR = 1;
+export const SQLITE_BUSY = 5;
+export const SQLITE_NOTFOUND = 12;
+export const SQLITE_PROTOCOL = 15;
+export const SQLITE_MISUSE = 21;
+export const SQLITE_RANGE = 25;
+export const SQLITE_IOERR_NOT_LEADER = 10250;
+export const SQLITE_IOERR_LEADERSHIP_LOST = 10506;
+
+export class NodeError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NodeError';
+  }
+}
+
+export function notLeader(leaderAddress: string | undefined): NodeError {
+  // go-dqlite matches on the code; the text helps people reading a shell session.
+  return new NodeError(
+    SQLITE_IOERR_NOT_LEADER,
+    leaderAddress ? `not leader: the leader is ${leaderAddress}` : 'not leader: no leader is known yet, retry shortly',
+  );
+}
+
+export function leadershipLost(detail: string): NodeError {
+  return new NodeError(
+    SQLITE_IOERR_LEADERSHIP_LOST,
+    `leadership lost: ${detail}; the statement may or may not have been applied, check before retrying`,
+  );
+}

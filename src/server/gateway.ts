@@ -1,0 +1,432 @@
+/**
+ * One client connection speaking the dqlite wire protocol: reads requests in order, runs them on
+ * the database loops, answers each with exactly one response (or several Rows batches).
+ */
+import type { Statement } from '../../wasm/index.ts';
+import {
+  ErrorCode,
+  FrameReader,
+  ProtocolError,
+  RowsBatcher,
+  decodeRequest,
+  encodeResponse,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_LEGACY,
+  type Request,
+  type Response,
+  type TypedValue,
+} from '../protocol/index.ts';
+import type { Role } from '../raft/index.ts';
+import type { ByteStream } from '../runtime.ts';
+import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE } from './errors.ts';
+import type { ClusterNode } from './node.ts';
+import type { ReplicatedDatabase } from './replicated-database.ts';
+import { bindValue, rowToTypedValues } from './value-mapping.ts';
+
+/** Bounds that keep one client from exhausting the node. */
+export const GATEWAY_LIMITS = {
+  requestBytesMax: 64 * 1024 * 1024,
+  statementsMax: 1024,
+  databasesMax: 16,
+  resultBytesMax: 256 * 1024 * 1024,
+};
+
+interface PreparedStatement {
+  db: ReplicatedDatabase;
+  sql: string;
+  statement: Statement;
+  generation: number;
+}
+
+const ROLE_BY_CODE: Record<number, Role> = { 0: 'voter', 1: 'standby', 2: 'spare' };
+const CODE_BY_ROLE: Record<Role, number> = { voter: 0, standby: 1, spare: 2 };
+
+export class Gateway {
+  private readonly reader = new FrameReader({
+    expectVersion: true,
+    acceptedVersions: [PROTOCOL_VERSION, PROTOCOL_VERSION_LEGACY],
+    messageBytesMax: GATEWAY_LIMITS.requestBytesMax,
+  });
+  private readonly queue: Uint8Array[] = [];
+  private busy = false;
+  private closed = false;
+  private readonly databases: ReplicatedDatabase[] = [];
+  private readonly statements = new Map<number, PreparedStatement>();
+  private nextStatementId = 0;
+
+  constructor(
+    private readonly node: ClusterNode,
+    private readonly stream: ByteStream,
+    private readonly id: number,
+    private readonly log: (line: string) => void,
+  ) {
+    stream.onData((chunk) => this.receive(chunk));
+    stream.onClose(() => this.cleanUp());
+  }
+
+  close(): void {
+    this.stream.close();
+    this.cleanUp();
+  }
+
+  private receive(chunk: Uint8Array): void {
+    if (this.closed) return;
+    let messages: Uint8Array[];
+    try {
+      messages = this.reader.feed(chunk);
+    } catch (error) {
+      // The byte stream is out of step: nothing later on it can be trusted.
+      this.log(`client ${this.stream.remoteAddress}: ${(error as Error).message}; closing the connection`);
+      this.close();
+      return;
+    }
+    this.queue.push(...messages);
+    if (this.queue.length > 64) {
+      this.log(`client ${this.stream.remoteAddress} sent more than 64 requests without reading answers; closing`);
+      this.close();
+      return;
+    }
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const message = this.queue.shift()!;
+        let responses: Uint8Array[];
+        try {
+          const request = decodeRequest(message, { messageBytesMax: GATEWAY_LIMITS.requestBytesMax });
+          responses = await this.handle(request);
+        } catch (error) {
+          responses = [this.failure(error)];
+        }
+        for (const response of responses) {
+          if (this.closed) return;
+          this.stream.write(response);
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private failure(error: unknown): Uint8Array {
+    let code: number = SQLITE_ERROR;
+    let message = String(error);
+    if (error instanceof NodeError) {
+      code = error.code;
+      message = error.message;
+    } else if (error instanceof ProtocolError) {
+      code = ErrorCode.SQLITE_PROTOCOL;
+      message = `malformed request: ${error.message}`;
+    } else if (error instanceof Error) {
+      const sqliteCode = (error as { code?: unknown }).code;
+      code = typeof sqliteCode === 'number' ? sqliteCode : SQLITE_ERROR;
+      message = error.message;
+    }
+    return encodeResponse({ type: 'failure', code, message });
+  }
+
+  private one(response: Response, legacyLeader = false): Uint8Array[] {
+    return [encodeResponse(response, { legacyLeader })];
+  }
+
+  private async handle(request: Request): Promise<Uint8Array[]> {
+    switch (request.type) {
+      case 'leader': {
+        const leader = this.node.leader();
+        const legacy = this.reader.version === PROTOCOL_VERSION_LEGACY;
+        return this.one({ type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' }, legacy);
+      }
+      case 'client':
+        return this.one({ type: 'welcome', heartbeatTimeoutMs: 15_000 });
+      case 'heartbeat':
+      case 'cluster':
+        return [
+          encodeResponse(
+            {
+              type: 'nodes',
+              nodes: this.node.members().map((m) => ({ id: BigInt(m.id), address: m.address, role: CODE_BY_ROLE[m.role] })),
+            },
+            { clusterFormat: request.type === 'cluster' ? request.format : 1 },
+          ),
+        ];
+      case 'open':
+        return this.one({ type: 'db', id: this.open(request.name) });
+      case 'prepare':
+        return this.prepare(request.db, request.sql);
+      case 'exec':
+        return this.exec(request.db, request.stmt, request.params);
+      case 'query':
+        return this.query(request.db, request.stmt, request.params);
+      case 'finalize':
+        return this.finalize(request.db, request.stmt);
+      case 'exec_sql':
+        return this.execSql(request.db, request.sql, request.params);
+      case 'query_sql':
+        return this.querySql(request.db, request.sql, request.params);
+      case 'interrupt':
+        // Results are sent whole, so there is never a half-read result set to stop.
+        return this.one({ type: 'empty' });
+      case 'add':
+        await this.node.addMember(nodeId(request.id), request.address);
+        return this.one({ type: 'empty' });
+      case 'assign': {
+        const role = ROLE_BY_CODE[request.role];
+        if (!role) throw new NodeError(SQLITE_ERROR, `unknown role code ${request.role} (0 voter, 1 standby, 2 spare)`);
+        await this.node.assignRole(nodeId(request.id), role);
+        return this.one({ type: 'empty' });
+      }
+      case 'remove':
+        await this.node.removeMember(nodeId(request.id));
+        return this.one({ type: 'empty' });
+      case 'transfer':
+        await this.node.transferLeadership(nodeId(request.id));
+        return this.one({ type: 'empty' });
+      case 'dump':
+        return this.dump(request.name);
+      case 'describe': {
+        const { failureDomain, weight } = this.node.describe();
+        return this.one({ type: 'metadata', failureDomain, weight });
+      }
+      case 'weight':
+        this.node.setWeight(BigInt(request.weight));
+        return this.one({ type: 'empty' });
+    }
+  }
+
+  // ---------------------------------------------------------------- databases and statements
+
+  private open(name: string): number {
+    if (name.length === 0) throw new NodeError(SQLITE_MISUSE, 'database name is empty');
+    const existing = this.databases.findIndex((db) => db.name === name);
+    if (existing >= 0) return existing;
+    if (this.databases.length >= GATEWAY_LIMITS.databasesMax) {
+      throw new NodeError(SQLITE_MISUSE, `a connection may open at most ${GATEWAY_LIMITS.databasesMax} databases`);
+    }
+    this.databases.push(this.node.database(name));
+    return this.databases.length - 1;
+  }
+
+  private databaseById(id: number): ReplicatedDatabase {
+    const db = this.databases[id];
+    if (!db) throw new NodeError(SQLITE_NOTFOUND, `no database with id ${id} is open on this connection`);
+    return db;
+  }
+
+  private statementById(dbId: number, stmtId: number): PreparedStatement {
+    const prepared = this.statements.get(stmtId);
+    if (!prepared || prepared.db !== this.databaseById(dbId)) {
+      throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
+    }
+    if (prepared.generation !== prepared.db.generation) {
+      // The connection was reset under the statement (leadership change): compile it again.
+      prepared.statement = compile(prepared.db, prepared.sql);
+      prepared.generation = prepared.db.generation;
+    }
+    return prepared;
+  }
+
+  private async prepare(dbId: number, sql: string): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    this.node.requireLeader();
+    if (this.statements.size >= GATEWAY_LIMITS.statementsMax) {
+      throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${GATEWAY_LIMITS.statementsMax} prepared statements`);
+    }
+    const statement = await db.loop.submit(this.id, () => compile(db, sql));
+    const id = this.nextStatementId++;
+    this.statements.set(id, { db, sql, statement, generation: db.generation });
+    return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
+  }
+
+  private async finalize(dbId: number, stmtId: number): Promise<Uint8Array[]> {
+    const prepared = this.statements.get(stmtId);
+    if (!prepared || prepared.db !== this.databaseById(dbId)) {
+      throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
+    }
+    this.statements.delete(stmtId);
+    await prepared.db.loop.submit(this.id, () => prepared.statement.finalize());
+    return this.one({ type: 'empty' });
+  }
+
+  private async exec(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    this.node.requireLeader();
+    const outcome = await db.loop.submit(this.id, () => {
+      this.node.requireLeader();
+      const prepared = this.statementById(dbId, stmtId);
+      const result = runToCompletion(db, prepared.statement, params);
+      db.proposeCaptured(this.node);
+      return { result, barrier: db.commitBarrier() };
+    });
+    if (outcome.barrier) await this.node.withTimeout(outcome.barrier, 'waiting for the write to commit');
+    return this.one({ type: 'result', ...outcome.result });
+  }
+
+  private async execSql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    this.node.requireLeader();
+    const outcome = await db.loop.submit(this.id, () => {
+      this.node.requireLeader();
+      let result = { lastInsertId: 0n, rowsAffected: 0n };
+      let rest = sql;
+      let ran = 0;
+      try {
+        for (;;) {
+          const statement = db.engine.prepare(rest);
+          if (!statement) break;
+          rest = statement.tail;
+          try {
+            result = runToCompletion(db, statement, statement.parameterCount > 0 ? params : []);
+          } finally {
+            statement.finalize();
+          }
+          ran++;
+        }
+      } finally {
+        // Statements that ran before a failing one committed in SQLite: they must replicate.
+        db.proposeCaptured(this.node);
+      }
+      if (ran === 0) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
+      return { result, barrier: db.commitBarrier() };
+    });
+    if (outcome.barrier) await this.node.withTimeout(outcome.barrier, 'waiting for the write to commit');
+    return this.one({ type: 'result', ...outcome.result });
+  }
+
+  private async query(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    this.node.requireLeader();
+    const outcome = await db.loop.submit(this.id, () => {
+      this.node.requireLeader();
+      const prepared = this.statementById(dbId, stmtId);
+      const messages = collectRows(prepared.statement, params);
+      db.proposeCaptured(this.node);
+      return { messages, barrier: db.commitBarrier() };
+    });
+    await this.node.withTimeout(outcome.barrier ?? this.node.readBarrier(), 'waiting for a read to be confirmed');
+    return outcome.messages;
+  }
+
+  private async querySql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    this.node.requireLeader();
+    const outcome = await db.loop.submit(this.id, () => {
+      this.node.requireLeader();
+      const statement = compile(db, sql);
+      try {
+        const messages = collectRows(statement, params);
+        db.proposeCaptured(this.node);
+        return { messages, barrier: db.commitBarrier() };
+      } finally {
+        statement.finalize();
+      }
+    });
+    await this.node.withTimeout(outcome.barrier ?? this.node.readBarrier(), 'waiting for a read to be confirmed');
+    return outcome.messages;
+  }
+
+  private async dump(name: string): Promise<Uint8Array[]> {
+    const db = this.node.existingDatabase(name);
+    if (!db) throw new NodeError(SQLITE_NOTFOUND, `no database named ${name} on this node`);
+    const files = await db.loop.submit(this.id, () => db.engine.snapshot());
+    return this.one({
+      type: 'files',
+      files: [
+        { name, data: files.main },
+        { name: `${name}-wal`, data: files.wal },
+      ],
+    });
+  }
+
+  private cleanUp(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    for (const db of this.databases) {
+      if (db.loop.transactionOwner === this.id) {
+        try {
+          db.rollbackOpenTransaction();
+        } catch (error) {
+          this.log(`rolling back a departed client's transaction failed: ${(error as Error).message}`);
+        }
+      }
+      db.loop.forget(this.id);
+    }
+    for (const prepared of this.statements.values()) {
+      if (prepared.generation === prepared.db.generation) prepared.statement.finalize();
+    }
+    this.statements.clear();
+  }
+}
+
+function nodeId(id: bigint): number {
+  if (id < 1n || id > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new NodeError(SQLITE_ERROR, `node id ${id} is outside 1..2^53-1, which this cluster supports`);
+  }
+  return Number(id);
+}
+
+function compile(db: ReplicatedDatabase, sql: string): Statement {
+  const statement = db.engine.prepare(sql);
+  if (!statement) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
+  return statement;
+}
+
+function bindAll(statement: Statement, params: readonly TypedValue[]): void {
+  if (params.length !== statement.parameterCount) {
+    throw new NodeError(
+      SQLITE_RANGE,
+      `statement has ${statement.parameterCount} parameters but ${params.length} values were given`,
+    );
+  }
+  if (params.length > 0 || statement.parameterCount > 0) statement.bind(params.map(bindValue));
+}
+
+function runToCompletion(
+  db: ReplicatedDatabase,
+  statement: Statement,
+  params: readonly TypedValue[],
+): { lastInsertId: bigint; rowsAffected: bigint } {
+  statement.reset();
+  bindAll(statement, params);
+  try {
+    while (statement.step()) {
+      // exec discards rows, as sqlite3_exec does.
+    }
+  } finally {
+    statement.reset();
+  }
+  return { lastInsertId: BigInt(db.engine.lastInsertRowid()), rowsAffected: BigInt(db.engine.changes()) };
+}
+
+function collectRows(statement: Statement, params: readonly TypedValue[]): Uint8Array[] {
+  if (statement.columnNames.length === 0) {
+    // go-dqlite cannot read a zero-column result set to its end; dqlite answers this way too.
+    throw new NodeError(SQLITE_ERROR, 'the statement returns no columns: use exec for it');
+  }
+  statement.reset();
+  bindAll(statement, params);
+  const batcher = new RowsBatcher(statement.columnNames);
+  const messages: Uint8Array[] = [];
+  let bytes = 0;
+  try {
+    while (statement.step()) {
+      const full = batcher.add(rowToTypedValues(statement.row(), statement.rowTypes(), statement.declaredTypes));
+      if (full) {
+        messages.push(full);
+        bytes += full.length;
+        if (bytes > GATEWAY_LIMITS.resultBytesMax) {
+          throw new NodeError(SQLITE_ERROR, `result set exceeds ${GATEWAY_LIMITS.resultBytesMax} bytes: add a LIMIT`);
+        }
+      }
+    }
+  } finally {
+    statement.reset();
+  }
+  messages.push(batcher.finish());
+  return messages;
+}
+

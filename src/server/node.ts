@@ -1,0 +1,622 @@
+/**
+ * A cluster node: drives the Raft core (ticks, persistence, messages), applies committed entries
+ * to the databases, and runs the leader-side checks clients depend on. Hosts hand it client byte
+ * streams and peer channels; it knows nothing of which runtime it is on.
+ */
+import type { Engine } from '../../wasm/index.ts';
+import { CommandKind, decodeCommand, type Command } from '../fsm/commands.ts';
+import { decodeSnapshot, encodeSnapshot } from '../fsm/snapshot-codec.ts';
+import {
+  applyConfChange,
+  decodeConfChange,
+  decodeConfiguration,
+  decodeMessage,
+  encodeMessage,
+  EntryType,
+  MemoryStorage,
+  RaftError,
+  RaftNode,
+  type ConfChange,
+  type Configuration,
+  type Entry,
+  type Member,
+  type NodeId,
+  type Ready,
+  type Role,
+  type Snapshot,
+} from '../raft/index.ts';
+import type { ByteStream, DurableStorage, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
+import { PeerTransport } from '../transport/index.ts';
+import { DatabaseLoop } from './database-loop.ts';
+import { deferred, type Deferred } from './deferred.ts';
+import { leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_IOERR_LEADERSHIP_LOST } from './errors.ts';
+import { Gateway } from './gateway.ts';
+import { RaftLog } from './raft-log.ts';
+import { ReplicatedDatabase, type ProposeResult, type Replicator } from './replicated-database.ts';
+
+export interface NodeOptions {
+  id: NodeId;
+  /** "host:port" peers and clients reach this node at; empty for a node that cannot listen. */
+  address: string;
+  runtime: Runtime;
+  storage: DurableStorage;
+  engine: Engine;
+  clusterKey: string;
+  /** Start a new cluster with this node as its only voter (when the storage is empty). */
+  bootstrap?: boolean;
+  tickMs?: number;
+  electionTimeoutTicks?: number;
+  heartbeatTicks?: number;
+  walFramesMax?: number;
+  snapshotThresholdEntries?: number;
+  snapshotTrailingEntries?: number;
+  busyTimeoutMs?: number;
+  /** How long a write or read may wait for Raft (quorum) before it fails. */
+  commitTimeoutMs?: number;
+  votersMax?: number;
+  standbysMax?: number;
+  peerMessageBytesMax?: number;
+  log?: (line: string) => void;
+}
+
+export interface NodeStatus {
+  id: NodeId;
+  address: string;
+  state: string;
+  leaderId: NodeId;
+  leaderAddress: string;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  members: Member[];
+  reachablePeers: NodeId[];
+  databases: { name: string; walFrames: number; pending: number }[];
+  checkpoints: number;
+  snapshots: number;
+}
+
+interface ReadWaiter {
+  index: number | undefined;
+  done: Deferred<void>;
+}
+
+const DEFAULTS = {
+  tickMs: 100,
+  electionTimeoutTicks: 10,
+  heartbeatTicks: 1,
+  walFramesMax: 1000,
+  snapshotThresholdEntries: 1024,
+  snapshotTrailingEntries: 8192,
+  busyTimeoutMs: 5000,
+  commitTimeoutMs: 10_000,
+  votersMax: 3,
+  standbysMax: 3,
+  peerMessageBytesMax: 64 * 1024 * 1024,
+};
+
+export class ClusterNode implements Replicator {
+  readonly id: NodeId;
+  readonly address: string;
+  private readonly settings: typeof DEFAULTS;
+  private readonly runtime: Runtime;
+  private readonly engine: Engine;
+  private readonly log: RaftLog;
+  private readonly memory = new MemoryStorage();
+  private raft!: RaftNode;
+  private readonly transport: PeerTransport;
+  private readonly databases = new Map<string, ReplicatedDatabase>();
+  private readonly gateways = new Set<Gateway>();
+  private configuration: Configuration = { members: [] };
+  private committedConfiguration: Configuration = { members: [] };
+  private state = 'follower';
+  private leaderId: NodeId = 0;
+  private appliedIndex = 0;
+  private snapshotIndex = 0;
+  private ticker: TimerHandle | undefined;
+  private processing = false;
+  private processAgain = false;
+  private stopped = false;
+  private nextReadId = 1;
+  private readonly readWaiters = new Map<number, ReadWaiter>();
+  private readonly appliedWaiters: { index: number; done: Deferred<void> }[] = [];
+  private checkpoints = 0;
+  private snapshots = 0;
+  private nextGatewayId = 1;
+  private failureDomain = 0n;
+  private weight = 0n;
+  private readonly write: (line: string) => void;
+
+  private constructor(options: NodeOptions) {
+    this.id = options.id;
+    this.address = options.address;
+    this.runtime = options.runtime;
+    this.engine = options.engine;
+    this.settings = { ...DEFAULTS, ...stripUndefined(options) };
+    this.log = new RaftLog(options.storage);
+    this.write = options.log ?? (() => {});
+    this.transport = new PeerTransport({
+      selfId: this.id,
+      selfAddress: this.address,
+      clusterKey: options.clusterKey,
+      dialWebSocket: this.runtime.dialWebSocket,
+      clock: this.runtime.clock,
+      maxMessageBytes: this.settings.peerMessageBytesMax,
+    });
+  }
+
+  static async start(options: NodeOptions): Promise<ClusterNode> {
+    const node = new ClusterNode(options);
+    await node.recover(options.bootstrap ?? false);
+    return node;
+  }
+
+  // ---------------------------------------------------------------- startup and recovery
+
+  private async recover(bootstrap: boolean): Promise<void> {
+    const loaded = await this.log.load();
+    if (loaded.snapshot) {
+      this.memory.applySnapshot(loaded.snapshot);
+      this.restoreStateMachine(loaded.snapshot);
+    }
+    this.memory.append(loaded.entries);
+    this.memory.setHardState(loaded.hardState);
+    const empty = !loaded.snapshot && loaded.entries.length === 0 && loaded.hardState.term === 0;
+    if (empty && bootstrap) {
+      const configuration: Configuration = { members: [{ id: this.id, address: this.address, role: 'voter' }] };
+      RaftNode.bootstrap(this.memory, configuration);
+      await this.log.append(this.memory.entries(this.memory.firstIndex(), this.memory.lastIndex() + 1));
+      await this.log.saveHardState(this.memory.hardState());
+      this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
+    }
+    this.raft = new RaftNode({
+      id: this.id,
+      storage: this.memory,
+      electionTimeoutTicks: this.settings.electionTimeoutTicks,
+      heartbeatTicks: this.settings.heartbeatTicks,
+      random: () => {
+        const bytes = this.runtime.randomBytes(4);
+        return ((bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16)) >>> 0) / 0x1000000;
+      },
+      applied: this.appliedIndex,
+      preVote: true,
+      checkQuorum: true,
+    });
+    this.configuration = this.raft.status().configuration;
+    this.updatePeers();
+    this.transport.onMessage((from, bytes) => this.receivePeerMessage(from, bytes));
+    this.ticker = this.runtime.clock.setInterval(() => {
+      this.raft.tick();
+      this.scheduleProcessing();
+    }, this.settings.tickMs);
+    this.scheduleProcessing();
+  }
+
+  private restoreStateMachine(snapshot: Snapshot): void {
+    const files = decodeSnapshot(snapshot.data);
+    const names = new Set(files.map((f) => f.name));
+    for (const [name, db] of this.databases) {
+      db.abortPending('a snapshot from the leader replaced this database');
+      if (!names.has(name)) {
+        db.engine.close();
+        this.databases.delete(name);
+      }
+    }
+    for (const file of files) {
+      const engineDb = this.engine.restore(file.name, { main: file.main, wal: file.wal });
+      const existing = this.databases.get(file.name);
+      if (existing) {
+        existing.engine = engineDb;
+        existing.generation++;
+      } else {
+        this.databases.set(file.name, this.newDatabase(file.name, engineDb));
+      }
+    }
+    this.appliedIndex = snapshot.meta.index;
+    this.snapshotIndex = snapshot.meta.index;
+    this.committedConfiguration = snapshot.meta.configuration;
+  }
+
+  // ---------------------------------------------------------------- raft driving
+
+  private receivePeerMessage(from: NodeId, bytes: Uint8Array): void {
+    if (this.stopped) return;
+    let message;
+    try {
+      message = decodeMessage(bytes);
+    } catch (error) {
+      this.write(`dropped a malformed message from node ${from}: ${(error as Error).message}`);
+      return;
+    }
+    if (message.from !== from || message.to !== this.id) {
+      this.write(`dropped a message from node ${from} that claims to be from ${message.from} to ${message.to}`);
+      return;
+    }
+    this.raft.step(message);
+    this.scheduleProcessing();
+  }
+
+  private scheduleProcessing(): void {
+    if (this.stopped) return;
+    if (this.processing) {
+      this.processAgain = true;
+      return;
+    }
+    if (!this.raft.hasReady()) return;
+    this.processing = true;
+    void this.processReadies().catch((error: unknown) => {
+      // Storage failed under us: the node cannot keep its promises, so it stops serving.
+      this.write(`fatal: ${(error as Error).stack ?? String(error)}`);
+      void this.stop();
+    });
+  }
+
+  private async processReadies(): Promise<void> {
+    try {
+      do {
+        this.processAgain = false;
+        while (this.raft.hasReady() && !this.stopped) {
+          const ready = this.raft.ready();
+          await this.handleReady(ready);
+          this.raft.advance(ready);
+        }
+      } while (this.processAgain && !this.stopped);
+    } finally {
+      this.processing = false;
+    }
+    if (!this.stopped && this.raft.hasReady()) this.scheduleProcessing();
+  }
+
+  private async handleReady(ready: Ready): Promise<void> {
+    if (ready.snapshot) {
+      await this.log.resetToSnapshot(ready.snapshot);
+      this.memory.applySnapshot(ready.snapshot);
+      this.restoreStateMachine(ready.snapshot);
+      this.write(`installed a snapshot at index ${ready.snapshot.meta.index} from the leader`);
+    }
+    if (ready.entries.length > 0) {
+      await this.log.append(ready.entries);
+      this.memory.append(ready.entries);
+    }
+    if (ready.hardState) {
+      await this.log.saveHardState(ready.hardState);
+      this.memory.setHardState(ready.hardState);
+    }
+    if (ready.configuration) {
+      this.configuration = ready.configuration;
+      this.updatePeers();
+    }
+    for (const message of ready.messages) this.transport.send(message.to, encodeMessage(message));
+    if (ready.softState) this.changeState(ready.softState.state, ready.softState.leaderId);
+    for (const entry of ready.committedEntries) this.applyEntry(entry);
+    for (const readState of ready.readStates) {
+      const waiter = this.readWaiters.get(readState.requestId);
+      if (waiter) waiter.index = readState.index;
+    }
+    this.settleWaiters();
+    if (ready.committedEntries.length > 0) await this.maybeSnapshot();
+  }
+
+  private changeState(state: string, leaderId: NodeId): void {
+    const wasLeader = this.state === 'leader';
+    if (state !== this.state || leaderId !== this.leaderId) {
+      this.write(`state ${state}, leader ${leaderId === 0 ? 'unknown' : leaderId}, term ${this.raft.status().term}`);
+    }
+    this.state = state;
+    this.leaderId = leaderId;
+    if (wasLeader && state !== 'leader') {
+      for (const db of this.databases.values()) db.abortPending('this node is no longer the leader');
+      for (const [id, waiter] of this.readWaiters) {
+        waiter.done.reject(leadershipLost('this node stopped being the leader during a read'));
+        this.readWaiters.delete(id);
+      }
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    switch (entry.type) {
+      case EntryType.Normal:
+        this.applyCommand(entry);
+        break;
+      case EntryType.ConfChange: {
+        const next = applyConfChange(this.committedConfiguration, decodeConfChange(entry.data));
+        if (!(next instanceof RaftError)) this.committedConfiguration = next;
+        break;
+      }
+      case EntryType.Configuration:
+        this.committedConfiguration = decodeConfiguration(entry.data);
+        break;
+      default:
+        break;
+    }
+    this.appliedIndex = entry.index;
+  }
+
+  private applyCommand(entry: Entry): void {
+    if (entry.data.length === 0) return;
+    let command: Command;
+    try {
+      command = decodeCommand(entry.data);
+    } catch (error) {
+      // Every replica decodes the same bytes the same way, so skipping keeps them identical.
+      this.write(`skipped undecodable entry ${entry.index}: ${(error as Error).message}`);
+      return;
+    }
+    if (command.kind === CommandKind.Barrier) return;
+    const db = this.database(command.database);
+    try {
+      if (command.kind === CommandKind.Frames) {
+        db.applyFrames(entry.index, entry.term, command.payload);
+        if (this.state === 'leader') db.maybeProposeCheckpoint(this, this.settings.walFramesMax);
+      } else {
+        db.applyCheckpoint(entry.index);
+        this.checkpoints++;
+        this.write(`checkpointed database ${db.name} at index ${entry.index}`);
+      }
+    } catch (error) {
+      this.write(`failed to apply entry ${entry.index} to database ${db.name}: ${(error as Error).message}`);
+    }
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.appliedIndex - this.snapshotIndex < this.settings.snapshotThresholdEntries) return;
+    const files = [...this.databases.values()].map((db) => ({ name: db.name, ...db.engine.snapshot() }));
+    const snapshot = this.memory.createSnapshot(this.appliedIndex, this.committedConfiguration, encodeSnapshot(files));
+    const compactIndex = Math.max(0, this.appliedIndex - this.settings.snapshotTrailingEntries);
+    await this.log.saveSnapshot(snapshot, compactIndex);
+    this.memory.compact(compactIndex);
+    this.snapshotIndex = this.appliedIndex;
+    this.snapshots++;
+    this.write(`took a snapshot at index ${this.appliedIndex}`);
+  }
+
+  private settleWaiters(): void {
+    for (const [id, waiter] of this.readWaiters) {
+      if (waiter.index !== undefined && waiter.index <= this.appliedIndex) {
+        waiter.done.resolve();
+        this.readWaiters.delete(id);
+      }
+    }
+    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.appliedWaiters[i]!;
+      if (waiter.index <= this.appliedIndex) {
+        waiter.done.resolve();
+        this.appliedWaiters.splice(i, 1);
+      }
+    }
+  }
+
+  private updatePeers(): void {
+    this.transport.setPeers(
+      this.configuration.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, address: m.address })),
+    );
+  }
+
+  // ---------------------------------------------------------------- leader services
+
+  isLeader(): boolean {
+    return this.state === 'leader';
+  }
+
+  leader(): { id: NodeId; address: string } | undefined {
+    if (this.leaderId === 0) return undefined;
+    const member = this.configuration.members.find((m) => m.id === this.leaderId);
+    return member ? { id: member.id, address: member.address } : undefined;
+  }
+
+  requireLeader(): void {
+    if (!this.isLeader()) throw notLeader(this.leader()?.address);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    const result = this.raft.propose(data);
+    if (!result.ok) {
+      if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
+      throw new NodeError(SQLITE_ERROR, `cannot replicate: ${result.error.message}`);
+    }
+    this.scheduleProcessing();
+    return { index: result.index, term: result.term };
+  }
+
+  /** Resolves once this node has confirmed, after the call, that it still leads, and applied all it had committed then. */
+  readBarrier(): Promise<void> {
+    this.requireLeader();
+    const requestId = this.nextReadId++;
+    const result = this.raft.readIndex(requestId);
+    if (!result.ok) {
+      if (result.error.code === 'NOT_LEADER') return Promise.reject(notLeader(this.leader()?.address));
+      return Promise.reject(new NodeError(SQLITE_ERROR, `cannot confirm leadership: ${result.error.message}`));
+    }
+    const waiter: ReadWaiter = { index: undefined, done: deferred<void>() };
+    this.readWaiters.set(requestId, waiter);
+    this.scheduleProcessing();
+    return this.withTimeout(waiter.done.promise, 'confirming leadership for a read', () => this.readWaiters.delete(requestId));
+  }
+
+  /** Bounds a wait on Raft: without a quorum it fails with a clear error instead of hanging. */
+  withTimeout<T>(promise: Promise<T>, what: string, onTimeout?: () => void): Promise<T> {
+    const timeoutMs = this.settings.commitTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.runtime.clock.setTimeout(() => {
+        onTimeout?.();
+        reject(
+          new NodeError(
+            SQLITE_IOERR_LEADERSHIP_LOST,
+            `timed out after ${timeoutMs} ms ${what}: no quorum of voters answered; the cluster needs a majority of its voters up`,
+          ),
+        );
+      }, timeoutMs);
+      promise.then(
+        (value) => {
+          timer.cancel();
+          resolve(value);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private async changeMembership(change: ConfChange): Promise<void> {
+    this.requireLeader();
+    const result = this.raft.proposeConfChange(change);
+    if (!result.ok) {
+      if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
+      throw new NodeError(SQLITE_ERROR, `membership change refused: ${result.error.message}`);
+    }
+    this.scheduleProcessing();
+    const done = deferred<void>();
+    this.appliedWaiters.push({ index: result.index, done });
+    await this.withTimeout(done.promise, 'committing a membership change');
+  }
+
+  addMember(id: NodeId, address: string): Promise<void> {
+    return this.changeMembership({ type: 'add', id, address, role: 'spare' });
+  }
+
+  assignRole(id: NodeId, role: Role): Promise<void> {
+    return this.changeMembership({ type: 'assign', id, role });
+  }
+
+  removeMember(id: NodeId): Promise<void> {
+    return this.changeMembership({ type: 'remove', id });
+  }
+
+  /** The role a newly joined node should get, as go-dqlite's app decides it. */
+  roleForNewMember(): Role {
+    const voters = this.configuration.members.filter((m) => m.role === 'voter').length;
+    const standbys = this.configuration.members.filter((m) => m.role === 'standby').length;
+    if (voters < this.settings.votersMax) return 'voter';
+    if (standbys < this.settings.standbysMax) return 'standby';
+    return 'spare';
+  }
+
+  async transferLeadership(to: NodeId): Promise<void> {
+    this.requireLeader();
+    if (to === 0) {
+      const candidate = this.configuration.members.find((m) => m.role === 'voter' && m.id !== this.id);
+      if (!candidate) throw new NodeError(SQLITE_ERROR, 'no other voter to transfer leadership to');
+      to = candidate.id;
+    }
+    const result = this.raft.transferLeadership(to);
+    if (!result.ok) throw new NodeError(SQLITE_ERROR, `leadership transfer refused: ${result.error.message}`);
+    this.scheduleProcessing();
+    const deadline = this.runtime.clock.nowMs() + this.settings.electionTimeoutTicks * this.settings.tickMs * 3;
+    while (this.leaderId !== to) {
+      if (this.runtime.clock.nowMs() > deadline) {
+        throw new NodeError(SQLITE_ERROR, `leadership transfer to node ${to} did not complete; node ${to} may be behind or down`);
+      }
+      await new Promise<void>((resolve) => this.runtime.clock.setTimeout(resolve, this.settings.tickMs));
+    }
+  }
+
+  members(): Member[] {
+    return this.configuration.members.map((m) => ({ ...m }));
+  }
+
+  describe(): { failureDomain: bigint; weight: bigint } {
+    return { failureDomain: this.failureDomain, weight: this.weight };
+  }
+
+  setWeight(weight: bigint): void {
+    this.weight = weight;
+  }
+
+  // ---------------------------------------------------------------- databases and clients
+
+  /** The database `name`, opened (created empty) on first use, identically on every node. */
+  database(name: string): ReplicatedDatabase {
+    let db = this.databases.get(name);
+    if (!db) {
+      db = this.newDatabase(name, this.engine.open(name));
+      this.databases.set(name, db);
+    }
+    return db;
+  }
+
+  existingDatabase(name: string): ReplicatedDatabase | undefined {
+    return this.databases.get(name);
+  }
+
+  private newDatabase(name: string, engineDb: ReturnType<Engine['open']>): ReplicatedDatabase {
+    const holder: { db?: ReplicatedDatabase } = {};
+    const loop = new DatabaseLoop({
+      busyTimeoutMs: this.settings.busyTimeoutMs,
+      queueLengthMax: 10_000,
+      nowMs: () => this.runtime.clock.nowMs(),
+      inTransaction: () => holder.db?.engine.inTransaction() ?? false,
+      setTimer: (callback, delayMs) => this.runtime.clock.setTimeout(callback, delayMs),
+    });
+    holder.db = new ReplicatedDatabase(name, engineDb, loop);
+    return holder.db;
+  }
+
+  /** A dqlite-protocol client connected (raw TCP, or a WebSocket carrying the same bytes). */
+  acceptClient(stream: ByteStream): void {
+    if (this.stopped) {
+      stream.close();
+      return;
+    }
+    const gateway = new Gateway(this, stream, this.nextGatewayId++, this.write);
+    this.gateways.add(gateway);
+    stream.onClose(() => this.gateways.delete(gateway));
+  }
+
+  /** A peer connected for Raft traffic. */
+  acceptPeer(channel: MessageChannel, headers: Record<string, string | string[] | undefined>): void {
+    if (this.stopped) {
+      channel.close('node is stopping');
+      return;
+    }
+    this.transport.acceptConnection(channel, headers);
+  }
+
+  status(): NodeStatus {
+    const raftStatus = this.raft.status();
+    return {
+      id: this.id,
+      address: this.address,
+      state: this.state,
+      leaderId: this.leaderId,
+      leaderAddress: this.leader()?.address ?? '',
+      term: raftStatus.term,
+      commitIndex: raftStatus.commit,
+      appliedIndex: this.appliedIndex,
+      lastIndex: raftStatus.lastIndex,
+      snapshotIndex: this.snapshotIndex,
+      members: this.members(),
+      reachablePeers: this.transport.reachablePeers(),
+      databases: [...this.databases.values()].map((db) => ({
+        name: db.name,
+        walFrames: db.engine.walFrameCount(),
+        pending: db.pendingCount,
+      })),
+      checkpoints: this.checkpoints,
+      snapshots: this.snapshots,
+    };
+  }
+
+  /** Stops serving. With `handOver`, a leader first transfers leadership to another voter. */
+  async stop(options: { handOver?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    if (options.handOver && this.isLeader()) {
+      try {
+        await this.transferLeadership(0);
+      } catch (error) {
+        this.write(`could not hand leadership over before stopping: ${(error as Error).message}`);
+      }
+    }
+    this.stopped = true;
+    this.ticker?.cancel();
+    for (const gateway of this.gateways) gateway.close();
+    this.transport.close();
+    for (const db of this.databases.values()) db.abortPending('the node is stopping');
+  }
+}
+
+function stripUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,138 @@
+/**
+ * One database on this node: its engine connection, its execution loop, and, on the leader,
+ * the transactions it proposed that Raft has not committed yet.
+ *
+ * Pending transactions stay visible to this node's connection (group commit builds on them), so
+ * every answer computed while some were pending waits until the last of them commits; if they are
+ * aborted instead, the answer becomes a leadership-lost failure. That is how no client ever sees
+ * frames of a transaction that Raft has not committed.
+ */
+import type { CapturedTransaction, Database } from '../../wasm/index.ts';
+import { CommandKind, encodeCommand } from '../fsm/commands.ts';
+import { DatabaseLoop } from './database-loop.ts';
+import { deferred, type Deferred } from './deferred.ts';
+import { leadershipLost } from './errors.ts';
+
+export interface PendingTransaction {
+  index: number;
+  term: number;
+  committed: Deferred<void>;
+}
+
+export interface ProposeResult {
+  index: number;
+  term: number;
+}
+
+export interface Replicator {
+  /** Proposes a normal entry; throws a NodeError (not leader) when it cannot. */
+  propose(data: Uint8Array): ProposeResult;
+}
+
+export class ReplicatedDatabase {
+  readonly loop: DatabaseLoop;
+  private pending: PendingTransaction[] = [];
+  private checkpointProposed: ProposeResult | undefined;
+  /** Bumped whenever the connection is reset, so cached prepared statements know to re-prepare. */
+  generation = 0;
+
+  constructor(
+    readonly name: string,
+    public engine: Database,
+    loop: DatabaseLoop,
+  ) {
+    this.loop = loop;
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /** What an answer computed now must wait for: the last pending transaction, if any. */
+  commitBarrier(): Promise<void> | undefined {
+    return this.pending[this.pending.length - 1]?.committed.promise;
+  }
+
+  /** Proposes every transaction the last statement committed in SQLite. Leader only. */
+  proposeCaptured(replicator: Replicator): void {
+    const captured: CapturedTransaction[] = this.engine.takeCaptured();
+    for (let i = 0; i < captured.length; i++) {
+      const command = encodeCommand({ kind: CommandKind.Frames, database: this.name, payload: captured[i]!.payload });
+      let result: ProposeResult;
+      try {
+        result = replicator.propose(command);
+      } catch (error) {
+        // Nothing of this batch reached the log: drop it all, and everything still pending too,
+        // because the engine can only go back to the last confirmed state.
+        this.abortPending(error instanceof Error ? error.message : String(error));
+        throw error;
+      }
+      this.pending.push({ index: result.index, term: result.term, committed: deferred<void>() });
+    }
+  }
+
+  /** Applies a committed FRAMES entry: confirms our own pending transaction or appends a peer's. */
+  applyFrames(index: number, term: number, payload: Uint8Array): void {
+    const head = this.pending[0];
+    if (head && head.index === index && head.term === term) {
+      this.engine.confirm(1);
+      this.pending.shift();
+      head.committed.resolve();
+      return;
+    }
+    if (this.pending.length > 0) {
+      // Another leader's entry took the place of ours: our pending frames are not the log.
+      this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+    }
+    this.engine.apply(payload);
+  }
+
+  applyCheckpoint(index: number): void {
+    if (this.pending.length > 0) this.abortPending('a checkpoint was committed before this node\'s transaction');
+    this.engine.checkpoint();
+    if (this.checkpointProposed && this.checkpointProposed.index <= index) {
+      this.checkpointProposed = undefined;
+      this.loop.resume();
+    }
+  }
+
+  /** Leader only: propose a checkpoint when the WAL is long and nothing is in flight. */
+  maybeProposeCheckpoint(replicator: Replicator, walFramesMax: number): void {
+    if (this.checkpointProposed || this.pending.length > 0 || this.loop.transactionOwner !== undefined) return;
+    if (this.engine.walFrameCount() < walFramesMax) return;
+    try {
+      this.checkpointProposed = replicator.propose(encodeCommand({ kind: CommandKind.Checkpoint, database: this.name }));
+      // New writes would add frames the checkpoint entry does not cover: hold them until it applies.
+      this.loop.pause();
+    } catch {
+      // Not leader any more: the next leader will decide.
+    }
+  }
+
+  /** Leadership is gone: every pending transaction fails and the database returns to its committed state. */
+  abortPending(reason: string): void {
+    const aborted = this.pending;
+    this.pending = [];
+    if (this.checkpointProposed) {
+      this.checkpointProposed = undefined;
+      this.loop.resume();
+    }
+    if (aborted.length === 0 && !this.engine.inTransaction()) return;
+    this.engine.abort();
+    this.generation++;
+    this.loop.clearOwner();
+    const error = leadershipLost(reason);
+    for (const p of aborted) p.committed.reject(error);
+  }
+
+  /** Rolls back the open transaction of a client that went away; other clients' work stays. */
+  rollbackOpenTransaction(): void {
+    if (!this.engine.inTransaction()) return;
+    const statement = this.engine.prepare('ROLLBACK');
+    try {
+      statement?.step();
+    } finally {
+      statement?.finalize();
+    }
+  }
+}

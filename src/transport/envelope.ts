@@ -1,0 +1,174 @@
+/**
+ * The peer wire format: one WebSocket message = one frame. All integers little-endian.
+ *
+ *   HELLO  [0xD1][version u8][nodeId u64][addressLength u16][address utf8][keyLength u16][key utf8]
+ *   DATA   [0xD2][hops u8][from u64][to u64][payload ...rest of the message]
+ *
+ * A dialer sends HELLO first; the acceptor answers with its own HELLO once the key matched.
+ * Node ids are positive safe integers (dqlite's ids are u64; ours stay below 2^53).
+ */
+
+export const FRAME_KIND_HELLO = 0xd1;
+export const FRAME_KIND_DATA = 0xd2;
+export const PROTOCOL_VERSION = 1;
+export const HELLO_ADDRESS_BYTES_MAX = 255;
+export const HELLO_KEY_BYTES_MAX = 1024;
+export const DATA_HEADER_BYTES = 1 + 1 + 8 + 8;
+/** Relayed at most once: a listening node forwards between two nodes that cannot reach each other. */
+export const HOPS_MAX = 1;
+
+export interface HelloFrame {
+  kind: 'hello';
+  version: number;
+  nodeId: number;
+  /** `host:port`, or '' for a node that cannot listen (a browser). */
+  address: string;
+  clusterKey: string;
+}
+
+export interface DataFrame {
+  kind: 'data';
+  hops: number;
+  from: number;
+  to: number;
+  payload: Uint8Array;
+}
+
+export type Frame = HelloFrame | DataFrame;
+
+export type DecodeResult = { ok: true; frame: Frame } | { ok: false; reason: string };
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+export function isNodeId(value: number): boolean {
+  return Number.isSafeInteger(value) && value > 0;
+}
+
+export function encodeHello(hello: Omit<HelloFrame, 'kind' | 'version'>): Uint8Array {
+  if (!isNodeId(hello.nodeId)) throw new RangeError(`node id must be a positive safe integer, got ${hello.nodeId}`);
+  const address = textEncoder.encode(hello.address);
+  const key = textEncoder.encode(hello.clusterKey);
+  if (address.byteLength > HELLO_ADDRESS_BYTES_MAX) {
+    throw new RangeError(`node address is ${address.byteLength} bytes, at most ${HELLO_ADDRESS_BYTES_MAX} allowed`);
+  }
+  if (key.byteLength > HELLO_KEY_BYTES_MAX) {
+    throw new RangeError(`cluster key is ${key.byteLength} bytes, at most ${HELLO_KEY_BYTES_MAX} allowed`);
+  }
+  const bytes = new Uint8Array(1 + 1 + 8 + 2 + address.byteLength + 2 + key.byteLength);
+  const view = new DataView(bytes.buffer);
+  let offset = 0;
+  bytes[offset++] = FRAME_KIND_HELLO;
+  bytes[offset++] = PROTOCOL_VERSION;
+  view.setBigUint64(offset, BigInt(hello.nodeId), true);
+  offset += 8;
+  view.setUint16(offset, address.byteLength, true);
+  offset += 2;
+  bytes.set(address, offset);
+  offset += address.byteLength;
+  view.setUint16(offset, key.byteLength, true);
+  offset += 2;
+  bytes.set(key, offset);
+  return bytes;
+}
+
+export function encodeData(data: Omit<DataFrame, 'kind'>): Uint8Array {
+  if (!isNodeId(data.from) || !isNodeId(data.to)) {
+    throw new RangeError(`node ids must be positive safe integers, got from=${data.from} to=${data.to}`);
+  }
+  if (!Number.isInteger(data.hops) || data.hops < 0 || data.hops > HOPS_MAX) {
+    throw new RangeError(`hops must be 0..${HOPS_MAX}, got ${data.hops}`);
+  }
+  const bytes = new Uint8Array(DATA_HEADER_BYTES + data.payload.byteLength);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = FRAME_KIND_DATA;
+  bytes[1] = data.hops;
+  view.setBigUint64(2, BigInt(data.from), true);
+  view.setBigUint64(10, BigInt(data.to), true);
+  bytes.set(data.payload, DATA_HEADER_BYTES);
+  return bytes;
+}
+
+/** Re-encodes a DATA frame with one more hop, without copying through a decoded object. */
+export function withNextHop(encodedData: Uint8Array): Uint8Array {
+  const copy = encodedData.slice();
+  copy[1] = copy[1]! + 1;
+  return copy;
+}
+
+/** Never throws: malformed input gives a reason fit for a close message. */
+export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeResult {
+  if (bytes.byteLength > messageBytesMax) {
+    return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds the limit of ${messageBytesMax}` };
+  }
+  if (bytes.byteLength === 0) return { ok: false, reason: 'empty message' };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kind = bytes[0];
+  if (kind === FRAME_KIND_DATA) {
+    if (bytes.byteLength < DATA_HEADER_BYTES) return { ok: false, reason: 'truncated data frame header' };
+    const hops = bytes[1]!;
+    if (hops > HOPS_MAX) return { ok: false, reason: `data frame hop count ${hops} exceeds ${HOPS_MAX}` };
+    const from = readNodeId(view, 2);
+    const to = readNodeId(view, 10);
+    if (from === undefined || to === undefined) return { ok: false, reason: 'data frame node id out of range' };
+    return { ok: true, frame: { kind: 'data', hops, from, to, payload: bytes.subarray(DATA_HEADER_BYTES) } };
+  }
+  if (kind === FRAME_KIND_HELLO) {
+    let offset = 1;
+    if (bytes.byteLength < 1 + 1 + 8 + 2) return { ok: false, reason: 'truncated hello frame' };
+    const version = bytes[offset++]!;
+    if (version !== PROTOCOL_VERSION) {
+      return { ok: false, reason: `peer protocol version ${version} is not supported (this node speaks ${PROTOCOL_VERSION})` };
+    }
+    const nodeId = readNodeId(view, offset);
+    if (nodeId === undefined) return { ok: false, reason: 'hello node id out of range' };
+    offset += 8;
+    const address = readString(bytes, view, offset, HELLO_ADDRESS_BYTES_MAX);
+    if (!address.ok) return { ok: false, reason: `hello address: ${address.reason}` };
+    offset = address.end;
+    const key = readString(bytes, view, offset, HELLO_KEY_BYTES_MAX);
+    if (!key.ok) return { ok: false, reason: `hello key: ${key.reason}` };
+    if (key.end !== bytes.byteLength) return { ok: false, reason: 'trailing bytes after hello frame' };
+    return { ok: true, frame: { kind: 'hello', version, nodeId, address: address.value, clusterKey: key.value } };
+  }
+  return { ok: false, reason: `unknown frame kind 0x${kind!.toString(16).padStart(2, '0')}` };
+}
+
+function readNodeId(view: DataView, offset: number): number | undefined {
+  const value = view.getBigUint64(offset, true);
+  if (value === 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return Number(value);
+}
+
+function readString(
+  bytes: Uint8Array,
+  view: DataView,
+  offset: number,
+  bytesMax: number,
+): { ok: true; value: string; end: number } | { ok: false; reason: string } {
+  if (offset + 2 > bytes.byteLength) return { ok: false, reason: 'truncated length' };
+  const length = view.getUint16(offset, true);
+  if (length > bytesMax) return { ok: false, reason: `length ${length} exceeds ${bytesMax}` };
+  const start = offset + 2;
+  if (start + length > bytes.byteLength) return { ok: false, reason: 'truncated text' };
+  try {
+    return { ok: true, value: textDecoder.decode(bytes.subarray(start, start + length)), end: start + length };
+  } catch {
+    return { ok: false, reason: 'invalid UTF-8' };
+  }
+}
+
+/**
+ * Compares secrets in time that depends only on their lengths, not on where they differ, so a
+ * remote peer cannot find the key byte by byte from response times.
+ */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const left = textEncoder.encode(a);
+  const right = textEncoder.encode(b);
+  const length = Math.max(left.byteLength, right.byteLength);
+  let difference = left.byteLength ^ right.byteLength;
+  for (let index = 0; index < length; index++) {
+    difference |= (left[index] ?? 0) ^ (right[index] ?? 0);
+  }
+  return difference === 0;
+}

@@ -1,0 +1,25 @@
+export {
+  PeerTransport,
+  PeerTransportError,
+  PEER_WEBSOCKET_PATH,
+  CLUSTER_KEY_HEADER,
+  type PeerAddress,
+  type PeerTransportOptions,
+  type TransportStats,
+  type TransportLogEvent,
+} from './peer-transport.ts';
+export {
+  encodeHello,
+  encodeData,
+  decodeFrame,
+  constantTimeEqual,
+  HOPS_MAX,
+  DATA_HEADER_BYTES,
+  HELLO_ADDRESS_BYTES_MAX,
+  HELLO_KEY_BYTES_MAX,
+  PROTOCOL_VERSION,
+  type Frame,
+  type HelloFrame,
+  type DataFrame,
+  type DecodeResult,
+} from './envelope.ts';

@@ -1,0 +1,229 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { dialWebSocket, nodeClock } from '../../runtimes/node/index.ts';
+import { CLUSTER_KEY_HEADER, encodeData, encodeHello, PeerTransport, PeerTransportError } from '../../src/transport/index.ts';
+import type { MessageChannel } from '../../src/runtime.ts';
+import { dialWithoutHeaders, encode, startNode, type TestNode } from './helpers.ts';
+
+const nodes: TestNode[] = [];
+async function node(...args: Parameters<typeof startNode>): Promise<TestNode> {
+  const started = await startNode(...args);
+  nodes.push(started);
+  return started;
+}
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((started) => started.stop()));
+});
+
+function texts(target: TestNode, from?: number): string[] {
+  return target.received.filter((message) => from === undefined || message.from === from).map((message) => message.text);
+}
+
+/** Opens a raw peer WebSocket to `target` with the right key, for speaking nonsense. */
+async function rawPeer(target: TestNode, key = 'cluster-secret'): Promise<{ channel: MessageChannel; closed: Promise<string> }> {
+  const channel = await dialWebSocket(`ws://${target.address}/raft`, { headers: { [CLUSTER_KEY_HEADER]: key } });
+  const closed = new Promise<string>((resolve) => channel.onClose((error) => resolve(error?.message ?? 'closed')));
+  return { channel, closed };
+}
+
+describe('PeerTransport over the real listener', () => {
+  it('delivers messages in order both ways over one connection', async () => {
+    const a = await node(1);
+    const b = await node(2);
+    const peers = [
+      { id: 1, address: a.address },
+      { id: 2, address: b.address },
+    ];
+    a.transport.setPeers(peers);
+    b.transport.setPeers(peers);
+    const sent = Array.from({ length: 300 }, (_, index) => `m${index}`);
+    for (const text of sent) a.transport.send(2, encode(text));
+    await expect.poll(() => b.received.length).toBe(300);
+    expect(texts(b, 1)).toEqual(sent);
+
+    for (let index = 0; index < 50; index++) b.transport.send(1, encode(`r${index}`));
+    await expect.poll(() => a.received.length).toBe(50);
+    expect(texts(a, 2)).toEqual(Array.from({ length: 50 }, (_, index) => `r${index}`));
+    // b answered on the connection a opened: it never dialed.
+    expect(b.transport.stats().dialsStarted).toBe(0);
+    expect(a.transport.stats()).toMatchObject({ dialsStarted: 1, messagesSent: 300, messagesReceived: 50 });
+    expect(a.transport.reachablePeers()).toEqual([2]);
+    expect(b.transport.reachablePeers()).toEqual([1]);
+  });
+
+  it('refuses a peer with the wrong cluster key, in the upgrade header and in the hello', async () => {
+    const a = await node(1);
+    const intruder = await node(3, { clusterKey: 'wrong-secret' });
+    const browserIntruder = await node(4, { clusterKey: 'wrong-secret', listening: false, dial: dialWithoutHeaders });
+    intruder.transport.setPeers([{ id: 1, address: a.address }]);
+    browserIntruder.transport.setPeers([{ id: 1, address: a.address }]); // dials eagerly
+    intruder.transport.send(1, encode('let me in'));
+    // Both keep retrying with backoff; each attempt is refused and counted.
+    await expect.poll(() => a.transport.stats().refusedBadKey).toBeGreaterThanOrEqual(2);
+    await expect.poll(() => a.logs.some((event) => event.message === 'refused a peer upgrade: wrong cluster key')).toBe(true);
+    await expect
+      .poll(() => a.logs.some((event) => event.message.includes('refused a peer claiming to be node 4: wrong cluster key')))
+      .toBe(true);
+    await expect.poll(() => intruder.transport.stats().dialsFailed).toBeGreaterThan(0);
+    await expect.poll(() => browserIntruder.transport.stats().dialsFailed).toBeGreaterThan(0);
+    expect(a.received).toEqual([]);
+    expect(a.transport.reachablePeers()).toEqual([]);
+    expect(intruder.transport.reachablePeers()).toEqual([]);
+    expect(browserIntruder.transport.reachablePeers()).toEqual([]);
+  });
+
+  it('refuses a listener that answers with the wrong id or the wrong key', async () => {
+    const a = await node(1);
+    const b = await node(2);
+    // a believes node 5 lives at b's address.
+    a.transport.setPeers([{ id: 5, address: b.address }]);
+    a.transport.send(5, encode('hello 5'));
+    await expect.poll(() => a.transport.stats().refusedHandshake).toBeGreaterThan(0);
+    expect(b.received).toEqual([]);
+    expect(a.transport.reachablePeers()).toEqual([]);
+  });
+
+  it('reconnects after the peer restarts on the same address', async () => {
+    const a = await node(1);
+    let b = await node(2);
+    const peers = (address: string) => [
+      { id: 1, address: a.address },
+      { id: 2, address },
+    ];
+    a.transport.setPeers(peers(b.address));
+    a.transport.send(2, encode('before'));
+    await expect.poll(() => texts(b)).toEqual(['before']);
+
+    const port = b.listener!.port;
+    await b.stop();
+    nodes.splice(nodes.indexOf(b), 1);
+    await expect.poll(() => a.transport.reachablePeers()).toEqual([]);
+    // Sends while b is down are dropped, not queued forever, and never throw.
+    for (let index = 0; index < 5; index++) a.transport.send(2, encode(`lost${index}`));
+
+    b = await node(2, { port });
+    b.transport.setPeers(peers(b.address));
+    await expect
+      .poll(() => {
+        a.transport.send(2, encode('after'));
+        return texts(b).includes('after');
+      })
+      .toBe(true);
+    expect(a.transport.reachablePeers()).toEqual([2]);
+    expect(a.transport.stats().droppedUnreachable).toBeGreaterThan(0);
+  });
+
+  it('drops instead of blocking: unreachable peers, full queues, oversized payloads, after close', async () => {
+    const a = await node(1, { transport: { queueMessagesMax: 100 } });
+    const b = await node(2);
+    // Nothing listens on port 1 of loopback.
+    a.transport.setPeers([
+      { id: 2, address: b.address },
+      { id: 3, address: '127.0.0.1:1' },
+    ]);
+    a.transport.send(3, encode('nobody'));
+    await expect.poll(() => a.transport.stats().dialsFailed).toBeGreaterThan(0);
+    expect(a.transport.stats().droppedUnreachable).toBeGreaterThan(0);
+
+    for (let index = 0; index < 150; index++) a.transport.send(2, encode(`q${index}`));
+    a.transport.send(2, new Uint8Array(64 * 1024));
+    await expect.poll(() => b.received.length).toBe(100);
+    expect(texts(b)).toEqual(Array.from({ length: 100 }, (_, index) => `q${index}`));
+    expect(a.transport.stats()).toMatchObject({ droppedQueueFull: 50, droppedOversized: 1 });
+
+    a.transport.close();
+    a.transport.send(2, encode('late'));
+    expect(a.transport.stats().droppedClosed).toBe(1);
+  });
+
+  it('closes connections that speak nonsense and keeps serving good peers', async () => {
+    const a = await node(1, { transport: { handshakeTimeoutMs: 300 } });
+    const good = await node(2);
+    const peers = [
+      { id: 1, address: a.address },
+      { id: 2, address: good.address },
+    ];
+    good.transport.setPeers(peers);
+
+    // Random bytes instead of a hello.
+    const random = await rawPeer(a);
+    random.channel.send(new Uint8Array(randomBytes(200)));
+    expect(await random.closed).toMatch(/1008.*malformed peer message|expected a hello/);
+
+    // A valid hello, then an oversized message.
+    const oversized = await rawPeer(a);
+    oversized.channel.send(encodeHello({ nodeId: 9, address: '', clusterKey: 'cluster-secret' }));
+    oversized.channel.send(encodeData({ from: 9, to: 1, hops: 0, payload: new Uint8Array(70 * 1024) }));
+    expect(await oversized.closed).toMatch(/exceeds the limit/);
+
+    // A valid hello, then an envelope claiming another sender.
+    const spoof = await rawPeer(a);
+    spoof.channel.send(encodeHello({ nodeId: 9, address: '', clusterKey: 'cluster-secret' }));
+    spoof.channel.send(encodeData({ from: 2, to: 1, hops: 0, payload: encode('forged') }));
+    expect(await spoof.closed).toMatch(/claims sender 2/);
+
+    // Data before any hello, and a peer that never says hello.
+    const noHello = await rawPeer(a);
+    noHello.channel.send(encodeData({ from: 9, to: 1, hops: 0, payload: encode('x') }));
+    expect(await noHello.closed).toMatch(/expected a hello/);
+    const silent = await rawPeer(a);
+    expect(await silent.closed).toMatch(/no hello within 300 ms/);
+
+    // HTTP garbage and random bytes on the raw port.
+    const [host, port] = a.address.split(':');
+    for (const junk of [Buffer.from('GET /raft HTTP/1.1\r\nHost: x\r\nUpgrade: nonsense\r\n\r\n'), Buffer.from('XX\x00\x01\r\n\r\n')]) {
+      await new Promise<void>((resolve) => {
+        const socket = connect(Number(port), host!, () => socket.write(junk));
+        socket.on('data', () => undefined);
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+        setTimeout(() => socket.destroy(), 2000).unref();
+      });
+    }
+
+    expect(a.transport.stats().closedMalformed).toBe(4);
+    expect(a.transport.stats().refusedHandshake).toBe(1);
+    expect(a.received).toEqual([]);
+    good.transport.send(1, encode('still here'));
+    await expect.poll(() => texts(a)).toEqual(['still here']);
+  });
+
+  it('relays between two nodes that cannot listen, through a listening node, at most one hop', async () => {
+    const hub = await node(1);
+    const left = await node(2, { listening: false });
+    const right = await node(3, { listening: false });
+    const peers = [
+      { id: 1, address: hub.address },
+      { id: 2, address: '' },
+      { id: 3, address: '' },
+    ];
+    for (const member of [hub, left, right]) member.transport.setPeers(peers);
+    // Non-listening nodes dial the listening ones eagerly: the hub can reach them without a send.
+    await expect.poll(() => hub.transport.reachablePeers()).toEqual([2, 3]);
+
+    for (let index = 0; index < 20; index++) left.transport.send(3, encode(`l${index}`));
+    right.transport.send(2, encode('back'));
+    hub.transport.send(2, encode('from hub'));
+    await expect.poll(() => texts(right, 2)).toEqual(Array.from({ length: 20 }, (_, index) => `l${index}`));
+    await expect.poll(() => texts(left)).toEqual(expect.arrayContaining(['back', 'from hub']));
+    expect(left.received.find((message) => message.text === 'back')?.from).toBe(3);
+    expect(hub.transport.stats().messagesRelayed).toBe(21);
+    expect(hub.received).toEqual([]);
+
+    // An envelope already relayed once is not relayed again.
+    const raw = await dialWebSocket(`ws://${hub.address}/raft`, { headers: { [CLUSTER_KEY_HEADER]: 'cluster-secret' } });
+    raw.send(encodeHello({ nodeId: 8, address: '127.0.0.1:9', clusterKey: 'cluster-secret' }));
+    raw.send(encodeData({ from: 7, to: 3, hops: 1, payload: encode('second hop') }));
+    await expect.poll(() => hub.transport.stats().droppedHopLimit).toBe(1);
+    raw.close();
+    expect(texts(right)).not.toContain('second hop');
+  });
+
+  it('rejects invalid options with a clear error', () => {
+    const base = { selfAddress: '', clusterKey: 'k', dialWebSocket, clock: nodeClock, maxMessageBytes: 1024 };
+    expect(() => new PeerTransport({ ...base, selfId: 0 })).toThrow(PeerTransportError);
+    expect(() => new PeerTransport({ ...base, selfId: 1, clusterKey: '' })).toThrow(/clusterKey/);
+    expect(() => new PeerTransport({ ...base, selfId: 1, maxMessageBytes: 10 })).toThrow(/maxMessageBytes/);
+  });
+});

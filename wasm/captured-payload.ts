@@ -1,0 +1,177 @@
+// The binary form of one captured transaction (a Raft entry's payload):
+//
+//   offset 0  u32  magic 0x44515458 ("DQTX")
+//          4  u8   format version (1)
+//          5  u8   flags: bit 0 = a 32-byte WAL header follows (the transaction starts a new WAL)
+//          6  u16  reserved, 0
+//          8  u32  page size
+//         12  u32  frame count (>= 1)
+//         16  [32-byte WAL header], then frame count × (24-byte frame header + page)
+//
+// Everything after byte 16 is copied verbatim from the leader's WAL, so a follower appends it
+// verbatim and ends up byte-identical; the frame headers carry the page numbers, the commit
+// size, the salts and the checksums used to validate the bytes before appending them.
+
+import { EngineError } from './errors.ts';
+import {
+  WAL_FRAME_HEADER_BYTES,
+  WAL_HEADER_BYTES,
+  checkWalHeader,
+  decodeWalHeader,
+  isBigEndianChecksum,
+  isValidPageSize,
+  readUint32BigEndian,
+  walChecksum,
+  walHeaderPageSize,
+  type WalChecksum,
+} from './wal-format.ts';
+
+export const PAYLOAD_MAGIC = 0x44515458;
+export const PAYLOAD_VERSION = 1;
+export const PAYLOAD_HEADER_BYTES = 16;
+export const PAYLOAD_FLAG_WAL_HEADER = 1;
+/** Upper bound on frames per transaction (4 GiB of 4 KiB pages); larger payloads are refused. */
+export const PAYLOAD_FRAMES_MAX = 1 << 20;
+
+export interface CapturedTransaction {
+  /** Compact binary form, ready to be a Raft entry (see captured-payload.ts for the layout). */
+  readonly payload: Uint8Array;
+  readonly frames: number;
+  readonly pageNumbers?: readonly number[];
+}
+
+/** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
+export function encodePayload(wal: Uint8Array, start: number, end: number, pageSize: number): Uint8Array {
+  const hasHeader = start === 0;
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
+  const payload = new Uint8Array(PAYLOAD_HEADER_BYTES + end - start);
+  const view = new DataView(payload.buffer);
+  view.setUint32(0, PAYLOAD_MAGIC);
+  payload[4] = PAYLOAD_VERSION;
+  payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
+  view.setUint32(8, pageSize);
+  view.setUint32(12, frames);
+  payload.set(wal.subarray(start, end), PAYLOAD_HEADER_BYTES);
+  return payload;
+}
+
+export interface DecodedPayload {
+  readonly pageSize: number;
+  readonly frames: number;
+  readonly hasWalHeader: boolean;
+  /** The bytes to append to the WAL: the optional header and the frames. */
+  readonly walBytes: Uint8Array;
+}
+
+/** Checks the payload's own framing (not its fit with a replica). Throws EngineError. */
+export function decodePayload(payload: Uint8Array): DecodedPayload {
+  if (payload.length < PAYLOAD_HEADER_BYTES) {
+    throw new EngineError('TRUNCATED', `transaction payload is ${payload.length} bytes, shorter than its ${PAYLOAD_HEADER_BYTES}-byte header`);
+  }
+  const magic = readUint32BigEndian(payload, 0);
+  if (magic !== PAYLOAD_MAGIC) {
+    throw new EngineError('BAD_PAYLOAD', `transaction payload has magic 0x${magic.toString(16)}, expected 0x${PAYLOAD_MAGIC.toString(16)}`);
+  }
+  if (payload[4] !== PAYLOAD_VERSION) {
+    throw new EngineError('BAD_PAYLOAD', `transaction payload format version ${payload[4]} is not supported (expected ${PAYLOAD_VERSION})`);
+  }
+  const flags = payload[5]!;
+  if ((flags & ~PAYLOAD_FLAG_WAL_HEADER) !== 0 || payload[6] !== 0 || payload[7] !== 0) {
+    throw new EngineError('BAD_PAYLOAD', `transaction payload has unknown flags 0x${flags.toString(16)} or non-zero reserved bytes`);
+  }
+  const pageSize = readUint32BigEndian(payload, 8);
+  if (!isValidPageSize(pageSize)) {
+    throw new EngineError('PAGE_SIZE', `transaction payload declares page size ${pageSize}, not a power of two in 512..65536`);
+  }
+  const frames = readUint32BigEndian(payload, 12);
+  if (frames < 1) throw new EngineError('BAD_PAYLOAD', 'transaction payload holds no frames');
+  if (frames > PAYLOAD_FRAMES_MAX) {
+    throw new EngineError('LIMIT', `transaction payload holds ${frames} frames, above the limit of ${PAYLOAD_FRAMES_MAX}`);
+  }
+  const hasWalHeader = (flags & PAYLOAD_FLAG_WAL_HEADER) !== 0;
+  const expectedBytes = PAYLOAD_HEADER_BYTES + (hasWalHeader ? WAL_HEADER_BYTES : 0) + frames * (WAL_FRAME_HEADER_BYTES + pageSize);
+  if (payload.length < expectedBytes) {
+    throw new EngineError('TRUNCATED', `transaction payload is ${payload.length} bytes, but its ${frames} frames of ${pageSize}-byte pages need ${expectedBytes}`);
+  }
+  if (payload.length > expectedBytes) {
+    throw new EngineError('BAD_PAYLOAD', `transaction payload has ${payload.length - expectedBytes} bytes after its last frame`);
+  }
+  return { pageSize, frames, hasWalHeader, walBytes: payload.subarray(PAYLOAD_HEADER_BYTES) };
+}
+
+/** The page numbers of the payload's frames, in order (pages may repeat; the last wins). */
+export function payloadPageNumbers(payload: Uint8Array): number[] {
+  const decoded = decodePayload(payload);
+  const pageNumbers: number[] = [];
+  let offset = decoded.hasWalHeader ? WAL_HEADER_BYTES : 0;
+  for (let i = 0; i < decoded.frames; i++) {
+    pageNumbers.push(readUint32BigEndian(decoded.walBytes, offset));
+    offset += WAL_FRAME_HEADER_BYTES + decoded.pageSize;
+  }
+  return pageNumbers;
+}
+
+/**
+ * Checks that `decoded` continues the replica's WAL (`walSizeBytes` valid bytes of `wal`) and
+ * that every frame is intact: page size, WAL presence, salts, checksum chain, commit marker.
+ * Throws EngineError naming the problem; reads but never modifies the replica.
+ */
+export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, wal: Uint8Array, walSizeBytes: number): void {
+  const { pageSize, frames, hasWalHeader, walBytes } = decoded;
+  if (pageSize !== replicaPageSize) {
+    throw new EngineError('PAGE_SIZE', `transaction has ${pageSize}-byte pages but this database uses ${replicaPageSize}-byte pages`);
+  }
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  let headerSource: Uint8Array;
+  let seed: WalChecksum;
+  let offset: number;
+  if (hasWalHeader) {
+    if (walSizeBytes !== 0) {
+      const existing = Math.max(0, Math.floor((walSizeBytes - WAL_HEADER_BYTES) / frameBytes));
+      throw new EngineError('HAS_WAL', `transaction starts a new WAL but this replica's WAL already holds ${existing} frames (checkpoint missed?)`);
+    }
+    const problem = checkWalHeader(walBytes, 0);
+    if (problem === 'checksum') throw new EngineError('WAL_CHECKSUM', 'the WAL header in the transaction fails its checksum');
+    if (problem !== null) throw new EngineError('WAL_HEADER', `the WAL header in the transaction is invalid (${problem})`);
+    const headerPageSize = walHeaderPageSize(decodeWalHeader(walBytes, 0));
+    if (headerPageSize !== pageSize) {
+      throw new EngineError('PAGE_SIZE', `the transaction's WAL header says ${headerPageSize}-byte pages, its payload says ${pageSize}`);
+    }
+    headerSource = walBytes;
+    seed = { s1: readUint32BigEndian(walBytes, 24), s2: readUint32BigEndian(walBytes, 28) };
+    offset = WAL_HEADER_BYTES;
+  } else {
+    if (walSizeBytes === 0) {
+      throw new EngineError('NO_WAL', 'transaction continues a WAL that this replica does not have (its WAL is empty: missed the transaction that started it?)');
+    }
+    if (walSizeBytes < WAL_HEADER_BYTES || (walSizeBytes - WAL_HEADER_BYTES) % frameBytes !== 0) {
+      throw new EngineError('WAL_HEADER', `this replica's WAL is ${walSizeBytes} bytes, not a header plus whole ${pageSize}-byte frames`);
+    }
+    headerSource = wal;
+    const lastChecksumOffset = walSizeBytes === WAL_HEADER_BYTES ? 24 : walSizeBytes - frameBytes + 16;
+    seed = { s1: readUint32BigEndian(wal, lastChecksumOffset), s2: readUint32BigEndian(wal, lastChecksumOffset + 4) };
+    offset = 0;
+  }
+  const magic = readUint32BigEndian(headerSource, 0);
+  const salt1 = readUint32BigEndian(headerSource, 16);
+  const salt2 = readUint32BigEndian(headerSource, 20);
+  const bigEndianWords = isBigEndianChecksum(magic);
+  for (let i = 0; i < frames; i++, offset += frameBytes) {
+    const pageNumber = readUint32BigEndian(walBytes, offset);
+    const commitPageCount = readUint32BigEndian(walBytes, offset + 4);
+    if (readUint32BigEndian(walBytes, offset + 8) !== salt1 || readUint32BigEndian(walBytes, offset + 12) !== salt2) {
+      throw new EngineError('WAL_SALT', `frame ${i + 1} of ${frames} (page ${pageNumber}) carries salts of another WAL than this replica's`);
+    }
+    if (pageNumber === 0) throw new EngineError('BAD_PAYLOAD', `frame ${i + 1} of ${frames} names page 0`);
+    const isLast = i === frames - 1;
+    if (isLast ? commitPageCount === 0 : commitPageCount !== 0) {
+      throw new EngineError('NO_COMMIT', `frame ${i + 1} of ${frames}: ${isLast ? 'the last frame is not a commit frame' : 'a commit marker before the last frame'}`);
+    }
+    seed = walChecksum(walBytes, offset, 8, bigEndianWords, seed);
+    seed = walChecksum(walBytes, offset + WAL_FRAME_HEADER_BYTES, pageSize, bigEndianWords, seed);
+    if (seed.s1 !== readUint32BigEndian(walBytes, offset + 16) || seed.s2 !== readUint32BigEndian(walBytes, offset + 20)) {
+      throw new EngineError('WAL_CHECKSUM', `frame ${i + 1} of ${frames} (page ${pageNumber}) fails its checksum`);
+    }
+  }
+}

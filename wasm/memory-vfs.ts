@@ -1,0 +1,275 @@
+// An in-memory VFS, one method per SQLite VFS/io method, each returning an SQLite result code.
+// Files live in a name → MemoryFile map; open handles (sqlite3_file pointers) map to them.
+// Locking is a no-op: the engine runs exactly one connection per database in EXCLUSIVE mode.
+
+import { MemoryFile } from './memory-file.ts';
+import {
+  SQLITE_ACCESS_EXISTS,
+  SQLITE_CANTOPEN,
+  SQLITE_FULL,
+  SQLITE_IOCAP_POWERSAFE_OVERWRITE,
+  SQLITE_IOCAP_SAFE_APPEND,
+  SQLITE_IOCAP_SEQUENTIAL,
+  SQLITE_IOCAP_UNDELETABLE_WHEN_OPEN,
+  SQLITE_IOERR_SHORT_READ,
+  SQLITE_NOTFOUND,
+  SQLITE_OK,
+  SQLITE_OPEN_CREATE,
+  SQLITE_OPEN_DELETEONCLOSE,
+  type Pointer,
+  type SqliteModule,
+} from './sqlite-api.ts';
+
+interface OpenFile {
+  readonly path: string;
+  readonly file: MemoryFile;
+  readonly deleteOnClose: boolean;
+}
+
+const SECTOR_SIZE_BYTES = 4096;
+// Sequential + powersafe-overwrite: SQLite then neither syncs the WAL header separately nor pads
+// a commit to a sector boundary, so each commit is exactly its frames followed by one xSync.
+const DEVICE_CHARACTERISTICS =
+  SQLITE_IOCAP_SAFE_APPEND | SQLITE_IOCAP_SEQUENTIAL | SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_UNDELETABLE_WHEN_OPEN;
+const PATHNAME_MAX_BYTES = 512;
+/** Julian day number of the Unix epoch, in milliseconds (for xCurrentTimeInt64). */
+const UNIX_EPOCH_JULIAN_MS = 210866760000000;
+
+export interface MemoryVfsOptions {
+  name: string;
+  fileBytesMax: number;
+}
+
+export class MemoryVfs {
+  readonly name: string;
+  private readonly fileBytesMax: number;
+  private readonly sqlite: SqliteModule;
+  private readonly files = new Map<string, MemoryFile>();
+  private readonly open = new Map<Pointer, OpenFile>();
+  private tempFileCounter = 0;
+
+  constructor(sqlite: SqliteModule, options: MemoryVfsOptions) {
+    this.sqlite = sqlite;
+    this.name = options.name;
+    this.fileBytesMax = options.fileBytesMax;
+  }
+
+  // --- engine-side access to the files -------------------------------------------------------
+
+  file(path: string): MemoryFile | undefined {
+    return this.files.get(path);
+  }
+
+  /** Returns the file at `path`, creating an empty one if needed. */
+  ensureFile(path: string): MemoryFile {
+    let file = this.files.get(path);
+    if (file === undefined) {
+      file = new MemoryFile(this.fileBytesMax);
+      this.files.set(path, file);
+    }
+    return file;
+  }
+
+  replaceFile(path: string, contents: Uint8Array): MemoryFile {
+    const file = new MemoryFile(this.fileBytesMax, contents);
+    this.files.set(path, file);
+    return file;
+  }
+
+  deleteFile(path: string): void {
+    this.files.delete(path);
+  }
+
+  isOpen(path: string): boolean {
+    for (const handle of this.open.values()) if (handle.path === path) return true;
+    return false;
+  }
+
+  // --- registration ------------------------------------------------------------------------
+
+  /** Registers the VFS with SQLite under `this.name`. */
+  install(): void {
+    const { capi, wasm } = this.sqlite;
+    const ioMethods = new capi.sqlite3_io_methods();
+    ioMethods['$iVersion'] = 1;
+    const vfs = new capi.sqlite3_vfs();
+    vfs['$iVersion'] = 2;
+    vfs['$szOsFile'] = capi.sqlite3_file.structInfo.sizeof;
+    vfs['$mxPathname'] = PATHNAME_MAX_BYTES;
+    vfs['$zName'] = wasm.allocCString(this.name);
+    const ioMethodsPointer = ioMethods.pointer;
+    ioMethods.installMethods({
+      xClose: (pFile: Pointer) => this.xClose(pFile),
+      xRead: (pFile: Pointer, pDest: Pointer, amountBytes: number, offset: bigint) =>
+        this.xRead(pFile, pDest, amountBytes, offset),
+      xWrite: (pFile: Pointer, pSource: Pointer, amountBytes: number, offset: bigint) =>
+        this.xWrite(pFile, pSource, amountBytes, offset),
+      xTruncate: (pFile: Pointer, sizeBytes: bigint) => this.xTruncate(pFile, sizeBytes),
+      xSync: (pFile: Pointer, flags: number) => this.xSync(pFile, flags),
+      xFileSize: (pFile: Pointer, pSize: Pointer) => this.xFileSize(pFile, pSize),
+      xLock: (pFile: Pointer, level: number) => this.xLock(pFile, level),
+      xUnlock: (pFile: Pointer, level: number) => this.xUnlock(pFile, level),
+      xCheckReservedLock: (pFile: Pointer, pResult: Pointer) => this.xCheckReservedLock(pFile, pResult),
+      xFileControl: (pFile: Pointer, op: number, pArg: Pointer) => this.xFileControl(pFile, op, pArg),
+      xSectorSize: (pFile: Pointer) => this.xSectorSize(pFile),
+      xDeviceCharacteristics: (pFile: Pointer) => this.xDeviceCharacteristics(pFile),
+    });
+    vfs.installMethods({
+      xOpen: (pVfs: Pointer, zName: Pointer, pFile: Pointer, flags: number, pOutFlags: Pointer) =>
+        this.xOpen(pVfs, zName, pFile, flags, pOutFlags, ioMethodsPointer),
+      xDelete: (pVfs: Pointer, zName: Pointer, syncDir: number) => this.xDelete(pVfs, zName, syncDir),
+      xAccess: (pVfs: Pointer, zName: Pointer, flags: number, pResult: Pointer) =>
+        this.xAccess(pVfs, zName, flags, pResult),
+      xFullPathname: (pVfs: Pointer, zName: Pointer, outBytes: number, pOut: Pointer) =>
+        this.xFullPathname(pVfs, zName, outBytes, pOut),
+      xRandomness: (pVfs: Pointer, amountBytes: number, pOut: Pointer) => this.xRandomness(pVfs, amountBytes, pOut),
+      xSleep: (pVfs: Pointer, microseconds: number) => this.xSleep(pVfs, microseconds),
+      xCurrentTime: (pVfs: Pointer, pOut: Pointer) => this.xCurrentTime(pVfs, pOut),
+      xCurrentTimeInt64: (pVfs: Pointer, pOut: Pointer) => this.xCurrentTimeInt64(pVfs, pOut),
+      xGetLastError: (pVfs: Pointer, outBytes: number, pOut: Pointer) => this.xGetLastError(pVfs, outBytes, pOut),
+    });
+    vfs.registerVfs(false);
+  }
+
+  // --- sqlite3_vfs methods -----------------------------------------------------------------
+
+  xOpen(_pVfs: Pointer, zName: Pointer, pFile: Pointer, flags: number, pOutFlags: Pointer, ioMethods: Pointer): number {
+    const wasm = this.sqlite.wasm;
+    const path = zName === 0 ? `temp-${++this.tempFileCounter}` : (wasm.cstrToJs(zName) ?? '');
+    let file = this.files.get(path);
+    if (file === undefined) {
+      if ((flags & SQLITE_OPEN_CREATE) === 0) return SQLITE_CANTOPEN;
+      file = new MemoryFile(this.fileBytesMax);
+      this.files.set(path, file);
+    }
+    this.open.set(pFile, { path, file, deleteOnClose: (flags & SQLITE_OPEN_DELETEONCLOSE) !== 0 || zName === 0 });
+    // pMethods is the first (and only) member of sqlite3_file.
+    wasm.poke32(pFile, ioMethods);
+    if (pOutFlags !== 0) wasm.poke32(pOutFlags, flags);
+    return SQLITE_OK;
+  }
+
+  xDelete(_pVfs: Pointer, zName: Pointer, _syncDir: number): number {
+    const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
+    this.files.delete(path);
+    return SQLITE_OK;
+  }
+
+  xAccess(_pVfs: Pointer, zName: Pointer, flags: number, pResult: Pointer): number {
+    const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
+    const file = this.files.get(path);
+    // Like the unix VFS, an empty file does not "exist": SQLite then ignores an empty WAL.
+    const exists = file !== undefined && (flags !== SQLITE_ACCESS_EXISTS || file.size > 0);
+    this.sqlite.wasm.poke32(pResult, exists ? 1 : 0);
+    return SQLITE_OK;
+  }
+
+  xFullPathname(_pVfs: Pointer, zName: Pointer, outBytes: number, pOut: Pointer): number {
+    return this.sqlite.wasm.cstrncpy(pOut, zName, outBytes) < outBytes ? SQLITE_OK : SQLITE_CANTOPEN;
+  }
+
+  xRandomness(_pVfs: Pointer, amountBytes: number, pOut: Pointer): number {
+    const target = this.sqlite.wasm.heap8u().subarray(pOut, pOut + amountBytes);
+    // getRandomValues refuses views of a resizable/shared buffer in some hosts: fill a copy.
+    const random = new Uint8Array(amountBytes);
+    globalThis.crypto.getRandomValues(random);
+    target.set(random);
+    return amountBytes;
+  }
+
+  xSleep(_pVfs: Pointer, microseconds: number): number {
+    return microseconds;
+  }
+
+  xCurrentTime(_pVfs: Pointer, pOut: Pointer): number {
+    this.sqlite.wasm.poke64f(pOut, 2440587.5 + Date.now() / 86400000);
+    return SQLITE_OK;
+  }
+
+  xCurrentTimeInt64(_pVfs: Pointer, pOut: Pointer): number {
+    this.sqlite.wasm.poke64(pOut, BigInt(UNIX_EPOCH_JULIAN_MS + Date.now()));
+    return SQLITE_OK;
+  }
+
+  xGetLastError(_pVfs: Pointer, _outBytes: number, _pOut: Pointer): number {
+    return SQLITE_OK;
+  }
+
+  // --- sqlite3_io_methods ------------------------------------------------------------------
+
+  xClose(pFile: Pointer): number {
+    const handle = this.open.get(pFile);
+    if (handle === undefined) return SQLITE_OK;
+    this.open.delete(pFile);
+    if (handle.deleteOnClose && this.files.get(handle.path) === handle.file) this.files.delete(handle.path);
+    return SQLITE_OK;
+  }
+
+  xRead(pFile: Pointer, pDest: Pointer, amountBytes: number, offset: bigint): number {
+    const file = this.open.get(pFile)!.file;
+    const start = Number(offset);
+    const heap = this.sqlite.wasm.heap8u();
+    const available = file.size - start;
+    if (available >= amountBytes) {
+      heap.set(file.bytes.subarray(start, start + amountBytes), pDest);
+      return SQLITE_OK;
+    }
+    const copied = available > 0 ? available : 0;
+    if (copied > 0) heap.set(file.bytes.subarray(start, start + copied), pDest);
+    heap.fill(0, pDest + copied, pDest + amountBytes);
+    return SQLITE_IOERR_SHORT_READ;
+  }
+
+  xWrite(pFile: Pointer, pSource: Pointer, amountBytes: number, offset: bigint): number {
+    const file = this.open.get(pFile)!.file;
+    const start = Number(offset);
+    const end = start + amountBytes;
+    if (!file.reserve(end)) return SQLITE_FULL;
+    file.bytes.set(this.sqlite.wasm.heap8u().subarray(pSource, end - start + pSource), start);
+    if (end > file.size) file.size = end;
+    return SQLITE_OK;
+  }
+
+  xTruncate(pFile: Pointer, sizeBytes: bigint): number {
+    const file = this.open.get(pFile)!.file;
+    const size = Number(sizeBytes);
+    if (size > file.sizeMaxBytes) return SQLITE_FULL;
+    file.truncate(size);
+    return SQLITE_OK;
+  }
+
+  xSync(pFile: Pointer, _flags: number): number {
+    this.open.get(pFile)!.file.syncCount++;
+    return SQLITE_OK;
+  }
+
+  xFileSize(pFile: Pointer, pSize: Pointer): number {
+    this.sqlite.wasm.poke64(pSize, BigInt(this.open.get(pFile)!.file.size));
+    return SQLITE_OK;
+  }
+
+  xLock(_pFile: Pointer, _level: number): number {
+    return SQLITE_OK;
+  }
+
+  xUnlock(_pFile: Pointer, _level: number): number {
+    return SQLITE_OK;
+  }
+
+  xCheckReservedLock(_pFile: Pointer, pResult: Pointer): number {
+    this.sqlite.wasm.poke32(pResult, 0);
+    return SQLITE_OK;
+  }
+
+  xFileControl(_pFile: Pointer, _op: number, _pArg: Pointer): number {
+    return SQLITE_NOTFOUND;
+  }
+
+  xSectorSize(_pFile: Pointer): number {
+    return SECTOR_SIZE_BYTES;
+  }
+
+  xDeviceCharacteristics(_pFile: Pointer): number {
+    return DEVICE_CHARACTERISTICS;
+  }
+}
