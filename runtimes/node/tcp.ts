@@ -1,0 +1,78 @@
+import { Socket, connect as netConnect } from 'node:net';
+import type { ByteStream, DialStream } from '../../src/runtime.ts';
+
+const DIAL_TIMEOUT_MS_DEFAULT = 5_000;
+
+/** Splits "host:port", "[v6]:port" or "v6:port" (last colon) into parts. */
+export function parseAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  let host = colon > 0 ? address.slice(0, colon) : '';
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new Error(`"${address}" is not a host:port address`);
+  }
+  return { host, port };
+}
+
+/** A ByteStream over a connected node:net socket. */
+export function socketStream(socket: Socket, remoteAddress: string): ByteStream {
+  let closed = false;
+  let closeError: Error | undefined;
+  const closeHandlers: ((error?: Error) => void)[] = [];
+  socket.on('error', (error) => {
+    closeError ??= error;
+  });
+  socket.on('close', () => {
+    closed = true;
+    for (const handler of closeHandlers) handler(closeError);
+  });
+  return {
+    remoteAddress,
+    write(bytes: Uint8Array): boolean {
+      if (closed || socket.destroyed) return false;
+      socket.write(bytes);
+      return true;
+    },
+    onData(handler: (chunk: Uint8Array) => void): void {
+      socket.on('data', (chunk: Buffer) => handler(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+    },
+    onClose(handler: (error?: Error) => void): void {
+      if (closed) queueMicrotask(() => handler(closeError));
+      else closeHandlers.push(handler);
+    },
+    close(): void {
+      socket.destroy();
+    },
+  };
+}
+
+/** Dials TCP with Nagle off (the protocol is request/response with small messages). */
+export const dialTcp: DialStream = (address, options) =>
+  new Promise<ByteStream>((resolve, reject) => {
+    let host: string;
+    let port: number;
+    try {
+      ({ host, port } = parseAddress(address));
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
+    const socket = netConnect({ host, port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`connecting to ${address} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (error: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      resolve(socketStream(socket, address));
+    });
+  });

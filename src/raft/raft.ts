@@ -1,0 +1,995 @@
+/**
+ * The Raft state machine (etcd-raft shape): `step` takes messages, `tick` takes time, `ready`
+ * hands out what to persist, send and apply, `advance` says it was done. No timers, I/O or
+ * randomness of its own. One step function per role: stepLeader, stepCandidate, stepFollower.
+ */
+import { encodeConfChange, encodeConfiguration } from './codec.ts';
+import type { OperationResult, ProposeResult } from './errors.ts';
+import { assert, NotLeaderError, RaftError } from './errors.ts';
+import { RaftLog } from './log.ts';
+import {
+  applyConfChange,
+  hasQuorum,
+  hasQuorumAgainst,
+  isValidNodeId,
+  isVoter,
+  quorumMatchIndex,
+  replicaIds,
+  voterIds,
+} from './membership.ts';
+import { Progress } from './progress.ts';
+import type { ProgressState } from './progress.ts';
+import type { RaftStorage } from './storage.ts';
+import { cloneConfiguration } from './storage.ts';
+import type {
+  ConfChange,
+  Configuration,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  ReadState,
+  Ready,
+  Snapshot,
+  SnapshotMeta,
+  SoftState,
+  StateName,
+} from './types.ts';
+import { EntryType, MessageType } from './types.ts';
+
+/**
+ * Classic Raft bugs the simulator must catch. Test-only: never set in production.
+ * - commitPreviousTermByCounting: commit an older-term entry once a majority has it (Figure 8).
+ * - voteWithoutLogCheck: grant votes without the "candidate's log is up to date" check.
+ * - voteNotPersisted: the vote is never part of the persisted hard state (answering a vote
+ *   before persisting it: after a crash the node votes again in the same term).
+ * - appendIgnoresPrevTerm: accept appends whose previous entry has a different term.
+ * - quorumOffByOne: commit once half (not a majority) of the voters has an entry.
+ */
+export type RaftTestBug =
+  | 'commitPreviousTermByCounting'
+  | 'voteWithoutLogCheck'
+  | 'voteNotPersisted'
+  | 'appendIgnoresPrevTerm'
+  | 'quorumOffByOne';
+
+export interface RaftConfig {
+  id: NodeId;
+  storage: RaftStorage;
+  electionTimeoutTicks: number;
+  heartbeatTicks: number;
+  /** Injected randomness in [0,1), used only for randomized election timeouts. */
+  random: () => number;
+  /** Last applied index at restart (default: the snapshot's index). */
+  applied?: number;
+  /** Default true. */
+  preVote?: boolean;
+  /** Default true. */
+  checkQuorum?: boolean;
+  /** Appends in flight per replica (pipelining bound). Default 256. */
+  maxInflightAppends?: number;
+  /** Entry bytes per append message. Default 1 MiB. */
+  maxEntriesBytesPerAppend?: number;
+  /** Snapshot bytes per InstallSnapshot chunk. Default 1 MiB. */
+  snapshotChunkBytes?: number;
+  /** Largest snapshot a follower accepts. Default 1 GiB. */
+  maxSnapshotBytes?: number;
+  /** Committed entry bytes per Ready. Default 16 MiB. */
+  maxCommittedBytesPerReady?: number;
+  /** Largest proposal. Default 16 MiB. */
+  maxProposalBytes?: number;
+  /** Uncommitted entries a leader accepts before refusing proposals. Default 65536. */
+  maxUncommittedEntries?: number;
+  /** Pending ReadIndex requests. Default 4096. */
+  maxPendingReads?: number;
+  testBugs?: ReadonlySet<RaftTestBug>;
+}
+
+export interface ProgressStatus {
+  match: number;
+  next: number;
+  state: ProgressState;
+  recentActive: boolean;
+  inflight: number;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  term: number;
+  vote: NodeId;
+  state: StateName;
+  leaderId: NodeId;
+  commit: number;
+  applied: number;
+  firstIndex: number;
+  lastIndex: number;
+  configuration: Configuration;
+  /** Leader only: per replica (voters and standbys, not itself). */
+  progress?: Record<number, ProgressStatus>;
+  leadTransferee: NodeId;
+}
+
+interface PendingRead {
+  requestId: number;
+  index: number;
+  round: number;
+}
+
+interface SnapshotReceive {
+  meta: SnapshotMeta;
+  totalBytes: number;
+  buffer: Uint8Array;
+  receivedBytes: number;
+}
+
+interface Outstanding {
+  lastEntry?: { index: number; term: number };
+  snapshotIndex?: number;
+  appliedTo: number;
+}
+
+/** Vote/PreVote context marking a campaign started by leadership transfer. */
+const CAMPAIGN_TRANSFER = 1;
+
+function emptyMessage(type: MessageType, from: NodeId, to: NodeId, term: number): Message {
+  return { type, from, to, term, logTerm: 0, index: 0, commit: 0, reject: false, rejectHint: 0, context: 0, entries: [] };
+}
+
+function positiveInt(v: number | undefined, fallback: number, name: string): number {
+  const n = v ?? fallback;
+  if (!Number.isSafeInteger(n) || n < 1) throw new RaftError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+export class RaftNode {
+  readonly id: NodeId;
+  private readonly log: RaftLog;
+  private readonly electionTimeoutTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly random: () => number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxInflightAppends: number;
+  private readonly maxEntriesBytesPerAppend: number;
+  private readonly snapshotChunkBytes: number;
+  private readonly maxSnapshotBytes: number;
+  private readonly maxCommittedBytesPerReady: number;
+  private readonly maxProposalBytes: number;
+  private readonly maxUncommittedEntries: number;
+  private readonly maxPendingReads: number;
+  private readonly bugs: ReadonlySet<RaftTestBug>;
+
+  private term = 0;
+  private vote: NodeId = 0;
+  private lead: NodeId = 0;
+  private state: StateName = 'follower';
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  private votes = new Map<NodeId, boolean>();
+  private progress = new Map<NodeId, Progress>();
+  private leadTransferee: NodeId = 0;
+  /** Index of the latest conf change the leader appended; a new one waits until it commits. */
+  private pendingConfIndex = 0;
+  private readRound = 0;
+  private readAcks = new Map<NodeId, number>();
+  private pendingReads: PendingRead[] = [];
+  /** Reads received before this leader committed an entry of its term. */
+  private readsAwaitingCommit: number[] = [];
+  private snapshotReceive: SnapshotReceive | undefined;
+  private needsBroadcast = false;
+
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private prevSoftState: SoftState;
+  private prevHardState: HardState;
+  private outstanding: Outstanding | undefined;
+  /** Committed entries were handed out up to here (applied or being applied). */
+  private applying: number;
+
+  constructor(config: RaftConfig) {
+    if (!isValidNodeId(config.id)) throw new RaftError('INVALID_ARGUMENT', `node id must be an integer in 1..2^53-1, got ${config.id}`);
+    this.id = config.id;
+    this.electionTimeoutTicks = positiveInt(config.electionTimeoutTicks, 10, 'electionTimeoutTicks');
+    this.heartbeatTicks = positiveInt(config.heartbeatTicks, 1, 'heartbeatTicks');
+    if (this.heartbeatTicks >= this.electionTimeoutTicks) {
+      throw new RaftError('INVALID_ARGUMENT', `heartbeatTicks (${this.heartbeatTicks}) must be smaller than electionTimeoutTicks (${this.electionTimeoutTicks})`);
+    }
+    this.random = config.random;
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+    this.maxInflightAppends = positiveInt(config.maxInflightAppends, 256, 'maxInflightAppends');
+    this.maxEntriesBytesPerAppend = positiveInt(config.maxEntriesBytesPerAppend, 1024 * 1024, 'maxEntriesBytesPerAppend');
+    this.snapshotChunkBytes = positiveInt(config.snapshotChunkBytes, 1024 * 1024, 'snapshotChunkBytes');
+    this.maxSnapshotBytes = positiveInt(config.maxSnapshotBytes, 1024 * 1024 * 1024, 'maxSnapshotBytes');
+    this.maxCommittedBytesPerReady = positiveInt(config.maxCommittedBytesPerReady, 16 * 1024 * 1024, 'maxCommittedBytesPerReady');
+    this.maxProposalBytes = positiveInt(config.maxProposalBytes, 16 * 1024 * 1024, 'maxProposalBytes');
+    this.maxUncommittedEntries = positiveInt(config.maxUncommittedEntries, 65536, 'maxUncommittedEntries');
+    this.maxPendingReads = positiveInt(config.maxPendingReads, 4096, 'maxPendingReads');
+    this.bugs = config.testBugs ?? new Set();
+
+    this.log = new RaftLog(config.storage, config.applied);
+    const { hardState } = config.storage.initialState();
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.applying = this.log.applied;
+    this.becomeFollower(this.term, 0);
+    this.prevSoftState = this.softState();
+    this.prevHardState = this.hardState();
+  }
+
+  /**
+   * Writes the first configuration of a new cluster into empty storage: entry 1 (term 1) holds
+   * it, committed. Bootstrap every initial member with the same configuration, or one node and
+   * join the others empty.
+   */
+  static bootstrap(
+    storage: { append(entries: Entry[]): void; setHardState(hs: HardState): void; lastIndex(): number; initialState(): { hardState: HardState } },
+    configuration: Configuration,
+  ): void {
+    if (storage.lastIndex() !== 0 || storage.initialState().hardState.term !== 0) {
+      throw new RaftError('INVALID_ARGUMENT', 'bootstrap needs empty storage: this node already has a log or a term');
+    }
+    if (voterIds(configuration).length === 0) throw new RaftError('INVALID_ARGUMENT', 'bootstrap configuration needs at least one voter');
+    const ids = new Set(configuration.members.map((m) => m.id));
+    if (ids.size !== configuration.members.length || configuration.members.some((m) => !isValidNodeId(m.id))) {
+      throw new RaftError('INVALID_ARGUMENT', 'bootstrap configuration has duplicate or invalid node ids');
+    }
+    storage.append([{ term: 1, index: 1, type: EntryType.Configuration, data: encodeConfiguration(configuration) }]);
+    storage.setHardState({ term: 1, vote: 0, commit: 1 });
+  }
+
+  // ---------------------------------------------------------------- time and elections
+
+  tick(): void {
+    if (this.state === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum) {
+        const active = hasQuorum(this.config(), (id) => id === this.id || this.progress.get(id)?.recentActive === true);
+        for (const pr of this.progress.values()) pr.recentActive = false;
+        if (!active) {
+          this.becomeFollower(this.term, 0);
+          return;
+        }
+      }
+      this.leadTransferee = 0;
+    }
+    for (const [id, pr] of this.progress) {
+      if (pr.state === 'snapshot' && ++pr.snapshotIdleTicks >= 2 * this.heartbeatTicks) this.sendSnapshotChunk(id, pr);
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  /** Starts an election now (if this node may): used to speed up a fresh single-node cluster. */
+  campaign(): void {
+    this.hup(false);
+  }
+
+  private promotable(): boolean {
+    return isVoter(this.config(), this.id) && this.log.unstableSnapshot === undefined;
+  }
+
+  private hup(transfer: boolean): void {
+    if (this.state === 'leader' || !this.promotable()) return;
+    if (this.preVote && !transfer) this.startCampaign('pre', false);
+    else this.startCampaign('election', transfer);
+  }
+
+  private startCampaign(kind: 'pre' | 'election', transfer: boolean): void {
+    let voteTerm: number;
+    if (kind === 'pre') {
+      this.becomePreCandidate();
+      voteTerm = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      voteTerm = this.term;
+    }
+    this.votes.set(this.id, true);
+    if (this.electionWon()) {
+      if (kind === 'pre') this.startCampaign('election', transfer);
+      else this.becomeLeader();
+      return;
+    }
+    const type = kind === 'pre' ? MessageType.PreVote : MessageType.Vote;
+    for (const id of voterIds(this.config())) {
+      if (id === this.id) continue;
+      const m = emptyMessage(type, this.id, id, voteTerm);
+      m.index = this.log.lastIndex();
+      m.logTerm = this.log.lastTerm();
+      m.context = transfer ? CAMPAIGN_TRANSFER : 0;
+      this.send(m);
+    }
+  }
+
+  private electionWon(): boolean {
+    return hasQuorum(this.config(), (id) => this.votes.get(id) === true);
+  }
+
+  private reset(term: number): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = 0;
+    }
+    this.lead = 0;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.electionTimeoutTicks + Math.floor(this.random() * this.electionTimeoutTicks);
+    this.votes.clear();
+    this.progress.clear();
+    this.leadTransferee = 0;
+    this.pendingConfIndex = 0;
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.readAcks.clear();
+    this.needsBroadcast = false;
+  }
+
+  private becomeFollower(term: number, lead: NodeId): void {
+    this.reset(term);
+    this.state = 'follower';
+    this.lead = lead;
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.state !== 'leader', 'leader cannot become precandidate');
+    // Term and vote stay: a pre-vote changes nothing durable.
+    this.votes.clear();
+    this.lead = 0;
+    this.state = 'precandidate';
+  }
+
+  private becomeCandidate(): void {
+    assert(this.state !== 'leader', 'leader cannot become candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.state = 'candidate';
+  }
+
+  private becomeLeader(): void {
+    assert(this.state === 'candidate', 'only a candidate becomes leader');
+    this.reset(this.term);
+    this.state = 'leader';
+    this.lead = this.id;
+    this.syncProgress();
+    this.appendEntries([{ term: this.term, index: 0, type: EntryType.Barrier, data: new Uint8Array(0) }]);
+    // No conf change until this term's barrier commits (fix for single-server changes).
+    this.pendingConfIndex = this.log.lastIndex();
+    this.broadcastAppend();
+  }
+
+  // ---------------------------------------------------------------- messages in
+
+  /** Feeds a message from a peer. Invalid or stale messages are ignored. */
+  step(m: Message): void {
+    if (!this.isPlausible(m)) return;
+    if (m.term > this.term) {
+      if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
+        const force = m.context === CAMPAIGN_TRANSFER;
+        const inLease = this.checkQuorum && this.lead !== 0 && this.electionElapsed < this.electionTimeoutTicks;
+        // A voter that hears from a live leader ignores campaigns: a rejoining partitioned node cannot disrupt.
+        if (!force && inLease) return;
+      }
+      if (m.type === MessageType.PreVote) {
+        // Never change term for a pre-vote.
+      } else if (m.type === MessageType.PreVoteResponse && !m.reject) {
+        // A granted pre-vote carries the future term; we only move there when we campaign.
+      } else if (m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Snapshot) {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, 0);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.Append || m.type === MessageType.Heartbeat)) {
+        // Tell a stale leader about our term so it steps down.
+        this.send(emptyMessage(MessageType.AppendResponse, this.id, m.from, this.term));
+      } else if (m.type === MessageType.PreVote) {
+        const r = emptyMessage(MessageType.PreVoteResponse, this.id, m.from, this.term);
+        r.reject = true;
+        this.send(r);
+      }
+      return;
+    }
+
+    if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
+      this.handleVoteRequest(m);
+      return;
+    }
+    switch (this.state) {
+      case 'leader':
+        this.stepLeader(m);
+        break;
+      case 'candidate':
+      case 'precandidate':
+        this.stepCandidate(m);
+        break;
+      case 'follower':
+        this.stepFollower(m);
+        break;
+    }
+  }
+
+  private isPlausible(m: Message): boolean {
+    if (m === null || typeof m !== 'object') return false;
+    if (m.to !== this.id || m.from === this.id || !isValidNodeId(m.from)) return false;
+    for (const v of [m.term, m.logTerm, m.index, m.commit, m.rejectHint, m.context]) {
+      if (!Number.isSafeInteger(v) || v < 0) return false;
+    }
+    if (!Array.isArray(m.entries)) return false;
+    for (let i = 0; i < m.entries.length; i++) {
+      const e = m.entries[i]!;
+      if (!Number.isSafeInteger(e.index) || !Number.isSafeInteger(e.term) || !(e.data instanceof Uint8Array)) return false;
+      if (e.index !== m.index + 1 + i || e.term > m.term || e.term < 1) return false;
+      if (i === 0 ? e.term < m.logTerm : e.term < m.entries[i - 1]!.term) return false;
+    }
+    return true;
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const isPre = m.type === MessageType.PreVote;
+    const canVote = this.vote === m.from || (this.vote === 0 && this.lead === 0) || (isPre && m.term > this.term);
+    const upToDate = this.bugs.has('voteWithoutLogCheck') || this.log.isUpToDate(m.index, m.logTerm);
+    const type = isPre ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+    if (canVote && upToDate) {
+      this.send(emptyMessage(type, this.id, m.from, m.term));
+      if (!isPre) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      const r = emptyMessage(type, this.id, m.from, this.term);
+      r.reject = true;
+      this.send(r);
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case MessageType.Append:
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleAppend(m);
+        break;
+      case MessageType.Heartbeat:
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleHeartbeat(m);
+        break;
+      case MessageType.Snapshot:
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleSnapshotChunk(m);
+        break;
+      case MessageType.TimeoutNow:
+        this.hup(true);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case MessageType.Append:
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        break;
+      case MessageType.Heartbeat:
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        break;
+      case MessageType.Snapshot:
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshotChunk(m);
+        break;
+      case MessageType.VoteResponse:
+      case MessageType.PreVoteResponse: {
+        const expected = this.state === 'precandidate' ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+        if (m.type !== expected || !isVoter(this.config(), m.from)) break;
+        if (!this.votes.has(m.from)) this.votes.set(m.from, !m.reject);
+        if (this.electionWon()) {
+          if (this.state === 'precandidate') this.startCampaign('election', false);
+          else this.becomeLeader();
+        } else if (hasQuorumAgainst(this.config(), (id) => this.votes.get(id) === false)) {
+          this.becomeFollower(this.term, 0);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private handleAppend(m: Message): void {
+    const reply = emptyMessage(MessageType.AppendResponse, this.id, m.from, this.term);
+    if (m.index < this.log.committed) {
+      reply.index = this.log.committed;
+      this.send(reply);
+      return;
+    }
+    const prevMatches = this.bugs.has('appendIgnoresPrevTerm')
+      ? m.index <= this.log.lastIndex() && this.log.term(m.index) !== undefined
+      : this.log.matchTerm(m.index, m.logTerm);
+    if (prevMatches) {
+      const lastNew = m.index + m.entries.length;
+      const conflict = this.log.findConflict(m.entries);
+      if (conflict !== 0) {
+        // A leader never asks us to overwrite committed entries; a peer that does is ignored.
+        if (conflict <= this.log.committed) return;
+        this.log.append(m.entries.slice(conflict - (m.index + 1)));
+      }
+      this.log.commitTo(Math.min(m.commit, lastNew));
+      reply.index = lastNew;
+      this.send(reply);
+      return;
+    }
+    const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    reply.index = m.index;
+    reply.reject = true;
+    reply.rejectHint = hintIndex;
+    reply.logTerm = this.log.term(hintIndex) ?? 0;
+    this.send(reply);
+  }
+
+  private handleHeartbeat(m: Message): void {
+    // The leader sends min(our match, its commit), so entries up to there match its log.
+    if (m.commit <= this.log.lastIndex()) this.log.commitTo(m.commit);
+    const reply = emptyMessage(MessageType.HeartbeatResponse, this.id, m.from, this.term);
+    reply.context = m.context;
+    this.send(reply);
+  }
+
+  private handleSnapshotChunk(m: Message): void {
+    const chunk = m.snapshot;
+    if (!chunk || chunk.meta.index < 1 || chunk.meta.term < 1 || chunk.meta.term > m.term) return;
+    const meta = chunk.meta;
+    if (meta.index <= this.log.committed) {
+      // Already have everything it holds: tell the leader where we are.
+      const reply = emptyMessage(MessageType.AppendResponse, this.id, m.from, this.term);
+      reply.index = this.log.committed;
+      this.send(reply);
+      return;
+    }
+    if (chunk.totalBytes > this.maxSnapshotBytes) {
+      const reply = emptyMessage(MessageType.SnapshotResponse, this.id, m.from, this.term);
+      reply.index = meta.index;
+      reply.reject = true;
+      this.send(reply);
+      return;
+    }
+    let rx = this.snapshotReceive;
+    const same = rx && rx.meta.index === meta.index && rx.meta.term === meta.term && rx.totalBytes === chunk.totalBytes;
+    if (!same) {
+      rx = undefined;
+      this.snapshotReceive = undefined;
+      if (chunk.offset === 0) {
+        rx = { meta, totalBytes: chunk.totalBytes, buffer: new Uint8Array(chunk.totalBytes), receivedBytes: 0 };
+        this.snapshotReceive = rx;
+      }
+    }
+    if (rx && chunk.offset === rx.receivedBytes && chunk.offset + chunk.data.length <= rx.totalBytes) {
+      rx.buffer.set(chunk.data, chunk.offset);
+      rx.receivedBytes += chunk.data.length;
+    }
+    if (rx && rx.receivedBytes === rx.totalBytes) {
+      this.snapshotReceive = undefined;
+      this.restore({ meta: rx.meta, data: rx.buffer });
+      const reply = emptyMessage(MessageType.AppendResponse, this.id, m.from, this.term);
+      reply.index = this.log.lastIndex();
+      this.send(reply);
+      return;
+    }
+    const reply = emptyMessage(MessageType.SnapshotResponse, this.id, m.from, this.term);
+    reply.index = meta.index;
+    reply.rejectHint = rx ? rx.receivedBytes : 0;
+    this.send(reply);
+  }
+
+  private restore(s: Snapshot): void {
+    if (s.meta.index <= this.log.committed) return;
+    if (this.log.matchTerm(s.meta.index, s.meta.term)) {
+      // Our log already holds the snapshot's last entry: just fast-forward the commit.
+      this.log.commitTo(s.meta.index);
+      return;
+    }
+    this.log.restore({ meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data });
+  }
+
+  private stepLeader(m: Message): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    switch (m.type) {
+      case MessageType.AppendResponse:
+        pr.recentActive = true;
+        this.handleAppendResponse(m, pr);
+        break;
+      case MessageType.HeartbeatResponse:
+        pr.recentActive = true;
+        pr.probeSent = false;
+        if (pr.state === 'replicate' && pr.isPaused()) pr.freeOneInflight();
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr, true);
+        if (m.context > 0 && m.context <= this.readRound) {
+          this.readAcks.set(m.from, Math.max(this.readAcks.get(m.from) ?? 0, m.context));
+          this.releaseReads();
+        }
+        break;
+      case MessageType.SnapshotResponse:
+        pr.recentActive = true;
+        if (pr.state !== 'snapshot' || !pr.snapshot || pr.snapshot.meta.index !== m.index) break;
+        if (m.reject) {
+          pr.becomeProbe();
+          break;
+        }
+        if (m.rejectHint > pr.snapshotAckedBytes && m.rejectHint <= pr.snapshot.data.length) {
+          pr.snapshotAckedBytes = m.rejectHint;
+          this.sendSnapshotChunk(m.from, pr);
+        } else if (m.rejectHint < pr.snapshotAckedBytes) {
+          // The follower lost its partial copy: resume where it is.
+          pr.snapshotAckedBytes = m.rejectHint;
+          this.sendSnapshotChunk(m.from, pr);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    if (m.index > this.log.lastIndex()) return;
+    if (m.reject) {
+      const hint = m.logTerm > 0 ? this.log.findConflictByTerm(m.rejectHint, m.logTerm) : m.rejectHint;
+      if (pr.maybeDecrTo(m.index, hint)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, pr, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.snapshot && pr.match >= pr.snapshot.meta.index) pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();
+    if (this.maybeCommit()) {
+      this.needsBroadcast = true;
+    } else if (wasPaused) {
+      this.sendAppend(m.from, pr, true);
+    }
+    while (this.sendAppend(m.from, pr, false)) {
+      // Pipelining: keep sending while the window allows and entries remain.
+    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  // ---------------------------------------------------------------- replication (leader)
+
+  private config(): Configuration {
+    return this.log.configurations.current();
+  }
+
+  /** Progress entries for exactly the current replicas (voters and standbys) other than us. */
+  private syncProgress(): void {
+    const replicas = new Set(replicaIds(this.config()));
+    for (const id of [...this.progress.keys()]) if (!replicas.has(id)) this.progress.delete(id);
+    for (const id of replicas) {
+      if (id === this.id || this.progress.has(id)) continue;
+      const pr = new Progress(this.log.lastIndex() + 1, this.maxInflightAppends);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+  }
+
+  private appendEntries(entries: Entry[]): void {
+    let index = this.log.lastIndex();
+    for (const e of entries) {
+      e.term = this.term;
+      e.index = ++index;
+    }
+    const hadConfig = this.log.configurations.currentIndex();
+    this.log.append(entries);
+    if (this.log.configurations.currentIndex() !== hadConfig) this.syncProgress();
+    this.maybeCommit();
+    this.needsBroadcast = true;
+  }
+
+  private matchOf(id: NodeId): number {
+    if (id === this.id) return this.log.lastIndex();
+    return this.progress.get(id)?.match ?? 0;
+  }
+
+  private maybeCommit(): boolean {
+    const n = quorumMatchIndex(this.config(), (id) => this.matchOf(id), this.bugs.has('quorumOffByOne'));
+    if (n <= this.log.committed) return false;
+    // Only entries of the current term are committed by counting replicas (Raft §5.4.2).
+    if (!this.bugs.has('commitPreviousTermByCounting') && this.log.term(n) !== this.term) return false;
+    this.log.commitTo(n);
+    if (this.readsAwaitingCommit.length > 0 && this.log.term(this.log.committed) === this.term) {
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const requestId of waiting) this.registerRead(requestId);
+    }
+    return true;
+  }
+
+  private broadcastAppend(): void {
+    this.needsBroadcast = false;
+    for (const [id, pr] of this.progress) this.sendAppend(id, pr, true);
+  }
+
+  /** Sends the next append (or starts a snapshot). Returns whether a message was sent. */
+  private sendAppend(to: NodeId, pr: Progress, sendIfEmpty: boolean): boolean {
+    if (pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxEntriesBytesPerAppend);
+    if (prevTerm === undefined || entries === undefined) return this.startSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    const m = emptyMessage(MessageType.Append, this.id, to, this.term);
+    m.index = prevIndex;
+    m.logTerm = prevTerm;
+    m.entries = entries;
+    m.commit = this.log.committed;
+    pr.sentAppend(prevIndex + entries.length, entries.length);
+    this.send(m);
+    return true;
+  }
+
+  private startSnapshot(to: NodeId, pr: Progress): boolean {
+    const snap = this.log.snapshot();
+    if (snap.meta.index === 0) return false;
+    pr.becomeSnapshot(snap);
+    this.sendSnapshotChunk(to, pr);
+    return true;
+  }
+
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const snap = pr.snapshot;
+    if (!snap) return;
+    const offset = pr.snapshotAckedBytes;
+    const end = Math.min(snap.data.length, offset + this.snapshotChunkBytes);
+    const m = emptyMessage(MessageType.Snapshot, this.id, to, this.term);
+    m.snapshot = { meta: snap.meta, offset, totalBytes: snap.data.length, data: snap.data.subarray(offset, end) };
+    pr.snapshotIdleTicks = 0;
+    this.send(m);
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const [id, pr] of this.progress) {
+      const m = emptyMessage(MessageType.Heartbeat, this.id, id, this.term);
+      m.commit = Math.min(pr.match, this.log.committed);
+      m.context = this.readRound;
+      this.send(m);
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send(emptyMessage(MessageType.TimeoutNow, this.id, to, this.term));
+  }
+
+  // ---------------------------------------------------------------- ReadIndex
+
+  private registerRead(requestId: number): void {
+    this.readRound++;
+    this.pendingReads.push({ requestId, index: this.log.committed, round: this.readRound });
+    this.broadcastHeartbeat();
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    let n = 0;
+    while (n < this.pendingReads.length) {
+      const r = this.pendingReads[n]!;
+      if (!hasQuorum(this.config(), (id) => id === this.id || (this.readAcks.get(id) ?? 0) >= r.round)) break;
+      this.readStates.push({ index: r.index, requestId: r.requestId });
+      n++;
+    }
+    if (n > 0) this.pendingReads = this.pendingReads.slice(n);
+  }
+
+  // ---------------------------------------------------------------- application API
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.proposeEntry(EntryType.Normal, data);
+  }
+
+  private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+    if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
+    if (this.leadTransferee !== 0) {
+      return { ok: false, error: new RaftError('TRANSFER_IN_PROGRESS', `leadership is being transferred to node ${this.leadTransferee}: retry on the new leader`) };
+    }
+    if (data.length > this.maxProposalBytes) {
+      return { ok: false, error: new RaftError('PROPOSAL_TOO_LARGE', `proposal of ${data.length} bytes exceeds the ${this.maxProposalBytes}-byte limit`) };
+    }
+    if (this.log.lastIndex() - this.log.committed >= this.maxUncommittedEntries) {
+      return { ok: false, error: new RaftError('TOO_MANY_PENDING', `${this.maxUncommittedEntries} entries are waiting to commit: retry later`) };
+    }
+    const e: Entry = { term: this.term, index: 0, type, data };
+    this.appendEntries([e]);
+    return { ok: true, index: e.index, term: e.term };
+  }
+
+  proposeConfChange(change: ConfChange): ProposeResult {
+    if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
+    if (this.pendingConfIndex > this.log.committed) {
+      return { ok: false, error: new RaftError('CONF_CHANGE_IN_PROGRESS', 'a configuration change is still being committed: retry when it is') };
+    }
+    if (change.id === this.id && (change.type === 'remove' || (change.type === 'assign' && change.role !== 'voter'))) {
+      return { ok: false, error: new RaftError('INVALID_CONF_CHANGE', 'the leader cannot remove or demote itself: transfer leadership first') };
+    }
+    const next = applyConfChange(this.config(), change);
+    if (next instanceof RaftError) return { ok: false, error: next };
+    const result = this.proposeEntry(EntryType.ConfChange, encodeConfChange(change));
+    if (result.ok) this.pendingConfIndex = result.index;
+    return result;
+  }
+
+  /** Hands leadership to voter `to` (e.g. before shutting down): it campaigns once caught up. */
+  transferLeadership(to: NodeId): OperationResult {
+    if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
+    if (to === this.id) return { ok: true };
+    const pr = this.progress.get(to);
+    if (!pr || !isVoter(this.config(), to)) return { ok: false, error: new RaftError('INVALID_ARGUMENT', `node ${to} is not a voter: cannot transfer leadership to it`) };
+    if (this.leadTransferee === to) return { ok: true };
+    this.leadTransferee = to;
+    // The transfer is abandoned if not done within an election timeout (see tickLeader).
+    this.electionElapsed = 0;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, pr, true);
+    return { ok: true };
+  }
+
+  /**
+   * Linearizable read: a ReadState with this requestId appears in a later Ready once a majority
+   * confirmed this node is still leader; serve the read after applying up to its index.
+   * Requests are dropped if leadership is lost: callers time out and retry.
+   */
+  readIndex(requestId: number): OperationResult {
+    if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
+    if (this.pendingReads.length + this.readsAwaitingCommit.length >= this.maxPendingReads) {
+      return { ok: false, error: new RaftError('TOO_MANY_PENDING', `${this.maxPendingReads} reads are pending: retry later`) };
+    }
+    if (this.log.term(this.log.committed) !== this.term) {
+      this.readsAwaitingCommit.push(requestId);
+      return { ok: true };
+    }
+    this.registerRead(requestId);
+    return { ok: true };
+  }
+
+  // ---------------------------------------------------------------- Ready / advance
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+
+  private softState(): SoftState {
+    return { leaderId: this.lead, state: this.state };
+  }
+
+  private hardState(): HardState {
+    const vote = this.bugs.has('voteNotPersisted') ? 0 : this.vote;
+    return { term: this.term, vote, commit: this.log.committed };
+  }
+
+  private flush(): void {
+    if (this.needsBroadcast && this.state === 'leader') this.broadcastAppend();
+    this.needsBroadcast = false;
+  }
+
+  hasReady(): boolean {
+    if (this.outstanding) return false;
+    this.flush();
+    const ss = this.softState();
+    const hs = this.hardState();
+    return (
+      ss.leaderId !== this.prevSoftState.leaderId ||
+      ss.state !== this.prevSoftState.state ||
+      hs.term !== this.prevHardState.term ||
+      hs.vote !== this.prevHardState.vote ||
+      hs.commit !== this.prevHardState.commit ||
+      this.log.unstableEntries.length > 0 ||
+      this.log.unstableSnapshot !== undefined ||
+      this.msgs.length > 0 ||
+      this.readStates.length > 0 ||
+      (this.log.unstableSnapshot === undefined && this.log.committed > this.applying)
+    );
+  }
+
+  /** What to persist, send and apply now. Call advance(ready) before the next ready(). */
+  ready(): Ready {
+    if (this.outstanding) throw new RaftError('INVALID_ARGUMENT', 'ready() called again before advance() of the previous Ready');
+    this.flush();
+    const rd: Ready = {
+      entries: this.log.unstableEntries.slice(),
+      committedEntries: this.log.committedEntriesAfter(this.applying, this.maxCommittedBytesPerReady),
+      messages: this.msgs,
+      readStates: this.readStates,
+    };
+    const ss = this.softState();
+    if (ss.leaderId !== this.prevSoftState.leaderId || ss.state !== this.prevSoftState.state) {
+      rd.softState = ss;
+      this.prevSoftState = ss;
+    }
+    const hs = this.hardState();
+    if (hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote || hs.commit !== this.prevHardState.commit) {
+      rd.hardState = hs;
+      this.prevHardState = hs;
+    }
+    if (this.log.unstableSnapshot) rd.snapshot = this.log.unstableSnapshot;
+    if (this.log.takeConfigurationChanged()) rd.configuration = cloneConfiguration(this.config());
+    this.msgs = [];
+    this.readStates = [];
+    const outstanding: Outstanding = { appliedTo: this.applying };
+    const lastEntry = rd.entries[rd.entries.length - 1];
+    if (lastEntry) outstanding.lastEntry = { index: lastEntry.index, term: lastEntry.term };
+    if (rd.snapshot) {
+      outstanding.snapshotIndex = rd.snapshot.meta.index;
+      outstanding.appliedTo = rd.snapshot.meta.index;
+    }
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastCommitted) outstanding.appliedTo = lastCommitted.index;
+    this.applying = outstanding.appliedTo;
+    this.outstanding = outstanding;
+    return rd;
+  }
+
+  /** The Ready returned by the last ready() has been persisted, sent and applied. */
+  advance(_ready?: Ready): void {
+    const o = this.outstanding;
+    if (!o) return;
+    this.outstanding = undefined;
+    if (o.snapshotIndex !== undefined) this.log.stableSnapshotTo(o.snapshotIndex);
+    if (o.lastEntry) this.log.stableTo(o.lastEntry.index, o.lastEntry.term);
+    if (o.appliedTo > this.log.applied) this.log.applied = o.appliedTo;
+  }
+
+  status(): RaftStatus {
+    const s: RaftStatus = {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      state: this.state,
+      leaderId: this.lead,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      configuration: cloneConfiguration(this.config()),
+      leadTransferee: this.leadTransferee,
+    };
+    if (this.state === 'leader') {
+      const progress: Record<number, ProgressStatus> = {};
+      for (const [id, pr] of this.progress) {
+        progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive, inflight: pr.inflightCount() };
+      }
+      s.progress = progress;
+    }
+    return s;
+  }
+
+  /** Term of log entry `index` (undefined if compacted or absent): for checks and tests. */
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+
+  /** The configuration in effect at log index `index` (to store with a snapshot taken there). */
+  configurationAt(index: number): Configuration {
+    return cloneConfiguration(this.log.configurations.at(index));
+  }
+}
