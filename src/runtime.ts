@@ -21,6 +21,8 @@ export interface MessageChannel {
   send(message: Uint8Array): boolean;
   onMessage(handler: (message: Uint8Array) => void): void;
   onClose(handler: (error?: Error) => void): void;
+  /** Bytes accepted by `send` but not yet handed to the network, where the host can tell. */
+  readonly bufferedBytes?: number;
   /** `reason` (a short sentence) reaches the other side where the channel can carry it. */
   close(reason?: string): void;
   readonly remoteAddress: string;

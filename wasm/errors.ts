@@ -23,6 +23,7 @@ export type EngineErrorCode =
   | 'BAD_PAYLOAD'
   | 'BAD_SNAPSHOT'
   | 'PENDING'
+  | 'NOT_PENDING'
   | 'IN_TRANSACTION'
   | 'LIMIT'
   | 'CLOSED'

@@ -2,11 +2,13 @@ import type { Runtime } from '../../src/runtime.ts';
 import { nodeClock } from './clock.ts';
 import { randomBytes } from './random.ts';
 import { dialWebSocket } from './websocket.ts';
+import { dialTcp } from './tcp.ts';
 
 export { nodeClock } from './clock.ts';
 export { randomBytes, RANDOM_BYTES_MAX } from './random.ts';
 export { dialWebSocket, messageChannelFromWebSocket, WebSocketDialError, DIAL_MESSAGE_BYTES_MAX } from './websocket.ts';
 export { byteStreamFromSocket } from './socket-stream.ts';
+export { dialTcp, parseAddress } from './tcp.ts';
 export {
   listen,
   WEBSOCKET_MESSAGE_BYTES_MAX_DEFAULT,
@@ -34,6 +36,7 @@ export function nodeRuntime(): Runtime {
     name: 'node',
     clock: nodeClock,
     randomBytes,
+    dialStream: dialTcp,
     dialWebSocket,
   };
 }

@@ -1,5 +1,6 @@
-import { Socket, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import type { ByteStream, DialStream } from '../../src/runtime.ts';
+import { byteStreamFromSocket } from './socket-stream.ts';
 
 const DIAL_TIMEOUT_MS_DEFAULT = 5_000;
 
@@ -13,38 +14,6 @@ export function parseAddress(address: string): { host: string; port: number } {
     throw new Error(`"${address}" is not a host:port address`);
   }
   return { host, port };
-}
-
-/** A ByteStream over a connected node:net socket. */
-export function socketStream(socket: Socket, remoteAddress: string): ByteStream {
-  let closed = false;
-  let closeError: Error | undefined;
-  const closeHandlers: ((error?: Error) => void)[] = [];
-  socket.on('error', (error) => {
-    closeError ??= error;
-  });
-  socket.on('close', () => {
-    closed = true;
-    for (const handler of closeHandlers) handler(closeError);
-  });
-  return {
-    remoteAddress,
-    write(bytes: Uint8Array): boolean {
-      if (closed || socket.destroyed) return false;
-      socket.write(bytes);
-      return true;
-    },
-    onData(handler: (chunk: Uint8Array) => void): void {
-      socket.on('data', (chunk: Buffer) => handler(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-    },
-    onClose(handler: (error?: Error) => void): void {
-      if (closed) queueMicrotask(() => handler(closeError));
-      else closeHandlers.push(handler);
-    },
-    close(): void {
-      socket.destroy();
-    },
-  };
 }
 
 /** Dials TCP with Nagle off (the protocol is request/response with small messages). */
@@ -73,6 +42,6 @@ export const dialTcp: DialStream = (address, options) =>
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
-      resolve(socketStream(socket, address));
+      resolve(byteStreamFromSocket(socket));
     });
   });

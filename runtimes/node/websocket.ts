@@ -56,6 +56,9 @@ export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: st
 
   return {
     remoteAddress,
+    get bufferedBytes(): number {
+      return socket.bufferedAmount;
+    },
     send(message: Uint8Array): boolean {
       if (closed || socket.readyState !== WebSocket.OPEN) return false;
       socket.send(message, { binary: true });

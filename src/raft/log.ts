@@ -33,14 +33,17 @@ export class RaftLog {
     const first = storage.firstIndex();
     const last = storage.lastIndex();
     this.unstableOffset = last + 1;
-    this.configurations = new ConfigurationHistory(first - 1, configuration);
-    for (let lo = first; lo <= last; ) {
+    // The configuration given is the snapshot's; entries between a trailing compaction point
+    // and the snapshot are already reflected in it.
+    const snapshotIndex = Math.max(first - 1, storage.snapshot().meta.index);
+    this.configurations = new ConfigurationHistory(snapshotIndex, configuration);
+    for (let lo = snapshotIndex + 1; lo <= last; ) {
       const batch = storage.entries(lo, last + 1, SCAN_BATCH_BYTES);
       for (const e of batch) this.trackConfiguration(e);
       lo += batch.length;
     }
-    this.committed = Math.min(Math.max(hardState.commit, first - 1), last);
-    this.applied = Math.max(first - 1, Math.min(applied ?? first - 1, this.committed));
+    this.committed = Math.min(Math.max(hardState.commit, snapshotIndex), last);
+    this.applied = Math.max(first - 1, Math.min(applied ?? snapshotIndex, this.committed));
   }
 
   firstIndex(): number {

@@ -662,7 +662,8 @@ export class RaftNode {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.index)) return;
+    const updated = pr.maybeUpdate(m.index);
+    if (!updated && !(pr.match === m.index && pr.state === 'probe')) return;
     if (pr.state === 'probe') pr.becomeReplicate();
     else if (pr.state === 'snapshot' && pr.snapshot && pr.match >= pr.snapshot.meta.index) pr.becomeReplicate();
     else if (pr.state === 'snapshot' && pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();

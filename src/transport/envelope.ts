@@ -3,6 +3,7 @@
  *
  *   HELLO  [0xD1][version u8][nodeId u64][addressLength u16][address utf8][keyLength u16][key utf8]
  *   DATA   [0xD2][hops u8][from u64][to u64][payload ...rest of the message]
+ *   PING   [0xD3]   (keeps an idle connection observably alive)
  *
  * A dialer sends HELLO first; the acceptor answers with its own HELLO once the key matched.
  * Node ids are positive safe integers (dqlite's ids are u64; ours stay below 2^53).
@@ -10,6 +11,7 @@
 
 export const FRAME_KIND_HELLO = 0xd1;
 export const FRAME_KIND_DATA = 0xd2;
+export const FRAME_KIND_PING = 0xd3;
 export const PROTOCOL_VERSION = 1;
 export const HELLO_ADDRESS_BYTES_MAX = 255;
 export const HELLO_KEY_BYTES_MAX = 1024;
@@ -34,7 +36,11 @@ export interface DataFrame {
   payload: Uint8Array;
 }
 
-export type Frame = HelloFrame | DataFrame;
+export interface PingFrame {
+  kind: 'ping';
+}
+
+export type Frame = HelloFrame | DataFrame | PingFrame;
 
 export type DecodeResult = { ok: true; frame: Frame } | { ok: false; reason: string };
 
@@ -89,6 +95,10 @@ export function encodeData(data: Omit<DataFrame, 'kind'>): Uint8Array {
   return bytes;
 }
 
+export function encodePing(): Uint8Array {
+  return new Uint8Array([FRAME_KIND_PING]);
+}
+
 /** Re-encodes a DATA frame with one more hop, without copying through a decoded object. */
 export function withNextHop(encodedData: Uint8Array): Uint8Array {
   const copy = encodedData.slice();
@@ -112,6 +122,10 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
     const to = readNodeId(view, 10);
     if (from === undefined || to === undefined) return { ok: false, reason: 'data frame node id out of range' };
     return { ok: true, frame: { kind: 'data', hops, from, to, payload: bytes.subarray(DATA_HEADER_BYTES) } };
+  }
+  if (kind === FRAME_KIND_PING) {
+    if (bytes.byteLength !== 1) return { ok: false, reason: 'trailing bytes after ping frame' };
+    return { ok: true, frame: { kind: 'ping' } };
   }
   if (kind === FRAME_KIND_HELLO) {
     let offset = 1;

@@ -11,6 +11,7 @@ export {
 export {
   encodeHello,
   encodeData,
+  encodePing,
   decodeFrame,
   constantTimeEqual,
   HOPS_MAX,
@@ -21,5 +22,6 @@ export {
   type Frame,
   type HelloFrame,
   type DataFrame,
+  type PingFrame,
   type DecodeResult,
 } from './envelope.ts';

@@ -6,6 +6,7 @@ import {
   decodeFrame,
   encodeData,
   encodeHello,
+  encodePing,
   isNodeId,
   withNextHop,
   type HelloFrame,
@@ -54,6 +55,19 @@ export interface PeerTransportOptions {
    * connections it opened).
    */
   dialEagerly?: boolean;
+  /**
+   * Bound on bytes handed to a connection but not yet on the network (where the channel can
+   * tell); beyond it messages are dropped rather than piling up for a stalled peer.
+   * Default max(4 × maxMessageBytes, 16 MiB).
+   */
+  sendBufferBytesMax?: number;
+  /** An open connection with nothing to send gets a ping this often. Default 1000. */
+  keepaliveIntervalMs?: number;
+  /**
+   * An open connection on which nothing arrived for this long is closed (and redialed if
+   * wanted): a silently dead peer or a black-holed link must not hold our traffic. Default 5000.
+   */
+  idleTimeoutMs?: number;
   /** `wss://` instead of `ws://`. */
   secure?: boolean;
   onLog?(event: TransportLogEvent): void;
@@ -65,6 +79,7 @@ export interface TransportStats {
   messagesRelayed: number;
   /** No open connection and none could be made (or the peer is in reconnect backoff). */
   droppedUnreachable: number;
+  /** The connect queue or the connection's send buffer was full. */
   droppedQueueFull: number;
   droppedOversized: number;
   /** A relayed envelope that would need a second relay. */
@@ -77,6 +92,8 @@ export interface TransportStats {
   refusedHandshake: number;
   /** Connections closed because the peer sent bytes that are not a valid envelope. */
   closedMalformed: number;
+  /** Open connections closed because nothing arrived within `idleTimeoutMs`. */
+  closedIdle: number;
   dialsStarted: number;
   dialsFailed: number;
 }
@@ -91,6 +108,8 @@ interface Connection {
   peerId: number | undefined;
   peerAddress: string;
   handshakeTimer: TimerHandle | undefined;
+  lastReceivedMs: number;
+  lastSentMs: number;
 }
 
 interface PeerLink {
@@ -140,11 +159,14 @@ export class PeerTransport {
     refusedBadKey: 0,
     refusedHandshake: 0,
     closedMalformed: 0,
+    closedIdle: 0,
     dialsStarted: 0,
     dialsFailed: 0,
   };
   private closed = false;
   private readonly helloBytes: Uint8Array;
+  private readonly pingBytes = encodePing();
+  private keepaliveTimer: TimerHandle | undefined;
 
   constructor(options: PeerTransportOptions) {
     if (!isNodeId(options.selfId)) {
@@ -165,6 +187,9 @@ export class PeerTransport {
       backoffInitialMs: 100,
       backoffMaxMs: 3000,
       handshakeTimeoutMs: 5000,
+      sendBufferBytesMax: Math.max(4 * options.maxMessageBytes, 16 * 1024 * 1024),
+      keepaliveIntervalMs: 1000,
+      idleTimeoutMs: 5000,
       dialEagerly: options.selfAddress === '',
       secure: false,
       ...options,
@@ -294,6 +319,8 @@ export class PeerTransport {
       peerId: undefined,
       peerAddress: '',
       handshakeTimer: undefined,
+      lastReceivedMs: 0,
+      lastSentMs: 0,
     });
   }
 
@@ -309,6 +336,8 @@ export class PeerTransport {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.keepaliveTimer?.cancel();
+    this.keepaliveTimer = undefined;
     for (const link of this.links.values()) {
       link.retryTimer?.cancel();
       link.retryTimer = undefined;
@@ -331,8 +360,42 @@ export class PeerTransport {
   }
 
   private transmit(connection: Connection, frame: Uint8Array): void {
-    if (connection.channel.send(frame)) this.counters.messagesSent++;
-    else this.counters.droppedUnreachable++;
+    if (this.sendFrame(connection, frame)) this.counters.messagesSent++;
+  }
+
+  /** Counts the drop itself when it returns false. */
+  private sendFrame(connection: Connection, frame: Uint8Array): boolean {
+    if ((connection.channel.bufferedBytes ?? 0) + frame.byteLength > this.options.sendBufferBytesMax) {
+      this.counters.droppedQueueFull++;
+      return false;
+    }
+    if (!connection.channel.send(frame)) {
+      this.counters.droppedUnreachable++;
+      return false;
+    }
+    connection.lastSentMs = this.options.clock.nowMs();
+    return true;
+  }
+
+  private ensureKeepalive(): void {
+    if (this.keepaliveTimer || this.closed) return;
+    this.keepaliveTimer = this.options.clock.setInterval(() => this.keepalive(), this.options.keepaliveIntervalMs);
+  }
+
+  private keepalive(): void {
+    const nowMs = this.options.clock.nowMs();
+    for (const connection of [...this.connections]) {
+      if (connection.state !== 'open') continue;
+      if (nowMs - connection.lastReceivedMs > this.options.idleTimeoutMs) {
+        this.counters.closedIdle++;
+        this.closeConnection(connection, `nothing received for ${this.options.idleTimeoutMs} ms`);
+        continue;
+      }
+      if (nowMs - connection.lastSentMs >= this.options.keepaliveIntervalMs) {
+        // Pings bypass the send-buffer bound: a full buffer means the peer is already stalled.
+        if (connection.channel.send(this.pingBytes)) connection.lastSentMs = nowMs;
+      }
+    }
   }
 
   private enqueue(link: PeerLink, frame: Uint8Array): void {
@@ -376,6 +439,8 @@ export class PeerTransport {
             peerId: link.id,
             peerAddress: link.address,
             handshakeTimer: undefined,
+            lastReceivedMs: 0,
+            lastSentMs: 0,
           };
           this.attach(connection);
           if (connection.state === 'handshaking') channel.send(this.helloBytes);
@@ -409,6 +474,7 @@ export class PeerTransport {
 
   private attach(connection: Connection): void {
     this.connections.add(connection);
+    this.ensureKeepalive();
     connection.handshakeTimer = this.options.clock.setTimeout(() => {
       connection.handshakeTimer = undefined;
       if (connection.state !== 'handshaking') return;
@@ -428,6 +494,7 @@ export class PeerTransport {
       return;
     }
     const frame = decoded.frame;
+    connection.lastReceivedMs = this.options.clock.nowMs();
     if (connection.state === 'handshaking') {
       if (frame.kind !== 'hello') {
         this.counters.closedMalformed++;
@@ -442,6 +509,7 @@ export class PeerTransport {
       this.closeConnection(connection, 'unexpected second hello');
       return;
     }
+    if (frame.kind === 'ping') return;
     if (frame.hops === 0 && frame.from !== connection.peerId) {
       this.counters.closedMalformed++;
       this.closeConnection(connection, `envelope claims sender ${frame.from} on the connection of node ${connection.peerId}`);
@@ -476,6 +544,7 @@ export class PeerTransport {
       connection.peerAddress = hello.address;
       if (!connection.channel.send(this.helloBytes)) return;
     }
+    connection.lastSentMs = this.options.clock.nowMs();
     connection.handshakeTimer?.cancel();
     connection.handshakeTimer = undefined;
     connection.state = 'open';
@@ -529,8 +598,7 @@ export class PeerTransport {
       this.counters.droppedUnreachable++;
       return;
     }
-    if (target.channel.send(withNextHop(message))) this.counters.messagesRelayed++;
-    else this.counters.droppedUnreachable++;
+    if (this.sendFrame(target, withNextHop(message))) this.counters.messagesRelayed++;
   }
 
   private closeConnection(connection: Connection, reason: string): void {
@@ -547,6 +615,10 @@ export class PeerTransport {
     connection.handshakeTimer?.cancel();
     connection.handshakeTimer = undefined;
     this.connections.delete(connection);
+    if (this.connections.size === 0) {
+      this.keepaliveTimer?.cancel();
+      this.keepaliveTimer = undefined;
+    }
     const peerId = connection.peerId;
     if (peerId === undefined) return;
     const list = this.openByPeer.get(peerId);

@@ -1,0 +1,549 @@
+// One replicated database: a main file and a WAL in the engine's MemoryVfs, one SQLite
+// connection (WAL mode, exclusive locking, no automatic checkpoint, no checkpoint on close).
+//
+// WAL bookkeeping, as byte offsets into the WAL file:
+//   confirmedEnd <= capturedEnd <= end of the last transaction SQLite committed
+// `confirmedEnd` is the state Raft committed (followers: everything applied); transactions in
+// (confirmedEnd, capturedEnd] are pending (handed out by takeCaptured, not yet confirmed).
+
+import {
+  type CapturedTransaction,
+  checkAppend,
+  decodePayload,
+  encodePayload,
+  payloadPageNumbers,
+} from './captured-payload.ts';
+import { EngineError, SqliteError } from './errors.ts';
+import type { MemoryVfs } from './memory-vfs.ts';
+import {
+  SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+  SQLITE_OPEN_CREATE,
+  SQLITE_OPEN_EXRESCODE,
+  SQLITE_OPEN_READWRITE,
+  type Pointer,
+  type SqliteExports,
+  type SqliteModule,
+  type SqliteWasmHelpers,
+} from './sqlite-api.ts';
+import { StatementImpl, type Statement, type StatementHost } from './statement.ts';
+import {
+  WAL_FRAME_HEADER_BYTES,
+  WAL_HEADER_BYTES,
+  checkWalHeader,
+  decodeWalHeader,
+  isValidPageSize,
+  readFrameCommitPageCount,
+  readUint32BigEndian,
+  walFrameCount,
+  walHeaderPageSize,
+} from './wal-format.ts';
+
+export interface DatabaseSnapshot {
+  main: Uint8Array;
+  wal: Uint8Array;
+}
+
+export interface Database {
+  readonly name: string;
+  /** Page size of the database file, in bytes. */
+  readonly pageSize: number;
+  // --- SQL, for the node's execution loop ---
+  /** Compiles the first statement of `sql`; null when `sql` holds only whitespace/comments. Throws SqliteError. */
+  prepare(sql: string): Statement | null;
+  /** sqlite3_changes64 of the last statement. */
+  changes(): number;
+  lastInsertRowid(): number | bigint;
+  /** !sqlite3_get_autocommit */
+  inTransaction(): boolean;
+  interrupt(): void;
+  // --- capture on the leader ---
+  /** Transactions that committed in SQLite since the last call, oldest first; each is also recorded as pending. */
+  takeCaptured(): CapturedTransaction[];
+  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state. */
+  confirm(count?: number): void;
+  /** Drops every pending transaction and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
+  abort(): void;
+  pendingCount(): number;
+  // --- followers ---
+  /** Appends a captured transaction from another engine; validates fully first, throws EngineError and leaves the replica unchanged on bad input. */
+  apply(payload: Uint8Array): void;
+  // --- checkpoint / snapshot ---
+  /** Frames in the confirmed part of the WAL. */
+  walFrameCount(): number;
+  /** Copies all WAL frames into the main file and truncates the WAL (blocking, deterministic). Throws if pending transactions exist. */
+  checkpoint(): void;
+  /** Copies of the confirmed main file + WAL bytes. */
+  snapshot(): DatabaseSnapshot;
+  /** Raw file bytes: identical across replicas that applied the same log prefix. */
+  files(): DatabaseSnapshot;
+  close(): void;
+}
+
+export interface DatabaseContext {
+  readonly sqlite: SqliteModule;
+  readonly vfs: MemoryVfs;
+  readonly vfsNamePointer: Pointer;
+  readonly pendingMax: number;
+  forget(name: string): void;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+const SCRATCH_MIN_BYTES = 4096;
+const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
+
+class Captured implements CapturedTransaction {
+  readonly payload: Uint8Array;
+  readonly frames: number;
+  private pageNumbersCache: readonly number[] | undefined;
+
+  constructor(payload: Uint8Array, frames: number) {
+    this.payload = payload;
+    this.frames = frames;
+  }
+
+  get pageNumbers(): readonly number[] {
+    this.pageNumbersCache ??= payloadPageNumbers(this.payload);
+    return this.pageNumbersCache;
+  }
+}
+
+/** Page size declared by a main database file's header, or 0 when there is no valid header. */
+export function mainFilePageSize(main: Uint8Array): number {
+  if (main.length < 100) return 0;
+  if (textDecoder.decode(main.subarray(0, 16)) !== MAIN_HEADER_MAGIC) return 0;
+  const raw = (main[16]! << 8) | main[17]!;
+  const pageSize = raw === 1 ? 65536 : raw;
+  return isValidPageSize(pageSize) ? pageSize : 0;
+}
+
+export class DatabaseImpl implements Database, StatementHost {
+  readonly name: string;
+  readonly exports: SqliteExports;
+  readonly wasm: SqliteWasmHelpers;
+  private readonly context: DatabaseContext;
+  private readonly mainPath: string;
+  private readonly walPath: string;
+  private pageSizeBytes: number;
+  private db: Pointer = 0;
+  private closed = false;
+  private namePointer: Pointer;
+  private scratchPointer: Pointer = 0;
+  private scratchBytes = 0;
+  private confirmedEnd = 0;
+  private capturedEnd = 0;
+  private pendingEnds: number[] = [];
+  private scannedSyncCount = -1;
+  private readonly statements = new Set<StatementImpl>();
+
+  /** Opens (creating if its main file is empty) the database `name` in `context.vfs`. */
+  constructor(context: DatabaseContext, name: string, pageSizeForNew: number) {
+    this.context = context;
+    this.name = name;
+    this.exports = context.sqlite.wasm.exports;
+    this.wasm = context.sqlite.wasm;
+    this.mainPath = name;
+    this.walPath = `${name}-wal`;
+    this.namePointer = this.wasm.allocCString(name);
+    const main = context.vfs.file(this.mainPath);
+    const existingPageSize = main === undefined ? 0 : mainFilePageSize(main.bytes.subarray(0, main.size));
+    this.pageSizeBytes = existingPageSize !== 0 ? existingPageSize : pageSizeForNew;
+    const wal = context.vfs.file(this.walPath);
+    this.confirmedEnd = this.capturedEnd = wal?.size ?? 0;
+    try {
+      this.openConnection(existingPageSize === 0);
+    } catch (error) {
+      this.releaseResources();
+      throw error;
+    }
+  }
+
+  get pageSize(): number {
+    return this.pageSizeBytes;
+  }
+
+  // --- SQL -----------------------------------------------------------------------------------
+
+  prepare(sql: string): Statement | null {
+    const db = this.connection();
+    const x = this.exports;
+    const bytes = textEncoder.encode(sql);
+    const pSql = this.scratch(bytes.length + 1 + 16);
+    const heap = this.wasm.heap8u();
+    heap.set(bytes, pSql);
+    heap[pSql + bytes.length] = 0;
+    const ppStmt = (pSql + bytes.length + 1 + 3) & ~3;
+    const pzTail = ppStmt + 4;
+    let startByte = 0;
+    for (;;) {
+      this.wasm.poke32(ppStmt, 0);
+      const rc = x.sqlite3_prepare_v3(db, pSql + startByte, bytes.length - startByte, 0, ppStmt, pzTail);
+      if (rc !== 0) throw this.errorFor(rc);
+      const stmt = this.wasm.peek32(ppStmt);
+      const tailByte = this.wasm.peek32(pzTail) - pSql;
+      if (stmt !== 0) {
+        const statement = new StatementImpl(
+          this,
+          stmt,
+          textDecoder.decode(bytes.subarray(startByte, tailByte)),
+          textDecoder.decode(bytes.subarray(tailByte)),
+        );
+        this.statements.add(statement);
+        return statement;
+      }
+      if (tailByte >= bytes.length || tailByte <= startByte) return null;
+      startByte = tailByte;
+    }
+  }
+
+  changes(): number {
+    return this.db === 0 ? 0 : Number(this.exports.sqlite3_changes64(this.db));
+  }
+
+  lastInsertRowid(): number | bigint {
+    if (this.db === 0) return 0;
+    const rowid = this.exports.sqlite3_last_insert_rowid(this.db);
+    return rowid >= BigInt(Number.MIN_SAFE_INTEGER) && rowid <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(rowid) : rowid;
+  }
+
+  inTransaction(): boolean {
+    return this.db !== 0 && this.exports.sqlite3_get_autocommit(this.db) === 0;
+  }
+
+  interrupt(): void {
+    if (this.db !== 0) this.exports.sqlite3_interrupt(this.db);
+  }
+
+  // --- capture on the leader ----------------------------------------------------------------
+
+  takeCaptured(): CapturedTransaction[] {
+    this.assertNotClosed();
+    const captured: CapturedTransaction[] = [];
+    const wal = this.context.vfs.file(this.walPath);
+    if (this.db === 0 || wal === undefined) return captured;
+    if (wal.size < this.capturedEnd) {
+      throw new EngineError('BAD_SNAPSHOT', `WAL shrank to ${wal.size} bytes below the captured end ${this.capturedEnd}: something checkpointed outside checkpoint()`);
+    }
+    // Each commit ends in one xSync of the WAL: no new sync, no new commit.
+    if (wal.syncCount !== this.scannedSyncCount) {
+      this.scannedSyncCount = wal.syncCount;
+      this.scanCommits(wal.bytes, wal.size, captured);
+    }
+    // Frames past the last commit with no transaction open were rolled back: drop them so the
+    // leader's WAL stays byte-identical to the followers'. SQLite never reads past its last
+    // commit, and writes the next transaction right there.
+    if (wal.size > this.capturedEnd && this.exports.sqlite3_get_autocommit(this.db) !== 0) {
+      wal.truncate(this.capturedEnd);
+    }
+    if (this.pendingEnds.length > this.context.pendingMax) {
+      throw new EngineError('LIMIT', `${this.pendingEnds.length} transactions pending, above the limit of ${this.context.pendingMax}: confirm() or abort() them`);
+    }
+    return captured;
+  }
+
+  confirm(count = 1): void {
+    this.assertNotClosed();
+    if (!Number.isInteger(count) || count < 1 || count > this.pendingEnds.length) {
+      throw new EngineError('NOT_PENDING', `confirm(${count}) but ${this.pendingEnds.length} transactions are pending`);
+    }
+    this.confirmedEnd = this.pendingEnds[count - 1]!;
+    this.pendingEnds.splice(0, count);
+  }
+
+  abort(): void {
+    this.assertNotClosed();
+    this.pendingEnds = [];
+    const wal = this.context.vfs.file(this.walPath);
+    const walSize = wal?.size ?? 0;
+    if (walSize === this.confirmedEnd && this.db !== 0) {
+      // Nothing reached the WAL beyond the confirmed state: a plain rollback is exact.
+      if (this.exports.sqlite3_get_autocommit(this.db) === 0) this.exec('ROLLBACK');
+      this.capturedEnd = this.confirmedEnd;
+      return;
+    }
+    // The connection's in-memory WAL index knows the dropped frames: close it (no checkpoint),
+    // cut the WAL back to the confirmed end, reopen.
+    this.closeConnection();
+    wal?.truncate(this.confirmedEnd);
+    this.capturedEnd = this.confirmedEnd;
+    this.openConnection(false);
+  }
+
+  pendingCount(): number {
+    return this.pendingEnds.length;
+  }
+
+  // --- followers ---------------------------------------------------------------------------
+
+  apply(payload: Uint8Array): void {
+    this.assertNotClosed();
+    if (this.pendingEnds.length > 0) {
+      throw new EngineError('PENDING', `cannot apply another node's transaction with ${this.pendingEnds.length} of our own pending: abort() first`);
+    }
+    if (this.inTransaction()) {
+      throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
+    }
+    const decoded = decodePayload(payload);
+    const wal = this.context.vfs.ensureFile(this.walPath);
+    checkAppend(decoded, this.pageSizeBytes, wal.bytes, this.confirmedEnd);
+    const newEnd = this.confirmedEnd + decoded.walBytes.length;
+    if (!wal.reserve(newEnd)) {
+      throw new EngineError('LIMIT', `WAL would grow to ${newEnd} bytes, above its limit of ${wal.sizeMaxBytes} bytes: checkpoint more often`);
+    }
+    // Without shared memory the connection caches its WAL index: it must reopen to see new
+    // frames. Close it now; the next use reopens (a follower that is not read pays nothing).
+    if (this.db !== 0) this.closeConnection();
+    wal.truncate(this.confirmedEnd);
+    wal.write(decoded.walBytes, this.confirmedEnd);
+    this.confirmedEnd = this.capturedEnd = newEnd;
+  }
+
+  // --- checkpoint / snapshot -----------------------------------------------------------------
+
+  walFrameCount(): number {
+    return walFrameCount(this.confirmedEnd, this.pageSizeBytes);
+  }
+
+  checkpoint(): void {
+    this.assertNotClosed();
+    if (this.pendingEnds.length > 0) {
+      throw new EngineError('PENDING', `cannot checkpoint with ${this.pendingEnds.length} pending transactions: confirm() or abort() them first`);
+    }
+    const db = this.connection();
+    if (this.exports.sqlite3_get_autocommit(db) === 0) {
+      throw new EngineError('IN_TRANSACTION', 'cannot checkpoint while an SQL transaction is open');
+    }
+    if (this.takeCaptured().length > 0 || this.pendingEnds.length > 0) {
+      throw new EngineError('PENDING', 'cannot checkpoint: transactions committed that were never taken with takeCaptured()');
+    }
+    const statement = this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!;
+    let busy: unknown;
+    try {
+      statement.step();
+      busy = statement.row()[0];
+    } finally {
+      statement.finalize();
+    }
+    const wal = this.context.vfs.file(this.walPath);
+    if (busy !== 0 || (wal !== undefined && wal.size !== 0)) {
+      throw new EngineError('SETUP', `checkpoint did not complete (busy=${String(busy)}, WAL ${wal?.size ?? 0} bytes)`);
+    }
+    this.confirmedEnd = this.capturedEnd = 0;
+  }
+
+  snapshot(): DatabaseSnapshot {
+    this.assertNotClosed();
+    const main = this.context.vfs.file(this.mainPath);
+    const wal = this.context.vfs.file(this.walPath);
+    return {
+      main: main?.copy() ?? new Uint8Array(0),
+      wal: wal === undefined ? new Uint8Array(0) : wal.bytes.slice(0, this.confirmedEnd),
+    };
+  }
+
+  files(): DatabaseSnapshot {
+    this.assertNotClosed();
+    return {
+      main: this.context.vfs.file(this.mainPath)?.copy() ?? new Uint8Array(0),
+      wal: this.context.vfs.file(this.walPath)?.copy() ?? new Uint8Array(0),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const statement of this.statements) statement.detach();
+    this.statements.clear();
+    if (this.db !== 0) this.closeConnection();
+    this.releaseResources();
+    this.context.vfs.deleteFile(this.mainPath);
+    this.context.vfs.deleteFile(this.walPath);
+    this.context.forget(this.name);
+  }
+
+  // --- StatementHost -------------------------------------------------------------------------
+
+  connection(): Pointer {
+    this.assertNotClosed();
+    if (this.db === 0) this.openConnection(false);
+    return this.db;
+  }
+
+  scratch(sizeBytes: number): Pointer {
+    if (sizeBytes > this.scratchBytes) {
+      const x = this.exports;
+      if (this.scratchPointer !== 0) x.sqlite3_free(this.scratchPointer);
+      const bytes = Math.max(SCRATCH_MIN_BYTES, 2 ** Math.ceil(Math.log2(sizeBytes)));
+      this.scratchPointer = x.sqlite3_malloc(bytes);
+      if (this.scratchPointer === 0) {
+        this.scratchBytes = 0;
+        throw new SqliteError(7, `out of WASM memory allocating ${bytes} bytes`);
+      }
+      this.scratchBytes = bytes;
+    }
+    return this.scratchPointer;
+  }
+
+  errorFor(rc: number): SqliteError {
+    if (this.db === 0) return new SqliteError(rc, this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`);
+    const message = this.wasm.cstrToJs(this.exports.sqlite3_errmsg(this.db)) ?? '';
+    const extended = this.exports.sqlite3_extended_errcode(this.db);
+    // The step/prepare rc is authoritative; the connection's code refines a primary one.
+    const code = (extended & 0xff) === (rc & 0xff) ? extended : rc;
+    return new SqliteError(code, message || (this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`));
+  }
+
+  forget(statement: StatementImpl): void {
+    this.statements.delete(statement);
+  }
+
+  // --- internals -----------------------------------------------------------------------------
+
+  private assertNotClosed(): void {
+    if (this.closed) throw new EngineError('CLOSED', `database ${this.name} is closed`);
+  }
+
+  private openConnection(isNew: boolean): void {
+    const x = this.exports;
+    const ppDb = this.scratch(8);
+    this.wasm.poke32(ppDb, 0);
+    const rc = x.sqlite3_open_v2(
+      this.namePointer,
+      ppDb,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE,
+      this.context.vfsNamePointer,
+    );
+    const db = this.wasm.peek32(ppDb);
+    if (rc !== 0) {
+      const error = new SqliteError(rc, `cannot open database ${this.name}: ${this.wasm.cstrToJs(x.sqlite3_errstr(rc)) ?? rc}`);
+      if (db !== 0) x.sqlite3_close_v2(db);
+      throw error;
+    }
+    this.db = db;
+    try {
+      x.sqlite3_extended_result_codes(db, 1);
+      this.context.sqlite.capi.sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, 0);
+      // EXCLUSIVE must precede the first read: WAL without shared memory needs it.
+      this.exec('PRAGMA locking_mode=EXCLUSIVE');
+      if (isNew) this.exec(`PRAGMA page_size=${this.pageSizeBytes}`);
+      const mode = this.queryFirst('PRAGMA journal_mode=WAL');
+      if (mode !== 'wal') throw new EngineError('SETUP', `database ${this.name} did not switch to WAL mode (journal_mode=${String(mode)})`);
+      this.exec('PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY');
+      const pageSize = this.queryFirst('PRAGMA page_size');
+      if (pageSize !== this.pageSizeBytes) {
+        throw new EngineError('PAGE_SIZE', `database ${this.name} has page size ${String(pageSize)}, expected ${this.pageSizeBytes}`);
+      }
+    } catch (error) {
+      this.closeConnection();
+      throw error;
+    }
+    const wal = this.context.vfs.file(this.walPath);
+    this.scannedSyncCount = wal?.syncCount ?? -1;
+  }
+
+  private closeConnection(): void {
+    for (const statement of this.statements) statement.detach();
+    if (this.db !== 0) this.exports.sqlite3_close_v2(this.db);
+    this.db = 0;
+  }
+
+  private releaseResources(): void {
+    if (this.scratchPointer !== 0) this.exports.sqlite3_free(this.scratchPointer);
+    this.scratchPointer = 0;
+    this.scratchBytes = 0;
+    if (this.namePointer !== 0) this.wasm.dealloc(this.namePointer);
+    this.namePointer = 0;
+  }
+
+  private exec(sql: string): void {
+    const bytes = textEncoder.encode(sql);
+    const p = this.scratch(bytes.length + 1);
+    const heap = this.wasm.heap8u();
+    heap.set(bytes, p);
+    heap[p + bytes.length] = 0;
+    const rc = this.exports.sqlite3_exec(this.db, p, 0, 0, 0);
+    if (rc !== 0) throw this.errorFor(rc);
+  }
+
+  private queryFirst(sql: string): unknown {
+    const statement = this.prepare(sql)!;
+    try {
+      return statement.step() ? statement.row()[0] : undefined;
+    } finally {
+      statement.finalize();
+    }
+  }
+
+  /** Finds commit frames after `capturedEnd` and records each transaction they end as pending. */
+  private scanCommits(walBytes: Uint8Array, walSize: number, captured: CapturedTransaction[]): void {
+    if (walSize < WAL_HEADER_BYTES) return;
+    const pageSize = this.pageSizeBytes;
+    const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+    const salt1 = readUint32BigEndian(walBytes, 16);
+    const salt2 = readUint32BigEndian(walBytes, 20);
+    let start = this.capturedEnd;
+    let offset = start === 0 ? WAL_HEADER_BYTES : start;
+    while (offset + frameBytes <= walSize) {
+      // A frame with other salts is left over from an earlier WAL generation: the log ends.
+      if (readUint32BigEndian(walBytes, offset + 8) !== salt1 || readUint32BigEndian(walBytes, offset + 12) !== salt2) break;
+      const commitPageCount = readFrameCommitPageCount(walBytes, offset);
+      offset += frameBytes;
+      if (commitPageCount !== 0) {
+        const frames = (offset - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
+        captured.push(new Captured(encodePayload(walBytes, start, offset, pageSize), frames));
+        this.pendingEnds.push(offset);
+        start = offset;
+      }
+    }
+    this.capturedEnd = start;
+  }
+}
+
+/** Checks snapshot bytes before they replace a database; throws EngineError('BAD_SNAPSHOT'). */
+export function checkSnapshot(snapshot: DatabaseSnapshot): number {
+  const { main, wal } = snapshot;
+  if (!(main instanceof Uint8Array) || !(wal instanceof Uint8Array)) {
+    throw new EngineError('BAD_SNAPSHOT', 'snapshot needs `main` and `wal` byte arrays');
+  }
+  const pageSize = mainFilePageSize(main);
+  if (pageSize === 0) throw new EngineError('BAD_SNAPSHOT', 'snapshot main file does not start with a valid SQLite header');
+  if (main.length % pageSize !== 0) {
+    throw new EngineError('BAD_SNAPSHOT', `snapshot main file is ${main.length} bytes, not a whole number of ${pageSize}-byte pages`);
+  }
+  if (main[18] !== 2 || main[19] !== 2) throw new EngineError('BAD_SNAPSHOT', 'snapshot main file is not in WAL mode');
+  if (wal.length === 0) return pageSize;
+  if (wal.length < WAL_HEADER_BYTES) throw new EngineError('BAD_SNAPSHOT', `snapshot WAL is ${wal.length} bytes, shorter than a WAL header`);
+  const problem = checkWalHeader(wal, 0);
+  if (problem !== null) throw new EngineError('BAD_SNAPSHOT', `snapshot WAL header is invalid (${problem})`);
+  const walPageSize = walHeaderPageSize(decodeWalHeader(wal, 0));
+  if (walPageSize !== pageSize) {
+    throw new EngineError('BAD_SNAPSHOT', `snapshot WAL has ${walPageSize}-byte pages, its main file ${pageSize}-byte pages`);
+  }
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  if ((wal.length - WAL_HEADER_BYTES) % frameBytes !== 0) {
+    throw new EngineError('BAD_SNAPSHOT', `snapshot WAL is ${wal.length} bytes, not a header plus whole frames`);
+  }
+  // Validate the frames as if appended to an empty WAL, one payload-shaped view at a time.
+  const frames = (wal.length - WAL_HEADER_BYTES) / frameBytes;
+  if (frames > 0) {
+    const lastCommit = readFrameCommitPageCount(wal, wal.length - frameBytes);
+    if (lastCommit === 0) throw new EngineError('BAD_SNAPSHOT', 'snapshot WAL does not end with a commit frame');
+    try {
+      let end = 0;
+      let offset = WAL_HEADER_BYTES;
+      while (offset < wal.length) {
+        const commit = readFrameCommitPageCount(wal, offset);
+        offset += frameBytes;
+        if (commit !== 0) {
+          checkAppend(decodePayload(encodePayload(wal, end, offset, pageSize)), pageSize, wal, end);
+          end = offset;
+        }
+      }
+    } catch (error) {
+      if (error instanceof EngineError) throw new EngineError('BAD_SNAPSHOT', `snapshot WAL: ${error.message}`);
+      throw error;
+    }
+  }
+  return pageSize;
+}
+

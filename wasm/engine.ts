@@ -1,0 +1,102 @@
+import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
+import { EngineError } from './errors.ts';
+import { MemoryVfs } from './memory-vfs.ts';
+import { asSqliteModule, loadDefaultSqlite, type Pointer, type SqliteModule } from './sqlite-api.ts';
+import { isValidPageSize } from './wal-format.ts';
+
+export interface EngineOptions {
+  /** Injectable loader of the sqlite3 module (defaults to the package's default export init). Keeps Node-only APIs out of the engine so it runs in Deno and Web Workers. */
+  loadSqlite?: () => Promise<unknown>;
+  /** Page size of new databases, in bytes (default 4096). */
+  pageSize?: number;
+  /** Largest main file or WAL, in bytes (default 1 GiB): writes beyond fail with SQLITE_FULL. */
+  fileBytesMax?: number;
+  /** Most transactions pending (captured, not yet confirmed) per database (default 4096). */
+  pendingMax?: number;
+}
+
+const NAME_MAX_BYTES = 256;
+let engineCounter = 0;
+
+export class Engine {
+  private readonly sqlite: SqliteModule;
+  private readonly vfs: MemoryVfs;
+  private readonly vfsNamePointer: Pointer;
+  private readonly pageSize: number;
+  private readonly pendingMax: number;
+  private readonly open_ = new Map<string, DatabaseImpl>();
+
+  private constructor(sqlite: SqliteModule, options: EngineOptions) {
+    this.sqlite = sqlite;
+    this.pageSize = options.pageSize ?? 4096;
+    this.pendingMax = options.pendingMax ?? 4096;
+    if (!isValidPageSize(this.pageSize)) {
+      throw new EngineError('PAGE_SIZE', `page size ${this.pageSize} is not a power of two in 512..65536`);
+    }
+    // Several engines may share one SQLite module instance: each gets its own VFS name.
+    const vfsName = `dqlite-wasm-memory-${++engineCounter}-${Math.random().toString(36).slice(2, 10)}`;
+    this.vfs = new MemoryVfs(sqlite, { name: vfsName, fileBytesMax: options.fileBytesMax ?? 2 ** 30 });
+    this.vfs.install();
+    this.vfsNamePointer = sqlite.wasm.allocCString(vfsName);
+  }
+
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const loaded = await (options.loadSqlite ?? loadDefaultSqlite)();
+    return new Engine(asSqliteModule(loaded), options);
+  }
+
+  /** SQLite library version of the loaded module, e.g. "3.54.1". */
+  get sqliteVersion(): string {
+    return this.sqlite.version.libVersion;
+  }
+
+  /** Opens (creating if new) the in-memory database `name`: WAL mode, exclusive locking, synchronous=FULL, no automatic checkpoint, no checkpoint on close. */
+  open(name: string): Database {
+    const existing = this.open_.get(name);
+    if (existing !== undefined) return existing;
+    checkName(name);
+    const database = new DatabaseImpl(this.context(), name, this.pageSize);
+    this.open_.set(name, database);
+    return database;
+  }
+
+  /** Recreates database `name` from snapshot bytes (replaces any open one). Throws EngineError('BAD_SNAPSHOT') and changes nothing on bad bytes. */
+  restore(name: string, snapshot: DatabaseSnapshot): Database {
+    checkName(name);
+    checkSnapshot(snapshot);
+    this.open_.get(name)?.close();
+    this.vfs.replaceFile(name, snapshot.main);
+    if (snapshot.wal.length > 0) this.vfs.replaceFile(`${name}-wal`, snapshot.wal);
+    else this.vfs.deleteFile(`${name}-wal`);
+    const database = new DatabaseImpl(this.context(), name, this.pageSize);
+    this.open_.set(name, database);
+    return database;
+  }
+
+  databases(): string[] {
+    return [...this.open_.keys()];
+  }
+
+  get(name: string): Database | undefined {
+    return this.open_.get(name);
+  }
+
+  private context(): DatabaseContext {
+    return {
+      sqlite: this.sqlite,
+      vfs: this.vfs,
+      vfsNamePointer: this.vfsNamePointer,
+      pendingMax: this.pendingMax,
+      forget: (name) => this.open_.delete(name),
+    };
+  }
+}
+
+function checkName(name: string): void {
+  if (typeof name !== 'string' || name.length === 0 || new TextEncoder().encode(name).length > NAME_MAX_BYTES) {
+    throw new EngineError('SETUP', `database name must be 1..${NAME_MAX_BYTES} bytes of UTF-8`);
+  }
+  if (name.endsWith('-wal') || name.endsWith('-journal') || name.includes('\u0000')) {
+    throw new EngineError('SETUP', `database name ${JSON.stringify(name)} may not end in -wal/-journal or contain NUL`);
+  }
+}
