@@ -309,7 +309,13 @@ export class DatabaseImpl implements Database, StatementHost {
     if (this.pendingEnds.length > 0) {
       throw new EngineError('PENDING', `cannot checkpoint with ${this.pendingEnds.length} pending transactions: confirm() or abort() them first`);
     }
-    const db = this.connection();
+    if (this.db === 0) {
+      // No connection (a follower that was not read since it applied frames): checkpoint the
+      // files directly instead of paying a reopen and WAL recovery first.
+      this.checkpointFiles();
+      return;
+    }
+    const db = this.db;
     if (this.exports.sqlite3_get_autocommit(db) === 0) {
       throw new EngineError('IN_TRANSACTION', 'cannot checkpoint while an SQL transaction is open');
     }
@@ -472,6 +478,40 @@ export class DatabaseImpl implements Database, StatementHost {
     } finally {
       statement.finalize();
     }
+  }
+
+  /**
+   * What `PRAGMA wal_checkpoint(TRUNCATE)` does to the files, done on the bytes while no
+   * connection is open: every page numbered up to the last commit's database size takes its
+   * latest WAL image, the main file is cut to that size, the WAL to zero. The randomized replica
+   * test compares its result byte for byte with SQLite's own checkpoint on the leader.
+   */
+  private checkpointFiles(): void {
+    const wal = this.context.vfs.file(this.walPath);
+    if (wal === undefined || this.confirmedEnd === 0) {
+      wal?.truncate(0);
+      this.confirmedEnd = this.capturedEnd = 0;
+      return;
+    }
+    const pageSize = this.pageSizeBytes;
+    const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+    const frames = walFrameCount(this.confirmedEnd, pageSize);
+    const walBytes = wal.bytes;
+    const databasePages = readFrameCommitPageCount(walBytes, WAL_HEADER_BYTES + (frames - 1) * frameBytes);
+    if (databasePages === 0) throw new EngineError('NO_COMMIT', 'the confirmed WAL does not end with a commit frame');
+    const main = this.context.vfs.ensureFile(this.mainPath);
+    const databaseBytes = databasePages * pageSize;
+    if (!main.reserve(Math.max(databaseBytes, main.size))) {
+      throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
+    }
+    for (let i = 0, offset = WAL_HEADER_BYTES; i < frames; i++, offset += frameBytes) {
+      const pageNumber = readUint32BigEndian(walBytes, offset);
+      if (pageNumber > databasePages) continue;
+      main.write(walBytes.subarray(offset + WAL_FRAME_HEADER_BYTES, offset + frameBytes), (pageNumber - 1) * pageSize);
+    }
+    main.truncate(databaseBytes);
+    wal.truncate(0);
+    this.confirmedEnd = this.capturedEnd = 0;
   }
 
   /** Finds commit frames after `capturedEnd` and records each transaction they end as pending. */

@@ -3,8 +3,9 @@ import { EngineError } from './errors.ts';
 const CAPACITY_MIN_BYTES = 64 * 1024;
 
 /**
- * A growable in-memory file. Invariant: every byte of `bytes` at or beyond `size` is zero, so
- * a write past the end leaves a zero-filled gap as a real file would.
+ * A growable in-memory file. Bytes of `bytes` beyond `size` are stale (truncation does not clear
+ * them: a checkpoint truncates megabytes of WAL); a write past the end zero-fills the gap, as a
+ * real file reads zeros there.
  */
 export class MemoryFile {
   bytes: Uint8Array;
@@ -36,14 +37,17 @@ export class MemoryFile {
     if (!this.reserve(end)) {
       throw new EngineError('LIMIT', `file would grow to ${end} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
     }
+    if (offset > this.size) this.bytes.fill(0, this.size, offset);
     this.bytes.set(source, offset);
     if (end > this.size) this.size = end;
   }
 
   truncate(sizeBytes: number): void {
-    if (sizeBytes < this.size) this.bytes.fill(0, sizeBytes, this.size);
-    else if (!this.reserve(sizeBytes)) {
-      throw new EngineError('LIMIT', `file would grow to ${sizeBytes} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
+    if (sizeBytes > this.size) {
+      if (!this.reserve(sizeBytes)) {
+        throw new EngineError('LIMIT', `file would grow to ${sizeBytes} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
+      }
+      this.bytes.fill(0, this.size, sizeBytes);
     }
     this.size = sizeBytes;
   }

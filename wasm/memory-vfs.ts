@@ -225,6 +225,7 @@ export class MemoryVfs {
     const start = Number(offset);
     const end = start + amountBytes;
     if (!file.reserve(end)) return SQLITE_FULL;
+    if (start > file.size) file.bytes.fill(0, file.size, start);
     file.bytes.set(this.sqlite.wasm.heap8u().subarray(pSource, end - start + pSource), start);
     if (end > file.size) file.size = end;
     return SQLITE_OK;

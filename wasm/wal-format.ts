@@ -11,6 +11,8 @@ export const WAL_FORMAT_VERSION = 3007000;
 export const PAGE_SIZE_MIN = 512;
 export const PAGE_SIZE_MAX = 65536;
 
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export interface WalChecksum {
   s1: number;
   s2: number;
@@ -67,7 +69,17 @@ export function walChecksum(
   }
   let s1 = seed.s1 >>> 0;
   let s2 = seed.s2 >>> 0;
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, length);
+  const start = bytes.byteOffset + offset;
+  if (bigEndianWords !== HOST_IS_LITTLE_ENDIAN && (start & 3) === 0) {
+    // Fast path: the words are in host order and aligned, read them as a Uint32Array.
+    const words = new Uint32Array(bytes.buffer, start, length >>> 2);
+    for (let i = 0; i < words.length; i += 2) {
+      s1 = (s1 + words[i]! + s2) >>> 0;
+      s2 = (s2 + words[i + 1]! + s1) >>> 0;
+    }
+    return { s1, s2 };
+  }
+  const view = new DataView(bytes.buffer, start, length);
   const littleEndian = !bigEndianWords;
   for (let i = 0; i < length; i += 8) {
     s1 = (s1 + view.getUint32(i, littleEndian) + s2) >>> 0;

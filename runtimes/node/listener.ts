@@ -56,6 +56,8 @@ export interface ListenOptions {
   webSocketMessageBytesMax?: number;
   /** A connection that sends nothing for this long is closed before its protocol is known. */
   firstByteTimeoutMs?: number;
+  /** Connections beyond this many open ones are refused (closed on accept). Default 4096. */
+  connectionsMax?: number;
 }
 
 export interface Listener {
@@ -68,6 +70,7 @@ export interface Listener {
 
 export const WEBSOCKET_MESSAGE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 const FIRST_BYTE_TIMEOUT_MS_DEFAULT = 10_000;
+const CONNECTIONS_MAX_DEFAULT = 4096;
 /** Bound on the request line plus headers of plain HTTP and upgrade requests. */
 const HTTP_HEADER_BYTES_MAX = 16 * 1024;
 
@@ -163,6 +166,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       socket.resume();
     });
   });
+
+  netServer.maxConnections = options.connectionsMax ?? CONNECTIONS_MAX_DEFAULT;
 
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);

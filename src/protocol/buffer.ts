@@ -66,7 +66,8 @@ export class Writer {
     if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
       throw new ProtocolError('bad_value', `${value} is not a 32-bit unsigned integer`);
     }
-    this.view.setUint32(this.reserve(4), value, true);
+    const at = this.reserve(4);
+    this.view.setUint32(at, value, true);
   }
 
   u64(value: number | bigint): void {
@@ -74,18 +75,21 @@ export class Writer {
     if (big < 0n || big > U64_MAX) {
       throw new ProtocolError('bad_value', `${value} is not a 64-bit unsigned integer`);
     }
-    this.view.setBigUint64(this.reserve(8), big, true);
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, big, true);
   }
 
   i64(value: bigint): void {
     if (value < -(1n << 63n) || value >= 1n << 63n) {
       throw new ProtocolError('bad_value', `${value} is not a 64-bit signed integer`);
     }
-    this.view.setBigInt64(this.reserve(8), value, true);
+    const at = this.reserve(8);
+    this.view.setBigInt64(at, value, true);
   }
 
   f64(value: number): void {
-    this.view.setFloat64(this.reserve(8), value, true);
+    const at = this.reserve(8);
+    this.view.setFloat64(at, value, true);
   }
 
   /** UTF-8, a NUL terminator, zero padding to a word. */

@@ -125,6 +125,10 @@ export class Gateway {
       const sqliteCode = (error as { code?: unknown }).code;
       code = typeof sqliteCode === 'number' ? sqliteCode : SQLITE_ERROR;
       message = error.message;
+      if (typeof sqliteCode !== 'number') {
+        // Not a SQL error: a bug or a broken invariant; keep the trace for whoever debugs it.
+        this.log(`internal error answering ${this.stream.remoteAddress}: ${error.stack ?? error.message}`);
+      }
     }
     return encodeResponse({ type: 'failure', code, message });
   }

@@ -2,7 +2,7 @@
  * Real node processes on loopback: failover, quorum loss, catch-up, byte-identical replicas,
  * checkpoints, and the not-leader error for a write sent straight to a follower.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { connect, connectCluster, DqliteError, type Database } from '../../runtimes/node/client.ts';
 import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
 
@@ -43,6 +43,10 @@ describe('3-node cluster of real processes', () => {
     db = await connect({ servers: cluster.addresses, database: 'test', timeoutMs: 20_000 });
     await db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)');
   }, 120_000);
+
+  afterEach((context) => {
+    if (context.task.result?.state === 'fail') console.log(cluster.dumpOutput());
+  });
 
   afterAll(async () => {
     await db?.close();

@@ -30,11 +30,8 @@ describe('real dqlite shell against dqlite-wasm', () => {
     await shell(a, 'CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, score REAL)');
     await shell(b, "INSERT INTO people (name, score) VALUES ('ada', 1.5)");
     await shell(c, "INSERT INTO people (name, score) VALUES ('grace', 2.25)");
-    const out = await shell(`${c},${a}`, 'SELECT id, name, score FROM people ORDER BY id', '--format', 'json');
-    expect(JSON.parse(out)).toEqual([
-      [1, 'ada', 1.5],
-      [2, 'grace', 2.25],
-    ]);
+    const out = await shell(`${c},${a}`, 'SELECT id, name, score FROM people ORDER BY id');
+    expect(out.trim().split('\n')).toEqual(['1|ada|1.5', '2|grace|2.25']);
   });
 
   test('.cluster lists the three voters, .leader names one of them', async () => {
@@ -48,7 +45,7 @@ describe('real dqlite shell against dqlite-wasm', () => {
   test('a failing statement reports the SQLite error and the node keeps serving', async () => {
     const error = await shell(cluster.addresses[0]!, 'INSERT INTO missing_table VALUES (1)').catch((e: { stderr?: string; stdout?: string }) => e);
     expect(JSON.stringify(error)).toMatch(/no such table/);
-    const out = await shell(cluster.addresses[0]!, 'SELECT count(*) FROM people', '--format', 'json');
-    expect(JSON.parse(out)).toEqual([[2]]);
+    const out = await shell(cluster.addresses[0]!, 'SELECT count(*) FROM people');
+    expect(out.trim()).toBe('2');
   });
 });

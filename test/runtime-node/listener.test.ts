@@ -123,6 +123,20 @@ describe('listen (one port)', () => {
     expect(health.status).toBe(200);
   });
 
+  it('refuses connections beyond connectionsMax', async () => {
+    const { listener, streams } = await startListener({ connectionsMax: 2 });
+    const first = await rawConnect(listener.address);
+    const second = await rawConnect(listener.address);
+    first.write(Buffer.from([0x01]));
+    second.write(Buffer.from([0x01]));
+    await expect.poll(() => streams.length).toBe(2);
+    const third = await rawConnect(listener.address);
+    await readAll(third); // closed by the server
+    expect(streams).toHaveLength(2);
+    first.destroy();
+    second.destroy();
+  });
+
   it('close() drops open connections and frees the port', async () => {
     const { listener } = await startListener();
     const socket = await rawConnect(listener.address);
