@@ -7,7 +7,7 @@ import { Engine } from '../wasm/index.ts';
 const TRANSACTIONS = Number(process.env['BENCH_TRANSACTIONS'] ?? 10_000);
 const ROW_BYTES = 1024;
 const CHECKPOINT_FRAMES = 1000;
-const ROUNDS = 3;
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 
 function rowBlob(i: number): Uint8Array {
   const blob = new Uint8Array(ROW_BYTES);
@@ -26,23 +26,39 @@ interface PlainDb {
   close(): void;
 }
 
-async function plainMemory(blobs: Uint8Array[]): Promise<number> {
+interface Timing {
+  wallMs: number;
+  cpuMs: number;
+}
+
+function startTiming(): () => Timing {
+  const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
+  return () => {
+    const cpu = process.cpuUsage(cpuStart);
+    return { wallMs: performance.now() - wallStart, cpuMs: (cpu.user + cpu.system) / 1000 };
+  };
+}
+
+async function plainMemory(blobs: Uint8Array[]): Promise<Timing> {
   const sqlite3 = await sqlite3InitModule();
   const db = new sqlite3.oo1.DB(':memory:') as unknown as PlainDb;
   db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)');
   const insert = db.prepare('INSERT INTO t(v) VALUES(?)');
-  const started = performance.now();
+  const values: Uint8Array[] = [new Uint8Array(0)];
+  const stop = startTiming();
   for (let i = 0; i < blobs.length; i++) {
-    insert.bind([blobs[i]]);
+    values[0] = blobs[i]!;
+    insert.bind(values);
     insert.stepReset();
   }
-  const elapsedMs = performance.now() - started;
+  const timing = stop();
   insert.finalize();
   db.close();
-  return elapsedMs;
+  return timing;
 }
 
-async function engineCaptureApply(blobs: Uint8Array[]): Promise<{ elapsedMs: number; payloadBytes: number; checkpoints: number }> {
+async function engineCaptureApply(blobs: Uint8Array[]): Promise<Timing & { payloadBytes: number; checkpoints: number }> {
   const leaderEngine = await Engine.create();
   const followerEngine = await Engine.create();
   const leader = leaderEngine.open('bench');
@@ -56,7 +72,7 @@ async function engineCaptureApply(blobs: Uint8Array[]): Promise<{ elapsedMs: num
   const values: Uint8Array[] = [new Uint8Array(0)];
   let payloadBytes = 0;
   let checkpoints = 0;
-  const started = performance.now();
+  const stop = startTiming();
   for (let i = 0; i < blobs.length; i++) {
     values[0] = blobs[i]!;
     insert.bind(values);
@@ -76,26 +92,33 @@ async function engineCaptureApply(blobs: Uint8Array[]): Promise<{ elapsedMs: num
       checkpoints++;
     }
   }
-  const elapsedMs = performance.now() - started;
+  const timing = stop();
   insert.finalize();
   leader.close();
   follower.close();
-  return { elapsedMs, payloadBytes, checkpoints };
+  return { ...timing, payloadBytes, checkpoints };
 }
 
 const blobs = Array.from({ length: TRANSACTIONS }, (_, i) => rowBlob(i));
-console.log(`engine benchmark: ${TRANSACTIONS} single-row transactions of ${ROW_BYTES} B, ${ROUNDS} rounds (best of each)`);
-let plainBestMs = Infinity;
-let engineBestMs = Infinity;
-for (let round = 1; round <= ROUNDS; round++) {
-  const plainMs = await plainMemory(blobs);
-  plainBestMs = Math.min(plainBestMs, plainMs);
-  console.log(`round ${round}: plain :memory:          ${plainMs.toFixed(0)} ms (${((TRANSACTIONS / plainMs) * 1000).toFixed(0)} tx/s)`);
+console.log(`engine benchmark: ${TRANSACTIONS} single-row transactions of ${ROW_BYTES} B; 1 warm-up + ${ROUNDS} rounds, best of each`);
+console.log('engine side: capture on a leader, apply to one follower, checkpoint both every 1000 WAL frames');
+const rate = (t: Timing) => `${((TRANSACTIONS / t.wallMs) * 1000).toFixed(0)} tx/s`;
+let plainBest: Timing = { wallMs: Infinity, cpuMs: Infinity };
+let engineBest: Timing = { wallMs: Infinity, cpuMs: Infinity };
+for (let round = 0; round <= ROUNDS; round++) {
+  const label = round === 0 ? 'warm-up' : `round ${round}`;
+  const plain = await plainMemory(blobs);
   const engine = await engineCaptureApply(blobs);
-  engineBestMs = Math.min(engineBestMs, engine.elapsedMs);
   console.log(
-    `round ${round}: engine capture+apply   ${engine.elapsedMs.toFixed(0)} ms (${((TRANSACTIONS / engine.elapsedMs) * 1000).toFixed(0)} tx/s, ` +
-      `${(engine.payloadBytes / TRANSACTIONS).toFixed(0)} B/tx shipped, ${engine.checkpoints} checkpoints)`,
+    `${label.padEnd(8)} plain :memory: ${plain.wallMs.toFixed(0).padStart(5)} ms wall ${plain.cpuMs.toFixed(0).padStart(5)} ms cpu (${rate(plain)})` +
+      ` | engine ${engine.wallMs.toFixed(0).padStart(5)} ms wall ${engine.cpuMs.toFixed(0).padStart(5)} ms cpu (${rate(engine)},` +
+      ` ${(engine.payloadBytes / TRANSACTIONS).toFixed(0)} B/tx shipped, ${engine.checkpoints} checkpoints)`,
   );
+  if (round === 0) continue;
+  if (plain.wallMs < plainBest.wallMs) plainBest = { ...plainBest, wallMs: plain.wallMs };
+  if (plain.cpuMs < plainBest.cpuMs) plainBest = { ...plainBest, cpuMs: plain.cpuMs };
+  if (engine.wallMs < engineBest.wallMs) engineBest = { ...engineBest, wallMs: engine.wallMs };
+  if (engine.cpuMs < engineBest.cpuMs) engineBest = { ...engineBest, cpuMs: engine.cpuMs };
 }
-console.log(`capture overhead: ${(engineBestMs / plainBestMs).toFixed(2)}×`);
+console.log(`best wall: plain ${plainBest.wallMs.toFixed(0)} ms, engine ${engineBest.wallMs.toFixed(0)} ms; best cpu: plain ${plainBest.cpuMs.toFixed(0)} ms, engine ${engineBest.cpuMs.toFixed(0)} ms`);
+console.log(`capture overhead: ${(engineBest.wallMs / plainBest.wallMs).toFixed(2)}×`);

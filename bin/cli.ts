@@ -15,6 +15,8 @@ const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
       Runs one node. Without --join, a new directory bootstraps a new cluster.
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
+      Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
+      --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
 `;
@@ -80,6 +82,7 @@ async function start(flags: Flags): Promise<void> {
     ...(flags['snapshot-threshold'] && { snapshotThresholdEntries: intFlag(flags, 'snapshot-threshold', 1024) }),
     ...(flags['snapshot-trailing'] && { snapshotTrailingEntries: intFlag(flags, 'snapshot-trailing', 8192) }),
     ...(flags['commit-timeout-ms'] && { commitTimeoutMs: intFlag(flags, 'commit-timeout-ms', 10_000) }),
+    ...(flags['busy-timeout-ms'] && { busyTimeoutMs: intFlag(flags, 'busy-timeout-ms', 5000) }),
   });
   let signalled = false;
   const shutdown = (signal: string): void => {

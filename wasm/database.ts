@@ -355,6 +355,17 @@ export class DatabaseImpl implements Database, StatementHost {
     };
   }
 
+  /** Like files() but views instead of copies, valid until the next write: for tests comparing large files every step. */
+  viewFiles(): DatabaseSnapshot {
+    this.assertNotClosed();
+    const main = this.context.vfs.file(this.mainPath);
+    const wal = this.context.vfs.file(this.walPath);
+    return {
+      main: main === undefined ? new Uint8Array(0) : main.bytes.subarray(0, main.size),
+      wal: wal === undefined ? new Uint8Array(0) : wal.bytes.subarray(0, wal.size),
+    };
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

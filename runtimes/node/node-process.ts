@@ -25,6 +25,7 @@ export interface NodeProcessOptions {
   snapshotThresholdEntries?: number;
   snapshotTrailingEntries?: number;
   commitTimeoutMs?: number;
+  busyTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -131,6 +132,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.snapshotThresholdEntries !== undefined && { snapshotThresholdEntries: options.snapshotThresholdEntries }),
     ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
+    ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     log: (line) => log(`[node ${identity.id} ${options.address}] ${line}`),
   });
   log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);

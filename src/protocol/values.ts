@@ -97,7 +97,11 @@ export function parseIso8601(text: string): Date | string {
   if (!match) return text;
   const [, year, month, day, hour, minute, second, fraction, zone] = match;
   const millis = fraction ? Number(fraction.padEnd(3, '0').slice(0, 3)) : 0;
-  let time = Date.UTC(Number(year), Number(month) - 1, Number(day), Number(hour ?? 0), Number(minute ?? 0), Number(second ?? 0), millis);
+  // Not Date.UTC: it maps years 0-99 to 1900-1999.
+  const utc = new Date(0);
+  utc.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
+  utc.setUTCHours(Number(hour ?? 0), Number(minute ?? 0), Number(second ?? 0), millis);
+  let time = utc.getTime();
   if (zone && zone !== 'Z') {
     const sign = zone[0] === '-' ? -1 : 1;
     const offsetMinutes = Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6));

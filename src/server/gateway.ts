@@ -35,7 +35,6 @@ interface PreparedStatement {
   db: ReplicatedDatabase;
   sql: string;
   statement: Statement;
-  generation: number;
 }
 
 const ROLE_BY_CODE: Record<number, Role> = { 0: 'voter', 1: 'standby', 2: 'spare' };
@@ -225,11 +224,6 @@ export class Gateway {
     if (!prepared || prepared.db !== this.databaseById(dbId)) {
       throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
     }
-    if (prepared.generation !== prepared.db.generation) {
-      // The connection was reset under the statement (leadership change): compile it again.
-      prepared.statement = compile(prepared.db, prepared.sql);
-      prepared.generation = prepared.db.generation;
-    }
     return prepared;
   }
 
@@ -241,7 +235,7 @@ export class Gateway {
     }
     const statement = await db.loop.submit(this.id, () => compile(db, sql));
     const id = this.nextStatementId++;
-    this.statements.set(id, { db, sql, statement, generation: db.generation });
+    this.statements.set(id, { db, sql, statement });
     return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
   }
 
@@ -359,9 +353,8 @@ export class Gateway {
       }
       db.loop.forget(this.id);
     }
-    for (const prepared of this.statements.values()) {
-      if (prepared.generation === prepared.db.generation) prepared.statement.finalize();
-    }
+    // The engine recompiles statements after a connection reset, so they are always ours to finalize.
+    for (const prepared of this.statements.values()) prepared.statement.finalize();
     this.statements.clear();
   }
 }

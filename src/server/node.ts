@@ -208,7 +208,6 @@ export class ClusterNode implements Replicator {
       const existing = this.databases.get(file.name);
       if (existing) {
         existing.engine = engineDb;
-        existing.generation++;
       } else {
         this.databases.set(file.name, this.newDatabase(file.name, engineDb));
       }

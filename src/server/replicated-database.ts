@@ -33,8 +33,6 @@ export class ReplicatedDatabase {
   readonly loop: DatabaseLoop;
   private pending: PendingTransaction[] = [];
   private checkpointProposed: ProposeResult | undefined;
-  /** Bumped whenever the connection is reset, so cached prepared statements know to re-prepare. */
-  generation = 0;
 
   constructor(
     readonly name: string,
@@ -119,7 +117,6 @@ export class ReplicatedDatabase {
     }
     if (aborted.length === 0 && !this.engine.inTransaction()) return;
     this.engine.abort();
-    this.generation++;
     this.loop.clearOwner();
     const error = leadershipLost(reason);
     for (const p of aborted) p.committed.reject(error);

@@ -1,0 +1,95 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  FrameReader,
+  HEADER_BYTES,
+  WORD_BYTES,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  encodeVersion,
+  readHeader,
+} from '../../src/protocol/index.ts';
+import { request, response } from './arbitraries.ts';
+
+/** Splits `bytes` at the given cut points (any order, duplicates fine). */
+function chunked(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let last = 0;
+  for (const point of points) {
+    chunks.push(bytes.subarray(last, point));
+    last = point;
+  }
+  chunks.push(bytes.subarray(last));
+  return chunks;
+}
+
+describe('round trips', () => {
+  it('every request decodes to what was encoded, with a word-aligned body', () => {
+    fc.assert(
+      fc.property(request, (req) => {
+        const bytes = encodeRequest(req);
+        const header = readHeader(bytes);
+        expect(bytes.length).toBe(HEADER_BYTES + header.words * WORD_BYTES);
+        expect(header.words).toBeGreaterThan(0);
+        expect(decodeRequest(bytes)).toEqual(req);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('exec/query requests with the schema-1 tuple (u32 count) decode too', () => {
+    fc.assert(
+      fc.property(request, (req) => {
+        expect(decodeRequest(encodeRequest(req, { paramsSchema: 1 }))).toEqual(req);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('every response decodes to what was encoded', () => {
+    fc.assert(
+      fc.property(response, (res) => {
+        const bytes = encodeResponse(res);
+        expect(readHeader(bytes).words).toBeGreaterThan(0);
+        expect(decodeResponse(bytes)).toEqual(res);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('Nodes in cluster format 0 carry no roles', () => {
+    fc.assert(
+      fc.property(response, (res) => {
+        if (res.type !== 'nodes') return;
+        const bytes = encodeResponse(res, { clusterFormat: 0 });
+        const decoded = decodeResponse(bytes, { clusterFormat: 0 });
+        expect(decoded).toEqual({ type: 'nodes', nodes: res.nodes.map((n) => ({ ...n, role: 0 })) });
+      }),
+    );
+  });
+
+  it('a server-side frame reader returns the same messages however the stream is chunked', () => {
+    fc.assert(
+      fc.property(fc.array(request, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), (requests, cuts) => {
+        const encoded = requests.map((r) => encodeRequest(r));
+        const stream = new Uint8Array(encoded.reduce((n, e) => n + e.length, WORD_BYTES));
+        stream.set(encodeVersion(), 0);
+        let at = WORD_BYTES;
+        for (const e of encoded) {
+          stream.set(e, at);
+          at += e.length;
+        }
+        const reader = new FrameReader({ expectVersion: true });
+        const messages = chunked(stream, cuts).flatMap((chunk) => reader.feed(chunk));
+        expect(reader.version).toBe(1n);
+        expect(messages).toEqual(encoded);
+        expect(messages.map((m) => decodeRequest(m))).toEqual(requests);
+        expect(reader.bufferedBytes).toBe(0);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,293 @@
+import { describe, expect, it } from 'vitest';
+import {
+  EntryType,
+  MemoryStorage,
+  MessageType,
+  NotLeaderError,
+  RaftError,
+  RaftNode,
+  decodeConfChange,
+} from '../../src/raft/index.ts';
+import type { Message } from '../../src/raft/index.ts';
+import { Harness, texts } from './harness.ts';
+
+describe('election', () => {
+  it('a single bootstrapped node elects itself and commits proposals', () => {
+    const h = new Harness([1]);
+    const leader = h.electLeader();
+    expect(leader.id).toBe(1);
+    const index = h.propose(leader, 'a');
+    expect(leader.raft.status().commit).toBe(index);
+    expect(texts(leader.applied)).toEqual(['a']);
+  });
+
+  it('three nodes elect exactly one leader and replicate to all', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    const term = leader.raft.status().term;
+    const leaders = [...h.nodes.values()].filter((n) => n.raft.status().state === 'leader');
+    expect(leaders).toHaveLength(1);
+    h.propose(leader, 'x');
+    h.propose(leader, 'y');
+    h.tick(undefined, 2);
+    for (const n of h.nodes.values()) {
+      expect(texts(n.applied)).toEqual(['x', 'y']);
+      expect(n.raft.status().term).toBe(term);
+      expect(n.raft.status().leaderId).toBe(leader.id);
+    }
+  });
+
+  it('a follower refuses proposals and names the leader', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const follower = [...h.nodes.values()].find((n) => n.id !== leader.id)!;
+    const r = follower.raft.propose(new Uint8Array([1]));
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.error).toBeInstanceOf(NotLeaderError);
+      expect((r.error as NotLeaderError).leaderId).toBe(leader.id);
+      expect(r.error.code).toBe('NOT_LEADER');
+    }
+  });
+
+  it('check-quorum: an isolated leader steps down within two election timeouts, so writes fail', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.isolate(leader.id);
+    h.tick([leader.id], 20);
+    expect(leader.raft.status().state).toBe('follower');
+    expect(leader.raft.propose(new Uint8Array([1])).ok).toBe(false);
+  });
+
+  it('pre-vote: a partitioned node rejoining does not disrupt the leader or bump the term', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    const term = leader.raft.status().term;
+    const other = [...h.nodes.keys()].find((id) => id !== leader.id)!;
+    h.isolate(other);
+    h.tick(undefined, 100);
+    expect(h.node(other).raft.status().term).toBe(term);
+    h.heal();
+    h.tick(undefined, 5);
+    expect(h.leader()!.id).toBe(leader.id);
+    expect(leader.raft.status().term).toBe(term);
+  });
+
+  it('without pre-vote a rejoining node does bump the term (the contrast that shows pre-vote works)', () => {
+    const h = new Harness([1, 2, 3], { preVote: false, checkQuorum: false });
+    const leader = h.electLeader();
+    const term = leader.raft.status().term;
+    const other = [...h.nodes.keys()].find((id) => id !== leader.id)!;
+    h.isolate(other);
+    h.tick(undefined, 100);
+    expect(h.node(other).raft.status().term).toBeGreaterThan(term);
+  });
+});
+
+describe('leadership transfer', () => {
+  it('hands leadership to the chosen voter', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'a');
+    const to = [...h.nodes.keys()].find((id) => id !== leader.id)!;
+    expect(leader.raft.transferLeadership(to).ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    expect(h.leader()!.id).toBe(to);
+    expect(leader.raft.status().state).toBe('follower');
+    h.propose(h.leader()!, 'b');
+    for (const n of h.nodes.values()) expect(texts(n.applied)).toEqual(['a', 'b']);
+  });
+
+  it('refuses proposals while transferring and rejects non-voters as target', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    const to = [...h.nodes.keys()].find((id) => id !== leader.id)!;
+    h.isolate(to);
+    expect(leader.raft.transferLeadership(to).ok).toBe(true);
+    const r = leader.raft.propose(new Uint8Array([1]));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('TRANSFER_IN_PROGRESS');
+    const bad = leader.raft.transferLeadership(99);
+    expect(bad.ok).toBe(false);
+  });
+});
+
+describe('membership', () => {
+  it('adds a spare (receives nothing), promotes to standby (replicates), then voter', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'a');
+    const n4 = h.addNode(4);
+    const add = leader.raft.proposeConfChange({ type: 'add', id: 4, address: '127.0.0.1:9004', role: 'spare' });
+    expect(add.ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 3);
+    expect(n4.raft.status().lastIndex).toBe(0);
+    expect(h.messagesSent.some((m) => m.to === 4)).toBe(false);
+
+    expect(leader.raft.proposeConfChange({ type: 'assign', id: 4, role: 'standby' }).ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 3);
+    expect(texts(n4.applied)).toEqual(['a']);
+    expect(n4.raft.status().configuration.members.find((m) => m.id === 4)!.role).toBe('standby');
+    // A standby does not count: with two voters down the leader cannot commit.
+    const others = [1, 2, 3].filter((id) => id !== leader.id);
+    h.isolate(others[0]!);
+    h.isolate(others[1]!);
+    h.blocked.delete(`${leader.id}>4`);
+    h.blocked.delete(`4>${leader.id}`);
+    const idx = leader.raft.propose(new Uint8Array([7]));
+    expect(idx.ok).toBe(true);
+    h.process(leader);
+    h.tick([leader.id, 4], 1);
+    expect(leader.raft.status().commit).toBeLessThan(idx.ok ? idx.index : 0);
+    h.heal();
+    h.tick(undefined, 3);
+
+    const l2 = h.electLeader();
+    expect(l2.raft.proposeConfChange({ type: 'assign', id: 4, role: 'voter' }).ok).toBe(true);
+    h.process(l2);
+    h.tick(undefined, 3);
+    for (const n of h.nodes.values()) {
+      expect(n.raft.status().configuration.members.filter((m) => m.role === 'voter').map((m) => m.id).sort()).toEqual([1, 2, 3, 4]);
+    }
+  });
+
+  it('allows one change at a time and refuses to remove or demote the leader', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const first = leader.raft.proposeConfChange({ type: 'add', id: 4, address: 'x:1', role: 'spare' });
+    expect(first.ok).toBe(true);
+    const second = leader.raft.proposeConfChange({ type: 'add', id: 5, address: 'x:2', role: 'spare' });
+    expect(second.ok).toBe(false);
+    if (!second.ok) expect(second.error.code).toBe('CONF_CHANGE_IN_PROGRESS');
+    h.process(leader);
+    h.deliverAll();
+    const self = leader.raft.proposeConfChange({ type: 'remove', id: leader.id });
+    expect(self.ok).toBe(false);
+    if (!self.ok) expect(self.error.code).toBe('INVALID_CONF_CHANGE');
+    const dup = leader.raft.proposeConfChange({ type: 'add', id: 4, address: 'x:3', role: 'spare' });
+    expect(dup.ok).toBe(false);
+    const entry = leader.applied.find((e) => e.type === EntryType.ConfChange)!;
+    expect(decodeConfChange(entry.data)).toEqual({ type: 'add', id: 4, address: 'x:1', role: 'spare' });
+  });
+
+  it('removing a voter shrinks the quorum', () => {
+    const h = new Harness([1, 2, 3, 4]);
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const [victim, down] = [1, 2, 3, 4].filter((id) => id !== leader.id);
+    // Before: with two of four voters cut off nothing commits.
+    h.isolate(victim!);
+    h.isolate(down!);
+    const stuck = leader.raft.propose(new Uint8Array([1]));
+    expect(stuck.ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    expect(leader.raft.status().commit).toBeLessThan(stuck.ok ? stuck.index : 0);
+    h.heal();
+    h.tick(undefined, 2);
+    expect(leader.raft.proposeConfChange({ type: 'remove', id: victim! }).ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 2);
+    // After: three voters, one cut off, two of three commit.
+    h.isolate(down!);
+    h.isolate(victim!);
+    const r = h.propose(leader, 'after-remove');
+    expect(leader.raft.status().commit).toBeGreaterThanOrEqual(r);
+    expect(leader.raft.status().configuration.members.map((m) => m.id)).not.toContain(victim);
+  });
+});
+
+describe('snapshots', () => {
+  it('a follower behind the compacted log gets the snapshot in chunks and surfaces it in Ready', () => {
+    const h = new Harness([1, 2, 3], { snapshotChunkBytes: 100 });
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const lagging = [1, 2, 3].find((id) => id !== leader.id)!;
+    h.isolate(lagging);
+    for (let i = 0; i < 20; i++) h.propose(leader, `e${i}`);
+    const applied = leader.raft.status().applied;
+    const data = new Uint8Array(1000).map((_, i) => i & 0xff);
+    leader.storage.createSnapshot(applied, leader.raft.configurationAt(applied), data);
+    leader.storage.compact(applied);
+    h.heal();
+    h.tick(undefined, 5);
+    const n = h.node(lagging);
+    expect(n.snapshots).toHaveLength(1);
+    expect(n.snapshots[0]!.meta.index).toBe(applied);
+    expect(n.snapshots[0]!.data).toEqual(data);
+    expect(n.snapshots[0]!.meta.configuration.members.map((m) => m.id)).toEqual([1, 2, 3]);
+    const chunks = h.messagesSent.filter((m) => m.type === MessageType.Snapshot && m.to === lagging);
+    expect(chunks.length).toBeGreaterThanOrEqual(10);
+    h.propose(leader, 'after');
+    expect(texts(n.applied)).toEqual(['after']);
+    expect(n.raft.status().commit).toBe(leader.raft.status().commit);
+  });
+});
+
+describe('ReadIndex', () => {
+  it('answers after a heartbeat round confirms leadership; an isolated leader does not answer', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'a');
+    expect(leader.raft.readIndex(42).ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    expect(leader.readStates).toEqual([{ index: leader.raft.status().commit, requestId: 42 }]);
+    h.isolate(leader.id);
+    expect(leader.raft.readIndex(43).ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    expect(leader.readStates.map((r) => r.requestId)).toEqual([42]);
+  });
+});
+
+describe('restart', () => {
+  it('recovers term, vote, log and configuration from storage, and does not re-apply', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'a');
+    expect(leader.raft.proposeConfChange({ type: 'add', id: 9, address: 'h:9', role: 'standby' }).ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 2);
+    const before = leader.raft.status();
+    const restarted = h.restart(leader.id);
+    const after = restarted.raft.status();
+    expect(after.term).toBe(before.term);
+    expect(after.lastIndex).toBe(before.lastIndex);
+    expect(after.commit).toBe(before.commit);
+    expect(after.configuration).toEqual(before.configuration);
+    expect(after.state).toBe('follower');
+  });
+});
+
+describe('robustness', () => {
+  it('ignores messages for another node, from itself, and with inconsistent entries', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    const f = h.node([1, 2, 3].find((id) => id !== leader.id)!);
+    const before = f.raft.status();
+    const base: Message = { type: MessageType.Append, from: leader.id, to: f.id, term: before.term, logTerm: 0, index: 0, commit: 0, reject: false, rejectHint: 0, context: 0, entries: [] };
+    f.raft.step({ ...base, to: 77 });
+    f.raft.step({ ...base, from: f.id });
+    f.raft.step({ ...base, entries: [{ term: before.term + 5, index: 1, type: EntryType.Normal, data: new Uint8Array() }] });
+    f.raft.step({ ...base, index: 5, entries: [{ term: 1, index: 9, type: EntryType.Normal, data: new Uint8Array() }] });
+    f.raft.step({ ...base, term: -1 });
+    f.raft.step({ ...base, commit: 1e9 });
+    expect(f.raft.status().lastIndex).toBe(before.lastIndex);
+    // A response claiming a match past the leader's log is ignored, not a crash.
+    leader.raft.step({ ...base, type: MessageType.AppendResponse, from: f.id, to: leader.id, term: leader.raft.status().term, index: 1e6 });
+    expect(leader.raft.status().commit).toBeLessThan(1e6);
+  });
+
+  it('bootstrap refuses non-empty storage and configs without voters', () => {
+    const s = new MemoryStorage();
+    RaftNode.bootstrap(s, { members: [{ id: 1, address: 'a', role: 'voter' }] });
+    expect(() => RaftNode.bootstrap(s, { members: [{ id: 1, address: 'a', role: 'voter' }] })).toThrow(RaftError);
+    expect(() => RaftNode.bootstrap(new MemoryStorage(), { members: [{ id: 1, address: 'a', role: 'spare' }] })).toThrow(/voter/);
+  });
+});
