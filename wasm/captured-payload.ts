@@ -21,7 +21,7 @@ import {
   isBigEndianChecksum,
   isValidPageSize,
   readUint32BigEndian,
-  walChecksum,
+  walFrameChecksum,
   walHeaderPageSize,
   type WalChecksum,
 } from './wal-format.ts';
@@ -40,8 +40,19 @@ export interface CapturedTransaction {
   readonly pageNumbers?: readonly number[];
 }
 
+/** Something WAL bytes can be copied out of (a MemoryFile, or a byte array via `bytesSource`). */
+export interface ByteSource {
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
+}
+
+export function bytesSource(bytes: Uint8Array): ByteSource {
+  return {
+    readInto: (target, targetOffset, offset, length) => target.set(bytes.subarray(offset, offset + length), targetOffset),
+  };
+}
+
 /** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
-export function encodePayload(wal: Uint8Array, start: number, end: number, pageSize: number): Uint8Array {
+export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
@@ -52,7 +63,7 @@ export function encodePayload(wal: Uint8Array, start: number, end: number, pageS
   payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
   view.setUint32(8, pageSize);
   view.setUint32(12, frames);
-  payload.set(wal.subarray(start, end), PAYLOAD_HEADER_BYTES);
+  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
   return payload;
 }
 
@@ -112,12 +123,30 @@ export function payloadPageNumbers(payload: Uint8Array): number[] {
   return pageNumbers;
 }
 
+/** What checkAppend needs to know about the replica's WAL. */
+export interface ReplicaWal {
+  readonly sizeBytes: number;
+  /** The replica's 32-byte WAL header (ignored when `sizeBytes` is 0). */
+  readonly header: Uint8Array;
+  /** The running checksum at the WAL's end: the last frame's, or the header's without frames. */
+  readonly endChecksum: WalChecksum;
+}
+
+/** Describes the first `sizeBytes` of a WAL held as `read(offset, length)`. */
+export function describeReplicaWal(sizeBytes: number, pageSize: number, readUint32: (offset: number) => number, header: Uint8Array): ReplicaWal {
+  if (sizeBytes < WAL_HEADER_BYTES) return { sizeBytes, header, endChecksum: { s1: 0, s2: 0 } };
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  const checksumOffset = sizeBytes === WAL_HEADER_BYTES ? 24 : sizeBytes - frameBytes + 16;
+  return { sizeBytes, header, endChecksum: { s1: readUint32(checksumOffset), s2: readUint32(checksumOffset + 4) } };
+}
+
 /**
- * Checks that `decoded` continues the replica's WAL (`walSizeBytes` valid bytes of `wal`) and
- * that every frame is intact: page size, WAL presence, salts, checksum chain, commit marker.
- * Throws EngineError naming the problem; reads but never modifies the replica.
+ * Checks that `decoded` continues the replica's WAL and that every frame is intact: page size,
+ * WAL presence, salts, checksum chain, commit marker. Throws EngineError naming the problem;
+ * reads but never modifies the replica.
  */
-export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, wal: Uint8Array, walSizeBytes: number): void {
+export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, replica: ReplicaWal): void {
+  const walSizeBytes = replica.sizeBytes;
   const { pageSize, frames, hasWalHeader, walBytes } = decoded;
   if (pageSize !== replicaPageSize) {
     throw new EngineError('PAGE_SIZE', `transaction has ${pageSize}-byte pages but this database uses ${replicaPageSize}-byte pages`);
@@ -148,9 +177,8 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, wa
     if (walSizeBytes < WAL_HEADER_BYTES || (walSizeBytes - WAL_HEADER_BYTES) % frameBytes !== 0) {
       throw new EngineError('WAL_HEADER', `this replica's WAL is ${walSizeBytes} bytes, not a header plus whole ${pageSize}-byte frames`);
     }
-    headerSource = wal;
-    const lastChecksumOffset = walSizeBytes === WAL_HEADER_BYTES ? 24 : walSizeBytes - frameBytes + 16;
-    seed = { s1: readUint32BigEndian(wal, lastChecksumOffset), s2: readUint32BigEndian(wal, lastChecksumOffset + 4) };
+    headerSource = replica.header;
+    seed = replica.endChecksum;
     offset = 0;
   }
   const magic = readUint32BigEndian(headerSource, 0);
@@ -168,8 +196,7 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, wa
     if (isLast ? commitPageCount === 0 : commitPageCount !== 0) {
       throw new EngineError('NO_COMMIT', `frame ${i + 1} of ${frames}: ${isLast ? 'the last frame is not a commit frame' : 'a commit marker before the last frame'}`);
     }
-    seed = walChecksum(walBytes, offset, 8, bigEndianWords, seed);
-    seed = walChecksum(walBytes, offset + WAL_FRAME_HEADER_BYTES, pageSize, bigEndianWords, seed);
+    seed = walFrameChecksum(walBytes, offset, pageSize, bigEndianWords, seed);
     if (seed.s1 !== readUint32BigEndian(walBytes, offset + 16) || seed.s2 !== readUint32BigEndian(walBytes, offset + 20)) {
       throw new EngineError('WAL_CHECKSUM', `frame ${i + 1} of ${frames} (page ${pageNumber}) fails its checksum`);
     }

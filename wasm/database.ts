@@ -8,12 +8,16 @@
 
 import {
   type CapturedTransaction,
+  type ReplicaWal,
+  bytesSource,
   checkAppend,
+  describeReplicaWal,
   decodePayload,
   encodePayload,
   payloadPageNumbers,
 } from './captured-payload.ts';
 import { EngineError, SqliteError } from './errors.ts';
+import type { MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
 import {
   SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -25,6 +29,7 @@ import {
   type SqliteModule,
   type SqliteWasmHelpers,
 } from './sqlite-api.ts';
+import type { SqlGuard } from './sql-guard.ts';
 import { StatementImpl, type Statement, type StatementHost } from './statement.ts';
 import {
   WAL_FRAME_HEADER_BYTES,
@@ -81,6 +86,7 @@ export interface Database {
 
 export interface DatabaseContext {
   readonly sqlite: SqliteModule;
+  readonly guard: SqlGuard;
   readonly vfs: MemoryVfs;
   readonly vfsNamePointer: Pointer;
   readonly pendingMax: number;
@@ -146,7 +152,7 @@ export class DatabaseImpl implements Database, StatementHost {
     this.walPath = `${name}-wal`;
     this.namePointer = this.wasm.allocCString(name);
     const main = context.vfs.file(this.mainPath);
-    const existingPageSize = main === undefined ? 0 : mainFilePageSize(main.bytes.subarray(0, main.size));
+    const existingPageSize = main === undefined ? 0 : mainFilePageSize(main.slice(0, Math.min(main.size, 100)));
     this.pageSizeBytes = existingPageSize !== 0 ? existingPageSize : pageSizeForNew;
     const wal = context.vfs.file(this.walPath);
     this.confirmedEnd = this.capturedEnd = wal?.size ?? 0;
@@ -185,7 +191,8 @@ export class DatabaseImpl implements Database, StatementHost {
         const statement = new StatementImpl(
           this,
           stmt,
-          textDecoder.decode(bytes.subarray(startByte, tailByte)),
+          // SQLite skips empty statements (stray semicolons) before this one: drop them from the text.
+          textDecoder.decode(bytes.subarray(startByte, tailByte)).replace(/^[\s;]+/, ''),
           textDecoder.decode(bytes.subarray(tailByte)),
         );
         this.statements.add(statement);
@@ -222,21 +229,22 @@ export class DatabaseImpl implements Database, StatementHost {
     const wal = this.context.vfs.file(this.walPath);
     if (this.db === 0 || wal === undefined) return captured;
     if (wal.size < this.capturedEnd) {
-      throw new EngineError('BAD_SNAPSHOT', `WAL shrank to ${wal.size} bytes below the captured end ${this.capturedEnd}: something checkpointed outside checkpoint()`);
+      throw new EngineError('WAL_DIVERGED', `WAL shrank to ${wal.size} bytes below the captured end ${this.capturedEnd}: something checkpointed outside checkpoint()`);
     }
     // Each commit ends in one xSync of the WAL: no new sync, no new commit.
     if (wal.syncCount !== this.scannedSyncCount) {
+      // Refuse before taking anything: commits left in the WAL are taken by a later call.
+      if (this.pendingEnds.length >= this.context.pendingMax) {
+        throw new EngineError('LIMIT', `${this.pendingEnds.length} transactions pending, the limit: confirm() or abort() some before taking more`);
+      }
       this.scannedSyncCount = wal.syncCount;
-      this.scanCommits(wal.bytes, wal.size, captured);
+      this.scanCommits(wal, captured);
     }
     // Frames past the last commit with no transaction open were rolled back: drop them so the
     // leader's WAL stays byte-identical to the followers'. SQLite never reads past its last
     // commit, and writes the next transaction right there.
     if (wal.size > this.capturedEnd && this.exports.sqlite3_get_autocommit(this.db) !== 0) {
       wal.truncate(this.capturedEnd);
-    }
-    if (this.pendingEnds.length > this.context.pendingMax) {
-      throw new EngineError('LIMIT', `${this.pendingEnds.length} transactions pending, above the limit of ${this.context.pendingMax}: confirm() or abort() them`);
     }
     return captured;
   }
@@ -255,9 +263,9 @@ export class DatabaseImpl implements Database, StatementHost {
     this.pendingEnds = [];
     const wal = this.context.vfs.file(this.walPath);
     const walSize = wal?.size ?? 0;
-    if (walSize === this.confirmedEnd && this.db !== 0) {
+    if (walSize === this.confirmedEnd) {
       // Nothing reached the WAL beyond the confirmed state: a plain rollback is exact.
-      if (this.exports.sqlite3_get_autocommit(this.db) === 0) this.exec('ROLLBACK');
+      if (this.db !== 0 && this.exports.sqlite3_get_autocommit(this.db) === 0) this.exec('ROLLBACK');
       this.capturedEnd = this.confirmedEnd;
       return;
     }
@@ -285,7 +293,11 @@ export class DatabaseImpl implements Database, StatementHost {
     }
     const decoded = decodePayload(payload);
     const wal = this.context.vfs.ensureFile(this.walPath);
-    checkAppend(decoded, this.pageSizeBytes, wal.bytes, this.confirmedEnd);
+    if (wal.size > this.confirmedEnd && findCommitEnds(wal, this.capturedEnd, this.pageSizeBytes).length > 0) {
+      throw new EngineError('PENDING', 'cannot apply another node\'s transaction: this replica committed transactions never taken with takeCaptured(); take and abort() them first');
+    }
+    const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+    checkAppend(decoded, this.pageSizeBytes, replica);
     const newEnd = this.confirmedEnd + decoded.walBytes.length;
     if (!wal.reserve(newEnd)) {
       throw new EngineError('LIMIT', `WAL would grow to ${newEnd} bytes, above its limit of ${wal.sizeMaxBytes} bytes: checkpoint more often`);
@@ -319,10 +331,14 @@ export class DatabaseImpl implements Database, StatementHost {
     if (this.exports.sqlite3_get_autocommit(db) === 0) {
       throw new EngineError('IN_TRANSACTION', 'cannot checkpoint while an SQL transaction is open');
     }
-    if (this.takeCaptured().length > 0 || this.pendingEnds.length > 0) {
-      throw new EngineError('PENDING', 'cannot checkpoint: transactions committed that were never taken with takeCaptured()');
+    const wal = this.context.vfs.file(this.walPath);
+    if (wal !== undefined && wal.size > this.capturedEnd) {
+      if (findCommitEnds(wal, this.capturedEnd, this.pageSizeBytes).length > 0) {
+        throw new EngineError('PENDING', 'cannot checkpoint: transactions committed that were never taken with takeCaptured()');
+      }
+      wal.truncate(this.capturedEnd);
     }
-    const statement = this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!;
+    const statement = this.context.guard.lift(() => this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!);
     let busy: unknown;
     try {
       statement.step();
@@ -330,7 +346,6 @@ export class DatabaseImpl implements Database, StatementHost {
     } finally {
       statement.finalize();
     }
-    const wal = this.context.vfs.file(this.walPath);
     if (busy !== 0 || (wal !== undefined && wal.size !== 0)) {
       throw new EngineError('SETUP', `checkpoint did not complete (busy=${String(busy)}, WAL ${wal?.size ?? 0} bytes)`);
     }
@@ -343,7 +358,7 @@ export class DatabaseImpl implements Database, StatementHost {
     const wal = this.context.vfs.file(this.walPath);
     return {
       main: main?.copy() ?? new Uint8Array(0),
-      wal: wal === undefined ? new Uint8Array(0) : wal.bytes.slice(0, this.confirmedEnd),
+      wal: wal === undefined ? new Uint8Array(0) : wal.slice(0, this.confirmedEnd),
     };
   }
 
@@ -355,14 +370,12 @@ export class DatabaseImpl implements Database, StatementHost {
     };
   }
 
-  /** Like files() but views instead of copies, valid until the next write: for tests comparing large files every step. */
-  viewFiles(): DatabaseSnapshot {
+  /** Views of the main file and WAL, chunk by chunk, valid until the next write: lets tests compare replicas every step without copying. */
+  fileViews(): { main: Uint8Array[]; wal: Uint8Array[] } {
     this.assertNotClosed();
-    const main = this.context.vfs.file(this.mainPath);
-    const wal = this.context.vfs.file(this.walPath);
     return {
-      main: main === undefined ? new Uint8Array(0) : main.bytes.subarray(0, main.size),
-      wal: wal === undefined ? new Uint8Array(0) : wal.bytes.subarray(0, wal.size),
+      main: this.context.vfs.file(this.mainPath)?.views() ?? [],
+      wal: this.context.vfs.file(this.walPath)?.views() ?? [],
     };
   }
 
@@ -450,6 +463,7 @@ export class DatabaseImpl implements Database, StatementHost {
       if (pageSize !== this.pageSizeBytes) {
         throw new EngineError('PAGE_SIZE', `database ${this.name} has page size ${String(pageSize)}, expected ${this.pageSizeBytes}`);
       }
+      x.sqlite3_set_authorizer(db, this.context.guard.pointer, 0);
     } catch (error) {
       this.closeConnection();
       throw error;
@@ -507,47 +521,65 @@ export class DatabaseImpl implements Database, StatementHost {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
     const frames = walFrameCount(this.confirmedEnd, pageSize);
-    const walBytes = wal.bytes;
-    const databasePages = readFrameCommitPageCount(walBytes, WAL_HEADER_BYTES + (frames - 1) * frameBytes);
+    const databasePages = wal.uint32(WAL_HEADER_BYTES + (frames - 1) * frameBytes + 4);
     if (databasePages === 0) throw new EngineError('NO_COMMIT', 'the confirmed WAL does not end with a commit frame');
     const main = this.context.vfs.ensureFile(this.mainPath);
     const databaseBytes = databasePages * pageSize;
     if (!main.reserve(Math.max(databaseBytes, main.size))) {
       throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
     }
-    for (let i = 0, offset = WAL_HEADER_BYTES; i < frames; i++, offset += frameBytes) {
-      const pageNumber = readUint32BigEndian(walBytes, offset);
-      if (pageNumber > databasePages) continue;
-      main.write(walBytes.subarray(offset + WAL_FRAME_HEADER_BYTES, offset + frameBytes), (pageNumber - 1) * pageSize);
+    const page = new Uint8Array(pageSize);
+    // Newest frame first: each page is copied once, from its latest image.
+    const copied = new Uint8Array(databasePages + 1);
+    for (let i = frames - 1; i >= 0; i--) {
+      const offset = WAL_HEADER_BYTES + i * frameBytes;
+      const pageNumber = wal.uint32(offset);
+      if (pageNumber > databasePages || copied[pageNumber] === 1) continue;
+      copied[pageNumber] = 1;
+      wal.readInto(page, 0, offset + WAL_FRAME_HEADER_BYTES, pageSize);
+      main.writeFrom(page, 0, pageSize, (pageNumber - 1) * pageSize);
     }
     main.truncate(databaseBytes);
     wal.truncate(0);
     this.confirmedEnd = this.capturedEnd = 0;
   }
 
-  /** Finds commit frames after `capturedEnd` and records each transaction they end as pending. */
-  private scanCommits(walBytes: Uint8Array, walSize: number, captured: CapturedTransaction[]): void {
-    if (walSize < WAL_HEADER_BYTES) return;
+  /** Records each transaction SQLite committed after `capturedEnd` as pending and captures it. */
+  private scanCommits(wal: MemoryFile, captured: CapturedTransaction[]): void {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
-    const salt1 = readUint32BigEndian(walBytes, 16);
-    const salt2 = readUint32BigEndian(walBytes, 20);
     let start = this.capturedEnd;
-    let offset = start === 0 ? WAL_HEADER_BYTES : start;
-    while (offset + frameBytes <= walSize) {
-      // A frame with other salts is left over from an earlier WAL generation: the log ends.
-      if (readUint32BigEndian(walBytes, offset + 8) !== salt1 || readUint32BigEndian(walBytes, offset + 12) !== salt2) break;
-      const commitPageCount = readFrameCommitPageCount(walBytes, offset);
-      offset += frameBytes;
-      if (commitPageCount !== 0) {
-        const frames = (offset - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
-        captured.push(new Captured(encodePayload(walBytes, start, offset, pageSize), frames));
-        this.pendingEnds.push(offset);
-        start = offset;
-      }
+    for (const end of findCommitEnds(wal, start, pageSize)) {
+      const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
+      captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
+      this.pendingEnds.push(end);
+      start = end;
     }
     this.capturedEnd = start;
   }
+}
+
+/**
+ * End offsets of the transactions committed in the WAL after byte `from` (0: from the header):
+ * each ends with a frame whose commit field is set. Frames past the last commit belong to an
+ * open or rolled-back transaction and never carry a commit mark.
+ */
+function findCommitEnds(wal: MemoryFile, from: number, pageSize: number): number[] {
+  const ends: number[] = [];
+  const walSize = wal.size;
+  if (walSize < WAL_HEADER_BYTES) return ends;
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  const salt1 = wal.uint32(16);
+  const salt2 = wal.uint32(20);
+  let offset = from === 0 ? WAL_HEADER_BYTES : from;
+  while (offset + frameBytes <= walSize) {
+    // A frame with other salts is left over from an earlier WAL generation: the log ends.
+    if (wal.uint32(offset + 8) !== salt1 || wal.uint32(offset + 12) !== salt2) break;
+    const commitPageCount = wal.uint32(offset + 4);
+    offset += frameBytes;
+    if (commitPageCount !== 0) ends.push(offset);
+  }
+  return ends;
 }
 
 /** Checks snapshot bytes before they replace a database; throws EngineError('BAD_SNAPSHOT'). */
@@ -586,7 +618,8 @@ export function checkSnapshot(snapshot: DatabaseSnapshot): number {
         const commit = readFrameCommitPageCount(wal, offset);
         offset += frameBytes;
         if (commit !== 0) {
-          checkAppend(decodePayload(encodePayload(wal, end, offset, pageSize)), pageSize, wal, end);
+          const replica: ReplicaWal = describeReplicaWal(end, pageSize, (at) => readUint32BigEndian(wal, at), wal.subarray(0, WAL_HEADER_BYTES));
+          checkAppend(decodePayload(encodePayload(bytesSource(wal), end, offset, pageSize)), pageSize, replica);
           end = offset;
         }
       }

@@ -1,6 +1,7 @@
 import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
 import { EngineError } from './errors.ts';
 import { MemoryVfs } from './memory-vfs.ts';
+import { SqlGuard } from './sql-guard.ts';
 import { asSqliteModule, loadDefaultSqlite, type Pointer, type SqliteModule } from './sqlite-api.ts';
 import { isValidPageSize } from './wal-format.ts';
 
@@ -22,9 +23,10 @@ export class Engine {
   private readonly sqlite: SqliteModule;
   private readonly vfs: MemoryVfs;
   private readonly vfsNamePointer: Pointer;
+  private readonly guard: SqlGuard;
   private readonly pageSize: number;
   private readonly pendingMax: number;
-  private readonly open_ = new Map<string, DatabaseImpl>();
+  private readonly databasesByName = new Map<string, DatabaseImpl>();
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;
@@ -38,6 +40,7 @@ export class Engine {
     this.vfs = new MemoryVfs(sqlite, { name: vfsName, fileBytesMax: options.fileBytesMax ?? 2 ** 30 });
     this.vfs.install();
     this.vfsNamePointer = sqlite.wasm.allocCString(vfsName);
+    this.guard = new SqlGuard(sqlite);
   }
 
   static async create(options: EngineOptions = {}): Promise<Engine> {
@@ -52,11 +55,11 @@ export class Engine {
 
   /** Opens (creating if new) the in-memory database `name`: WAL mode, exclusive locking, synchronous=FULL, no automatic checkpoint, no checkpoint on close. */
   open(name: string): Database {
-    const existing = this.open_.get(name);
+    const existing = this.databasesByName.get(name);
     if (existing !== undefined) return existing;
     checkName(name);
     const database = new DatabaseImpl(this.context(), name, this.pageSize);
-    this.open_.set(name, database);
+    this.databasesByName.set(name, database);
     return database;
   }
 
@@ -64,30 +67,31 @@ export class Engine {
   restore(name: string, snapshot: DatabaseSnapshot): Database {
     checkName(name);
     checkSnapshot(snapshot);
-    this.open_.get(name)?.close();
+    this.databasesByName.get(name)?.close();
     this.vfs.replaceFile(name, snapshot.main);
     if (snapshot.wal.length > 0) this.vfs.replaceFile(`${name}-wal`, snapshot.wal);
     else this.vfs.deleteFile(`${name}-wal`);
     const database = new DatabaseImpl(this.context(), name, this.pageSize);
-    this.open_.set(name, database);
+    this.databasesByName.set(name, database);
     return database;
   }
 
   databases(): string[] {
-    return [...this.open_.keys()];
+    return [...this.databasesByName.keys()];
   }
 
   get(name: string): Database | undefined {
-    return this.open_.get(name);
+    return this.databasesByName.get(name);
   }
 
   private context(): DatabaseContext {
     return {
       sqlite: this.sqlite,
+      guard: this.guard,
       vfs: this.vfs,
       vfsNamePointer: this.vfsNamePointer,
       pendingMax: this.pendingMax,
-      forget: (name) => this.open_.delete(name),
+      forget: (name) => this.databasesByName.delete(name),
     };
   }
 }

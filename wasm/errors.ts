@@ -20,6 +20,7 @@ export type EngineErrorCode =
   | 'NO_WAL'
   | 'HAS_WAL'
   | 'NO_COMMIT'
+  | 'WAL_DIVERGED'
   | 'BAD_PAYLOAD'
   | 'BAD_SNAPSHOT'
   | 'PENDING'

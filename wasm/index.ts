@@ -1,4 +1,14 @@
-// The engine: SQLite WASM behind an in-memory, WAL-capturing VFS (see ARCHITECTURE.md, `wasm/`).
+// The engine: SQLite WASM behind an in-memory, WAL-capturing VFS (ARCHITECTURE.md, layer `wasm/`).
+//
+//   const engine = await Engine.create();
+//   const db = engine.open('app');                       // WAL, exclusive locking, no auto-checkpoint
+//   const insert = db.prepare('INSERT INTO t VALUES(?)'); insert.bind([1]); insert.step();
+//   for (const tx of db.takeCaptured()) raft.propose(tx.payload);   // pending until confirm()/abort()
+//   db.confirm(1);                                        // Raft committed it
+//   follower.apply(payload);                              // on every other node, same bytes appended
+//   db.checkpoint();                                      // every node, at the same log position
+//
+// Only this folder imports @sqlite.org/sqlite-wasm; it imports nothing else from the project.
 export { Engine, type EngineOptions } from './engine.ts';
 export type { Database, DatabaseSnapshot } from './database.ts';
 export type { Statement, SqlValue, BindValue } from './statement.ts';

@@ -1,45 +1,82 @@
 import { EngineError } from './errors.ts';
 
-const CAPACITY_MIN_BYTES = 64 * 1024;
+const CHUNK_SHIFT = 18;
+/** Files are stored in 256 KiB chunks: growing never copies, and no huge contiguous buffer is needed. */
+export const CHUNK_BYTES = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = CHUNK_BYTES - 1;
+/** Chunks kept past the end after a truncation, so a WAL that refills after each checkpoint reuses them. */
+const SPARE_CHUNKS_MAX = 64;
+/** Offsets are computed with 32-bit shifts. */
+export const FILE_BYTES_LIMIT = 2 ** 31;
 
 /**
- * A growable in-memory file. Bytes of `bytes` beyond `size` are stale (truncation does not clear
- * them: a checkpoint truncates megabytes of WAL); a write past the end zero-fills the gap, as a
- * real file reads zeros there.
+ * A growable in-memory file. Bytes past `size` are stale (truncation does not clear them: a
+ * checkpoint truncates megabytes of WAL); growing zero-fills, as a real file reads zeros there.
  */
 export class MemoryFile {
-  bytes: Uint8Array;
   size = 0;
   /** Incremented by every xSync: lets the engine skip work when SQLite committed nothing. */
   syncCount = 0;
   readonly sizeMaxBytes: number;
+  private readonly chunks: Uint8Array[] = [];
 
   constructor(sizeMaxBytes: number, initial?: Uint8Array) {
+    if (!(sizeMaxBytes > 0 && sizeMaxBytes <= FILE_BYTES_LIMIT)) {
+      throw new EngineError('LIMIT', `file size limit ${sizeMaxBytes} is outside 1..${FILE_BYTES_LIMIT} bytes`);
+    }
     this.sizeMaxBytes = sizeMaxBytes;
-    this.bytes = new Uint8Array(CAPACITY_MIN_BYTES);
     if (initial !== undefined) this.write(initial, 0);
   }
 
-  /** Makes room for `sizeBytes`; returns false when that exceeds `sizeMaxBytes`. */
+  /** Makes room for `sizeBytes` (without changing `size`); false when that exceeds `sizeMaxBytes`. */
   reserve(sizeBytes: number): boolean {
-    if (sizeBytes <= this.bytes.length) return true;
     if (sizeBytes > this.sizeMaxBytes) return false;
-    let capacity = this.bytes.length * 2;
-    while (capacity < sizeBytes) capacity *= 2;
-    const grown = new Uint8Array(Math.min(capacity, Math.max(sizeBytes, this.sizeMaxBytes)));
-    grown.set(this.bytes.subarray(0, this.size));
-    this.bytes = grown;
+    while (this.chunks.length * CHUNK_BYTES < sizeBytes) this.chunks.push(new Uint8Array(CHUNK_BYTES));
     return true;
   }
 
-  write(source: Uint8Array, offset: number): void {
-    const end = offset + source.length;
-    if (!this.reserve(end)) {
-      throw new EngineError('LIMIT', `file would grow to ${end} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
+  /** Copies `length` bytes from `offset` (all below `size`) into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    const within = offset & CHUNK_MASK;
+    if (within + length <= CHUNK_BYTES) {
+      target.set(this.chunks[offset >>> CHUNK_SHIFT]!.subarray(within, within + length), targetOffset);
+      return;
     }
-    if (offset > this.size) this.bytes.fill(0, this.size, offset);
-    this.bytes.set(source, offset);
+    while (length > 0) {
+      const start = offset & CHUNK_MASK;
+      const count = Math.min(length, CHUNK_BYTES - start);
+      target.set(this.chunks[offset >>> CHUNK_SHIFT]!.subarray(start, start + count), targetOffset);
+      offset += count;
+      targetOffset += count;
+      length -= count;
+    }
+  }
+
+  /** Writes `length` bytes of `source` from `sourceOffset` at file `offset`; space must be reserved. */
+  writeFrom(source: Uint8Array, sourceOffset: number, length: number, offset: number): void {
+    if (offset > this.size) this.zero(this.size, offset);
+    const end = offset + length;
+    const within = offset & CHUNK_MASK;
+    if (within + length <= CHUNK_BYTES) {
+      this.chunks[offset >>> CHUNK_SHIFT]!.set(source.subarray(sourceOffset, sourceOffset + length), within);
+    } else {
+      while (length > 0) {
+        const start = offset & CHUNK_MASK;
+        const count = Math.min(length, CHUNK_BYTES - start);
+        this.chunks[offset >>> CHUNK_SHIFT]!.set(source.subarray(sourceOffset, sourceOffset + count), start);
+        offset += count;
+        sourceOffset += count;
+        length -= count;
+      }
+    }
     if (end > this.size) this.size = end;
+  }
+
+  write(source: Uint8Array, offset: number): void {
+    if (!this.reserve(offset + source.length)) {
+      throw new EngineError('LIMIT', `file would grow to ${offset + source.length} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
+    }
+    this.writeFrom(source, 0, source.length, offset);
   }
 
   truncate(sizeBytes: number): void {
@@ -47,13 +84,55 @@ export class MemoryFile {
       if (!this.reserve(sizeBytes)) {
         throw new EngineError('LIMIT', `file would grow to ${sizeBytes} bytes, above its limit of ${this.sizeMaxBytes} bytes`);
       }
-      this.bytes.fill(0, this.size, sizeBytes);
+      this.zero(this.size, sizeBytes);
+    } else {
+      const chunksNeeded = Math.ceil(sizeBytes / CHUNK_BYTES);
+      if (this.chunks.length > chunksNeeded + SPARE_CHUNKS_MAX) this.chunks.length = chunksNeeded + SPARE_CHUNKS_MAX;
     }
     this.size = sizeBytes;
   }
 
-  /** A copy of the file's current contents. */
+  /** Big-endian 32-bit value at `offset` (may straddle chunks). */
+  uint32(offset: number): number {
+    const within = offset & CHUNK_MASK;
+    if (within + 4 <= CHUNK_BYTES) {
+      const chunk = this.chunks[offset >>> CHUNK_SHIFT]!;
+      return ((chunk[within]! << 24) | (chunk[within + 1]! << 16) | (chunk[within + 2]! << 8) | chunk[within + 3]!) >>> 0;
+    }
+    return ((this.byte(offset) << 24) | (this.byte(offset + 1) << 16) | (this.byte(offset + 2) << 8) | this.byte(offset + 3)) >>> 0;
+  }
+
+  /** A copy of bytes `[start, end)`. */
+  slice(start: number, end: number): Uint8Array {
+    const copy = new Uint8Array(end - start);
+    if (end > start) this.readInto(copy, 0, start, end - start);
+    return copy;
+  }
+
+  /** Views of the file's bytes, chunk by chunk (valid until the next write): comparisons without copies. */
+  views(): Uint8Array[] {
+    const views: Uint8Array[] = [];
+    for (let offset = 0; offset < this.size; offset += CHUNK_BYTES) {
+      views.push(this.chunks[offset >>> CHUNK_SHIFT]!.subarray(0, Math.min(CHUNK_BYTES, this.size - offset)));
+    }
+    return views;
+  }
+
+  /** A copy of the whole file. */
   copy(): Uint8Array {
-    return this.bytes.slice(0, this.size);
+    return this.slice(0, this.size);
+  }
+
+  private byte(offset: number): number {
+    return this.chunks[offset >>> CHUNK_SHIFT]![offset & CHUNK_MASK]!;
+  }
+
+  private zero(from: number, to: number): void {
+    while (from < to) {
+      const start = from & CHUNK_MASK;
+      const count = Math.min(to - from, CHUNK_BYTES - start);
+      this.chunks[from >>> CHUNK_SHIFT]!.fill(0, start, start + count);
+      from += count;
+    }
   }
 }

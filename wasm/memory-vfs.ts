@@ -47,6 +47,8 @@ export class MemoryVfs {
   private readonly files = new Map<string, MemoryFile>();
   private readonly open = new Map<Pointer, OpenFile>();
   private tempFileCounter = 0;
+  /** Cached view of the WASM heap; growing the memory detaches its buffer (length 0) or leaves the view short: either way `heap()` refreshes it. */
+  private heapView: Uint8Array = new Uint8Array(0);
 
   constructor(sqlite: SqliteModule, options: MemoryVfsOptions) {
     this.sqlite = sqlite;
@@ -78,11 +80,6 @@ export class MemoryVfs {
 
   deleteFile(path: string): void {
     this.files.delete(path);
-  }
-
-  isOpen(path: string): boolean {
-    for (const handle of this.open.values()) if (handle.path === path) return true;
-    return false;
   }
 
   // --- registration ------------------------------------------------------------------------
@@ -197,6 +194,12 @@ export class MemoryVfs {
 
   // --- sqlite3_io_methods ------------------------------------------------------------------
 
+  /** The WASM heap, covering at least `[0, end)`. */
+  private heap(end: number): Uint8Array {
+    if (end > this.heapView.length) this.heapView = this.sqlite.wasm.heap8u();
+    return this.heapView;
+  }
+
   xClose(pFile: Pointer): number {
     const handle = this.open.get(pFile);
     if (handle === undefined) return SQLITE_OK;
@@ -208,14 +211,14 @@ export class MemoryVfs {
   xRead(pFile: Pointer, pDest: Pointer, amountBytes: number, offset: bigint): number {
     const file = this.open.get(pFile)!.file;
     const start = Number(offset);
-    const heap = this.sqlite.wasm.heap8u();
+    const heap = this.heap(pDest + amountBytes);
     const available = file.size - start;
     if (available >= amountBytes) {
-      heap.set(file.bytes.subarray(start, start + amountBytes), pDest);
+      file.readInto(heap, pDest, start, amountBytes);
       return SQLITE_OK;
     }
     const copied = available > 0 ? available : 0;
-    if (copied > 0) heap.set(file.bytes.subarray(start, start + copied), pDest);
+    if (copied > 0) file.readInto(heap, pDest, start, copied);
     heap.fill(0, pDest + copied, pDest + amountBytes);
     return SQLITE_IOERR_SHORT_READ;
   }
@@ -223,11 +226,8 @@ export class MemoryVfs {
   xWrite(pFile: Pointer, pSource: Pointer, amountBytes: number, offset: bigint): number {
     const file = this.open.get(pFile)!.file;
     const start = Number(offset);
-    const end = start + amountBytes;
-    if (!file.reserve(end)) return SQLITE_FULL;
-    if (start > file.size) file.bytes.fill(0, file.size, start);
-    file.bytes.set(this.sqlite.wasm.heap8u().subarray(pSource, end - start + pSource), start);
-    if (end > file.size) file.size = end;
+    if (!file.reserve(start + amountBytes)) return SQLITE_FULL;
+    file.writeFrom(this.heap(pSource + amountBytes), pSource, amountBytes, start);
     return SQLITE_OK;
   }
 

@@ -40,6 +40,7 @@ export interface SqliteExports {
   sqlite3_errstr(rc: number): Pointer;
   sqlite3_malloc(nBytes: number): Pointer;
   sqlite3_free(p: Pointer): void;
+  sqlite3_set_authorizer(db: Pointer, xAuth: Pointer, pUserData: Pointer): number;
 }
 
 export interface SqliteWasmHelpers {
@@ -53,6 +54,7 @@ export interface SqliteWasmHelpers {
   cstrncpy(tgtPtr: Pointer, srcPtr: Pointer, n: number): number;
   allocCString(text: string): Pointer;
   dealloc(ptr: Pointer): void;
+  installFunction(func: (...args: never[]) => unknown, signature: string): Pointer;
 }
 
 export interface SqliteStruct {

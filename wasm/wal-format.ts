@@ -71,13 +71,16 @@ export function walChecksum(
   let s2 = seed.s2 >>> 0;
   const start = bytes.byteOffset + offset;
   if (bigEndianWords !== HOST_IS_LITTLE_ENDIAN && (start & 3) === 0) {
-    // Fast path: the words are in host order and aligned, read them as a Uint32Array.
-    const words = new Uint32Array(bytes.buffer, start, length >>> 2);
-    for (let i = 0; i < words.length; i += 2) {
-      s1 = (s1 + words[i]! + s2) >>> 0;
-      s2 = (s2 + words[i + 1]! + s1) >>> 0;
+    // Fast path: the words are in host order and aligned. Int32 arithmetic with `| 0` wraps
+    // exactly like the C u32 sums and stays in V8's integer fast path.
+    const words = new Int32Array(bytes.buffer, start, length >>> 2);
+    let a = s1 | 0;
+    let b = s2 | 0;
+    for (let i = 0, n = words.length; i < n; i += 2) {
+      a = (a + words[i]! + b) | 0;
+      b = (b + words[i + 1]! + a) | 0;
     }
-    return { s1, s2 };
+    return { s1: a >>> 0, s2: b >>> 0 };
   }
   const view = new DataView(bytes.buffer, start, length);
   const littleEndian = !bigEndianWords;
@@ -86,6 +89,34 @@ export function walChecksum(
     s2 = (s2 + view.getUint32(i + 4, littleEndian) + s1) >>> 0;
   }
   return { s1, s2 };
+}
+
+/**
+ * The running checksum after one frame at `frameOffset`: its first 8 header bytes, then its page,
+ * continuing from `seed` (the previous frame's checksum, or the WAL header's for the first).
+ */
+export function walFrameChecksum(
+  bytes: Uint8Array,
+  frameOffset: number,
+  pageSize: number,
+  bigEndianWords: boolean,
+  seed: WalChecksum,
+): WalChecksum {
+  const start = bytes.byteOffset + frameOffset;
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  if (bigEndianWords !== HOST_IS_LITTLE_ENDIAN && (start & 3) === 0 && frameOffset + frameBytes <= bytes.length) {
+    const words = new Int32Array(bytes.buffer, start, frameBytes >>> 2);
+    let a = (seed.s1 + words[0]! + seed.s2) | 0;
+    let b = (seed.s2 + words[1]! + a) | 0;
+    // Words 2..5 are the salts and the checksum itself: not covered.
+    for (let i = WAL_FRAME_HEADER_BYTES >>> 2, n = words.length; i < n; i += 2) {
+      a = (a + words[i]! + b) | 0;
+      b = (b + words[i + 1]! + a) | 0;
+    }
+    return { s1: a >>> 0, s2: b >>> 0 };
+  }
+  const afterHeader = walChecksum(bytes, frameOffset, 8, bigEndianWords, seed);
+  return walChecksum(bytes, frameOffset + WAL_FRAME_HEADER_BYTES, pageSize, bigEndianWords, afterHeader);
 }
 
 export function decodeWalHeader(bytes: Uint8Array, offset = 0): WalHeader {

@@ -140,7 +140,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     });
   });
 
-  const netServer = createNetServer({ pauseOnConnect: false }, (socket) => {
+  // Small request/response messages: Nagle's algorithm would hold them back waiting for ACKs.
+  const netServer = createNetServer({ pauseOnConnect: false, noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     // Errors (resets) end the socket; without a listener they would crash the process.

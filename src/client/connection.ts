@@ -1,5 +1,6 @@
 import {
   FrameReader,
+  HEADER_BYTES,
   MESSAGE_BYTES_MAX_DEFAULT,
   ProtocolError,
   type Request,
@@ -50,9 +51,13 @@ export class Connection {
   private readonly stream: ByteStream;
   private readonly options: ConnectionOptions;
   private readonly frames: FrameReader;
-  /** Messages that arrived with nobody waiting; at most one batch of rows can be ahead. */
+  /**
+   * Messages that arrived with nobody waiting: a server streams Rows batches without waiting
+   * for the client, so several can be ahead. Bounded in bytes by `inboxBytesMax`.
+   */
   private readonly inbox: Uint8Array[] = [];
-  private static readonly INBOX_MAX = 16;
+  private inboxBytes = 0;
+  private readonly inboxBytesMax: number;
   private waiter: Waiter | undefined;
   private closeError: ConnectionError | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -62,6 +67,7 @@ export class Connection {
     this.stream = stream;
     this.options = options;
     this.frames = new FrameReader({ messageBytesMax: options.messageBytesMax });
+    this.inboxBytesMax = 2 * (options.messageBytesMax + HEADER_BYTES);
     stream.onData((chunk) => this.receive(chunk));
     stream.onClose((error) => this.fail(new ConnectionError(address, error ? `connection failed: ${error.message}` : 'connection closed by the server', true, { cause: error })));
   }
@@ -107,11 +113,11 @@ export class Connection {
         const batch = this.expectType(await this.receiveResponse(), 'rows');
         columns = [...batch.columns];
         for (const row of batch.rows) rows.push([...row]);
-        if (!batch.more) return { columns, rows };
         if (rows.length > this.options.resultRowsMax) {
-          await this.interrupt();
+          if (batch.more) await this.interrupt();
           throw new ClientError('too_large', `the query returned more than ${this.options.resultRowsMax} rows (option resultRowsMax)`);
         }
+        if (!batch.more) return { columns, rows };
       }
     });
   }
@@ -164,7 +170,10 @@ export class Connection {
 
   private receiveMessage(): Promise<Uint8Array> {
     const ready = this.inbox.shift();
-    if (ready) return Promise.resolve(ready);
+    if (ready) {
+      this.inboxBytes -= ready.length;
+      return Promise.resolve(ready);
+    }
     if (this.closeError) return Promise.reject(this.closeError);
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -199,10 +208,11 @@ export class Connection {
       if (waiter) {
         this.waiter = undefined;
         waiter.resolve(message);
-      } else if (this.inbox.length < Connection.INBOX_MAX) {
+      } else if (this.inboxBytes + message.length <= this.inboxBytesMax) {
         this.inbox.push(message);
+        this.inboxBytes += message.length;
       } else {
-        this.fail(new ConnectionError(this.address, 'the server sent messages nobody asked for', true));
+        this.fail(new ConnectionError(this.address, `more than ${this.inboxBytesMax} bytes arrived unread`, true));
         this.stream.close();
         return;
       }
@@ -227,3 +237,10 @@ export class Connection {
   }
 }
 
+/**
+ * A raw protocol connection to exactly `address` (version handshake only: no Leader, Client or
+ * Open), for tools and tests that send requests one by one.
+ */
+export function openConnection(dial: DialStream, address: string, options: Partial<ConnectionOptions> = {}): Promise<Connection> {
+  return Connection.open(dial, address, { ...CONNECTION_DEFAULTS, ...options });
+}

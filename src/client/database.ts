@@ -7,7 +7,7 @@ import {
   ProtocolError,
 } from '../protocol/index.ts';
 import type { Connection } from './connection.ts';
-import { ClientError, ConnectionError, IndeterminateError } from './errors.ts';
+import { ClientError, ConnectionError, DqliteError, IndeterminateError } from './errors.ts';
 import { Link, type LinkOptions, type Session } from './link.ts';
 
 /** A parameter: an application value, or a wire value with an explicit type (e.g. a float 1.0). */
@@ -119,12 +119,9 @@ export class Database implements Queryable {
       try {
         await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'COMMIT', params: [] }, 'result');
       } catch (error) {
-        if (error instanceof ConnectionError && error.sent) {
-          this.link.dropSession();
-          throw new IndeterminateError('COMMIT', { cause: error });
-        }
-        const lost = (error as { isLeadershipLost?: boolean }).isLeadershipLost === true;
-        if (lost) {
+        const mayHaveCommitted =
+          (error instanceof ConnectionError && error.sent) || (error instanceof DqliteError && error.isLeadershipLost);
+        if (mayHaveCommitted) {
           this.link.dropSession();
           throw new IndeterminateError('COMMIT', { cause: error });
         }
@@ -164,6 +161,7 @@ export class Transaction implements Queryable {
     };
   }
 
+  /** @internal Called by Database.transaction when the callback returns. */
   end(): void {
     this.ended = true;
   }
@@ -197,6 +195,7 @@ export class Statement {
     this.sql = sql;
   }
 
+  /** @internal Use Database.prepare or Transaction.prepare. */
   static async create(runner: Runner, sql: string): Promise<Statement> {
     const statement = new Statement(runner, sql);
     await runner.run(sql, false, (session) => statement.ensurePrepared(session));
@@ -228,7 +227,7 @@ export class Statement {
     }
   }
 
-  exec(params: readonly Param[] = []): Promise<ExecResult> {
+  async exec(params: readonly Param[] = []): Promise<ExecResult> {
     const typed = typeParams(params);
     return this.runner.run(this.sql, true, async (session) => {
       const id = await this.ensurePrepared(session);
@@ -242,7 +241,7 @@ export class Statement {
     return toObjects(await this.queryRaw(params));
   }
 
-  queryRaw(params: readonly Param[] = []): Promise<RawQueryResult> {
+  async queryRaw(params: readonly Param[] = []): Promise<RawQueryResult> {
     const typed = typeParams(params);
     return this.runner.run(this.sql, !isReadOnlySql(this.sql), async (session) => {
       const id = await this.ensurePrepared(session);
@@ -275,14 +274,14 @@ function typeParams(params: readonly Param[]): TypedValue[] {
   }
 }
 
-function execOn(runner: Runner, sql: string, params: readonly Param[]): Promise<ExecResult> {
+async function execOn(runner: Runner, sql: string, params: readonly Param[]): Promise<ExecResult> {
   const typed = typeParams(params);
   return runner.run(sql, true, async (session) =>
     toExecResult(await session.connection.call({ type: 'exec_sql', db: session.state.db, sql, params: typed }, 'result')),
   );
 }
 
-function queryOn(runner: Runner, sql: string, params: readonly Param[]): Promise<RawQueryResult> {
+async function queryOn(runner: Runner, sql: string, params: readonly Param[]): Promise<RawQueryResult> {
   const typed = typeParams(params);
   return runner.run(sql, !isReadOnlySql(sql), async (session) =>
     toRaw(await session.connection.callRows({ type: 'query_sql', db: session.state.db, sql, params: typed })),

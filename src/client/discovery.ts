@@ -32,7 +32,7 @@ export async function connectToLeader(
   const problems: string[] = [];
   for (let round = 0; ; round++) {
     for (const address of servers) {
-      if (Date.now() >= deadlineMs) break;
+      if (round > 0 && Date.now() >= deadlineMs) break;
       try {
         const connection = await tryServer(dial, address, options);
         if (connection) return connection;

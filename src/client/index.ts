@@ -4,6 +4,9 @@ export type { ConnectOptions, ExecResult, Param, QueryResult, Queryable, RawQuer
 export { Cluster, connectCluster } from './cluster.ts';
 export type { ClusterOptions, Member, NodeMetadata, NodeRef, RoleName } from './cluster.ts';
 export type { LinkOptions } from './link.ts';
+export { CONNECTION_DEFAULTS, Connection, openConnection } from './connection.ts';
+export type { ConnectionOptions, RowsResult } from './connection.ts';
 export { ClientError, ConnectionError, DqliteError, IndeterminateError, NoLeaderError } from './errors.ts';
 export { ErrorCode, ValueType } from '../protocol/index.ts';
 export type { FileData, TypedValue, Value } from '../protocol/index.ts';
+export { byteStreamOverMessages, dialOverWebSocket } from './message-stream.ts';

@@ -2,7 +2,7 @@ import type { DialStream } from '../runtime.ts';
 import { CONNECTION_DEFAULTS, Connection, type ConnectionOptions } from './connection.ts';
 import { type DiscoveryOptions, backoffMs, connectToLeader, sleep } from './discovery.ts';
 import { ClientError, ConnectionError, DqliteError, IndeterminateError, NoLeaderError } from './errors.ts';
-import { ErrorCode } from '../protocol/index.ts';
+import { ClusterFormat, ErrorCode } from '../protocol/index.ts';
 
 /** Options shared by `connect` and `connectCluster`. */
 export interface LinkOptions {
@@ -77,6 +77,12 @@ export class Link<S> {
   private closed = false;
   /** The last leader we reached, tried first next time. */
   private lastLeader: string | undefined;
+  /**
+   * Members learned from the leader (Cluster request) after each discovery, so that losing every
+   * server named in the options does not strand the client. Bounded by `learnedServersMax`.
+   */
+  private learnedServers: string[] = [];
+  private static readonly learnedServersMax = 64;
 
   constructor(options: LinkOptions, setup: (connection: Connection) => Promise<S>) {
     if (options.servers.length === 0) throw new ClientError('bad_argument', 'connect needs at least one server address');
@@ -102,13 +108,15 @@ export class Link<S> {
     }
   }
 
-  async currentSession(): Promise<Session<S>> {
+  /** The open session, or a new one (leader discovery bounded by `deadlineMs`). */
+  async currentSession(deadlineMs: number = Date.now() + this.resolved.timeoutMs): Promise<Session<S>> {
     if (this.closed) throw new ClientError('closed', 'the client is closed');
     if (this.session && !this.session.connection.closed) return this.session;
     this.session = undefined;
-    const connection = await this.dialSession();
+    const connection = await this.dialSession(deadlineMs);
     try {
       const state = await this.setup(connection);
+      if (this.closed) throw new ClientError('closed', 'the client was closed while connecting');
       this.session = { connection, state, generation: ++this.generation };
       return this.session;
     } catch (error) {
@@ -117,17 +125,31 @@ export class Link<S> {
     }
   }
 
-  private dialSession(): Promise<Connection> {
+  private dialSession(deadlineMs: number): Promise<Connection> {
     if (this.options.leaderDiscovery === false) {
       return Connection.open(this.options.dial, this.options.servers[0]!, this.resolved);
     }
-    const servers = this.lastLeader
-      ? [this.lastLeader, ...this.options.servers.filter((s) => s !== this.lastLeader)]
-      : this.options.servers;
-    return connectToLeader(this.options.dial, servers, this.resolved).then((connection) => {
+    const candidates = [...(this.lastLeader ? [this.lastLeader] : []), ...this.options.servers, ...this.learnedServers];
+    const servers = [...new Set(candidates)];
+    const timeoutMs = Math.max(1, deadlineMs - Date.now());
+    return connectToLeader(this.options.dial, servers, { ...this.resolved, timeoutMs }).then(async (connection) => {
       this.lastLeader = connection.address;
+      await this.learnMembers(connection);
       return connection;
     });
+  }
+
+  private async learnMembers(connection: Connection): Promise<void> {
+    try {
+      const { nodes } = await connection.call({ type: 'cluster', format: ClusterFormat.V1 }, 'nodes');
+      this.learnedServers = nodes
+        .map((node) => node.address)
+        .filter((address) => address !== '' && !this.options.servers.includes(address))
+        .slice(0, Link.learnedServersMax);
+    } catch (error) {
+      // A server that cannot list members still serves queries; only a broken connection matters.
+      if (error instanceof ConnectionError) throw error;
+    }
   }
 
   /** Drops the current connection (after an error that leaves it unusable or on a non-leader). */
@@ -151,7 +173,7 @@ export class Link<S> {
     for (let attempt = 0; ; attempt++) {
       let session: Session<S>;
       try {
-        session = await this.currentSession();
+        session = await this.currentSession(deadlineMs);
       } catch (error) {
         if (!retries || !(error instanceof ConnectionError || error instanceof DqliteError) || judge(error, false) !== 'retry') throw error;
         if (!(await this.pause(attempt, deadlineMs))) throw error;

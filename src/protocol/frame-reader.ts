@@ -22,8 +22,15 @@ export class FrameReader {
   private awaitingVersion: boolean;
   private readonly headerBytes = new Uint8Array(HEADER_BYTES);
   private headerFill = 0;
-  private message: Uint8Array | undefined;
-  private messageFill = 0;
+  /**
+   * Parts of the message being received (header first). The whole message is allocated only
+   * once all of it has arrived, so a peer that announces a large message and sends little
+   * costs little memory.
+   */
+  private parts: Uint8Array[] = [];
+  private partsBytes = 0;
+  /** Size of the message being received (header + body), or 0 between messages. */
+  private messageBytes = 0;
   private failed: ProtocolError | undefined;
   /** The protocol version the client announced (server side), once read. */
   version: bigint | undefined;
@@ -36,7 +43,7 @@ export class FrameReader {
 
   /** Bytes held for an incomplete message. */
   get bufferedBytes(): number {
-    return this.message ? this.messageFill : this.headerFill;
+    return this.messageBytes > 0 ? this.partsBytes : this.headerFill;
   }
 
   feed(chunk: Uint8Array): Uint8Array[] {
@@ -53,16 +60,13 @@ export class FrameReader {
     const messages: Uint8Array[] = [];
     let at = 0;
     while (at < chunk.length) {
-      if (this.message) {
-        const take = Math.min(chunk.length - at, this.message.length - this.messageFill);
-        this.message.set(chunk.subarray(at, at + take), this.messageFill);
-        this.messageFill += take;
+      if (this.messageBytes > 0) {
+        const take = Math.min(chunk.length - at, this.messageBytes - this.partsBytes);
+        // Copy: the caller may reuse its chunk buffer after feed returns.
+        this.parts.push(chunk.slice(at, at + take));
+        this.partsBytes += take;
         at += take;
-        if (this.messageFill === this.message.length) {
-          messages.push(this.message);
-          this.message = undefined;
-          this.messageFill = 0;
-        }
+        if (this.partsBytes === this.messageBytes) messages.push(this.takeMessage());
         continue;
       }
       const take = Math.min(chunk.length - at, HEADER_BYTES - this.headerFill);
@@ -89,16 +93,25 @@ export class FrameReader {
           `message of ${bodyBytes} bytes (type ${view.getUint8(4)}) exceeds the limit of ${this.messageBytesMax} bytes`,
         );
       }
-      const message = new Uint8Array(HEADER_BYTES + bodyBytes);
-      message.set(this.headerBytes);
-      if (bodyBytes === 0) {
-        messages.push(message);
-      } else {
-        this.message = message;
-        this.messageFill = HEADER_BYTES;
-      }
+      this.parts = [this.headerBytes.slice()];
+      this.partsBytes = HEADER_BYTES;
+      this.messageBytes = HEADER_BYTES + bodyBytes;
+      if (bodyBytes === 0) messages.push(this.takeMessage());
     }
     return messages;
+  }
+
+  private takeMessage(): Uint8Array {
+    const message = new Uint8Array(this.messageBytes);
+    let at = 0;
+    for (const part of this.parts) {
+      message.set(part, at);
+      at += part.length;
+    }
+    this.parts = [];
+    this.partsBytes = 0;
+    this.messageBytes = 0;
+    return message;
   }
 }
 

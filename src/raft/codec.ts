@@ -19,9 +19,14 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 class Writer {
-  private buf = new Uint8Array(256);
-  private view = new DataView(this.buf.buffer);
+  private buf: Uint8Array;
+  private view: DataView;
   private pos = 0;
+
+  constructor(capacityBytes = 256) {
+    this.buf = new Uint8Array(capacityBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -65,8 +70,9 @@ class Writer {
     this.pos += b.length;
   }
 
+  /** A view of the written bytes (no copy: the writer is not used afterwards). */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    return this.buf.subarray(0, this.pos);
   }
 }
 
@@ -111,9 +117,10 @@ class Reader {
     return hi * 0x100000000 + lo;
   }
 
+  /** A view into the reader's buffer (callers pass a private copy of the input). */
   bytes(n: number, field: string): Uint8Array {
     this.need(n, field);
-    const b = this.buf.slice(this.pos, this.pos + n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return b;
   }
@@ -196,7 +203,7 @@ export function encodeConfiguration(c: Configuration): Uint8Array {
 }
 
 export function decodeConfiguration(bytes: Uint8Array): Configuration {
-  const r = new Reader(bytes, 'configuration');
+  const r = new Reader(bytes.slice(), 'configuration');
   const v = r.u8('version');
   if (v !== CONFIGURATION_VERSION) throw new RaftCodecError(`configuration version ${v} is not supported (expected ${CONFIGURATION_VERSION})`);
   const c = readConfigurationBody(r);
@@ -221,7 +228,7 @@ export function encodeConfChange(c: ConfChange): Uint8Array {
 }
 
 export function decodeConfChange(bytes: Uint8Array): ConfChange {
-  const r = new Reader(bytes, 'conf change');
+  const r = new Reader(bytes.slice(), 'conf change');
   const v = r.u8('version');
   if (v !== CONF_CHANGE_VERSION) throw new RaftCodecError(`conf change version ${v} is not supported (expected ${CONF_CHANGE_VERSION})`);
   const t = r.u8('type');
@@ -249,8 +256,14 @@ function isEntryType(v: number): v is EntryType {
   return v >= EntryType.Normal && v <= EntryType.Configuration;
 }
 
+/** Bytes of a message without entry data, snapshot data and addresses, with room to spare. */
+const MESSAGE_FIXED_BYTES = 128;
+
 export function encodeMessage(m: Message): Uint8Array {
-  const w = new Writer();
+  let estimate = MESSAGE_FIXED_BYTES + m.entries.length * 21;
+  for (const e of m.entries) estimate += e.data.length;
+  if (m.snapshot) estimate += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
+  const w = new Writer(estimate);
   w.u8(MESSAGE_VERSION);
   w.u8(m.type);
   w.u64(m.from);
@@ -289,7 +302,8 @@ export function encodeMessage(m: Message): Uint8Array {
 
 export function decodeMessage(bytes: Uint8Array): Message {
   if (bytes.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`message is ${bytes.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
-  const r = new Reader(bytes, 'raft message');
+  // One private copy; entries and chunks are views into it, so the caller may reuse its buffer.
+  const r = new Reader(bytes.slice(), 'raft message');
   const v = r.u8('version');
   if (v !== MESSAGE_VERSION) throw new RaftCodecError(`raft message version ${v} is not supported (expected ${MESSAGE_VERSION})`);
   const type = r.u8('type');

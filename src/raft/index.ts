@@ -1,4 +1,23 @@
-/** The Raft core: a pure state machine with injected storage, time and randomness. */
+/**
+ * The Raft core: a pure state machine with injected storage, time and randomness.
+ *
+ * Driving it (the node's loop):
+ *   const raft = new RaftNode({ id, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: Math.random });
+ *   every tick interval: raft.tick();   on a peer message: raft.step(decodeMessage(bytes));
+ *   after any of those, while (raft.hasReady()) {
+ *     const rd = raft.ready();
+ *     1. rd.snapshot  -> storage.applySnapshot(rd.snapshot) and restore the state machine from it
+ *     2. rd.entries   -> append to the log (may replace a suffix), rd.hardState -> save; fsync both
+ *     3. rd.messages  -> send (only now: votes and acks must be durable first)
+ *     4. rd.committedEntries -> apply in order (EntryType.Normal only; the others are Raft's)
+ *     5. rd.readStates -> serve the reads once applied >= index; rd.configuration -> peer addresses
+ *     raft.advance(rd);
+ *   }
+ * Snapshots: after applying, when snapshotDue(applied, lastSnapshotIndex), call
+ * storage.createSnapshot(applied, raft.configurationAt(applied), data) then
+ * storage.compact(compactionIndex(applied)).
+ * Shutdown on SIGTERM: raft.transferLeadership(someVoter), keep driving until not leader (bounded).
+ */
 export type {
   NodeId,
   Role,

@@ -3,7 +3,7 @@
  * hands out what to persist, send and apply, `advance` says it was done. No timers, I/O or
  * randomness of its own. One step function per role: stepLeader, stepCandidate, stepFollower.
  */
-import { encodeConfChange, encodeConfiguration } from './codec.ts';
+import { encodeConfChange, encodeConfiguration, MESSAGE_ENTRIES_MAX } from './codec.ts';
 import type { OperationResult, ProposeResult } from './errors.ts';
 import { assert, NotLeaderError, RaftError } from './errors.ts';
 import { RaftLog } from './log.ts';
@@ -45,13 +45,15 @@ import { EntryType, MessageType } from './types.ts';
  *   before persisting it: after a crash the node votes again in the same term).
  * - appendIgnoresPrevTerm: accept appends whose previous entry has a different term.
  * - quorumOffByOne: commit once half (not a majority) of the voters has an entry.
+ * - readIndexWithoutQuorum: answer ReadIndex without confirming leadership (stale reads).
  */
 export type RaftTestBug =
   | 'commitPreviousTermByCounting'
   | 'voteWithoutLogCheck'
   | 'voteNotPersisted'
   | 'appendIgnoresPrevTerm'
-  | 'quorumOffByOne';
+  | 'quorumOffByOne'
+  | 'readIndexWithoutQuorum';
 
 export interface RaftConfig {
   id: NodeId;
@@ -127,6 +129,9 @@ interface Outstanding {
   snapshotIndex?: number;
   appliedTo: number;
 }
+
+/** Outgoing messages kept until the next ready(). */
+const MESSAGES_PENDING_MAX = 65536;
 
 /** Vote/PreVote context marking a campaign started by leadership transfer. */
 const CAMPAIGN_TRANSFER = 1;
@@ -247,8 +252,10 @@ export class RaftNode {
   }
 
   private tickElection(): void {
-    this.electionElapsed++;
-    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+    // Capped, and not reset by a node that may not campaign: its lease must run out, or it
+    // would ignore every candidate (and a cluster whose voters include it could not elect).
+    if (this.electionElapsed < 2 * this.randomizedElectionTimeout) this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
       this.electionElapsed = 0;
       this.hup(false);
     }
@@ -432,7 +439,13 @@ export class RaftNode {
     for (const v of [m.term, m.logTerm, m.index, m.commit, m.rejectHint, m.context]) {
       if (!Number.isSafeInteger(v) || v < 0) return false;
     }
-    if (!Array.isArray(m.entries)) return false;
+    if (!Array.isArray(m.entries) || m.entries.length > MESSAGE_ENTRIES_MAX) return false;
+    const c = m.snapshot;
+    if (c !== undefined) {
+      if (c === null || typeof c !== 'object' || !(c.data instanceof Uint8Array) || !c.meta || !Array.isArray(c.meta.configuration?.members)) return false;
+      for (const v of [c.meta.index, c.meta.term, c.offset, c.totalBytes]) if (!Number.isSafeInteger(v) || v < 0) return false;
+      if (c.offset + c.data.length > c.totalBytes) return false;
+    }
     for (let i = 0; i < m.entries.length; i++) {
       const e = m.entries[i]!;
       if (!Number.isSafeInteger(e.index) || !Number.isSafeInteger(e.term) || !(e.data instanceof Uint8Array)) return false;
@@ -794,9 +807,10 @@ export class RaftNode {
 
   private releaseReads(): void {
     let n = 0;
+    const skipCheck = this.bugs.has('readIndexWithoutQuorum');
     while (n < this.pendingReads.length) {
       const r = this.pendingReads[n]!;
-      if (!hasQuorum(this.config(), (id) => id === this.id || (this.readAcks.get(id) ?? 0) >= r.round)) break;
+      if (!skipCheck && !hasQuorum(this.config(), (id) => id === this.id || (this.readAcks.get(id) ?? 0) >= r.round)) break;
       this.readStates.push({ index: r.index, requestId: r.requestId });
       n++;
     }
@@ -876,6 +890,8 @@ export class RaftNode {
   // ---------------------------------------------------------------- Ready / advance
 
   private send(m: Message): void {
+    // Raft tolerates lost messages: if the application stops draining Ready, drop rather than grow.
+    if (this.msgs.length >= MESSAGES_PENDING_MAX) return;
     this.msgs.push(m);
   }
 

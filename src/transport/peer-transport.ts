@@ -41,7 +41,7 @@ export interface PeerTransportOptions {
   maxMessageBytes: number;
   /** Per peer, messages waiting while a connection is being set up. Default 1024. */
   queueMessagesMax?: number;
-  /** Per peer, bytes waiting while a connection is being set up. Default 4 × maxMessageBytes. */
+  /** Per peer, bytes waiting while a connection is being set up. Default 4 × maxMessageBytes, capped at 64 MiB. */
   queueBytesMax?: number;
   /** First reconnect delay after a failure; doubles up to `backoffMaxMs`. Default 100. */
   backoffInitialMs?: number;
@@ -58,7 +58,7 @@ export interface PeerTransportOptions {
   /**
    * Bound on bytes handed to a connection but not yet on the network (where the channel can
    * tell); beyond it messages are dropped rather than piling up for a stalled peer.
-   * Default max(4 × maxMessageBytes, 16 MiB).
+   * Default max(2 × maxMessageBytes, 16 MiB).
    */
   sendBufferBytesMax?: number;
   /** An open connection with nothing to send gets a ping this often. Default 1000. */
@@ -97,6 +97,8 @@ export interface TransportStats {
   dialsStarted: number;
   dialsFailed: number;
 }
+
+const MIB = 1024 * 1024;
 
 type ConnectionState = 'handshaking' | 'open' | 'closed';
 
@@ -167,6 +169,7 @@ export class PeerTransport {
   private readonly helloBytes: Uint8Array;
   private readonly pingBytes = encodePing();
   private keepaliveTimer: TimerHandle | undefined;
+  private lastKeepaliveMs = 0;
 
   constructor(options: PeerTransportOptions) {
     if (!isNodeId(options.selfId)) {
@@ -181,18 +184,26 @@ export class PeerTransport {
     if (options.clusterKey.length === 0) {
       throw new PeerTransportError('INVALID_OPTIONS', 'clusterKey must not be empty: peers authenticate with it');
     }
+    const maxMessageBytes = options.maxMessageBytes;
+    // `??` rather than a spread: an option passed as undefined means "the default".
     this.options = {
-      queueMessagesMax: 1024,
-      queueBytesMax: 4 * options.maxMessageBytes,
-      backoffInitialMs: 100,
-      backoffMaxMs: 3000,
-      handshakeTimeoutMs: 5000,
-      sendBufferBytesMax: Math.max(4 * options.maxMessageBytes, 16 * 1024 * 1024),
-      keepaliveIntervalMs: 1000,
-      idleTimeoutMs: 5000,
-      dialEagerly: options.selfAddress === '',
-      secure: false,
-      ...options,
+      selfId: options.selfId,
+      selfAddress: options.selfAddress,
+      clusterKey: options.clusterKey,
+      dialWebSocket: options.dialWebSocket,
+      clock: options.clock,
+      maxMessageBytes,
+      queueMessagesMax: options.queueMessagesMax ?? 1024,
+      queueBytesMax: options.queueBytesMax ?? Math.max(maxMessageBytes, Math.min(4 * maxMessageBytes, 64 * MIB)),
+      backoffInitialMs: options.backoffInitialMs ?? 100,
+      backoffMaxMs: options.backoffMaxMs ?? 3000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
+      sendBufferBytesMax: options.sendBufferBytesMax ?? Math.max(2 * maxMessageBytes, 16 * MIB),
+      keepaliveIntervalMs: options.keepaliveIntervalMs ?? 1000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 5000,
+      dialEagerly: options.dialEagerly ?? options.selfAddress === '',
+      secure: options.secure ?? false,
+      onLog: options.onLog,
     };
     // Also validates the key and address lengths up front.
     this.helloBytes = encodeHello({ nodeId: options.selfId, address: options.selfAddress, clusterKey: options.clusterKey });
@@ -379,13 +390,19 @@ export class PeerTransport {
 
   private ensureKeepalive(): void {
     if (this.keepaliveTimer || this.closed) return;
+    this.lastKeepaliveMs = this.options.clock.nowMs();
     this.keepaliveTimer = this.options.clock.setInterval(() => this.keepalive(), this.options.keepaliveIntervalMs);
   }
 
   private keepalive(): void {
     const nowMs = this.options.clock.nowMs();
+    // After our own event loop stalled (a long checkpoint, a GC pause), timers run before the
+    // pending socket reads: give peers one interval of grace instead of blaming them.
+    const stalled = nowMs - this.lastKeepaliveMs > 2 * this.options.keepaliveIntervalMs;
+    this.lastKeepaliveMs = nowMs;
     for (const connection of [...this.connections]) {
       if (connection.state !== 'open') continue;
+      if (stalled) connection.lastReceivedMs = Math.max(connection.lastReceivedMs, nowMs - this.options.keepaliveIntervalMs);
       if (nowMs - connection.lastReceivedMs > this.options.idleTimeoutMs) {
         this.counters.closedIdle++;
         this.closeConnection(connection, `nothing received for ${this.options.idleTimeoutMs} ms`);

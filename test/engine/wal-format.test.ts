@@ -13,6 +13,7 @@ import {
   encodeWalHeader,
   isBigEndianChecksum,
   walChecksum,
+  walFrameChecksum,
   walFrameCount,
   walFrameOffset,
   walHeaderPageSize,
@@ -72,6 +73,18 @@ describe('WAL checksum', () => {
         expect(walChecksum(page, 0, 4096, bigEndian, { s1: seed, s2: seed * 7 })).toEqual(expected);
         expect(walChecksum(unaligned, 0, 4096, bigEndian, { s1: seed, s2: seed * 7 })).toEqual(expected);
       }
+    }
+  });
+
+  it('computes frame checksums (header words, then page) like the two-step reference, aligned or not', () => {
+    for (const bigEndian of [false, true]) {
+      const frame = pseudoRandomBytes(24 + 1024, bigEndian ? 5 : 6);
+      const seed = { s1: 0xfffffff0, s2: 0x80000001 };
+      const expected = referenceChecksum(frame.subarray(24), bigEndian, referenceChecksum(frame.subarray(0, 8), bigEndian, seed));
+      expect(walFrameChecksum(frame, 0, 1024, bigEndian, seed)).toEqual(expected);
+      const unaligned = new Uint8Array(frame.length + 1).subarray(1);
+      unaligned.set(frame);
+      expect(walFrameChecksum(unaligned, 0, 1024, bigEndian, seed)).toEqual(expected);
     }
   });
 

@@ -37,6 +37,8 @@ export interface TestNode {
 export interface ClusterOptions {
   nodes?: number;
   extraArgs?: string[];
+  /** Flags for the node processes' Node.js itself (e.g. --cpu-prof). */
+  nodeFlags?: string[];
   /** Print node output as it comes (for debugging a test). */
   verbose?: boolean;
 }
@@ -120,6 +122,7 @@ export class TestCluster {
   spawn(index: number): void {
     const node = this.nodes[index]!;
     const args = [
+      ...(this.options.nodeFlags ?? []),
       '--import',
       './scripts/ts-loader.mjs',
       'bin/cli.ts',

@@ -123,6 +123,15 @@ describe('frame reader bounds', () => {
     expect(() => reader.feed(new Uint8Array(8))).toThrow(ProtocolError);
   });
 
+  it('holds only the bytes received so far of an announced large message', () => {
+    const reader = new FrameReader();
+    const header = new Uint8Array(8);
+    new DataView(header.buffer).setUint32(0, (32 * 1024 * 1024) / 8, true);
+    expect(reader.feed(header)).toEqual([]);
+    expect(reader.feed(new Uint8Array(16))).toEqual([]);
+    expect(reader.bufferedBytes).toBe(24);
+  });
+
   it('accepts a message exactly at the maximum', () => {
     const reader = new FrameReader({ messageBytesMax: 16 });
     const message = new Uint8Array(24);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   FrameReader,
   HEADER_BYTES,
+  ValueType,
   WORD_BYTES,
   decodeRequest,
   decodeResponse,
@@ -38,6 +39,20 @@ describe('round trips', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('numeric fields written while the buffer grows land in the grown buffer (regression)', () => {
+    // Every size from tiny to several growth steps, so some u32/u64/i64/f64 field straddles each
+    // reallocation: a write through a stale DataView would be lost.
+    for (let count = 0; count <= 255; count++) {
+      const params = Array.from({ length: count }, (_, i) =>
+        i % 2 === 0 ? ({ type: ValueType.Integer, value: BigInt(i) - 100n } as const) : ({ type: ValueType.Float, value: i + 0.5 } as const),
+      );
+      const req = { type: 'exec' as const, db: 7, stmt: count, params };
+      expect(decodeRequest(encodeRequest(req))).toEqual(req);
+      const nodes = Array.from({ length: count % 40 }, (_, i) => ({ id: BigInt(i) * 0x100000001n, address: 'x'.repeat(i % 9), role: i % 3 }));
+      expect(decodeResponse(encodeResponse({ type: 'nodes', nodes }))).toEqual({ type: 'nodes', nodes });
+    }
   });
 
   it('exec/query requests with the schema-1 tuple (u32 count) decode too', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type TypedValue,
   ValueType,
   decodeRequest,
   decodeResponse,
@@ -105,7 +106,7 @@ describe('PROTOCOL.md §8 worked examples, byte for byte', () => {
 
   it('row headers pack two 4-bit codes per byte, low nibble first, padded to words', () => {
     const columns = Array.from({ length: 17 }, (_, i) => `c${i}`);
-    const row = columns.map((_, i) => (i % 2 === 0 ? { type: ValueType.Null, value: null } : { type: ValueType.Boolean, value: true }) as const);
+    const row: TypedValue[] = columns.map((_, i) => (i % 2 === 0 ? { type: ValueType.Null, value: null } : { type: ValueType.Boolean, value: true }));
     const message = encodeResponse({ type: 'rows', columns, rows: [row], more: true });
     const headerAt = 8 + 8 + columns.reduce((n, c) => n + Math.ceil((c.length + 1) / 8) * 8, 0);
     expect([...message.subarray(headerAt, headerAt + 16)]).toEqual([...Array(8).fill(0xb5), 0x05, 0, 0, 0, 0, 0, 0, 0]);

@@ -291,3 +291,52 @@ describe('robustness', () => {
     expect(() => RaftNode.bootstrap(new MemoryStorage(), { members: [{ id: 1, address: 'a', role: 'spare' }] })).toThrow(/voter/);
   });
 });
+
+describe('replication flow control', () => {
+  it('fast backtracking: a follower with a long divergent suffix is repaired in a few round trips', () => {
+    const h = new Harness([1, 2, 3], { maxEntriesBytesPerAppend: 64 * 1024 });
+    const old = h.electLeader();
+    h.propose(old, 'common');
+    h.isolate(old.id);
+    for (let i = 0; i < 100; i++) old.raft.propose(new TextEncoder().encode(`lost${i}`));
+    h.process(old);
+    h.deliverAll();
+    const others = [1, 2, 3].filter((id) => id !== old.id);
+    h.tick(others, 40);
+    const leader = h.leader()!;
+    expect(leader.id).not.toBe(old.id);
+    for (let i = 0; i < 100; i++) leader.raft.propose(new TextEncoder().encode(`kept${i}`));
+    h.process(leader);
+    h.deliverAll();
+    // A fresh leader starts probing the old one at its own last index, far past the divergence.
+    const third = others.find((id) => id !== leader.id)!;
+    expect(leader.raft.transferLeadership(third).ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    expect(h.leader()!.id).toBe(third);
+    const sentBefore = h.messagesSent.length;
+    h.heal();
+    h.tick(undefined, 3);
+    const rejections = h.messagesSent.slice(sentBefore).filter((m) => m.type === MessageType.AppendResponse && m.from === old.id && m.reject);
+    expect(rejections.length).toBeGreaterThan(0);
+    expect(rejections.length).toBeLessThanOrEqual(3);
+    expect(texts(old.applied).filter((t) => t.startsWith('lost'))).toEqual([]);
+    expect(texts(old.applied).filter((t) => t.startsWith('kept'))).toHaveLength(100);
+  });
+
+  it('pipelining is bounded: at most maxInflightAppends appends to a silent follower', () => {
+    const h = new Harness([1, 2, 3], { maxInflightAppends: 4 });
+    const leader = h.electLeader();
+    h.propose(leader, 'warm');
+    h.tick(undefined, 1);
+    const silent = [1, 2, 3].find((id) => id !== leader.id)!;
+    h.blocked.add(`${silent}>${leader.id}`);
+    const sentBefore = h.messagesSent.length;
+    for (let i = 0; i < 50; i++) h.propose(leader, `e${i}`);
+    const appends = h.messagesSent.slice(sentBefore).filter((m) => m.type === MessageType.Append && m.to === silent && m.entries.length > 0);
+    expect(appends.length).toBe(4);
+    // The other follower keeps the cluster committing.
+    expect(leader.raft.status().commit).toBe(leader.raft.status().lastIndex);
+    expect(leader.raft.status().progress![silent]!.inflight).toBe(4);
+  });
+});

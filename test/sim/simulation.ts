@@ -69,6 +69,8 @@ interface SimNode {
   /** Highest commit index already folded into the global committed map. */
   commitChecked: number;
   wasLeaderTerm: number;
+  /** Fraction of global ticks this node's clock sees. */
+  clockRate: number;
 }
 
 function fnv(hash: number, bytes: Uint8Array): number {
@@ -118,6 +120,12 @@ export class Simulation {
   private dupRate: number;
   private maxDelayTicks: number;
   private readonly appendBytesMax: number;
+  private stormy = true;
+  private killAfterStep = new Set<NodeId>();
+  private deferred = new Set<NodeId>();
+  private readCounter = 0;
+  private readsIssued = new Map<number, number>();
+  private deferRate: number;
   private readonly bugs: ReadonlySet<RaftTestBug> | undefined;
   private trace: string[] = [];
   private readonly traceLines: number;
@@ -144,6 +152,7 @@ export class Simulation {
     this.maxDelayTicks = 1 + this.rng.int(4);
     // Small appends split a new leader's catch-up, which exposes commit-rule bugs.
     this.appendBytesMax = this.rng.chance(0.5) ? 40 : 600;
+    this.deferRate = this.rng.chance(0.5) ? 0 : this.rng.next() * 0.6;
     this.stats = { nodes: universe, steps: 0, messagesDelivered: 0, committed: 0, leadersElected: 0, crashes: 0, confChanges: 0, snapshotsSent: 0 };
     const members = [];
     for (let id = 1; id <= universe; id++) {
@@ -156,6 +165,7 @@ export class Simulation {
         appliedHash: 0,
         commitChecked: 0,
         wasLeaderTerm: 0,
+        clockRate: this.rng.chance(0.5) ? 0.95 : 0.3 + this.rng.next() * 0.7,
       };
       this.nodes.set(id, node);
       if (id <= initialMembers) members.push({ id, address: node.address, role: 'voter' as Role });
@@ -220,6 +230,14 @@ export class Simulation {
       this.persist(node, rd);
       for (const m of rd.messages) this.send(m);
       this.apply(node, rd);
+      for (const rs of rd.readStates) {
+        const mustSee = this.readsIssued.get(rs.requestId);
+        if (mustSee === undefined) throw new InvariantViolation('read index', `node ${node.id} answered read ${rs.requestId} that was never issued`);
+        this.readsIssued.delete(rs.requestId);
+        if (rs.index < mustSee) {
+          throw new InvariantViolation('linearizable reads', `node ${node.id} answered read ${rs.requestId} at index ${rs.index}, but ${mustSee} was committed before it was issued`);
+        }
+      }
       raft.advance(rd);
       this.checkCommit(node);
       if (rd.softState?.state === 'leader') this.onBecameLeader(node);
@@ -307,7 +325,23 @@ export class Simulation {
         throw new InvariantViolation('committed entries are never lost', `node ${node.id} commits ${i}/${term}, but ${i}/${c.term} was committed before`);
       }
     }
+    if (commit > node.commitChecked && this.stormy && node.raft!.status().state === 'leader' && this.rng.chance(0.1)) {
+      this.killAfterStep.add(node.id);
+    }
     node.commitChecked = Math.max(node.commitChecked, commit);
+  }
+
+  /** A leader dies right after committing, before its queued messages leave the machine. */
+  private killPending(): void {
+    for (const id of this.killAfterStep) {
+      const node = this.nodes.get(id)!;
+      if (!node.raft) continue;
+      this.network = this.network.filter((m) => m.from !== id);
+      node.raft = undefined;
+      this.stats.crashes++;
+      this.log(`n${id} crashes right after committing`);
+    }
+    this.killAfterStep.clear();
   }
 
   private onBecameLeader(node: SimNode): void {
@@ -361,17 +395,38 @@ export class Simulation {
     const m = decodeMessage(msg.bytes);
     node.raft.step(m);
     this.stats.messagesDelivered++;
-    this.processReady(node);
+    this.afterInput(node);
     return true;
   }
 
   private tickAll(): void {
     this.tickNow++;
     for (const node of this.live()) {
-      // Clocks drift: now and then a node misses a tick.
-      if (this.rng.chance(0.05)) continue;
+      // Clocks drift: each node has its own rate, and a paused one (GC, VM freeze) does not tick.
+      if (!this.rng.chance(node.clockRate)) continue;
       node.raft!.tick();
+      this.afterInput(node);
+    }
+  }
+
+  /**
+   * Like a real node that batches, a node sometimes leaves its Ready for later: a crash before
+   * then loses everything in it (appended entries, votes, messages), as unsynced data would be.
+   */
+  private afterInput(node: SimNode): void {
+    if (this.rng.chance(this.deferRate)) this.deferred.add(node.id);
+    else {
+      this.deferred.delete(node.id);
       this.processReady(node);
+    }
+  }
+
+  private flushDeferred(all: boolean): void {
+    for (const id of [...this.deferred]) {
+      if (!all && !this.rng.chance(0.5)) continue;
+      this.deferred.delete(id);
+      const node = this.nodes.get(id)!;
+      if (node.raft) this.processReady(node);
     }
   }
 
@@ -392,8 +447,14 @@ export class Simulation {
     if (live.length === 0) return;
     const node = this.rng.pick(live);
     node.raft = undefined;
+    this.deferred.delete(node.id);
     this.stats.crashes++;
     this.log(`n${node.id} crashes`);
+    if (this.rng.chance(0.5)) {
+      // A quick reboot: back with only what it had persisted.
+      this.log(`n${node.id} restarts`);
+      this.start(node);
+    }
   }
 
   private restart(): void {
@@ -424,7 +485,17 @@ export class Simulation {
 
   private heal(): void {
     this.blocked.clear();
-    this.log('heal partitions');
+    for (const node of this.nodes.values()) if (node.clockRate === 0) node.clockRate = 1;
+    this.log('heal partitions and paused clocks');
+  }
+
+  /** A node's timers stop (long GC, starved event loop) while it still handles messages. */
+  private pauseClock(): void {
+    const live = this.live();
+    if (live.length === 0) return;
+    const node = this.rng.pick(live);
+    node.clockRate = 0;
+    this.log(`n${node.id}'s clock pauses`);
   }
 
   private changeMembership(): void {
@@ -439,8 +510,6 @@ export class Simulation {
     if (!member) change = { type: 'add', id: target.id, address: target.address, role: this.rng.pick(roles) };
     else if (this.rng.chance(0.25)) change = { type: 'remove', id: target.id };
     else change = { type: 'assign', id: target.id, role: this.rng.pick(roles.filter((r) => r !== member.role)) };
-    // Keep enough voters that healing can always elect a leader.
-    if (change.type !== 'add' && member?.role === 'voter' && voterIds(config).length <= 3) return;
     const r = leader.raft!.proposeConfChange(change);
     if (r.ok) {
       this.stats.confChanges++;
@@ -462,11 +531,13 @@ export class Simulation {
   }
 
   private readIndex(): void {
-    const leaders = this.leaders();
-    if (leaders.length === 0) return;
-    const leader = this.rng.pick(leaders);
-    leader.raft!.readIndex(this.stepNow);
-    this.processReady(leader);
+    // Every node that believes it leads gets a read: stale leaders are the interesting ones.
+    for (const leader of this.leaders()) {
+      const requestId = ++this.readCounter;
+      // Linearizable: the read must see everything committed anywhere before it was issued.
+      if (leader.raft!.readIndex(requestId).ok) this.readsIssued.set(requestId, this.maxCommitted);
+      this.processReady(leader);
+    }
   }
 
   private compact(): void {
@@ -507,14 +578,18 @@ export class Simulation {
         this.network.splice(i, 1);
       } else i++;
     }
-    if (this.rng.chance(0.5)) {
+    const fate = this.rng.int(3);
+    if (fate === 0) {
       leader.raft = undefined;
+      this.deferred.delete(leader.id);
       this.stats.crashes++;
     } else {
       for (const b of ids) {
         this.blocked.add(`${leader.id}>${b}`);
         this.blocked.add(`${b}>${leader.id}`);
       }
+      // A deposed leader whose timers are stalled keeps believing it leads until healed.
+      if (fate === 2) leader.clockRate = 0;
     }
     this.log(`n${leader.id} burst of ${n}, reached ${lucky ? `n${lucky}` : 'nobody'}, then cut off`);
   }
@@ -523,23 +598,40 @@ export class Simulation {
   step(): void {
     this.stepNow++;
     this.stats.steps++;
+    // Weather: stormy periods bring crashes, partitions and leader kills; calm ones let work finish.
+    if (this.stepNow % 250 === 1) {
+      this.stormy = this.rng.chance(0.6);
+      this.log(this.stormy ? 'storm' : 'calm');
+    }
     const r = this.rng.next();
-    if (r < 0.55) {
+    const fault = this.stormy;
+    if (r < 0.6) {
       if (!this.deliverOne()) this.tickAll();
     } else if (r < 0.8) this.tickAll();
-    else if (r < 0.88) this.propose();
-    else if (r < 0.9) this.compact();
-    else if (r < 0.91) this.readIndex();
-    else if (r < 0.92) this.crash();
-    else if (r < 0.935) this.restart();
-    else if (r < 0.945) this.partition();
-    else if (r < 0.96) this.heal();
+    else if (r < 0.86) this.propose();
+    else if (r < 0.88) this.compact();
+    else if (r < 0.9) this.readIndex();
+    else if (r < 0.908) {
+      if (fault) this.crash();
+    }
+    else if (r < 0.92) this.restart();
+    else if (r < 0.927) {
+      if (fault) this.partition();
+    } else if (r < 0.93) {
+      if (fault) this.pauseClock();
+    }
+    else if (r < 0.935) this.heal();
     else if (r < 0.97) this.changeMembership();
     else if (r < 0.975) this.transfer();
     else if (r < 0.98) {
       this.dropRate = this.rng.next() * 0.2;
-    } else if (r < 0.995) this.burstThenIsolate();
-    // else: an idle step.
+    } else {
+      if (fault) this.burstThenIsolate();
+    }
+    // Clients keep reading from whoever claims to lead, also while two nodes do (old and new).
+    if (r < 0.6 && this.rng.chance(0.2) && this.leaders().length > 1) this.readIndex();
+    if (this.deferred.size > 0 && this.rng.chance(0.3)) this.flushDeferred(false);
+    this.killPending();
     this.checkElectionSafety();
   }
 
@@ -551,50 +643,39 @@ export class Simulation {
     for (const node of this.nodes.values()) if (!node.raft) this.start(node);
     this.dropRate = 0;
     this.dupRate = 0;
+    this.stormy = false;
+    this.deferRate = 0;
+    this.flushDeferred(true);
     this.log('liveness phase: all nodes up, network reliable');
     const boundTicks = 60 * ELECTION_TICKS;
-    const want = new Map<string, number>();
+    const want = new Map<string, { index: number; term: number }>();
     const startTick = this.tickNow;
-    let proposed = 0;
+    const proposeOn = (leader: SimNode, key: string): void => {
+      const r = leader.raft!.propose(new TextEncoder().encode(key));
+      if (r.ok) want.set(key, { index: r.index, term: r.term });
+      this.processReady(leader);
+    };
     while (this.tickNow - startTick < boundTicks) {
       while (this.deliverOne()) this.checkElectionSafety();
       this.tickAll();
       this.checkElectionSafety();
-      const leaders = this.leaders();
-      const leader = leaders.find((l) => l.raft!.status().term === Math.max(...this.live().map((n) => n.raft!.status().term)));
+      const maxTerm = Math.max(...this.live().map((n) => n.raft!.status().term));
+      const leader = this.leaders().find((l) => l.raft!.status().term === maxTerm);
       if (!leader) continue;
-      if (proposed < 5) {
-        const key = `live${proposed}`;
-        const r = leader.raft!.propose(new TextEncoder().encode(key));
-        if (r.ok) {
-          want.set(key, r.index);
-          proposed++;
-          this.processReady(leader);
-        }
-        continue;
-      }
-      // Every proposal must be committed by someone, with our data, or re-proposed after a leader change.
-      let done = true;
-      for (const [key, index] of want) {
-        const c = this.committed.get(index);
-        const node = leader;
-        const ents = index >= node.storage.firstIndex() && index <= node.storage.lastIndex() ? node.storage.entries(index, index + 1) : [];
-        const ours = ents.length === 1 && new TextDecoder().decode(ents[0]!.data) === key && ents[0]!.type === EntryType.Normal;
-        if (c && ours) continue;
+      const leaderTerm = leader.raft!.status().term;
+      for (let i = 0; i < 5; i++) if (!want.has(`live${i}`)) proposeOn(leader, `live${i}`);
+      let done = want.size === 5;
+      for (const [key, at] of want) {
+        const c = this.committed.get(at.index);
+        if (c && c.term === at.term) continue;
         done = false;
-        if (c && !ours && ents.length === 1) {
-          // Lost to a leader change before commit: propose again.
-          const r = leader.raft!.propose(new TextEncoder().encode(key));
-          if (r.ok) {
-            want.set(key, r.index);
-            this.processReady(leader);
-          }
-        }
+        // Proposed under an older leader and lost with it: the client retries on the new one.
+        if (at.term < leaderTerm) proposeOn(leader, key);
       }
       if (done) {
         const s = leader.raft!.status();
         const replicas = s.configuration.members.filter((m) => m.role !== 'spare').map((m) => m.id);
-        const maxIndex = Math.max(...want.values());
+        const maxIndex = Math.max(...[...want.values()].map((w) => w.index));
         if (replicas.every((id) => this.nodes.get(id)!.appliedIndex >= maxIndex)) return;
       }
     }

@@ -22,6 +22,8 @@ export interface StartOptions {
   /** Reuse a port (restart on the same address). */
   port?: number;
   dial?: DialWebSocket;
+  /** Refuse a wrong key header before the upgrade (true) or leave it to acceptConnection. */
+  precheckUpgrade?: boolean;
   transport?: Partial<PeerTransportOptions>;
 }
 
@@ -36,6 +38,7 @@ export async function startNode(id: number, options: StartOptions = {}): Promise
       onStream: (stream) => stream.close(),
       checkUpgrade: (request) => {
         if (request.path !== PEER_WEBSOCKET_PATH) return { status: 404, reason: `no WebSocket endpoint at ${request.path}` };
+        if (options.precheckUpgrade === false) return undefined;
         const refusal = transport?.refusalForUpgrade(request.headers);
         return refusal ? { status: 401, reason: refusal } : undefined;
       },

@@ -76,6 +76,24 @@ describe('PeerTransport liveness and send bounds', () => {
     expect(a.transport.reachablePeers()).toEqual([]);
   });
 
+  it('does not blame peers for a stall of its own event loop', async () => {
+    const options = { transport: { keepaliveIntervalMs: 30, idleTimeoutMs: 150 } };
+    const a = await node(1, options);
+    const b = await node(2, options);
+    a.transport.setPeers([{ id: 2, address: b.address }]);
+    b.transport.setPeers([{ id: 1, address: a.address }]);
+    a.transport.send(2, encode('first'));
+    await expect.poll(() => b.received.length).toBe(1);
+    // Both transports share this process: block it for longer than the idle timeout.
+    const blockUntil = performance.now() + 400;
+    while (performance.now() < blockUntil) {
+      // busy: no timers, no socket reads
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(a.transport.stats().closedIdle + b.transport.stats().closedIdle).toBe(0);
+    expect(a.transport.reachablePeers()).toEqual([2]);
+  });
+
   it('drops messages for a peer that stopped reading once its send buffer is full', async () => {
     const a = await node(1, { transport: { sendBufferBytesMax: 1024 * 1024, idleTimeoutMs: 60_000 } });
     await stalledPeer(a, 7);

@@ -73,7 +73,14 @@ describe('PeerTransport over the real listener', () => {
     expect(browserIntruder.transport.reachablePeers()).toEqual([]);
   });
 
-  it('refuses a listener that answers with the wrong id or the wrong key', async () => {
+  it('refuses a wrong key header after the upgrade too, closing with the reason', async () => {
+    const a = await node(1, { precheckUpgrade: false });
+    const peer = await rawPeer(a, 'wrong-secret');
+    expect(await peer.closed).toMatch(/1008: wrong cluster key/);
+    expect(a.transport.stats().refusedBadKey).toBe(1);
+  });
+
+  it('refuses a listener that answers with another node id', async () => {
     const a = await node(1);
     const b = await node(2);
     // a believes node 5 lives at b's address.

@@ -1,0 +1,144 @@
+/**
+ * go-dqlite's benchmark workloads against a real 3-node dqlite cluster (Debian's dqlite-demo)
+ * and against a 3-node dqlite-wasm cluster, on this machine, with the same client, in one run.
+ *   kvwrite:     INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)   32-byte keys, 1 KiB values
+ *   kvreadwrite: half of the operations SELECT value FROM model WHERE key = ?
+ * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
+ */
+import { execFileSync } from 'node:child_process';
+import { connect, DqliteError, type Database } from '../runtimes/node/client.ts';
+import { TestCluster } from '../test/helpers/cluster.ts';
+import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
+
+type Workload = 'kvwrite' | 'kvreadwrite';
+
+interface Result {
+  system: 'dqlite' | 'dqlite-wasm';
+  workload: Workload;
+  writers: number;
+  ops: number;
+  errors: number;
+  errorKinds: Map<string, number>;
+  seconds: number;
+  latenciesMs: number[];
+}
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+const SECONDS = Number(flag('seconds', '5'));
+const WRITERS = flag('writers', '1,8').split(',').map(Number);
+const WORKLOADS = flag('workloads', 'kvwrite,kvreadwrite').split(',') as Workload[];
+const KEYS = 1000;
+
+function key(i: number): string {
+  return `key-${String(i).padStart(28, '0')}`; // 32 bytes
+}
+
+const VALUE = new Uint8Array(1024).map((_, i) => (i * 31 + 7) & 0xff);
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function runWorkload(system: Result['system'], servers: string[], workload: Workload, writers: number): Promise<Result> {
+  const database = `bench_${workload}_${writers}`;
+  const setup = await connect({ servers, database, timeoutMs: 30_000 });
+  await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
+  for (let i = 0; i < 100; i++) await setup.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [key(i), VALUE]);
+  await setup.close();
+
+  const clients: Database[] = await Promise.all(
+    Array.from({ length: writers }, () => connect({ servers, database, timeoutMs: 30_000 })),
+  );
+  const result: Result = { system, workload, writers, ops: 0, errors: 0, errorKinds: new Map(), seconds: SECONDS, latenciesMs: [] };
+  const deadline = performance.now() + SECONDS * 1000;
+  await Promise.all(
+    clients.map(async (client, w) => {
+      let n = 0;
+      while (performance.now() < deadline) {
+        const k = key((w * 7919 + n++ * 104729) % KEYS);
+        const read = workload === 'kvreadwrite' && n % 2 === 0;
+        const started = performance.now();
+        try {
+          if (read) await client.query('SELECT value FROM model WHERE key = ?', [k]);
+          else await client.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [k, VALUE]);
+          result.ops++;
+          result.latenciesMs.push(performance.now() - started);
+        } catch (error) {
+          result.errors++;
+          const kind = error instanceof DqliteError ? `${error.code} ${error.message.slice(0, 40)}` : (error as Error).name;
+          result.errorKinds.set(kind, (result.errorKinds.get(kind) ?? 0) + 1);
+        }
+      }
+    }),
+  );
+  await Promise.all(clients.map((c) => c.close()));
+  return result;
+}
+
+function row(r: Result): string {
+  const sorted = [...r.latenciesMs].sort((a, b) => a - b);
+  return [
+    r.system.padEnd(12),
+    r.workload.padEnd(12),
+    String(r.writers).padStart(7),
+    (r.ops / r.seconds).toFixed(0).padStart(9),
+    percentile(sorted, 50).toFixed(2).padStart(8),
+    percentile(sorted, 99).toFixed(2).padStart(8),
+    String(r.errors).padStart(7),
+  ].join(' ');
+}
+
+async function main(): Promise<void> {
+  execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
+  console.log(`cluster benchmark: ${WORKLOADS.join(', ')} × writers ${WRITERS.join(', ')}, ${SECONDS} s each, 3 nodes per system`);
+  let dqlite: DqliteDemoCluster | undefined;
+  let ours: TestCluster | undefined;
+  const results: Result[] = [];
+  try {
+    console.log('starting a 3-node dqlite-demo cluster...');
+    dqlite = await startDqliteDemoCluster({ size: 3 });
+    console.log('starting a 3-node dqlite-wasm cluster...');
+    ours = await TestCluster.start({ nodes: 3 });
+    for (const workload of WORKLOADS) {
+      for (const writers of WRITERS) {
+        for (const [system, servers] of [
+          ['dqlite', dqlite.addresses],
+          ['dqlite-wasm', ours.addresses],
+        ] as const) {
+          process.stdout.write(`  ${system} ${workload} ${writers} writer(s)... `);
+          const r = await runWorkload(system, [...servers], workload, writers);
+          results.push(r);
+          console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
+        }
+      }
+    }
+  } finally {
+    await dqlite?.stop();
+    await ours?.destroy();
+  }
+
+  console.log('\nsystem       workload     writers     ops/s   p50 ms   p99 ms  errors');
+  for (const r of results) console.log(row(r));
+  console.log('\nratios (dqlite-wasm / dqlite), successful ops/s:');
+  for (const workload of WORKLOADS) {
+    for (const writers of WRITERS) {
+      const a = results.find((r) => r.system === 'dqlite-wasm' && r.workload === workload && r.writers === writers)!;
+      const b = results.find((r) => r.system === 'dqlite' && r.workload === workload && r.writers === writers)!;
+      const ratio = b.ops === 0 ? Infinity : a.ops / b.ops;
+      console.log(`  ${workload} ${writers} writer(s): ${ratio.toFixed(2)}× (errors: ours ${a.errors}, dqlite ${b.errors})`);
+    }
+  }
+  const kinds = results.filter((r) => r.errors > 0);
+  if (kinds.length > 0) {
+    console.log('\nerrors by kind:');
+    for (const r of kinds) for (const [kind, n] of r.errorKinds) console.log(`  ${r.system} ${r.workload} ${r.writers}: ${n} × ${kind}`);
+  }
+}
+
+await main();
+process.exit(0);
