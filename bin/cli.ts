@@ -14,6 +14,7 @@ import { startNodeProcess } from '../runtimes/node/node-process.ts';
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
       Runs one node. Without --join, a new directory bootstraps a new cluster.
+      --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
@@ -67,6 +68,18 @@ async function clusterKey(flags: Flags, dir: string): Promise<string> {
   return key;
 }
 
+/** Test-only switches that break safety on purpose, so the fault checkers can prove they bite. */
+function unsafeSwitches(list: string): { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean } {
+  const switches: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean } = {};
+  for (const name of list.split(',')) {
+    if (name === 'ack-before-commit') switches.ackBeforeCommit = true;
+    else if (name === 'reads-without-barrier') switches.readsWithoutBarrier = true;
+    else throw new UsageError(`unknown --unsafe-for-testing switch "${name}" (ack-before-commit, reads-without-barrier)`);
+  }
+  console.error(`WARNING: unsafe test switches on (${list}): this node may lose acknowledged writes`);
+  return switches;
+}
+
 async function start(flags: Flags): Promise<void> {
   const address = flags['address'];
   const dir = flags['dir'];
@@ -74,6 +87,7 @@ async function start(flags: Flags): Promise<void> {
   const key = await clusterKey(flags, dir);
   const running = await startNodeProcess({
     address,
+    ...(flags['advertise'] && { advertise: flags['advertise'] }),
     dir,
     join: flags['join'] ? flags['join'].split(',').map((s) => s.trim()).filter(Boolean) : [],
     clusterKey: key,
@@ -83,6 +97,7 @@ async function start(flags: Flags): Promise<void> {
     ...(flags['snapshot-trailing'] && { snapshotTrailingEntries: intFlag(flags, 'snapshot-trailing', 8192) }),
     ...(flags['commit-timeout-ms'] && { commitTimeoutMs: intFlag(flags, 'commit-timeout-ms', 10_000) }),
     ...(flags['busy-timeout-ms'] && { busyTimeoutMs: intFlag(flags, 'busy-timeout-ms', 5000) }),
+    ...(flags['unsafe-for-testing'] && { unsafeForTesting: unsafeSwitches(flags['unsafe-for-testing']) }),
   });
   let signalled = false;
   const shutdown = (signal: string): void => {

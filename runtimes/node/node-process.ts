@@ -16,7 +16,10 @@ import { dialTcp } from './tcp.ts';
 import { nodeRuntime } from './index.ts';
 
 export interface NodeProcessOptions {
+  /** Where to listen, host:port. */
   address: string;
+  /** The address peers and clients are told to use, when it differs (a proxy in front). */
+  advertise?: string;
   dir: string;
   join: string[];
   clusterKey: string;
@@ -26,6 +29,7 @@ export interface NodeProcessOptions {
   snapshotTrailingEntries?: number;
   commitTimeoutMs?: number;
   busyTimeoutMs?: number;
+  unsafeForTesting?: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean };
   log?: (line: string) => void;
 }
 
@@ -82,7 +86,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     for (const byte of b) id = id * 256 + byte;
     return (id % (Number.MAX_SAFE_INTEGER - 1)) + 2;
   };
-  const { identity, fresh } = await loadIdentity(options.dir, options.address, randomId);
+  const advertised = options.advertise ?? options.address;
+  const { identity, fresh } = await loadIdentity(options.dir, advertised, randomId);
   const storage = await openDirectoryStorage(options.dir);
   const engine = await Engine.create();
   let node: ClusterNode | undefined;
@@ -121,7 +126,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   const bootstrap = fresh && options.join.length === 0;
   node = await ClusterNode.start({
     id: identity.id,
-    address: options.address,
+    address: advertised,
     runtime,
     storage,
     engine,
@@ -133,7 +138,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
-    log: (line) => log(`[node ${identity.id} ${options.address}] ${line}`),
+    ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
+    log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
   });
   log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
 
@@ -141,9 +147,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     await joinCluster({
       dial: dialTcp,
       clock: runtime.clock,
-      servers: options.join.filter((a) => a !== options.address),
+      servers: options.join.filter((a) => a !== advertised),
       id: identity.id,
-      address: options.address,
+      address: advertised,
       votersMax: 3,
       standbysMax: 3,
       timeoutMs: 60_000,

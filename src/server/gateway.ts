@@ -259,7 +259,7 @@ export class Gateway {
       db.proposeCaptured(this.node);
       return { result, barrier: db.commitBarrier() };
     });
-    if (outcome.barrier) await this.node.withTimeout(outcome.barrier, 'waiting for the write to commit');
+    await this.node.writeSettled(outcome.barrier);
     return this.one({ type: 'result', ...outcome.result });
   }
 
@@ -290,7 +290,7 @@ export class Gateway {
       if (ran === 0) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
       return { result, barrier: db.commitBarrier() };
     });
-    if (outcome.barrier) await this.node.withTimeout(outcome.barrier, 'waiting for the write to commit');
+    await this.node.writeSettled(outcome.barrier);
     return this.one({ type: 'result', ...outcome.result });
   }
 
@@ -304,7 +304,7 @@ export class Gateway {
       db.proposeCaptured(this.node);
       return { messages, barrier: db.commitBarrier() };
     });
-    await this.node.withTimeout(outcome.barrier ?? this.node.readBarrier(), 'waiting for a read to be confirmed');
+    await this.node.readSettled(outcome.barrier);
     return outcome.messages;
   }
 
@@ -322,7 +322,7 @@ export class Gateway {
         statement.finalize();
       }
     });
-    await this.node.withTimeout(outcome.barrier ?? this.node.readBarrier(), 'waiting for a read to be confirmed');
+    await this.node.readSettled(outcome.barrier);
     return outcome.messages;
   }
 

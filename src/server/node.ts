@@ -56,6 +56,12 @@ export interface NodeOptions {
   votersMax?: number;
   standbysMax?: number;
   peerMessageBytesMax?: number;
+  /**
+   * Deliberately unsafe behaviour, only for proving that the fault-injection checkers catch it.
+   * `ackBeforeCommit` answers writes before Raft commits them; `readsWithoutBarrier` answers
+   * reads without confirming leadership or waiting for the transactions they saw.
+   */
+  unsafeForTesting?: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean };
   log?: (line: string) => void;
 }
 
@@ -127,8 +133,10 @@ export class ClusterNode implements Replicator {
   private failureDomain = 0n;
   private weight = 0n;
   private readonly write: (line: string) => void;
+  private readonly unsafe: NonNullable<NodeOptions['unsafeForTesting']>;
 
   private constructor(options: NodeOptions) {
+    this.unsafe = options.unsafeForTesting ?? {};
     this.id = options.id;
     this.address = options.address;
     this.runtime = options.runtime;
@@ -431,6 +439,18 @@ export class ClusterNode implements Replicator {
     this.readWaiters.set(requestId, waiter);
     this.scheduleProcessing();
     return this.withTimeout(waiter.done.promise, 'confirming leadership for a read', () => this.readWaiters.delete(requestId));
+  }
+
+  /** Resolves when a write's answer may go out: its transaction, and all it saw, committed. */
+  async writeSettled(barrier: Promise<void> | undefined): Promise<void> {
+    if (!barrier || this.unsafe.ackBeforeCommit) return;
+    await this.withTimeout(barrier, 'waiting for the write to commit');
+  }
+
+  /** Resolves when a read's answer may go out: what it saw committed and leadership confirmed. */
+  async readSettled(barrier: Promise<void> | undefined): Promise<void> {
+    if (this.unsafe.readsWithoutBarrier) return;
+    await this.withTimeout(barrier ?? this.readBarrier(), 'waiting for a read to be confirmed');
   }
 
   /** Bounds a wait on Raft: without a quorum it fails with a clear error instead of hanging. */

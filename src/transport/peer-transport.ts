@@ -435,7 +435,9 @@ export class PeerTransport {
     link.retryTimer = undefined;
     link.dialing = true;
     this.counters.dialsStarted++;
-    const url = `${this.options.secure ? 'wss' : 'ws'}://${link.address}${PEER_WEBSOCKET_PATH}`;
+    // The sender's id in the URL is informational (authentication is the key and the hello):
+    // it lets a fault-injecting proxy on the path tell which link a connection belongs to.
+    const url = `${this.options.secure ? 'wss' : 'ws'}://${link.address}${PEER_WEBSOCKET_PATH}?from=${this.options.selfId}&to=${link.id}`;
     const dialedAddress = link.address;
     this.options
       .dialWebSocket(url, {
