@@ -973,7 +973,11 @@ export class RaftNode {
     this.outstanding = undefined;
     if (o.snapshotIndex !== undefined) this.log.stableSnapshotTo(o.snapshotIndex);
     if (o.lastEntry) this.log.stableTo(o.lastEntry.index, o.lastEntry.term);
-    if (o.appliedTo > this.log.applied) this.log.applied = o.appliedTo;
+    if (o.appliedTo > this.log.applied) {
+      this.log.applied = o.appliedTo;
+      // Configurations before the applied one can no longer be rolled back to or asked for.
+      this.log.configurations.compactTo(this.log.applied);
+    }
   }
 
   status(): RaftStatus {
@@ -1005,7 +1009,10 @@ export class RaftNode {
     return this.log.term(index);
   }
 
-  /** The configuration in effect at log index `index` (to store with a snapshot taken there). */
+  /**
+   * The configuration in effect at log index `index` (to store with a snapshot taken there).
+   * Exact for index >= the applied index; older indexes get the oldest configuration kept.
+   */
   configurationAt(index: number): Configuration {
     return cloneConfiguration(this.log.configurations.at(index));
   }

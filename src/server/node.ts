@@ -282,10 +282,7 @@ export class ClusterNode implements Replicator {
       this.restoreStateMachine(ready.snapshot);
       this.write(`installed a snapshot at index ${ready.snapshot.meta.index} from the leader`);
     }
-    if (ready.entries.length > 0) {
-      await this.log.append(ready.entries);
-      this.memory.append(ready.entries);
-    }
+    // Term and vote must be durable before any message that depends on them leaves.
     if (ready.hardState) {
       await this.log.saveHardState(ready.hardState);
       this.memory.setHardState(ready.hardState);
@@ -294,7 +291,16 @@ export class ClusterNode implements Replicator {
       this.configuration = ready.configuration;
       this.updatePeers();
     }
-    for (const message of ready.messages) this.transport.send(message.to, encodeMessage(message));
+    // A leader may replicate entries while it writes them itself (Raft thesis §10.2.1): clients
+    // are answered only when committed entries are applied, after this write completed. A
+    // follower's acknowledgements must wait for its own write.
+    const leading = (ready.softState?.state ?? this.state) === 'leader';
+    if (leading) this.sendMessages(ready);
+    if (ready.entries.length > 0) {
+      await this.log.append(ready.entries);
+      this.memory.append(ready.entries);
+    }
+    if (!leading) this.sendMessages(ready);
     if (ready.softState) this.changeState(ready.softState.state, ready.softState.leaderId);
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     for (const readState of ready.readStates) {
@@ -303,6 +309,10 @@ export class ClusterNode implements Replicator {
     }
     this.settleWaiters();
     if (ready.committedEntries.length > 0) await this.maybeSnapshot();
+  }
+
+  private sendMessages(ready: Ready): void {
+    for (const message of ready.messages) this.transport.send(message.to, encodeMessage(message));
   }
 
   private changeState(state: string, leaderId: NodeId): void {

@@ -5,7 +5,7 @@ import { runSimulation } from '../sim/simulation.ts';
 /** Seeds the suite runs; `npm run sim -- --seeds N` runs as many as wanted. */
 const SAFE_SEEDS = 400;
 const STEPS = 3000;
-const BUG_SEED_BUDGET = 300;
+const BUG_SEED_BUDGET = 400;
 
 describe('deterministic simulation', () => {
   it(`${SAFE_SEEDS} seeds x ${STEPS} steps: every invariant holds after every step, and liveness after healing`, () => {
@@ -44,6 +44,7 @@ describe('the simulator bites: injected classic bugs are caught within the seed 
     ['voteNotPersisted', ['election safety', 'log matching']],
     ['appendIgnoresPrevTerm', ['log matching', 'state machine safety', 'committed entries are never lost']],
     ['quorumOffByOne', ['leader completeness', 'committed entries are never lost', 'state machine safety']],
+    ['readIndexWithoutQuorum', ['linearizable reads']],
   ];
   for (const [bug, invariants] of cases) {
     it(bug, () => {

@@ -68,7 +68,6 @@ interface SimNode {
   appliedHash: number;
   /** Highest commit index already folded into the global committed map. */
   commitChecked: number;
-  wasLeaderTerm: number;
   /** Fraction of global ticks this node's clock sees. */
   clockRate: number;
 }
@@ -164,7 +163,6 @@ export class Simulation {
         appliedIndex: 0,
         appliedHash: 0,
         commitChecked: 0,
-        wasLeaderTerm: 0,
         clockRate: this.rng.chance(0.5) ? 0.95 : 0.3 + this.rng.next() * 0.7,
       };
       this.nodes.set(id, node);
@@ -207,7 +205,6 @@ export class Simulation {
       ...(this.bugs ? { testBugs: this.bugs } : {}),
     };
     node.raft = new RaftNode(config);
-    node.commitChecked = Math.max(node.commitChecked, 0);
     this.processReady(node);
   }
 

@@ -1,0 +1,235 @@
+/**
+ * `DurableStorage` on one directory through Deno's own file APIs. Same layout and rules as the
+ * Node storage (a data directory works under either runtime): one append handle per file, and
+ * every operation on a file runs after the previous one on that file finished.
+ */
+import type { DurableStorage } from '../../src/runtime.ts';
+
+/** File names longer than this are refused (most file systems stop at 255 bytes). */
+export const STORAGE_NAME_BYTES_MAX = 200;
+/** The directory lock's file; never a storage name. */
+export const LOCK_FILE_NAME = 'LOCK';
+const TEMP_PREFIX = '.tmp-';
+
+export type DenoStorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO';
+
+export class DenoStorageError extends Error {
+  constructor(
+    readonly code: DenoStorageErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'DenoStorageError';
+  }
+}
+
+export class DenoDirectoryStorage implements DurableStorage {
+  private readonly appendHandles = new Map<string, Deno.FsFile>();
+  /** Files created by this process whose directory entry is not yet durable. */
+  private readonly namesNeedingDirectorySync = new Set<string>();
+  private readonly tails = new Map<string, Promise<unknown>>();
+  private closed = false;
+  private tempCounter = 0;
+
+  constructor(readonly directory: string) {}
+
+  read(name: string): Promise<Uint8Array | undefined> {
+    return this.serialize(name, async () => {
+      try {
+        return await Deno.readFile(this.path(name));
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw this.ioError(`read ${name}`, error);
+      }
+    });
+  }
+
+  writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      // The rename replaces the inode: an append handle on the old one would write into the void.
+      this.closeAppendHandle(name);
+      const tempPath = `${this.directory}/${TEMP_PREFIX}${Deno.pid}-${this.tempCounter++}-${name}`;
+      try {
+        const file = await Deno.open(tempPath, { write: true, create: true, truncate: true });
+        try {
+          await writeAll(file, bytes);
+          await file.syncData();
+        } finally {
+          file.close();
+        }
+        await Deno.rename(tempPath, this.path(name));
+        await this.syncDirectory();
+        this.namesNeedingDirectorySync.delete(name);
+      } catch (error) {
+        await Deno.remove(tempPath).catch(() => undefined);
+        throw this.ioError(`replace ${name}`, error);
+      }
+    });
+  }
+
+  append(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      try {
+        await writeAll(await this.appendHandle(name), bytes);
+      } catch (error) {
+        throw this.ioError(`append to ${name}`, error);
+      }
+    });
+  }
+
+  sync(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      try {
+        const handle = this.appendHandles.get(name);
+        if (handle) {
+          await handle.syncData();
+        } else {
+          const other = await Deno.open(this.path(name), { read: true, write: true });
+          try {
+            await other.syncData();
+          } finally {
+            other.close();
+          }
+        }
+        if (this.namesNeedingDirectorySync.has(name)) {
+          await this.syncDirectory();
+          this.namesNeedingDirectorySync.delete(name);
+        }
+      } catch (error) {
+        throw this.ioError(`sync ${name}`, error);
+      }
+    });
+  }
+
+  truncate(name: string, size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      return Promise.reject(new DenoStorageError('IO', `truncate ${name}: size must be a non-negative integer, got ${size}`));
+    }
+    return this.serialize(name, async () => {
+      try {
+        const handle = this.appendHandles.get(name);
+        if (handle) await handle.truncate(size);
+        else await Deno.truncate(this.path(name), size);
+      } catch (error) {
+        throw this.ioError(`truncate ${name}`, error);
+      }
+    });
+  }
+
+  remove(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      this.closeAppendHandle(name);
+      try {
+        await Deno.remove(this.path(name));
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return;
+        throw this.ioError(`remove ${name}`, error);
+      }
+      this.namesNeedingDirectorySync.delete(name);
+      await this.syncDirectory();
+    });
+  }
+
+  async list(): Promise<string[]> {
+    this.assertOpen();
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(this.directory)) {
+      if (entry.isFile && entry.name !== LOCK_FILE_NAME && !entry.name.startsWith('.')) names.push(entry.name);
+    }
+    return names.sort();
+  }
+
+  /** Waits for pending operations and closes open files. Further calls fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.tails.values()]);
+    for (const handle of this.appendHandles.values()) handle.close();
+    this.appendHandles.clear();
+  }
+
+  private serialize<T>(name: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      this.assertOpen();
+      validateName(name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const previous = this.tails.get(name) ?? Promise.resolve();
+    const result = previous.then(operation, operation);
+    const tail = result.catch(() => undefined);
+    this.tails.set(name, tail);
+    void tail.then(() => {
+      if (this.tails.get(name) === tail) this.tails.delete(name);
+    });
+    return result;
+  }
+
+  private async appendHandle(name: string): Promise<Deno.FsFile> {
+    let handle = this.appendHandles.get(name);
+    if (!handle) {
+      handle = await Deno.open(this.path(name), { append: true, create: true });
+      this.appendHandles.set(name, handle);
+      // The file may have just been created; its name is durable only once the directory is synced.
+      this.namesNeedingDirectorySync.add(name);
+    }
+    return handle;
+  }
+
+  private closeAppendHandle(name: string): void {
+    const handle = this.appendHandles.get(name);
+    if (!handle) return;
+    this.appendHandles.delete(name);
+    handle.close();
+  }
+
+  private async syncDirectory(): Promise<void> {
+    const handle = await Deno.open(this.directory, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  }
+
+  private path(name: string): string {
+    return `${this.directory}/${name}`;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DenoStorageError('CLOSED', `storage on ${this.directory} is closed`);
+  }
+
+  private ioError(what: string, cause: unknown): DenoStorageError {
+    if (cause instanceof DenoStorageError) return cause;
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    return new DenoStorageError('IO', `${what} in ${this.directory} failed: ${detail}`, { cause });
+  }
+}
+
+function validateName(name: string): void {
+  const ok =
+    name.length > 0 &&
+    new TextEncoder().encode(name).byteLength <= STORAGE_NAME_BYTES_MAX &&
+    !name.startsWith('.') &&
+    name !== LOCK_FILE_NAME &&
+    !/[/\\\0]/.test(name);
+  if (!ok) {
+    throw new DenoStorageError(
+      'INVALID_NAME',
+      `invalid storage file name ${JSON.stringify(name)}: use 1..${STORAGE_NAME_BYTES_MAX} bytes without '/', '\\' or NUL, not starting with '.', not ${LOCK_FILE_NAME}`,
+    );
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) offset += await file.write(bytes.subarray(offset));
+}
+
+/** Creates `directory` if needed and returns storage on it. */
+export async function openDenoDirectoryStorage(directory: string): Promise<DenoDirectoryStorage> {
+  await Deno.mkdir(directory, { recursive: true });
+  return new DenoDirectoryStorage(directory);
+}
