@@ -18,6 +18,8 @@ import {
   voterIds,
 } from './membership.ts';
 import { Progress } from './progress.ts';
+import { ReadIndexQueue } from './read-index.ts';
+import { SnapshotReceiver } from './snapshot-receiver.ts';
 import type { ProgressState } from './progress.ts';
 import type { RaftStorage } from './storage.ts';
 import { cloneConfiguration } from './storage.ts';
@@ -111,19 +113,6 @@ export interface RaftStatus {
   leadTransferee: NodeId;
 }
 
-interface PendingRead {
-  requestId: number;
-  index: number;
-  round: number;
-}
-
-interface SnapshotReceive {
-  meta: SnapshotMeta;
-  totalBytes: number;
-  buffer: Uint8Array;
-  receivedBytes: number;
-}
-
 interface Outstanding {
   lastEntry?: { index: number; term: number };
   snapshotIndex?: number;
@@ -176,12 +165,8 @@ export class RaftNode {
   private leadTransferee: NodeId = 0;
   /** Index of the latest conf change the leader appended; a new one waits until it commits. */
   private pendingConfIndex = 0;
-  private readRound = 0;
-  private readAcks = new Map<NodeId, number>();
-  private pendingReads: PendingRead[] = [];
-  /** Reads received before this leader committed an entry of its term. */
-  private readsAwaitingCommit: number[] = [];
-  private snapshotReceive: SnapshotReceive | undefined;
+  private readonly reads: ReadIndexQueue;
+  private readonly snapshotReceiver: SnapshotReceiver;
   private needsBroadcast = false;
 
   private msgs: Message[] = [];
@@ -211,6 +196,8 @@ export class RaftNode {
     this.maxProposalBytes = positiveInt(config.maxProposalBytes, 16 * 1024 * 1024, 'maxProposalBytes');
     this.maxUncommittedEntries = positiveInt(config.maxUncommittedEntries, 65536, 'maxUncommittedEntries');
     this.maxPendingReads = positiveInt(config.maxPendingReads, 4096, 'maxPendingReads');
+    this.snapshotReceiver = new SnapshotReceiver(this.maxSnapshotBytes);
+    this.reads = new ReadIndexQueue(this.maxPendingReads);
     this.bugs = config.testBugs ?? new Set();
 
     this.log = new RaftLog(config.storage, config.applied);
@@ -343,9 +330,7 @@ export class RaftNode {
     this.progress.clear();
     this.leadTransferee = 0;
     this.pendingConfIndex = 0;
-    this.pendingReads = [];
-    this.readsAwaitingCommit = [];
-    this.readAcks.clear();
+    this.reads.clear();
     this.needsBroadcast = false;
   }
 
@@ -580,30 +565,9 @@ export class RaftNode {
       this.send(reply);
       return;
     }
-    if (chunk.totalBytes > this.maxSnapshotBytes) {
-      const reply = emptyMessage(MessageType.SnapshotResponse, this.id, m.from, this.term);
-      reply.index = meta.index;
-      reply.reject = true;
-      this.send(reply);
-      return;
-    }
-    let rx = this.snapshotReceive;
-    const same = rx && rx.meta.index === meta.index && rx.meta.term === meta.term && rx.totalBytes === chunk.totalBytes;
-    if (!same) {
-      rx = undefined;
-      this.snapshotReceive = undefined;
-      if (chunk.offset === 0) {
-        rx = { meta, totalBytes: chunk.totalBytes, buffer: new Uint8Array(chunk.totalBytes), receivedBytes: 0 };
-        this.snapshotReceive = rx;
-      }
-    }
-    if (rx && chunk.offset === rx.receivedBytes && chunk.offset + chunk.data.length <= rx.totalBytes) {
-      rx.buffer.set(chunk.data, chunk.offset);
-      rx.receivedBytes += chunk.data.length;
-    }
-    if (rx && rx.receivedBytes === rx.totalBytes) {
-      this.snapshotReceive = undefined;
-      this.restore({ meta: rx.meta, data: rx.buffer });
+    const outcome = this.snapshotReceiver.receive(chunk);
+    if (outcome.kind === 'complete') {
+      this.restore(outcome.snapshot);
       const reply = emptyMessage(MessageType.AppendResponse, this.id, m.from, this.term);
       reply.index = this.log.lastIndex();
       this.send(reply);
@@ -611,7 +575,8 @@ export class RaftNode {
     }
     const reply = emptyMessage(MessageType.SnapshotResponse, this.id, m.from, this.term);
     reply.index = meta.index;
-    reply.rejectHint = rx ? rx.receivedBytes : 0;
+    if (outcome.kind === 'too-large') reply.reject = true;
+    else reply.rejectHint = outcome.receivedBytes;
     this.send(reply);
   }
 
@@ -638,8 +603,8 @@ export class RaftNode {
         pr.probeSent = false;
         if (pr.state === 'replicate' && pr.isPaused()) pr.freeOneInflight();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr, true);
-        if (m.context > 0 && m.context <= this.readRound) {
-          this.readAcks.set(m.from, Math.max(this.readAcks.get(m.from) ?? 0, m.context));
+        if (m.context > 0) {
+          this.reads.ack(m.from, m.context);
           this.releaseReads();
         }
         break;
@@ -733,10 +698,8 @@ export class RaftNode {
     // Only entries of the current term are committed by counting replicas (Raft §5.4.2).
     if (!this.bugs.has('commitPreviousTermByCounting') && this.log.term(n) !== this.term) return false;
     this.log.commitTo(n);
-    if (this.readsAwaitingCommit.length > 0 && this.log.term(this.log.committed) === this.term) {
-      const waiting = this.readsAwaitingCommit;
-      this.readsAwaitingCommit = [];
-      for (const requestId of waiting) this.registerRead(requestId);
+    if (this.log.term(this.log.committed) === this.term) {
+      for (const requestId of this.reads.takeAwaitingCommit()) this.registerRead(requestId);
     }
     return true;
   }
@@ -787,7 +750,7 @@ export class RaftNode {
     for (const [id, pr] of this.progress) {
       const m = emptyMessage(MessageType.Heartbeat, this.id, id, this.term);
       m.commit = Math.min(pr.match, this.log.committed);
-      m.context = this.readRound;
+      m.context = this.reads.currentRound();
       this.send(m);
     }
   }
@@ -799,22 +762,13 @@ export class RaftNode {
   // ---------------------------------------------------------------- ReadIndex
 
   private registerRead(requestId: number): void {
-    this.readRound++;
-    this.pendingReads.push({ requestId, index: this.log.committed, round: this.readRound });
+    this.reads.register(requestId, this.log.committed);
     this.broadcastHeartbeat();
     this.releaseReads();
   }
 
   private releaseReads(): void {
-    let n = 0;
-    const skipCheck = this.bugs.has('readIndexWithoutQuorum');
-    while (n < this.pendingReads.length) {
-      const r = this.pendingReads[n]!;
-      if (!skipCheck && !hasQuorum(this.config(), (id) => id === this.id || (this.readAcks.get(id) ?? 0) >= r.round)) break;
-      this.readStates.push({ index: r.index, requestId: r.requestId });
-      n++;
-    }
-    if (n > 0) this.pendingReads = this.pendingReads.slice(n);
+    for (const rs of this.reads.release(this.config(), this.id, this.bugs.has('readIndexWithoutQuorum'))) this.readStates.push(rs);
   }
 
   // ---------------------------------------------------------------- application API
@@ -876,11 +830,11 @@ export class RaftNode {
    */
   readIndex(requestId: number): OperationResult {
     if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
-    if (this.pendingReads.length + this.readsAwaitingCommit.length >= this.maxPendingReads) {
+    if (this.reads.isFull()) {
       return { ok: false, error: new RaftError('TOO_MANY_PENDING', `${this.maxPendingReads} reads are pending: retry later`) };
     }
     if (this.log.term(this.log.committed) !== this.term) {
-      this.readsAwaitingCommit.push(requestId);
+      this.reads.deferUntilCommit(requestId);
       return { ok: true };
     }
     this.registerRead(requestId);

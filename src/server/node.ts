@@ -53,6 +53,11 @@ export interface NodeOptions {
   busyTimeoutMs?: number;
   /** How long a write or read may wait for Raft (quorum) before it fails. */
   commitTimeoutMs?: number;
+  /**
+   * A leader with no address (a browser node) cannot be reached by clients: after leading this
+   * long it hands leadership to the most up-to-date reachable listening voter. Default 1000.
+   */
+  leaderWithoutAddressHandOverMs?: number;
   votersMax?: number;
   standbysMax?: number;
   peerMessageBytesMax?: number;
@@ -97,6 +102,7 @@ const DEFAULTS = {
   snapshotTrailingEntries: 8192,
   busyTimeoutMs: 5000,
   commitTimeoutMs: 10_000,
+  leaderWithoutAddressHandOverMs: 1000,
   votersMax: 3,
   standbysMax: 3,
   peerMessageBytesMax: 64 * 1024 * 1024,
@@ -132,6 +138,8 @@ export class ClusterNode implements Replicator {
   private nextGatewayId = 1;
   private failureDomain = 0n;
   private weight = 0n;
+  /** When this node last became leader (clock ms), for the hand-over of an address-less leader. */
+  private leaderSinceMs = 0;
   private readonly write: (line: string) => void;
   private readonly unsafe: NonNullable<NodeOptions['unsafeForTesting']>;
 
@@ -196,6 +204,7 @@ export class ClusterNode implements Replicator {
     this.transport.onMessage((from, bytes) => this.receivePeerMessage(from, bytes));
     this.ticker = this.runtime.clock.setInterval(() => {
       this.raft.tick();
+      this.handOverIfUnreachable();
       this.scheduleProcessing();
     }, this.settings.tickMs);
     this.scheduleProcessing();
@@ -322,6 +331,7 @@ export class ClusterNode implements Replicator {
     }
     this.state = state;
     this.leaderId = leaderId;
+    if (!wasLeader && state === 'leader') this.leaderSinceMs = this.runtime.clock.nowMs();
     if (wasLeader && state !== 'leader') {
       for (const db of this.databases.values()) db.abortPending('this node is no longer the leader');
       for (const [id, waiter] of this.readWaiters) {
@@ -386,6 +396,29 @@ export class ClusterNode implements Replicator {
     this.snapshotIndex = this.appliedIndex;
     this.snapshots++;
     this.write(`took a snapshot at index ${this.appliedIndex}`);
+  }
+
+  /**
+   * Clients reach only listening nodes, and a listening follower can only point them at the
+   * leader's address: a leader without one (a browser node) would leave every client without a
+   * leader. So it hands leadership to the listening voter with the longest log that it heard from
+   * recently; Raft's transfer first catches that voter up.
+   */
+  private handOverIfUnreachable(): void {
+    if (this.address !== '' || this.state !== 'leader' || this.stopped) return;
+    if (this.runtime.clock.nowMs() - this.leaderSinceMs < this.settings.leaderWithoutAddressHandOverMs) return;
+    const status = this.raft.status();
+    if (status.leadTransferee !== 0 || !status.progress) return;
+    let best: { id: NodeId; match: number } | undefined;
+    for (const member of this.configuration.members) {
+      if (member.role !== 'voter' || member.id === this.id || member.address === '') continue;
+      const progress = status.progress[member.id];
+      if (!progress?.recentActive) continue;
+      if (!best || progress.match > best.match) best = { id: member.id, match: progress.match };
+    }
+    if (!best) return;
+    const result = this.raft.transferLeadership(best.id);
+    if (result.ok) this.write(`handing leadership to listening voter ${best.id}: clients cannot reach a leader without an address`);
   }
 
   private settleWaiters(): void {
