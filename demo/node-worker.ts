@@ -5,10 +5,11 @@
 import * as Comlink from 'comlink';
 import { Engine } from '../wasm/index.ts';
 import { InPageEndpoint, type PortLike } from '../runtimes/browser/in-page-network.ts';
+import { webClock, webRandomBytes } from '../runtimes/browser/runtime.ts';
 import { byteStreamFromChannel } from '../src/server/channel-stream.ts';
 import { joinCluster } from '../src/server/join.ts';
 import { ClusterNode, type NodeStatus } from '../src/server/node.ts';
-import type { Clock, Runtime } from '../src/runtime.ts';
+import type { Runtime } from '../src/runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../src/transport/index.ts';
 import { OpfsStorage } from './opfs-storage.ts';
 
@@ -55,17 +56,7 @@ const IDENTITY_FILE = 'identity.json';
 /** Bound on log lines kept between two polls. */
 const LOG_LINES_MAX = 500;
 
-const clock: Clock = {
-  nowMs: () => performance.now(),
-  setTimeout: (callback, delayMs) => {
-    const handle = setTimeout(callback, delayMs);
-    return { cancel: () => clearTimeout(handle) };
-  },
-  setInterval: (callback, periodMs) => {
-    const handle = setInterval(callback, periodMs);
-    return { cancel: () => clearInterval(handle) };
-  },
-};
+const clock = webClock;
 
 let phase: NodePhase = 'starting';
 let failure: string | undefined;
@@ -93,7 +84,7 @@ async function start(config: NodeWorkerConfig, networkPort: MessagePort): Promis
     const runtime: Runtime = {
       name: 'browser',
       clock,
-      randomBytes: (length) => crypto.getRandomValues(new Uint8Array(length)),
+      randomBytes: webRandomBytes,
       dialWebSocket: endpoint.dialWebSocket,
       dialStream: endpoint.dialStream,
     };

@@ -71,9 +71,9 @@ interface BrokerEndpoint {
 interface BrokerSide {
   endpoint: BrokerEndpoint;
   conn: number;
-  /** Earliest time the next message towards this side may be delivered (keeps order under delay). */
-  nextDeliveryMs: number;
-  delayed: number;
+  /** Messages towards this side held back by a slow link, oldest first (one timer keeps their order). */
+  delayed: { atMs: number; deliver: () => void }[];
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 interface BrokerConnection {
@@ -233,8 +233,8 @@ export class InPageBroker {
     }
     const acceptId = acceptor.nextAcceptId--;
     const connection: BrokerConnection = {
-      dialer: { endpoint, conn: message.conn, nextDeliveryMs: 0, delayed: 0 },
-      acceptor: { endpoint: acceptor, conn: acceptId, nextDeliveryMs: 0, delayed: 0 },
+      dialer: { endpoint, conn: message.conn, delayed: [], timer: undefined },
+      acceptor: { endpoint: acceptor, conn: acceptId, delayed: [], timer: undefined },
     };
     endpoint.connections.set(message.conn, connection);
     acceptor.connections.set(acceptId, connection);
@@ -269,22 +269,26 @@ export class InPageBroker {
       }
     };
     const delayMs = this.delayOf(a, b);
-    const now = this.nowMs();
-    if (delayMs === 0 && to.delayed === 0) {
+    if (delayMs === 0 && to.delayed.length === 0) {
       deliver();
       return;
     }
-    if (to.delayed >= DELAYED_MESSAGES_MAX) {
+    if (to.delayed.length >= DELAYED_MESSAGES_MAX) {
       this.stats.messagesDropped++;
       return;
     }
-    const at = Math.max(now + delayMs, to.nextDeliveryMs);
-    to.nextDeliveryMs = at;
-    to.delayed++;
-    setTimeout(() => {
-      to.delayed--;
-      deliver();
-    }, at - now);
+    const last = to.delayed[to.delayed.length - 1];
+    to.delayed.push({ atMs: Math.max(this.nowMs() + delayMs, last?.atMs ?? 0), deliver });
+    if (!to.timer) this.pump(to);
+  }
+
+  /** Delivers what is due towards `side`, in order, and sleeps until the next message is. */
+  private pump(side: BrokerSide): void {
+    side.timer = undefined;
+    const now = this.nowMs();
+    while (side.delayed.length > 0 && side.delayed[0]!.atMs <= now) side.delayed.shift()!.deliver();
+    const next = side.delayed[0];
+    if (next) side.timer = setTimeout(() => this.pump(side), Math.max(1, Math.ceil(next.atMs - now)));
   }
 }
 
