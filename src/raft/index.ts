@@ -8,7 +8,10 @@
  *     const rd = raft.ready();
  *     1. rd.snapshot  -> storage.applySnapshot(rd.snapshot) and restore the state machine from it
  *     2. rd.entries   -> append to the log (may replace a suffix), rd.hardState -> save; fsync both
- *     3. rd.messages  -> send (only now: votes and acks must be durable first)
+ *     3. rd.messages  -> send (only now: votes and acks must be durable first). A leader may
+ *        send them while this Ready's entries are still being written (Raft thesis §10.2.1): it
+ *        counts its own entries towards commit only after advance(). rd.hardState and earlier
+ *        Readies must be durable before sending, on every node.
  *     4. rd.committedEntries -> apply in order (EntryType.Normal only; the others are Raft's)
  *     5. rd.readStates -> serve the reads once applied >= index; rd.configuration -> peer addresses
  *     raft.advance(rd);

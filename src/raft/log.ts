@@ -57,6 +57,12 @@ export class RaftLog {
     return this.storage.lastIndex();
   }
 
+  /** The last index the application has persisted (handed over in a Ready and advanced). */
+  stableLastIndex(): number {
+    if (this.unstableEntries.length > 0) return this.unstableOffset - 1;
+    return this.lastIndex();
+  }
+
   /** Term of entry `index`, or undefined if compacted or beyond the end. */
   term(index: number): number | undefined {
     const dummy = this.firstIndex() - 1;

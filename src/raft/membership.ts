@@ -82,11 +82,12 @@ export function applyConfChange(base: Configuration, change: ConfChange): Config
   switch (change.type) {
     case 'add': {
       if (existing) return new RaftError('INVALID_CONF_CHANGE', `node ${change.id} is already a member (${existing.role}); use assign to change its role`);
-      if (base.members.some((m) => m.address === change.address)) {
+      // '' is the address of a node that cannot listen (a browser node); any number may share it.
+      if (change.address !== '' && base.members.some((m) => m.address === change.address)) {
         return new RaftError('INVALID_CONF_CHANGE', `address ${change.address} is already used by another member`);
       }
-      if (change.address.length === 0 || change.address.length > ADDRESS_BYTES_MAX) {
-        return new RaftError('INVALID_CONF_CHANGE', `address must be 1..${ADDRESS_BYTES_MAX} characters`);
+      if (change.address.length > ADDRESS_BYTES_MAX) {
+        return new RaftError('INVALID_CONF_CHANGE', `address must be at most ${ADDRESS_BYTES_MAX} characters ('' for a node that cannot listen)`);
       }
       if (base.members.length >= MEMBERS_MAX) return new RaftError('INVALID_CONF_CHANGE', `configuration already has ${MEMBERS_MAX} members`);
       next.members.push({ id: change.id, address: change.address, role: change.role });

@@ -33,7 +33,6 @@ import type {
   ReadState,
   Ready,
   Snapshot,
-  SnapshotMeta,
   SoftState,
   StateName,
 } from './types.ts';
@@ -48,6 +47,8 @@ import { EntryType, MessageType } from './types.ts';
  * - appendIgnoresPrevTerm: accept appends whose previous entry has a different term.
  * - quorumOffByOne: commit once half (not a majority) of the voters has an entry.
  * - readIndexWithoutQuorum: answer ReadIndex without confirming leadership (stale reads).
+ * - leaderCountsUnpersisted: the leader counts its own entries towards commit before they are
+ *   persisted (unsafe when it sends appends in parallel with its own disk write).
  */
 export type RaftTestBug =
   | 'commitPreviousTermByCounting'
@@ -55,7 +56,8 @@ export type RaftTestBug =
   | 'voteNotPersisted'
   | 'appendIgnoresPrevTerm'
   | 'quorumOffByOne'
-  | 'readIndexWithoutQuorum';
+  | 'readIndexWithoutQuorum'
+  | 'leaderCountsUnpersisted';
 
 export interface RaftConfig {
   id: NodeId;
@@ -688,7 +690,9 @@ export class RaftNode {
   }
 
   private matchOf(id: NodeId): number {
-    if (id === this.id) return this.log.lastIndex();
+    // The leader counts only what it has persisted itself (Raft thesis §10.2.1), so it may send
+    // a Ready's appends while that Ready's entries are still being written.
+    if (id === this.id) return this.bugs.has('leaderCountsUnpersisted') ? this.log.lastIndex() : this.log.stableLastIndex();
     return this.progress.get(id)?.match ?? 0;
   }
 
@@ -808,9 +812,24 @@ export class RaftNode {
     return result;
   }
 
-  /** Hands leadership to voter `to` (e.g. before shutting down): it campaigns once caught up. */
-  transferLeadership(to: NodeId): OperationResult {
+  /**
+   * Hands leadership to voter `to` (e.g. before shutting down): it campaigns once caught up.
+   * `to` = 0 picks the most up-to-date other voter. Proposals fail with TRANSFER_IN_PROGRESS
+   * until it is done or abandoned (after an election timeout).
+   */
+  transferLeadership(to: NodeId = 0): OperationResult {
     if (this.state !== 'leader') return { ok: false, error: new NotLeaderError(this.lead) };
+    if (to === 0) {
+      let best: Progress | undefined;
+      for (const id of voterIds(this.config())) {
+        const pr = this.progress.get(id);
+        if (id !== this.id && pr && (!best || pr.match > best.match)) {
+          best = pr;
+          to = id;
+        }
+      }
+      if (to === 0) return { ok: false, error: new RaftError('INVALID_ARGUMENT', 'there is no other voter to transfer leadership to') };
+    }
     if (to === this.id) return { ok: true };
     const pr = this.progress.get(to);
     if (!pr || !isVoter(this.config(), to)) return { ok: false, error: new RaftError('INVALID_ARGUMENT', `node ${to} is not a voter: cannot transfer leadership to it`) };
@@ -926,7 +945,10 @@ export class RaftNode {
     if (!o) return;
     this.outstanding = undefined;
     if (o.snapshotIndex !== undefined) this.log.stableSnapshotTo(o.snapshotIndex);
-    if (o.lastEntry) this.log.stableTo(o.lastEntry.index, o.lastEntry.term);
+    if (o.lastEntry) {
+      this.log.stableTo(o.lastEntry.index, o.lastEntry.term);
+      if (this.state === 'leader' && this.maybeCommit()) this.needsBroadcast = true;
+    }
     if (o.appliedTo > this.log.applied) {
       this.log.applied = o.appliedTo;
       // Configurations before the applied one can no longer be rolled back to or asked for.

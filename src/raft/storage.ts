@@ -7,7 +7,10 @@ import { CompactedError, RaftError, UnavailableError } from './errors.ts';
 import type { Configuration, Entry, HardState, Snapshot } from './types.ts';
 
 export interface RaftStorage {
-  /** Persisted hard state, and the configuration as of the snapshot (index firstIndex()-1). */
+  /**
+   * Persisted hard state, and the configuration stored with the latest snapshot (in effect at
+   * snapshot().meta.index; the core replays ConfChange entries after it).
+   */
   initialState(): { hardState: HardState; configuration: Configuration };
   /**
    * Entries [lo, hi). With maxBytes, stops before the entry that would exceed it but returns at

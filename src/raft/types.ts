@@ -131,7 +131,10 @@ export interface Ready {
   softState?: SoftState;
   /** Present when changed: persist (fsync) before sending messages. */
   hardState?: HardState;
-  /** Append to stable storage (may overwrite a conflicting suffix) before sending messages. */
+  /**
+   * Append to stable storage (may overwrite a conflicting suffix) before sending messages; a
+   * leader may send this Ready's messages while its entries are being written (see index.ts).
+   */
   entries: Entry[];
   /** Received from the leader: install (storage.applySnapshot + restore the state machine). */
   snapshot?: Snapshot;

@@ -100,6 +100,21 @@ describe('leadership transfer', () => {
     for (const n of h.nodes.values()) expect(texts(n.applied)).toEqual(['a', 'b']);
   });
 
+  it('with no target given, picks the most up-to-date voter (shutdown on SIGTERM)', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'a');
+    const [behind, ahead] = [1, 2, 3].filter((id) => id !== leader.id);
+    h.isolate(behind!);
+    h.propose(leader, 'b');
+    expect(leader.raft.transferLeadership().ok).toBe(true);
+    expect(leader.raft.status().leadTransferee).toBe(ahead);
+    h.process(leader);
+    h.deliverAll();
+    expect(h.leader()!.id).toBe(ahead);
+    expect(new Harness([1]).electLeader().raft.transferLeadership().ok).toBe(false);
+  });
+
   it('refuses proposals while transferring and rejects non-voters as target', () => {
     const h = new Harness([1, 2, 3]);
     const leader = h.electLeader();
@@ -338,5 +353,35 @@ describe('replication flow control', () => {
     // The other follower keeps the cluster committing.
     expect(leader.raft.status().commit).toBe(leader.raft.status().lastIndex);
     expect(leader.raft.status().progress![silent]!.inflight).toBe(4);
+  });
+});
+
+describe('leader persistence and commit', () => {
+  it('the leader counts its own entries towards commit only after advance() (it may send before writing)', () => {
+    const storage = new MemoryStorage();
+    RaftNode.bootstrap(storage, { members: [{ id: 1, address: 'a', role: 'voter' }] });
+    const raft = new RaftNode({ id: 1, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.5 });
+    raft.campaign();
+    const drain = () => {
+      while (raft.hasReady()) {
+        const rd = raft.ready();
+        storage.append(rd.entries);
+        if (rd.hardState) storage.setHardState(rd.hardState);
+        raft.advance(rd);
+      }
+    };
+    drain();
+    const r = raft.propose(new Uint8Array([42]));
+    expect(r.ok).toBe(true);
+    const first = raft.ready();
+    expect(first.entries.map((e) => e.index)).toEqual([r.ok ? r.index : -1]);
+    expect(first.committedEntries).toEqual([]);
+    expect(raft.status().commit).toBeLessThan(r.ok ? r.index : 0);
+    storage.append(first.entries);
+    raft.advance(first);
+    expect(raft.status().commit).toBe(r.ok ? r.index : -1);
+    const second = raft.ready();
+    expect(second.committedEntries.map((e) => e.data[0])).toEqual([42]);
+    raft.advance(second);
   });
 });

@@ -60,3 +60,12 @@ describe('the simulator bites: injected classic bugs are caught within the seed 
     }, 60_000);
   }
 });
+
+describe('regression seeds', () => {
+  it('seed 304: a leader sending appends before its own write must not count that write towards commit', () => {
+    const buggy = runSimulation({ seed: 304, steps: STEPS, bugs: new Set(['leaderCountsUnpersisted']) });
+    expect(buggy.ok).toBe(false);
+    if (!buggy.ok) expect(buggy.invariant).toBe('state machine safety');
+    expect(runSimulation({ seed: 304, steps: STEPS }).ok).toBe(true);
+  });
+});

@@ -7,8 +7,8 @@
 import {
   decodeMessage,
   encodeMessage,
-  EntryType,
   MemoryStorage,
+  MessageType,
   RaftNode,
   voterIds,
 } from '../../src/raft/index.ts';
@@ -125,6 +125,8 @@ export class Simulation {
   private readCounter = 0;
   private readsIssued = new Map<number, number>();
   private deferRate: number;
+  /** This run's leaders send a Ready's messages before writing its entries. */
+  private readonly leaderSendsEarly: boolean;
   private readonly bugs: ReadonlySet<RaftTestBug> | undefined;
   private trace: string[] = [];
   private readonly traceLines: number;
@@ -152,6 +154,7 @@ export class Simulation {
     // Small appends split a new leader's catch-up, which exposes commit-rule bugs.
     this.appendBytesMax = this.rng.chance(0.5) ? 40 : 600;
     this.deferRate = this.rng.chance(0.5) ? 0 : this.rng.next() * 0.6;
+    this.leaderSendsEarly = this.rng.chance(0.5);
     this.stats = { nodes: universe, steps: 0, messagesDelivered: 0, committed: 0, leadersElected: 0, crashes: 0, confChanges: 0, snapshotsSent: 0 };
     const members = [];
     for (let id = 1; id <= universe; id++) {
@@ -224,8 +227,23 @@ export class Simulation {
     while (raft.hasReady()) {
       if (++guard > 1000) throw new InvariantViolation('progress', `node ${node.id} keeps producing Ready batches`);
       const rd = raft.ready();
-      this.persist(node, rd);
-      for (const m of rd.messages) this.send(m);
+      const earlySend = this.leaderSendsEarly && rd.entries.length > 0 && !rd.snapshot && raft.status().state === 'leader';
+      if (earlySend) {
+        // The leader ships its appends while its own disk write is in flight (thesis §10.2.1).
+        if (rd.hardState) node.storage.setHardState(rd.hardState);
+        this.sendAll(rd);
+        if (this.stormy && this.rng.chance(0.05)) {
+          node.raft = undefined;
+          this.deferred.delete(node.id);
+          this.stats.crashes++;
+          this.log(`n${node.id} crashes while writing entries ${rd.entries[0]!.index}..${rd.entries[rd.entries.length - 1]!.index} it already sent`);
+          return;
+        }
+        this.persist(node, rd, false);
+      } else {
+        this.persist(node, rd, true);
+        this.sendAll(rd);
+      }
       this.apply(node, rd);
       for (const rs of rd.readStates) {
         const mustSee = this.readsIssued.get(rs.requestId);
@@ -241,7 +259,14 @@ export class Simulation {
     }
   }
 
-  private persist(node: SimNode, rd: Ready): void {
+  private sendAll(rd: Ready): void {
+    for (const m of rd.messages) {
+      if (m.type === MessageType.VoteResponse && !m.reject) this.log(`n${m.from} votes for n${m.to} in term ${m.term}`);
+      this.send(m);
+    }
+  }
+
+  private persist(node: SimNode, rd: Ready, withHardState: boolean): void {
     if (rd.snapshot) {
       node.storage.applySnapshot(rd.snapshot);
       const c = this.committed.get(rd.snapshot.meta.index);
@@ -272,7 +297,7 @@ export class Simulation {
         }
       }
     }
-    if (rd.hardState) node.storage.setHardState(rd.hardState);
+    if (withHardState && rd.hardState) node.storage.setHardState(rd.hardState);
   }
 
   private apply(node: SimNode, rd: Ready): void {
@@ -371,7 +396,7 @@ export class Simulation {
   // ------------------------------------------------------------------ network
 
   private send(m: Message): void {
-    if (m.type === 9) this.stats.snapshotsSent++;
+    if (m.type === MessageType.Snapshot) this.stats.snapshotsSent++;
     if (this.network.length >= NETWORK_MESSAGES_MAX) this.network.shift();
     this.network.push({ from: m.from, to: m.to, bytes: encodeMessage(m), dueTick: this.tickNow + this.rng.int(this.maxDelayTicks + 1) });
   }
