@@ -140,6 +140,11 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
+    // The node stopped itself to protect the data; exiting lets a supervisor restart it, and a
+    // restart rebuilds the databases from the snapshot and the log.
+    onFatal: () => {
+      void lock.release().finally(() => process.exit(70));
+    },
   });
   log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
 

@@ -19,12 +19,10 @@ export class NodeError extends Error {
   }
 }
 
-export function notLeader(leaderAddress: string | undefined): NodeError {
+export function notLeader(leaderAddress: string | undefined, detail?: string): NodeError {
   // go-dqlite matches on the code; the text helps people reading a shell session.
-  return new NodeError(
-    SQLITE_IOERR_NOT_LEADER,
-    leaderAddress ? `not leader: the leader is ${leaderAddress}` : 'not leader: no leader is known yet, retry shortly',
-  );
+  const where = leaderAddress ? `the leader is ${leaderAddress}` : (detail ?? 'no leader is known yet, retry shortly');
+  return new NodeError(SQLITE_IOERR_NOT_LEADER, `not leader: ${where}`);
 }
 
 export function leadershipLost(detail: string): NodeError {
@@ -32,4 +30,9 @@ export function leadershipLost(detail: string): NodeError {
     SQLITE_IOERR_LEADERSHIP_LOST,
     `leadership lost: ${detail}; the statement may or may not have been applied, check before retrying`,
   );
+}
+
+/** An internal invariant: failing it is a bug in this node, never a client's or a peer's fault. */
+export function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant violated: ${message}`);
 }

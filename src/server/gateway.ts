@@ -229,7 +229,7 @@ export class Gateway {
 
   private async prepare(dbId: number, sql: string): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
-    this.node.requireLeader();
+    await this.node.leaderReady();
     if (this.statements.size >= GATEWAY_LIMITS.statementsMax) {
       throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${GATEWAY_LIMITS.statementsMax} prepared statements`);
     }
@@ -251,9 +251,9 @@ export class Gateway {
 
   private async exec(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
-    this.node.requireLeader();
+    await this.node.leaderReady();
     const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireLeader();
+      this.node.requireReadyLeader();
       const prepared = this.statementById(dbId, stmtId);
       const result = runToCompletion(db, prepared.statement, params);
       db.proposeCaptured(this.node);
@@ -265,9 +265,9 @@ export class Gateway {
 
   private async execSql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
-    this.node.requireLeader();
+    await this.node.leaderReady();
     const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireLeader();
+      this.node.requireReadyLeader();
       let result = { lastInsertId: 0n, rowsAffected: 0n };
       let rest = sql;
       let ran = 0;
@@ -296,9 +296,9 @@ export class Gateway {
 
   private async query(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
-    this.node.requireLeader();
+    await this.node.leaderReady();
     const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireLeader();
+      this.node.requireReadyLeader();
       const prepared = this.statementById(dbId, stmtId);
       const messages = collectRows(prepared.statement, params);
       db.proposeCaptured(this.node);
@@ -310,9 +310,9 @@ export class Gateway {
 
   private async querySql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
-    this.node.requireLeader();
+    await this.node.leaderReady();
     const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireLeader();
+      this.node.requireReadyLeader();
       const statement = compile(db, sql);
       try {
         const messages = collectRows(statement, params);

@@ -44,6 +44,11 @@ export interface NodeOptions {
   clusterKey: string;
   /** Start a new cluster with this node as its only voter (when the storage is empty). */
   bootstrap?: boolean;
+  /**
+   * Members to keep connections to until this node's log names it a member. A node that cannot
+   * listen is reached only on connections it opened, so while joining it must dial out first.
+   */
+  seedPeers?: { id: NodeId; address: string }[];
   tickMs?: number;
   electionTimeoutTicks?: number;
   heartbeatTicks?: number;
@@ -68,6 +73,8 @@ export interface NodeOptions {
    */
   unsafeForTesting?: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean };
   log?: (line: string) => void;
+  /** Called when the node stopped because it cannot go on safely (storage failed, a replica diverged). */
+  onFatal?: (error: Error) => void;
 }
 
 export interface NodeStatus {
@@ -140,11 +147,16 @@ export class ClusterNode implements Replicator {
   private weight = 0n;
   /** When this node last became leader (clock ms), for the hand-over of an address-less leader. */
   private leaderSinceMs = 0;
+  private termStartIndex = 0;
+  private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
+  private readonly onFatal: ((error: Error) => void) | undefined;
   private readonly unsafe: NonNullable<NodeOptions['unsafeForTesting']>;
 
   private constructor(options: NodeOptions) {
     this.unsafe = options.unsafeForTesting ?? {};
+    this.onFatal = options.onFatal;
+    this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
     this.id = options.id;
     this.address = options.address;
     this.runtime = options.runtime;
@@ -263,8 +275,7 @@ export class ClusterNode implements Replicator {
     this.processing = true;
     void this.processReadies().catch((error: unknown) => {
       // Storage failed under us: the node cannot keep its promises, so it stops serving.
-      this.write(`fatal: ${(error as Error).stack ?? String(error)}`);
-      void this.stop();
+      this.fatal((error as Error).stack ?? String(error));
     });
   }
 
@@ -331,12 +342,20 @@ export class ClusterNode implements Replicator {
     }
     this.state = state;
     this.leaderId = leaderId;
-    if (!wasLeader && state === 'leader') this.leaderSinceMs = this.runtime.clock.nowMs();
+    if (!wasLeader && state === 'leader') {
+      this.leaderSinceMs = this.runtime.clock.nowMs();
+      // The new term's first entry: until it is applied, entries of earlier leaders may still
+      // arrive, and no client statement may run on top of them.
+      this.termStartIndex = this.raft.status().lastIndex;
+    }
     if (wasLeader && state !== 'leader') {
       for (const db of this.databases.values()) db.abortPending('this node is no longer the leader');
       for (const [id, waiter] of this.readWaiters) {
         waiter.done.reject(leadershipLost('this node stopped being the leader during a read'));
         this.readWaiters.delete(id);
+      }
+      for (const waiter of this.appliedWaiters.splice(0)) {
+        waiter.done.reject(leadershipLost('this node stopped being the leader while waiting for the log'));
       }
     }
   }
@@ -382,7 +401,9 @@ export class ClusterNode implements Replicator {
         this.write(`checkpointed database ${db.name} at index ${entry.index}`);
       }
     } catch (error) {
-      this.write(`failed to apply entry ${entry.index} to database ${db.name}: ${(error as Error).message}`);
+      // Going on would leave this replica different from the others: stop, and let a restart
+      // rebuild the databases from the snapshot and the log.
+      this.fatal(`failed to apply entry ${entry.index} to database ${db.name}: ${(error as Error).message}`);
     }
   }
 
@@ -418,7 +439,11 @@ export class ClusterNode implements Replicator {
     }
     if (!best) return;
     const result = this.raft.transferLeadership(best.id);
-    if (result.ok) this.write(`handing leadership to listening voter ${best.id}: clients cannot reach a leader without an address`);
+    if (result.ok) {
+      this.write(
+        `handing leadership to listening voter ${best.id} (its log at ${best.match} of ${status.lastIndex}): clients cannot reach a leader without an address`,
+      );
+    }
   }
 
   private settleWaiters(): void {
@@ -438,8 +463,11 @@ export class ClusterNode implements Replicator {
   }
 
   private updatePeers(): void {
+    const members = this.configuration.members;
+    if (members.some((m) => m.id === this.id)) this.seedPeers = [];
+    const seeds = this.seedPeers.filter((seed) => !members.some((m) => m.id === seed.id));
     this.transport.setPeers(
-      this.configuration.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, address: m.address })),
+      [...members, ...seeds].filter((m) => m.id !== this.id).map((m) => ({ id: m.id, address: m.address })),
     );
   }
 
@@ -457,6 +485,24 @@ export class ClusterNode implements Replicator {
 
   requireLeader(): void {
     if (!this.isLeader()) throw notLeader(this.leader()?.address);
+  }
+
+  /** For statements: leader, and caught up with every entry of earlier terms (dqlite's barrier). */
+  requireReadyLeader(): void {
+    this.requireLeader();
+    if (this.appliedIndex < this.termStartIndex) {
+      throw notLeader(undefined, `this node was just elected and is still applying entries ${this.appliedIndex + 1}..${this.termStartIndex}`);
+    }
+  }
+
+  /** Waits until this new leader applied every entry of earlier terms; then statements may run. */
+  async leaderReady(): Promise<void> {
+    this.requireLeader();
+    if (this.appliedIndex >= this.termStartIndex) return;
+    const done = deferred<void>();
+    this.appliedWaiters.push({ index: this.termStartIndex, done });
+    this.scheduleProcessing();
+    await this.withTimeout(done.promise, "applying the previous leader's entries");
   }
 
   propose(data: Uint8Array): ProposeResult {
@@ -659,6 +705,12 @@ export class ClusterNode implements Replicator {
       checkpoints: this.checkpoints,
       snapshots: this.snapshots,
     };
+  }
+
+  private fatal(message: string): void {
+    this.write(`fatal: ${message}; stopping this node (restart it to rebuild its state from the log)`);
+    void this.stop();
+    this.onFatal?.(new Error(message));
   }
 
   /** Stops serving. With `handOver`, a leader first transfers leadership to another voter. */

@@ -11,7 +11,7 @@ import type { CapturedTransaction, Database } from '../../wasm/index.ts';
 import { CommandKind, encodeCommand } from '../fsm/commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
-import { leadershipLost } from './errors.ts';
+import { assert, leadershipLost } from './errors.ts';
 
 export interface PendingTransaction {
   index: number;
@@ -67,6 +67,8 @@ export class ReplicatedDatabase {
       }
       this.pending.push({ index: result.index, term: result.term, committed: deferred<void>() });
     }
+    // Confirming by count is only right while both sides list the same transactions.
+    assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
   }
 
   /** Applies a committed FRAMES entry: confirms our own pending transaction or appends a peer's. */
@@ -115,7 +117,8 @@ export class ReplicatedDatabase {
       this.checkpointProposed = undefined;
       this.loop.resume();
     }
-    if (aborted.length === 0 && !this.engine.inTransaction()) return;
+    // The engine may hold transactions this list never got (a proposal refused mid-batch).
+    if (aborted.length === 0 && !this.engine.inTransaction() && this.engine.pendingCount() === 0) return;
     this.engine.abort();
     this.loop.clearOwner();
     const error = leadershipLost(reason);

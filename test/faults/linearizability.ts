@@ -92,7 +92,8 @@ export function checkRegister(ops: readonly TimedOp[], initial: State, stepsMax 
     e.prev!.next = e;
     if (e.next) e.next.prev = e;
   };
-  let deepest = 0;
+  // Where the longest linearized prefix got stuck: the best pointer to the culprit.
+  let stuck: { depth: number; op: TimedOp } | undefined;
   while (head.next) {
     if (++steps > stepsMax) return { ok: 'unknown', reason: `search gave up after ${stepsMax} steps (${ops.length} operations)` };
     if (!entry) return { ok: 'unknown', reason: 'search ran off the end of the history' };
@@ -106,7 +107,6 @@ export function checkRegister(ops: readonly TimedOp[], initial: State, stepsMax 
         if (!cache.has(key)) {
           cache.add(key);
           stack.push({ entry, state });
-          deepest = Math.max(deepest, stack.length);
           state = result.next;
           lift(entry);
           entry = head.next;
@@ -116,9 +116,14 @@ export function checkRegister(ops: readonly TimedOp[], initial: State, stepsMax 
       }
       entry = entry.next;
     } else {
+      if (!stuck || stack.length > stuck.depth) stuck = { depth: stack.length, op: entry.op };
       const top = stack.pop();
       if (!top) {
-        return { ok: false, reason: `no linearization: the operation ${describe(entry.op)} cannot be placed (deepest prefix ${deepest} of ${ops.length})` };
+        const at = stuck ?? { depth: 0, op: entry.op };
+        return {
+          ok: false,
+          reason: `no linearization: after ${at.depth} of ${ops.length} operations linearized, ${describe(at.op)} cannot be placed`,
+        };
       }
       state = top.state;
       const bit = idToBit.get(top.entry.op.id)!;

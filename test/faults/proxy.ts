@@ -31,8 +31,8 @@ interface PeerConnection {
   nodeSide: Socket;
   /** Directions black-holed on this connection; it is cut when the network heals. */
   blackHoled: Set<LinkKey>;
-  /** Per direction: when the last delayed chunk is due, so later chunks stay in order. */
-  dueMs: Map<LinkKey, number>;
+  /** Per direction: chunks held back by a delay, oldest first. */
+  delayed: Map<LinkKey, { chunk: Buffer; dueMs: number }[]>;
 }
 
 export interface ProxyStats {
@@ -102,14 +102,6 @@ export class FaultNetwork {
     this.delays.clear();
     this.lossy.clear();
     for (const peer of [...this.peers]) if (peer.blackHoled.size > 0) this.cut(peer);
-  }
-
-  describeRules(): string {
-    const parts: string[] = [];
-    if (this.blocked.size) parts.push(`blocked ${[...this.blocked].join(' ')}`);
-    if (this.delays.size) parts.push(`slow ${[...this.delays].map(([k, v]) => `${k}:${v}ms`).join(' ')}`);
-    if (this.lossy.size) parts.push(`lossy ${[...this.lossy].join(' ')}`);
-    return parts.join('; ') || 'healthy';
   }
 
   async close(): Promise<void> {
@@ -188,7 +180,7 @@ export class FaultNetwork {
     this.stats.peerConnections++;
     const nodeSide = connect(port, host);
     this.track(nodeSide);
-    const peer: PeerConnection = { from, to, dialerSide: socket, nodeSide, blackHoled: new Set(), dueMs: new Map() };
+    const peer: PeerConnection = { from, to, dialerSide: socket, nodeSide, blackHoled: new Set(), delayed: new Map() };
     this.peers.add(peer);
     this.enforce();
     const forward = linkKey(from, to);
@@ -204,17 +196,33 @@ export class FaultNetwork {
   private pass(peer: PeerConnection, direction: LinkKey, chunk: Buffer, into: Socket): void {
     if (!this.peers.has(peer) || peer.blackHoled.has(direction)) return;
     const delayMs = this.delays.get(direction) ?? 0;
-    const now = Date.now();
-    const previousDueMs = peer.dueMs.get(direction) ?? 0;
-    if (delayMs === 0 && previousDueMs <= now) {
+    let queue = peer.delayed.get(direction);
+    if (delayMs === 0 && !queue) {
       into.write(chunk);
       return;
     }
-    const dueMs = Math.max(now + delayMs, previousDueMs);
-    peer.dueMs.set(direction, dueMs);
+    // One FIFO and one timer per direction: chunks leave in the order they came, whatever the
+    // delay was when each arrived (timers of different durations may fire out of order).
+    if (!queue) {
+      queue = [];
+      peer.delayed.set(direction, queue);
+    }
+    queue.push({ chunk, dueMs: Date.now() + delayMs });
+    if (queue.length === 1) this.drainLater(peer, direction, into);
+  }
+
+  private drainLater(peer: PeerConnection, direction: LinkKey, into: Socket): void {
+    const queue = peer.delayed.get(direction)!;
     setTimeout(() => {
-      if (this.peers.has(peer) && !peer.blackHoled.has(direction)) into.write(chunk);
-    }, dueMs - now);
+      if (!this.peers.has(peer) || peer.blackHoled.has(direction)) {
+        peer.delayed.delete(direction);
+        return;
+      }
+      const now = Date.now();
+      while (queue.length > 0 && queue[0]!.dueMs <= now) into.write(queue.shift()!.chunk);
+      if (queue.length === 0) peer.delayed.delete(direction);
+      else this.drainLater(peer, direction, into);
+    }, Math.max(0, queue[0]!.dueMs - Date.now()));
   }
 }
 
