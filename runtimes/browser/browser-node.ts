@@ -1,0 +1,240 @@
+/**
+ * A cluster node in a browser (a dedicated Web Worker): it cannot listen, so it has no address;
+ * it dials every listening member over WebSocket (Raft on `/raft`, dqlite clients on `/dqlite`)
+ * and receives on those connections. State lives in OPFS, or IndexedDB where OPFS is missing, so
+ * a reloaded tab comes back as the same node.
+ */
+import { Engine } from '../../wasm/index.ts';
+import { connect, connectCluster, type Database, type ExecResult, type Param, type QueryResult } from '../../src/client/index.ts';
+import { dialOverWebSocket } from '../../src/client/message-stream.ts';
+import type { DialStream, DurableStorage } from '../../src/runtime.ts';
+import { joinCluster } from '../../src/server/join.ts';
+import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
+import type { Member, Role } from '../../src/raft/index.ts';
+import { IndexedDbStorage } from './indexeddb-storage.ts';
+import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
+import { browserRuntime } from './runtime.ts';
+import { dialStandardWebSocket } from './websocket.ts';
+
+export const CLIENT_WEBSOCKET_PATH = '/dqlite';
+const IDENTITY_FILE = 'node.json';
+const STORAGE_PREFIX = 'dqlite-wasm-';
+
+export interface BrowserNodeOptions {
+  /** Names this node's storage (an OPFS directory or IndexedDB database); one running node per name. */
+  name: string;
+  /** Listening members ("host:port") to join through, and to reach clients' leader through. */
+  join: string[];
+  clusterKey: string;
+  /** Dial `wss://` instead of `ws://` for dqlite clients (peers follow the transport's setting). */
+  secure?: boolean;
+  /** 'auto' (default): OPFS when the worker has it, else IndexedDB. */
+  storage?: 'auto' | 'opfs' | 'indexeddb';
+  tickMs?: number;
+  commitTimeoutMs?: number;
+  leaderWithoutAddressHandOverMs?: number;
+  /** Lines of the node's log; default console.log. */
+  log?: (line: string) => void;
+}
+
+export interface BrowserNodeInfo {
+  id: number;
+  storage: 'opfs' | 'indexeddb';
+  /** False when this start recovered an existing node from storage. */
+  fresh: boolean;
+}
+
+export class BrowserNodeError extends Error {
+  constructor(
+    readonly code: 'IN_USE' | 'NO_JOIN' | 'NOT_STARTED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BrowserNodeError';
+  }
+}
+
+async function openStorage(options: BrowserNodeOptions): Promise<{ storage: DurableStorage & { close(): Promise<void> }; kind: 'opfs' | 'indexeddb' }> {
+  const wanted = options.storage ?? 'auto';
+  if (wanted === 'opfs' || (wanted === 'auto' && opfsAvailable())) {
+    return { storage: await OpfsStorage.open(STORAGE_PREFIX + options.name), kind: 'opfs' };
+  }
+  return { storage: await IndexedDbStorage.open(STORAGE_PREFIX + options.name), kind: 'indexeddb' };
+}
+
+/** Holds a Web Lock on the node's name while it runs, so that two tabs cannot run the same node. */
+async function lockName(name: string): Promise<() => void> {
+  const locks = (globalThis.navigator as { locks?: LockManager } | undefined)?.locks;
+  if (!locks) return () => undefined;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const acquired = await new Promise<boolean>((resolve) => {
+    void locks.request(STORAGE_PREFIX + name, { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      return lock ? held : undefined;
+    });
+  });
+  if (!acquired) throw new BrowserNodeError('IN_USE', `the node "${name}" already runs in another tab or worker of this origin`);
+  return release;
+}
+
+/**
+ * The listening members, with their ids, as the cluster reports them: a node that cannot listen
+ * must dial them before the leader can reach it. A recovered node also finds them in its log, so
+ * for it this is best effort.
+ */
+async function listeningMembers(
+  dial: DialStream,
+  servers: string[],
+  required: boolean,
+  log: (line: string) => void,
+): Promise<{ id: number; address: string }[]> {
+  if (servers.length === 0) return [];
+  try {
+    const cluster = await connectCluster({ servers, dial, timeoutMs: required ? 60_000 : 5_000 });
+    try {
+      return (await cluster.members()).filter((m) => m.address !== '').map((m) => ({ id: Number(m.id), address: m.address }));
+    } finally {
+      await cluster.close();
+    }
+  } catch (error) {
+    if (required) throw error;
+    log(`could not ask ${servers.join(', ')} for the members (${(error as Error).message}); using those in the log`);
+    return [];
+  }
+}
+
+export class BrowserNode {
+  private readonly databases = new Map<string, Promise<Database>>();
+
+  private constructor(
+    readonly node: ClusterNode,
+    readonly info: BrowserNodeInfo,
+    private readonly options: BrowserNodeOptions,
+    private readonly dial: DialStream,
+    private readonly release: () => Promise<void>,
+  ) {}
+
+  static async start(options: BrowserNodeOptions): Promise<BrowserNode> {
+    const log = options.log ?? ((line: string) => console.log(line));
+    const unlock = await lockName(options.name);
+    const { storage, kind } = await openStorage(options);
+    const runtime = browserRuntime();
+    const scheme = options.secure ? 'wss' : 'ws';
+    const dial = dialOverWebSocket(runtime.dialWebSocket, (address) => `${scheme}://${address}${CLIENT_WEBSOCKET_PATH}`);
+
+    let id: number;
+    let fresh = false;
+    const stored = await storage.read(IDENTITY_FILE);
+    if (stored) {
+      id = (JSON.parse(new TextDecoder().decode(stored)) as { id: number }).id;
+    } else {
+      if (options.join.length === 0) {
+        await storage.close();
+        unlock();
+        throw new BrowserNodeError('NO_JOIN', 'a new browser node needs listening members to join (options.join): it cannot start a cluster alone');
+      }
+      let value = 0;
+      for (const byte of runtime.randomBytes(7)) value = value * 256 + byte;
+      id = (value % (Number.MAX_SAFE_INTEGER - 1)) + 2;
+      await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify({ id, address: '' }) + '\n'));
+      fresh = true;
+    }
+    const seedPeers = await listeningMembers(dial, options.join, fresh, log);
+    const node = await ClusterNode.start({
+      id,
+      address: '',
+      seedPeers,
+      runtime,
+      storage,
+      engine: await Engine.create(),
+      clusterKey: options.clusterKey,
+      ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
+      ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
+      ...(options.leaderWithoutAddressHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: options.leaderWithoutAddressHandOverMs }),
+      log: (line) => log(`[browser node ${id}] ${line}`),
+    });
+    // A recovered node knows its peers from its log; a fresh one must be added by the leader.
+    if (fresh) {
+      await joinCluster({
+        dial,
+        clock: runtime.clock,
+        servers: options.join,
+        id,
+        address: '',
+        votersMax: 3,
+        standbysMax: 3,
+        timeoutMs: 60_000,
+        log: (line) => log(`[browser node ${id}] ${line}`),
+      });
+    }
+    const release = async (): Promise<void> => {
+      await storage.close();
+      unlock();
+    };
+    return new BrowserNode(node, { id, storage: kind, fresh }, options, dial, release);
+  }
+
+  status(): NodeStatus {
+    return this.node.status();
+  }
+
+  members(): Member[] {
+    return this.node.members();
+  }
+
+  /** The listening members' addresses: where a client of this node's SQL API connects. */
+  private servers(): string[] {
+    const known = this.node.members().filter((m) => m.address !== '').map((m) => m.address);
+    return [...new Set([...known, ...this.options.join])];
+  }
+
+  private database(name: string): Promise<Database> {
+    let db = this.databases.get(name);
+    if (!db) {
+      db = connect({ servers: this.servers(), database: name, dial: this.dial, timeoutMs: 20_000 });
+      this.databases.set(name, db);
+      db.catch(() => this.databases.delete(name));
+    }
+    return db;
+  }
+
+  async exec(database: string, sql: string, params: readonly Param[] = []): Promise<ExecResult> {
+    return (await this.database(database)).exec(sql, params);
+  }
+
+  async query(database: string, sql: string, params: readonly Param[] = []): Promise<QueryResult> {
+    return (await this.database(database)).query(sql, params);
+  }
+
+  /** This replica's database and WAL bytes, as the node holds them now (for comparisons). */
+  files(database: string): { main: Uint8Array; wal: Uint8Array } | undefined {
+    const db = this.node.existingDatabase(database);
+    if (!db) return undefined;
+    const { main, wal } = db.engine.snapshot();
+    return { main, wal };
+  }
+
+  addMember(id: number, address: string): Promise<void> {
+    return this.node.addMember(id, address);
+  }
+
+  assignRole(id: number, role: Role): Promise<void> {
+    return this.node.assignRole(id, role);
+  }
+
+  removeMember(id: number): Promise<void> {
+    return this.node.removeMember(id);
+  }
+
+  transferLeadership(to: number): Promise<void> {
+    return this.node.transferLeadership(to);
+  }
+
+  async stop(options: { handOver?: boolean } = {}): Promise<void> {
+    for (const db of this.databases.values()) void db.then((d) => d.close()).catch(() => undefined);
+    this.databases.clear();
+    await this.node.stop(options);
+    await this.release();
+  }
+}

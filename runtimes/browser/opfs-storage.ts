@@ -1,0 +1,258 @@
+/**
+ * `DurableStorage` in the Origin Private File System, for a node in a dedicated Web Worker (sync
+ * access handles exist only there). One directory per node; one open handle per file (OPFS
+ * handles are exclusive, which also keeps a second tab off this node's files).
+ *
+ * OPFS has no atomic rename-over: `writeAtomic` writes and flushes `.tmp-NAME`, renames it to
+ * `.done-NAME` (now known complete), removes NAME and moves `.done-NAME` into place. A crash
+ * after the removal leaves only the complete `.done-NAME`, which `read` and `list` finish moving;
+ * a crash before it leaves the old NAME, and a partial `.tmp-NAME` is never read.
+ */
+import type { DurableStorage } from '../../src/runtime.ts';
+
+export const OPFS_NAME_BYTES_MAX = 200;
+const TEMP_PREFIX = '.tmp-';
+const DONE_PREFIX = '.done-';
+
+/** The parts of the OPFS API we use (typed here: the DOM lib lacks some of them for workers). */
+interface SyncAccessHandle {
+  read(buffer: Uint8Array, options?: { at?: number }): number;
+  write(buffer: Uint8Array, options?: { at?: number }): number;
+  truncate(size: number): void;
+  getSize(): number;
+  flush(): void;
+  close(): void;
+}
+interface OpfsFileHandle {
+  readonly kind: 'file';
+  readonly name: string;
+  createSyncAccessHandle(): Promise<SyncAccessHandle>;
+  move?(newName: string): Promise<void>;
+}
+interface OpfsDirectoryHandle {
+  readonly kind: 'directory';
+  getFileHandle(name: string, options?: { create?: boolean }): Promise<OpfsFileHandle>;
+  getDirectoryHandle(name: string, options?: { create?: boolean }): Promise<OpfsDirectoryHandle>;
+  removeEntry(name: string): Promise<void>;
+  keys(): AsyncIterable<string>;
+}
+
+export class OpfsStorageError extends Error {
+  constructor(
+    readonly code: 'INVALID_NAME' | 'CLOSED' | 'IO' | 'UNAVAILABLE',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'OpfsStorageError';
+  }
+}
+
+export function opfsAvailable(): boolean {
+  const storage = (globalThis.navigator as { storage?: { getDirectory?: unknown } } | undefined)?.storage;
+  const fileHandle = (globalThis as { FileSystemFileHandle?: { prototype: object } }).FileSystemFileHandle;
+  return typeof storage?.getDirectory === 'function' && !!fileHandle && 'createSyncAccessHandle' in fileHandle.prototype;
+}
+
+export class OpfsStorage implements DurableStorage {
+  private readonly handles = new Map<string, SyncAccessHandle>();
+  private readonly tails = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  private constructor(
+    private readonly directory: OpfsDirectoryHandle,
+    readonly directoryName: string,
+  ) {}
+
+  /** Storage in the OPFS directory `directoryName` (created if missing). */
+  static async open(directoryName: string): Promise<OpfsStorage> {
+    if (!opfsAvailable()) throw new OpfsStorageError('UNAVAILABLE', 'OPFS with sync access handles is not available here (needs a dedicated worker in a secure context)');
+    const root = (await (navigator.storage as unknown as { getDirectory(): Promise<OpfsDirectoryHandle> }).getDirectory());
+    return new OpfsStorage(await root.getDirectoryHandle(directoryName, { create: true }), directoryName);
+  }
+
+  read(name: string): Promise<Uint8Array | undefined> {
+    return this.serialize(name, async () => {
+      const handle = (await this.handle(name, false)) ?? (await this.recoverTemp(name));
+      if (!handle) return undefined;
+      const bytes = new Uint8Array(handle.getSize());
+      let offset = 0;
+      while (offset < bytes.byteLength) {
+        const n = handle.read(bytes.subarray(offset), { at: offset });
+        if (n <= 0) throw new OpfsStorageError('IO', `read ${name}: file ended early at ${offset} of ${bytes.byteLength} bytes`);
+        offset += n;
+      }
+      return bytes;
+    });
+  }
+
+  writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      const tempName = TEMP_PREFIX + name;
+      this.closeHandle(tempName);
+      const temp = await (await this.directory.getFileHandle(tempName, { create: true })).createSyncAccessHandle();
+      try {
+        temp.truncate(0);
+        writeAll(temp, bytes, 0);
+        temp.flush();
+      } finally {
+        temp.close();
+      }
+      await this.rename(tempName, DONE_PREFIX + name);
+      this.closeHandle(name);
+      await this.directory.removeEntry(name).catch(() => undefined);
+      await this.rename(DONE_PREFIX + name, name);
+    });
+  }
+
+  append(name: string, bytes: Uint8Array): Promise<void> {
+    return this.serialize(name, async () => {
+      const handle = (await this.handle(name, true))!;
+      writeAll(handle, bytes, handle.getSize());
+    });
+  }
+
+  sync(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      (await this.handle(name, false))?.flush();
+    });
+  }
+
+  truncate(name: string, size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      return Promise.reject(new OpfsStorageError('IO', `truncate ${name}: size must be a non-negative integer, got ${size}`));
+    }
+    return this.serialize(name, async () => {
+      const handle = await this.handle(name, false);
+      if (!handle) throw new OpfsStorageError('IO', `truncate ${name}: no such file`);
+      handle.truncate(size);
+    });
+  }
+
+  remove(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      this.closeHandle(name);
+      await this.directory.removeEntry(name).catch((error: unknown) => {
+        if ((error as { name?: string }).name !== 'NotFoundError') throw error;
+      });
+    });
+  }
+
+  async list(): Promise<string[]> {
+    this.assertOpen();
+    const names = new Set<string>();
+    const temps: string[] = [];
+    for await (const name of this.directory.keys()) {
+      if (name.startsWith(DONE_PREFIX)) temps.push(name.slice(DONE_PREFIX.length));
+      else if (!name.startsWith('.')) names.add(name);
+    }
+    // A complete temporary file without its target is a replacement a crash interrupted.
+    for (const name of temps) if (!names.has(name) && (await this.read(name)) !== undefined) names.add(name);
+    return [...names].sort();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.tails.values()]);
+    for (const handle of this.handles.values()) handle.close();
+    this.handles.clear();
+  }
+
+  private async recoverTemp(name: string): Promise<SyncAccessHandle | undefined> {
+    try {
+      await this.directory.getFileHandle(DONE_PREFIX + name);
+    } catch {
+      return undefined;
+    }
+    await this.rename(DONE_PREFIX + name, name);
+    return this.handle(name, false);
+  }
+
+  /** Renames `from` to `to`, which must not exist. */
+  private async rename(from: string, to: string): Promise<void> {
+    const tempName = from;
+    const name = to;
+    this.closeHandle(to);
+    await this.directory.removeEntry(to).catch(() => undefined);
+    const temp = await this.directory.getFileHandle(tempName);
+    if (typeof temp.move === 'function') {
+      await temp.move(name);
+      return;
+    }
+    // Without move(): copy, flush, then drop the temporary file.
+    const source = await temp.createSyncAccessHandle();
+    try {
+      const bytes = new Uint8Array(source.getSize());
+      source.read(bytes, { at: 0 });
+      const target = await (await this.directory.getFileHandle(name, { create: true })).createSyncAccessHandle();
+      try {
+        target.truncate(0);
+        writeAll(target, bytes, 0);
+        target.flush();
+      } finally {
+        target.close();
+      }
+    } finally {
+      source.close();
+    }
+    await this.directory.removeEntry(tempName);
+  }
+
+  private async handle(name: string, create: boolean): Promise<SyncAccessHandle | undefined> {
+    let handle = this.handles.get(name);
+    if (handle) return handle;
+    let file: OpfsFileHandle;
+    try {
+      file = await this.directory.getFileHandle(name, { create });
+    } catch (error) {
+      if (!create && (error as { name?: string }).name === 'NotFoundError') return undefined;
+      throw new OpfsStorageError('IO', `open ${name} in OPFS ${this.directoryName}: ${(error as Error).message}`, { cause: error });
+    }
+    handle = await file.createSyncAccessHandle();
+    this.handles.set(name, handle);
+    return handle;
+  }
+
+  private closeHandle(name: string): void {
+    const handle = this.handles.get(name);
+    if (!handle) return;
+    this.handles.delete(name);
+    handle.close();
+  }
+
+  private serialize<T>(name: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      this.assertOpen();
+      validateName(name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // One queue for the whole directory: writeAtomic touches two names, and OPFS calls are cheap.
+    const previous = this.tails.get('') ?? Promise.resolve();
+    const result = previous.then(operation, operation);
+    const tail = result.catch(() => undefined);
+    this.tails.set('', tail);
+    return result;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new OpfsStorageError('CLOSED', `OPFS storage ${this.directoryName} is closed`);
+  }
+}
+
+function writeAll(handle: SyncAccessHandle, bytes: Uint8Array, at: number): void {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const n = handle.write(bytes.subarray(offset), { at: at + offset });
+    if (n <= 0) throw new OpfsStorageError('IO', `OPFS write stopped at ${offset} of ${bytes.byteLength} bytes (quota?)`);
+    offset += n;
+  }
+}
+
+export function validateName(name: string): void {
+  const ok = name.length > 0 && new TextEncoder().encode(name).byteLength <= OPFS_NAME_BYTES_MAX && !name.startsWith('.') && !/[/\\\0]/.test(name);
+  if (!ok) {
+    throw new OpfsStorageError('INVALID_NAME', `invalid storage file name ${JSON.stringify(name)}: use 1..${OPFS_NAME_BYTES_MAX} bytes without '/', '\\' or NUL, not starting with '.'`);
+  }
+}

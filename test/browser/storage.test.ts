@@ -1,0 +1,90 @@
+/**
+ * The browser storages (OPFS with sync access handles, IndexedDB) in a real Chromium worker:
+ * the DurableStorage contract, reopening, and OPFS's recovery of an interrupted replace.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { freePort } from '../helpers/cluster.ts';
+import { CHROMIUM_PATH, chromiumAvailable } from './mixed-cluster.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const chromium = chromiumAvailable();
+
+describe.skipIf(!chromium)(chromium ? 'browser storage in Chromium' : 'browser storage (skipped: no /usr/bin/chromium)', () => {
+  let dir: string;
+  let server: Server;
+  let origin: string;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-storage-'));
+    await build({
+      absWorkingDir: ROOT,
+      entryPoints: ['test/browser/storage-check-worker.ts'],
+      outfile: join(dir, 'worker.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2022',
+      logLevel: 'warning',
+    });
+    server = createServer((request, response) => {
+      if (request.url === '/worker.js') response.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(join(dir, 'worker.js')));
+      else response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>storage</title>');
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${port}`;
+    const { chromium: launcher } = await import('playwright-core');
+    browser = await launcher.launch({
+      executablePath: CHROMIUM_PATH,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('OPFS and IndexedDB keep the DurableStorage contract; OPFS finishes an interrupted replace', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${origin}/`);
+      const report = await page.evaluate(
+        () =>
+          new Promise((resolve, reject) => {
+            const worker = new Worker('/worker.js', { type: 'module' });
+            worker.onmessage = (event) => resolve(event.data);
+            worker.onerror = (event) => reject(new Error(event.message));
+          }),
+      );
+      const contract = {
+        missing: null,
+        appended: 'abcdef',
+        truncated: 'abcdXY',
+        replaced: 'two',
+        listed: ['meta', 'seg'],
+        afterRemove: ['seg'],
+        badName: 'INVALID_NAME',
+        reopened: 'abcdXY',
+      };
+      expect(report).toEqual({
+        opfs: contract,
+        indexeddb: contract,
+        crash: { listed: ['meta'], meta: 'complete', other: null },
+      });
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+});
