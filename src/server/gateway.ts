@@ -233,7 +233,7 @@ export class Gateway {
     if (this.statements.size >= GATEWAY_LIMITS.statementsMax) {
       throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${GATEWAY_LIMITS.statementsMax} prepared statements`);
     }
-    const statement = await db.loop.submit(this.id, () => compile(db, sql));
+    const statement = await this.runAsLeader(db, () => compile(db, sql));
     const id = this.nextStatementId++;
     this.statements.set(id, { db, sql, statement });
     return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
@@ -245,15 +245,14 @@ export class Gateway {
       throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
     }
     this.statements.delete(stmtId);
-    await prepared.db.loop.submit(this.id, () => prepared.statement.finalize());
+    await this.run(prepared.db, () => prepared.statement.finalize());
     return this.one({ type: 'empty' });
   }
 
   private async exec(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
-    const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireReadyLeader();
+    const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
       const result = runToCompletion(db, prepared.statement, params);
       db.proposeCaptured(this.node);
@@ -266,8 +265,7 @@ export class Gateway {
   private async execSql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
-    const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireReadyLeader();
+    const outcome = await this.runAsLeader(db, () => {
       let result = { lastInsertId: 0n, rowsAffected: 0n };
       let rest = sql;
       let ran = 0;
@@ -297,8 +295,7 @@ export class Gateway {
   private async query(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
-    const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireReadyLeader();
+    const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
       const messages = collectRows(prepared.statement, params);
       db.proposeCaptured(this.node);
@@ -311,8 +308,7 @@ export class Gateway {
   private async querySql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
-    const outcome = await db.loop.submit(this.id, () => {
-      this.node.requireReadyLeader();
+    const outcome = await this.runAsLeader(db, () => {
       const statement = compile(db, sql);
       try {
         const messages = collectRows(statement, params);
@@ -329,13 +325,32 @@ export class Gateway {
   private async dump(name: string): Promise<Uint8Array[]> {
     const db = this.node.existingDatabase(name);
     if (!db) throw new NodeError(SQLITE_NOTFOUND, `no database named ${name} on this node`);
-    const files = await db.loop.submit(this.id, () => db.engine.snapshot());
+    const files = await this.run(db, () => db.engine.snapshot());
     return this.one({
       type: 'files',
       files: [
         { name, data: files.main },
         { name: `${name}-wal`, data: files.wal },
       ],
+    });
+  }
+
+  /**
+   * Runs `work` on the database's loop for this client. The client may have gone while this
+   * request waited (for the leader to catch up, or its turn): then nothing runs, so no
+   * transaction is left open in the name of a client that will never end it.
+   */
+  private run<T>(db: ReplicatedDatabase, work: () => T): Promise<T> {
+    return db.loop.submit(this.id, () => {
+      if (this.closed) throw new NodeError(SQLITE_MISUSE, 'the client disconnected before its statement ran');
+      return work();
+    });
+  }
+
+  private runAsLeader<T>(db: ReplicatedDatabase, work: () => T): Promise<T> {
+    return this.run(db, () => {
+      this.node.requireReadyLeader();
+      return work();
     });
   }
 
