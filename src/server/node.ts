@@ -139,6 +139,8 @@ export class ClusterNode implements Replicator {
   private stopped = false;
   private nextReadId = 1;
   private readonly readWaiters = new Map<number, ReadWaiter>();
+  private readRoundInFlight: ReadWaiter | undefined;
+  private nextReadRound: Deferred<void> | undefined;
   private readonly appliedWaiters: { index: number; done: Deferred<void> }[] = [];
   private checkpoints = 0;
   private snapshots = 0;
@@ -515,9 +517,20 @@ export class ClusterNode implements Replicator {
     return { index: result.index, term: result.term };
   }
 
-  /** Resolves once this node has confirmed, after the call, that it still leads, and applied all it had committed then. */
+  /**
+   * Resolves once this node has confirmed, after the call, that it still leads, and applied all
+   * it had committed then. Reads share confirmation rounds: a read that arrives while a round is
+   * in flight cannot use it (it began before the read ran) and joins the next one, which starts
+   * when the current one ends, so concurrent readers cost one heartbeat round, not one each.
+   */
   readBarrier(): Promise<void> {
     this.requireLeader();
+    if (!this.readRoundInFlight) return this.startReadRound();
+    this.nextReadRound ??= deferred<void>();
+    return this.nextReadRound.promise;
+  }
+
+  private startReadRound(): Promise<void> {
     const requestId = this.nextReadId++;
     const result = this.raft.readIndex(requestId);
     if (!result.ok) {
@@ -526,8 +539,26 @@ export class ClusterNode implements Replicator {
     }
     const waiter: ReadWaiter = { index: undefined, done: deferred<void>() };
     this.readWaiters.set(requestId, waiter);
+    this.readRoundInFlight = waiter;
+    const round = this.withTimeout(waiter.done.promise, 'confirming leadership for a read', () => {
+      this.readWaiters.delete(requestId);
+    });
+    const next = (): void => {
+      if (this.readRoundInFlight === waiter) this.readRoundInFlight = undefined;
+      const waiting = this.nextReadRound;
+      this.nextReadRound = undefined;
+      if (!waiting) return;
+      let started: Promise<void>;
+      try {
+        started = this.isLeader() ? this.startReadRound() : Promise.reject(notLeader(this.leader()?.address));
+      } catch (error) {
+        started = Promise.reject(error);
+      }
+      started.then(waiting.resolve, waiting.reject);
+    };
+    round.then(next, next);
     this.scheduleProcessing();
-    return this.withTimeout(waiter.done.promise, 'confirming leadership for a read', () => this.readWaiters.delete(requestId));
+    return round;
   }
 
   /** Resolves when a write's answer may go out: its transaction, and all it saw, committed. */
