@@ -18,7 +18,8 @@ import {
 
 export type SqlValue = null | number | bigint | string | Uint8Array;
 /** What `bind` accepts: SQL values plus booleans (bound as 1/0). */
-export type BindValue = SqlValue | boolean;
+/** `{ double }` binds a number as REAL even when it has no fraction (a client sent a float). */
+export type BindValue = SqlValue | boolean | { readonly double: number };
 
 export interface Statement {
   /** This statement's text. */
@@ -255,6 +256,9 @@ export class StatementImpl implements Statement {
         return x.sqlite3_bind_text(stmt, index, p, written, SQLITE_TRANSIENT);
       }
       default:
+        if (!(value instanceof Uint8Array) && typeof value === 'object' && typeof value.double === 'number') {
+          return x.sqlite3_bind_double(stmt, index, value.double);
+        }
         if (value instanceof Uint8Array) {
           const p = this.host.scratch(value.length + 1);
           this.host.wasm.heap8u().set(value, p);

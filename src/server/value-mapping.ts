@@ -3,7 +3,7 @@
  * TIMESTAMP travel as UNIXTIME (integers) or ISO8601 (text, NULL as ''), BOOLEAN columns as
  * BOOLEAN, everything else by SQLite's dynamic type.
  */
-import type { SqlValue } from '../../wasm/index.ts';
+import type { BindValue, SqlValue } from '../../wasm/index.ts';
 import { ValueType, type TypedValue } from '../protocol/index.ts';
 
 const SQLITE_INTEGER = 1;
@@ -68,13 +68,14 @@ const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 const SAFE_MIN = -SAFE_MAX;
 
 /** What a wire parameter binds as in SQLite. */
-export function bindValue(param: TypedValue): SqlValue {
+export function bindValue(param: TypedValue): BindValue {
   switch (param.type) {
     case ValueType.Integer:
     case ValueType.UnixTime:
       return param.value >= SAFE_MIN && param.value <= SAFE_MAX ? Number(param.value) : param.value;
     case ValueType.Float:
-      return param.value;
+      // A float with no fraction (2.0) must stay REAL, as it does in dqlite.
+      return { double: param.value };
     case ValueType.Text:
     case ValueType.Iso8601:
       return param.value;

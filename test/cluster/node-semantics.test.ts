@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { connect, connectCluster, DqliteError, type Database } from '../../runtimes/node/client.ts';
+import { connect, connectCluster, DqliteError, ValueType, type Database } from '../../runtimes/node/client.ts';
 import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
 
 function rawExchange(address: string, bytes: Uint8Array, waitMs = 500): Promise<{ received: Buffer; closed: boolean }> {
@@ -87,6 +87,23 @@ describe('node semantics', () => {
       await other.close();
     }
   }, 60_000);
+
+  test('parameters keep their wire types: a float with no fraction stays REAL, int64 extremes round-trip', async () => {
+    await db.exec('CREATE TABLE nums (x)');
+    await db.exec('INSERT INTO nums VALUES (?), (?), (?), (?)', [
+      { type: ValueType.Float, value: 2 },
+      9223372036854775807n,
+      -9223372036854775808n,
+      2,
+    ]);
+    const { rows } = await db.queryRaw('SELECT x, typeof(x) FROM nums ORDER BY rowid');
+    expect(rows).toEqual([
+      [2, 'real'],
+      [9223372036854775807n, 'integer'],
+      [-9223372036854775808n, 'integer'],
+      [2, 'integer'],
+    ]);
+  });
 
   test('group commit: 8 concurrent writers all succeed and every write is there', async () => {
     const writers = await Promise.all(
