@@ -1,4 +1,5 @@
 import { open, mkdir, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import type { DurableStorage } from '../../src/runtime.ts';
 
@@ -30,8 +31,15 @@ function isErrnoError(error: unknown, code: string): boolean {
  * operation on a file runs after the previous one on that file finished, because concurrent
  * libuv writes to one file may land in any order.
  */
+const APPEND_DURABLE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_DSYNC;
+
 export class NodeDirectoryStorage implements DurableStorage {
   private readonly appendHandles = new Map<string, FileHandle>();
+  /**
+   * Append handles are opened with O_DSYNC, so each append is durable when it returns and `sync`
+   * saves a second trip to the disk; a truncate is not covered and marks the file for fdatasync.
+   */
+  private readonly namesNeedingDataSync = new Set<string>();
   /** Files created by this process whose directory entry is not yet durable. */
   private readonly namesNeedingDirectorySync = new Set<string>();
   private readonly tails = new Map<string, Promise<unknown>>();
@@ -91,7 +99,7 @@ export class NodeDirectoryStorage implements DurableStorage {
       try {
         const handle = this.appendHandles.get(name);
         if (handle) {
-          await handle.datasync();
+          if (this.namesNeedingDataSync.delete(name)) await handle.datasync();
         } else {
           const other = await open(this.path(name), 'r+');
           try {
@@ -119,6 +127,7 @@ export class NodeDirectoryStorage implements DurableStorage {
         const handle = this.appendHandles.get(name);
         if (handle) {
           await handle.truncate(size);
+          this.namesNeedingDataSync.add(name);
         } else {
           const other = await open(this.path(name), 'r+');
           try {
@@ -183,7 +192,7 @@ export class NodeDirectoryStorage implements DurableStorage {
   private async appendHandle(name: string): Promise<FileHandle> {
     let handle = this.appendHandles.get(name);
     if (!handle) {
-      handle = await open(this.path(name), 'a');
+      handle = await open(this.path(name), APPEND_DURABLE_FLAGS, 0o644);
       this.appendHandles.set(name, handle);
       // The file may have just been created; its name is durable only once the directory is synced.
       this.namesNeedingDirectorySync.add(name);
@@ -195,6 +204,7 @@ export class NodeDirectoryStorage implements DurableStorage {
     const handle = this.appendHandles.get(name);
     if (!handle) return;
     this.appendHandles.delete(name);
+    if (this.namesNeedingDataSync.delete(name)) await handle.datasync();
     await handle.close();
   }
 
