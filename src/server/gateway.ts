@@ -33,7 +33,6 @@ export const GATEWAY_LIMITS = {
 
 interface PreparedStatement {
   db: ReplicatedDatabase;
-  sql: string;
   statement: Statement;
 }
 
@@ -235,7 +234,7 @@ export class Gateway {
     }
     const statement = await this.runAsLeader(db, () => compile(db, sql));
     const id = this.nextStatementId++;
-    this.statements.set(id, { db, sql, statement });
+    this.statements.set(id, { db, statement });
     return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
   }
 
