@@ -158,6 +158,10 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
+    // As on Node: the node stopped itself to protect the data; exit so a supervisor restarts it.
+    onFatal: () => {
+      void lock.release().finally(() => Deno.exit(70));
+    },
   });
   log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''} (data in ${options.dir})`);
 

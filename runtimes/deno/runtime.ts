@@ -1,34 +1,11 @@
-/** The host interface on Deno: web-standard clock, randomness and WebSocket. */
-import type { Clock, Runtime } from '../../src/runtime.ts';
+/**
+ * The host interface on Deno. Deno has the web platform's timers, crypto and WebSocket, so it
+ * shares the browser's implementations; only the name differs.
+ */
+import type { Runtime } from '../../src/runtime.ts';
+import { webClock, webRandomBytes } from '../browser/runtime.ts';
 import { dialStandardWebSocket } from '../browser/websocket.ts';
 
-/** getRandomValues refuses more than this many bytes per call. */
-const GET_RANDOM_VALUES_BYTES_MAX = 65_536;
-export const DENO_RANDOM_BYTES_MAX = 64 * 1024 * 1024;
-
-export const denoClock: Clock = {
-  nowMs: () => performance.now(),
-  setTimeout(callback, delayMs) {
-    const timer = setTimeout(callback, delayMs);
-    return { cancel: () => clearTimeout(timer) };
-  },
-  setInterval(callback, periodMs) {
-    const timer = setInterval(callback, periodMs);
-    return { cancel: () => clearInterval(timer) };
-  },
-};
-
-export function denoRandomBytes(length: number): Uint8Array {
-  if (!Number.isSafeInteger(length) || length < 0 || length > DENO_RANDOM_BYTES_MAX) {
-    throw new RangeError(`randomBytes: length must be an integer in 0..${DENO_RANDOM_BYTES_MAX}, got ${length}`);
-  }
-  const bytes = new Uint8Array(length);
-  for (let offset = 0; offset < length; offset += GET_RANDOM_VALUES_BYTES_MAX) {
-    crypto.getRandomValues(bytes.subarray(offset, Math.min(length, offset + GET_RANDOM_VALUES_BYTES_MAX)));
-  }
-  return bytes;
-}
-
 export function denoRuntime(): Runtime {
-  return { name: 'deno', clock: denoClock, randomBytes: denoRandomBytes, dialWebSocket: dialStandardWebSocket };
+  return { name: 'deno', clock: webClock, randomBytes: webRandomBytes, dialWebSocket: dialStandardWebSocket };
 }
