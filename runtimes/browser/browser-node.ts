@@ -4,6 +4,7 @@
  * and receives on those connections. State lives in OPFS, or IndexedDB where OPFS is missing, so
  * a reloaded tab comes back as the same node.
  */
+import { CLIENT_WEBSOCKET_PATH, createIdentity, readIdentity } from '../../src/server/host.ts';
 import { Engine } from '../../wasm/index.ts';
 import { connect, connectCluster, type Database, type ExecResult, type Param, type QueryResult } from '../../src/client/index.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
@@ -16,8 +17,7 @@ import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
 import { browserRuntime } from './runtime.ts';
 import { dialStandardWebSocket } from './websocket.ts';
 
-export const CLIENT_WEBSOCKET_PATH = '/dqlite';
-const IDENTITY_FILE = 'node.json';
+export { CLIENT_WEBSOCKET_PATH };
 const STORAGE_PREFIX = 'dqlite-wasm-';
 
 export interface BrowserNodeOptions {
@@ -123,23 +123,18 @@ export class BrowserNode {
     const scheme = options.secure ? 'wss' : 'ws';
     const dial = dialOverWebSocket(runtime.dialWebSocket, (address) => `${scheme}://${address}${CLIENT_WEBSOCKET_PATH}`);
 
-    let id: number;
-    let fresh = false;
-    const stored = await storage.read(IDENTITY_FILE);
-    if (stored) {
-      id = (JSON.parse(new TextDecoder().decode(stored)) as { id: number }).id;
-    } else {
+    // A browser node cannot listen: its address is '' wherever it is stored.
+    let identity = await readIdentity(storage, '', `browser node ${options.name}`);
+    const fresh = !identity;
+    if (!identity) {
       if (options.join.length === 0) {
         await storage.close();
         unlock();
         throw new BrowserNodeError('NO_JOIN', 'a new browser node needs listening members to join (options.join): it cannot start a cluster alone');
       }
-      let value = 0;
-      for (const byte of runtime.randomBytes(7)) value = value * 256 + byte;
-      id = (value % (Number.MAX_SAFE_INTEGER - 1)) + 2;
-      await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify({ id, address: '' }) + '\n'));
-      fresh = true;
+      identity = await createIdentity(storage, '', runtime.randomBytes);
     }
+    const id = identity.id;
     const seedPeers = await listeningMembers(dial, options.join, fresh, log);
     const node = await ClusterNode.start({
       id,

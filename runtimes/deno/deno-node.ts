@@ -6,10 +6,16 @@
 import { Engine } from '../../wasm/index.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
 import type { DialStream } from '../../src/runtime.ts';
-import { byteStreamFromChannel } from '../../src/server/channel-stream.ts';
+import {
+  acceptWebSocket,
+  CLIENT_WEBSOCKET_PATH,
+  createIdentity,
+  readIdentity,
+  statusResponse,
+  upgradeRefusal,
+} from '../../src/server/host.ts';
 import { joinCluster } from '../../src/server/join.ts';
-import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
-import { PEER_WEBSOCKET_PATH } from '../../src/transport/index.ts';
+import { ClusterNode } from '../../src/server/node.ts';
 import { listen } from '../node/listener.ts';
 import { dialTcp } from '../node/tcp.ts';
 import { dialStandardWebSocket } from '../browser/websocket.ts';
@@ -18,9 +24,7 @@ import { denoRuntime } from './runtime.ts';
 import { openDenoDirectoryStorage } from './storage.ts';
 import { listenWebSocketOnly } from './websocket-only-listener.ts';
 
-export const CLIENT_WEBSOCKET_PATH = '/dqlite';
-/** Same file and format as the Node runtime's, so a data directory moves between the two. */
-const IDENTITY_FILE = 'node.json';
+export { CLIENT_WEBSOCKET_PATH };
 
 export interface DenoNodeOptions {
   address: string;
@@ -46,11 +50,6 @@ export interface RunningDenoNode {
   stop(options?: { handOver?: boolean }): Promise<void>;
 }
 
-interface NodeIdentity {
-  id: number;
-  address: string;
-}
-
 function splitAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
   const port = Number(address.slice(colon + 1));
@@ -58,30 +57,6 @@ function splitAddress(address: string): { host: string; port: number } {
     throw new Error(`--address must be host:port with a port from 0 to 65535, got "${address}"`);
   }
   return { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port };
-}
-
-function randomNodeId(randomBytes: (n: number) => Uint8Array): number {
-  let id = 0;
-  for (const byte of randomBytes(7)) id = id * 256 + byte;
-  // Ids 0 and 1 are reserved (0: none; 1: go-dqlite's bootstrap id).
-  return (id % (Number.MAX_SAFE_INTEGER - 1)) + 2;
-}
-
-function statusResponse(node: ClusterNode | undefined, path: string): { status: number; headers?: Record<string, string>; body: string } {
-  if (!node) return { status: 503, body: 'starting\n' };
-  const status: NodeStatus = node.status();
-  const json = { 'content-type': 'application/json' };
-  if (path === '/health') {
-    const healthy = status.leaderId !== 0;
-    return { status: healthy ? 200 : 503, headers: json, body: JSON.stringify({ ok: healthy, state: status.state, leader: status.leaderAddress }) + '\n' };
-  }
-  if (path === '/metrics' || path === '/status') return { status: 200, headers: json, body: JSON.stringify(status, null, 2) + '\n' };
-  return { status: 404, body: 'not found: try /health or /metrics\n' };
-}
-
-function upgradeRefusal(path: string): { status: number; reason: string } | undefined {
-  if (path === PEER_WEBSOCKET_PATH || path === CLIENT_WEBSOCKET_PATH) return undefined;
-  return { status: 404, reason: `unknown WebSocket path ${path}: use ${PEER_WEBSOCKET_PATH} or ${CLIENT_WEBSOCKET_PATH}` };
 }
 
 export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDenoNode> {
@@ -96,11 +71,6 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
   const runtime = { ...denoRuntime(), dialStream };
   let node: ClusterNode | undefined;
 
-  const onChannel = (channel: Parameters<ClusterNode['acceptPeer']>[0], path: string, headers: Record<string, string | string[] | undefined>): void => {
-    if (!node) return channel.close('node is starting');
-    if (path === PEER_WEBSOCKET_PATH) node.acceptPeer(channel, headers);
-    else node.acceptClient(byteStreamFromChannel(channel));
-  };
   let listenerAddress: string;
   let closeListener: () => Promise<void>;
   if (options.webSocketOnly) {
@@ -108,7 +78,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       host,
       port,
       checkUpgrade: (request) => upgradeRefusal(request.path),
-      onWebSocket: (channel, request) => onChannel(channel, request.path, request.headers),
+      onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
     });
     listenerAddress = listener.address;
@@ -119,7 +89,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       port,
       onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
       checkUpgrade: (request) => upgradeRefusal(request.path),
-      onWebSocket: (channel, request) => onChannel(channel, request.path, request.headers),
+      onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
     });
     listenerAddress = listener.address;
@@ -127,21 +97,16 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
   }
   const advertised = options.advertise ?? (port === 0 ? listenerAddress : options.address);
 
-  let identity: NodeIdentity;
-  let fresh = false;
-  const stored = await storage.read(IDENTITY_FILE);
-  if (stored) {
-    identity = JSON.parse(new TextDecoder().decode(stored)) as NodeIdentity;
-    if (identity.address !== advertised) {
-      await closeListener();
-      await lock.release();
-      throw new Error(`${options.dir} belongs to the node at ${identity.address}, not ${advertised}: start it with --address ${identity.address}, or use a new --dir`);
-    }
-  } else {
-    identity = { id: randomNodeId(runtime.randomBytes), address: advertised };
-    await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify(identity) + '\n'));
-    fresh = true;
+  let existing;
+  try {
+    existing = await readIdentity(storage, advertised, options.dir);
+  } catch (error) {
+    await closeListener();
+    await lock.release();
+    throw error;
   }
+  const fresh = !existing;
+  const identity = existing ?? (await createIdentity(storage, advertised, runtime.randomBytes));
 
   node = await ClusterNode.start({
     id: identity.id,

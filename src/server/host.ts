@@ -1,0 +1,86 @@
+/**
+ * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
+ * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
+ */
+import type { DurableStorage, MessageChannel } from '../runtime.ts';
+import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
+import { byteStreamFromChannel } from './channel-stream.ts';
+import type { ClusterNode } from './node.ts';
+
+/** WebSocket path of the dqlite client protocol (browsers cannot open raw TCP). */
+export const CLIENT_WEBSOCKET_PATH = '/dqlite';
+
+/** Same file and format on every host, so a data directory moves between them. */
+export const IDENTITY_FILE = 'node.json';
+
+export interface NodeIdentity {
+  id: number;
+  address: string;
+}
+
+/** A random node id; 0 and 1 are reserved (0: none; 1: go-dqlite's bootstrap id). */
+export function randomNodeId(randomBytes: (length: number) => Uint8Array): number {
+  let id = 0;
+  for (const byte of randomBytes(7)) id = id * 256 + byte;
+  return (id % (Number.MAX_SAFE_INTEGER - 1)) + 2;
+}
+
+/**
+ * The identity stored in `storage`, or undefined for a new data directory. A directory that
+ * belongs to a node at another address is refused: `where` names it in the error.
+ */
+export async function readIdentity(storage: DurableStorage, address: string, where: string): Promise<NodeIdentity | undefined> {
+  const stored = await storage.read(IDENTITY_FILE);
+  if (!stored) return undefined;
+  const identity = JSON.parse(new TextDecoder().decode(stored)) as NodeIdentity;
+  if (identity.address !== address) {
+    throw new Error(
+      `${where} belongs to the node at ${identity.address}, not ${address}: start it with --address ${identity.address}, or use a new --dir`,
+    );
+  }
+  return identity;
+}
+
+export async function createIdentity(
+  storage: DurableStorage,
+  address: string,
+  randomBytes: (length: number) => Uint8Array,
+): Promise<NodeIdentity> {
+  const identity = { id: randomNodeId(randomBytes), address };
+  await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify(identity) + '\n'));
+  return identity;
+}
+
+/** Refuses upgrades to paths a node does not serve, before the upgrade completes. */
+export function upgradeRefusal(path: string): { status: number; reason: string } | undefined {
+  if (path === PEER_WEBSOCKET_PATH || path === CLIENT_WEBSOCKET_PATH) return undefined;
+  return { status: 404, reason: `unknown WebSocket path ${path}: use ${PEER_WEBSOCKET_PATH} or ${CLIENT_WEBSOCKET_PATH}` };
+}
+
+/** Hands an accepted WebSocket to the node: a Raft peer, or a dqlite client. */
+export function acceptWebSocket(
+  node: ClusterNode | undefined,
+  channel: MessageChannel,
+  path: string,
+  headers: Record<string, string | string[] | undefined>,
+): void {
+  if (!node) return channel.close('node is starting');
+  if (path === PEER_WEBSOCKET_PATH) node.acceptPeer(channel, headers);
+  else node.acceptClient(byteStreamFromChannel(channel));
+}
+
+/** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */
+export function statusResponse(
+  node: ClusterNode | undefined,
+  path: string,
+): { status: number; headers?: Record<string, string>; body: string } {
+  if (!node) return { status: 503, body: 'starting\n' };
+  const status = node.status();
+  const json = { 'content-type': 'application/json' };
+  if (path === '/health') {
+    const healthy = status.leaderId !== 0;
+    return { status: healthy ? 200 : 503, headers: json, body: JSON.stringify({ ok: healthy, state: status.state, leader: status.leaderAddress }) + '\n' };
+  }
+  if (path === '/metrics' || path === '/status') return { status: 200, headers: json, body: JSON.stringify(status, null, 2) + '\n' };
+  return { status: 404, body: 'not found: try /health or /metrics\n' };
+}
