@@ -70,11 +70,24 @@ export interface NodeOptions {
    * Deliberately unsafe behaviour, only for proving that the fault-injection checkers catch it.
    * `ackBeforeCommit` answers writes before Raft commits them; `readsWithoutBarrier` answers
    * reads without confirming leadership or waiting for the transactions they saw.
+   * The other three undo fixes of bugs the fault suite found, so the whole-cluster simulator
+   * can show it finds them: `keepTransactionOnRefusedProposal` leaves the engine's transaction
+   * in place when a proposal is refused mid-batch; `statementsBeforeTermApplied` lets a new
+   * leader run client statements before it applied the entries of earlier terms;
+   * `runRequestsOfDepartedClients` runs a queued request whose client already left.
    */
-  unsafeForTesting?: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean };
+  unsafeForTesting?: UnsafeSwitches;
   log?: (line: string) => void;
   /** Called when the node stopped because it cannot go on safely (storage failed, a replica diverged). */
   onFatal?: (error: Error) => void;
+}
+
+export interface UnsafeSwitches {
+  ackBeforeCommit?: boolean;
+  readsWithoutBarrier?: boolean;
+  keepTransactionOnRefusedProposal?: boolean;
+  statementsBeforeTermApplied?: boolean;
+  runRequestsOfDepartedClients?: boolean;
 }
 
 export interface NodeStatus {
