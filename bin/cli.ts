@@ -10,6 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
+import { bannerText } from './banner.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -141,14 +142,7 @@ async function cluster(flags: Flags): Promise<void> {
   // Later nodes join through the first; a short head start lets it elect itself.
   await new Promise((r) => setTimeout(r, 1500));
   for (let i = 1; i < nodes; i++) spawnNode(i);
-  console.log(`
-dqlite-wasm: ${nodes}-node cluster starting, data in ${dir}
-  nodes:         ${addresses.join('  ')}
-  dqlite shell:  dqlite -s ${addresses.join(',')} demo
-  our client:    node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"
-  health:        curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics
-Press Ctrl-C to stop all nodes.
-`);
+  console.log(bannerText(addresses, dir));
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;

@@ -21,12 +21,16 @@ export interface JoinOptions {
   log: (line: string) => void;
 }
 
+/** Retries within this long after the start of a join are expected and not logged. */
+const JOIN_QUIET_MS = 5000;
+
 const ROLE_VOTER = 0;
 const ROLE_STANDBY = 1;
 const ROLE_SPARE = 2;
 
 export async function joinCluster(options: JoinOptions): Promise<void> {
-  const deadline = options.clock.nowMs() + options.timeoutMs;
+  const startedMs = options.clock.nowMs();
+  const deadline = startedMs + options.timeoutMs;
   let lastError = '';
   for (let attempt = 1; options.clock.nowMs() < deadline; attempt++) {
     let connection: Connection | undefined;
@@ -41,7 +45,17 @@ export async function joinCluster(options: JoinOptions): Promise<void> {
       return;
     } catch (error) {
       lastError = error instanceof Error ? error.message : String(error);
-      options.log(`join attempt ${attempt} failed: ${lastError}; retrying`);
+      // While a cluster starts, the first attempts meet an election or a configuration change
+      // still being committed; those heal by themselves, so only a retry that goes on long
+      // enough to matter is worth a line.
+      const waitedMs = options.clock.nowMs() - startedMs;
+      if (waitedMs >= JOIN_QUIET_MS) {
+        options.log(
+          `still joining through ${options.servers.join(', ')} after ${Math.round(waitedMs / 1000)} s ` +
+            `(attempt ${attempt}: ${lastError}); retrying. If this goes on, check that those nodes run, ` +
+            `that a majority of voters is up, and that the cluster key matches.`,
+        );
+      }
       await new Promise<void>((resolve) => options.clock.setTimeout(resolve, Math.min(2000, 200 * attempt)));
     } finally {
       connection?.close();
