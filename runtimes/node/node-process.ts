@@ -8,6 +8,7 @@ import {
   acceptWebSocket,
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
+  IDENTITY_FILE,
   readIdentity,
   statusResponse,
   upgradeRefusal,
@@ -15,7 +16,7 @@ import {
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
 import { AdminPolicy } from '../../src/server/admin-policy.ts';
 import { ClientAccess } from '../../src/server/client-access.ts';
-import { joinCluster } from '../../src/server/join.ts';
+import { joinCluster, JoinRefusedError } from '../../src/server/join.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { CLUSTER_KEY_HEADER } from '../../src/transport/index.ts';
 import type { DialStream, DialWebSocket } from '../../src/runtime.ts';
@@ -140,6 +141,16 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       standbysMax: 3,
       timeoutMs: 60_000,
       log: (line) => log(`[node ${identity.id}] ${line}`),
+    }).catch(async (error: unknown) => {
+      // Never a member: forget the identity, so a restart with the right key joins afresh.
+      if (error instanceof JoinRefusedError) {
+        await node?.stop();
+        await listener.close();
+        await storage.remove(IDENTITY_FILE);
+        await storage.close?.();
+        await lock.release();
+      }
+      throw error;
     });
   }
 

@@ -33,6 +33,7 @@ function startNode(args: string[]): { exited: Promise<{ code: number | null; out
 describe('joins authenticate first', () => {
   let cluster: TestCluster;
   const scratch = mkdtempSync(join(tmpdir(), 'dqlite-wasm-join-'));
+  let refusedAddress = '';
 
   beforeAll(async () => {
     cluster = await TestCluster.start({ nodes: 1 });
@@ -46,8 +47,8 @@ describe('joins authenticate first', () => {
   test('a joiner with a wrong cluster key exits with a clear message; the cluster is unchanged', async () => {
     const before = await cluster.status(0);
     expect(before.state).toBe('leader');
-    const address = `127.0.0.1:${await freePort()}`;
-    const joiner = startNode(['--address', address, '--dir', join(scratch, 'wrong'), '--join', cluster.addresses[0]!, '--cluster-key', 'wrongkey']);
+    refusedAddress = `127.0.0.1:${await freePort()}`;
+    const joiner = startNode(['--address', refusedAddress, '--dir', join(scratch, 'wrong'), '--join', cluster.addresses[0]!, '--cluster-key', 'wrongkey']);
     const timeout = setTimeout(() => joiner.kill(), 40_000);
     const { code, output } = await joiner.exited;
     clearTimeout(timeout);
@@ -100,6 +101,16 @@ describe('joins authenticate first', () => {
     } finally {
       stranger.kill();
       await stranger.exited;
+    }
+  }, 60_000);
+
+  test('the refused node, restarted with the right key on the same directory, joins', async () => {
+    const joiner = startNode(['--address', refusedAddress, '--dir', join(scratch, 'wrong'), '--join', cluster.addresses[0]!, '--cluster-key', cluster.clusterKey]);
+    try {
+      await waitFor('the second member', 30_000, async () => ((await cluster.status(0)).members.some((m) => m.address === refusedAddress) ? true : undefined));
+    } finally {
+      joiner.kill();
+      await joiner.exited;
     }
   }, 60_000);
 });
