@@ -351,6 +351,8 @@ export class PeerTransport {
     if (!isNodeId(id)) throw new Error(`node id ${id} is not a positive safe integer`);
     if (this.openByPeer.has(id)) return;
     if (address === '') {
+      // A node that cannot listen dials us as it starts joining: give its hello time to arrive.
+      if (await this.connectedWithin(id, this.options.handshakeTimeoutMs)) return;
       throw new Error(
         `node ${id} has no address and no open peer connection to this node: a node that cannot listen must connect to the leader (with the cluster key) before it is added`,
       );
@@ -368,6 +370,15 @@ export class PeerTransport {
       id,
       address,
     );
+  }
+
+  private async connectedWithin(id: number, timeoutMs: number): Promise<boolean> {
+    const deadlineMs = this.options.clock.nowMs() + timeoutMs;
+    while (!this.openByPeer.has(id)) {
+      if (this.closed || this.options.clock.nowMs() >= deadlineMs) return false;
+      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 50));
+    }
+    return true;
   }
 
   /** Peers with an open direct connection, ascending. */
