@@ -29,7 +29,12 @@ export async function probePeer(options: PeerProbeOptions, id: number, address: 
   try {
     channel = await options.dialWebSocket(url, { headers: { [CLUSTER_KEY_HEADER]: options.clusterKey }, timeoutMs: options.timeoutMs });
   } catch (error) {
-    throw new Error(`cannot reach node ${id} at ${address}: ${error instanceof Error ? error.message : String(error)}`);
+    const message = error instanceof Error ? error.message : String(error);
+    const status = (error as { httpStatus?: unknown } | undefined)?.httpStatus;
+    if (status === 401 || /\bHTTP 401\b/.test(message)) {
+      throw new Error(`node ${id} at ${address} refused the peer hello (${message}): it was not started with this cluster's key`);
+    }
+    throw new Error(`cannot reach node ${id} at ${address}: ${message}`);
   }
   const opened = channel;
   await new Promise<void>((resolve, reject) => {

@@ -586,7 +586,7 @@ export class PeerTransport {
       return;
     }
     if (frame.to === this.options.selfId) {
-      this.deliver(connection, frame.from, frame.payload);
+      this.deliver(connection, frame.from, frame.payload, frame.hops);
       return;
     }
     this.relay(connection, message, frame.to, frame.hops);
@@ -641,9 +641,10 @@ export class PeerTransport {
 
   /**
    * A handler throws for a payload it cannot use (not a Raft message, or one that lies about its
-   * sender): nothing later on that connection can be trusted either, so it is closed.
+   * sender): nothing later on that connection can be trusted either, so it is closed. A relayed
+   * payload was written by someone else than the relay, so the relay's connection stays.
    */
-  private deliver(connection: Connection, from: number, payload: Uint8Array): void {
+  private deliver(connection: Connection, from: number, payload: Uint8Array, hops: number): void {
     if (this.handlers.length === 0) {
       this.counters.droppedClosed++;
       return;
@@ -653,8 +654,13 @@ export class PeerTransport {
       try {
         handler(from, payload);
       } catch (error) {
+        const reason = `unusable message from node ${from}: ${(error as Error).message}`;
+        if (hops > 0) {
+          this.log('warn', `dropped a relayed ${reason}`, from, connection.channel.remoteAddress);
+          return;
+        }
         this.counters.closedMalformed++;
-        this.closeConnection(connection, `unusable message from node ${from}: ${(error as Error).message}`);
+        this.closeConnection(connection, reason);
         return;
       }
     }
