@@ -52,7 +52,8 @@ export class AdminPolicy {
         `or over the node's /dqlite WebSocket with the cluster key in the x-dqlite-cluster-key header`;
     return new NodeError(
       SQLITE_AUTH,
-      `not authorized: ${request} changes the cluster and needs an authenticated connection, and ${host || 'this client'} is not one; ${how}`,
+      `not authorized: ${request} changes the cluster, and this connection (from ${host || 'an unknown address'}) is not authenticated` +
+        `${this.tls ? '' : ' nor from an allowed address'}; ${how}`,
     );
   }
 }
