@@ -53,6 +53,9 @@ describe('authenticated administration', () => {
     const after = await cluster.status(leader);
     expect(after.members).toEqual(before.members);
     expect(after.state).toBe('leader');
+    const weight = await shell(cluster.addresses[victim]!, `.weight ${cluster.addresses[victim]} 5`);
+    expect(weight.ok).toBe(false);
+    expect(weight.output).toMatch(/not authorized: weight changes the cluster/);
     // Reading the membership needs no credentials.
     const listed = await shell(cluster.addresses[victim]!, '.cluster');
     expect(listed.ok).toBe(true);
