@@ -703,6 +703,13 @@ export class PeerTransport {
       this.keepaliveTimer = undefined;
     }
     const peerId = connection.peerId;
+    // A failure the channel reports (a message over the WebSocket bound, a reset) is worth a line
+    // whoever the peer is; a failed dial is reported by dialFailed instead.
+    const failedDial = connection.direction === 'outbound' && wasHandshaking;
+    if (error && !failedDial && !this.closed) {
+      const who = peerId === undefined ? `from ${connection.channel.remoteAddress}` : `to node ${peerId}`;
+      this.log('warn', `connection ${who} failed: ${error.message}`, peerId, connection.channel.remoteAddress);
+    }
     if (peerId === undefined) return;
     const list = this.openByPeer.get(peerId);
     if (list) {
@@ -719,7 +726,7 @@ export class PeerTransport {
       return;
     }
     if (!wasHandshaking) {
-      this.log('info', `connection to node ${peerId} closed${error ? `: ${error.message}` : ''}`, peerId);
+      if (!error) this.log('info', `connection to node ${peerId} closed`, peerId);
       if (link.wanted && !this.openConnectionTo(peerId) && !link.dialing) {
         link.nextDialAtMs = this.options.clock.nowMs() + link.backoffMs;
         link.backoffMs = Math.min(link.backoffMs * 2, this.options.backoffMaxMs);

@@ -208,6 +208,7 @@ describe('peer channel fuzzing against real nodes', () => {
     expect(output).toMatch(/closing connection: malformed peer message/);
     expect(output).toMatch(/closing connection: unusable message from node 4242: malformed Raft message/);
     expect(output).toMatch(/closing connection: unusable message from node 4242: a message from node 4242 claims/);
+    expect(output).toMatch(/peer 4242: connection to node 4242 failed: .*[Mm]ax payload size exceeded/);
 
     // Serving: a write through every node's address, and the peers still talk (it commits).
     const db = await connect({ servers: cluster.addresses, database: 'fuzzed', timeoutMs: 20_000 });
