@@ -2,6 +2,7 @@
  * dqlite-wasm command line:
  *   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR,...] [--cluster-key KEY | --cluster-key-file FILE]
  *   dqlite-wasm cluster [--nodes 3] [--base-port 9001] [--dir .data/cluster]
+ *   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +11,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
+import { parseAllowList } from '../src/server/admin-policy.ts';
+import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts';
 import { bannerText } from './banner.ts';
 
 const USAGE = `usage:
@@ -17,10 +20,18 @@ const USAGE = `usage:
       Runs one node. Without --join, a new directory bootstraps a new cluster.
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
+      --admin-allow ADDR[,ADDR...]|none: who may add, assign, remove, transfer and weight without
+      credentials (IPs, IPv4 blocks like 10.0.0.0/8, loopback; default loopback). Others need the
+      cluster key (over the /dqlite WebSocket) or, with TLS, a client certificate.
+      --allow-origin ORIGIN[,ORIGIN...]|loopback|*|none: browser pages allowed on /dqlite without a
+      client token (default loopback: pages served from 127.0.0.1 or localhost).
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+  dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
+      Prints the token a browser app adds to its /dqlite WebSocket URL (?token=...): SQL access,
+      no membership changes, and the cluster key cannot be recovered from it.
 `;
 
 type Flags = Record<string, string>;
@@ -86,7 +97,17 @@ async function start(flags: Flags): Promise<void> {
   const dir = flags['dir'];
   if (!address || !dir) throw new UsageError('start needs --address and --dir');
   const key = await clusterKey(flags, dir);
+  const adminAllow = flags['admin-allow'];
+  const allowOrigin = flags['allow-origin'];
+  try {
+    if (adminAllow !== undefined) parseAllowList(adminAllow);
+    if (allowOrigin !== undefined) parseOrigins(allowOrigin);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const running = await startNodeProcess({
+    ...(adminAllow !== undefined && { adminAllow }),
+    ...(allowOrigin !== undefined && { allowOrigin }),
     address,
     ...(flags['advertise'] && { advertise: flags['advertise'] }),
     dir,
@@ -160,11 +181,20 @@ async function cluster(flags: Flags): Promise<void> {
   process.exit(0);
 }
 
+async function printClientToken(flags: Flags): Promise<void> {
+  const key =
+    flags['cluster-key'] ??
+    (flags['cluster-key-file'] ? (await readFile(flags['cluster-key-file'], 'utf8')).trim() : process.env['DQLITE_WASM_CLUSTER_KEY']);
+  if (!key) throw new UsageError('client-token needs the cluster key: --cluster-key, --cluster-key-file or DQLITE_WASM_CLUSTER_KEY');
+  console.log(await deriveClientToken(key));
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   try {
     if (command === 'start') await start(parseFlags(rest));
     else if (command === 'cluster') await cluster(parseFlags(rest));
+    else if (command === 'client-token') await printClientToken(parseFlags(rest));
     else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {

@@ -7,6 +7,7 @@ import { Engine } from '../wasm/index.ts';
 import { InPageEndpoint, type PortLike } from '../runtimes/browser/in-page-network.ts';
 import { webClock, webRandomBytes } from '../runtimes/browser/runtime.ts';
 import { byteStreamFromChannel } from '../src/server/channel-stream.ts';
+import { markAuthenticated } from '../src/server/host.ts';
 import { joinCluster } from '../src/server/join.ts';
 import { ClusterNode, type NodeStatus } from '../src/server/node.ts';
 import type { Runtime } from '../src/runtime.ts';
@@ -108,7 +109,8 @@ async function start(config: NodeWorkerConfig, networkPort: MessagePort): Promis
     node = started;
     endpoint.onAccept(({ channel, path, headers }) => {
       if (path === PEER_WEBSOCKET_PATH) started.acceptPeer(channel, headers);
-      else if (path === '/dqlite') started.acceptClient(byteStreamFromChannel(channel));
+      // Every endpoint of the in-page network is this page's own: its clients may administer.
+      else if (path === '/dqlite') started.acceptClient(markAuthenticated(byteStreamFromChannel(channel)));
       else channel.close(`unknown path ${path}: use ${PEER_WEBSOCKET_PATH} or /dqlite`);
     });
     log(recovered ? `recovered from OPFS (${config.storagePath.join('/')})` : `started with empty OPFS storage`);

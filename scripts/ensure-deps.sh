@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need from Debian when this machine lacks it.
-# Usage: scripts/ensure-deps.sh [go-dqlite] [chromium] [curl]   (no arguments: everything)
+# Usage: scripts/ensure-deps.sh [NAME...]   (no arguments: everything; names below)
 set -euo pipefail
 
+# name: the commands that must exist, and the Debian package that brings them.
+declare -A commands=(
+  [go-dqlite]="dqlite-demo dqlite"   # the real dqlite programs, for interop tests and the benchmark baseline
+  [chromium]="chromium"              # browser tests, through Playwright's executablePath
+  [curl]="curl"                      # the commands `npm start` prints
+  [promtool]="promtool"              # checks our /metrics output
+  [tmux]="tmux"                      # the interactive shell's tests in a real terminal
+  [sqlite3]="sqlite3"                # opens backups and makes files to import
+)
+declare -A packages=(
+  [go-dqlite]=go-dqlite [chromium]=chromium [curl]=curl [promtool]=prometheus [tmux]=tmux [sqlite3]=sqlite3
+)
+
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl)
+[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl promtool tmux sqlite3)
 
 missing=()
 for what in "${wanted[@]}"; do
-  case "$what" in
-    go-dqlite) command -v dqlite-demo >/dev/null 2>&1 && command -v dqlite >/dev/null 2>&1 || missing+=(go-dqlite) ;;
-    chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
-    curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
-    *) echo "ensure-deps: unknown dependency '$what' (known: go-dqlite chromium curl)" >&2; exit 2 ;;
-  esac
+  if [ -z "${commands[$what]+set}" ]; then
+    echo "ensure-deps: unknown dependency '$what' (known: ${!commands[*]})" >&2
+    exit 2
+  fi
+  for command in ${commands[$what]}; do
+    if ! command -v "$command" >/dev/null 2>&1; then
+      missing+=("${packages[$what]}")
+      break
+    fi
+  done
 done
 [ ${#missing[@]} -gt 0 ] || exit 0
 

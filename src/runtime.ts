@@ -14,6 +14,12 @@ export interface ByteStream {
   close(): void;
   /** Where the other side is, for logs and errors. */
   readonly remoteAddress: string;
+  /**
+   * Set by the host when the other side proved the cluster's credentials on this connection: a
+   * client certificate of the cluster CA verified by TLS, or the cluster key in the upgrade of a
+   * `/dqlite` WebSocket. Membership changes need it (or an address on `--admin-allow`).
+   */
+  readonly authenticated?: boolean;
 }
 
 /** A message-oriented duplex (a WebSocket, or an in-page channel): each send arrives whole. */

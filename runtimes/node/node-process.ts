@@ -8,12 +8,18 @@ import {
   acceptWebSocket,
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
+  IDENTITY_FILE,
   readIdentity,
   statusResponse,
   upgradeRefusal,
 } from '../../src/server/host.ts';
-import { joinCluster } from '../../src/server/join.ts';
+import { dialOverWebSocket } from '../../src/client/message-stream.ts';
+import { AdminPolicy } from '../../src/server/admin-policy.ts';
+import { ClientAccess } from '../../src/server/client-access.ts';
+import { joinCluster, JoinRefusedError } from '../../src/server/join.ts';
 import { ClusterNode } from '../../src/server/node.ts';
+import { CLUSTER_KEY_HEADER } from '../../src/transport/index.ts';
+import type { DialStream, DialWebSocket } from '../../src/runtime.ts';
 import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
 import { openDirectoryStorage } from './storage.ts';
@@ -28,6 +34,10 @@ export interface NodeProcessOptions {
   dir: string;
   join: string[];
   clusterKey: string;
+  /** `--admin-allow`: addresses allowed to change the membership without credentials. Default loopback. */
+  adminAllow?: string;
+  /** `--allow-origin`: browser page origins allowed on `/dqlite` without a client token. Default loopback. */
+  allowOrigin?: string;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -55,6 +65,17 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port };
 }
 
+/**
+ * Joins go over the `/dqlite` WebSocket with the cluster key in the upgrade: the members then
+ * know the add request comes from a holder of the key, whatever `--admin-allow` says.
+ */
+function authenticatedDial(dialWebSocket: DialWebSocket, clusterKey: string): DialStream {
+  return dialOverWebSocket(
+    (url, dialOptions) => dialWebSocket(url, { ...dialOptions, headers: { ...dialOptions?.headers, [CLUSTER_KEY_HEADER]: clusterKey } }),
+    (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`,
+  );
+}
+
 export async function startNodeProcess(options: NodeProcessOptions): Promise<RunningNode> {
   const log = options.log ?? ((line: string) => console.log(line));
   const { host, port } = splitAddress(options.address);
@@ -67,14 +88,19 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   const fresh = !existing;
   const identity = existing ?? (await createIdentity(storage, advertised, runtime.randomBytes));
   const engine = await Engine.create();
+  const adminPolicy = new AdminPolicy(options.adminAllow === undefined ? {} : { allow: options.adminAllow });
+  const access = await ClientAccess.create({
+    clusterKey: options.clusterKey,
+    ...(options.allowOrigin !== undefined && { allowOrigin: options.allowOrigin }),
+  });
   let node: ClusterNode | undefined;
 
   const listener = await listen({
     host,
     port,
     onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
-    checkUpgrade: (request) => upgradeRefusal(request.path),
-    onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
+    checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
+    onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers, { access, query: request.query }),
     onHttp: (request): HttpResponse => statusResponse(node, request.path),
   });
 
@@ -86,6 +112,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     storage,
     engine,
     clusterKey: options.clusterKey,
+    adminPolicy,
     bootstrap,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
     ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -105,7 +132,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
 
   if (fresh && options.join.length > 0) {
     await joinCluster({
-      dial: dialTcp,
+      dial: authenticatedDial(runtime.dialWebSocket, options.clusterKey),
       clock: runtime.clock,
       servers: options.join.filter((a) => a !== advertised),
       id: identity.id,
@@ -114,6 +141,16 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       standbysMax: 3,
       timeoutMs: 60_000,
       log: (line) => log(`[node ${identity.id}] ${line}`),
+    }).catch(async (error: unknown) => {
+      // Never a member: forget the identity, so a restart with the right key joins afresh.
+      if (error instanceof JoinRefusedError) {
+        await node?.stop();
+        await listener.close();
+        await storage.remove(IDENTITY_FILE);
+        await storage.close?.();
+        await lock.release();
+      }
+      throw error;
     });
   }
 

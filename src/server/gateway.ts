@@ -18,6 +18,7 @@ import {
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
+import { administer } from './admin-requests.ts';
 import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE } from './errors.ts';
 import type { ClusterNode } from './node.ts';
 import type { ReplicatedDatabase } from './replicated-database.ts';
@@ -36,7 +37,6 @@ interface PreparedStatement {
   statement: Statement;
 }
 
-const ROLE_BY_CODE: Record<number, Role> = { 0: 'voter', 1: 'standby', 2: 'spare' };
 const CODE_BY_ROLE: Record<Role, number> = { voter: 0, standby: 1, spare: 2 };
 
 export class Gateway {
@@ -60,6 +60,7 @@ export class Gateway {
   ) {
     stream.onData((chunk) => this.receive(chunk));
     stream.onClose(() => this.cleanUp());
+    node.metrics.clientOpened();
   }
 
   close(): void {
@@ -69,6 +70,7 @@ export class Gateway {
 
   private receive(chunk: Uint8Array): void {
     if (this.closed) return;
+    this.node.metrics.clientReceived(chunk.byteLength);
     let messages: Uint8Array[];
     try {
       messages = this.reader.feed(chunk);
@@ -93,16 +95,22 @@ export class Gateway {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const message = this.queue.shift()!;
+        const startedMs = this.node.metrics.nowMs();
+        let type = 'malformed';
         let responses: Uint8Array[];
         try {
           const request = decodeRequest(message, { messageBytesMax: GATEWAY_LIMITS.requestBytesMax });
+          type = request.type;
           responses = await this.handle(request);
+          this.node.metrics.request(type, 'ok', this.node.metrics.nowMs() - startedMs);
         } catch (error) {
           responses = [this.failure(error)];
+          this.node.metrics.request(type, 'error', this.node.metrics.nowMs() - startedMs);
         }
         for (const response of responses) {
           if (this.closed) return;
           this.stream.write(response);
+          this.node.metrics.clientSent(response.byteLength);
         }
       }
     } finally {
@@ -173,29 +181,17 @@ export class Gateway {
         // Results are sent whole, so there is never a half-read result set to stop.
         return this.one({ type: 'empty' });
       case 'add':
-        await this.node.addMember(nodeId(request.id), request.address);
-        return this.one({ type: 'empty' });
-      case 'assign': {
-        const role = ROLE_BY_CODE[request.role];
-        if (!role) throw new NodeError(SQLITE_ERROR, `unknown role code ${request.role} (0 voter, 1 standby, 2 spare)`);
-        await this.node.assignRole(nodeId(request.id), role);
-        return this.one({ type: 'empty' });
-      }
+      case 'assign':
       case 'remove':
-        await this.node.removeMember(nodeId(request.id));
-        return this.one({ type: 'empty' });
       case 'transfer':
-        await this.node.transferLeadership(nodeId(request.id));
-        return this.one({ type: 'empty' });
+      case 'weight':
+        return this.one(await administer(this.node, this.stream, request));
       case 'dump':
         return this.dump(request.name);
       case 'describe': {
         const { failureDomain, weight } = this.node.describe();
         return this.one({ type: 'metadata', failureDomain, weight });
       }
-      case 'weight':
-        this.node.setWeight(BigInt(request.weight));
-        return this.one({ type: 'empty' });
     }
   }
 
@@ -257,7 +253,7 @@ export class Gateway {
       db.proposeCaptured(this.node);
       return { result, barrier: db.commitBarrier() };
     });
-    await this.node.writeSettled(outcome.barrier);
+    await this.settleWrite(outcome.barrier);
     return this.one({ type: 'result', ...outcome.result });
   }
 
@@ -287,7 +283,7 @@ export class Gateway {
       if (ran === 0) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
       return { result, barrier: db.commitBarrier() };
     });
-    await this.node.writeSettled(outcome.barrier);
+    await this.settleWrite(outcome.barrier);
     return this.one({ type: 'result', ...outcome.result });
   }
 
@@ -334,6 +330,13 @@ export class Gateway {
     });
   }
 
+  /** Waits for the write to commit, timing the wait when there is one (a read-only exec has none). */
+  private async settleWrite(barrier: Promise<void> | undefined): Promise<void> {
+    const startedMs = this.node.metrics.nowMs();
+    await this.node.writeSettled(barrier);
+    if (barrier) this.node.metrics.commitWaited(this.node.metrics.nowMs() - startedMs);
+  }
+
   /**
    * Runs `work` on the database's loop for this client. The client may have gone while this
    * request waited (for the leader to catch up, or its turn): then nothing runs, so no
@@ -356,6 +359,7 @@ export class Gateway {
   private cleanUp(): void {
     if (this.closed) return;
     this.closed = true;
+    this.node.metrics.clientClosed();
     this.queue.length = 0;
     for (const db of this.databases) {
       if (db.loop.transactionOwner === this.id) {
@@ -371,13 +375,6 @@ export class Gateway {
     for (const prepared of this.statements.values()) prepared.statement.finalize();
     this.statements.clear();
   }
-}
-
-function nodeId(id: bigint): number {
-  if (id < 1n || id > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new NodeError(SQLITE_ERROR, `node id ${id} is outside 1..2^53-1, which this cluster supports`);
-  }
-  return Number(id);
 }
 
 function compile(db: ReplicatedDatabase, sql: string): Statement {

@@ -2,9 +2,11 @@
  * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
  * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
  */
-import type { DurableStorage, MessageChannel } from '../runtime.ts';
+import type { ByteStream, DurableStorage, MessageChannel } from '../runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
+import type { ClientAccess } from './client-access.ts';
+import { PROMETHEUS_CONTENT_TYPE } from './metrics-registry.ts';
 import type { ClusterNode } from './node.ts';
 
 /** WebSocket path of the dqlite client protocol (browsers cannot open raw TCP). */
@@ -51,10 +53,33 @@ export async function createIdentity(
   return identity;
 }
 
-/** Refuses upgrades to paths a node does not serve, before the upgrade completes. */
-export function upgradeRefusal(path: string): { status: number; reason: string } | undefined {
-  if (path === PEER_WEBSOCKET_PATH || path === CLIENT_WEBSOCKET_PATH) return undefined;
+/** What a host knows of an upgrade besides its path. */
+export interface UpgradeDetails {
+  headers: Record<string, string | string[] | undefined>;
+  /** The URL's query string without `?` (carries a browser's client token). */
+  query?: string;
+}
+
+/**
+ * Refuses upgrades before they complete: paths a node does not serve, and, given the host's
+ * `access`, `/dqlite` upgrades without a client token, an allowed origin or the cluster key.
+ */
+export function upgradeRefusal(
+  path: string,
+  upgrade?: UpgradeDetails,
+  access?: ClientAccess,
+): { status: number; reason: string } | undefined {
+  if (path === PEER_WEBSOCKET_PATH) return undefined;
+  if (path === CLIENT_WEBSOCKET_PATH) return access && upgrade ? access.refusal(upgrade) : undefined;
   return { status: 404, reason: `unknown WebSocket path ${path}: use ${PEER_WEBSOCKET_PATH} or ${CLIENT_WEBSOCKET_PATH}` };
+}
+
+export interface AcceptOptions {
+  /** The host's `/dqlite` access policy: a cluster key in the upgrade makes the stream authenticated. */
+  access?: ClientAccess;
+  /** Set by a TLS host when the connection presented a client certificate of the cluster CA. */
+  certificateVerified?: boolean;
+  query?: string;
 }
 
 /** Hands an accepted WebSocket to the node: a Raft peer, or a dqlite client. */
@@ -63,13 +88,35 @@ export function acceptWebSocket(
   channel: MessageChannel,
   path: string,
   headers: Record<string, string | string[] | undefined>,
+  options: AcceptOptions = {},
 ): void {
   if (!node) return channel.close('node is starting');
-  if (path === PEER_WEBSOCKET_PATH) node.acceptPeer(channel, headers);
-  else node.acceptClient(byteStreamFromChannel(channel));
+  if (path === PEER_WEBSOCKET_PATH) return node.acceptPeer(channel, headers);
+  const upgrade = { headers, ...(options.query !== undefined && { query: options.query }) };
+  if (options.access?.refusal(upgrade)) return channel.close('not allowed');
+  const stream = byteStreamFromChannel(channel);
+  const authenticated = options.certificateVerified === true || options.access?.authenticates(upgrade) === true;
+  node.acceptClient(authenticated ? markAuthenticated(stream) : stream);
 }
 
-/** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */
+/** The same stream, marked as having proved the cluster's credentials (see `ByteStream.authenticated`). */
+export function markAuthenticated(stream: ByteStream): ByteStream {
+  return {
+    write: (bytes) => stream.write(bytes),
+    onData: (handler) => stream.onData(handler),
+    onClose: (handler) => stream.onClose(handler),
+    close: () => stream.close(),
+    get remoteAddress() {
+      return stream.remoteAddress;
+    },
+    authenticated: true,
+  };
+}
+
+/**
+ * `GET /health` (200 once a leader is known), `GET /status` (the node's status as JSON) and
+ * `GET /metrics` (Prometheus text format).
+ */
 export function statusResponse(
   node: ClusterNode | undefined,
   path: string,
@@ -81,6 +128,9 @@ export function statusResponse(
     const healthy = status.leaderId !== 0;
     return { status: healthy ? 200 : 503, headers: json, body: JSON.stringify({ ok: healthy, state: status.state, leader: status.leaderAddress }) + '\n' };
   }
-  if (path === '/metrics' || path === '/status') return { status: 200, headers: json, body: JSON.stringify(status, null, 2) + '\n' };
-  return { status: 404, body: 'not found: try /health or /metrics\n' };
+  if (path === '/status') return { status: 200, headers: json, body: JSON.stringify(status, null, 2) + '\n' };
+  if (path === '/metrics') {
+    return { status: 200, headers: { 'content-type': PROMETHEUS_CONTENT_TYPE }, body: node.metrics.render(status, node.transportStats()) };
+  }
+  return { status: 404, body: 'not found: try /health, /status or /metrics\n' };
 }

@@ -26,11 +26,13 @@ import {
   type Snapshot,
 } from '../raft/index.ts';
 import type { ByteStream, DurableStorage, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
-import { PeerTransport } from '../transport/index.ts';
+import { PeerTransport, type TransportStats } from '../transport/index.ts';
+import { AdminPolicy } from './admin-policy.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
 import { leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_IOERR_LEADERSHIP_LOST } from './errors.ts';
 import { Gateway } from './gateway.ts';
+import { NodeMetrics } from './metrics.ts';
 import { RaftLog } from './raft-log.ts';
 import { ReplicatedDatabase, type ProposeResult, type Replicator } from './replicated-database.ts';
 
@@ -66,6 +68,8 @@ export interface NodeOptions {
   votersMax?: number;
   standbysMax?: number;
   peerMessageBytesMax?: number;
+  /** Who may add, assign, remove, transfer and weight over the dqlite protocol. Default: loopback. */
+  adminPolicy?: AdminPolicy;
   /**
    * Deliberately unsafe behaviour, only for proving that the fault-injection checkers catch it.
    * `ackBeforeCommit` answers writes before Raft commits them; `readsWithoutBarrier` answers
@@ -131,6 +135,8 @@ const DEFAULTS = {
 export class ClusterNode implements Replicator {
   readonly id: NodeId;
   readonly address: string;
+  readonly adminPolicy: AdminPolicy;
+  readonly metrics: NodeMetrics;
   private readonly settings: typeof DEFAULTS;
   private readonly runtime: Runtime;
   private readonly engine: Engine;
@@ -177,6 +183,8 @@ export class ClusterNode implements Replicator {
     this.runtime = options.runtime;
     this.engine = options.engine;
     this.settings = { ...DEFAULTS, ...stripUndefined(options) };
+    this.adminPolicy = options.adminPolicy ?? new AdminPolicy();
+    this.metrics = new NodeMetrics(() => this.runtime.clock.nowMs());
     this.log = new RaftLog(options.storage);
     this.write = options.log ?? (() => {});
     this.transport = new PeerTransport({
@@ -186,6 +194,9 @@ export class ClusterNode implements Replicator {
       dialWebSocket: this.runtime.dialWebSocket,
       clock: this.runtime.clock,
       maxMessageBytes: this.settings.peerMessageBytesMax,
+      onLog: (event) => {
+        if (event.level === 'warn') this.write(`peer ${event.peerId ?? event.remoteAddress ?? '?'}: ${event.message}`);
+      },
     });
   }
 
@@ -269,12 +280,11 @@ export class ClusterNode implements Replicator {
     try {
       message = decodeMessage(bytes);
     } catch (error) {
-      this.write(`dropped a malformed message from node ${from}: ${(error as Error).message}`);
-      return;
+      // Thrown to the transport, which closes the connection that carried it and logs why.
+      throw new Error(`malformed Raft message from node ${from}: ${(error as Error).message}`);
     }
     if (message.from !== from || message.to !== this.id) {
-      this.write(`dropped a message from node ${from} that claims to be from ${message.from} to ${message.to}`);
-      return;
+      throw new Error(`a message from node ${from} claims to be from ${message.from} to ${message.to}`);
     }
     this.raft.step(message);
     this.scheduleProcessing();
@@ -337,7 +347,9 @@ export class ClusterNode implements Replicator {
     }
     if (!leading) this.sendMessages(ready);
     if (ready.softState) this.changeState(ready.softState.state, ready.softState.leaderId);
+    const applyStartedMs = this.runtime.clock.nowMs();
     for (const entry of ready.committedEntries) this.applyEntry(entry);
+    this.metrics.applied(ready.committedEntries.length, this.runtime.clock.nowMs() - applyStartedMs);
     for (const readState of ready.readStates) {
       const waiter = this.readWaiters.get(readState.requestId);
       if (waiter) waiter.index = readState.index;
@@ -663,6 +675,15 @@ export class ClusterNode implements Replicator {
       }
       await new Promise<void>((resolve) => this.runtime.clock.setTimeout(resolve, this.settings.tickMs));
     }
+  }
+
+  /** Resolves once node `id` proved it holds the cluster key; a leader asks before adding it. */
+  proveMember(id: NodeId, address: string): Promise<void> {
+    return this.transport.proveMember(id, address);
+  }
+
+  transportStats(): TransportStats {
+    return this.transport.stats();
   }
 
   members(): Member[] {

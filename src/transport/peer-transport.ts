@@ -11,6 +11,7 @@ import {
   withNextHop,
   type HelloFrame,
 } from './envelope.ts';
+import { probePeer } from './peer-probe.ts';
 
 /** The WebSocket path peers dial; the listener routes upgrades on it to `acceptConnection`. */
 export const PEER_WEBSOCKET_PATH = '/raft';
@@ -96,6 +97,10 @@ export interface TransportStats {
   closedIdle: number;
   dialsStarted: number;
   dialsFailed: number;
+  /** Envelope bytes handed to connections (pings and hellos included). */
+  bytesSent: number;
+  /** Envelope bytes received on every connection, valid or not. */
+  bytesReceived: number;
 }
 
 const MIB = 1024 * 1024;
@@ -164,6 +169,8 @@ export class PeerTransport {
     closedIdle: 0,
     dialsStarted: 0,
     dialsFailed: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
   };
   private closed = false;
   private readonly helloBytes: Uint8Array;
@@ -335,6 +342,45 @@ export class PeerTransport {
     });
   }
 
+  /**
+   * Resolves once node `id` proved it holds the cluster key: it has an open connection to this
+   * node (its hello carried the key), or it answers a probe at `address` with its own hello.
+   * Rejects with the reason otherwise. A leader asks this before adding a member.
+   */
+  async proveMember(id: number, address: string): Promise<void> {
+    if (!isNodeId(id)) throw new Error(`node id ${id} is not a positive safe integer`);
+    if (this.openByPeer.has(id)) return;
+    if (address === '') {
+      // A node that cannot listen dials us as it starts joining: give its hello time to arrive.
+      if (await this.connectedWithin(id, this.options.handshakeTimeoutMs)) return;
+      throw new Error(
+        `node ${id} has no address and no open peer connection to this node: a node that cannot listen must connect to the leader (with the cluster key) before it is added`,
+      );
+    }
+    await probePeer(
+      {
+        selfId: this.options.selfId,
+        selfAddress: this.options.selfAddress,
+        clusterKey: this.options.clusterKey,
+        dialWebSocket: this.options.dialWebSocket,
+        clock: this.options.clock,
+        secure: this.options.secure,
+        timeoutMs: this.options.handshakeTimeoutMs,
+      },
+      id,
+      address,
+    );
+  }
+
+  private async connectedWithin(id: number, timeoutMs: number): Promise<boolean> {
+    const deadlineMs = this.options.clock.nowMs() + timeoutMs;
+    while (!this.openByPeer.has(id)) {
+      if (this.closed || this.options.clock.nowMs() >= deadlineMs) return false;
+      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 50));
+    }
+    return true;
+  }
+
   /** Peers with an open direct connection, ascending. */
   reachablePeers(): number[] {
     return [...this.openByPeer.keys()].sort((a, b) => a - b);
@@ -384,6 +430,7 @@ export class PeerTransport {
       this.counters.droppedUnreachable++;
       return false;
     }
+    this.counters.bytesSent += frame.byteLength;
     connection.lastSentMs = this.options.clock.nowMs();
     return true;
   }
@@ -410,7 +457,10 @@ export class PeerTransport {
       }
       if (nowMs - connection.lastSentMs >= this.options.keepaliveIntervalMs) {
         // Pings bypass the send-buffer bound: a full buffer means the peer is already stalled.
-        if (connection.channel.send(this.pingBytes)) connection.lastSentMs = nowMs;
+        if (connection.channel.send(this.pingBytes)) {
+          connection.lastSentMs = nowMs;
+          this.counters.bytesSent += this.pingBytes.byteLength;
+        }
       }
     }
   }
@@ -462,7 +512,7 @@ export class PeerTransport {
             lastSentMs: 0,
           };
           this.attach(connection);
-          if (connection.state === 'handshaking') channel.send(this.helloBytes);
+          if (connection.state === 'handshaking' && channel.send(this.helloBytes)) this.counters.bytesSent += this.helloBytes.byteLength;
         },
         (error: unknown) => {
           link.dialing = false;
@@ -506,6 +556,7 @@ export class PeerTransport {
 
   private receive(connection: Connection, message: Uint8Array): void {
     if (connection.state === 'closed') return;
+    this.counters.bytesReceived += message.byteLength;
     const decoded = decodeFrame(message, this.options.maxMessageBytes);
     if (!decoded.ok) {
       this.counters.closedMalformed++;
@@ -535,7 +586,7 @@ export class PeerTransport {
       return;
     }
     if (frame.to === this.options.selfId) {
-      this.deliver(frame.from, frame.payload);
+      this.deliver(connection, frame.from, frame.payload, frame.hops);
       return;
     }
     this.relay(connection, message, frame.to, frame.hops);
@@ -562,6 +613,7 @@ export class PeerTransport {
       connection.peerId = hello.nodeId;
       connection.peerAddress = hello.address;
       if (!connection.channel.send(this.helloBytes)) return;
+      this.counters.bytesSent += this.helloBytes.byteLength;
     }
     connection.lastSentMs = this.options.clock.nowMs();
     connection.handshakeTimer?.cancel();
@@ -587,7 +639,12 @@ export class PeerTransport {
     }
   }
 
-  private deliver(from: number, payload: Uint8Array): void {
+  /**
+   * A handler throws for a payload it cannot use (not a Raft message, or one that lies about its
+   * sender): nothing later on that connection can be trusted either, so it is closed. A relayed
+   * payload was written by someone else than the relay, so the relay's connection stays.
+   */
+  private deliver(connection: Connection, from: number, payload: Uint8Array, hops: number): void {
     if (this.handlers.length === 0) {
       this.counters.droppedClosed++;
       return;
@@ -597,7 +654,14 @@ export class PeerTransport {
       try {
         handler(from, payload);
       } catch (error) {
-        this.log('warn', `message handler failed on a message from node ${from}: ${(error as Error).message}`, from);
+        const reason = `unusable message from node ${from}: ${(error as Error).message}`;
+        if (hops > 0) {
+          this.log('warn', `dropped a relayed ${reason}`, from, connection.channel.remoteAddress);
+          return;
+        }
+        this.counters.closedMalformed++;
+        this.closeConnection(connection, reason);
+        return;
       }
     }
   }
@@ -639,6 +703,13 @@ export class PeerTransport {
       this.keepaliveTimer = undefined;
     }
     const peerId = connection.peerId;
+    // A failure the channel reports (a message over the WebSocket bound, a reset) is worth a line
+    // whoever the peer is; a failed dial is reported by dialFailed instead.
+    const failedDial = connection.direction === 'outbound' && wasHandshaking;
+    if (error && !failedDial && !this.closed) {
+      const who = peerId === undefined ? `from ${connection.channel.remoteAddress}` : `to node ${peerId}`;
+      this.log('warn', `connection ${who} failed: ${error.message}`, peerId, connection.channel.remoteAddress);
+    }
     if (peerId === undefined) return;
     const list = this.openByPeer.get(peerId);
     if (list) {
@@ -655,7 +726,7 @@ export class PeerTransport {
       return;
     }
     if (!wasHandshaking) {
-      this.log('info', `connection to node ${peerId} closed${error ? `: ${error.message}` : ''}`, peerId);
+      if (!error) this.log('info', `connection to node ${peerId} closed`, peerId);
       if (link.wanted && !this.openConnectionTo(peerId) && !link.dialing) {
         link.nextDialAtMs = this.options.clock.nowMs() + link.backoffMs;
         link.backoffMs = Math.min(link.backoffMs * 2, this.options.backoffMaxMs);

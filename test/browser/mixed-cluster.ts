@@ -207,7 +207,7 @@ export class MixedCluster {
     child.stdout!.on('data', (chunk: Buffer) => this.record(member, chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => this.record(member, chunk.toString()));
     member.process = child;
-    await waitFor(`member ${index + 1} (${member.kind}) to serve /metrics`, 60_000, async () => ((await this.status(index)) ? true : undefined));
+    await waitFor(`member ${index + 1} (${member.kind}) to serve /status`, 60_000, async () => ((await this.status(index)) ? true : undefined));
   }
 
   private async startBrowserMember(member: Member): Promise<void> {
@@ -290,7 +290,7 @@ export class MixedCluster {
         return (await w.node.api.status()) as never;
       });
     }
-    const response = await fetch(`http://${member.address}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(`http://${member.address}/status`, { signal: AbortSignal.timeout(2000) });
     if (!response.ok) throw new Error(`member ${index + 1} answered ${response.status}`);
     return (await response.json()) as NodeStatusView;
   }

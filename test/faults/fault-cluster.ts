@@ -170,7 +170,7 @@ export class FaultCluster {
   }
 
   async status(index: number): Promise<NodeStatusView> {
-    const response = await fetch(`http://${this.nodes[index]!.privateAddress}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(`http://${this.nodes[index]!.privateAddress}/status`, { signal: AbortSignal.timeout(2000) });
     if (!response.ok) throw new Error(`node ${index + 1} answered ${response.status}`);
     return (await response.json()) as NodeStatusView;
   }

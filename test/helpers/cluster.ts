@@ -170,7 +170,7 @@ export class TestCluster {
   }
 
   async status(index: number): Promise<NodeStatusView> {
-    const response = await fetch(`http://${this.nodes[index]!.address}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(`http://${this.nodes[index]!.address}/status`, { signal: AbortSignal.timeout(2000) });
     if (!response.ok) throw new Error(`node ${index + 1} answered ${response.status}`);
     return (await response.json()) as NodeStatusView;
   }

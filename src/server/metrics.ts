@@ -1,0 +1,165 @@
+/**
+ * A node's Prometheus metrics (`GET /metrics`): what the gateway and the node count as they work
+ * (requests, latencies, client bytes), plus what is read from the node's status and the peer
+ * transport when scraped (Raft indexes, WAL frames, snapshots, peers, peer bytes).
+ */
+import type { TransportStats } from '../transport/index.ts';
+import { MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics-registry.ts';
+import type { NodeStatus } from './node.ts';
+
+/** Seconds; from a fast local commit (sub-millisecond) to a write waiting out a lost quorum. */
+const LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export type RequestResult = 'ok' | 'error';
+
+export class NodeMetrics {
+  private readonly registry = new MetricsRegistry();
+  private readonly requests: Counter;
+  private readonly requestSeconds: Histogram;
+  private readonly commitSeconds: Histogram;
+  private readonly applySeconds: Histogram;
+  private readonly appliedEntries: Counter;
+  private readonly bytesSent: Counter;
+  private readonly bytesReceived: Counter;
+  private readonly adminRefused: Counter;
+  private readonly clientConnections: Gauge;
+  private readonly term: Gauge;
+  private readonly commitIndex: Gauge;
+  private readonly appliedIndex: Gauge;
+  private readonly lastIndex: Gauge;
+  private readonly snapshotIndex: Gauge;
+  private readonly leader: Gauge;
+  private readonly members: Gauge;
+  private readonly peersReachable: Gauge;
+  private readonly walFrames: Gauge;
+  private readonly pendingTransactions: Gauge;
+  private readonly snapshots: Counter;
+  private readonly checkpoints: Counter;
+  private readonly peerMessages: Counter;
+  private readonly peerDropped: Counter;
+  private readonly peerRefused: Counter;
+  private clientBytesSent = 0;
+  private clientBytesReceived = 0;
+  private openClients = 0;
+
+  constructor(readonly nowMs: () => number) {
+    const r = this.registry;
+    this.requests = r.counter('dqlite_wasm_requests_total', 'dqlite protocol requests answered, by request type and result.', ['type', 'result']);
+    this.requestSeconds = r.histogram(
+      'dqlite_wasm_request_duration_seconds',
+      'Time from reading a dqlite request to its answer, by request type.',
+      LATENCY_BUCKETS_SECONDS,
+      ['type'],
+    );
+    this.commitSeconds = r.histogram(
+      'dqlite_wasm_commit_latency_seconds',
+      'Time a write waits after running for Raft to commit and apply it (what a client sees on top of SQLite).',
+      LATENCY_BUCKETS_SECONDS,
+    );
+    this.applySeconds = r.histogram(
+      'dqlite_wasm_apply_latency_seconds',
+      'Time to apply one batch of committed Raft entries to the databases.',
+      LATENCY_BUCKETS_SECONDS,
+    );
+    this.appliedEntries = r.counter('dqlite_wasm_applied_entries_total', 'Committed Raft entries applied on this node.');
+    this.bytesSent = r.counter('dqlite_wasm_bytes_sent_total', 'Bytes sent, by channel (client: dqlite protocol; peer: Raft).', ['channel']);
+    this.bytesReceived = r.counter('dqlite_wasm_bytes_received_total', 'Bytes received, by channel (client: dqlite protocol; peer: Raft).', ['channel']);
+    this.adminRefused = r.counter('dqlite_wasm_admin_refused_total', 'Membership and leadership requests refused for missing credentials, by type.', ['type']);
+    this.clientConnections = r.gauge('dqlite_wasm_client_connections', 'Open dqlite protocol client connections.');
+    this.term = r.gauge('dqlite_wasm_raft_term', 'Current Raft term.');
+    this.commitIndex = r.gauge('dqlite_wasm_raft_commit_index', 'Highest Raft log index known committed.');
+    this.appliedIndex = r.gauge('dqlite_wasm_raft_applied_index', 'Highest Raft log index applied to the databases.');
+    this.lastIndex = r.gauge('dqlite_wasm_raft_last_index', 'Last index in this node\'s Raft log.');
+    this.snapshotIndex = r.gauge('dqlite_wasm_raft_snapshot_index', 'Index of the latest snapshot.');
+    this.leader = r.gauge('dqlite_wasm_raft_leader', '1 while this node is the leader, else 0.');
+    this.members = r.gauge('dqlite_wasm_raft_members', 'Cluster members by role.', ['role']);
+    this.peersReachable = r.gauge('dqlite_wasm_peers_reachable', 'Peers with an open, authenticated connection to this node.');
+    this.walFrames = r.gauge('dqlite_wasm_wal_frames', 'Frames in each database\'s WAL.', ['database']);
+    this.pendingTransactions = r.gauge('dqlite_wasm_pending_transactions', 'Transactions proposed to Raft and not yet applied, by database.', ['database']);
+    this.snapshots = r.counter('dqlite_wasm_snapshots_total', 'Snapshots this node took since it started.');
+    this.checkpoints = r.counter('dqlite_wasm_checkpoints_total', 'Replicated WAL checkpoints applied since this node started.');
+    this.peerMessages = r.counter('dqlite_wasm_peer_messages_total', 'Raft messages over the peer transport, by direction.', ['direction']);
+    this.peerDropped = r.counter('dqlite_wasm_peer_messages_dropped_total', 'Raft messages the peer transport dropped, by reason.', ['reason']);
+    this.peerRefused = r.counter(
+      'dqlite_wasm_peer_connections_refused_total',
+      'Peer connections refused or closed, by reason (bad_key, handshake, malformed, idle).',
+      ['reason'],
+    );
+  }
+
+  request(type: string, result: RequestResult, durationMs: number): void {
+    this.requests.inc({ type, result });
+    this.requestSeconds.observe({ type }, durationMs / 1000);
+  }
+
+  commitWaited(durationMs: number): void {
+    this.commitSeconds.observe({}, durationMs / 1000);
+  }
+
+  applied(entries: number, durationMs: number): void {
+    if (entries === 0) return;
+    this.appliedEntries.inc({}, entries);
+    this.applySeconds.observe({}, durationMs / 1000);
+  }
+
+  adminRefusal(type: string): void {
+    this.adminRefused.inc({ type });
+  }
+
+  clientSent(bytes: number): void {
+    this.clientBytesSent += bytes;
+  }
+
+  clientReceived(bytes: number): void {
+    this.clientBytesReceived += bytes;
+  }
+
+  clientOpened(): void {
+    this.openClients++;
+  }
+
+  clientClosed(): void {
+    this.openClients--;
+  }
+
+  /** The exposition, with the scrape-time values read from `status` and `transport`. */
+  render(status: NodeStatus, transport: TransportStats | undefined): string {
+    this.clientConnections.set({}, this.openClients);
+    this.bytesSent.set({ channel: 'client' }, this.clientBytesSent);
+    this.bytesReceived.set({ channel: 'client' }, this.clientBytesReceived);
+    this.term.set({}, status.term);
+    this.commitIndex.set({}, status.commitIndex);
+    this.appliedIndex.set({}, status.appliedIndex);
+    this.lastIndex.set({}, status.lastIndex);
+    this.snapshotIndex.set({}, status.snapshotIndex);
+    this.leader.set({}, status.state === 'leader' ? 1 : 0);
+    for (const role of ['voter', 'standby', 'spare']) {
+      this.members.set({ role }, status.members.filter((m) => m.role === role).length);
+    }
+    this.peersReachable.set({}, status.reachablePeers.length);
+    this.walFrames.reset();
+    this.pendingTransactions.reset();
+    for (const db of status.databases) {
+      this.walFrames.set({ database: db.name }, db.walFrames);
+      this.pendingTransactions.set({ database: db.name }, db.pending);
+    }
+    this.snapshots.set({}, status.snapshots);
+    this.checkpoints.set({}, status.checkpoints);
+    if (transport) {
+      this.bytesSent.set({ channel: 'peer' }, transport.bytesSent);
+      this.bytesReceived.set({ channel: 'peer' }, transport.bytesReceived);
+      this.peerMessages.set({ direction: 'sent' }, transport.messagesSent);
+      this.peerMessages.set({ direction: 'received' }, transport.messagesReceived);
+      this.peerMessages.set({ direction: 'relayed' }, transport.messagesRelayed);
+      this.peerDropped.set({ reason: 'unreachable' }, transport.droppedUnreachable);
+      this.peerDropped.set({ reason: 'queue_full' }, transport.droppedQueueFull);
+      this.peerDropped.set({ reason: 'oversized' }, transport.droppedOversized);
+      this.peerDropped.set({ reason: 'hop_limit' }, transport.droppedHopLimit);
+      this.peerRefused.set({ reason: 'bad_key' }, transport.refusedBadKey);
+      this.peerRefused.set({ reason: 'handshake' }, transport.refusedHandshake);
+      this.peerRefused.set({ reason: 'malformed' }, transport.closedMalformed);
+      this.peerRefused.set({ reason: 'idle' }, transport.closedIdle);
+    }
+    return this.registry.render();
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The transport's side of peer-input hardening and of proving members: a payload the node cannot
+ * use closes the direct connection that carried it (with a log line), and `proveMember` tells a
+ * holder of the cluster key from a node with another key, another id, or no connection.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { encode, startNode, type TestNode } from './helpers.ts';
+
+const nodes: TestNode[] = [];
+async function node(...args: Parameters<typeof startNode>): Promise<TestNode> {
+  const started = await startNode(...args);
+  nodes.push(started);
+  return started;
+}
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((started) => started.stop()));
+});
+
+describe('peer input hardening', () => {
+  it('closes the connection whose payload the handler refuses, logs why, and recovers', async () => {
+    const a = await node(1);
+    const b = await node(2);
+    const peers = [
+      { id: 1, address: a.address },
+      { id: 2, address: b.address },
+    ];
+    a.transport.setPeers(peers);
+    b.transport.setPeers(peers);
+    b.transport.onMessage((_from, payload) => {
+      if (payload[0] === 0xff) throw new Error('not a Raft message');
+    });
+    a.transport.send(2, encode('before'));
+    await expect.poll(() => b.received.length).toBe(1);
+    a.transport.send(2, new Uint8Array([0xff, 1, 2]));
+    await expect.poll(() => b.transport.stats().closedMalformed).toBe(1);
+    expect(b.logs.some((event) => event.level === 'warn' && /closing connection: unusable message from node 1: not a Raft message/.test(event.message))).toBe(true);
+    // a redials (it wants the link); the new connection is as good as the old one.
+    await expect.poll(() => a.transport.stats().dialsStarted).toBeGreaterThanOrEqual(2);
+    await expect
+      .poll(() => {
+        a.transport.send(2, encode('after'));
+        return b.received.some((message) => message.text === 'after');
+      })
+      .toBe(true);
+  });
+});
+
+describe('proveMember', () => {
+  it('resolves for a holder of the key, rejects another key, another id, or no address and no connection', async () => {
+    const leader = await node(1);
+    const member = await node(2);
+    const stranger = await node(3, { clusterKey: 'some-other-cluster' });
+    await leader.transport.proveMember(2, member.address);
+    // The probe hung up: it is not a connection the leader keeps.
+    await expect.poll(() => member.transport.reachablePeers()).toEqual([]);
+    await expect(leader.transport.proveMember(3, stranger.address)).rejects.toThrow(/node 3 at .* refused the peer hello/);
+    await expect(leader.transport.proveMember(9, member.address)).rejects.toThrow(/is node 2, not node 9/);
+    await expect(leader.transport.proveMember(4, '127.0.0.1:1')).rejects.toThrow(/cannot reach node 4/);
+    await expect(leader.transport.proveMember(5, '')).rejects.toThrow(/no address and no open peer connection/);
+  });
+
+  it('accepts a node without an address once it connected with the key', async () => {
+    const leader = await node(1);
+    const browser = await node(7, { listening: false });
+    const proof = leader.transport.proveMember(7, '');
+    browser.transport.setPeers([{ id: 1, address: leader.address }]);
+    await proof;
+    expect(leader.transport.reachablePeers()).toEqual([7]);
+  });
+});
