@@ -47,6 +47,8 @@ export interface RunningDenoNode {
   node: ClusterNode;
   /** host:port actually bound. */
   address: string;
+  /** Resolves once stopped; rejects with the original error when the node stopped itself (port and directory released by then). */
+  closed: Promise<void>;
   stop(options?: { handOver?: boolean }): Promise<void>;
 }
 
@@ -123,10 +125,6 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
-    // As on Node: the node stopped itself to protect the data; exit so a supervisor restarts it.
-    onFatal: () => {
-      void lock.release().finally(() => Deno.exit(70));
-    },
   });
   log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''} (data in ${options.dir})`);
 
@@ -146,17 +144,20 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
 
   const running = node;
   let stopping: Promise<void> | undefined;
-  return {
-    node: running,
-    address: listenerAddress,
-    stop: (stopOptions = {}) => {
-      stopping ??= (async () => {
-        await running.stop(stopOptions);
-        await closeListener();
-        await storage.close();
-        await lock.release();
-      })();
-      return stopping;
-    },
+  const stop = (stopOptions: { handOver?: boolean } = {}): Promise<void> => {
+    stopping ??= (async () => {
+      await running.stop(stopOptions);
+      await closeListener();
+      await storage.close();
+      await lock.release();
+    })();
+    return stopping;
   };
+  // As on Node: library code never exits; main.ts (the command line) does.
+  const closed = running.closed.catch(async (error: unknown) => {
+    await stop().catch(() => undefined);
+    throw error;
+  });
+  closed.catch(() => undefined);
+  return { node: running, address: listenerAddress, closed, stop };
 }
