@@ -15,7 +15,7 @@ import { CommandKind, decodeCommand, type Command } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
-import { decodeSnapshot, encodeSnapshot, type DatabaseFiles } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
   engine: Engine;
@@ -203,4 +203,9 @@ export class StateMachine {
 /** Encodes a state copy as the snapshot bytes Raft carries. */
 export function encodeStateCopy(copy: StateCopy): Uint8Array {
   return encodeSnapshot(copy.files);
+}
+
+/** `encodeStateCopy` a slice at a time, with `pause()` between slices. */
+export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>): Promise<Uint8Array> {
+  return encodeSnapshotGradually(copy.files, pause);
 }

@@ -5,7 +5,7 @@
  * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
  * an older local snapshot never lands on top of it.
  */
-import { encodeStateCopy, type StateCopy } from '../fsm/state-machine.ts';
+import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.ts';
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import type { RaftLog } from './raft-log.ts';
@@ -55,9 +55,10 @@ export class SnapshotWriter {
 
   private async write(job: SnapshotJob): Promise<void> {
     const { copy, term, configuration, compactIndex } = job;
-    // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here.
+    // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
+    // and let it run between slices of the copy: heartbeats must not wait for a large encode.
     await this.yieldToTimers();
-    const data = encodeStateCopy(copy);
+    const data = await encodeStateCopyGradually(copy, () => this.yieldToTimers());
     if (data.length > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;

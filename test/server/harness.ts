@@ -60,7 +60,8 @@ export interface TestNode {
   storage: DurableStorage;
   /** A client of database `name` on this node. */
   client(name: string): Promise<Database>;
-  close(): Promise<void>;
+  /** Stops the node and closes its storage; removes the directory unless `keepDir`. */
+  close(options?: { keepDir?: boolean }): Promise<void>;
 }
 
 export const TEST_ADDRESS = '127.0.0.1:1';
@@ -104,11 +105,11 @@ export async function startTestNode(
       clients.push(db);
       return db;
     },
-    async close() {
+    async close(closeOptions = {}) {
       for (const db of clients) await db.close().catch(() => {});
       await node.stop();
       await base.close?.();
-      if (!options.dir) rmSync(dir, { recursive: true, force: true });
+      if (!closeOptions.keepDir && !options.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

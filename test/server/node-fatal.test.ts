@@ -57,9 +57,7 @@ describe('a committed entry that cannot be applied', () => {
     await db.exec('CREATE TABLE t (x)');
     const dir = first.dir;
     const status = first.node.status();
-    await first.node.stop();
-    await db.close();
-    await first.storage.close?.();
+    await first.close({ keepDir: true });
     // Append the foreign entry to the log as a peer's Append would have put it there.
     const storage = await openDirectoryStorage(dir);
     const log = new RaftLog(storage);
