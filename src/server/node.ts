@@ -213,7 +213,6 @@ export class ClusterNode implements GatewayHost {
         },
         fatal: (error) => this.fatal(error),
       },
-      () => this.runtime.clock.nowMs(),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();

@@ -34,8 +34,6 @@ export interface ReadyHandler {
   appliedReady(): void;
   /** The loop cannot go on (storage failed, an entry could not be applied). */
   fatal(error: unknown): void;
-  /** Observes how long one Ready took, in clock milliseconds (for status and tests). */
-  readyTook?(durationMs: number): void;
 }
 
 export class ReadyLoop {
@@ -50,7 +48,6 @@ export class ReadyLoop {
     private readonly memory: MemoryStorage,
     private readonly snapshots: SnapshotWriter,
     private readonly handler: ReadyHandler,
-    private readonly nowMs: () => number,
   ) {}
 
   /** Something may have produced a Ready (a tick, a message, a proposal): process it soon. */
@@ -78,10 +75,8 @@ export class ReadyLoop {
         this.again = false;
         while (this.raft.hasReady() && !this.stopped) {
           const ready = this.raft.ready();
-          const startedMs = this.nowMs();
           await this.handle(ready);
           this.raft.advance(ready);
-          this.handler.readyTook?.(this.nowMs() - startedMs);
         }
       } while (this.again && !this.stopped);
     } finally {
