@@ -18,7 +18,7 @@ import {
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
-import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE } from '../fsm/errors.ts';
+import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
 import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
 import type { GatewayHost } from './gateway-host.ts';
@@ -71,6 +71,16 @@ export class Gateway {
     } catch (error) {
       // The byte stream is out of step: nothing later on it can be trusted.
       this.log(`client ${this.stream.remoteAddress}: ${(error as Error).message}; closing the connection`);
+      if (error instanceof ProtocolError && error.code === 'too_large' && !this.busy && this.queue.length === 0) {
+        // The client waits for the answer to this request: tell it why before the connection goes.
+        this.stream.write(
+          encodeResponse({
+            type: 'failure',
+            code: SQLITE_TOOBIG,
+            message: `request refused: ${error.message} (clientRequestBytesMax); send smaller statements or parameters`,
+          }),
+        );
+      }
       this.close();
       return;
     }

@@ -90,8 +90,19 @@ describe('a transaction too large to replicate', () => {
     await expect(db.exec('BEGIN; INSERT INTO big (b) VALUES (randomblob(17 * 1024 * 1024)); COMMIT')).rejects.toThrow(/proposalBytesMax/);
     expect((await db.query('SELECT count(*) AS n FROM big')).rows).toEqual([{ n: 1 }]);
 
-    await db.exec('INSERT INTO big (b) VALUES (randomblob(1000))');
-    expect((await db.query('SELECT count(*) AS n FROM big')).rows).toEqual([{ n: 2 }]);
+    // A request larger than clientRequestBytesMax is answered with the limit's name, then the
+    // connection closes (the rest of its bytes cannot be trusted); the client reconnects.
+    const tooLong = await db.exec('INSERT INTO big (b) VALUES (?)', [new Uint8Array(17 * 1024 * 1024)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(tooLong).toBeInstanceOf(DqliteError);
+    expect((tooLong as DqliteError).code).toBe(18);
+    expect((tooLong as DqliteError).message).toContain('exceeds the limit of 16777216 bytes (clientRequestBytesMax)');
+
+    const again = await open.client('app');
+    await again.exec('INSERT INTO big (b) VALUES (randomblob(1000))');
+    expect((await again.query('SELECT count(*) AS n FROM big')).rows).toEqual([{ n: 2 }]);
     expect(node.status().lastIndex).toBe(before.lastIndex + 1);
   });
 });
