@@ -15,6 +15,7 @@ import {
   upgradeRefusal,
 } from '../../src/server/host.ts';
 import { joinCluster } from '../../src/server/join.ts';
+import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { listen } from '../node/listener.ts';
 import { dialTcp } from '../node/tcp.ts';
@@ -79,6 +80,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     const listener = await listenWebSocketOnly({
       host,
       port,
+      webSocketMessageBytesMax: LIMITS.peerMessageBytesMax,
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
@@ -89,6 +91,8 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     const listener = await listen({
       host,
       port,
+      // Peers' messages arrive as WebSocket messages: the largest one must get through.
+      webSocketMessageBytesMax: LIMITS.peerMessageBytesMax,
       onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
@@ -115,7 +119,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     address: advertised,
     runtime,
     storage,
-    engine: await Engine.create(),
+    engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
     clusterKey: options.clusterKey,
     bootstrap: fresh && options.join.length === 0,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
