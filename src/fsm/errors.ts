@@ -50,7 +50,7 @@ export class ApplyError extends Error {
     readonly reason: string,
     cause: unknown,
   ) {
-    super(`cannot apply committed entry ${index} (term ${term}): ${reason}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`failed to apply entry ${index} of term ${term}, which is committed: ${reason}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'ApplyError';
   }
 }

@@ -62,7 +62,7 @@ describe('state machine', () => {
     expect(thrown).toBeInstanceOf(ApplyError);
     const error = thrown as ApplyError;
     expect(error.index).toBe(2);
-    expect(error.message).toMatch(/committed entry 2 \(term 1\): the command cannot be decoded.*unknown command version 99/);
+    expect(error.message).toMatch(/entry 2 of term 1, which is committed: the command cannot be decoded.*unknown command version 99/);
     expect(error.cause).toBeInstanceOf(CommandCodecError);
     // Never skipped: the applied index stays before the bad entry.
     expect(sm.appliedIndex).toBe(1);
@@ -71,7 +71,7 @@ describe('state machine', () => {
   test('frames a database refuses stop the apply with the engine error as cause', async () => {
     const sm = await machine();
     const garbage = encodeCommand({ kind: CommandKind.Frames, database: 'app', payload: new Uint8Array([1, 2, 3, 4, 5]) });
-    expect(() => sm.apply(normal(1, garbage), undefined)).toThrow(/committed entry 1 .*database app refused its frames/);
+    expect(() => sm.apply(normal(1, garbage), undefined)).toThrow(/failed to apply entry 1 of term 1.*database app refused its frames/);
     expect(sm.appliedIndex).toBe(0);
   });
 
@@ -103,7 +103,7 @@ describe('state machine', () => {
 
   test('a snapshot that cannot be decoded throws ApplyError and leaves the databases alone', async () => {
     const sm = await machine();
-    expect(() => sm.restore(new Uint8Array([1, 2, 3]), 9, 2)).toThrow(/committed entry 9 \(term 2\): the snapshot cannot be decoded/);
+    expect(() => sm.restore(new Uint8Array([1, 2, 3]), 9, 2)).toThrow(/failed to apply entry 9 of term 2, which is committed: the snapshot cannot be decoded/);
     expect(sm.appliedIndex).toBe(0);
   });
 

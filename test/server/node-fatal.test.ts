@@ -41,7 +41,7 @@ describe('a committed entry that cannot be applied', () => {
     const error = await fatalOf(open);
     expect(error).toBeInstanceOf(ApplyError);
     expect((error as ApplyError).index).toBe(index);
-    expect(error.message).toContain(`committed entry ${index} `);
+    expect(error.message).toContain(`failed to apply entry ${index} of term `);
     expect(error.message).toContain('unknown command version 99');
     expect(error.cause).toBeInstanceOf(CommandCodecError);
     expect(fatal).toEqual([error]);
