@@ -9,7 +9,15 @@
  * entry the same way, so the caller stops the node rather than skip it.
  */
 import type { Database, Engine } from '../../wasm/index.ts';
-import { compactionIndex, EntryType, snapshotDue, type CompactionPolicy, type Entry } from '../raft/index.ts';
+import {
+  compactionIndex,
+  decodeConfChange,
+  decodeConfiguration,
+  EntryType,
+  snapshotDue,
+  type CompactionPolicy,
+  type Entry,
+} from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { CommandKind, decodeCommand, type Command } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
@@ -80,7 +88,8 @@ export class StateMachine {
   /**
    * Applies committed entry `entry` (the next in the log). `leader` is given on the leader:
    * it proposes a checkpoint when a WAL grew long. Raft's own entries (configurations, barriers)
-   * change nothing here; Raft tracks configurations itself.
+   * change no database; Raft tracks configurations itself (`configurationAt`), but one this
+   * node cannot even decode means its Raft treats as a no-op what another version applied.
    */
   apply(entry: Entry, leader: Replicator | undefined): void {
     assert(entry.index === this.applied + 1, `entry ${entry.index} applied after ${this.applied}`);
@@ -89,13 +98,25 @@ export class StateMachine {
         this.applyCommand(entry, leader);
         break;
       case EntryType.ConfChange:
+        this.decodable(entry, 'the membership change cannot be decoded', decodeConfChange);
+        break;
       case EntryType.Configuration:
+        this.decodable(entry, 'the configuration cannot be decoded', decodeConfiguration);
+        break;
       case EntryType.Barrier:
         break;
       default:
         throw new ApplyError(entry.index, entry.term, 'unknown entry type', new Error(`type ${String(entry.type)}`));
     }
     this.applied = entry.index;
+  }
+
+  private decodable(entry: Entry, reason: string, decode: (data: Uint8Array) => unknown): void {
+    try {
+      decode(entry.data);
+    } catch (error) {
+      throw new ApplyError(entry.index, entry.term, reason, error);
+    }
   }
 
   private applyCommand(entry: Entry, leader: Replicator | undefined): void {

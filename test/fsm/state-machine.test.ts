@@ -4,7 +4,7 @@ import { ApplyError } from '../../src/fsm/errors.ts';
 import type { Replicator } from '../../src/fsm/replicated-database.ts';
 import { encodeStateCopy, StateMachine } from '../../src/fsm/state-machine.ts';
 import { LIMITS } from '../../src/limits.ts';
-import { EntryType, type Entry } from '../../src/raft/index.ts';
+import { encodeConfChange, encodeConfiguration, EntryType, type Entry } from '../../src/raft/index.ts';
 import { Engine } from '../../wasm/index.ts';
 
 /** Timers that never fire: these tests apply entries directly and wait for nothing. */
@@ -51,7 +51,7 @@ function capture(sm: StateMachine, name: string, sql: string): Uint8Array[] {
 describe('state machine', () => {
   test('a committed entry that cannot be decoded throws ApplyError naming the index, with the codec error as cause', async () => {
     const sm = await machine();
-    sm.apply({ index: 1, term: 1, type: EntryType.Configuration, data: new Uint8Array(0) }, undefined);
+    sm.apply({ index: 1, term: 1, type: EntryType.Configuration, data: encodeConfiguration({ members: [{ id: 1, address: 'a:1', role: 'voter' }] }) }, undefined);
     const bad = new Uint8Array([CommandKind.Frames, 99, 0, 0]);
     let thrown: unknown;
     try {
@@ -66,6 +66,19 @@ describe('state machine', () => {
     expect(error.cause).toBeInstanceOf(CommandCodecError);
     // Never skipped: the applied index stays before the bad entry.
     expect(sm.appliedIndex).toBe(1);
+  });
+
+  test('a membership change or configuration that cannot be decoded stops the apply too', async () => {
+    const sm = await machine();
+    expect(() => sm.apply({ index: 1, term: 1, type: EntryType.Configuration, data: new Uint8Array([7]) }, undefined)).toThrow(
+      /failed to apply entry 1 of term 1, which is committed: the configuration cannot be decoded/,
+    );
+    sm.apply({ index: 1, term: 1, type: EntryType.Configuration, data: encodeConfiguration({ members: [{ id: 2, address: 'a:1', role: 'voter' }] }) }, undefined);
+    sm.apply({ index: 2, term: 1, type: EntryType.ConfChange, data: encodeConfChange({ type: 'remove', id: 9 }) }, undefined);
+    expect(() => sm.apply({ index: 3, term: 1, type: EntryType.ConfChange, data: new Uint8Array([200, 1]) }, undefined)).toThrow(
+      /failed to apply entry 3 of term 1, which is committed: the membership change cannot be decoded/,
+    );
+    expect(sm.appliedIndex).toBe(2);
   });
 
   test('frames a database refuses stop the apply with the engine error as cause', async () => {
