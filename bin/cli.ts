@@ -14,6 +14,10 @@ import { startNodeProcess } from '../runtimes/node/node-process.ts';
 import { parseAllowList } from '../src/server/admin-policy.ts';
 import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts';
 import { bannerText } from './banner.ts';
+import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwitches } from '../src/server/node-options.ts';
+
+/** Exit status of a node that stopped itself to protect its data (EX_SOFTWARE). */
+const EXIT_NODE_FATAL = 70;
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -25,8 +29,9 @@ const USAGE = `usage:
       cluster key (over the /dqlite WebSocket) or, with TLS, a client certificate.
       --allow-origin ORIGIN[,ORIGIN...]|loopback|*|none: browser pages allowed on /dqlite without a
       client token (default loopback: pages served from 127.0.0.1 or localhost).
-      Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
-      --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
+      Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
+      --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
+      Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
@@ -59,6 +64,16 @@ class UsageError extends Error {}
 function intFlag(flags: Flags, name: string, fallback: number): number {
   const raw = flags[name];
   if (raw === undefined) return fallback;
+  return wholeNumber(name, raw);
+}
+
+/** The flag's value, or nothing (the node's default applies). */
+function optionalIntFlag(flags: Flags, name: string): number | undefined {
+  const raw = flags[name];
+  return raw === undefined ? undefined : wholeNumber(name, raw);
+}
+
+function wholeNumber(name: string, raw: string): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a whole number, got "${raw}"`);
   return value;
@@ -80,13 +95,13 @@ async function clusterKey(flags: Flags, dir: string): Promise<string> {
   return key;
 }
 
-/** Test-only switches that break safety on purpose, so the fault checkers can prove they bite. */
-function unsafeSwitches(list: string): { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean } {
-  const switches: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean } = {};
-  for (const name of list.split(',')) {
-    if (name === 'ack-before-commit') switches.ackBeforeCommit = true;
-    else if (name === 'reads-without-barrier') switches.readsWithoutBarrier = true;
-    else throw new UsageError(`unknown --unsafe-for-testing switch "${name}" (ack-before-commit, reads-without-barrier)`);
+/** Test-only switches that break safety on purpose, so the checkers can prove they bite. */
+function unsafeSwitches(list: string): UnsafeSwitches {
+  let switches: UnsafeSwitches;
+  try {
+    switches = parseUnsafeSwitches(list);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
   console.error(`WARNING: unsafe test switches on (${list}): this node may lose acknowledged writes`);
   return switches;
@@ -113,13 +128,19 @@ async function start(flags: Flags): Promise<void> {
     dir,
     join: flags['join'] ? flags['join'].split(',').map((s) => s.trim()).filter(Boolean) : [],
     clusterKey: key,
-    ...(flags['tick-ms'] && { tickMs: intFlag(flags, 'tick-ms', 100) }),
-    ...(flags['wal-frames-max'] && { walFramesMax: intFlag(flags, 'wal-frames-max', 1000) }),
-    ...(flags['snapshot-threshold'] && { snapshotThresholdEntries: intFlag(flags, 'snapshot-threshold', 1024) }),
-    ...(flags['snapshot-trailing'] && { snapshotTrailingEntries: intFlag(flags, 'snapshot-trailing', 8192) }),
-    ...(flags['commit-timeout-ms'] && { commitTimeoutMs: intFlag(flags, 'commit-timeout-ms', 10_000) }),
-    ...(flags['busy-timeout-ms'] && { busyTimeoutMs: intFlag(flags, 'busy-timeout-ms', 5000) }),
+    tickMs: optionalIntFlag(flags, 'tick-ms'),
+    walFramesMax: optionalIntFlag(flags, 'wal-frames-max'),
+    snapshotThresholdEntries: optionalIntFlag(flags, 'snapshot-threshold'),
+    snapshotTrailingEntries: optionalIntFlag(flags, 'snapshot-trailing'),
+    commitTimeoutMs: optionalIntFlag(flags, 'commit-timeout-ms'),
+    busyTimeoutMs: optionalIntFlag(flags, 'busy-timeout-ms'),
     ...(flags['unsafe-for-testing'] && { unsafeForTesting: unsafeSwitches(flags['unsafe-for-testing']) }),
+  });
+  // Only the command line exits the process: the node stopped itself to protect its data, and
+  // a supervisor restarting it rebuilds the databases from the snapshot and the log.
+  running.closed.catch((error: unknown) => {
+    console.error(`dqlite-wasm: the node stopped: ${(error as Error).message}`);
+    process.exit(EXIT_NODE_FATAL);
   });
   let signalled = false;
   const shutdown = (signal: string): void => {

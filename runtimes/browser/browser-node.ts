@@ -10,6 +10,7 @@ import { connect, connectCluster, type Database, type ExecResult, type Param, ty
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
 import type { DialStream, DurableStorage } from '../../src/runtime.ts';
 import { joinCluster } from '../../src/server/join.ts';
+import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import { IndexedDbStorage } from './indexeddb-storage.ts';
@@ -142,7 +143,7 @@ export class BrowserNode {
       seedPeers,
       runtime,
       storage,
-      engine: await Engine.create(),
+      engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
       clusterKey: options.clusterKey,
       ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
       ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),

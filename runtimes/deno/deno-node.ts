@@ -15,6 +15,7 @@ import {
   upgradeRefusal,
 } from '../../src/server/host.ts';
 import { joinCluster } from '../../src/server/join.ts';
+import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { listen } from '../node/listener.ts';
 import { dialTcp } from '../node/tcp.ts';
@@ -47,6 +48,8 @@ export interface RunningDenoNode {
   node: ClusterNode;
   /** host:port actually bound. */
   address: string;
+  /** Resolves once stopped; rejects with the original error when the node stopped itself (port and directory released by then). */
+  closed: Promise<void>;
   stop(options?: { handOver?: boolean }): Promise<void>;
 }
 
@@ -77,6 +80,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     const listener = await listenWebSocketOnly({
       host,
       port,
+      webSocketMessageBytesMax: LIMITS.peerMessageBytesMax,
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
@@ -87,6 +91,8 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     const listener = await listen({
       host,
       port,
+      // Peers' messages arrive as WebSocket messages: the largest one must get through.
+      webSocketMessageBytesMax: LIMITS.peerMessageBytesMax,
       onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
@@ -113,7 +119,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     address: advertised,
     runtime,
     storage,
-    engine: await Engine.create(),
+    engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
     clusterKey: options.clusterKey,
     bootstrap: fresh && options.join.length === 0,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
@@ -123,10 +129,6 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
-    // As on Node: the node stopped itself to protect the data; exit so a supervisor restarts it.
-    onFatal: () => {
-      void lock.release().finally(() => Deno.exit(70));
-    },
   });
   log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''} (data in ${options.dir})`);
 
@@ -146,17 +148,20 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
 
   const running = node;
   let stopping: Promise<void> | undefined;
-  return {
-    node: running,
-    address: listenerAddress,
-    stop: (stopOptions = {}) => {
-      stopping ??= (async () => {
-        await running.stop(stopOptions);
-        await closeListener();
-        await storage.close();
-        await lock.release();
-      })();
-      return stopping;
-    },
+  const stop = (stopOptions: { handOver?: boolean } = {}): Promise<void> => {
+    stopping ??= (async () => {
+      await running.stop(stopOptions);
+      await closeListener();
+      await storage.close();
+      await lock.release();
+    })();
+    return stopping;
   };
+  // As on Node: library code never exits; main.ts (the command line) does.
+  const closed = running.closed.catch(async (error: unknown) => {
+    await stop().catch(() => undefined);
+    throw error;
+  });
+  closed.catch(() => undefined);
+  return { node: running, address: listenerAddress, closed, stop };
 }

@@ -73,6 +73,11 @@ async function start(flags: Record<string, string>): Promise<void> {
     if (value !== undefined) (options as unknown as Record<string, number>)[key] = value;
   }
   const running = await startDenoNode(options);
+  // The node stopped itself to protect its data: exit so a supervisor restarts it.
+  running.closed.catch((error: unknown) => {
+    console.error(`the node stopped: ${(error as Error).message}`);
+    Deno.exit(70);
+  });
   let signalled = false;
   const shutdown = (signal: string): void => {
     if (signalled) Deno.exit(1);

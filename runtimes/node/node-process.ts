@@ -1,6 +1,8 @@
 /**
- * A cluster node as a Node.js process: data directory (locked), one listening port for the dqlite
- * protocol, Raft peers and HTTP, and a clean hand-over of leadership on SIGTERM/SIGINT.
+ * A cluster node on Node.js: data directory (locked), one listening port for the dqlite
+ * protocol, Raft peers and HTTP. Library code: it never exits the process. A node that stops
+ * itself to protect its data releases its port and directory, then rejects `closed` with the
+ * original error (and calls `onFatal`); the command line (bin/) decides to exit.
  */
 import { mkdir } from 'node:fs/promises';
 import { Engine } from '../../wasm/index.ts';
@@ -20,6 +22,9 @@ import { joinCluster, JoinRefusedError } from '../../src/server/join.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { CLUSTER_KEY_HEADER } from '../../src/transport/index.ts';
 import type { DialStream, DialWebSocket } from '../../src/runtime.ts';
+import { resolveLimits, type Limits } from '../../src/limits.ts';
+import { NODE_DEFAULTS } from '../../src/server/node-options.ts';
+import { type UnsafeSwitches } from '../../src/server/node.ts';
 import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
 import { openDirectoryStorage } from './storage.ts';
@@ -44,13 +49,19 @@ export interface NodeProcessOptions {
   snapshotTrailingEntries?: number;
   commitTimeoutMs?: number;
   busyTimeoutMs?: number;
-  unsafeForTesting?: { ackBeforeCommit?: boolean; readsWithoutBarrier?: boolean };
+  /** Overrides of the limits table (src/limits.ts). */
+  limits?: Partial<Limits>;
+  unsafeForTesting?: UnsafeSwitches;
   log?: (line: string) => void;
+  /** The node stopped itself (its port and directory are released by then), with the original error. */
+  onFatal?: (error: Error) => void;
 }
 
 export interface RunningNode {
   node: ClusterNode;
   listener: Listener;
+  /** Resolves once stopped; rejects with the original error when the node stopped itself. */
+  closed: Promise<void>;
   stop(options?: { handOver?: boolean }): Promise<void>;
 }
 
@@ -87,17 +98,20 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   const existing = await readIdentity(storage, advertised, options.dir);
   const fresh = !existing;
   const identity = existing ?? (await createIdentity(storage, advertised, runtime.randomBytes));
-  const engine = await Engine.create();
   const adminPolicy = new AdminPolicy(options.adminAllow === undefined ? {} : { allow: options.adminAllow });
   const access = await ClientAccess.create({
     clusterKey: options.clusterKey,
     ...(options.allowOrigin !== undefined && { allowOrigin: options.allowOrigin }),
   });
+  const limits = resolveLimits(options.limits);
+  const engine = await Engine.create({ fileBytesMax: limits.databaseBytesMax });
   let node: ClusterNode | undefined;
 
   const listener = await listen({
     host,
     port,
+    // Peers' messages arrive as WebSocket messages: the largest one must get through.
+    webSocketMessageBytesMax: limits.peerMessageBytesMax,
     onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
     checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
     onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers, { access, query: request.query }),
@@ -120,13 +134,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
+    ...(options.limits && { limits: options.limits }),
     ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
-    // The node stopped itself to protect the data; exiting lets a supervisor restart it, and a
-    // restart rebuilds the databases from the snapshot and the log.
-    onFatal: () => {
-      void lock.release().finally(() => process.exit(70));
-    },
   });
   log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
 
@@ -137,8 +147,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       servers: options.join.filter((a) => a !== advertised),
       id: identity.id,
       address: advertised,
-      votersMax: 3,
-      standbysMax: 3,
+      votersMax: NODE_DEFAULTS.votersMax,
+      standbysMax: NODE_DEFAULTS.standbysMax,
       timeoutMs: 60_000,
       log: (line) => log(`[node ${identity.id}] ${line}`),
     }).catch(async (error: unknown) => {
@@ -156,18 +166,23 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
 
   const running = node;
   let stopping: Promise<void> | undefined;
-  return {
-    node: running,
-    listener,
-    stop: (stopOptions = {}) => {
-      stopping ??= (async () => {
-        await running.stop(stopOptions);
-        await listener.close();
-        await storage.close?.();
-        await lock.release();
-      })();
-      return stopping;
-    },
+  const stop = (stopOptions: { handOver?: boolean } = {}): Promise<void> => {
+    stopping ??= (async () => {
+      await running.stop(stopOptions);
+      await listener.close();
+      await storage.close?.();
+      await lock.release();
+    })();
+    return stopping;
   };
+  // A node that stopped itself gives its port and directory back, so a supervisor (or the
+  // caller) can restart it at once; a restart rebuilds the databases from the snapshot and the log.
+  const closed = running.closed.catch(async (error: unknown) => {
+    await stop().catch(() => undefined);
+    options.onFatal?.(error as Error);
+    throw error;
+  });
+  closed.catch(() => undefined);
+  return { node: running, listener, closed, stop };
 }
 

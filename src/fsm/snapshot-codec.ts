@@ -27,6 +27,35 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeSnapshot(databases: readonly DatabaseFiles[]): Uint8Array {
+  const { bytes, copies } = layOut(databases);
+  for (const { at, file } of copies) bytes.set(file, at);
+  return bytes;
+}
+
+/** Bytes copied between two pauses of `encodeSnapshotGradually`. */
+export const SNAPSHOT_ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The same bytes as `encodeSnapshot`, copied a slice at a time with `pause()` between slices,
+ * so that encoding a large snapshot never holds the thread for long.
+ */
+export async function encodeSnapshotGradually(
+  databases: readonly DatabaseFiles[],
+  pause: () => Promise<void>,
+  sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
+): Promise<Uint8Array> {
+  const { bytes, copies } = layOut(databases);
+  for (const { at, file } of copies) {
+    for (let offset = 0; offset < file.length; offset += sliceBytes) {
+      bytes.set(file.subarray(offset, Math.min(file.length, offset + sliceBytes)), at + offset);
+      await pause();
+    }
+  }
+  return bytes;
+}
+
+/** The encoded snapshot with every header written, and where each file's bytes go. */
+function layOut(databases: readonly DatabaseFiles[]): { bytes: Uint8Array; copies: { at: number; file: Uint8Array }[] } {
   const names = databases.map((d) => utf8Encoder.encode(d.name));
   let size = 12;
   databases.forEach((d, i) => {
@@ -37,6 +66,7 @@ export function encodeSnapshot(databases: readonly DatabaseFiles[]): Uint8Array 
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, VERSION, true);
   view.setUint32(8, databases.length, true);
+  const copies: { at: number; file: Uint8Array }[] = [];
   let offset = 12;
   databases.forEach((d, i) => {
     const name = names[i]!;
@@ -45,11 +75,11 @@ export function encodeSnapshot(databases: readonly DatabaseFiles[]): Uint8Array 
     offset += 4 + name.length;
     for (const file of [d.main, d.wal]) {
       view.setBigUint64(offset, BigInt(file.length), true);
-      bytes.set(file, offset + 8);
+      copies.push({ at: offset + 8, file });
       offset += 8 + file.length;
     }
   });
-  return bytes;
+  return { bytes, copies };
 }
 
 export function decodeSnapshot(bytes: Uint8Array): DatabaseFiles[] {

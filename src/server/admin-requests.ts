@@ -7,7 +7,7 @@ import type { Request, Response } from '../protocol/index.ts';
 import type { NodeId, Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
 import { SQLITE_AUTH, type AdminPolicy, type AdminRequestType } from './admin-policy.ts';
-import { NodeError, SQLITE_ERROR } from './errors.ts';
+import { NodeError, SQLITE_ERROR } from '../fsm/errors.ts';
 
 /** What these requests need of a node. */
 export interface AdministeredNode {

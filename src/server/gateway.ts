@@ -18,19 +18,12 @@ import {
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
+import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
+import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
+import type { Limits } from '../limits.ts';
 import { administer } from './admin-requests.ts';
-import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE } from './errors.ts';
-import type { ClusterNode } from './node.ts';
-import type { ReplicatedDatabase } from './replicated-database.ts';
+import type { GatewayHost } from './gateway-host.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
-
-/** Bounds that keep one client from exhausting the node. */
-export const GATEWAY_LIMITS = {
-  requestBytesMax: 64 * 1024 * 1024,
-  statementsMax: 1024,
-  databasesMax: 16,
-  resultBytesMax: 256 * 1024 * 1024,
-};
 
 interface PreparedStatement {
   db: ReplicatedDatabase;
@@ -40,11 +33,8 @@ interface PreparedStatement {
 const CODE_BY_ROLE: Record<Role, number> = { voter: 0, standby: 1, spare: 2 };
 
 export class Gateway {
-  private readonly reader = new FrameReader({
-    expectVersion: true,
-    acceptedVersions: [PROTOCOL_VERSION, PROTOCOL_VERSION_LEGACY],
-    messageBytesMax: GATEWAY_LIMITS.requestBytesMax,
-  });
+  private readonly reader: FrameReader;
+  private readonly limits: Readonly<Limits>;
   private readonly queue: Uint8Array[] = [];
   private busy = false;
   private closed = false;
@@ -53,11 +43,17 @@ export class Gateway {
   private nextStatementId = 0;
 
   constructor(
-    private readonly node: ClusterNode,
+    private readonly node: GatewayHost,
     private readonly stream: ByteStream,
     private readonly id: number,
     private readonly log: (line: string) => void,
   ) {
+    this.limits = node.limits;
+    this.reader = new FrameReader({
+      expectVersion: true,
+      acceptedVersions: [PROTOCOL_VERSION, PROTOCOL_VERSION_LEGACY],
+      messageBytesMax: this.limits.clientRequestBytesMax,
+    });
     stream.onData((chunk) => this.receive(chunk));
     stream.onClose(() => this.cleanUp());
     node.metrics.clientOpened();
@@ -77,12 +73,22 @@ export class Gateway {
     } catch (error) {
       // The byte stream is out of step: nothing later on it can be trusted.
       this.log(`client ${this.stream.remoteAddress}: ${(error as Error).message}; closing the connection`);
+      if (error instanceof ProtocolError && error.code === 'too_large' && !this.busy && this.queue.length === 0) {
+        // The client waits for the answer to this request: tell it why before the connection goes.
+        this.stream.write(
+          encodeResponse({
+            type: 'failure',
+            code: SQLITE_TOOBIG,
+            message: `request refused: ${error.message} (clientRequestBytesMax); send smaller statements or parameters`,
+          }),
+        );
+      }
       this.close();
       return;
     }
     this.queue.push(...messages);
-    if (this.queue.length > 64) {
-      this.log(`client ${this.stream.remoteAddress} sent more than 64 requests without reading answers; closing`);
+    if (this.queue.length > this.limits.clientQueuedRequestsMax) {
+      this.log(`client ${this.stream.remoteAddress} sent more than ${this.limits.clientQueuedRequestsMax} requests without reading answers; closing`);
       this.close();
       return;
     }
@@ -99,7 +105,7 @@ export class Gateway {
         let type = 'malformed';
         let responses: Uint8Array[];
         try {
-          const request = decodeRequest(message, { messageBytesMax: GATEWAY_LIMITS.requestBytesMax });
+          const request = decodeRequest(message, { messageBytesMax: this.limits.clientRequestBytesMax });
           type = request.type;
           responses = await this.handle(request);
           this.node.metrics.request(type, 'ok', this.node.metrics.nowMs() - startedMs);
@@ -201,8 +207,8 @@ export class Gateway {
     if (name.length === 0) throw new NodeError(SQLITE_MISUSE, 'database name is empty');
     const existing = this.databases.findIndex((db) => db.name === name);
     if (existing >= 0) return existing;
-    if (this.databases.length >= GATEWAY_LIMITS.databasesMax) {
-      throw new NodeError(SQLITE_MISUSE, `a connection may open at most ${GATEWAY_LIMITS.databasesMax} databases`);
+    if (this.databases.length >= this.limits.clientDatabasesMax) {
+      throw new NodeError(SQLITE_MISUSE, `a connection may open at most ${this.limits.clientDatabasesMax} databases (clientDatabasesMax)`);
     }
     this.databases.push(this.node.database(name));
     return this.databases.length - 1;
@@ -225,8 +231,8 @@ export class Gateway {
   private async prepare(dbId: number, sql: string): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
-    if (this.statements.size >= GATEWAY_LIMITS.statementsMax) {
-      throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${GATEWAY_LIMITS.statementsMax} prepared statements`);
+    if (this.statements.size >= this.limits.clientStatementsMax) {
+      throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${this.limits.clientStatementsMax} prepared statements (clientStatementsMax)`);
     }
     const statement = await this.runAsLeader(db, () => compile(db, sql));
     const id = this.nextStatementId++;
@@ -292,7 +298,7 @@ export class Gateway {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
-      const messages = collectRows(prepared.statement, params);
+      const messages = collectRows(prepared.statement, params, this.limits.clientResultBytesMax);
       db.proposeCaptured(this.node);
       return { messages, barrier: db.commitBarrier() };
     });
@@ -306,7 +312,7 @@ export class Gateway {
     const outcome = await this.runAsLeader(db, () => {
       const statement = compile(db, sql);
       try {
-        const messages = collectRows(statement, params);
+        const messages = collectRows(statement, params, this.limits.clientResultBytesMax);
         db.proposeCaptured(this.node);
         return { messages, barrier: db.commitBarrier() };
       } finally {
@@ -344,7 +350,9 @@ export class Gateway {
    */
   private run<T>(db: ReplicatedDatabase, work: () => T): Promise<T> {
     return db.loop.submit(this.id, () => {
-      if (this.closed) throw new NodeError(SQLITE_MISUSE, 'the client disconnected before its statement ran');
+      if (this.closed && !this.node.unsafe.runRequestsOfDepartedClients) {
+        throw new NodeError(SQLITE_MISUSE, 'the client disconnected before its statement ran');
+      }
       return work();
     });
   }
@@ -410,7 +418,7 @@ function runToCompletion(
   return { lastInsertId: BigInt(db.engine.lastInsertRowid()), rowsAffected: BigInt(db.engine.changes()) };
 }
 
-function collectRows(statement: Statement, params: readonly TypedValue[]): Uint8Array[] {
+function collectRows(statement: Statement, params: readonly TypedValue[], resultBytesMax: number): Uint8Array[] {
   if (statement.columnNames.length === 0) {
     // go-dqlite cannot read a zero-column result set to its end; dqlite answers this way too.
     throw new NodeError(SQLITE_ERROR, 'the statement returns no columns: use exec for it');
@@ -426,8 +434,8 @@ function collectRows(statement: Statement, params: readonly TypedValue[]): Uint8
       if (full) {
         messages.push(full);
         bytes += full.length;
-        if (bytes > GATEWAY_LIMITS.resultBytesMax) {
-          throw new NodeError(SQLITE_ERROR, `result set exceeds ${GATEWAY_LIMITS.resultBytesMax} bytes: add a LIMIT`);
+        if (bytes > resultBytesMax) {
+          throw new NodeError(SQLITE_ERROR, `result set exceeds ${resultBytesMax} bytes (clientResultBytesMax): add a LIMIT`);
         }
       }
     }

@@ -1,229 +1,177 @@
 /**
- * A cluster node: drives the Raft core (ticks, persistence, messages), applies committed entries
- * to the databases, and runs the leader-side checks clients depend on. Hosts hand it client byte
- * streams and peer channels; it knows nothing of which runtime it is on.
+ * A cluster node: the Raft core, the Ready loop that persists and sends for it, and the state
+ * machine (src/fsm/) it feeds; plus the leader-side services clients depend on (barriers,
+ * ReadIndex, membership). Hosts hand it client byte streams and peer channels; it knows nothing
+ * of which runtime it is on, and uses only the runtime's clock, timers and randomness.
+ *
+ * A node that cannot go on safely (storage failed, a committed entry cannot be applied) stops
+ * itself: `closed` rejects and `onFatal` is called with the original error. It never exits
+ * the host process; that is for the host's command line to decide.
  */
 import type { Engine } from '../../wasm/index.ts';
-import { CommandKind, decodeCommand, type Command } from '../fsm/commands.ts';
-import { decodeSnapshot, encodeSnapshot } from '../fsm/snapshot-codec.ts';
+import { deferred } from '../fsm/deferred.ts';
+import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR } from '../fsm/errors.ts';
+import type { ProposeResult, ReplicatedDatabase } from '../fsm/replicated-database.ts';
+import { StateMachine } from '../fsm/state-machine.ts';
+import { resolveLimits, type Limits } from '../limits.ts';
 import {
-  applyConfChange,
-  decodeConfChange,
-  decodeConfiguration,
   decodeMessage,
   encodeMessage,
-  EntryType,
   MemoryStorage,
-  RaftError,
   RaftNode,
-  type ConfChange,
   type Configuration,
-  type Entry,
   type Member,
   type NodeId,
-  type Ready,
   type Role,
-  type Snapshot,
+  type SoftState,
+  type StateName,
 } from '../raft/index.ts';
-import type { ByteStream, DurableStorage, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
+import type { ByteStream, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
 import { PeerTransport, type TransportStats } from '../transport/index.ts';
 import { AdminPolicy } from './admin-policy.ts';
-import { DatabaseLoop } from './database-loop.ts';
-import { deferred, type Deferred } from './deferred.ts';
-import { leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_IOERR_LEADERSHIP_LOST } from './errors.ts';
-import { Gateway } from './gateway.ts';
 import { NodeMetrics } from './metrics.ts';
+import { AppliedWaiters } from './applied-waiters.ts';
+import { BoundedWait } from './bounded-wait.ts';
+import { Gateway } from './gateway.ts';
+import type { GatewayHost } from './gateway-host.ts';
+import { handOverTarget, HandOverPolicy } from './hand-over.ts';
+import { MembershipAdmin } from './membership-admin.ts';
+import { resolveSettings, type NodeOptions, type NodeSettings, type NodeStatus, type UnsafeSwitches } from './node-options.ts';
 import { RaftLog } from './raft-log.ts';
-import { ReplicatedDatabase, type ProposeResult, type Replicator } from './replicated-database.ts';
+import { ReadBarrier } from './read-barrier.ts';
+import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
+import { SnapshotWriter } from './snapshot-writer.ts';
 
-export interface NodeOptions {
-  id: NodeId;
-  /** "host:port" peers and clients reach this node at; empty for a node that cannot listen. */
-  address: string;
-  runtime: Runtime;
-  storage: DurableStorage;
-  engine: Engine;
-  clusterKey: string;
-  /** Start a new cluster with this node as its only voter (when the storage is empty). */
-  bootstrap?: boolean;
-  /**
-   * Members to keep connections to until this node's log names it a member. A node that cannot
-   * listen is reached only on connections it opened, so while joining it must dial out first.
-   */
-  seedPeers?: { id: NodeId; address: string }[];
-  tickMs?: number;
-  electionTimeoutTicks?: number;
-  heartbeatTicks?: number;
-  walFramesMax?: number;
-  snapshotThresholdEntries?: number;
-  snapshotTrailingEntries?: number;
-  busyTimeoutMs?: number;
-  /** How long a write or read may wait for Raft (quorum) before it fails. */
-  commitTimeoutMs?: number;
-  /**
-   * A leader with no address (a browser node) cannot be reached by clients: after leading this
-   * long it hands leadership to the most up-to-date reachable listening voter. Default 1000.
-   */
-  leaderWithoutAddressHandOverMs?: number;
-  votersMax?: number;
-  standbysMax?: number;
-  peerMessageBytesMax?: number;
-  /** Who may add, assign, remove, transfer and weight over the dqlite protocol. Default: loopback. */
-  adminPolicy?: AdminPolicy;
-  /**
-   * Deliberately unsafe behaviour, only for proving that the fault-injection checkers catch it.
-   * `ackBeforeCommit` answers writes before Raft commits them; `readsWithoutBarrier` answers
-   * reads without confirming leadership or waiting for the transactions they saw.
-   * The other three undo fixes of bugs the fault suite found, so the whole-cluster simulator
-   * can show it finds them: `keepTransactionOnRefusedProposal` leaves the engine's transaction
-   * in place when a proposal is refused mid-batch; `statementsBeforeTermApplied` lets a new
-   * leader run client statements before it applied the entries of earlier terms;
-   * `runRequestsOfDepartedClients` runs a queued request whose client already left.
-   */
-  unsafeForTesting?: UnsafeSwitches;
-  log?: (line: string) => void;
-  /** Called when the node stopped because it cannot go on safely (storage failed, a replica diverged). */
-  onFatal?: (error: Error) => void;
-}
+export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
 
-export interface UnsafeSwitches {
-  ackBeforeCommit?: boolean;
-  readsWithoutBarrier?: boolean;
-  keepTransactionOnRefusedProposal?: boolean;
-  statementsBeforeTermApplied?: boolean;
-  runRequestsOfDepartedClients?: boolean;
-}
-
-export interface NodeStatus {
-  id: NodeId;
-  address: string;
-  state: string;
-  leaderId: NodeId;
-  leaderAddress: string;
-  term: number;
-  commitIndex: number;
-  appliedIndex: number;
-  lastIndex: number;
-  snapshotIndex: number;
-  members: Member[];
-  reachablePeers: NodeId[];
-  databases: { name: string; walFrames: number; pending: number }[];
-  checkpoints: number;
-  snapshots: number;
-}
-
-interface ReadWaiter {
-  index: number | undefined;
-  done: Deferred<void>;
-}
-
-const DEFAULTS = {
-  tickMs: 100,
-  electionTimeoutTicks: 10,
-  heartbeatTicks: 1,
-  walFramesMax: 1000,
-  snapshotThresholdEntries: 1024,
-  snapshotTrailingEntries: 8192,
-  busyTimeoutMs: 5000,
-  commitTimeoutMs: 10_000,
-  leaderWithoutAddressHandOverMs: 1000,
-  votersMax: 3,
-  standbysMax: 3,
-  peerMessageBytesMax: 64 * 1024 * 1024,
-};
-
-export class ClusterNode implements Replicator {
+export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
   readonly address: string;
   readonly adminPolicy: AdminPolicy;
   readonly metrics: NodeMetrics;
-  private readonly settings: typeof DEFAULTS;
+  readonly limits: Readonly<Limits>;
+  readonly unsafe: Readonly<UnsafeSwitches>;
+  /** Resolves when the node stopped; rejects with the original error when it stopped itself. */
+  readonly closed: Promise<void>;
+  private readonly closedSignal = deferred<void>();
+  private readonly settings: NodeSettings;
   private readonly runtime: Runtime;
-  private readonly engine: Engine;
   private readonly log: RaftLog;
   private readonly memory = new MemoryStorage();
   private raft!: RaftNode;
+  private loop!: ReadyLoop;
   private readonly transport: PeerTransport;
-  private readonly databases = new Map<string, ReplicatedDatabase>();
+  private readonly fsm: StateMachine;
+  private readonly snapshots: SnapshotWriter;
+  private readonly waits: BoundedWait;
+  private readonly appliedWaiters = new AppliedWaiters();
+  private readonly reads: ReadBarrier;
+  private readonly membership: MembershipAdmin;
+  private readonly handOver: HandOverPolicy;
   private readonly gateways = new Set<Gateway>();
   private configuration: Configuration = { members: [] };
-  private committedConfiguration: Configuration = { members: [] };
-  private state = 'follower';
+  private state: StateName = 'follower';
   private leaderId: NodeId = 0;
-  private appliedIndex = 0;
-  private snapshotIndex = 0;
-  private ticker: TimerHandle | undefined;
-  private processing = false;
-  private processAgain = false;
-  private stopped = false;
-  private nextReadId = 1;
-  private readonly readWaiters = new Map<number, ReadWaiter>();
-  private readRoundInFlight: ReadWaiter | undefined;
-  private nextReadRound: Deferred<void> | undefined;
-  private readonly appliedWaiters: { index: number; done: Deferred<void> }[] = [];
-  private checkpoints = 0;
-  private snapshots = 0;
-  private nextGatewayId = 1;
-  private failureDomain = 0n;
-  private weight = 0n;
-  /** When this node last became leader (clock ms), for the hand-over of an address-less leader. */
-  private leaderSinceMs = 0;
+  /** The new term's first entry: until it is applied, no client statement may run. */
   private termStartIndex = 0;
+  private ticker: TimerHandle | undefined;
+  private stopped = false;
+  private stopping: Promise<void> | undefined;
+  private fatalError: Error | undefined;
+  private snapshotCount = 0;
+  private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
   private readonly onFatal: ((error: Error) => void) | undefined;
-  private readonly unsafe: NonNullable<NodeOptions['unsafeForTesting']>;
 
   private constructor(options: NodeOptions) {
-    this.unsafe = options.unsafeForTesting ?? {};
-    this.onFatal = options.onFatal;
-    this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
     this.id = options.id;
     this.address = options.address;
+    this.limits = Object.freeze(resolveLimits(options.limits));
+    this.unsafe = Object.freeze({ ...options.unsafeForTesting });
+    this.settings = resolveSettings(options);
     this.runtime = options.runtime;
-    this.engine = options.engine;
-    this.settings = { ...DEFAULTS, ...stripUndefined(options) };
+    this.onFatal = options.onFatal;
+    this.write = options.log ?? (() => {});
     this.adminPolicy = options.adminPolicy ?? new AdminPolicy();
     this.metrics = new NodeMetrics(() => this.runtime.clock.nowMs());
+    this.closed = this.closedSignal.promise;
+    this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
     this.log = new RaftLog(options.storage);
-    this.write = options.log ?? (() => {});
+    const clock = this.runtime.clock;
+    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
     this.transport = new PeerTransport({
       selfId: this.id,
       selfAddress: this.address,
       clusterKey: options.clusterKey,
       dialWebSocket: this.runtime.dialWebSocket,
-      clock: this.runtime.clock,
-      maxMessageBytes: this.settings.peerMessageBytesMax,
+      clock,
+      maxMessageBytes: this.limits.peerMessageBytesMax,
       onLog: (event) => {
         if (event.level === 'warn') this.write(`peer ${event.peerId ?? event.remoteAddress ?? '?'}: ${event.message}`);
       },
     });
+    this.waits = new BoundedWait(clock, this.settings.commitTimeoutMs);
+    this.reads = new ReadBarrier(
+      {
+        readIndex: (requestId) => this.raft.readIndex(requestId),
+        isLeader: () => this.isLeader(),
+        notLeader: () => notLeader(this.leader()?.address),
+        schedule: () => this.loop.schedule(),
+      },
+      this.waits,
+    );
+    this.membership = new MembershipAdmin(
+      {
+        id: this.id,
+        isLeader: () => this.isLeader(),
+        leaderId: () => this.leaderId,
+        leaderAddress: () => this.leader()?.address,
+        configuration: () => this.configuration,
+        proposeConfChange: (change) => this.raft.proposeConfChange(change),
+        transferLeadership: (to) => this.raft.transferLeadership(to),
+        schedule: () => this.loop.schedule(),
+      },
+      this.appliedWaiters,
+      this.waits,
+      clock,
+      {
+        votersMax: this.settings.votersMax,
+        standbysMax: this.settings.standbysMax,
+        transferTimeoutMs: this.settings.electionTimeoutTicks * this.settings.tickMs * 3,
+        transferPollMs: this.settings.tickMs,
+      },
+    );
+    this.handOver = new HandOverPolicy(this.address === '', this.settings.leaderWithoutAddressHandOverMs);
+    this.snapshots = new SnapshotWriter({
+      log: this.log,
+      memory: this.memory,
+      clock,
+      snapshotBytesMax: this.limits.snapshotBytesMax,
+      stored: (index) => {
+        this.snapshotCount++;
+        this.write(`took a snapshot at index ${index}`);
+      },
+      skipped: (index, reason) => this.write(`no snapshot at index ${index}: ${reason}; the log is kept whole`),
+      failed: (error) => this.fatal(error),
+    });
   }
 
+  /** Starts a node on its storage; rejects (LimitsError, a log or snapshot error) when it cannot. */
   static async start(options: NodeOptions): Promise<ClusterNode> {
     const node = new ClusterNode(options);
     await node.recover(options.bootstrap ?? false);
     return node;
   }
 
-  // ---------------------------------------------------------------- startup and recovery
+  // ---------------------------------------------------------------- start-up
 
   private async recover(bootstrap: boolean): Promise<void> {
-    const loaded = await this.log.load();
-    if (loaded.snapshot) {
-      this.memory.applySnapshot(loaded.snapshot);
-      this.restoreStateMachine(loaded.snapshot);
-    }
-    this.memory.append(loaded.entries);
-    this.memory.setHardState(loaded.hardState);
-    const empty = !loaded.snapshot && loaded.entries.length === 0 && loaded.hardState.term === 0;
-    if (empty && bootstrap) {
-      const configuration: Configuration = { members: [{ id: this.id, address: this.address, role: 'voter' }] };
-      RaftNode.bootstrap(this.memory, configuration);
-      await this.log.append(this.memory.entries(this.memory.firstIndex(), this.memory.lastIndex() + 1));
-      await this.log.saveHardState(this.memory.hardState());
-      this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
-    }
+    const first: Configuration | undefined = bootstrap ? { members: [{ id: this.id, address: this.address, role: 'voter' }] } : undefined;
+    const recovered = await recoverRaftState(this.log, this.memory, first);
+    if (recovered.snapshot) this.fsm.restore(recovered.snapshot.data, recovered.snapshot.meta.index, recovered.snapshot.meta.term);
+    if (recovered.bootstrapped) this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
+    const limits = this.limits;
     this.raft = new RaftNode({
       id: this.id,
       storage: this.memory,
@@ -233,43 +181,59 @@ export class ClusterNode implements Replicator {
         const bytes = this.runtime.randomBytes(4);
         return ((bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16)) >>> 0) / 0x1000000;
       },
-      applied: this.appliedIndex,
+      applied: this.fsm.appliedIndex,
       preVote: true,
       checkQuorum: true,
+      maxProposalBytes: limits.proposalBytesMax,
+      maxEntriesBytesPerAppend: limits.appendBytesMax,
+      snapshotChunkBytes: limits.snapshotChunkBytesMax,
+      maxSnapshotBytes: limits.snapshotBytesMax,
+      maxCommittedBytesPerReady: limits.committedBytesPerReadyMax,
+      maxUncommittedEntries: limits.uncommittedEntriesMax,
+      maxPendingReads: limits.pendingReadsMax,
     });
+    this.loop = new ReadyLoop(
+      this.raft,
+      this.log,
+      this.memory,
+      this.snapshots,
+      {
+        restore: (snapshot) => {
+          this.fsm.restore(snapshot.data, snapshot.meta.index, snapshot.meta.term);
+          this.write(`installed a snapshot at index ${snapshot.meta.index} from the leader`);
+        },
+        stateChanged: (soft) => this.changeState(soft),
+        configurationChanged: (configuration) => {
+          this.configuration = configuration;
+          this.updatePeers();
+        },
+        send: (messages) => {
+          for (const message of messages) this.transport.send(message.to, encodeMessage(message));
+        },
+        apply: (entries) => {
+          const applyStartedMs = this.runtime.clock.nowMs();
+          for (const entry of entries) this.fsm.apply(entry, this.isLeader() ? this : undefined);
+          this.metrics.applied(entries.length, this.runtime.clock.nowMs() - applyStartedMs);
+        },
+        readStates: (states) => this.reads.confirmed(states),
+        appliedReady: () => {
+          const applied = this.fsm.appliedIndex;
+          this.reads.settle(applied);
+          this.appliedWaiters.settle(applied);
+          this.maybeSnapshot();
+        },
+        fatal: (error) => this.fatal(error),
+      },
+    );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
     this.transport.onMessage((from, bytes) => this.receivePeerMessage(from, bytes));
     this.ticker = this.runtime.clock.setInterval(() => {
       this.raft.tick();
-      this.handOverIfUnreachable();
-      this.scheduleProcessing();
+      this.handOverIfDue();
+      this.loop.schedule();
     }, this.settings.tickMs);
-    this.scheduleProcessing();
-  }
-
-  private restoreStateMachine(snapshot: Snapshot): void {
-    const files = decodeSnapshot(snapshot.data);
-    const names = new Set(files.map((f) => f.name));
-    for (const [name, db] of this.databases) {
-      db.abortPending('a snapshot from the leader replaced this database');
-      if (!names.has(name)) {
-        db.engine.close();
-        this.databases.delete(name);
-      }
-    }
-    for (const file of files) {
-      const engineDb = this.engine.restore(file.name, { main: file.main, wal: file.wal });
-      const existing = this.databases.get(file.name);
-      if (existing) {
-        existing.engine = engineDb;
-      } else {
-        this.databases.set(file.name, this.newDatabase(file.name, engineDb));
-      }
-    }
-    this.appliedIndex = snapshot.meta.index;
-    this.snapshotIndex = snapshot.meta.index;
-    this.committedConfiguration = snapshot.meta.configuration;
+    this.loop.schedule();
   }
 
   // ---------------------------------------------------------------- raft driving
@@ -287,205 +251,54 @@ export class ClusterNode implements Replicator {
       throw new Error(`a message from node ${from} claims to be from ${message.from} to ${message.to}`);
     }
     this.raft.step(message);
-    this.scheduleProcessing();
+    this.loop.schedule();
   }
 
-  private scheduleProcessing(): void {
-    if (this.stopped) return;
-    if (this.processing) {
-      this.processAgain = true;
-      return;
+  private changeState(soft: SoftState): void {
+    const wasLeader = this.state === 'leader';
+    if (soft.state !== this.state || soft.leaderId !== this.leaderId) {
+      this.write(`state ${soft.state}, leader ${soft.leaderId === 0 ? 'unknown' : soft.leaderId}, term ${this.raft.status().term}`);
     }
-    if (!this.raft.hasReady()) return;
-    this.processing = true;
-    void this.processReadies().catch((error: unknown) => {
-      // Storage failed under us: the node cannot keep its promises, so it stops serving.
-      this.fatal((error as Error).stack ?? String(error));
+    this.state = soft.state;
+    this.leaderId = soft.leaderId;
+    if (!wasLeader && soft.state === 'leader') {
+      this.handOver.becameLeader(this.runtime.clock.nowMs());
+      // Until the new term's first entry is applied, entries of earlier leaders may still
+      // arrive, and no client statement may run on top of them.
+      if (!this.unsafe.statementsBeforeTermApplied) this.termStartIndex = this.raft.status().lastIndex;
+    }
+    if (wasLeader && soft.state !== 'leader') {
+      this.fsm.abortPending('this node is no longer the leader');
+      this.reads.rejectAll();
+      this.appliedWaiters.rejectAll(leadershipLost('this node stopped being the leader while waiting for the log'));
+    }
+  }
+
+  /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
+  private maybeSnapshot(): void {
+    if (this.snapshots.busy || !this.fsm.snapshotDue()) return;
+    const copy = this.fsm.snapshot();
+    const term = this.raft.termAt(copy.index);
+    assert(term !== undefined, `no term known for applied index ${copy.index}`);
+    this.fsm.snapshotStarted(copy.index);
+    this.snapshots.start({
+      copy,
+      term,
+      configuration: this.raft.configurationAt(copy.index),
+      compactIndex: this.fsm.compactionIndex(copy.index),
     });
   }
 
-  private async processReadies(): Promise<void> {
-    try {
-      do {
-        this.processAgain = false;
-        while (this.raft.hasReady() && !this.stopped) {
-          const ready = this.raft.ready();
-          await this.handleReady(ready);
-          this.raft.advance(ready);
-        }
-      } while (this.processAgain && !this.stopped);
-    } finally {
-      this.processing = false;
-    }
-    if (!this.stopped && this.raft.hasReady()) this.scheduleProcessing();
-  }
-
-  private async handleReady(ready: Ready): Promise<void> {
-    if (ready.snapshot) {
-      await this.log.resetToSnapshot(ready.snapshot);
-      this.memory.applySnapshot(ready.snapshot);
-      this.restoreStateMachine(ready.snapshot);
-      this.write(`installed a snapshot at index ${ready.snapshot.meta.index} from the leader`);
-    }
-    // Term and vote must be durable before any message that depends on them leaves.
-    if (ready.hardState) {
-      await this.log.saveHardState(ready.hardState);
-      this.memory.setHardState(ready.hardState);
-    }
-    if (ready.configuration) {
-      this.configuration = ready.configuration;
-      this.updatePeers();
-    }
-    // A leader may replicate entries while it writes them itself (Raft thesis §10.2.1): clients
-    // are answered only when committed entries are applied, after this write completed. A
-    // follower's acknowledgements must wait for its own write.
-    const leading = (ready.softState?.state ?? this.state) === 'leader';
-    if (leading) this.sendMessages(ready);
-    if (ready.entries.length > 0) {
-      await this.log.append(ready.entries);
-      this.memory.append(ready.entries);
-    }
-    if (!leading) this.sendMessages(ready);
-    if (ready.softState) this.changeState(ready.softState.state, ready.softState.leaderId);
-    const applyStartedMs = this.runtime.clock.nowMs();
-    for (const entry of ready.committedEntries) this.applyEntry(entry);
-    this.metrics.applied(ready.committedEntries.length, this.runtime.clock.nowMs() - applyStartedMs);
-    for (const readState of ready.readStates) {
-      const waiter = this.readWaiters.get(readState.requestId);
-      if (waiter) waiter.index = readState.index;
-    }
-    this.settleWaiters();
-    if (ready.committedEntries.length > 0) await this.maybeSnapshot();
-  }
-
-  private sendMessages(ready: Ready): void {
-    for (const message of ready.messages) this.transport.send(message.to, encodeMessage(message));
-  }
-
-  private changeState(state: string, leaderId: NodeId): void {
-    const wasLeader = this.state === 'leader';
-    if (state !== this.state || leaderId !== this.leaderId) {
-      this.write(`state ${state}, leader ${leaderId === 0 ? 'unknown' : leaderId}, term ${this.raft.status().term}`);
-    }
-    this.state = state;
-    this.leaderId = leaderId;
-    if (!wasLeader && state === 'leader') {
-      this.leaderSinceMs = this.runtime.clock.nowMs();
-      // The new term's first entry: until it is applied, entries of earlier leaders may still
-      // arrive, and no client statement may run on top of them.
-      this.termStartIndex = this.raft.status().lastIndex;
-    }
-    if (wasLeader && state !== 'leader') {
-      for (const db of this.databases.values()) db.abortPending('this node is no longer the leader');
-      for (const [id, waiter] of this.readWaiters) {
-        waiter.done.reject(leadershipLost('this node stopped being the leader during a read'));
-        this.readWaiters.delete(id);
-      }
-      for (const waiter of this.appliedWaiters.splice(0)) {
-        waiter.done.reject(leadershipLost('this node stopped being the leader while waiting for the log'));
-      }
-    }
-  }
-
-  private applyEntry(entry: Entry): void {
-    switch (entry.type) {
-      case EntryType.Normal:
-        this.applyCommand(entry);
-        break;
-      case EntryType.ConfChange: {
-        const next = applyConfChange(this.committedConfiguration, decodeConfChange(entry.data));
-        if (!(next instanceof RaftError)) this.committedConfiguration = next;
-        break;
-      }
-      case EntryType.Configuration:
-        this.committedConfiguration = decodeConfiguration(entry.data);
-        break;
-      default:
-        break;
-    }
-    this.appliedIndex = entry.index;
-  }
-
-  private applyCommand(entry: Entry): void {
-    if (entry.data.length === 0) return;
-    let command: Command;
-    try {
-      command = decodeCommand(entry.data);
-    } catch (error) {
-      // Every replica decodes the same bytes the same way, so skipping keeps them identical.
-      this.write(`skipped undecodable entry ${entry.index}: ${(error as Error).message}`);
-      return;
-    }
-    if (command.kind === CommandKind.Barrier) return;
-    const db = this.database(command.database);
-    try {
-      if (command.kind === CommandKind.Frames) {
-        db.applyFrames(entry.index, entry.term, command.payload);
-        if (this.state === 'leader') db.maybeProposeCheckpoint(this, this.settings.walFramesMax);
-      } else {
-        db.applyCheckpoint(entry.index);
-        this.checkpoints++;
-        this.write(`checkpointed database ${db.name} at index ${entry.index}`);
-      }
-    } catch (error) {
-      // Going on would leave this replica different from the others: stop, and let a restart
-      // rebuild the databases from the snapshot and the log.
-      this.fatal(`failed to apply entry ${entry.index} to database ${db.name}: ${(error as Error).message}`);
-    }
-  }
-
-  private async maybeSnapshot(): Promise<void> {
-    if (this.appliedIndex - this.snapshotIndex < this.settings.snapshotThresholdEntries) return;
-    const files = [...this.databases.values()].map((db) => ({ name: db.name, ...db.engine.snapshot() }));
-    const snapshot = this.memory.createSnapshot(this.appliedIndex, this.committedConfiguration, encodeSnapshot(files));
-    const compactIndex = Math.max(0, this.appliedIndex - this.settings.snapshotTrailingEntries);
-    await this.log.saveSnapshot(snapshot, compactIndex);
-    this.memory.compact(compactIndex);
-    this.snapshotIndex = this.appliedIndex;
-    this.snapshots++;
-    this.write(`took a snapshot at index ${this.appliedIndex}`);
-  }
-
-  /**
-   * Clients reach only listening nodes, and a listening follower can only point them at the
-   * leader's address: a leader without one (a browser node) would leave every client without a
-   * leader. So it hands leadership to the listening voter with the longest log that it heard from
-   * recently; Raft's transfer first catches that voter up.
-   */
-  private handOverIfUnreachable(): void {
-    if (this.address !== '' || this.state !== 'leader' || this.stopped) return;
-    if (this.runtime.clock.nowMs() - this.leaderSinceMs < this.settings.leaderWithoutAddressHandOverMs) return;
+  private handOverIfDue(): void {
+    if (this.stopped || !this.handOver.due(this.isLeader(), this.runtime.clock.nowMs())) return;
     const status = this.raft.status();
-    if (status.leadTransferee !== 0 || !status.progress) return;
-    let best: { id: NodeId; match: number } | undefined;
-    for (const member of this.configuration.members) {
-      if (member.role !== 'voter' || member.id === this.id || member.address === '') continue;
-      const progress = status.progress[member.id];
-      if (!progress?.recentActive) continue;
-      if (!best || progress.match > best.match) best = { id: member.id, match: progress.match };
-    }
-    if (!best) return;
-    const result = this.raft.transferLeadership(best.id);
+    const target = handOverTarget(status, this.configuration, this.id);
+    if (!target) return;
+    const result = this.raft.transferLeadership(target.id);
     if (result.ok) {
       this.write(
-        `handing leadership to listening voter ${best.id} (its log at ${best.match} of ${status.lastIndex}): clients cannot reach a leader without an address`,
+        `handing leadership to listening voter ${target.id} (its log at ${target.match} of ${status.lastIndex}): clients cannot reach a leader without an address`,
       );
-    }
-  }
-
-  private settleWaiters(): void {
-    for (const [id, waiter] of this.readWaiters) {
-      if (waiter.index !== undefined && waiter.index <= this.appliedIndex) {
-        waiter.done.resolve();
-        this.readWaiters.delete(id);
-      }
-    }
-    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
-      const waiter = this.appliedWaiters[i]!;
-      if (waiter.index <= this.appliedIndex) {
-        waiter.done.resolve();
-        this.appliedWaiters.splice(i, 1);
-      }
     }
   }
 
@@ -517,19 +330,19 @@ export class ClusterNode implements Replicator {
   /** For statements: leader, and caught up with every entry of earlier terms (dqlite's barrier). */
   requireReadyLeader(): void {
     this.requireLeader();
-    if (this.appliedIndex < this.termStartIndex) {
-      throw notLeader(undefined, `this node was just elected and is still applying entries ${this.appliedIndex + 1}..${this.termStartIndex}`);
+    const applied = this.fsm.appliedIndex;
+    if (applied < this.termStartIndex) {
+      throw notLeader(undefined, `this node was just elected and is still applying entries ${applied + 1}..${this.termStartIndex}`);
     }
   }
 
   /** Waits until this new leader applied every entry of earlier terms; then statements may run. */
   async leaderReady(): Promise<void> {
     this.requireLeader();
-    if (this.appliedIndex >= this.termStartIndex) return;
-    const done = deferred<void>();
-    this.appliedWaiters.push({ index: this.termStartIndex, done });
-    this.scheduleProcessing();
-    await this.withTimeout(done.promise, "applying the previous leader's entries");
+    if (this.fsm.appliedIndex >= this.termStartIndex) return;
+    const applied = this.appliedWaiters.wait(this.termStartIndex);
+    this.loop.schedule();
+    await this.waits.wait(applied, "applying the previous leader's entries");
   }
 
   propose(data: Uint8Array): ProposeResult {
@@ -538,143 +351,44 @@ export class ClusterNode implements Replicator {
       if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
       throw new NodeError(SQLITE_ERROR, `cannot replicate: ${result.error.message}`);
     }
-    this.scheduleProcessing();
+    this.loop.schedule();
     return { index: result.index, term: result.term };
   }
 
-  /**
-   * Resolves once this node has confirmed, after the call, that it still leads, and applied all
-   * it had committed then. Reads share confirmation rounds: a read that arrives while a round is
-   * in flight cannot use it (it began before the read ran) and joins the next one, which starts
-   * when the current one ends, so concurrent readers cost one heartbeat round, not one each.
-   */
+  /** Resolves once this node confirmed, after the call, that it still leads, and applied all it had committed then. */
   readBarrier(): Promise<void> {
-    this.requireLeader();
-    if (!this.readRoundInFlight) return this.startReadRound();
-    this.nextReadRound ??= deferred<void>();
-    return this.nextReadRound.promise;
+    return this.reads.barrier();
   }
 
-  private startReadRound(): Promise<void> {
-    const requestId = this.nextReadId++;
-    const result = this.raft.readIndex(requestId);
-    if (!result.ok) {
-      if (result.error.code === 'NOT_LEADER') return Promise.reject(notLeader(this.leader()?.address));
-      return Promise.reject(new NodeError(SQLITE_ERROR, `cannot confirm leadership: ${result.error.message}`));
-    }
-    const waiter: ReadWaiter = { index: undefined, done: deferred<void>() };
-    this.readWaiters.set(requestId, waiter);
-    this.readRoundInFlight = waiter;
-    const round = this.withTimeout(waiter.done.promise, 'confirming leadership for a read', () => {
-      this.readWaiters.delete(requestId);
-    });
-    const next = (): void => {
-      if (this.readRoundInFlight === waiter) this.readRoundInFlight = undefined;
-      const waiting = this.nextReadRound;
-      this.nextReadRound = undefined;
-      if (!waiting) return;
-      let started: Promise<void>;
-      try {
-        started = this.isLeader() ? this.startReadRound() : Promise.reject(notLeader(this.leader()?.address));
-      } catch (error) {
-        started = Promise.reject(error);
-      }
-      started.then(waiting.resolve, waiting.reject);
-    };
-    round.then(next, next);
-    this.scheduleProcessing();
-    return round;
-  }
-
-  /** Resolves when a write's answer may go out: its transaction, and all it saw, committed. */
   async writeSettled(barrier: Promise<void> | undefined): Promise<void> {
     if (!barrier || this.unsafe.ackBeforeCommit) return;
-    await this.withTimeout(barrier, 'waiting for the write to commit');
+    await this.waits.wait(barrier, 'waiting for the write to commit');
   }
 
-  /** Resolves when a read's answer may go out: what it saw committed and leadership confirmed. */
   async readSettled(barrier: Promise<void> | undefined): Promise<void> {
     if (this.unsafe.readsWithoutBarrier) return;
-    await this.withTimeout(barrier ?? this.readBarrier(), 'waiting for a read to be confirmed');
-  }
-
-  /** Bounds a wait on Raft: without a quorum it fails with a clear error instead of hanging. */
-  withTimeout<T>(promise: Promise<T>, what: string, onTimeout?: () => void): Promise<T> {
-    const timeoutMs = this.settings.commitTimeoutMs;
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.runtime.clock.setTimeout(() => {
-        onTimeout?.();
-        reject(
-          new NodeError(
-            SQLITE_IOERR_LEADERSHIP_LOST,
-            `timed out after ${timeoutMs} ms ${what}: no quorum of voters answered; the cluster needs a majority of its voters up`,
-          ),
-        );
-      }, timeoutMs);
-      promise.then(
-        (value) => {
-          timer.cancel();
-          resolve(value);
-        },
-        (error: unknown) => {
-          timer.cancel();
-          reject(error);
-        },
-      );
-    });
-  }
-
-  private async changeMembership(change: ConfChange): Promise<void> {
-    this.requireLeader();
-    const result = this.raft.proposeConfChange(change);
-    if (!result.ok) {
-      if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
-      throw new NodeError(SQLITE_ERROR, `membership change refused: ${result.error.message}`);
-    }
-    this.scheduleProcessing();
-    const done = deferred<void>();
-    this.appliedWaiters.push({ index: result.index, done });
-    await this.withTimeout(done.promise, 'committing a membership change');
+    await this.waits.wait(barrier ?? this.reads.barrier(), 'waiting for a read to be confirmed');
   }
 
   addMember(id: NodeId, address: string): Promise<void> {
-    return this.changeMembership({ type: 'add', id, address, role: 'spare' });
+    return this.membership.addMember(id, address);
   }
 
   assignRole(id: NodeId, role: Role): Promise<void> {
-    return this.changeMembership({ type: 'assign', id, role });
+    return this.membership.assignRole(id, role);
   }
 
   removeMember(id: NodeId): Promise<void> {
-    return this.changeMembership({ type: 'remove', id });
+    return this.membership.removeMember(id);
   }
 
   /** The role a newly joined node should get, as go-dqlite's app decides it. */
   roleForNewMember(): Role {
-    const voters = this.configuration.members.filter((m) => m.role === 'voter').length;
-    const standbys = this.configuration.members.filter((m) => m.role === 'standby').length;
-    if (voters < this.settings.votersMax) return 'voter';
-    if (standbys < this.settings.standbysMax) return 'standby';
-    return 'spare';
+    return this.membership.roleForNewMember();
   }
 
-  async transferLeadership(to: NodeId): Promise<void> {
-    this.requireLeader();
-    if (to === 0) {
-      const candidate = this.configuration.members.find((m) => m.role === 'voter' && m.id !== this.id);
-      if (!candidate) throw new NodeError(SQLITE_ERROR, 'no other voter to transfer leadership to');
-      to = candidate.id;
-    }
-    const result = this.raft.transferLeadership(to);
-    if (!result.ok) throw new NodeError(SQLITE_ERROR, `leadership transfer refused: ${result.error.message}`);
-    this.scheduleProcessing();
-    const deadline = this.runtime.clock.nowMs() + this.settings.electionTimeoutTicks * this.settings.tickMs * 3;
-    while (this.leaderId !== to) {
-      if (this.runtime.clock.nowMs() > deadline) {
-        throw new NodeError(SQLITE_ERROR, `leadership transfer to node ${to} did not complete; node ${to} may be behind or down`);
-      }
-      await new Promise<void>((resolve) => this.runtime.clock.setTimeout(resolve, this.settings.tickMs));
-    }
+  transferLeadership(to: NodeId): Promise<void> {
+    return this.membership.transferLeadership(to);
   }
 
   /** Resolves once node `id` proved it holds the cluster key; a leader asks before adding it. */
@@ -687,44 +401,26 @@ export class ClusterNode implements Replicator {
   }
 
   members(): Member[] {
-    return this.configuration.members.map((m) => ({ ...m }));
+    return this.membership.members();
   }
 
   describe(): { failureDomain: bigint; weight: bigint } {
-    return { failureDomain: this.failureDomain, weight: this.weight };
+    return this.membership.describe();
   }
 
   setWeight(weight: bigint): void {
-    this.weight = weight;
+    this.membership.setWeight(weight);
   }
 
   // ---------------------------------------------------------------- databases and clients
 
   /** The database `name`, opened (created empty) on first use, identically on every node. */
   database(name: string): ReplicatedDatabase {
-    let db = this.databases.get(name);
-    if (!db) {
-      db = this.newDatabase(name, this.engine.open(name));
-      this.databases.set(name, db);
-    }
-    return db;
+    return this.fsm.database(name);
   }
 
   existingDatabase(name: string): ReplicatedDatabase | undefined {
-    return this.databases.get(name);
-  }
-
-  private newDatabase(name: string, engineDb: ReturnType<Engine['open']>): ReplicatedDatabase {
-    const holder: { db?: ReplicatedDatabase } = {};
-    const loop = new DatabaseLoop({
-      busyTimeoutMs: this.settings.busyTimeoutMs,
-      queueLengthMax: 10_000,
-      nowMs: () => this.runtime.clock.nowMs(),
-      inTransaction: () => holder.db?.engine.inTransaction() ?? false,
-      setTimer: (callback, delayMs) => this.runtime.clock.setTimeout(callback, delayMs),
-    });
-    holder.db = new ReplicatedDatabase(name, engineDb, loop);
-    return holder.db;
+    return this.fsm.existingDatabase(name);
   }
 
   /** A dqlite-protocol client connected (raw TCP, or a WebSocket carrying the same bytes). */
@@ -757,31 +453,36 @@ export class ClusterNode implements Replicator {
       leaderAddress: this.leader()?.address ?? '',
       term: raftStatus.term,
       commitIndex: raftStatus.commit,
-      appliedIndex: this.appliedIndex,
+      appliedIndex: this.fsm.appliedIndex,
       lastIndex: raftStatus.lastIndex,
-      snapshotIndex: this.snapshotIndex,
+      snapshotIndex: this.memory.snapshot().meta.index,
       members: this.members(),
       reachablePeers: this.transport.reachablePeers(),
-      databases: [...this.databases.values()].map((db) => ({
-        name: db.name,
-        walFrames: db.engine.walFrameCount(),
-        pending: db.pendingCount,
-      })),
-      checkpoints: this.checkpoints,
-      snapshots: this.snapshots,
+      databases: this.fsm.all().map((db) => ({ name: db.name, walFrames: db.engine.walFrameCount(), pending: db.pendingCount })),
+      checkpoints: this.fsm.checkpoints,
+      snapshots: this.snapshotCount,
     };
   }
 
-  private fatal(message: string): void {
-    this.write(`fatal: ${message}; stopping this node (restart it to rebuild its state from the log)`);
+  /** Stops the node for good, keeping `error` (the original failure) for `closed` and `onFatal`. */
+  private fatal(error: unknown): void {
+    if (this.fatalError) return;
+    const failure = error instanceof Error ? error : new Error(String(error));
+    this.fatalError = failure;
+    this.write(`fatal: ${failure.stack ?? failure.message}; stopping this node (restart it to rebuild its state from the snapshot and the log)`);
     void this.stop();
-    this.onFatal?.(new Error(message));
+    this.closedSignal.reject(failure);
+    this.onFatal?.(failure);
   }
 
   /** Stops serving. With `handOver`, a leader first transfers leadership to another voter. */
-  async stop(options: { handOver?: boolean } = {}): Promise<void> {
-    if (this.stopped) return;
-    if (options.handOver && this.isLeader()) {
+  stop(options: { handOver?: boolean } = {}): Promise<void> {
+    this.stopping ??= this.shutDown(options.handOver ?? false);
+    return this.stopping;
+  }
+
+  private async shutDown(handOver: boolean): Promise<void> {
+    if (handOver && this.isLeader() && !this.fatalError) {
       try {
         await this.transferLeadership(0);
       } catch (error) {
@@ -789,13 +490,34 @@ export class ClusterNode implements Replicator {
       }
     }
     this.stopped = true;
+    this.loop?.stop();
     this.ticker?.cancel();
     for (const gateway of this.gateways) gateway.close();
     this.transport.close();
-    for (const db of this.databases.values()) db.abortPending('the node is stopping');
+    this.fsm.abortPending('the node is stopping');
+    // The storage may be closed once this resolves: no snapshot may still be writing to it.
+    await this.snapshots.idle();
+    this.closedSignal.resolve();
   }
 }
 
-function stripUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+function newStateMachine(
+  engine: Engine,
+  runtime: Runtime,
+  settings: NodeSettings,
+  limits: Limits,
+  unsafe: UnsafeSwitches,
+  log: (line: string) => void,
+): StateMachine {
+  return new StateMachine({
+    engine,
+    clock: runtime.clock,
+    busyTimeoutMs: settings.busyTimeoutMs,
+    databaseQueuedTasksMax: limits.databaseQueuedTasksMax,
+    proposalBytesMax: limits.proposalBytesMax,
+    walFramesMax: settings.walFramesMax,
+    compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
+    ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
+    log,
+  });
 }

@@ -5,6 +5,7 @@
  * log line; afterwards every node is still running and serving, and membership, leader, term and
  * commit index are exactly as before.
  */
+import { LIMITS } from '../../src/limits.ts';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connect } from '../../runtimes/node/client.ts';
@@ -19,8 +20,8 @@ const INPUTS = 3000;
 const WORKERS = 4;
 /** Not a member: what it sends must never count for anything. */
 const FUZZER_ID = 4242;
-/** Above the listener's 16 MiB WebSocket message bound. */
-const OVERSIZED_BYTES = 17 * 1024 * 1024;
+/** Above the listener's WebSocket message bound, which is the limits table's peer message bound. */
+const OVERSIZED_BYTES = LIMITS.peerMessageBytesMax + 1024;
 
 type Input =
   /** Sent instead of a hello. Never valid: the node must close. */

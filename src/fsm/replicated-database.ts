@@ -8,10 +8,10 @@
  * frames of a transaction that Raft has not committed.
  */
 import type { CapturedTransaction, Database } from '../../wasm/index.ts';
-import { CommandKind, encodeCommand } from '../fsm/commands.ts';
+import { CommandKind, encodeCommand } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
-import { assert, leadershipLost } from './errors.ts';
+import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
 
 export interface PendingTransaction {
   index: number;
@@ -29,6 +29,13 @@ export interface Replicator {
   propose(data: Uint8Array): ProposeResult;
 }
 
+export interface ReplicatedDatabaseOptions {
+  /** Largest command Raft takes (limits' proposalBytesMax). */
+  proposalBytesMax: number;
+  /** Test-only: undo the fix that drops engine-held transactions when a proposal is refused. */
+  keepTransactionOnRefusedProposal?: boolean;
+}
+
 export class ReplicatedDatabase {
   readonly loop: DatabaseLoop;
   private pending: PendingTransaction[] = [];
@@ -38,6 +45,7 @@ export class ReplicatedDatabase {
     readonly name: string,
     public engine: Database,
     loop: DatabaseLoop,
+    private readonly options: ReplicatedDatabaseOptions,
   ) {
     this.loop = loop;
   }
@@ -54,8 +62,19 @@ export class ReplicatedDatabase {
   /** Proposes every transaction the last statement committed in SQLite. Leader only. */
   proposeCaptured(replicator: Replicator): void {
     const captured: CapturedTransaction[] = this.engine.takeCaptured();
-    for (let i = 0; i < captured.length; i++) {
-      const command = encodeCommand({ kind: CommandKind.Frames, database: this.name, payload: captured[i]!.payload });
+    const commands = captured.map((tx) => encodeCommand({ kind: CommandKind.Frames, database: this.name, payload: tx.payload }));
+    const oversized = commands.find((command) => command.length > this.options.proposalBytesMax);
+    if (oversized) {
+      // SQLite committed it, Raft cannot carry it: roll it back here before anything of it leaves.
+      const error = new NodeError(
+        SQLITE_TOOBIG,
+        `transaction of ${oversized.length} bytes exceeds proposalBytesMax (${this.options.proposalBytesMax} bytes), the largest entry this cluster replicates: it was rolled back and nothing was replicated; split it into smaller transactions`,
+      );
+      this.abortPending(`another transaction on this database was too large to replicate (${oversized.length} bytes)`);
+      throw error;
+    }
+    for (let i = 0; i < commands.length; i++) {
+      const command = commands[i]!;
       let result: ProposeResult;
       try {
         result = replicator.propose(command);
@@ -118,7 +137,8 @@ export class ReplicatedDatabase {
       this.loop.resume();
     }
     // The engine may hold transactions this list never got (a proposal refused mid-batch).
-    if (aborted.length === 0 && !this.engine.inTransaction() && this.engine.pendingCount() === 0) return;
+    const engineHoldsOnlyOurs = this.options.keepTransactionOnRefusedProposal || this.engine.pendingCount() === 0;
+    if (aborted.length === 0 && !this.engine.inTransaction() && engineHoldsOnlyOurs) return;
     this.engine.abort();
     this.loop.clearOwner();
     const error = leadershipLost(reason);

@@ -1,0 +1,116 @@
+/**
+ * Every size and count bound of a node, in one table. Each limit is named `xMax` with its unit
+ * before `Max`; `resolveLimits` checks at start-up that they fit together, so that nothing
+ * one layer accepts is refused by the next (a transaction SQLite committed that Raft cannot
+ * propose, a proposal no peer message can carry, a database no snapshot can hold).
+ */
+import { MESSAGE_BYTES_MAX } from './raft/index.ts';
+
+export interface Limits {
+  /** Largest replicated command: one transaction's WAL frames plus the command header. */
+  proposalBytesMax: number;
+  /** Largest dqlite-protocol request a client may send (header excluded). */
+  clientRequestBytesMax: number;
+  /** Largest result a query may answer with, over all its Rows messages. */
+  clientResultBytesMax: number;
+  /** Prepared statements one client connection may hold. */
+  clientStatementsMax: number;
+  /** Databases one client connection may open. */
+  clientDatabasesMax: number;
+  /** Requests a client may send ahead of reading the answers. */
+  clientQueuedRequestsMax: number;
+  /** Statements queued on one database's execution loop. */
+  databaseQueuedTasksMax: number;
+  /** Largest main file, and largest WAL, of one database in the engine. */
+  databaseBytesMax: number;
+  /** Largest message between peers (transport envelope included). */
+  peerMessageBytesMax: number;
+  /** Entry bytes one Append message carries when there are several (a larger entry goes alone). */
+  appendBytesMax: number;
+  /** Bytes of one InstallSnapshot chunk. */
+  snapshotChunkBytesMax: number;
+  /** Largest snapshot a node takes or accepts: every database's main file and WAL. */
+  snapshotBytesMax: number;
+  /** Largest record of the Raft log on disk: one entry with its header. */
+  logRecordBytesMax: number;
+  /** Committed entry bytes handed to the state machine in one Ready. */
+  committedBytesPerReadyMax: number;
+  /** Entries a leader accepts before they commit; then proposals are refused. */
+  uncommittedEntriesMax: number;
+  /** ReadIndex requests waiting for a quorum. */
+  pendingReadsMax: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+export const LIMITS: Readonly<Limits> = Object.freeze({
+  proposalBytesMax: 16 * MiB,
+  clientRequestBytesMax: 16 * MiB,
+  clientResultBytesMax: 256 * MiB,
+  clientStatementsMax: 1024,
+  clientDatabasesMax: 16,
+  clientQueuedRequestsMax: 64,
+  databaseQueuedTasksMax: 10_000,
+  databaseBytesMax: 1 * GiB,
+  peerMessageBytesMax: 64 * MiB,
+  appendBytesMax: 1 * MiB,
+  snapshotChunkBytesMax: 1 * MiB,
+  snapshotBytesMax: 2 * GiB + 64 * MiB,
+  logRecordBytesMax: 256 * MiB,
+  committedBytesPerReadyMax: 16 * MiB,
+  uncommittedEntriesMax: 65_536,
+  pendingReadsMax: 4096,
+});
+
+/**
+ * What a peer message adds around its payload: the Raft message header (128 bytes), entry
+ * headers, a snapshot chunk's metadata with the cluster configuration, the transport envelope.
+ */
+export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
+/** A log record's header: u32 length, u32 CRC, u64 term, u64 index, u8 type. */
+export const LOG_RECORD_FRAMING_BYTES = 25;
+/** A snapshot's header and per-database names and lengths, with room to spare. */
+export const SNAPSHOT_FRAMING_BYTES = 64 * KiB;
+
+export class LimitsError extends Error {
+  readonly code = 'LIMITS';
+  constructor(readonly problems: string[]) {
+    super(`the node's limits do not fit together: ${problems.join('; ')}`);
+    this.name = 'LimitsError';
+  }
+}
+
+/** The default table with `overrides` applied, checked; throws LimitsError naming every broken rule. */
+export function resolveLimits(overrides: Partial<Limits> = {}): Limits {
+  const limits: Limits = { ...LIMITS };
+  for (const [name, value] of Object.entries(overrides) as [keyof Limits, number | undefined][]) {
+    if (value !== undefined) limits[name] = value;
+  }
+  validateLimits(limits);
+  return limits;
+}
+
+export function validateLimits(limits: Limits): void {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) problems.push(`${name} must be a positive integer, got ${String(value)}`);
+  }
+  if (problems.length > 0) throw new LimitsError(problems);
+  const atLeast = (big: keyof Limits, needed: number, why: string): void => {
+    if (limits[big] < needed) problems.push(`${big} (${limits[big]} bytes) must be at least ${needed} bytes: ${why}`);
+  };
+  atLeast('peerMessageBytesMax', limits.proposalBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus ${PEER_MESSAGE_FRAMING_BYTES} bytes of framing`);
+  atLeast('peerMessageBytesMax', limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry a full Append (appendBytesMax ${limits.appendBytesMax}) plus its framing`);
+  atLeast('peerMessageBytesMax', limits.snapshotChunkBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry a snapshot chunk (snapshotChunkBytesMax ${limits.snapshotChunkBytesMax}) plus its framing`);
+  if (limits.peerMessageBytesMax > MESSAGE_BYTES_MAX) {
+    problems.push(`peerMessageBytesMax (${limits.peerMessageBytesMax}) must not exceed the Raft codec's ${MESSAGE_BYTES_MAX}-byte message bound`);
+  }
+  atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
+  atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
+  atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
+  atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);
+  atLeast('snapshotBytesMax', limits.snapshotChunkBytesMax, 'a snapshot chunk cannot be larger than a snapshot');
+  if (problems.length > 0) throw new LimitsError(problems);
+}

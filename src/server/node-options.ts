@@ -1,0 +1,134 @@
+/** What a node is started with, and what it reports about itself. */
+import type { Engine } from '../../wasm/index.ts';
+import type { Limits } from '../limits.ts';
+import { defaultCompactionPolicy, type Member, type NodeId } from '../raft/index.ts';
+import type { DurableStorage, Runtime } from '../runtime.ts';
+import type { AdminPolicy } from './admin-policy.ts';
+
+export interface NodeOptions {
+  id: NodeId;
+  /** "host:port" peers and clients reach this node at; empty for a node that cannot listen. */
+  address: string;
+  runtime: Runtime;
+  storage: DurableStorage;
+  engine: Engine;
+  clusterKey: string;
+  /** Start a new cluster with this node as its only voter (when the storage is empty). */
+  bootstrap?: boolean;
+  /**
+   * Members to keep connections to until this node's log names it a member. A node that cannot
+   * listen is reached only on connections it opened, so while joining it must dial out first.
+   */
+  seedPeers?: { id: NodeId; address: string }[];
+  tickMs?: number;
+  electionTimeoutTicks?: number;
+  heartbeatTicks?: number;
+  walFramesMax?: number;
+  snapshotThresholdEntries?: number;
+  snapshotTrailingEntries?: number;
+  busyTimeoutMs?: number;
+  /** How long a write or read may wait for Raft (quorum) before it fails. */
+  commitTimeoutMs?: number;
+  /**
+   * A leader with no address (a browser node) cannot be reached by clients: after leading this
+   * long it hands leadership to the most up-to-date reachable listening voter. Default 1000.
+   */
+  leaderWithoutAddressHandOverMs?: number;
+  votersMax?: number;
+  standbysMax?: number;
+  /** Overrides of the limits table (src/limits.ts); start-up fails if they do not fit together. */
+  limits?: Partial<Limits>;
+  /** Deliberately unsafe behaviour, for tests that prove the checkers catch it. Never in production. */
+  /** Who may add, assign, remove, transfer and weight over the dqlite protocol. Default: loopback. */
+  adminPolicy?: AdminPolicy;
+  unsafeForTesting?: UnsafeSwitches;
+  log?: (line: string) => void;
+  /**
+   * Called once when the node stopped because it cannot go on safely (storage failed, a committed
+   * entry cannot be applied), with the original error. The node never exits its host process.
+   */
+  onFatal?: (error: Error) => void;
+}
+
+/**
+ * Test-only switches. `ackBeforeCommit` answers writes before Raft commits them;
+ * `readsWithoutBarrier` answers reads without confirming leadership or waiting for the
+ * transactions they saw. The other three undo fixes of bugs the fault suite found, so the
+ * whole-cluster simulator can show it finds them: `keepTransactionOnRefusedProposal` leaves the
+ * engine's transactions in place when a proposal is refused mid-batch;
+ * `statementsBeforeTermApplied` lets a new leader run client statements before it applied the
+ * entries of earlier terms; `runRequestsOfDepartedClients` runs a queued request whose client
+ * already left (leaving its transaction open forever).
+ */
+export interface UnsafeSwitches {
+  ackBeforeCommit?: boolean;
+  readsWithoutBarrier?: boolean;
+  keepTransactionOnRefusedProposal?: boolean;
+  statementsBeforeTermApplied?: boolean;
+  runRequestsOfDepartedClients?: boolean;
+}
+
+/** The switches' names on the command line (`--unsafe-for-testing a,b`), kebab-case. */
+export const UNSAFE_SWITCH_NAMES: Record<string, keyof UnsafeSwitches> = {
+  'ack-before-commit': 'ackBeforeCommit',
+  'reads-without-barrier': 'readsWithoutBarrier',
+  'keep-transaction-on-refused-proposal': 'keepTransactionOnRefusedProposal',
+  'statements-before-term-applied': 'statementsBeforeTermApplied',
+  'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
+};
+
+/** Parses a comma-separated `--unsafe-for-testing` list; throws naming the unknown switch. */
+export function parseUnsafeSwitches(list: string): UnsafeSwitches {
+  const switches: UnsafeSwitches = {};
+  for (const raw of list.split(',')) {
+    const name = raw.trim();
+    if (name === '') continue;
+    const key = UNSAFE_SWITCH_NAMES[name];
+    if (!key) throw new Error(`unknown --unsafe-for-testing switch "${name}" (${Object.keys(UNSAFE_SWITCH_NAMES).join(', ')})`);
+    switches[key] = true;
+  }
+  return switches;
+}
+
+export interface NodeStatus {
+  id: NodeId;
+  address: string;
+  state: string;
+  leaderId: NodeId;
+  leaderAddress: string;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  members: Member[];
+  reachablePeers: NodeId[];
+  databases: { name: string; walFrames: number; pending: number }[];
+  checkpoints: number;
+  snapshots: number;
+}
+
+export const NODE_DEFAULTS = {
+  tickMs: 100,
+  electionTimeoutTicks: 10,
+  heartbeatTicks: 1,
+  walFramesMax: 1000,
+  snapshotThresholdEntries: defaultCompactionPolicy.snapshotThresholdEntries,
+  snapshotTrailingEntries: defaultCompactionPolicy.trailingEntries,
+  busyTimeoutMs: 5000,
+  commitTimeoutMs: 10_000,
+  leaderWithoutAddressHandOverMs: 1000,
+  votersMax: 3,
+  standbysMax: 3,
+};
+
+export type NodeSettings = typeof NODE_DEFAULTS;
+
+export function resolveSettings(options: NodeOptions): NodeSettings {
+  const settings = { ...NODE_DEFAULTS };
+  for (const key of Object.keys(NODE_DEFAULTS) as (keyof NodeSettings)[]) {
+    const value = options[key];
+    if (value !== undefined) settings[key] = value;
+  }
+  return settings;
+}

@@ -1,0 +1,76 @@
+/**
+ * Stores snapshots in the background. The state machine's copy is taken in the Ready loop (it
+ * must match the applied index exactly); encoding it, writing and fsyncing the file and
+ * compacting the log happen here while the loop goes on sending heartbeats and committing
+ * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
+ * an older local snapshot never lands on top of it.
+ */
+import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.ts';
+import type { Configuration, MemoryStorage } from '../raft/index.ts';
+import type { Clock } from '../runtime.ts';
+import type { RaftLog } from './raft-log.ts';
+
+export interface SnapshotWriterHost {
+  log: RaftLog;
+  memory: MemoryStorage;
+  clock: Pick<Clock, 'setTimeout'>;
+  snapshotBytesMax: number;
+  /** The snapshot at `index` is durable and the log compacted up to `compactIndex`. */
+  stored(index: number, compactIndex: number): void;
+  /** A snapshot could not be taken; the log stays as it is. */
+  skipped(index: number, reason: string): void;
+  /** Storage failed: the node cannot go on. */
+  failed(error: unknown): void;
+}
+
+export interface SnapshotJob {
+  copy: StateCopy;
+  term: number;
+  configuration: Configuration;
+  compactIndex: number;
+}
+
+export class SnapshotWriter {
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly host: SnapshotWriterHost) {}
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Resolves when no snapshot is being written (never rejects: failures go to `host.failed`). */
+  idle(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  start(job: SnapshotJob): void {
+    if (this.running) throw new Error('invariant violated: a snapshot is already being written');
+    this.running = this.write(job)
+      .catch((error: unknown) => this.host.failed(error))
+      .finally(() => {
+        this.running = undefined;
+      });
+  }
+
+  private async write(job: SnapshotJob): Promise<void> {
+    const { copy, term, configuration, compactIndex } = job;
+    // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
+    // and let it run between slices of the copy: heartbeats must not wait for a large encode.
+    await this.yieldToTimers();
+    const data = await encodeStateCopyGradually(copy, () => this.yieldToTimers());
+    if (data.length > this.host.snapshotBytesMax) {
+      this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
+      return;
+    }
+    await this.yieldToTimers();
+    await this.host.log.saveSnapshot({ meta: { index: copy.index, term, configuration }, data }, compactIndex);
+    this.host.memory.createSnapshot(copy.index, configuration, data);
+    this.host.memory.compact(compactIndex);
+    this.host.stored(copy.index, compactIndex);
+  }
+
+  private yieldToTimers(): Promise<void> {
+    return new Promise((resolve) => this.host.clock.setTimeout(resolve, 0));
+  }
+}
