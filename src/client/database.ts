@@ -100,44 +100,36 @@ export class Database implements Queryable {
    * A transaction is not retried: if the leader changes midway, the error reaches the caller.
    * A lost connection during COMMIT is an IndeterminateError.
    */
-  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
-    return this.link.exclusive(async () => {
-      const session = await this.link.callUnlocked('BEGIN', false, async (s) => {
-        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql: 'BEGIN', params: [] }, 'result');
-        return s;
-      });
-      const tx = new Transaction(session);
-      let result: T;
-      try {
-        result = await work(tx);
-      } catch (error) {
-        await this.rollback(session);
-        throw error;
-      } finally {
-        tx.end();
-      }
-      try {
-        await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'COMMIT', params: [] }, 'result');
-      } catch (error) {
-        const mayHaveCommitted =
-          (error instanceof ConnectionError && error.sent) || (error instanceof DqliteError && error.isLeadershipLost);
-        if (mayHaveCommitted) {
-          this.link.dropSession();
-          throw new IndeterminateError('COMMIT', { cause: error });
-        }
-        await this.rollback(session);
-        throw error;
-      }
-      return result;
-    });
+  async transaction<T>(work: (tx: Transaction) => Promise<T>, options: BeginOptions = {}): Promise<T> {
+    const tx = await this.begin(options);
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (error) {
+      await tx.rollback();
+      throw error;
+    }
+    await tx.commit();
+    return result;
   }
 
-  private async rollback(session: Session<DbState>): Promise<void> {
+  /**
+   * Opens a transaction on one connection and returns its handle; end it with `commit()` or
+   * `rollback()`. Until then every other call on this Database waits, so a handle that is never
+   * ended blocks the Database: prefer `transaction(work)` unless a driver needs the two steps.
+   */
+  async begin(options: BeginOptions = {}): Promise<Transaction> {
+    const sql = beginSql(options.behavior);
+    const release = await this.link.acquire();
     try {
-      await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'ROLLBACK', params: [] }, 'result');
-    } catch {
-      // The server rolls back a transaction whose connection goes away.
-      this.link.dropSession();
+      const session = await this.link.callUnlocked(sql, false, async (s) => {
+        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql, params: [] }, 'result');
+        return s;
+      });
+      return new Transaction(session, { release, dropSession: () => this.link.dropSession() });
+    } catch (error) {
+      release();
+      throw error;
     }
   }
 
@@ -147,12 +139,41 @@ export class Database implements Queryable {
   }
 }
 
-/** The handle `transaction` passes to its callback; valid until the callback returns. */
+export interface BeginOptions {
+  /** SQLite's BEGIN DEFERRED (the default), IMMEDIATE or EXCLUSIVE. */
+  behavior?: 'deferred' | 'immediate' | 'exclusive';
+}
+
+const BEHAVIORS = ['deferred', 'immediate', 'exclusive'] as const;
+
+function beginSql(behavior: BeginOptions['behavior']): string {
+  if (behavior === undefined) return 'BEGIN';
+  if (!BEHAVIORS.includes(behavior)) {
+    throw new ClientError('bad_argument', `unknown transaction behavior "${String(behavior)}" (${BEHAVIORS.join(', ')})`);
+  }
+  return `BEGIN ${behavior.toUpperCase()}`;
+}
+
+/** What a Transaction needs from its Database to end: give the link back, or drop a broken connection. */
+interface TransactionOwner {
+  release(): void;
+  dropSession(): void;
+}
+
+/**
+ * An open transaction on one connection (from `Database.begin` or inside `Database.transaction`).
+ * Its statements never move to another connection: if the connection fails they fail.
+ */
 export class Transaction implements Queryable {
   private readonly runner: Runner;
+  private readonly session: Session<DbState>;
+  private readonly owner: TransactionOwner;
   private ended = false;
 
-  constructor(session: Session<DbState>) {
+  /** @internal Use Database.begin or Database.transaction. */
+  constructor(session: Session<DbState>, owner: TransactionOwner) {
+    this.session = session;
+    this.owner = owner;
     this.runner = {
       run: (_what, _mayHaveApplied, op) => {
         if (this.ended) return Promise.reject(new ClientError('closed', 'the transaction has ended'));
@@ -161,9 +182,9 @@ export class Transaction implements Queryable {
     };
   }
 
-  /** @internal Called by Database.transaction when the callback returns. */
-  end(): void {
-    this.ended = true;
+  /** Whether commit or rollback was called. */
+  get isEnded(): boolean {
+    return this.ended;
   }
 
   exec(sql: string, params: readonly Param[] = []): Promise<ExecResult> {
@@ -180,6 +201,53 @@ export class Transaction implements Queryable {
 
   prepare(sql: string): Promise<Statement> {
     return Statement.create(this.runner, sql);
+  }
+
+  /**
+   * COMMIT. A COMMIT that fails for a reason SQLite reports (a deferred constraint) is rolled
+   * back and rethrown; a lost connection or leadership during COMMIT is an IndeterminateError.
+   */
+  async commit(): Promise<void> {
+    if (this.ended) throw new ClientError('closed', 'the transaction has ended');
+    this.ended = true;
+    try {
+      await this.send('COMMIT');
+    } catch (error) {
+      const mayHaveCommitted =
+        (error instanceof ConnectionError && error.sent) || (error instanceof DqliteError && error.isLeadershipLost);
+      if (mayHaveCommitted) {
+        this.owner.dropSession();
+        throw new IndeterminateError('COMMIT', { cause: error });
+      }
+      await this.rollbackQuietly();
+      throw error;
+    } finally {
+      this.owner.release();
+    }
+  }
+
+  /** ROLLBACK; does nothing when the transaction has already ended. */
+  async rollback(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    try {
+      await this.rollbackQuietly();
+    } finally {
+      this.owner.release();
+    }
+  }
+
+  private async rollbackQuietly(): Promise<void> {
+    try {
+      await this.send('ROLLBACK');
+    } catch {
+      // The server rolls back a transaction whose connection goes away.
+      this.owner.dropSession();
+    }
+  }
+
+  private async send(sql: string): Promise<void> {
+    await this.session.connection.call({ type: 'exec_sql', db: this.session.state.db, sql, params: [] }, 'result');
   }
 }
 
