@@ -34,6 +34,20 @@ export interface RowsResult {
   rows: TypedValue[][];
 }
 
+/** One Rows batch of a streamed query. */
+export interface RowsBatch extends RowsResult {
+  /** Whether more batches follow. */
+  more: boolean;
+}
+
+/** The batches of one query, read one at a time (see `Connection.openRows`). */
+export interface RowsCursor {
+  /** The next batch, or undefined after the last one. */
+  next(): Promise<RowsBatch | undefined>;
+  /** Stops the query early (Interrupt) and frees the connection; harmless after the last batch. */
+  close(): Promise<void>;
+}
+
 type ResponseName = Response['type'];
 type ResponseOf<N extends ResponseName> = Extract<Response, { type: N }>;
 
@@ -122,6 +136,46 @@ export class Connection {
     });
   }
 
+  /**
+   * Sends a query and returns a cursor over its Rows batches, for results too large to hold at
+   * once. The connection serves no other request until the cursor is exhausted or closed.
+   */
+  async openRows(request: Request): Promise<RowsCursor> {
+    const release = await this.acquireQueue();
+    try {
+      await this.send(request);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      release();
+    };
+    return {
+      next: async () => {
+        if (done) return undefined;
+        try {
+          const batch = this.expectType(await this.receiveResponse(), 'rows');
+          if (!batch.more) finish();
+          return { columns: [...batch.columns], rows: batch.rows.map((row) => [...row]), more: batch.more };
+        } catch (error) {
+          if (!done) finish();
+          throw error;
+        }
+      },
+      close: async () => {
+        if (done) return;
+        try {
+          if (!this.closed) await this.interrupt();
+        } finally {
+          finish();
+        }
+      },
+    };
+  }
+
   /** Stops a batched result: Interrupt, then drop everything up to the Empty answer. */
   private async interrupt(): Promise<void> {
     await this.send({ type: 'interrupt', db: 0 });
@@ -129,6 +183,15 @@ export class Connection {
       const response = await this.receiveResponse();
       if (response.type === 'empty') return;
     }
+  }
+
+  /** Waits until no request is in progress; the returned function lets the next one go. */
+  private acquireQueue(): Promise<() => void> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const previous = this.queue;
+    this.queue = previous.then(() => held);
+    return previous.then(() => release);
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {

@@ -6,7 +6,7 @@ import {
   toTypedValue,
   ProtocolError,
 } from '../protocol/index.ts';
-import type { Connection } from './connection.ts';
+import type { Connection, RowsBatch, RowsCursor } from './connection.ts';
 import { ClientError, ConnectionError, DqliteError, IndeterminateError } from './errors.ts';
 import { Link, type LinkOptions, type Session } from './link.ts';
 
@@ -92,6 +92,22 @@ export class Database implements Queryable {
 
   prepare(sql: string): Promise<Statement> {
     return Statement.create(this.runner, sql);
+  }
+
+  /**
+   * Runs a query and yields its rows batch by batch as the server sends them, so a result of any
+   * size passes in bounded memory. Other calls on this Database wait until the iteration ends
+   * (stopping early with `break` interrupts the query). Only opening the query is retried.
+   */
+  async *stream(sql: string, params: readonly Param[] = []): AsyncGenerator<QueryResult, void, undefined> {
+    const typed = typeParams(params);
+    const release = await this.link.acquire();
+    try {
+      const opened = await this.link.callUnlocked(sql, !isReadOnlySql(sql), (session) => openCursor(session, sql, typed));
+      yield* drainCursor(opened);
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -201,6 +217,13 @@ export class Transaction implements Queryable {
 
   prepare(sql: string): Promise<Statement> {
     return Statement.create(this.runner, sql);
+  }
+
+  /** Like `Database.stream`, inside the transaction. */
+  async *stream(sql: string, params: readonly Param[] = []): AsyncGenerator<QueryResult, void, undefined> {
+    const typed = typeParams(params);
+    const opened = await this.runner.run(sql, true, (session) => openCursor(session, sql, typed));
+    yield* drainCursor(opened);
   }
 
   /**
@@ -356,6 +379,32 @@ async function queryOn(runner: Runner, sql: string, params: readonly Param[]): P
   );
 }
 
+interface OpenedCursor {
+  cursor: RowsCursor;
+  first: RowsBatch | undefined;
+}
+
+/** Sends the query and waits for its first batch, so errors in the SQL surface (and retry) here. */
+async function openCursor(session: Session<DbState>, sql: string, params: TypedValue[]): Promise<OpenedCursor> {
+  const cursor = await session.connection.openRows({ type: 'query_sql', db: session.state.db, sql, params });
+  try {
+    return { cursor, first: await cursor.next() };
+  } catch (error) {
+    await cursor.close();
+    throw error;
+  }
+}
+
+async function* drainCursor({ cursor, first }: OpenedCursor): AsyncGenerator<QueryResult, void, undefined> {
+  try {
+    for (let batch = first; batch !== undefined; batch = await cursor.next()) {
+      if (batch.rows.length > 0) yield toObjects(toRaw(batch));
+    }
+  } finally {
+    await cursor.close();
+  }
+}
+
 function toExecResult(result: { lastInsertId: bigint; rowsAffected: bigint }): ExecResult {
   return { lastInsertId: bigintToValue(result.lastInsertId), rowsAffected: Number(result.rowsAffected) };
 }
@@ -385,4 +434,19 @@ export function isReadOnlySql(sql: string): boolean {
   const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim().toUpperCase();
   if (!/^(SELECT|VALUES|EXPLAIN|WITH)\b/.test(text)) return false;
   return !/\b(INSERT|UPDATE|DELETE|REPLACE|RETURNING|CREATE|DROP|ALTER|ATTACH|DETACH|VACUUM|REINDEX)\b/.test(text);
+}
+
+/**
+ * Whether a statement yields rows, so it should run as a query rather than an exec (which
+ * reports rows affected and the last insert id instead): SELECT, VALUES, PRAGMA, EXPLAIN, a
+ * WITH that only reads, and anything with RETURNING. String literals and comments are ignored.
+ */
+export function returnsRows(sql: string): boolean {
+  const text = sql
+    .replace(/--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"/g, ' ')
+    .trim()
+    .toUpperCase();
+  if (/^(SELECT|VALUES|PRAGMA|EXPLAIN)\b/.test(text)) return true;
+  if (/\bRETURNING\b/.test(text)) return true;
+  return /^WITH\b/.test(text) && !/\b(INSERT|UPDATE|DELETE|REPLACE)\b/.test(text);
 }
