@@ -10,6 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
+import { runShellCommand } from '../runtimes/node/shell.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -20,6 +21,8 @@ const USAGE = `usage:
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+  dqlite-wasm shell -s ADDR[,ADDR...] DATABASE [SQL]
+      SQL shell for dqlite-wasm and dqlite clusters (dqlite-wasm shell --help for more).
 `;
 
 type Flags = Record<string, string>;
@@ -171,6 +174,7 @@ async function main(): Promise<void> {
   try {
     if (command === 'start') await start(parseFlags(rest));
     else if (command === 'cluster') await cluster(parseFlags(rest));
+    else if (command === 'shell') await runShellCommand(rest);
     else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
