@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need from Debian when this machine lacks it.
-# Usage: scripts/ensure-deps.sh [go-dqlite] [chromium]   (no arguments: everything)
+# Usage: scripts/ensure-deps.sh [go-dqlite] [chromium] [tmux]   (no arguments: everything)
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium)
+[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium tmux)
 
 missing=()
 for what in "${wanted[@]}"; do
   case "$what" in
     go-dqlite) command -v dqlite-demo >/dev/null 2>&1 && command -v dqlite >/dev/null 2>&1 || missing+=(go-dqlite) ;;
     chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
-    *) echo "ensure-deps: unknown dependency '$what' (known: go-dqlite chromium)" >&2; exit 2 ;;
+    tmux) command -v tmux >/dev/null 2>&1 || missing+=(tmux) ;;
+    *) echo "ensure-deps: unknown dependency '$what' (known: go-dqlite chromium tmux)" >&2; exit 2 ;;
   esac
 done
 [ ${#missing[@]} -gt 0 ] || exit 0
