@@ -159,21 +159,13 @@ export class Shell {
     this.host.stdout(formatResult(result, this.format));
   }
 
-  private async timed<T>(work: () => Promise<T>): Promise<T> {
-    const startMs = this.host.nowMs();
-    const result = await work();
-    if (this.timer) this.host.stderr(`Run Time: ${((this.host.nowMs() - startMs) / 1000).toFixed(3)} s\n`);
-    return result;
-  }
-
+  /** Runs one statement; with .timer on, how long it took follows its result, as in sqlite3. */
   private async statement(sql: string): Promise<void> {
     const database = await this.openDatabase();
-    if (returnsRows(sql)) {
-      const result = await this.timed(() => database.queryRaw(sql));
-      this.print(result);
-    } else {
-      await this.timed(() => database.exec(sql));
-    }
+    const startMs = this.host.nowMs();
+    if (returnsRows(sql)) this.print(await database.queryRaw(sql));
+    else await database.exec(sql);
+    if (this.timer) this.host.stderr(`Run Time: ${((this.host.nowMs() - startMs) / 1000).toFixed(3)} s\n`);
   }
 
   private async command(line: string): Promise<void> {
