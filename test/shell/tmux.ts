@@ -3,11 +3,14 @@
  * server socket, typed into with send-keys and read with capture-pane.
  */
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
 export class TmuxTerminal {
+  private socketPath = '';
+
   private constructor(private readonly socket: string) {}
 
   /** Starts `command` (a shell command line) in a detached session of `columns` × `rows`. */
@@ -29,6 +32,7 @@ export class TmuxTerminal {
       command,
     );
     await terminal.tmux('set-option', '-g', 'history-limit', '5000');
+    terminal.socketPath = (await terminal.tmux('display-message', '-p', '#{socket_path}')).trim();
     return terminal;
   }
 
@@ -75,5 +79,7 @@ export class TmuxTerminal {
   /** Ends the tmux server of this terminal and whatever runs in it. */
   async stop(): Promise<void> {
     await this.tmux('kill-server').catch(() => undefined);
+    // tmux leaves its socket file behind.
+    if (this.socketPath) rmSync(this.socketPath, { force: true });
   }
 }
