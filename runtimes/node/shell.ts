@@ -132,14 +132,17 @@ export async function runShell(args: string[]): Promise<number> {
   );
   try {
     if (parsed.sql !== undefined) return (await shell.run(parsed.sql)) ? 0 : 1;
-    await interactive(shell);
-    return 0;
+    return (await interactive(shell)) ? 0 : 1;
   } finally {
     await shell.close();
   }
 }
 
-async function interactive(shell: Shell): Promise<void> {
+/**
+ * Reads lines until Ctrl-D, .exit or the end of piped input. Resolves false when input was piped
+ * and something failed, so scripts see the failure in the exit status (a terminal user saw it).
+ */
+async function interactive(shell: Shell): Promise<boolean> {
   const historyPath = process.env['DQLITE_WASM_HISTORY'] ?? join(homedir(), '.dqlite_wasm_history');
   const terminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const rl = createInterface({
@@ -178,11 +181,14 @@ async function interactive(shell: Shell): Promise<void> {
   });
   prompt();
   // Lines are handled one after another, even when they arrive faster than statements run.
+  let failed = false;
   for await (const line of rl) {
-    const { exit } = await shell.line(line);
+    const { ok, exit } = await shell.line(line);
+    failed ||= !ok;
     if (exit) break;
     prompt();
   }
-  shell.endOfInput();
+  if (!shell.endOfInput()) failed = true;
   rl.close();
+  return terminal || !failed;
 }

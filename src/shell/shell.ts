@@ -111,9 +111,11 @@ export class Shell {
     return rest === undefined ? true : this.guard(() => this.statement(rest));
   }
 
-  /** What is left when input ends: an unfinished statement is reported, not run. */
-  endOfInput(): void {
-    if (this.splitter.flush() !== undefined) this.host.stderr('Error: incomplete statement at the end of input (it needs a closing ;): not run\n');
+  /** What is left when input ends: an unfinished statement is reported, not run. Returns whether none was left. */
+  endOfInput(): boolean {
+    if (this.splitter.flush() === undefined) return true;
+    this.host.stderr('Error: incomplete statement at the end of input (it needs a closing ;): not run\n');
+    return false;
   }
 
   async close(): Promise<void> {

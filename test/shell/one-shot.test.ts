@@ -147,6 +147,28 @@ describe('dqlite-wasm shell, one-shot', () => {
     expect(stderr).toContain(`the leader is ${cluster.nodes[leader]!.address}`);
   });
 
+  test('piped input runs line by line, keeps going after an error and reports it in the exit status', async () => {
+    const history = join(scratch, 'piped-history');
+    const piped = await runShell(['-s', servers, 'shop'], {
+      input: "SELECT name\n  FROM items WHERE id = 1;\nSELECT nope;\n.format json\nSELECT 2 AS two;\n",
+      env: { DQLITE_WASM_HISTORY: history },
+    });
+    expect(piped.status).toBe(1);
+    expect(piped.stdout).toBe('name\n-----\napple\n(1 row)\n[\n  {\n    "two": 2\n  }\n]\n');
+    expect(piped.stderr).toMatch(/no such column: nope \(dqlite code 1 SQLITE_ERROR\)/);
+    expect(readFileSync(history, 'utf8')).toContain('SELECT 2 AS two;');
+
+    const unfinished = await runShell(['-s', servers, 'shop'], { input: 'SELECT 3\n', env: { DQLITE_WASM_HISTORY: history } });
+    expect(unfinished).toMatchObject({ status: 1, stdout: '' });
+    expect(unfinished.stderr).toMatch(/incomplete statement at the end of input/);
+  });
+
+  test('the compiled command runs the shell too', async () => {
+    const compiled = await runShell(['-s', servers, 'shop', 'SELECT count(*) AS n FROM items'], { compiled: true });
+    expect(compiled).toMatchObject({ status: 0, stderr: '' });
+    expect(compiled.stdout).toMatch(/^n\n-\n\d+\n\(1 row\)\n$/);
+  });
+
   test('flags: a misspelled one names the closest, a missing server or database is a usage error', async () => {
     const misspelled = await runShell(['-s', servers, '--formt', 'json', 'shop', 'SELECT 1']);
     expect(misspelled.status).toBe(2);
