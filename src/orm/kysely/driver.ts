@@ -53,8 +53,8 @@ export class DqliteDriver implements Driver {
     if (settings.isolationLevel !== undefined && settings.isolationLevel !== 'serializable') {
       throw new ClientError('bad_argument', `dqlite transactions are serializable; isolation level "${settings.isolationLevel}" is not available`);
     }
-    if (settings.accessMode !== undefined) {
-      throw new ClientError('bad_argument', 'SQLite has no read-only transactions: leave accessMode unset');
+    if (settings.accessMode === 'read only') {
+      throw new ClientError('bad_argument', 'SQLite has no read-only transactions: leave accessMode unset (or "read write")');
     }
     await asDqlite(connection).begin({});
   }
