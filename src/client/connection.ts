@@ -73,6 +73,9 @@ export class Connection {
   private inboxBytes = 0;
   private readonly inboxBytesMax: number;
   private waiter: Waiter | undefined;
+  /** A streamed query is being read: any other request would wait for it to end, forever if
+   * the reader waits for that request, so requests meanwhile fail at once. */
+  private cursorOpen = false;
   private closeError: ConnectionError | undefined;
   private queue: Promise<void> = Promise.resolve();
 
@@ -111,6 +114,7 @@ export class Connection {
 
   /** Sends `request` and expects a response of type `expected`; a Failure becomes a DqliteError. */
   call<N extends ResponseName>(request: Request, expected: N): Promise<ResponseOf<N>> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
     return this.exclusive(async () => {
       await this.send(request);
       return this.expectType(await this.receiveResponse(), expected);
@@ -119,6 +123,7 @@ export class Connection {
 
   /** Sends a query and collects every Rows batch. */
   callRows(request: Request): Promise<RowsResult> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
     return this.exclusive(async () => {
       await this.send(request);
       const rows: TypedValue[][] = [];
@@ -141,7 +146,13 @@ export class Connection {
    * once. The connection serves no other request until the cursor is exhausted or closed.
    */
   async openRows(request: Request): Promise<RowsCursor> {
-    const release = await this.acquireQueue();
+    if (this.cursorOpen) throw this.cursorBusyError();
+    const queued = await this.acquireQueue();
+    this.cursorOpen = true;
+    const release = (): void => {
+      this.cursorOpen = false;
+      queued();
+    };
     try {
       await this.send(request);
     } catch (error) {
@@ -183,6 +194,10 @@ export class Connection {
       const response = await this.receiveResponse();
       if (response.type === 'empty') return;
     }
+  }
+
+  private cursorBusyError(): ClientError {
+    return new ClientError('bad_argument', 'a streamed query is still being read on this connection: finish (or break out of) that loop first, or use another connection');
   }
 
   /** Waits until no request is in progress; the returned function lets the next one go. */

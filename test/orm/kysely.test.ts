@@ -201,6 +201,24 @@ describe('Kysely over a dqlite-wasm cluster', () => {
     expect(await db.selectFrom('numbers').select(({ fn }) => fn.countAll<number>().as('c')).where('n', '>', 100).executeTakeFirstOrThrow()).toEqual({ c: 3000 });
   });
 
+  test('under the dialect: a statement inside the loop of a stream on the same transaction fails at once instead of waiting forever', async () => {
+    // Kysely itself queues a transaction's queries one at a time, so this is the client's guard.
+    const client = await connect({ servers: cluster.addresses, database: 'kysely' });
+    try {
+      await client.transaction(async (tx) => {
+        for await (const batch of tx.stream('SELECT n FROM numbers')) {
+          expect(batch.rows.length).toBeGreaterThan(0);
+          await expect(tx.exec('INSERT INTO numbers (n) VALUES (-1)')).rejects.toThrow(/a streamed query is still being read/);
+          break;
+        }
+        await tx.exec('INSERT INTO numbers (n) VALUES (-2)');
+      });
+      expect((await client.query('SELECT n FROM numbers WHERE n < 0')).rows).toEqual([{ n: -2 }]);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('a Kysely instance can run on a client Database the application opened', async () => {
     const client = await connect({ servers: cluster.addresses, database: 'kysely' });
     const db = new Kysely<DB>({ dialect: new DqliteDialect({ client }) });
