@@ -63,6 +63,8 @@ export function parseShellArgs(args: string[]): ShellArgs | 'help' {
   if (values.help) return 'help';
   const servers = (values.servers ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   if (servers.length === 0) throw new ShellUsageError('no servers: pass -s ADDR[,ADDR...]');
+  const store = servers.find((s) => s.startsWith('file://'));
+  if (store) throw new ShellUsageError(`node store files (${store}) are not supported: list the addresses, -s ADDR[,ADDR...]`);
   if (positionals.length < 1) throw new ShellUsageError('no database name');
   if (positionals.length > 2) throw new ShellUsageError(`too many arguments: quote the SQL as one argument (got ${positionals.length - 1})`);
   const format = parseOutputFormat(values.format ?? 'table');

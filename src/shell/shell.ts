@@ -281,11 +281,9 @@ export class Shell {
       if (!main) throw new ClientError('protocol', `the leader sent no file named ${this.options.database}`);
       paths = files.map((file) => (file === main ? target : file.name.startsWith(`${this.options.database}-`) ? target + file.name.slice(this.options.database.length) : file.name));
     }
-    for (let i = 0; i < files.length; i++) {
-      const data = files[i]!.data;
-      if (data.length === 0 && files[i]!.name.endsWith('-wal')) continue;
-      await this.host.writeFile(paths[i]!, data);
-    }
+    // An empty WAL is written too: a stale FILE-wal from an earlier dump would otherwise be
+    // applied to the new file by whoever opens it.
+    for (let i = 0; i < files.length; i++) await this.host.writeFile(paths[i]!, files[i]!.data);
     this.host.stdout('OK\n');
   }
 }
