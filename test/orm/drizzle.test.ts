@@ -227,9 +227,11 @@ describe('Drizzle over a dqlite-wasm cluster', () => {
     expect(await check.select({ name: users.name }).from(users).where(eq(users.id, row!.id))).toEqual([{ name: 'via-follower' }]);
   });
 
-  test('a value the client cannot bind fails with the parameter named', async () => {
+  test('a value the client cannot bind, or something other than a Database, gets a clear error', async () => {
     const db = await orm();
     const error = await db.run(sql`SELECT ${{ not: 'bindable' }}`).catch((e: unknown) => e);
     expect(String((error as Error).cause)).toMatch(/parameter 1 is Object/);
+    // Connection options instead of a Database: told what to pass.
+    expect(() => drizzle({ servers: cluster.addresses, database: 'drizzle' } as never)).toThrow(/drizzle\(\) takes a client Database/);
   });
 });

@@ -11,7 +11,7 @@ import {
 import type { BatchItem, BatchResponse } from 'drizzle-orm/batch';
 import { BaseSQLiteDatabase, SQLiteAsyncDialect } from 'drizzle-orm/sqlite-core';
 import type { DrizzleConfig } from 'drizzle-orm/utils';
-import { ClientError, Database } from '../../client/index.ts';
+import { ClientError, type Database } from '../../client/index.ts';
 import { DqliteSession, type DqliteRunResult } from './session.ts';
 
 /** A Drizzle database (SQLite dialect, async) on a dqlite-wasm or dqlite cluster. */
@@ -53,7 +53,7 @@ export function drizzle<TSchema extends Record<string, unknown> = Record<string,
   database: Database,
   config: DrizzleConfig<TSchema> = {},
 ): DqliteDrizzleDatabase<TSchema> & { $client: Database } {
-  if (!(database instanceof Database)) {
+  if (typeof (database as Partial<Database> | undefined)?.begin !== 'function') {
     throw new ClientError('bad_argument', 'drizzle() takes a client Database: const db = drizzle(await connect({ servers, database }), { schema })');
   }
   const dialect = new SQLiteAsyncDialect(config.casing ? { casing: config.casing } : {});

@@ -10,7 +10,7 @@ import {
   SqliteIntrospector,
   SqliteQueryCompiler,
 } from 'kysely';
-import { type ConnectOptions, Database, connect } from '../../client/index.ts';
+import { type ConnectOptions, type Database, connect } from '../../client/index.ts';
 import { DqliteDriver } from './driver.ts';
 
 export type DqliteDialectConfig = (
@@ -41,8 +41,8 @@ export class DqliteDialect implements Dialect {
     if ('client' in config) {
       const client = config.client;
       return new DqliteDriver({
-        open: () => (client instanceof Database ? Promise.resolve(client) : client()),
-        closeOnDestroy: !(client instanceof Database),
+        open: () => (typeof client === 'function' ? client() : Promise.resolve(client)),
+        closeOnDestroy: typeof client === 'function',
         ...(onCreateConnection && { onCreateConnection }),
       });
     }
