@@ -263,9 +263,11 @@ export class Transaction implements Queryable {
   private async rollbackQuietly(): Promise<void> {
     try {
       await this.send('ROLLBACK');
-    } catch {
-      // The server rolls back a transaction whose connection goes away.
-      this.owner.dropSession();
+    } catch (error) {
+      // A failure answer means there was nothing to roll back (SQLite or the node already did,
+      // e.g. after a lost leadership); the connection is fine. Otherwise drop it: the server
+      // rolls back a transaction whose connection goes away.
+      if (!(error instanceof DqliteError)) this.owner.dropSession();
     }
   }
 
