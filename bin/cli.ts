@@ -18,6 +18,7 @@ import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwi
 
 /** Exit status of a node that stopped itself to protect its data (EX_SOFTWARE). */
 const EXIT_NODE_FATAL = 70;
+import { runShellCommand } from '../runtimes/node/shell.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -37,6 +38,8 @@ const USAGE = `usage:
   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
       Prints the token a browser app adds to its /dqlite WebSocket URL (?token=...): SQL access,
       no membership changes, and the cluster key cannot be recovered from it.
+  dqlite-wasm shell -s ADDR[,ADDR...] DATABASE [SQL]
+      SQL shell for dqlite-wasm and dqlite clusters (dqlite-wasm shell --help for more).
 `;
 
 type Flags = Record<string, string>;
@@ -216,6 +219,7 @@ async function main(): Promise<void> {
     if (command === 'start') await start(parseFlags(rest));
     else if (command === 'cluster') await cluster(parseFlags(rest));
     else if (command === 'client-token') await printClientToken(parseFlags(rest));
+    else if (command === 'shell') await runShellCommand(rest);
     else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {

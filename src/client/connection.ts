@@ -34,6 +34,20 @@ export interface RowsResult {
   rows: TypedValue[][];
 }
 
+/** One Rows batch of a streamed query. */
+export interface RowsBatch extends RowsResult {
+  /** Whether more batches follow. */
+  more: boolean;
+}
+
+/** The batches of one query, read one at a time (see `Connection.openRows`). */
+export interface RowsCursor {
+  /** The next batch, or undefined after the last one. */
+  next(): Promise<RowsBatch | undefined>;
+  /** Stops the query early (Interrupt) and frees the connection; harmless after the last batch. */
+  close(): Promise<void>;
+}
+
 type ResponseName = Response['type'];
 type ResponseOf<N extends ResponseName> = Extract<Response, { type: N }>;
 
@@ -59,6 +73,9 @@ export class Connection {
   private inboxBytes = 0;
   private readonly inboxBytesMax: number;
   private waiter: Waiter | undefined;
+  /** A streamed query is being read: any other request would wait for it to end, forever if
+   * the reader waits for that request, so requests meanwhile fail at once. */
+  private cursorOpen = false;
   private closeError: ConnectionError | undefined;
   private queue: Promise<void> = Promise.resolve();
 
@@ -97,6 +114,7 @@ export class Connection {
 
   /** Sends `request` and expects a response of type `expected`; a Failure becomes a DqliteError. */
   call<N extends ResponseName>(request: Request, expected: N): Promise<ResponseOf<N>> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
     return this.exclusive(async () => {
       await this.send(request);
       return this.expectType(await this.receiveResponse(), expected);
@@ -105,6 +123,7 @@ export class Connection {
 
   /** Sends a query and collects every Rows batch. */
   callRows(request: Request): Promise<RowsResult> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
     return this.exclusive(async () => {
       await this.send(request);
       const rows: TypedValue[][] = [];
@@ -122,6 +141,52 @@ export class Connection {
     });
   }
 
+  /**
+   * Sends a query and returns a cursor over its Rows batches, for results too large to hold at
+   * once. The connection serves no other request until the cursor is exhausted or closed.
+   */
+  async openRows(request: Request): Promise<RowsCursor> {
+    if (this.cursorOpen) throw this.cursorBusyError();
+    const queued = await this.acquireQueue();
+    this.cursorOpen = true;
+    const release = (): void => {
+      this.cursorOpen = false;
+      queued();
+    };
+    try {
+      await this.send(request);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      release();
+    };
+    return {
+      next: async () => {
+        if (done) return undefined;
+        try {
+          const batch = this.expectType(await this.receiveResponse(), 'rows');
+          if (!batch.more) finish();
+          return { columns: [...batch.columns], rows: batch.rows.map((row) => [...row]), more: batch.more };
+        } catch (error) {
+          if (!done) finish();
+          throw error;
+        }
+      },
+      close: async () => {
+        if (done) return;
+        try {
+          if (!this.closed) await this.interrupt();
+        } finally {
+          finish();
+        }
+      },
+    };
+  }
+
   /** Stops a batched result: Interrupt, then drop everything up to the Empty answer. */
   private async interrupt(): Promise<void> {
     await this.send({ type: 'interrupt', db: 0 });
@@ -129,6 +194,19 @@ export class Connection {
       const response = await this.receiveResponse();
       if (response.type === 'empty') return;
     }
+  }
+
+  private cursorBusyError(): ClientError {
+    return new ClientError('bad_argument', 'a streamed query is still being read on this connection: finish (or break out of) that loop first, or use another connection');
+  }
+
+  /** Waits until no request is in progress; the returned function lets the next one go. */
+  private acquireQueue(): Promise<() => void> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const previous = this.queue;
+    this.queue = previous.then(() => held);
+    return previous.then(() => release);
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {

@@ -6,7 +6,7 @@ import {
   toTypedValue,
   ProtocolError,
 } from '../protocol/index.ts';
-import type { Connection } from './connection.ts';
+import type { Connection, RowsBatch, RowsCursor } from './connection.ts';
 import { ClientError, ConnectionError, DqliteError, IndeterminateError } from './errors.ts';
 import { Link, type LinkOptions, type Session } from './link.ts';
 
@@ -95,49 +95,57 @@ export class Database implements Queryable {
   }
 
   /**
+   * Runs a query and yields its rows batch by batch as the server sends them, so a result of any
+   * size passes in bounded memory. Other calls on this Database wait until the iteration ends
+   * (stopping early with `break` interrupts the query). Only opening the query is retried.
+   */
+  async *stream(sql: string, params: readonly Param[] = []): AsyncGenerator<QueryResult, void, undefined> {
+    const typed = typeParams(params);
+    const release = await this.link.acquire();
+    try {
+      const opened = await this.link.callUnlocked(sql, !isReadOnlySql(sql), (session) => openCursor(session, sql, typed));
+      yield* drainCursor(opened);
+    } finally {
+      release();
+    }
+  }
+
+  /**
    * Runs `work` inside BEGIN ... COMMIT on one connection; ROLLBACK when it throws. Other calls
    * on this Database wait until it ends, so inside `work` use only `tx`, never this Database.
    * A transaction is not retried: if the leader changes midway, the error reaches the caller.
    * A lost connection during COMMIT is an IndeterminateError.
    */
-  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
-    return this.link.exclusive(async () => {
-      const session = await this.link.callUnlocked('BEGIN', false, async (s) => {
-        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql: 'BEGIN', params: [] }, 'result');
-        return s;
-      });
-      const tx = new Transaction(session);
-      let result: T;
-      try {
-        result = await work(tx);
-      } catch (error) {
-        await this.rollback(session);
-        throw error;
-      } finally {
-        tx.end();
-      }
-      try {
-        await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'COMMIT', params: [] }, 'result');
-      } catch (error) {
-        const mayHaveCommitted =
-          (error instanceof ConnectionError && error.sent) || (error instanceof DqliteError && error.isLeadershipLost);
-        if (mayHaveCommitted) {
-          this.link.dropSession();
-          throw new IndeterminateError('COMMIT', { cause: error });
-        }
-        await this.rollback(session);
-        throw error;
-      }
-      return result;
-    });
+  async transaction<T>(work: (tx: Transaction) => Promise<T>, options: BeginOptions = {}): Promise<T> {
+    const tx = await this.begin(options);
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (error) {
+      await tx.rollback();
+      throw error;
+    }
+    await tx.commit();
+    return result;
   }
 
-  private async rollback(session: Session<DbState>): Promise<void> {
+  /**
+   * Opens a transaction on one connection and returns its handle; end it with `commit()` or
+   * `rollback()`. Until then every other call on this Database waits, so a handle that is never
+   * ended blocks the Database: prefer `transaction(work)` unless a driver needs the two steps.
+   */
+  async begin(options: BeginOptions = {}): Promise<Transaction> {
+    const sql = beginSql(options.behavior);
+    const release = await this.link.acquire();
     try {
-      await session.connection.call({ type: 'exec_sql', db: session.state.db, sql: 'ROLLBACK', params: [] }, 'result');
-    } catch {
-      // The server rolls back a transaction whose connection goes away.
-      this.link.dropSession();
+      const session = await this.link.callUnlocked(sql, false, async (s) => {
+        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql, params: [] }, 'result');
+        return s;
+      });
+      return new Transaction(session, { release, dropSession: () => this.link.dropSession() });
+    } catch (error) {
+      release();
+      throw error;
     }
   }
 
@@ -147,12 +155,41 @@ export class Database implements Queryable {
   }
 }
 
-/** The handle `transaction` passes to its callback; valid until the callback returns. */
+export interface BeginOptions {
+  /** SQLite's BEGIN DEFERRED (the default), IMMEDIATE or EXCLUSIVE. */
+  behavior?: 'deferred' | 'immediate' | 'exclusive';
+}
+
+const BEHAVIORS = ['deferred', 'immediate', 'exclusive'] as const;
+
+function beginSql(behavior: BeginOptions['behavior']): string {
+  if (behavior === undefined) return 'BEGIN';
+  if (!BEHAVIORS.includes(behavior)) {
+    throw new ClientError('bad_argument', `unknown transaction behavior "${String(behavior)}" (${BEHAVIORS.join(', ')})`);
+  }
+  return `BEGIN ${behavior.toUpperCase()}`;
+}
+
+/** What a Transaction needs from its Database to end: give the link back, or drop a broken connection. */
+interface TransactionOwner {
+  release(): void;
+  dropSession(): void;
+}
+
+/**
+ * An open transaction on one connection (from `Database.begin` or inside `Database.transaction`).
+ * Its statements never move to another connection: if the connection fails they fail.
+ */
 export class Transaction implements Queryable {
   private readonly runner: Runner;
+  private readonly session: Session<DbState>;
+  private readonly owner: TransactionOwner;
   private ended = false;
 
-  constructor(session: Session<DbState>) {
+  /** @internal Use Database.begin or Database.transaction. */
+  constructor(session: Session<DbState>, owner: TransactionOwner) {
+    this.session = session;
+    this.owner = owner;
     this.runner = {
       run: (_what, _mayHaveApplied, op) => {
         if (this.ended) return Promise.reject(new ClientError('closed', 'the transaction has ended'));
@@ -161,9 +198,9 @@ export class Transaction implements Queryable {
     };
   }
 
-  /** @internal Called by Database.transaction when the callback returns. */
-  end(): void {
-    this.ended = true;
+  /** Whether commit or rollback was called. */
+  get isEnded(): boolean {
+    return this.ended;
   }
 
   exec(sql: string, params: readonly Param[] = []): Promise<ExecResult> {
@@ -180,6 +217,62 @@ export class Transaction implements Queryable {
 
   prepare(sql: string): Promise<Statement> {
     return Statement.create(this.runner, sql);
+  }
+
+  /** Like `Database.stream`, inside the transaction. */
+  async *stream(sql: string, params: readonly Param[] = []): AsyncGenerator<QueryResult, void, undefined> {
+    const typed = typeParams(params);
+    const opened = await this.runner.run(sql, true, (session) => openCursor(session, sql, typed));
+    yield* drainCursor(opened);
+  }
+
+  /**
+   * COMMIT. A COMMIT that fails for a reason SQLite reports (a deferred constraint) is rolled
+   * back and rethrown; a lost connection or leadership during COMMIT is an IndeterminateError.
+   */
+  async commit(): Promise<void> {
+    if (this.ended) throw new ClientError('closed', 'the transaction has ended');
+    this.ended = true;
+    try {
+      await this.send('COMMIT');
+    } catch (error) {
+      const mayHaveCommitted =
+        (error instanceof ConnectionError && error.sent) || (error instanceof DqliteError && error.isLeadershipLost);
+      if (mayHaveCommitted) {
+        this.owner.dropSession();
+        throw new IndeterminateError('COMMIT', { cause: error });
+      }
+      await this.rollbackQuietly();
+      throw error;
+    } finally {
+      this.owner.release();
+    }
+  }
+
+  /** ROLLBACK; does nothing when the transaction has already ended. */
+  async rollback(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    try {
+      await this.rollbackQuietly();
+    } finally {
+      this.owner.release();
+    }
+  }
+
+  private async rollbackQuietly(): Promise<void> {
+    try {
+      await this.send('ROLLBACK');
+    } catch (error) {
+      // A failure answer means there was nothing to roll back (SQLite or the node already did,
+      // e.g. after a lost leadership); the connection is fine. Otherwise drop it: the server
+      // rolls back a transaction whose connection goes away.
+      if (!(error instanceof DqliteError)) this.owner.dropSession();
+    }
+  }
+
+  private async send(sql: string): Promise<void> {
+    await this.session.connection.call({ type: 'exec_sql', db: this.session.state.db, sql, params: [] }, 'result');
   }
 }
 
@@ -288,6 +381,32 @@ async function queryOn(runner: Runner, sql: string, params: readonly Param[]): P
   );
 }
 
+interface OpenedCursor {
+  cursor: RowsCursor;
+  first: RowsBatch | undefined;
+}
+
+/** Sends the query and waits for its first batch, so errors in the SQL surface (and retry) here. */
+async function openCursor(session: Session<DbState>, sql: string, params: TypedValue[]): Promise<OpenedCursor> {
+  const cursor = await session.connection.openRows({ type: 'query_sql', db: session.state.db, sql, params });
+  try {
+    return { cursor, first: await cursor.next() };
+  } catch (error) {
+    await cursor.close();
+    throw error;
+  }
+}
+
+async function* drainCursor({ cursor, first }: OpenedCursor): AsyncGenerator<QueryResult, void, undefined> {
+  try {
+    for (let batch = first; batch !== undefined; batch = await cursor.next()) {
+      if (batch.rows.length > 0) yield toObjects(toRaw(batch));
+    }
+  } finally {
+    await cursor.close();
+  }
+}
+
 function toExecResult(result: { lastInsertId: bigint; rowsAffected: bigint }): ExecResult {
   return { lastInsertId: bigintToValue(result.lastInsertId), rowsAffected: Number(result.rowsAffected) };
 }
@@ -317,4 +436,19 @@ export function isReadOnlySql(sql: string): boolean {
   const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim().toUpperCase();
   if (!/^(SELECT|VALUES|EXPLAIN|WITH)\b/.test(text)) return false;
   return !/\b(INSERT|UPDATE|DELETE|REPLACE|RETURNING|CREATE|DROP|ALTER|ATTACH|DETACH|VACUUM|REINDEX)\b/.test(text);
+}
+
+/**
+ * Whether a statement yields rows, so it should run as a query rather than an exec (which
+ * reports rows affected and the last insert id instead): SELECT, VALUES, PRAGMA, EXPLAIN, a
+ * WITH that only reads, and anything with RETURNING. String literals and comments are ignored.
+ */
+export function returnsRows(sql: string): boolean {
+  const text = sql
+    .replace(/--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"/g, ' ')
+    .trim()
+    .toUpperCase();
+  if (/^(SELECT|VALUES|PRAGMA|EXPLAIN)\b/.test(text)) return true;
+  if (/\bRETURNING\b/.test(text)) return true;
+  return /^WITH\b/.test(text) && !/\b(INSERT|UPDATE|DELETE|REPLACE)\b/.test(text);
 }

@@ -97,15 +97,24 @@ export class Link<S> {
 
   /** Runs `work` with exclusive use of the link. */
   async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const previous = this.lock;
-    let release!: () => void;
-    this.lock = new Promise<void>((resolve) => (release = resolve));
-    await previous;
+    const release = await this.acquire();
     try {
       return await work();
     } finally {
       release();
     }
+  }
+
+  /**
+   * Waits for exclusive use of the link and returns the function that gives it up, for work
+   * that outlives one call (an open transaction, a streamed query). Releasing twice is harmless.
+   */
+  async acquire(): Promise<() => void> {
+    const previous = this.lock;
+    let release!: () => void;
+    this.lock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    return release;
   }
 
   /** The open session, or a new one (leader discovery bounded by `deadlineMs`). */
