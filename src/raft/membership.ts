@@ -134,6 +134,15 @@ export class ConfigurationHistory {
     return this.items[this.items.length - 1]!.index;
   }
 
+  /**
+   * The configuration the current one replaced, if the history still holds it. While the current
+   * one is uncommitted this is the one the cluster may still be running on: a leader appends a
+   * change only after the previous one has committed.
+   */
+  previous(): Configuration | undefined {
+    return this.items[this.items.length - 2]?.configuration;
+  }
+
   /** The configuration in effect at `index` (as far back as the history reaches). */
   at(index: number): Configuration {
     for (let i = this.items.length - 1; i >= 0; i--) if (this.items[i]!.index <= index) return this.items[i]!.configuration;
