@@ -12,6 +12,14 @@
  * committed or not (dissertation rule), and is undone if that entry is truncated. The leader
  * accepts a new change only once the previous one is committed and once it has committed an
  * entry of its own term (which fixes the known single-server-change bug on leader changes).
+ *
+ * Taking effect on append means a node can hold, uncommitted, the entry that demotes or removes
+ * it. Until that entry commits the cluster may still need it, so it may still campaign (but
+ * counts only the new voters, not itself), and a leader that is not a voter of its own
+ * configuration steps down once that configuration commits (Raft dissertation §4.2.2; see
+ * RaftNode.promotable and stepDownIfNotVoter). etcd-raft sidesteps this by taking a
+ * configuration into effect only when it is applied; we keep the dissertation's rule, which
+ * dqlite's C raft also follows.
  */
 import { RaftError } from './errors.ts';
 import { cloneConfiguration } from './storage.ts';
@@ -132,6 +140,15 @@ export class ConfigurationHistory {
   /** Index of the entry that set the current configuration. */
   currentIndex(): number {
     return this.items[this.items.length - 1]!.index;
+  }
+
+  /**
+   * The configuration the current one replaced, if the history still holds it. While the current
+   * one is uncommitted this is the one the cluster may still be running on: a leader appends a
+   * change only after the previous one has committed.
+   */
+  previous(): Configuration | undefined {
+    return this.items[this.items.length - 2]?.configuration;
   }
 
   /** The configuration in effect at `index` (as far back as the history reaches). */

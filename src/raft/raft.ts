@@ -15,6 +15,7 @@ import {
   isVoter,
   quorumMatchIndex,
   replicaIds,
+  roleOf,
   voterIds,
 } from './membership.ts';
 import { Progress } from './progress.ts';
@@ -129,6 +130,17 @@ const CAMPAIGN_TRANSFER = 1;
 
 function emptyMessage(type: MessageType, from: NodeId, to: NodeId, term: number): Message {
   return { type, from, to, term, logTerm: 0, index: 0, commit: 0, reject: false, rejectHint: 0, context: 0, entries: [] };
+}
+
+/** Messages that only ever answer one of ours. */
+function isAnswer(type: MessageType): boolean {
+  return (
+    type === MessageType.AppendResponse ||
+    type === MessageType.HeartbeatResponse ||
+    type === MessageType.SnapshotResponse ||
+    type === MessageType.VoteResponse ||
+    type === MessageType.PreVoteResponse
+  );
 }
 
 function positiveInt(v: number | undefined, fallback: number, name: string): number {
@@ -279,8 +291,24 @@ export class RaftNode {
     this.hup(false);
   }
 
+  /**
+   * Whether this node may campaign. A voter of the latest configuration may; so may a voter of
+   * the previous one while the latest (which demotes or removes it) is not committed as far as
+   * this node knows (Raft dissertation §4.2.2: "a server that is not part of its own latest
+   * configuration should still start new elections, as it might still be needed until the Cnew
+   * entry is committed"). Without that, a node holding the longest log with an entry that
+   * demotes it could never lead, and the voters that may campaign could never win its vote:
+   * the cluster would stay leaderless for good (simulator seeds 5000697 and 9305003). The
+   * campaign still asks and counts only the voters of the latest configuration, so such a node
+   * does not count its own vote (electionWon) and commits by the new voters' matches only
+   * (maybeCommit); once the demotion commits it steps down (stepDownIfNotVoter). etcd-raft
+   * avoids this state differently, by taking configurations into effect only when applied.
+   */
   private promotable(): boolean {
-    return isVoter(this.config(), this.id) && this.log.unstableSnapshot === undefined;
+    if (this.log.unstableSnapshot !== undefined) return false;
+    if (isVoter(this.config(), this.id)) return true;
+    const previous = this.log.configurations.previous();
+    return this.log.configurations.currentIndex() > this.log.committed && previous !== undefined && isVoter(previous, this.id);
   }
 
   private hup(transfer: boolean): void {
@@ -366,7 +394,28 @@ export class RaftNode {
     this.appendEntries([{ term: this.term, index: 0, type: EntryType.Barrier, data: new Uint8Array(0) }]);
     // No conf change until this term's barrier commits (fix for single-server changes).
     this.pendingConfIndex = this.log.lastIndex();
+    if (this.stepDownIfNotVoter()) return;
     this.broadcastAppend();
+  }
+
+  /**
+   * A leader that is not a voter of its configuration (elected while a change demoting or
+   * removing it was pending, see promotable) steps down once that configuration is committed
+   * (Raft dissertation §4.2.2; dqlite's raft fixed the same, canonical/raft#235 for
+   * canonical/dqlite#323: a demoted leader that stays leader leaves clients nowhere to go).
+   * It hands over to a voter that already has its whole log, so nobody waits out a lease.
+   */
+  private stepDownIfNotVoter(): boolean {
+    const config = this.config();
+    if (this.state !== 'leader' || isVoter(config, this.id)) return false;
+    if (this.log.committed < this.log.configurations.currentIndex()) return false;
+    let successor: NodeId = 0;
+    for (const id of voterIds(config)) {
+      if (this.progress.get(id)?.match === this.log.lastIndex()) successor = id;
+    }
+    if (successor !== 0) this.sendTimeoutNow(successor);
+    this.becomeFollower(this.term, 0);
+    return true;
   }
 
   // ---------------------------------------------------------------- messages in
@@ -380,6 +429,12 @@ export class RaftNode {
         const inLease = this.checkQuorum && this.lead !== 0 && this.electionElapsed < this.electionTimeoutTicks;
         // A voter that hears from a live leader ignores campaigns: a rejoining partitioned node cannot disrupt.
         if (!force && inLease) return;
+      }
+      if (this.isAnswerFromOutsider(m)) return;
+      if (this.answersSupportedLeaderFromStandby(m)) {
+        this.becomeFollower(m.term, 0);
+        this.hup(true);
+        return;
       }
       if (m.type === MessageType.PreVote) {
         // Never change term for a pre-vote.
@@ -418,6 +473,34 @@ export class RaftNode {
         this.stepFollower(m);
         break;
     }
+  }
+
+  /**
+   * With check-quorum and pre-vote, an answer of a higher term from a server that is neither a
+   * voter nor a standby of our configuration (a removed server or a spare, which may have run
+   * elections of its own before it learnt its fate) is dropped rather than deposing us: such a
+   * server takes no part in our elections or commits, check-quorum already steps down a leader
+   * that lost its quorum, and dropping a message is always safe in Raft. Leaders' messages and
+   * vote requests of higher terms are still obeyed: our own configuration may be the stale one.
+   */
+  private isAnswerFromOutsider(m: Message): boolean {
+    if (!this.checkQuorum || !this.preVote || !isAnswer(m.type)) return false;
+    const role = roleOf(this.config(), m.from);
+    return role === undefined || role === 'spare';
+  }
+
+  /**
+   * A standby whose term is higher than ours (it ran elections as a voter before it was demoted)
+   * rejects our appends, and its term cannot go back (it may have voted in it), so our term has
+   * to move past it. A leader that a quorum answered within the current check-quorum round
+   * does that by campaigning again at once, as in a transfer (voters skip their lease, and its
+   * log is the most complete), instead of stepping down and leaving the cluster leaderless for
+   * an election timeout or two. Without that recent support it steps down as usual.
+   */
+  private answersSupportedLeaderFromStandby(m: Message): boolean {
+    if (this.state !== 'leader' || !this.checkQuorum || !this.preVote || !isAnswer(m.type)) return false;
+    if (roleOf(this.config(), m.from) !== 'standby') return false;
+    return hasQuorum(this.config(), (id) => id === this.id || this.progress.get(id)?.recentActive === true);
   }
 
   private isPlausible(m: Message): boolean {
@@ -648,6 +731,7 @@ export class RaftNode {
     else if (pr.state === 'snapshot' && pr.snapshot && pr.match >= pr.snapshot.meta.index) pr.becomeReplicate();
     else if (pr.state === 'snapshot' && pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();
     if (this.maybeCommit()) {
+      if (this.stepDownIfNotVoter()) return;
       this.needsBroadcast = true;
     } else if (wasPaused) {
       this.sendAppend(m.from, pr, true);
@@ -947,7 +1031,7 @@ export class RaftNode {
     if (o.snapshotIndex !== undefined) this.log.stableSnapshotTo(o.snapshotIndex);
     if (o.lastEntry) {
       this.log.stableTo(o.lastEntry.index, o.lastEntry.term);
-      if (this.state === 'leader' && this.maybeCommit()) this.needsBroadcast = true;
+      if (this.state === 'leader' && this.maybeCommit() && !this.stepDownIfNotVoter()) this.needsBroadcast = true;
     }
     if (o.appliedTo > this.log.applied) {
       this.log.applied = o.appliedTo;

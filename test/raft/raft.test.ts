@@ -10,6 +10,7 @@ import {
 } from '../../src/raft/index.ts';
 import type { Message } from '../../src/raft/index.ts';
 import { Harness, texts } from './harness.ts';
+import type { HarnessNode } from './harness.ts';
 
 describe('election', () => {
   it('a single bootstrapped node elects itself and commits proposals', () => {
@@ -383,5 +384,103 @@ describe('leader persistence and commit', () => {
     const second = raft.ready();
     expect(second.committedEntries.map((e) => e.data[0])).toEqual([42]);
     raft.advance(second);
+  });
+});
+
+describe('membership changes and elections (issue 20)', () => {
+  const roleIn = (n: HarnessNode, id: number) => n.raft.status().configuration.members.find((m) => m.id === id)?.role;
+
+  it('a voter whose own uncommitted entry demotes it still campaigns, leads without counting itself, and hands over once it commits', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const [a, b] = [1, 2, 3].filter((id) => id !== leader.id) as [number, number];
+    expect(leader.raft.proposeConfChange({ type: 'assign', id: b, role: 'standby' }).ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 3);
+    // Voters now: the leader and a. The leader appends "a becomes a standby", sends it to a
+    // only, and crashes before its own write: a holds the longest log, and its latest
+    // configuration says it may not vote.
+    expect(leader.raft.proposeConfChange({ type: 'assign', id: a, role: 'standby' }).ok).toBe(true);
+    const unwritten = leader.raft.ready();
+    for (const m of unwritten.messages) if (m.to === a) h.node(a).raft.step(m);
+    h.process(h.node(a));
+    const restarted = h.restart(leader.id);
+    expect(restarted.raft.status().lastIndex).toBeLessThan(h.node(a).raft.status().lastIndex);
+    expect(roleIn(h.node(a), a)).toBe('standby');
+    expect(roleIn(restarted, a)).toBe('voter');
+
+    // a wins the old leader's vote (a's log is longer), commits its demotion with that vote
+    // alone, then steps down and hands leadership to the only voter left.
+    const l2 = h.electLeader(200);
+    expect(h.node(a).readies.some((rd) => rd.softState?.state === 'leader')).toBe(true);
+    expect(l2.id).toBe(leader.id);
+    expect(h.node(a).raft.status().state).toBe('follower');
+    const index = h.propose(l2, 'after');
+    h.tick(undefined, 2);
+    for (const n of h.nodes.values()) {
+      expect(roleIn(n, a)).toBe('standby');
+      expect(n.raft.status().commit).toBeGreaterThanOrEqual(index);
+      expect(texts(n.applied)).toContain('after');
+    }
+  });
+
+  for (const fate of ['removed', 'spare'] as const) {
+    it(`a ${fate} node's answer of a higher term does not depose a leader that a quorum supports`, () => {
+      const h = new Harness([1, 2, 3]);
+      const leader = h.electLeader();
+      h.tick(undefined, 2);
+      const term = leader.raft.status().term;
+      const [a, x] = [1, 2, 3].filter((id) => id !== leader.id) as [number, number];
+      h.isolate(x);
+      const sentBefore = h.messagesSent.length;
+      h.tick([leader.id], 1);
+      // A heartbeat to x that the network holds back until x is out.
+      const late = h.messagesSent.slice(sentBefore).find((m) => m.to === x && m.type === MessageType.Heartbeat)!;
+      expect(late).toBeDefined();
+      const change = fate === 'removed' ? ({ type: 'remove', id: x } as const) : ({ type: 'assign', id: x, role: 'spare' } as const);
+      expect(leader.raft.proposeConfChange(change).ok).toBe(true);
+      h.process(leader);
+      h.tick(undefined, 3);
+      expect(roleIn(leader, x)).toBe(fate === 'removed' ? undefined : 'spare');
+      // Meanwhile x, cut off and still a voter by its own log, ran elections: its disk holds a higher term.
+      const xs = h.node(x).storage;
+      xs.setHardState({ ...xs.initialState().hardState, term: term + 5, vote: x });
+      h.restart(x);
+      h.heal();
+      h.node(x).raft.step(late);
+      h.process(h.node(x));
+      h.deliverAll();
+      h.tick(undefined, 30);
+      expect(leader.raft.status().state).toBe('leader');
+      expect(leader.raft.status().term).toBe(term);
+      expect(h.node(a).raft.status().term).toBe(term);
+      const index = h.propose(leader, 'still here');
+      expect(leader.raft.status().commit).toBeGreaterThanOrEqual(index);
+    });
+  }
+
+  it('a standby of a higher term makes a supported leader campaign again at once, not step down for an election timeout', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.tick(undefined, 2);
+    const term = leader.raft.status().term;
+    const x = [1, 2, 3].find((id) => id !== leader.id)!;
+    expect(leader.raft.proposeConfChange({ type: 'assign', id: x, role: 'standby' }).ok).toBe(true);
+    h.process(leader);
+    h.tick(undefined, 3);
+    expect(roleIn(h.node(x), x)).toBe('standby');
+    h.isolate(x);
+    const xs = h.node(x).storage;
+    xs.setHardState({ ...xs.initialState().hardState, term: term + 5, vote: x });
+    h.restart(x);
+    h.propose(leader, 'while away');
+    h.heal();
+    h.tick(undefined, 2);
+    expect(h.leader()?.id).toBe(leader.id);
+    expect(leader.raft.status().term).toBe(term + 6);
+    h.tick(undefined, 2);
+    expect(texts(h.node(x).applied)).toContain('while away');
+    expect(h.node(x).raft.status().term).toBe(term + 6);
   });
 });

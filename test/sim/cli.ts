@@ -1,13 +1,18 @@
 /**
  * npm run sim -- --seeds N [--seed S] [--steps K] [--bug NAME]
  * Runs seeds S .. S+N-1; prints each failure (seed, invariant, short trace); the last line is
- * "N passed, M failed"; exits non-zero on any failure.
+ * "N passed, M failed"; exits non-zero on any failure. Without --seed the base seed is fresh
+ * (random) and printed first, so every run explores new schedules and any failure replays.
  */
+import { randomInt } from 'node:crypto';
 import type { RaftTestBug } from '../../src/raft/index.ts';
 import { runSimulation } from './simulation.ts';
 
+/** Fresh base seeds stay below 2^31 so that S..S+N-1 fit the 32 bits the PRNG takes. */
+const FRESH_SEED_MAX = 2 ** 31;
+
 function parseArgs(argv: string[]): { seeds: number; seed: number; steps: number; bug: RaftTestBug | undefined; verbose: boolean } {
-  const out = { seeds: 100, seed: 1, steps: 3000, bug: undefined as RaftTestBug | undefined, verbose: false };
+  const out = { seeds: 100, seed: randomInt(1, FRESH_SEED_MAX), steps: 3000, bug: undefined as RaftTestBug | undefined, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -34,6 +39,7 @@ function parseArgs(argv: string[]): { seeds: number; seed: number; steps: number
 }
 
 const args = parseArgs(process.argv.slice(2));
+console.log(`base seed ${args.seed}: seeds ${args.seed}..${args.seed + args.seeds - 1} x ${args.steps} steps (rerun: npm run sim -- --seeds ${args.seeds} --seed ${args.seed} --steps ${args.steps}${args.bug ? ` --bug ${args.bug}` : ''})`);
 let passed = 0;
 let failed = 0;
 const started = Date.now();

@@ -658,6 +658,20 @@ export class Simulation {
   }
 
   /**
+   * A leader whose term no voter or standby of its configuration has passed. Removed servers
+   * and spares hear nothing from it and may keep a higher term of their own for good (they ran
+   * elections before they learnt their fate); they must not matter.
+   */
+  private leadsItsReplicas(leader: SimNode): boolean {
+    const s = leader.raft!.status();
+    return s.configuration.members.every((m) => {
+      if (m.role === 'spare') return true;
+      const r = this.nodes.get(m.id)?.raft;
+      return r === undefined || r.status().term <= s.term;
+    });
+  }
+
+  /**
    * Heals every fault, then requires a leader and the commit of fresh proposals within a bound.
    */
   checkLiveness(): void {
@@ -681,8 +695,7 @@ export class Simulation {
       while (this.deliverOne()) this.checkElectionSafety();
       this.tickAll();
       this.checkElectionSafety();
-      const maxTerm = Math.max(...this.live().map((n) => n.raft!.status().term));
-      const leader = this.leaders().find((l) => l.raft!.status().term === maxTerm);
+      const leader = this.leaders().find((l) => this.leadsItsReplicas(l));
       if (!leader) continue;
       const leaderTerm = leader.raft!.status().term;
       for (let i = 0; i < 5; i++) if (!want.has(`live${i}`)) proposeOn(leader, `live${i}`);
