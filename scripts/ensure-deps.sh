@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need from Debian when this machine lacks it.
-# Usage: scripts/ensure-deps.sh [go-dqlite] [chromium] [curl]   (no arguments: everything)
+# Usage: scripts/ensure-deps.sh [go-dqlite] [chromium] [curl] [sqlite3]   (no arguments: everything)
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl)
+[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl sqlite3)
 
 missing=()
 for what in "${wanted[@]}"; do
@@ -12,7 +12,8 @@ for what in "${wanted[@]}"; do
     go-dqlite) command -v dqlite-demo >/dev/null 2>&1 && command -v dqlite >/dev/null 2>&1 || missing+=(go-dqlite) ;;
     chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
     curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
-    *) echo "ensure-deps: unknown dependency '$what' (known: go-dqlite chromium curl)" >&2; exit 2 ;;
+    sqlite3) command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3) ;;
+    *) echo "ensure-deps: unknown dependency '$what' (known: go-dqlite chromium curl sqlite3)" >&2; exit 2 ;;
   esac
 done
 [ ${#missing[@]} -gt 0 ] || exit 0
