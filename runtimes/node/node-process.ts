@@ -8,8 +8,8 @@ import {
   acceptWebSocket,
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
+  httpResponse,
   readIdentity,
-  statusResponse,
   upgradeRefusal,
 } from '../../src/server/host.ts';
 import { joinCluster } from '../../src/server/join.ts';
@@ -75,7 +75,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
     checkUpgrade: (request) => upgradeRefusal(request.path),
     onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
-    onHttp: (request): HttpResponse => statusResponse(node, request.path),
+    onHttp: (request): Promise<HttpResponse> => httpResponse(node, request, runtime.dialStream),
   });
 
   const bootstrap = fresh && options.join.length === 0;

@@ -2,7 +2,8 @@
  * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
  * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
  */
-import type { DurableStorage, MessageChannel } from '../runtime.ts';
+import { httpApiFor, isHttpApiPath, type HttpApiRequest, type HttpApiResponse } from '../http/index.ts';
+import type { DialStream, DurableStorage, MessageChannel } from '../runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
 import type { ClusterNode } from './node.ts';
@@ -67,6 +68,12 @@ export function acceptWebSocket(
   if (!node) return channel.close('node is starting');
   if (path === PEER_WEBSOCKET_PATH) node.acceptPeer(channel, headers);
   else node.acceptClient(byteStreamFromChannel(channel));
+}
+
+/** Every plain HTTP request: the rqlite-compatible API (`/db/*`, `/nodes`, `/readyz`), else the status answers. */
+export async function httpResponse(node: ClusterNode | undefined, request: HttpApiRequest, dialStream?: DialStream): Promise<HttpApiResponse> {
+  if (node && isHttpApiPath(request.path)) return httpApiFor(node, dialStream).answer(request);
+  return statusResponse(node, request.path);
 }
 
 /** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */

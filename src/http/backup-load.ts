@@ -1,0 +1,148 @@
+/**
+ * `GET /db/backup` and `POST /db/load`. A backup is the leader's committed state of one
+ * database, turned into one standard SQLite file. A load stages the uploaded file, checks it,
+ * and replays it through one transaction on the leader: one replicated change, so every node
+ * ends with the same bytes.
+ */
+import { SqliteFileError, SqliteFileStage, standaloneImage, type StagedSqliteFile } from '../../wasm/index.ts';
+import { DqliteError } from '../client/errors.ts';
+import type { TypedValue } from '../protocol/index.ts';
+import type { LeaderLink } from './leader-link.ts';
+import { statementErrorText } from './leader-link.ts';
+import { HttpApiError, header, tooLarge, type HttpApiRequest } from './request.ts';
+import { quoteName, replayDatabase, ReplayError, type ReplayCounts } from './sqlite-replay.ts';
+
+/** Bound on an uploaded database file (the engine's largest file). */
+export const LOAD_BODY_BYTES_MAX = 2 ** 30;
+
+/**
+ * The committed state of `database` as an SQLite file. The dump is taken on the leader after a
+ * read on the same connection, which confirms leadership (ReadIndex) and waits for every write
+ * acknowledged before it: the file holds at least all of those, at one committed log index.
+ */
+export async function backupDatabase(link: LeaderLink, database: string): Promise<Uint8Array> {
+  const files = await link.run(async (session) => {
+    const db = await session.database(database);
+    await session.connection.callRows({ type: 'query_sql', db, sql: 'SELECT 1', params: [] });
+    return (await session.connection.call({ type: 'dump', name: database }, 'files')).files;
+  });
+  const main = files.find((f) => f.name === database)?.data ?? new Uint8Array(0);
+  const wal = files.find((f) => f.name === `${database}-wal`)?.data ?? new Uint8Array(0);
+  return standaloneImage({ main, wal });
+}
+
+let stage: Promise<SqliteFileStage> | undefined;
+/** Imports run one at a time per node: each holds a whole file in memory. */
+let loading: Promise<unknown> = Promise.resolve();
+
+export interface LoadOutcome extends ReplayCounts {
+  bytes: number;
+}
+
+export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, database: string, replace: boolean): Promise<LoadOutcome> {
+  const previous = loading;
+  let done!: () => void;
+  loading = new Promise<void>((resolve) => (done = resolve));
+  await previous;
+  try {
+    stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
+    const staged = (await stage).begin();
+    try {
+      await receive(request, staged);
+      return await replayInto(link, staged, database, replace);
+    } finally {
+      staged.discard();
+    }
+  } finally {
+    done();
+  }
+}
+
+async function receive(request: HttpApiRequest, staged: StagedSqliteFile): Promise<void> {
+  const declared = Number(header(request, 'content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > LOAD_BODY_BYTES_MAX) throw tooLarge(declared, LOAD_BODY_BYTES_MAX, '/db/load');
+  try {
+    if (request.body) for await (const chunk of request.body) staged.append(chunk);
+  } catch (error) {
+    if (error instanceof SqliteFileError && error.code === 'TOO_LARGE') throw tooLarge(staged.sizeBytes, LOAD_BODY_BYTES_MAX, '/db/load');
+    throw error;
+  }
+  if (staged.sizeBytes === 0) throw new HttpApiError(400, '/db/load: the body is empty; send an SQLite database file');
+}
+
+async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: string, replace: boolean): Promise<LoadOutcome> {
+  let source;
+  try {
+    source = staged.open();
+  } catch (error) {
+    if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
+    throw error;
+  }
+  const session = await link.run(
+    async (s) => {
+      await s.connection.call({ type: 'exec_sql', db: await s.database(database), sql: 'BEGIN', params: [] }, 'result');
+      return s;
+    },
+    { keep: true },
+  );
+  const db = await session.database(database);
+  const exec = async (sql: string, params: TypedValue[]): Promise<void> => {
+    await session.connection.call({ type: 'exec_sql', db, sql, params }, 'result');
+  };
+  let committed = false;
+  try {
+    const existing = await session.connection.callRows({
+      type: 'query_sql',
+      db,
+      sql: "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type = 'table', type = 'view'",
+      params: [],
+    });
+    if (existing.rows.length > 0) {
+      if (!replace) {
+        throw new HttpApiError(
+          409,
+          `database ${database} already holds ${existing.rows.length} tables, views, indexes or triggers; nothing changed. Load with ?replace (dqlite-wasm import --replace) to replace its contents`,
+        );
+      }
+      for (const row of existing.rows) {
+        const type = String(row[0]!.value);
+        if (type === 'index') continue; // dropped with its table
+        await exec(`DROP ${type.toUpperCase()} IF EXISTS ${quoteName(String(row[1]!.value))}`, []);
+      }
+    }
+    const counts = await replayDatabase(source, { exec });
+    try {
+      await exec('COMMIT', []);
+    } catch (error) {
+      throw commitRefusal(error);
+    }
+    committed = true;
+    link.release(session);
+    return { ...counts, bytes: staged.sizeBytes };
+  } catch (error) {
+    if (!committed) session.connection.close(); // the node rolls the transaction back
+    if (error instanceof HttpApiError) throw error;
+    if (error instanceof ReplayError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
+    if (error instanceof DqliteError) throw new HttpApiError(400, `/db/load failed, nothing changed: ${statementErrorText(error)}`);
+    throw error;
+  }
+}
+
+/** A COMMIT the cluster refused; a transaction above the proposal limit says so plainly. */
+function commitRefusal(error: unknown): Error {
+  const text = statementErrorText(error);
+  const limit = /exceeds the (\d+)-byte limit/.exec(text);
+  if (limit) {
+    return new HttpApiError(
+      413,
+      `/db/load: the database replicates as one transaction, and ${text}: nothing changed. ` +
+        `Today a load must fit in one Raft entry of at most ${limit[1]} bytes (about ${Math.floor(Number(limit[1]) / 2 ** 20)} MiB of pages); ` +
+        'larger transactions are tracked as separate work. Load a smaller database, or load the rest with /db/execute in several transactions',
+    );
+  }
+  if (error instanceof DqliteError && error.isLeadershipLost) {
+    return new HttpApiError(503, `/db/load: leadership changed during COMMIT, so the load may or may not have been applied: ${text}; check the database before loading again`);
+  }
+  if (error instanceof DqliteError) return new HttpApiError(400, `/db/load: COMMIT failed, nothing changed: ${text}`);
+  return error instanceof Error ? error : new Error(text);
+}
