@@ -120,7 +120,7 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
     link.release(session);
     return { ...counts, bytes: staged.sizeBytes };
   } catch (error) {
-    if (!committed) session.connection.close(); // the node rolls the transaction back
+    if (!committed) await link.releaseAfterRollback(session, database);
     if (error instanceof HttpApiError) throw error;
     if (error instanceof ReplayError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
     if (error instanceof DqliteError) throw new HttpApiError(400, `/db/load failed, nothing changed: ${statementErrorText(error)}`);

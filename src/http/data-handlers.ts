@@ -79,9 +79,9 @@ async function runEach(link: LeaderLink, statements: ParsedStatement[], kinds: K
     return undefined;
   });
   if (session) {
-    // A statement may have opened a transaction (BEGIN, SAVEPOINT): closing the connection
-    // rolls it back, so the next request never inherits it.
-    if (statements.some((s) => TRANSACTION_CONTROL.test(s.sql))) session.connection.close();
+    // A statement may have left a transaction open (BEGIN, SAVEPOINT): end it, so the next
+    // request on this connection never inherits it.
+    if (statements.some((s) => TRANSACTION_CONTROL.test(s.sql))) await link.releaseAfterRollback(session, options.database);
     else link.release(session);
   }
   return results;
@@ -119,17 +119,17 @@ async function runInTransaction(link: LeaderLink, statements: ParsedStatement[],
       failed = true;
     }
   }
-  const db = await session.database(options.database);
+  if (failed) {
+    await link.releaseAfterRollback(session, options.database);
+    return results;
+  }
   try {
-    await session.connection.call({ type: 'exec_sql', db, sql: failed ? 'ROLLBACK' : 'COMMIT', params: [] }, 'result');
+    await session.connection.call({ type: 'exec_sql', db: await session.database(options.database), sql: 'COMMIT', params: [] }, 'result');
     link.release(session);
   } catch (error) {
-    // The server rolls back the transaction of a connection that goes away.
-    session.connection.close();
-    if (!failed) {
-      const last = results.length - 1;
-      results[last] = errorResult(`COMMIT failed: ${statementErrorText(error)}`, 0, options.shape);
-    }
+    await link.releaseAfterRollback(session, options.database);
+    const last = results.length - 1;
+    results[last] = errorResult(`COMMIT failed: ${statementErrorText(error)}`, 0, options.shape);
   }
   return results;
 }

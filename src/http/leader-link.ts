@@ -106,6 +106,24 @@ export class LeaderLink {
     }
   }
 
+  /**
+   * Ends whatever transaction the session may have open, then keeps it for reuse; closes it if
+   * even ROLLBACK fails. A node rolls back a departed client's transaction, but ending it here
+   * does not depend on the disconnect being noticed.
+   */
+  async releaseAfterRollback(session: LeaderSession, database: string): Promise<void> {
+    try {
+      await session.connection.call({ type: 'exec_sql', db: await session.database(database), sql: 'ROLLBACK', params: [] }, 'result');
+    } catch (error) {
+      const noTransaction = error instanceof DqliteError && /no transaction is active/.test(error.message);
+      if (!noTransaction) {
+        session.connection.close();
+        return;
+      }
+    }
+    this.release(session);
+  }
+
   release(session: LeaderSession): void {
     if (session.connection.closed) return;
     if (this.idle.length >= this.options.idleConnectionsMax) session.connection.close();

@@ -26,8 +26,8 @@ interface SchemaEntry {
   sql: string | null;
 }
 
-/** Bound on the values bound in one INSERT (SQLite's default limit is 32766). */
-const PARAMS_PER_INSERT_MAX = 999;
+/** Bound on the values bound in one INSERT: the dqlite wire format (schema 0) carries at most 255. */
+const PARAMS_PER_INSERT_MAX = 255;
 const ROWS_PER_INSERT_MAX = 200;
 
 /** A source database feature the replay cannot carry over; the message says what to do. */
