@@ -11,6 +11,7 @@ import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
 import { bannerText } from './banner.ts';
+import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -165,7 +166,8 @@ async function main(): Promise<void> {
   try {
     if (command === 'start') await start(parseFlags(rest));
     else if (command === 'cluster') await cluster(parseFlags(rest));
-    else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
+    else if (command === 'backup' || command === 'import') await runBackupImport(command, rest);
+    else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE + BACKUP_IMPORT_USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
     if (error instanceof UsageError) {
