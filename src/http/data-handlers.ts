@@ -8,7 +8,7 @@ import type { LeaderLink, LeaderSession } from './leader-link.ts';
 import { DqliteError } from '../client/errors.ts';
 import { ranNothing, statementErrorText } from './leader-link.ts';
 import { errorResult, rowsResult, writeResult, type JsonValue, type ResultShape } from './rqlite-json.ts';
-import { isReadStatement, returnsRows, type ParsedStatement } from './statements.ts';
+import { changesRows, isReadStatement, returnsRows, type ParsedStatement } from './statements.ts';
 
 export type Endpoint = 'execute' | 'query' | 'request';
 
@@ -38,6 +38,7 @@ async function runOne(session: LeaderSession, database: string, statement: Parse
     return rowsResult(rows.columns, rows.rows, seconds(startMs), shape);
   }
   const result = await session.connection.call({ type: 'exec_sql', db, sql: statement.sql, params: statement.params }, 'result');
+  if (!changesRows(statement.sql)) return writeResult(0n, 0n, seconds(startMs), shape);
   return writeResult(result.lastInsertId, result.rowsAffected, seconds(startMs), shape);
 }
 

@@ -102,7 +102,7 @@ export class HttpApi {
     if (endpoint !== 'execute') checkLevel(params);
     if (endpoint === 'query') this.requireKnownDatabase(database);
     const shape: ResultShape = { associative: params.flag('associative'), timings: params.flag('timings'), blobArray: params.flag('blob_array') };
-    const results = await runStatements(this.link, endpoint, statements, { database, transaction: params.flag('transaction'), shape });
+    const results = await runStatements(this.link, endpoint, statements, { database, transaction: params.flag('transaction') || params.flag('atomic'), shape });
     const body: Record<string, JsonValue> = { results };
     if (shape.timings) body['time'] = (performance.now() - startMs) / 1000;
     return json(200, body, pretty);

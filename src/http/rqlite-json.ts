@@ -18,8 +18,16 @@ export function errorResult(message: string, seconds: number, shape: ResultShape
   return shape.timings ? { error: message, time: seconds } : { error: message };
 }
 
+/**
+ * Like rqlite, zero fields are left out: a CREATE answers `{}`. SQLite's last insert id belongs
+ * to the connection, so it is shown only for a statement that changed rows.
+ */
 export function writeResult(lastInsertId: bigint, rowsAffected: bigint, seconds: number, shape: ResultShape): JsonValue {
-  const result: Record<string, JsonValue> = { last_insert_id: lastInsertId, rows_affected: rowsAffected };
+  const result: Record<string, JsonValue> = {};
+  if (rowsAffected > 0n) {
+    result['last_insert_id'] = lastInsertId;
+    result['rows_affected'] = rowsAffected;
+  }
   if (shape.timings) result['time'] = seconds;
   return result;
 }

@@ -130,6 +130,15 @@ export function isReadStatement(sql: string): boolean {
   return !/\b(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|ATTACH|DETACH|VACUUM|REINDEX)\b/.test(text);
 }
 
+/**
+ * Whether a statement changes rows (INSERT, UPDATE, DELETE, REPLACE, or WITH ... one of them).
+ * SQLite keeps the change count and last insert id of the last such statement on the
+ * connection, so for anything else (CREATE, DROP, ...) they would describe an earlier statement.
+ */
+export function changesRows(sql: string): boolean {
+  return /^(INSERT|UPDATE|DELETE|REPLACE|WITH)\b/.test(stripLiteralsAndComments(sql).trim().toUpperCase());
+}
+
 /** Whether a write statement returns rows (RETURNING), so it runs as a query. */
 export function returnsRows(sql: string): boolean {
   return /\bRETURNING\b/.test(stripLiteralsAndComments(sql).toUpperCase());
