@@ -68,7 +68,7 @@ describe('rqlite HTTP API on a dqlite-wasm cluster', () => {
     expect(failed.hasError()).toBe(true);
     expect(failed.getFirstError().toString()).toContain('no such table: missing');
 
-    for (const level of ['none', 'weak', 'strong', 'linearizable']) {
+    for (const level of ['none', 'weak', 'strong', 'linearizable'] as const) {
       const rows = await client.query('SELECT name, age FROM js ORDER BY id', { level });
       expect(rows.hasError()).toBe(false);
       expect(rows.toArray()).toEqual([
