@@ -36,7 +36,8 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 async function sql(address: string, endpoint: 'execute' | 'query', statements: unknown[], query = ''): Promise<unknown[][][]> {
   const response = await fetch(`http://${address}/db/${endpoint}${query}`, { method: 'POST', body: JSON.stringify(statements) });
-  const body = (await response.json()) as { results: { values?: unknown[][]; error?: string }[] };
+  const body = (await response.json()) as { results: { values?: unknown[][]; error?: string }[]; error?: string };
+  if (!body.results) throw new Error(`${response.status}: ${body.error}`);
   for (const result of body.results) if (result.error) throw new Error(result.error);
   return body.results.map((r) => r.values ?? []);
 }
@@ -182,5 +183,19 @@ describe('backup and import of SQLite files', () => {
     expect((await sql(t, 'query', [FINGERPRINT]))[0]).toEqual(before);
     expect(await schemaOf(t, 'main')).toEqual(schemaBefore);
     expect((await fetch(`http://${t}/health`)).status).toBe(200);
+  });
+
+  test('a load larger than one replicated transaction may be is refused naming the limit, and nothing changes', async () => {
+    const file = join(dir, 'big.db');
+    sqlite3(file, 'CREATE TABLE blobs (b BLOB); INSERT INTO blobs SELECT randomblob(100000) FROM generate_series(1, 200);');
+    const response = await fetch(`http://${target.addresses[0]}/db/load?db=big`, { method: 'POST', body: readFileSync(file) });
+    expect(response.status).toBe(413);
+    const { error } = (await response.json()) as { error: string };
+    expect(error).toMatch(/exceeds the 16777216-byte limit: nothing changed/);
+    // Nothing replicated: the database is empty where it exists, and unknown on a node that took
+    // over leadership meanwhile (the long replay can cost the leader its lease on a busy machine).
+    const check = await fetch(`http://${target.addresses[1]}/db/query?db=big`, { method: 'POST', body: '["SELECT count(*) FROM sqlite_schema"]' });
+    if (check.status === 404) expect(((await check.json()) as { error: string }).error).toMatch(/unknown database big/);
+    else expect(((await check.json()) as { results: unknown[] }).results).toEqual([{ columns: ['count(*)'], types: ['integer'], values: [[0]] }]);
   });
 });
