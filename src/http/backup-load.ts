@@ -32,6 +32,12 @@ export async function backupDatabase(link: LeaderLink, database: string): Promis
 }
 
 let stage: Promise<SqliteFileStage> | undefined;
+
+/** The node's scratch engine for outside SQLite files, loaded on first use. */
+export function sharedStage(): Promise<SqliteFileStage> {
+  stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
+  return stage;
+}
 /** Imports run one at a time per node: each holds a whole file in memory. */
 let loading: Promise<unknown> = Promise.resolve();
 
@@ -45,8 +51,7 @@ export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, da
   loading = new Promise<void>((resolve) => (done = resolve));
   await previous;
   try {
-    stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
-    const staged = (await stage).begin();
+    const staged = (await sharedStage()).begin();
     try {
       await receive(request, staged);
       return await replayInto(link, staged, database, replace);

@@ -6,6 +6,7 @@
 import type { HttpApiHost } from './api-host.ts';
 import { backupDatabase, loadDatabase } from './backup-load.ts';
 import { nodesJson, readyz } from './cluster-handlers.ts';
+import { sqlDump } from './sql-dump.ts';
 import { runStatements, type Endpoint } from './data-handlers.ts';
 import { LeaderLink, type LeaderLinkOptions } from './leader-link.ts';
 import {
@@ -110,12 +111,13 @@ export class HttpApi {
 
   private async backup(request: HttpApiRequest, params: QueryParams, database: string): Promise<HttpApiResponse> {
     allow(request, ['GET']);
-    const format = params.get('fmt');
-    if (format !== undefined && format !== 'binary') {
-      throw new HttpApiError(400, `/db/backup: fmt=${format} is not supported; the backup is a binary SQLite file (fmt=binary)`);
+    const format = params.get('fmt') ?? 'binary';
+    if (format !== 'binary' && format !== 'sql') {
+      throw new HttpApiError(400, `/db/backup: fmt=${format} is not a backup format: use binary (an SQLite file, the default) or sql (SQL text)`);
     }
     this.requireKnownDatabase(database, true);
     const image = await backupDatabase(this.link, database);
+    if (format === 'sql') return { status: 200, headers: { 'content-type': 'application/sql; charset=utf-8' }, body: await sqlDump(image) };
     return {
       status: 200,
       headers: {

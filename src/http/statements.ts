@@ -91,7 +91,7 @@ function bindNamed(sql: string, values: Record<string, unknown>, where: string):
 }
 
 /** The index just past a literal, quoted name or comment starting at `i`, or `i` if none does. */
-function skipQuotedOrComment(sql: string, i: number): number {
+export function skipQuotedOrComment(sql: string, i: number): number {
   const c = sql[i]!;
   if (c === "'" || c === '"' || c === '`') {
     let j = i + 1;

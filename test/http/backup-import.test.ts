@@ -103,6 +103,14 @@ describe('backup and import of SQLite files', () => {
     const fingerprint = sqlite3(file, FINGERPRINT);
     expect(fingerprint.startsWith('300|45150|item1:')).toBe(true);
 
+    // The SQL-text form (rqlite's fmt=sql, what its .dump asks for) rebuilds the same rows in sqlite3.
+    const dump = await fetch(`http://${source.addresses[2]}/db/backup?fmt=sql`);
+    expect(dump.headers.get('content-type')).toMatch(/application\/sql/);
+    const rebuilt = join(dir, 'from-dump.sqlite');
+    execFileSync('sqlite3', [rebuilt], { input: await dump.text() });
+    expect(sqlite3(rebuilt, FINGERPRINT)).toBe(fingerprint);
+    expect(sqlite3(rebuilt, "SELECT typeof(score) FROM items WHERE id = 2")).toBe('real');
+
     const [t] = target.addresses as [string];
     // The first address answers nothing: the CLI goes on to the next.
     const imported = await cli('import', '-s', `127.0.0.1:1,${target.addresses.join(',')}`, 'main', file);
