@@ -10,7 +10,7 @@ import { MemoryVfs } from './memory-vfs.ts';
 import { SqlGuard } from './sql-guard.ts';
 import { asSqliteModule, loadDefaultSqlite, type SqliteModule } from './sqlite-api.ts';
 
-export type SqliteFileErrorCode = 'NOT_SQLITE' | 'CORRUPT' | 'TOO_LARGE';
+export type SqliteFileErrorCode = 'NOT_SQLITE' | 'CORRUPT' | 'TOO_LARGE' | 'BAD_SQL';
 
 /** Why an outside file was refused; the message says what to do. */
 export class SqliteFileError extends Error {
@@ -30,6 +30,8 @@ export interface SqliteFileStageOptions {
 }
 
 const HEADER_BYTES = 100;
+/** Page size of the scratch database SQL text is run in (the cluster's pages are its own). */
+const SQL_PAGE_BYTES = 4096;
 const FILE_BYTES_MAX_DEFAULT = 2 ** 30;
 /** Problems listed in a refusal: enough to see what is wrong without flooding the message. */
 const INTEGRITY_PROBLEMS_SHOWN = 5;
@@ -130,6 +132,43 @@ export class StagedSqliteFile {
       throw new SqliteFileError('CORRUPT', `the file is damaged: ${(error as Error).message}`);
     }
     this.database = database;
+    return database;
+  }
+
+  /**
+   * Takes the staged bytes as SQL text (a dump such as `sqlite3 .dump` writes) and runs it in a
+   * new, empty database, returned to read from. Throws SqliteFileError('BAD_SQL') naming the
+   * statement that failed.
+   */
+  openAsSql(): Database {
+    if (this.database) throw new Error('openAsSql() after open()');
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(this.file.slice(0, this.file.size));
+    } catch {
+      throw new SqliteFileError('NOT_SQLITE', 'neither an SQLite database file nor UTF-8 SQL text');
+    }
+    this.file.truncate(0);
+    const database = new DatabaseImpl(this.context, this.path, SQL_PAGE_BYTES);
+    this.database = database;
+    let rest = text;
+    for (let index = 1; ; index++) {
+      let statement;
+      try {
+        statement = database.prepare(rest);
+        if (!statement) break;
+        rest = statement.tail;
+        while (statement.step()) {
+          // rows of a SELECT in a dump are not wanted
+        }
+      } catch (error) {
+        const shown = rest.trimStart().slice(0, 80);
+        throw new SqliteFileError('BAD_SQL', `the SQL text fails at statement ${index} (${JSON.stringify(shown)}...): ${(error as Error).message}`);
+      } finally {
+        statement?.finalize();
+      }
+    }
+    if (database.inTransaction()) throw new SqliteFileError('BAD_SQL', 'the SQL text leaves a transaction open: end it with COMMIT');
     return database;
   }
 

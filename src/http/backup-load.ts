@@ -14,6 +14,9 @@ import { quoteName, replayDatabase, ReplayError, type ReplayCounts } from './sql
 
 /** Bound on an uploaded database file (the engine's largest file). */
 export const LOAD_BODY_BYTES_MAX = 2 ** 30;
+/** Bound on uploaded SQL text: it is run whole, and what it builds must fit one transaction. */
+export const LOAD_SQL_BYTES_MAX = 64 * 2 ** 20;
+const SQL_CONTENT_TYPES = /^(text\/plain|application\/sql|text\/x-sql)\b/i;
 
 /**
  * The committed state of `database` as an SQLite file. The dump is taken on the leader after a
@@ -54,7 +57,9 @@ export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, da
     const staged = (await sharedStage()).begin();
     try {
       await receive(request, staged);
-      return await replayInto(link, staged, database, replace);
+      const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
+      if (asSql && staged.sizeBytes > LOAD_SQL_BYTES_MAX) throw tooLarge(staged.sizeBytes, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
+      return await replayInto(link, staged, database, replace, asSql);
     } finally {
       staged.discard();
     }
@@ -75,10 +80,11 @@ async function receive(request: HttpApiRequest, staged: StagedSqliteFile): Promi
   if (staged.sizeBytes === 0) throw new HttpApiError(400, '/db/load: the body is empty; send an SQLite database file');
 }
 
-async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: string, replace: boolean): Promise<LoadOutcome> {
+async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
+  const bytes = staged.sizeBytes;
   let source;
   try {
-    source = staged.open();
+    source = asSql ? staged.openAsSql() : staged.open();
   } catch (error) {
     if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
     throw error;
@@ -123,7 +129,7 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
     }
     committed = true;
     link.release(session);
-    return { ...counts, bytes: staged.sizeBytes };
+    return { ...counts, bytes };
   } catch (error) {
     if (!committed) await link.releaseAfterRollback(session, database);
     if (error instanceof HttpApiError) throw error;

@@ -107,7 +107,8 @@ describe('backup and import of SQLite files', () => {
     const dump = await fetch(`http://${source.addresses[2]}/db/backup?fmt=sql`);
     expect(dump.headers.get('content-type')).toMatch(/application\/sql/);
     const rebuilt = join(dir, 'from-dump.sqlite');
-    execFileSync('sqlite3', [rebuilt], { input: await dump.text() });
+    const dumpText = await dump.text();
+    execFileSync('sqlite3', [rebuilt], { input: dumpText });
     expect(sqlite3(rebuilt, FINGERPRINT)).toBe(fingerprint);
     expect(sqlite3(rebuilt, "SELECT typeof(score) FROM items WHERE id = 2")).toBe('real');
 
@@ -137,6 +138,14 @@ describe('backup and import of SQLite files', () => {
     } finally {
       await admin.close();
     }
+
+    // SQL text loads too (as rqlite's /db/load takes a dump), and bad SQL changes nothing.
+    const fromSql = await fetch(`http://${t}/db/load?db=fromsql`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: dumpText });
+    expect(fromSql.status).toBe(200);
+    expect((await sql(t, 'query', [FINGERPRINT], '?db=fromsql'))[0]).toEqual([[fingerprint]]);
+    const badSql = await fetch(`http://${t}/db/load?db=badsql`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'CREATE TABLE a (x); INSERT INTO nowhere VALUES (1);' });
+    expect(badSql.status).toBe(400);
+    expect(((await badSql.json()) as { error: string }).error).toMatch(/fails at statement 2 .*no such table: nowhere/);
 
     // Loading over a database that has tables needs --replace.
     const again = await cli('import', '-s', t, 'main', file);
