@@ -8,6 +8,7 @@ import { CONNECTION_DEFAULTS, Connection } from '../client/connection.ts';
 import { connectToLeader, sleep } from '../client/discovery.ts';
 import { ConnectionError, DqliteError, NoLeaderError } from '../client/errors.ts';
 import type { ByteStream, DialStream } from '../runtime.ts';
+import { assert } from '../server/errors.ts';
 import type { HttpApiHost } from './api-host.ts';
 import { HttpApiError } from './request.ts';
 
@@ -18,6 +19,8 @@ export interface LeaderLinkOptions {
   /** Bound on finding a leader (and on retrying a statement the old leader refused). */
   leaderTimeoutMs: number;
   idleConnectionsMax: number;
+  /** Bound on connections to the leader at once; more concurrent requests wait for one. */
+  connectionsMax: number;
   /** Bound on one protocol message; a backup's dump of a database is one message. */
   messageBytesMax: number;
   requestTimeoutMs: number;
@@ -26,6 +29,7 @@ export interface LeaderLinkOptions {
 export const LEADER_LINK_DEFAULTS: LeaderLinkOptions = {
   leaderTimeoutMs: 10_000,
   idleConnectionsMax: 8,
+  connectionsMax: 64,
   messageBytesMax: 1.5 * 2 ** 30,
   requestTimeoutMs: 120_000,
 };
@@ -33,6 +37,8 @@ export const LEADER_LINK_DEFAULTS: LeaderLinkOptions = {
 /** A connection to the leader with the databases opened on it. */
 export class LeaderSession {
   private readonly databaseIds = new Map<string, number>();
+  /** Counted against `connectionsMax` until the link discards it. */
+  discarded = false;
   constructor(readonly connection: Connection) {}
 
   async database(name: string): Promise<number> {
@@ -48,6 +54,8 @@ export class LeaderSession {
 export class LeaderLink {
   private readonly idle: LeaderSession[] = [];
   private readonly options: LeaderLinkOptions;
+  private sessionsOpen = 0;
+  private readonly waiters: (() => void)[] = [];
 
   constructor(
     private readonly host: HttpApiHost,
@@ -72,7 +80,7 @@ export class LeaderLink {
         if (!options.keep) this.release(session);
         return result;
       } catch (error) {
-        if (!isSessionUsable(error)) session.connection.close();
+        if (!isSessionUsable(error)) this.discard(session);
         else this.release(session);
         const pauseMs = Math.min(1000, 50 * 2 ** attempt);
         if (!retry || !ranNothing(error) || Date.now() + pauseMs >= deadlineMs) throw error;
@@ -83,15 +91,34 @@ export class LeaderLink {
 
   /** A session the caller keeps (a transaction); give it back with `release` or close it. */
   async acquire(deadlineMs = Date.now() + this.options.leaderTimeoutMs): Promise<LeaderSession> {
-    while (this.idle.length > 0) {
-      const session = this.idle.pop()!;
-      if (!session.connection.closed) return session;
+    for (;;) {
+      while (this.idle.length > 0) {
+        const session = this.idle.pop()!;
+        if (!session.connection.closed) return session;
+        this.discard(session);
+      }
+      if (this.sessionsOpen < this.options.connectionsMax) break;
+      const waitMs = deadlineMs - Date.now();
+      if (waitMs <= 0 || !(await this.waitForSession(waitMs))) {
+        throw new HttpApiError(503, `all ${this.options.connectionsMax} connections to the leader are busy; retry shortly`);
+      }
     }
+    this.sessionsOpen++;
+    try {
+      return new LeaderSession(await this.connect(deadlineMs));
+    } catch (error) {
+      this.sessionsOpen--;
+      this.wakeOne();
+      throw error;
+    }
+  }
+
+  private async connect(deadlineMs: number): Promise<Connection> {
     const cluster = this.host.cluster();
     const self = cluster.address || IN_PROCESS;
     const others = cluster.members.map((m) => m.address).filter((a) => a !== '' && a !== self);
     try {
-      const connection = await connectToLeader(this.dial(cluster.address), [self, ...others], {
+      return await connectToLeader(this.dial(cluster.address), [self, ...others], {
         ...CONNECTION_DEFAULTS,
         messageBytesMax: this.options.messageBytesMax,
         requestTimeoutMs: this.options.requestTimeoutMs,
@@ -99,7 +126,6 @@ export class LeaderLink {
         backoffBaseMs: 50,
         backoffMaxMs: 500,
       });
-      return new LeaderSession(connection);
     } catch (error) {
       if (error instanceof NoLeaderError) throw new HttpApiError(503, `no leader: ${error.message}; retry when the cluster has elected one`);
       throw error;
@@ -117,7 +143,7 @@ export class LeaderLink {
     } catch (error) {
       const noTransaction = error instanceof DqliteError && /no transaction is active/.test(error.message);
       if (!noTransaction) {
-        session.connection.close();
+        this.discard(session);
         return;
       }
     }
@@ -125,13 +151,45 @@ export class LeaderLink {
   }
 
   release(session: LeaderSession): void {
-    if (session.connection.closed) return;
-    if (this.idle.length >= this.options.idleConnectionsMax) session.connection.close();
-    else this.idle.push(session);
+    if (session.connection.closed || this.idle.length >= this.options.idleConnectionsMax) {
+      this.discard(session);
+      return;
+    }
+    this.idle.push(session);
+    this.wakeOne();
+  }
+
+  /** Closes a session for good (it failed, or is not needed): its slot goes to a waiter. */
+  discard(session: LeaderSession): void {
+    if (session.discarded) return;
+    session.discarded = true;
+    session.connection.close();
+    this.sessionsOpen--;
+    assert(this.sessionsOpen >= 0, `${this.sessionsOpen} sessions open after a discard`);
+    this.wakeOne();
   }
 
   close(): void {
-    for (const session of this.idle.splice(0)) session.connection.close();
+    for (const session of this.idle.splice(0)) this.discard(session);
+  }
+
+  private waitForSession(waitMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const index = this.waiters.indexOf(wake);
+        if (index >= 0) this.waiters.splice(index, 1);
+        resolve(false);
+      }, waitMs);
+      this.waiters.push(wake);
+    });
+  }
+
+  private wakeOne(): void {
+    this.waiters.shift()?.();
   }
 
   private dial(selfAddress: string): DialStream {

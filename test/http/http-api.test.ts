@@ -200,6 +200,14 @@ describe('rqlite HTTP API on a dqlite-wasm cluster', () => {
     expect((after.json as Results).results[0]!['values']).toEqual([[2]]);
   });
 
+  test('many concurrent requests through a follower share a bounded set of connections and all land', async () => {
+    await post(leader, '/db/execute', ['CREATE TABLE burst (i INTEGER)']);
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(follower, '/db/execute', [['INSERT INTO burst VALUES (?)', i]])));
+    expect(answers.filter((a) => a.status !== 200 || a.text.includes('error'))).toEqual([]);
+    const total = await post(leader, '/db/query', ['SELECT count(*), sum(i) FROM burst']);
+    expect((total.json as Results).results[0]!['values']).toEqual([[200, 19900]]);
+  });
+
   test('/nodes, /readyz and the node status endpoints', async () => {
     const nodes = (await call(follower, '/nodes')).json as Record<string, { addr: string; voter: boolean; leader: boolean; api_addr: string }>;
     const entries = Object.values(nodes);
