@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connectCluster } from '../../src/client/index.ts';
 import { dialTcp } from '../../runtimes/node/tcp.ts';
-import { TestCluster, waitFor } from '../helpers/cluster.ts';
+import { TestCluster, freePort, waitFor } from '../helpers/cluster.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -114,7 +114,7 @@ describe('backup and import of SQLite files', () => {
 
     const [t] = target.addresses as [string];
     // The first address answers nothing: the CLI goes on to the next.
-    const imported = await cli('import', '-s', `127.0.0.1:1,${target.addresses.join(',')}`, 'main', file);
+    const imported = await cli('import', '-s', `127.0.0.1:${await freePort()},${target.addresses.join(',')}`, 'main', file);
     expect(imported.code).toBe(0);
     expect(imported.stdout).toContain('2 tables');
     expect(imported.stderr).toContain('import: sent');
