@@ -15,7 +15,12 @@ export const BACKUP_IMPORT_USAGE = `  dqlite-wasm backup -s ADDR[,ADDR...] DATAB
       replicated transaction; refused if DATABASE holds tables, unless --replace.
 `;
 
-class CommandError extends Error {}
+class CommandError extends Error {
+  /** A mistake in the command line (exit 2), not a refusal by the cluster (exit 1). */
+  constructor(message: string, readonly usage = false) {
+    super(message);
+  }
+}
 
 interface Parsed {
   servers: string[];
@@ -32,14 +37,14 @@ function parse(command: string, args: string[]): Parsed {
     const arg = args[i]!;
     if (arg === '-s' || arg === '--servers') {
       const value = args[++i];
-      if (!value) throw new CommandError(`${arg} needs a comma-separated list of addresses`);
+      if (!value) throw new CommandError(`${arg} needs a comma-separated list of addresses`, true);
       servers = value.split(',').map((s) => s.trim()).filter(Boolean);
     } else if (arg === '--replace' && command === 'import') replace = true;
-    else if (arg.startsWith('-')) throw new CommandError(`unknown option ${arg}`);
+    else if (arg.startsWith('-')) throw new CommandError(`unknown option ${arg}`, true);
     else positional.push(arg);
   }
-  if (servers.length === 0) throw new CommandError(`${command} needs -s ADDR[,ADDR...]`);
-  if (positional.length !== 2) throw new CommandError(`${command} needs DATABASE and FILE`);
+  if (servers.length === 0) throw new CommandError(`${command} needs -s ADDR[,ADDR...]`, true);
+  if (positional.length !== 2) throw new CommandError(`${command} needs DATABASE and FILE`, true);
   return { servers, database: positional[0]!, file: positional[1]!, replace };
 }
 
@@ -150,8 +155,8 @@ export async function runBackupImport(command: 'backup' | 'import', args: string
     else await importCommand(args);
   } catch (error) {
     if (error instanceof CommandError) {
-      console.error(`dqlite-wasm ${command}: ${error.message}`);
-      process.exit(error.message.includes('needs') || error.message.startsWith('unknown option') ? 2 : 1);
+      console.error(`dqlite-wasm ${command}: ${error.message}${error.usage ? `\n\nusage:\n${BACKUP_IMPORT_USAGE}` : ''}`);
+      process.exit(error.usage ? 2 : 1);
     }
     console.error(`dqlite-wasm ${command}: ${(error as Error).message}`);
     process.exit(1);
