@@ -32,4 +32,9 @@ export interface HttpApiHost {
   /** Dials another member's dqlite port; undefined where the host cannot dial (then no forwarding). */
   readonly dialStream: DialStream | undefined;
   cluster(): HttpApiClusterView;
+  /**
+   * This node's copy of a database: its main file and the committed part of its WAL, taken at
+   * once (one applied log index); undefined when the node does not hold it.
+   */
+  snapshotDatabase(name: string): { main: Uint8Array; wal: Uint8Array } | undefined;
 }

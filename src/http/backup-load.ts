@@ -9,7 +9,8 @@ import { DqliteError } from '../client/errors.ts';
 import type { TypedValue } from '../protocol/index.ts';
 import type { LeaderLink } from './leader-link.ts';
 import { statementErrorText } from './leader-link.ts';
-import { HttpApiError, header, tooLarge, type HttpApiRequest } from './request.ts';
+import type { HttpApiHost } from './api-host.ts';
+import { HttpApiError, header, tooLarge, type HttpApiRequest, type HttpApiResponse } from './request.ts';
 import { quoteName, replayDatabase, ReplayError, type ReplayCounts } from './sqlite-replay.ts';
 
 /** Bound on an uploaded database file (the engine's largest file). */
@@ -18,20 +19,43 @@ export const LOAD_BODY_BYTES_MAX = 2 ** 30;
 export const LOAD_SQL_BYTES_MAX = 64 * 2 ** 20;
 const SQL_CONTENT_TYPES = /^(text\/plain|application\/sql|text\/x-sql)\b/i;
 
+/** Marks a backup request a node forwarded to the leader, so it is never forwarded again. */
+export const FORWARDED_HEADER = 'x-dqlite-wasm-forwarded';
+
 /**
- * The committed state of `database` as an SQLite file. The dump is taken on the leader after a
- * read on the same connection, which confirms leadership (ReadIndex) and waits for every write
- * acknowledged before it: the file holds at least all of those, at one committed log index.
+ * The committed state of `database` as an SQLite file, made on the leader: a read on the
+ * leader's own gateway confirms its leadership (ReadIndex) and waits for every write
+ * acknowledged before it; right after, in the same turn of the event loop, the database's main
+ * file and committed WAL are copied (one applied log index) and turned into one file. Undefined
+ * when this node does not lead: the caller forwards to the leader.
  */
-export async function backupDatabase(link: LeaderLink, database: string): Promise<Uint8Array> {
-  const files = await link.run(async (session) => {
+export async function backupDatabase(link: LeaderLink, host: HttpApiHost, database: string): Promise<Uint8Array | undefined> {
+  const snapshot = await link.run(async (session) => {
     const db = await session.database(database);
     await session.connection.callRows({ type: 'query_sql', db, sql: 'SELECT 1', params: [] });
-    return (await session.connection.call({ type: 'dump', name: database }, 'files')).files;
+    if (!link.isLocal(session) || host.cluster().state !== 'leader') return null;
+    return host.snapshotDatabase(database) ?? null;
   });
-  const main = files.find((f) => f.name === database)?.data ?? new Uint8Array(0);
-  const wal = files.find((f) => f.name === `${database}-wal`)?.data ?? new Uint8Array(0);
-  return standaloneImage({ main, wal });
+  return snapshot === null ? undefined : standaloneImage(snapshot);
+}
+
+/** Asks the leader's HTTP API for the backup and hands its answer back unchanged. */
+export async function forwardBackup(leaderAddress: string, request: HttpApiRequest): Promise<HttpApiResponse> {
+  const headers: Record<string, string> = { [FORWARDED_HEADER]: '1' };
+  const authorization = header(request, 'authorization');
+  if (authorization) headers['authorization'] = authorization;
+  let response: Response;
+  try {
+    response = await fetch(`http://${leaderAddress}${request.path}${request.query ? `?${request.query}` : ''}`, { headers });
+  } catch (error) {
+    throw new HttpApiError(503, `the leader ${leaderAddress} did not answer the forwarded backup (${(error as Error).message}); retry`);
+  }
+  const answer: Record<string, string> = {};
+  for (const name of ['content-type', 'content-disposition']) {
+    const value = response.headers.get(name);
+    if (value) answer[name] = value;
+  }
+  return { status: response.status, headers: answer, body: new Uint8Array(await response.arrayBuffer()) };
 }
 
 let stage: Promise<SqliteFileStage> | undefined;

@@ -14,6 +14,9 @@ export function httpApiHostFor(node: ClusterNode, dialStream: DialStream | undef
       node.acceptClient(server);
       return client;
     },
+    snapshotDatabase(name) {
+      return node.existingDatabase(name)?.engine.snapshot();
+    },
     cluster() {
       const status = node.status();
       return {

@@ -150,6 +150,12 @@ export class LeaderLink {
     this.release(session);
   }
 
+  /** Whether the session talks to this very node (in process), i.e. this node leads. */
+  isLocal(session: LeaderSession): boolean {
+    const address = session.connection.address;
+    return address === IN_PROCESS || address === this.host.cluster().address;
+  }
+
   release(session: LeaderSession): void {
     if (session.connection.closed || this.idle.length >= this.options.idleConnectionsMax) {
       this.discard(session);

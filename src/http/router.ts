@@ -4,7 +4,7 @@
  * requests with a streamed body and sends back what it answers.
  */
 import type { HttpApiHost } from './api-host.ts';
-import { backupDatabase, loadDatabase } from './backup-load.ts';
+import { FORWARDED_HEADER, backupDatabase, forwardBackup, loadDatabase } from './backup-load.ts';
 import { nodesJson, readyz } from './cluster-handlers.ts';
 import { sqlDump } from './sql-dump.ts';
 import { runStatements, type Endpoint } from './data-handlers.ts';
@@ -13,6 +13,7 @@ import {
   HttpApiError,
   JSON_BODY_BYTES_MAX,
   QueryParams,
+  header,
   parseJsonBody,
   readBody,
   type HttpApiRequest,
@@ -116,7 +117,14 @@ export class HttpApi {
       throw new HttpApiError(400, `/db/backup: fmt=${format} is not a backup format: use binary (an SQLite file, the default) or sql (SQL text)`);
     }
     this.requireKnownDatabase(database, true);
-    const image = await backupDatabase(this.link, database);
+    const image = await backupDatabase(this.link, this.host, database);
+    if (!image) {
+      const leader = this.host.cluster().leaderAddress;
+      if (header(request, FORWARDED_HEADER) || leader === '') {
+        throw new HttpApiError(503, 'leadership moved while the backup was being made; retry');
+      }
+      return forwardBackup(leader, request);
+    }
     if (format === 'sql') return { status: 200, headers: { 'content-type': 'application/sql; charset=utf-8' }, body: await sqlDump(image) };
     return {
       status: 200,

@@ -157,6 +157,29 @@ describe('backup and import of SQLite files', () => {
     expect((await sql(t, 'query', [FINGERPRINT]))[0]).toEqual([[fingerprint]]);
   });
 
+  test('a database larger than one protocol message (64 MiB) backs up through a follower', async () => {
+    const [a] = source.addresses as [string];
+    await sql(a, 'execute', ['CREATE TABLE chunks (i INTEGER, b BLOB)'], '?db=large');
+    // Many 4 MB transactions: what counts here is the database's size, not one transaction's.
+    for (let round = 0; round < 18; round++) {
+      const insert = `WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 4) INSERT INTO chunks SELECT ${round * 4} + n, randomblob(1000000) FROM c`;
+      await waitFor('a 4 MB write', 30_000, async () => sql(source.addresses[round % 3]!, 'execute', [insert], '?db=large').then(() => true));
+    }
+    const expected = (await sql(a, 'query', ['SELECT count(*) || \'|\' || sum(length(b)) FROM chunks'], '?db=large'))[0]![0]![0];
+    const leaderIndex = await source.waitForLeader();
+    const followerIndex = (leaderIndex + 1) % 3;
+    await waitFor('the follower to hold the database', 20_000, async () =>
+      (await source.status(followerIndex)).databases.some((d) => d.name === 'large') ? true : undefined,
+    );
+    const response = await fetch(`http://${source.addresses[followerIndex]}/db/backup?db=large`);
+    expect(response.status).toBe(200);
+    const file = join(dir, 'large.sqlite');
+    writeFileSync(file, new Uint8Array(await response.arrayBuffer()));
+    expect(readFileSync(file).length).toBeGreaterThan(64 * 2 ** 20);
+    expect(sqlite3(file, 'PRAGMA integrity_check')).toBe('ok');
+    expect(sqlite3(file, "SELECT count(*) || '|' || sum(length(b)) FROM chunks")).toBe(expected);
+  }, 180_000);
+
   test('rollback-journal and WAL files made by sqlite3, with other page sizes, load through any node', async () => {
     const cases = [
       { name: 'journal', setup: 'PRAGMA page_size=512; PRAGMA journal_mode=DELETE;' },
