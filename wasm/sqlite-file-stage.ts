@@ -1,7 +1,7 @@
 // A scratch place for SQLite files that come from outside (an upload, a file to import): the
-// bytes stream into an in-memory file of a private VFS (no copy beyond the file itself), then
-// open read-only-in-spirit as an engine Database after checks, so the caller can read schema
-// and rows. Nothing here touches a replicated database.
+// bytes stream into an in-memory file of a private VFS (no copy beyond the file itself) and,
+// once checked, open as an engine Database the caller reads schema and rows from. Nothing here
+// touches a replicated database.
 
 import { DatabaseImpl, mainFilePageSize, type Database, type DatabaseContext } from './database.ts';
 import { SqliteError } from './errors.ts';
