@@ -19,6 +19,7 @@ import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwi
 /** Exit status of a node that stopped itself to protect its data (EX_SOFTWARE). */
 const EXIT_NODE_FATAL = 70;
 import { runShellCommand } from '../runtimes/node/shell.ts';
+import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -220,7 +221,8 @@ async function main(): Promise<void> {
     else if (command === 'cluster') await cluster(parseFlags(rest));
     else if (command === 'client-token') await printClientToken(parseFlags(rest));
     else if (command === 'shell') await runShellCommand(rest);
-    else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
+    else if (command === 'backup' || command === 'import') await runBackupImport(command, rest);
+    else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE + BACKUP_IMPORT_USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
     if (error instanceof UsageError) {

@@ -11,6 +11,7 @@ import {
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
   readIdentity,
+  httpResponse,
   statusResponse,
   upgradeRefusal,
 } from '../../src/server/host.ts';
@@ -96,7 +97,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
-      onHttp: (request) => statusResponse(node, request.path),
+      onHttp: (request) => httpResponse(node, request, dialStream),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();

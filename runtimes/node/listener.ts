@@ -23,6 +23,8 @@ export interface HttpRequest {
   readonly query: string;
   readonly headers: RequestHeaders;
   readonly remoteAddress: string;
+  /** The request body as it arrives; what the handler does not read is discarded. */
+  readonly body: AsyncIterable<Uint8Array>;
 }
 
 export interface HttpResponse {
@@ -209,6 +211,7 @@ async function answerHttp(options: ListenOptions, request: IncomingMessage, resp
           query,
           headers: request.headers,
           remoteAddress: remoteOf(request.socket),
+          body: request,
         })
       : { status: 404, body: 'not found\n' };
   } catch (error) {

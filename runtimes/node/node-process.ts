@@ -11,8 +11,8 @@ import {
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
   IDENTITY_FILE,
+  httpResponse,
   readIdentity,
-  statusResponse,
   upgradeRefusal,
 } from '../../src/server/host.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
@@ -115,7 +115,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
     checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
     onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers, { access, query: request.query }),
-    onHttp: (request): HttpResponse => statusResponse(node, request.path),
+    onHttp: (request): Promise<HttpResponse> => httpResponse(node, request, runtime.dialStream),
   });
 
   const bootstrap = fresh && options.join.length === 0;

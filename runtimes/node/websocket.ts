@@ -25,16 +25,16 @@ export class WebSocketDialError extends Error {
 /** Wraps an open `ws` socket; binary and text messages are both delivered as bytes. */
 export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: string): MessageChannel {
   let messageHandler: ((message: Uint8Array) => void) | undefined;
-  let closeHandler: ((error?: Error) => void) | undefined;
+  // Every handler hears the close (the gateway cleans up, the node forgets the gateway).
+  const closeHandlers: ((error?: Error) => void)[] = [];
   const pendingMessages: Uint8Array[] = [];
   let closed = socket.readyState === WebSocket.CLOSED;
   let closeError: Error | undefined;
-  let closeReported = false;
+  let closeHandlersCalled = 0;
 
   const reportClose = (): void => {
-    if (!closed || closeReported || !closeHandler) return;
-    closeReported = true;
-    closeHandler(closeError);
+    if (!closed) return;
+    while (closeHandlersCalled < closeHandlers.length) closeHandlers[closeHandlersCalled++]!(closeError);
   };
 
   socket.binaryType = 'nodebuffer';
@@ -69,7 +69,7 @@ export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: st
       for (const message of pendingMessages.splice(0)) handler(message);
     },
     onClose(handler: (error?: Error) => void): void {
-      closeHandler = handler;
+      closeHandlers.push(handler);
       reportClose();
     },
     close(reason?: string): void {

@@ -2,7 +2,8 @@
  * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
  * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
  */
-import type { ByteStream, DurableStorage, MessageChannel } from '../runtime.ts';
+import { httpApiFor, isHttpApiPath, type HttpApiRequest, type HttpApiResponse } from '../http/index.ts';
+import type { ByteStream, DialStream, DurableStorage, MessageChannel } from '../runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
 import type { ClientAccess } from './client-access.ts';
@@ -117,6 +118,13 @@ export function markAuthenticated(stream: ByteStream): ByteStream {
  * `GET /health` (200 once a leader is known), `GET /status` (the node's status as JSON) and
  * `GET /metrics` (Prometheus text format).
  */
+/** Every plain HTTP request: the rqlite-compatible API (`/db/*`, `/nodes`, `/readyz`), else the status answers. */
+export async function httpResponse(node: ClusterNode | undefined, request: HttpApiRequest, dialStream?: DialStream): Promise<HttpApiResponse> {
+  if (node && isHttpApiPath(request.path)) return httpApiFor(node, dialStream).answer(request);
+  return statusResponse(node, request.path);
+}
+
+/** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */
 export function statusResponse(
   node: ClusterNode | undefined,
   path: string,
