@@ -1,5 +1,5 @@
 import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
-import { unlinkSync, readFileSync } from 'node:fs';
+import { existsSync, unlinkSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LOCK_FILE_NAME } from './storage.ts';
 
@@ -36,6 +36,7 @@ const TAKEOVER_ATTEMPTS_MAX = 3;
  *
  * The lock file is created with its content in one step (write a private temp file, then
  * hard-link it to `LOCK`, which fails if `LOCK` exists), so nobody ever sees an empty lock.
+ * A holder that is a zombie (killed, not yet reaped by its parent) counts as dead.
  * Known limit: a pid reused by an unrelated live process makes a stale lock look held.
  */
 export async function lockDirectory(directory: string): Promise<DirectoryLock> {
@@ -122,9 +123,32 @@ function parsePid(content: string): number | undefined {
 function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  // kill(pid, 0) also succeeds for a zombie: a holder killed with -9 whose parent has not
+  // reaped it yet. It can no longer write, so it must not block a restart.
+  return !isDeadOnLinux(pid);
+}
+
+/**
+ * True when Linux says `pid` is a zombie (Z) or being torn down (X). Without /proc (other
+ * systems) nothing is known and the holder counts as alive: a refused start beats two writers.
+ */
+export function isDeadOnLinux(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    // Gone between kill(0) and here; anything else (no /proc): cannot tell.
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat');
+  }
+  return processStateIsDead(stat);
+}
+
+/** The state field of a /proc/PID/stat line: after the command name, which may hold ')' itself. */
+export function processStateIsDead(stat: string): boolean {
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trimStart()[0];
+  return state === 'Z' || state === 'X' || state === 'x';
 }
