@@ -29,9 +29,9 @@ import type { ByteStream, DurableStorage, MessageChannel, Runtime, TimerHandle }
 import { PeerTransport } from '../transport/index.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
-import { leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_IOERR_LEADERSHIP_LOST } from './errors.ts';
+import { leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_FULL, SQLITE_IOERR_LEADERSHIP_LOST } from './errors.ts';
 import { Gateway } from './gateway.ts';
-import { RaftLog } from './raft-log.ts';
+import { RaftLog, RaftLogError } from './raft-log.ts';
 import { ReplicatedDatabase, type ProposeResult, type Replicator } from './replicated-database.ts';
 
 export interface NodeOptions {
@@ -164,7 +164,7 @@ export class ClusterNode implements Replicator {
     this.runtime = options.runtime;
     this.engine = options.engine;
     this.settings = { ...DEFAULTS, ...stripUndefined(options) };
-    this.log = new RaftLog(options.storage);
+    this.log = new RaftLog(options.storage, { diskSpace: { nowMs: () => this.runtime.clock.nowMs() } });
     this.write = options.log ?? (() => {});
     this.transport = new PeerTransport({
       selfId: this.id,
@@ -186,6 +186,7 @@ export class ClusterNode implements Replicator {
 
   private async recover(bootstrap: boolean): Promise<void> {
     const loaded = await this.log.load();
+    for (const repair of loaded.repairs) this.write(repair);
     if (loaded.snapshot) {
       this.memory.applySnapshot(loaded.snapshot);
       this.restoreStateMachine(loaded.snapshot);
@@ -414,7 +415,14 @@ export class ClusterNode implements Replicator {
     const files = [...this.databases.values()].map((db) => ({ name: db.name, ...db.engine.snapshot() }));
     const snapshot = this.memory.createSnapshot(this.appliedIndex, this.committedConfiguration, encodeSnapshot(files));
     const compactIndex = Math.max(0, this.appliedIndex - this.settings.snapshotTrailingEntries);
-    await this.log.saveSnapshot(snapshot, compactIndex);
+    try {
+      await this.log.saveSnapshot(snapshot, compactIndex);
+    } catch (error) {
+      // A full disk refused the snapshot before it touched the old one: try again later.
+      if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
+      this.write(`snapshot at index ${this.appliedIndex} not saved: ${error.message}`);
+      return;
+    }
     this.memory.compact(compactIndex);
     this.snapshotIndex = this.appliedIndex;
     this.snapshots++;
@@ -508,6 +516,9 @@ export class ClusterNode implements Replicator {
   }
 
   propose(data: Uint8Array): ProposeResult {
+    // Only client transactions are refused on a full disk: the reserve is for everything else.
+    const refusal = data[0] === CommandKind.Frames ? this.log.proposalRefusal(data.length) : undefined;
+    if (refusal) throw new NodeError(SQLITE_FULL, refusal.message);
     const result = this.raft.propose(data);
     if (!result.ok) {
       if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);

@@ -45,7 +45,7 @@ export type RaftLogErrorCode =
   | 'RAFT_LOG_CORRUPT'
   /** A write or fsync failed: the log can no longer be trusted in this process. */
   | 'RAFT_LOG_FAILED'
-  /** The disk is full (or below the reserve): writes are refused until space returns. */
+  /** The disk is full (or below the reserve): this write was refused and nothing was harmed. */
   | 'DISK_FULL'
   /** Misuse by the caller (an invariant of the log's API broken). */
   | 'RAFT_LOG';
@@ -269,7 +269,6 @@ export class RaftLog {
    * client. Cheap and synchronous (free space is measured in the background).
    */
   proposalRefusal(bytes: number): RaftLogError | undefined {
-    if (this.failure) return this.failure;
     const shortBytes = this.space.shortfall(bytes);
     if (shortBytes === undefined) return undefined;
     return new RaftLogError('DISK_FULL', this.space.describeShortfall(shortBytes));
@@ -295,7 +294,7 @@ export class RaftLog {
         throw new RaftLogError('DISK_FULL', `could not ${what}: the disk is full (${(error as Error).message}); the log is intact`, { cause: error });
       }
       this.failure = new RaftLogError(
-        full ? 'DISK_FULL' : 'RAFT_LOG_FAILED',
+        'RAFT_LOG_FAILED',
         `could not ${what}: ${(error as Error).message}. ` +
           (full
             ? 'The disk is full: free space on it, then restart the node (the log is consistent up to the last completed write).'
