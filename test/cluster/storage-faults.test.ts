@@ -1,14 +1,19 @@
 /**
- * Storage faults on real node processes: a node whose log is damaged in the middle (entries it
- * acknowledged) must not start, so it can never vote or lead without them, and no acknowledged
- * write is lost. Before the fix the node took the damage for a torn tail, cut its log there, won
- * an election and overwrote the newer log of the old leader.
+ * Storage faults on real node processes.
+ * - A node whose log is damaged in the middle (entries it acknowledged) must not start, so it
+ *   can never vote or lead without them, and no acknowledged write is lost. Before the fix the
+ *   node took the damage for a torn tail, cut its log there, won an election and overwrote the
+ *   newer log of the old leader.
+ * - A full disk (a small tmpfs, where the machine allows mounting one): writers get SQLITE_FULL
+ *   with a message saying what to do, reads go on, and writes work again once space returns.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { connect } from '../../runtimes/node/client.ts';
-import { TestCluster, waitFor } from '../helpers/cluster.ts';
+import { connect, DqliteError } from '../../runtimes/node/client.ts';
+import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
 
 const WRITES_PER_PHASE = 100;
 
@@ -94,4 +99,108 @@ describe('a log damaged in the middle', () => {
       throw error;
     }
   }, 180_000);
+});
+
+const SQLITE_FULL = 13;
+const FILE_SYSTEM_BYTES = 128 * 1024 * 1024;
+/** What the filler leaves free: under the node's default 64 MiB reserve. */
+const LEFT_FREE_BYTES = 24 * 1024 * 1024;
+
+/** A tmpfs of `sizeBytes` on a new directory, or a sentence saying why there is none. */
+function mountTmpfs(sizeBytes: number): { path: string; unmount: () => void } | string {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'mounting a tmpfs needs root on Linux';
+  const path = execFileSync('mktemp', ['-d', join(tmpdir(), 'dqlite-wasm-full-disk-XXXXXX')]).toString().trim();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'tmpfs', path], { stdio: 'pipe' });
+  } catch (error) {
+    rmSync(path, { recursive: true, force: true });
+    return `cannot mount a tmpfs here: ${(error as Error).message.split('\n')[0]}`;
+  }
+  return {
+    path,
+    unmount: () => {
+      execFileSync('umount', [path]);
+      rmSync(path, { recursive: true, force: true });
+    },
+  };
+}
+
+const probe = mountTmpfs(1024 * 1024);
+if (typeof probe !== 'string') probe.unmount();
+
+describe.skipIf(typeof probe === 'string')('a full disk', () => {
+  test('refuses writes with SQLITE_FULL, keeps serving reads, and writes again once space returns', async () => {
+    const disk = mountTmpfs(FILE_SYSTEM_BYTES);
+    if (typeof disk === 'string') throw new Error(disk);
+    let cluster: TestCluster | undefined;
+    const savedTmpdir = process.env['TMPDIR'];
+    try {
+      // The helper puts the cluster under os.tmpdir(): every node's data on the small disk.
+      process.env['TMPDIR'] = disk.path;
+      try {
+        cluster = await TestCluster.start({ nodes: 3 });
+      } finally {
+        if (savedTmpdir === undefined) delete process.env['TMPDIR'];
+        else process.env['TMPDIR'] = savedTmpdir;
+      }
+      expect(cluster.root.startsWith(disk.path)).toBe(true);
+      const db = await connect({ servers: cluster.addresses, database: 'full', timeoutMs: 20_000 });
+      try {
+        await db.exec('CREATE TABLE rows (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)');
+        const acknowledged: number[] = [];
+        let next = 1;
+        const insert = async (): Promise<void> => {
+          const id = next++;
+          await db.exec('INSERT INTO rows (id, payload) VALUES (?, ?)', [id, new Uint8Array(2048).fill(id & 0xff)]);
+          acknowledged.push(id);
+        };
+        for (let i = 0; i < 20; i++) await insert();
+
+        const stats = statfsSync(disk.path);
+        const filler = join(disk.path, 'filler');
+        writeFileSync(filler, new Uint8Array(Number(stats.bavail) * Number(stats.bsize) - LEFT_FREE_BYTES));
+        // Free space is measured about once a second: a write or two may still pass meanwhile.
+        const refusal = await waitFor('a write refused for lack of space', 20_000, async () => {
+          try {
+            await insert();
+            return undefined;
+          } catch (error) {
+            if (error instanceof DqliteError && error.code === SQLITE_FULL) return error;
+            throw error;
+          }
+        });
+        expect(refusal.message).toMatch(/disk holding this node's data is full/);
+        expect(refusal.message).toMatch(/Free space on that disk/);
+        await expect(insert()).rejects.toMatchObject({ code: SQLITE_FULL });
+
+        const { rows } = await db.query('SELECT id FROM rows ORDER BY id');
+        expect(rows.map((row) => Number(row['id']))).toEqual(acknowledged);
+        for (const node of cluster.nodes) expect(cluster.isRunning(node.index), `node ${node.index + 1} still runs`).toBe(true);
+
+        rmSync(filler);
+        await waitFor('writes to work again', 20_000, async () => {
+          try {
+            await insert();
+            return true;
+          } catch (error) {
+            if (error instanceof DqliteError && error.code === SQLITE_FULL) return undefined;
+            throw error;
+          }
+        });
+        await insert();
+        const after = await db.query('SELECT id FROM rows ORDER BY id');
+        expect(after.rows.map((row) => Number(row['id']))).toEqual(acknowledged);
+        await sleep(200);
+        for (const node of cluster.nodes) expect(cluster.isRunning(node.index), `node ${node.index + 1} still runs`).toBe(true);
+      } finally {
+        await db.close();
+      }
+    } catch (error) {
+      if (cluster) console.log(cluster.dumpOutput());
+      throw error;
+    } finally {
+      await cluster?.destroy();
+      disk.unmount();
+    }
+  }, 120_000);
 });
