@@ -209,7 +209,14 @@ function describeBadRecord(bytes: Uint8Array, view: DataView, offset: number, la
  */
 function findLaterAppend(bytes: Uint8Array, view: DataView, from: number, badIndex: number, layout: SegmentLayout): number | undefined {
   const last = bytes.length - RECORD_HEADER_BYTES - layout.fixedBytes;
-  for (let offset = from + 1; offset <= last; offset++) {
+  let start = from + 1;
+  // When only the bad record's body is damaged, its length still says where the next record
+  // starts: begin there, so that its payload is never mistaken for records.
+  if (from + RECORD_HEADER_BYTES <= bytes.length) {
+    const next = from + RECORD_HEADER_BYTES + view.getUint32(from, true);
+    if (next <= bytes.length && decodeRecordAt(bytes, view, next, layout)) start = next;
+  }
+  for (let offset = start; offset <= last; offset++) {
     const bodyBytes = view.getUint32(offset, true);
     if (bodyBytes < layout.fixedBytes || offset + RECORD_HEADER_BYTES + bodyBytes > bytes.length) continue;
     // Cheap filter before the checksum: the index must lie after the bad one, within the file.
@@ -218,6 +225,8 @@ function findLaterAppend(bytes: Uint8Array, view: DataView, from: number, badInd
     const record = decodeRecordAt(bytes, view, offset, layout);
     if (!record) continue;
     if (layout.version === 1 || record.batchFirstIndex > badIndex) return offset;
+    // A whole record of the torn append itself: what it holds is data, not records to look at.
+    offset = record.end - 1;
   }
   return undefined;
 }

@@ -10,7 +10,7 @@ import { openDirectoryStorage, type NodeDirectoryStorage } from '../../runtimes/
 import { EntryType, type Entry } from '../../src/raft/index.ts';
 import { crc32 } from '../../src/util/crc32.ts';
 import { RaftLog, RaftLogCorruptError, RaftLogError } from '../../src/server/raft-log.ts';
-import { segmentName } from '../../src/server/raft-log-format.ts';
+import { encodeRecord, segmentName } from '../../src/server/raft-log-format.ts';
 
 const DATA_BYTES = 40;
 /** Bytes of one record with DATA_BYTES of data: 8 header + 25 fixed + data. */
@@ -109,6 +109,24 @@ describe('RaftLog recovery', () => {
     const loaded = await (await openLog()).load();
     expect(loaded.entries.at(-1)!.index).toBe(12);
     expect(loaded.repairs).toHaveLength(1);
+  });
+
+  test('a record-shaped payload inside the torn append is data, not evidence of a later append', async () => {
+    const embedded = { ...entry(12), data: encodeRecord(entry(99), 99) };
+    await writeBatches([range(1, 10), [entry(11), embedded]]);
+    await overwrite(SEGMENT, recordOffset(11) + 12, 8);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.at(-1)!.index).toBe(10);
+    expect(loaded.repairs).toHaveLength(1);
+  });
+
+  test('a record-shaped payload inside the damaged record itself is not taken for a later append', async () => {
+    const embedded = { ...entry(11), data: encodeRecord(entry(99), 99) };
+    await writeBatches([range(1, 10), [embedded, entry(12)]]);
+    // The term of entry 11 changes, so its checksum fails; its length and its payload hold.
+    await overwrite(SEGMENT, recordOffset(11) + 8, 2);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.at(-1)!.index).toBe(10);
   });
 
   test('a bad record followed by a record of a later append is damage: refused, naming the file and offset', async () => {
