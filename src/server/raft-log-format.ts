@@ -147,7 +147,9 @@ export function parseSegment(bytes: Uint8Array, firstIndex: number): ParsedSegme
     } else {
       const damage: SegmentDamage = { offset: 0, reason: 'the segment header is missing or fails its checksum' };
       const later = findLaterAppend(bytes, view, 0, firstIndex, LAYOUT_V2);
+      const legacy = later === undefined ? findLegacyRecord(bytes, view, firstIndex) : undefined;
       if (later !== undefined) damage.proof = `a whole record written by a later append follows at byte ${later}`;
+      else if (legacy !== undefined) damage.proof = `a whole record of the older format follows at byte ${legacy}`;
       return { layout, entries: [], offsets: [], goodBytes: 0, damage };
     }
   } else if (headerIndex !== firstIndex) {
@@ -226,6 +228,28 @@ function findLaterAppend(bytes: Uint8Array, view: DataView, from: number, badInd
     if (!record) continue;
     if (layout.version === 1 || record.batchFirstIndex > badIndex) return offset;
     // A whole record of the torn append itself: what it holds is data, not records to look at.
+    offset = record.end - 1;
+  }
+  return undefined;
+}
+
+/**
+ * The offset of a whole format 1 record in a segment whose start is damaged, or undefined: a
+ * headerless segment of an earlier version whose first record is bad. A format 2 record of the
+ * segment's first append also passes a format 1 checksum (the checksum covers the body either
+ * way); it is told apart by its append index, and is no proof.
+ */
+function findLegacyRecord(bytes: Uint8Array, view: DataView, firstIndex: number): number | undefined {
+  const last = bytes.length - RECORD_HEADER_BYTES - LAYOUT_V1.fixedBytes;
+  for (let offset = 0; offset <= last; offset++) {
+    const bodyBytes = view.getUint32(offset, true);
+    if (bodyBytes < LAYOUT_V1.fixedBytes || offset + RECORD_HEADER_BYTES + bodyBytes > bytes.length) continue;
+    const index = Number(view.getBigUint64(offset + RECORD_HEADER_BYTES + 8, true));
+    if (index < firstIndex || index > firstIndex + bytes.length) continue;
+    const record = decodeRecordAt(bytes, view, offset, LAYOUT_V1);
+    if (!record) continue;
+    const asFormat2 = bodyBytes >= LAYOUT_V2.fixedBytes ? Number(view.getBigUint64(offset + RECORD_HEADER_BYTES + 16, true)) : undefined;
+    if (asFormat2 !== firstIndex) return offset;
     offset = record.end - 1;
   }
   return undefined;

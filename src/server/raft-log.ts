@@ -131,17 +131,28 @@ export class RaftLog {
       if (typeof decoded === 'string') throw new RaftLogCorruptError('snapshot', 0, `the snapshot cannot be read: ${decoded}`);
       snapshot = decoded;
     }
+    const snapshotIndex = snapshot?.meta.index ?? 0;
     const names = (await this.storage.list()).filter((n) => n.startsWith(SEGMENT_PREFIX)).sort();
+    const firstIndexes = names.map((name) => {
+      const firstIndex = segmentFirstIndex(name);
+      if (firstIndex === undefined) throw new RaftLogCorruptError(name, 0, 'this is not a segment name this node writes');
+      return firstIndex;
+    });
     const all: Entry[] = [];
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
-      const firstIndex = segmentFirstIndex(name);
-      if (firstIndex === undefined) throw new RaftLogCorruptError(name, 0, 'this is not a segment name this node writes');
+      const firstIndex = firstIndexes[i]!;
       const bytes = (await this.storage.read(name)) ?? new Uint8Array(0);
       const parsed = parseSegment(bytes, firstIndex);
       if (parsed.damage) {
         const { offset, reason, proof } = parsed.damage;
         const isLast = i === names.length - 1;
+        if (!isLast && firstIndexes[i + 1]! - 1 <= snapshotIndex) {
+          // Every entry of this segment is in the snapshot: nothing here is ever read again.
+          repairs.push(`ignored damage in ${name} at byte ${offset} (${reason}): the snapshot at index ${snapshotIndex} holds all its entries`);
+          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, sealed: true });
+          continue;
+        }
         if (!isLast) throw new RaftLogCorruptError(name, offset, `${reason}, and later segments follow it`);
         if (proof) throw new RaftLogCorruptError(name, offset, `${reason}, and ${proof}`);
         if (parsed.goodBytes === 0) {
@@ -163,7 +174,6 @@ export class RaftLog {
         sealed: parsed.layout.version !== 2,
       });
     }
-    const snapshotIndex = snapshot?.meta.index ?? 0;
     const entries = this.entriesAfter(all, snapshotIndex);
     return { hardState: { term: this.termVote.term, vote: this.termVote.vote, commit: snapshotIndex }, snapshot, entries, repairs };
   }

@@ -163,10 +163,9 @@ describe('RaftLog recovery', () => {
     expect(error.message).toMatch(/impossible/);
   });
 
-  test('a bad record in a segment before the last is refused', async () => {
+  /** Segments 1..5 and 6..8: the second made in another directory, by a log that restarted from a snapshot at 5. */
+  async function writeTwoSegments(): Promise<void> {
     await writeBatches([range(1, 5)]);
-    // A second segment continuing the first, made in another directory: a log that restarted
-    // from a snapshot at 5 writes segment-…6.
     const other = await mkdtemp(join(tmpdir(), 'dqlite-wasm-raft-log-other-'));
     try {
       const storage = await openDirectoryStorage(other);
@@ -180,6 +179,21 @@ describe('RaftLog recovery', () => {
       await rm(other, { recursive: true, force: true });
     }
     expect((await (await openLog()).load()).entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  }
+
+  test('damage in a segment that the snapshot covers entirely is harmless', async () => {
+    await writeTwoSegments();
+    const log = await openLog();
+    await log.load();
+    await log.saveSnapshot({ meta: { index: 6, term: 1, configuration: { members: [] } }, data: new Uint8Array(4) }, 0);
+    await overwrite(SEGMENT, recordOffset(3) + 3, 8);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => e.index)).toEqual([7, 8]);
+    expect(loaded.repairs.join()).toMatch(new RegExp(`ignored damage in ${SEGMENT} at byte ${recordOffset(3)}`));
+  });
+
+  test('a bad record in a segment before the last is refused', async () => {
+    await writeTwoSegments();
     // The last record of the first segment: no later append follows inside that file.
     await overwrite(SEGMENT, recordOffset(5) + 3, 8);
     const error = await loadError();
@@ -242,18 +256,16 @@ describe('RaftLog recovery', () => {
     expect(error.message).toMatch(/entries 4\.\.4 after the snapshot at index 3 are missing/);
   });
 
+  test('a format 1 segment whose first record is damaged is refused, not taken for a torn header', async () => {
+    await writeFile(join(directory, SEGMENT), Buffer.concat(range(1, 3).map(formatOneRecord)));
+    await overwrite(SEGMENT, 10, 4);
+    const error = await loadError();
+    expect(error.offset).toBe(0);
+    expect(error.message).toMatch(/follows at byte/);
+  });
+
   test('a format 1 segment (no header) is read and never appended to', async () => {
-    const records = range(1, 3).map((e) => {
-      const record = new Uint8Array(8 + 17 + e.data.length);
-      const view = new DataView(record.buffer);
-      view.setUint32(0, 17 + e.data.length, true);
-      view.setBigUint64(8, BigInt(e.term), true);
-      view.setBigUint64(16, BigInt(e.index), true);
-      record[24] = e.type;
-      record.set(e.data, 25);
-      view.setUint32(4, crc32(record, 8), true);
-      return record;
-    });
+    const records = range(1, 3).map(formatOneRecord);
     await writeFile(join(directory, SEGMENT), Buffer.concat(records));
     const log = await openLog();
     expect((await log.load()).entries.map((e) => e.index)).toEqual([1, 2, 3]);
@@ -276,3 +288,15 @@ describe('RaftLog recovery', () => {
     await expect(log.saveHardState({ term: 6, vote: 1, commit: 0 })).rejects.toBe(first);
   });
 });
+
+function formatOneRecord(e: Entry): Uint8Array {
+  const record = new Uint8Array(8 + 17 + e.data.length);
+  const view = new DataView(record.buffer);
+  view.setUint32(0, 17 + e.data.length, true);
+  view.setBigUint64(8, BigInt(e.term), true);
+  view.setBigUint64(16, BigInt(e.index), true);
+  record[24] = e.type;
+  record.set(e.data, 25);
+  view.setUint32(4, crc32(record, 8), true);
+  return record;
+}
