@@ -174,30 +174,57 @@ export class RaftLog {
         sealed: parsed.layout.version !== 2,
       });
     }
-    const entries = this.entriesAfter(all, snapshotIndex);
+    let entries = this.entriesAfter(all, snapshot, repairs);
+    if (!entries) {
+      for (const segment of this.segments) await this.storage.remove(segment.name);
+      this.segments = [];
+      entries = [];
+    }
     return { hardState: { term: this.termVote.term, vote: this.termVote.vote, commit: snapshotIndex }, snapshot, entries, repairs };
   }
 
   /**
-   * The entries after the snapshot, which must continue it without a gap. Gaps at or below the
-   * snapshot are harmless (a crash between writing a snapshot and removing the log it replaced).
+   * The entries after the snapshot, which must continue it without a gap and with terms that
+   * never go down. Gaps at or below the snapshot are harmless (a crash between writing a
+   * snapshot and removing the log it replaced).
    */
-  private entriesAfter(all: Entry[], snapshotIndex: number): Entry[] {
+  /** Undefined when the whole log is superseded by the snapshot and must go. */
+  private entriesAfter(all: Entry[], snapshot: Snapshot | undefined, repairs: string[]): Entry[] | undefined {
+    const snapshotIndex = snapshot?.meta.index ?? 0;
     const entries = all.filter((e) => e.index > snapshotIndex);
+    const atSnapshot = snapshot && entries.length > 0 ? all.find((e) => e.index === snapshotIndex) : undefined;
+    if (snapshot && atSnapshot && atSnapshot.term !== snapshot.meta.term) {
+      // The log disagrees with the snapshot at its index, so what follows belongs to another
+      // history and was never committed: a crash hit between saving a snapshot from the leader
+      // and removing the log it replaced (resetToSnapshot). The caller finishes that removal.
+      repairs.push(
+        `removed the log the snapshot at index ${snapshotIndex} replaced (entries ${entries[0]!.index}..${entries[entries.length - 1]!.index} ` +
+          `followed term ${atSnapshot.term} at index ${snapshotIndex} where the snapshot has term ${snapshot.meta.term}): a crash had interrupted its removal`,
+      );
+      return undefined;
+    }
     let expected = snapshotIndex + 1;
+    let previousTerm = snapshot?.meta.term ?? 0;
     for (const entry of entries) {
       if (entry.index !== expected) {
-        const segment = this.segmentHolding(entry.index);
-        const where = entry.index === entries[0]!.index ? (snapshotIndex > 0 ? `the snapshot at index ${snapshotIndex}` : 'the start of the log') : `index ${expected - 1}`;
-        throw new RaftLogCorruptError(segment?.name ?? 'segment', 0, `entries ${expected}..${entry.index - 1} after ${where} are missing (a segment file is gone)`);
+        const where = expected === snapshotIndex + 1 ? (snapshotIndex > 0 ? `the snapshot at index ${snapshotIndex}` : 'the start of the log') : `index ${expected - 1}`;
+        const [name, offset] = this.locate(entry.index);
+        throw new RaftLogCorruptError(name, offset, `entries ${expected}..${entry.index - 1} after ${where} are missing (a segment file is gone)`);
       }
+      if (entry.term < previousTerm) {
+        const [name, offset] = this.locate(entry.index);
+        throw new RaftLogCorruptError(name, offset, `entry ${entry.index} has term ${entry.term}, lower than the term ${previousTerm} before it`);
+      }
+      previousTerm = entry.term;
       expected++;
     }
     return entries;
   }
 
-  private segmentHolding(index: number): Segment | undefined {
-    return this.segments.find((s) => index >= s.firstIndex && index < s.firstIndex + s.offsets.length);
+  /** The segment and byte offset of entry `index`'s record. */
+  private locate(index: number): [string, number] {
+    const segment = this.segments.find((s) => index >= s.firstIndex && index < s.firstIndex + s.offsets.length);
+    return segment ? [segment.name, segment.offsets[index - segment.firstIndex]!] : ['segment', 0];
   }
 
   /** Persists term and vote when they changed; commit is re-learned from the leader after a restart. */

@@ -256,6 +256,32 @@ describe('RaftLog recovery', () => {
     expect(error.message).toMatch(/entries 4\.\.4 after the snapshot at index 3 are missing/);
   });
 
+  test('a log left behind by a crash while a snapshot from the leader replaced it is removed', async () => {
+    const log = await openLog();
+    await log.load();
+    await log.append(range(1, 8));
+    // The snapshot was saved, the crash came before the old segments were removed.
+    await log.saveSnapshot({ meta: { index: 5, term: 2, configuration: { members: [] } }, data: new Uint8Array(2) }, 0);
+    const reopened = await openLog();
+    const loaded = await reopened.load();
+    expect(loaded.entries).toEqual([]);
+    expect(loaded.repairs.join()).toMatch(/removed the log the snapshot at index 5 replaced \(entries 6\.\.8 followed term 1 at index 5 where the snapshot has term 2\)/);
+    expect((await readdir(directory)).filter((n) => n.startsWith('segment-'))).toEqual([]);
+    await reopened.append([entry(6, 2)]);
+    const again = await (await openLog()).load();
+    expect(again.entries.map((e) => [e.index, e.term])).toEqual([[6, 2]]);
+  });
+
+  test('a whole record whose term goes down is refused', async () => {
+    const log = await openLog();
+    await log.load();
+    await log.append([entry(1, 3), entry(2, 3)]);
+    await log.append([entry(3, 2)]);
+    const error = await loadError();
+    expect(error.offset).toBe(recordOffset(3));
+    expect(error.message).toMatch(/entry 3 has term 2, lower than the term 3 before it/);
+  });
+
   test('a format 1 segment whose first record is damaged is refused, not taken for a torn header', async () => {
     await writeFile(join(directory, SEGMENT), Buffer.concat(range(1, 3).map(formatOneRecord)));
     await overwrite(SEGMENT, 10, 4);
