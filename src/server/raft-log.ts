@@ -25,6 +25,7 @@ import {
   encodeSegmentHeader,
   encodeSnapshotFile,
   ENTRY_BYTES_MAX,
+  META_BYTES,
   parseSegment,
   SEGMENT_PREFIX,
   segmentFirstIndex,
@@ -123,6 +124,12 @@ export class RaftLog {
       // The meta file is replaced atomically, so a crash never tears it: any fault is damage.
       if (typeof meta === 'string') throw new RaftLogCorruptError('meta', 0, `the term and vote file cannot be read: ${meta}`);
       this.termVote = meta;
+    }
+    if (metaBytes?.length !== META_BYTES) {
+      // Versions before format 2 check the meta file's size before they read any segment, and
+      // would take a format 2 segment header for a torn record and cut the file: a meta file
+      // of format 2 makes them refuse to start instead.
+      await this.storage.writeAtomic('meta', encodeMeta(this.termVote.term, this.termVote.vote));
     }
     const snapshotBytes = await this.storage.read('snapshot');
     let snapshot: Snapshot | undefined;
