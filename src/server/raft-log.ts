@@ -172,7 +172,8 @@ export class RaftLog {
         await this.storage.sync(name);
         repairs.push(`cut ${bytes.length - parsed.goodBytes} bytes of a write cut short by a crash off ${name} at byte ${offset} (${reason})`);
       }
-      all.push(...parsed.entries);
+      // One by one: a segment can hold more entries than a spread may pass as arguments.
+      for (const entry of parsed.entries) all.push(entry);
       this.segments.push({
         name,
         firstIndex,
@@ -193,9 +194,9 @@ export class RaftLog {
   /**
    * The entries after the snapshot, which must continue it without a gap and with terms that
    * never go down. Gaps at or below the snapshot are harmless (a crash between writing a
-   * snapshot and removing the log it replaced).
+   * snapshot and removing the log it replaced). Undefined when the whole log is superseded by
+   * the snapshot and must go.
    */
-  /** Undefined when the whole log is superseded by the snapshot and must go. */
   private entriesAfter(all: Entry[], snapshot: Snapshot | undefined, repairs: string[]): Entry[] | undefined {
     const snapshotIndex = snapshot?.meta.index ?? 0;
     const entries = all.filter((e) => e.index > snapshotIndex);
@@ -286,7 +287,7 @@ export class RaftLog {
       await this.storage.append(target.name, buffer);
       await this.storage.sync(target.name);
     });
-    target.offsets.push(...offsets);
+    for (const offset of offsets) target.offsets.push(offset);
     target.bytes += total;
     this.space.consumed(total);
   }

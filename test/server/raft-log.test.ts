@@ -87,6 +87,14 @@ describe('RaftLog recovery', () => {
     expect(loaded.repairs).toEqual([]);
   });
 
+  test('a segment of 200,000 small entries, written in one append, reads back', async () => {
+    const entries = Array.from({ length: 200_000 }, (_, i): Entry => ({ index: i + 1, term: 1, type: EntryType.Normal, data: new Uint8Array(0) }));
+    await writeBatches([entries]);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries).toHaveLength(200_000);
+    expect(loaded.entries.at(-1)!.index).toBe(200_000);
+  });
+
   test('a record cut short at the end of the last segment is a torn write: cut off, and the log goes on', async () => {
     await writeBatches([range(1, 10), range(11, 12)]);
     const cutAt = recordOffset(12) + 20;
