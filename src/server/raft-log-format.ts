@@ -147,9 +147,9 @@ export function parseSegment(bytes: Uint8Array, firstIndex: number): ParsedSegme
     } else {
       const damage: SegmentDamage = { offset: 0, reason: 'the segment header is missing or fails its checksum' };
       const later = findLaterAppend(bytes, view, 0, firstIndex, LAYOUT_V2);
-      const legacy = later === undefined ? findLegacyRecord(bytes, view, firstIndex) : undefined;
+      const olderFormat = later === undefined ? findLegacyRecord(bytes, view, firstIndex) : undefined;
       if (later !== undefined) damage.proof = `a whole record written by a later append follows at byte ${later}`;
-      else if (legacy !== undefined) damage.proof = `a whole record of the older format follows at byte ${legacy}`;
+      else if (olderFormat !== undefined) damage.proof = `a whole record of the older format follows at byte ${olderFormat}`;
       return { layout, entries: [], offsets: [], goodBytes: 0, damage };
     }
   } else if (headerIndex !== firstIndex) {
@@ -204,7 +204,7 @@ function describeBadRecord(bytes: Uint8Array, view: DataView, offset: number, la
 }
 
 /**
- * The offset of a whole record after `from` that a later append wrote than the one holding
+ * The offset of a whole record after `from` written by a later append than the one holding
  * index `badIndex`, or undefined. A crash can tear only the last append (every earlier one was
  * fsynced before the next began), so such a record proves the bad range was durable. Format 1
  * records do not name their append: any whole record after the bad range counts.
