@@ -287,8 +287,40 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.byteLength) offset += await file.write(bytes.subarray(offset));
 }
 
-/** Creates `directory` if needed and returns storage on it. */
+/** Creates `directory` if needed, removes what crashed replaces left behind, and returns storage on it. */
 export async function openDenoDirectoryStorage(directory: string): Promise<DenoDirectoryStorage> {
   await Deno.mkdir(directory, { recursive: true });
+  await removeLeftoverTemporaries(directory);
   return new DenoDirectoryStorage(directory);
+}
+
+/**
+ * A crash during `writeAtomic` leaves its temporary file (as large as a snapshot) behind. Its
+ * name holds the writer's pid (same names as the Node storage): files of processes that can no
+ * longer write are removed, so they do not fill the disk over many crashes.
+ */
+async function removeLeftoverTemporaries(directory: string): Promise<void> {
+  for await (const entry of Deno.readDir(directory)) {
+    const match = /^\.tmp-(\d{1,10})-\d+-/.exec(entry.name);
+    if (!entry.isFile || !match || Number(match[1]) === Deno.pid || (await writerMayRun(Number(match[1])))) continue;
+    await Deno.remove(`${directory}/${entry.name}`).catch(() => undefined);
+  }
+}
+
+/** False only when /proc says the process is gone or a zombie; true when it cannot tell. */
+async function writerMayRun(pid: number): Promise<boolean> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return true;
+    try {
+      await Deno.stat('/proc/self/stat');
+      return false;
+    } catch {
+      return true;
+    }
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trimStart()[0];
+  return state !== 'Z' && state !== 'X' && state !== 'x';
 }

@@ -1,7 +1,10 @@
 import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
-import { existsSync, unlinkSync, readFileSync } from 'node:fs';
+import { unlinkSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { isProcessAlive } from './process-liveness.ts';
 import { LOCK_FILE_NAME } from './storage.ts';
+
+export { isDeadOnLinux, processStateIsDead } from './process-liveness.ts';
 
 export type DirectoryLockErrorCode = 'DIRECTORY_LOCKED' | 'LOCK_FAILED';
 
@@ -118,37 +121,4 @@ function parsePid(content: string): number | undefined {
   if (!/^\d{1,10}$/.test(trimmed)) return undefined;
   const pid = Number(trimmed);
   return pid > 0 ? pid : undefined;
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  // kill(pid, 0) also succeeds for a zombie: a holder killed with -9 whose parent has not
-  // reaped it yet. It can no longer write, so it must not block a restart.
-  return !isDeadOnLinux(pid);
-}
-
-/**
- * True when Linux says `pid` is a zombie (Z) or being torn down (X). Without /proc (other
- * systems) nothing is known and the holder counts as alive: a refused start beats two writers.
- */
-export function isDeadOnLinux(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch (error) {
-    // Gone between kill(0) and here; anything else (no /proc): cannot tell.
-    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat');
-  }
-  return processStateIsDead(stat);
-}
-
-/** The state field of a /proc/PID/stat line: after the command name, which may hold ')' itself. */
-export function processStateIsDead(stat: string): boolean {
-  const state = stat.slice(stat.lastIndexOf(')') + 1).trimStart()[0];
-  return state === 'Z' || state === 'X' || state === 'x';
 }

@@ -2,6 +2,7 @@ import { open, mkdir, readFile, readdir, rename, statfs, unlink, type FileHandle
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import type { DurableStorage } from '../../src/runtime.ts';
+import { isProcessAlive } from './process-liveness.ts';
 
 /** File names longer than this are refused (most file systems stop at 255 bytes). */
 export const STORAGE_NAME_BYTES_MAX = 200;
@@ -321,8 +322,28 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Creates `directory` if needed and returns storage on it. */
+/** Creates `directory` if needed, removes what crashed replaces left behind, and returns storage on it. */
 export async function openDirectoryStorage(directory: string): Promise<NodeDirectoryStorage> {
   await mkdir(directory, { recursive: true });
+  await removeLeftoverTemporaries(directory);
   return new NodeDirectoryStorage(directory);
+}
+
+/**
+ * A crash during `writeAtomic` leaves its temporary file (as large as a snapshot) behind. Its
+ * name holds the writer's pid: files of processes that can no longer write are removed, so
+ * they do not fill the disk over many crashes.
+ */
+async function removeLeftoverTemporaries(directory: string): Promise<void> {
+  for (const name of await readdir(directory)) {
+    const pid = temporaryWriterPid(name);
+    if (pid === undefined || pid === process.pid || isProcessAlive(pid)) continue;
+    await unlink(join(directory, name)).catch(() => undefined);
+  }
+}
+
+/** The pid in a temporary file's name (`.tmp-<pid>-<n>-<name>`), or undefined for other names. */
+export function temporaryWriterPid(name: string): number | undefined {
+  const match = /^\.tmp-(\d{1,10})-\d+-/.exec(name);
+  return match ? Number(match[1]) : undefined;
 }

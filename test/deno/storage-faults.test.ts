@@ -3,8 +3,8 @@
  * makes the storage refuse every later change, and a lock left by a holder killed with -9 but
  * not yet reaped (a zombie) does not block the next start.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,9 @@ describe.skipIf(!deno || process.platform !== 'linux')('Deno storage faults', ()
     const lockedDir = join(root, 'locked');
     execFileSync('mkdir', ['-p', storageDir, lockedDir]);
     execFileSync('mkfifo', [join(storageDir, 'pipe')]);
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(join(storageDir, `.tmp-${gone}-0-snapshot`), new Uint8Array(1000));
+    writeFileSync(join(storageDir, '.tmp-1-0-snapshot'), 'init still runs');
 
     // The Node lock holder (same LOCK file) under a parent that never reaps it.
     const holder = `'${process.execPath}' --import ./scripts/ts-loader.mjs test/runtime-node/fixtures/hold-lock.ts '${lockedDir}'`;
@@ -53,6 +56,8 @@ describe.skipIf(!deno || process.platform !== 'linux')('Deno storage faults', ()
     const { stdout } = await run(deno!, ['run', '-A', '--no-lock', 'test/deno/storage-faults-check.js', storageDir, lockedDir], { cwd: ROOT, timeout: 60_000 });
     const result = JSON.parse(stdout.trim().split('\n').at(-1)!);
     expect(processState(holderPid)).toBe('Z');
+    // Opening the storage removed the temporary file of the writer that is gone.
+    expect(readdirSync(storageDir).filter((name) => name.startsWith('.tmp-'))).toEqual(['.tmp-1-0-snapshot']);
     expect(result).toEqual({
       freeBytesIsNumber: true,
       failedSync: 'IO',

@@ -2,8 +2,8 @@
  * Failed fsyncs and full disks at the Node storage layer, with real system calls failing: an
  * fsync of a FIFO fails (EINVAL) and a tmpfs mounted for the test runs out of space (ENOSPC).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -57,6 +57,18 @@ describe('NodeDirectoryStorage after a failed fsync', () => {
     await storage.append('log', bytes('+again'));
     await storage.sync('log');
     expect(text(await storage.read('log'))).toBe('kept+again');
+  });
+});
+
+describe('NodeDirectoryStorage at open', () => {
+  it('removes temporary files that crashed writers left, and keeps those of live ones', async () => {
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    await writeFile(join(directory, `.tmp-${gone}-0-snapshot`), new Uint8Array(1000));
+    await writeFile(join(directory, `.tmp-${process.pid}-7-meta`), 'mine');
+    await writeFile(join(directory, '.tmp-1-0-snapshot'), 'init still runs');
+    await writeFile(join(directory, 'snapshot'), 'kept');
+    storage = await openDirectoryStorage(directory);
+    expect((await readdir(directory)).sort()).toEqual(['.tmp-1-0-snapshot', `.tmp-${process.pid}-7-meta`, 'snapshot'].sort());
   });
 });
 
