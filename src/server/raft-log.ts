@@ -104,6 +104,7 @@ export class RaftLog {
   /** The first failed write or fsync; every later write fails with it. */
   private failure: RaftLogError | undefined;
   private readonly space: DiskSpaceGauge;
+  private appending = false;
 
   constructor(
     private readonly storage: DurableStorage,
@@ -242,10 +243,23 @@ export class RaftLog {
     this.termVote = { term: hardState.term, vote: hardState.vote };
   }
 
-  /** Appends entries (replacing any conflicting suffix) and fsyncs them. */
+  /**
+   * Appends entries (replacing any conflicting suffix) and fsyncs them. Appends must not
+   * overlap: recovery relies on each one being durable before the next begins.
+   */
   async append(entries: readonly Entry[]): Promise<void> {
     if (entries.length === 0) return;
     this.assertUsable();
+    if (this.appending) throw new RaftLogError('RAFT_LOG', 'append called while another append is in flight: appends must run one at a time');
+    this.appending = true;
+    try {
+      await this.appendNow(entries);
+    } finally {
+      this.appending = false;
+    }
+  }
+
+  private async appendNow(entries: readonly Entry[]): Promise<void> {
     const first = entries[0]!.index;
     for (let i = 0; i < entries.length; i++) {
       if (entries[i]!.index !== first + i) throw new RaftLogError('RAFT_LOG', `append of entries that are not consecutive (${first} + ${i} is ${entries[i]!.index})`);

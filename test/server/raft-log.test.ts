@@ -312,6 +312,16 @@ describe('RaftLog recovery', () => {
     expect((await (await openLog()).load()).entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5]);
   });
 
+  test('overlapping appends are refused: each must be durable before the next begins', async () => {
+    const log = await openLog();
+    await log.load();
+    const first = log.append(range(1, 3));
+    await expect(log.append(range(4, 5))).rejects.toThrow(/another append is in flight/);
+    await first;
+    await log.append(range(4, 5));
+    expect((await (await openLog()).load()).entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5]);
+  });
+
   test('a write after a failed one is refused with the first failure, never retried', async () => {
     const log = await openLog();
     await log.load();
