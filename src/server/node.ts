@@ -10,7 +10,8 @@
  */
 import type { Engine } from '../../wasm/index.ts';
 import { deferred } from '../fsm/deferred.ts';
-import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR } from '../fsm/errors.ts';
+import { CommandKind } from '../fsm/commands.ts';
+import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_FULL } from '../fsm/errors.ts';
 import type { ProposeResult, ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import { StateMachine } from '../fsm/state-machine.ts';
 import { resolveLimits, type Limits } from '../limits.ts';
@@ -97,7 +98,7 @@ export class ClusterNode implements GatewayHost {
     this.metrics = new NodeMetrics(() => this.runtime.clock.nowMs());
     this.closed = this.closedSignal.promise;
     this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
-    this.log = new RaftLog(options.storage);
+    this.log = new RaftLog(options.storage, { diskSpace: { nowMs: () => this.runtime.clock.nowMs() } });
     const clock = this.runtime.clock;
     this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
     this.transport = new PeerTransport({
@@ -169,6 +170,7 @@ export class ClusterNode implements GatewayHost {
   private async recover(bootstrap: boolean): Promise<void> {
     const first: Configuration | undefined = bootstrap ? { members: [{ id: this.id, address: this.address, role: 'voter' }] } : undefined;
     const recovered = await recoverRaftState(this.log, this.memory, first);
+    for (const repair of recovered.repairs) this.write(repair);
     if (recovered.snapshot) this.fsm.restore(recovered.snapshot.data, recovered.snapshot.meta.index, recovered.snapshot.meta.term);
     if (recovered.bootstrapped) this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
     const limits = this.limits;
@@ -346,6 +348,10 @@ export class ClusterNode implements GatewayHost {
   }
 
   propose(data: Uint8Array): ProposeResult {
+    // Only client transactions are refused on a full disk: the reserve is for everything else
+    // (checkpoints, barriers, configuration changes must never fail for want of space).
+    const refusal = data[0] === CommandKind.Frames ? this.log.proposalRefusal(data.length) : undefined;
+    if (refusal) throw new NodeError(SQLITE_FULL, refusal.message);
     const result = this.raft.propose(data);
     if (!result.ok) {
       if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
