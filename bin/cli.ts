@@ -2,6 +2,7 @@
  * dqlite-wasm command line:
  *   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR,...] [--cluster-key KEY | --cluster-key-file FILE]
  *   dqlite-wasm cluster [--nodes 3] [--base-port 9001] [--dir .data/cluster]
+ *   dqlite-wasm cert ca|node|client|cluster ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,17 +11,21 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
+import { CERT_USAGE, certCommand, CertUsageError, readTlsFlags } from './cert.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
       Runs one node. Without --join, a new directory bootstraps a new cluster.
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
+      --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
+        and dials; clients and peers must present a certificate of the CA (default: the
+        certificate itself, go-dqlite's single-certificate setup). See "dqlite-wasm cert".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
-`;
+${CERT_USAGE}`;
 
 type Flags = Record<string, string>;
 
@@ -91,6 +96,7 @@ async function start(flags: Flags): Promise<void> {
     dir,
     join: flags['join'] ? flags['join'].split(',').map((s) => s.trim()).filter(Boolean) : [],
     clusterKey: key,
+    ...(await readTlsFlags(flags)),
     ...(flags['tick-ms'] && { tickMs: intFlag(flags, 'tick-ms', 100) }),
     ...(flags['wal-frames-max'] && { walFramesMax: intFlag(flags, 'wal-frames-max', 1000) }),
     ...(flags['snapshot-threshold'] && { snapshotThresholdEntries: intFlag(flags, 'snapshot-threshold', 1024) }),
@@ -171,10 +177,11 @@ async function main(): Promise<void> {
   try {
     if (command === 'start') await start(parseFlags(rest));
     else if (command === 'cluster') await cluster(parseFlags(rest));
+    else if (command === 'cert') await certCommand(rest, parseFlags);
     else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof CertUsageError) {
       console.error(`dqlite-wasm: ${error.message}\n\n${USAGE}`);
       process.exit(2);
     }

@@ -17,7 +17,9 @@ import { ClusterNode } from '../../src/server/node.ts';
 import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
 import { openDirectoryStorage } from './storage.ts';
-import { dialTcp } from './tcp.ts';
+import { dialTcp, tlsStreamDialer } from './tcp.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from './tls.ts';
+import { webSocketDialer } from './websocket.ts';
 import { nodeRuntime } from './index.ts';
 
 export interface NodeProcessOptions {
@@ -28,6 +30,11 @@ export interface NodeProcessOptions {
   dir: string;
   join: string[];
   clusterKey: string;
+  /**
+   * Mutual TLS for everything the node serves and dials (PEM text): dqlite over TCP, `wss://`
+   * peers and browser clients, HTTPS. Every client and peer must present a certificate of `ca`.
+   */
+  tls?: TlsOptionsPem;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -60,7 +67,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   const { host, port } = splitAddress(options.address);
   await mkdir(options.dir, { recursive: true });
   const lock = await lockDirectory(options.dir);
-  const runtime = { ...nodeRuntime(), dialStream: dialTcp };
+  const tls = options.tls ? resolveTlsSettings(options.tls) : undefined;
+  const dialStream = tls ? tlsStreamDialer(tls) : dialTcp;
+  const runtime = { ...nodeRuntime(), dialStream, dialWebSocket: webSocketDialer(tls) };
   const advertised = options.advertise ?? options.address;
   const storage = await openDirectoryStorage(options.dir);
   const existing = await readIdentity(storage, advertised, options.dir);
@@ -76,6 +85,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     checkUpgrade: (request) => upgradeRefusal(request.path),
     onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
     onHttp: (request): HttpResponse => statusResponse(node, request.path),
+    ...(tls && {
+      tls,
+      onTlsError: (remote: string, error: Error) => log(`TLS handshake with ${remote} failed: ${error.message}`),
+    }),
   });
 
   const bootstrap = fresh && options.join.length === 0;
@@ -86,6 +99,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     storage,
     engine,
     clusterKey: options.clusterKey,
+    secure: tls !== undefined,
     bootstrap,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
     ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -101,11 +115,11 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
       void lock.release().finally(() => process.exit(70));
     },
   });
-  log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
+  log(`node ${identity.id} listening on ${listener.address}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
   if (fresh && options.join.length > 0) {
     await joinCluster({
-      dial: dialTcp,
+      dial: dialStream,
       clock: runtime.clock,
       servers: options.join.filter((a) => a !== advertised),
       id: identity.id,

@@ -42,6 +42,8 @@ export interface NodeOptions {
   storage: DurableStorage;
   engine: Engine;
   clusterKey: string;
+  /** Dial peers with `wss://` (the cluster serves TLS; the runtime's dialer brings the certificates). */
+  secure?: boolean;
   /** Start a new cluster with this node as its only voter (when the storage is empty). */
   bootstrap?: boolean;
   /**
@@ -186,6 +188,7 @@ export class ClusterNode implements Replicator {
       dialWebSocket: this.runtime.dialWebSocket,
       clock: this.runtime.clock,
       maxMessageBytes: this.settings.peerMessageBytesMax,
+      secure: options.secure ?? false,
     });
   }
 

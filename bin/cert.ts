@@ -1,0 +1,131 @@
+/**
+ * `dqlite-wasm cert …`: the certificates of a TLS cluster without an openssl recipe, and the
+ * `--tls-*` flags of `start`.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join as joinPath } from 'node:path';
+import {
+  CA_DAYS_DEFAULT,
+  CLUSTER_NAME_DEFAULT,
+  clusterNameOf,
+  issueLeaf,
+  LEAF_DAYS_DEFAULT,
+  makeClusterCa,
+  makeSingleClusterCertificate,
+  type PemPair,
+} from '../src/cert/index.ts';
+import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
+
+export const CERT_USAGE = `  dqlite-wasm cert ca --out DIR [--name CLUSTER] [--days ${CA_DAYS_DEFAULT}]
+      Makes a cluster CA: DIR/ca.crt and DIR/ca.key. CLUSTER (default "${CLUSTER_NAME_DEFAULT}") becomes the
+      first DNS name of every certificate the CA issues: go-dqlite clients verify servers against it.
+  dqlite-wasm cert node --ca DIR --out PREFIX [--ip IP,...] [--dns NAME,...] [--name CN] [--days ${LEAF_DAYS_DEFAULT}]
+      A node certificate signed by the CA in DIR (server and client use): PREFIX.crt (followed by
+      the CA's certificate) and PREFIX.key. Start the node with --tls-cert PREFIX.crt
+      --tls-key PREFIX.key --tls-ca DIR/ca.crt.
+  dqlite-wasm cert client --ca DIR --out PREFIX [--name CN] [--days ${LEAF_DAYS_DEFAULT}]
+      A client certificate (client use only), e.g. for the dqlite shell: dqlite -c PREFIX.crt -k PREFIX.key.
+  dqlite-wasm cert cluster --out PREFIX [--name CLUSTER] [--ip IP,...] [--dns NAME,...] [--days ${CA_DAYS_DEFAULT}]
+      go-dqlite's single self-signed cluster certificate, every node's and client's identity and
+      the CA at once: PREFIX.crt and PREFIX.key (start nodes with --tls-cert and --tls-key only).
+`;
+
+export class CertUsageError extends Error {}
+
+type Flags = Record<string, string>;
+
+function list(flags: Flags, name: string): string[] {
+  return (flags[name] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function days(flags: Flags, fallback: number): number {
+  const raw = flags['days'];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new CertUsageError(`--days must be a whole number of days, got "${raw}"`);
+  return value;
+}
+
+function required(flags: Flags, name: string, command: string): string {
+  const value = flags[name];
+  if (!value) throw new CertUsageError(`cert ${command} needs --${name}`);
+  return value;
+}
+
+/** Writes a pair without overwriting anything: a lost key cannot be made again. */
+async function writePair(certFile: string, keyFile: string, pair: PemPair): Promise<void> {
+  for (const file of [certFile, keyFile]) {
+    if (existsSync(file)) throw new Error(`${file} already exists: remove it first or choose another --out`);
+  }
+  await mkdir(dirname(certFile), { recursive: true });
+  await writeFile(keyFile, pair.keyPem, { mode: 0o600, flag: 'wx' });
+  await writeFile(certFile, pair.certPem, { mode: 0o644, flag: 'wx' });
+  console.log(`wrote ${certFile} and ${keyFile}`);
+}
+
+async function readCa(dir: string): Promise<PemPair> {
+  const certFile = joinPath(dir, 'ca.crt');
+  const keyFile = joinPath(dir, 'ca.key');
+  if (!existsSync(certFile) || !existsSync(keyFile)) {
+    throw new Error(`no CA in ${dir} (${certFile} and ${keyFile}): make one with "dqlite-wasm cert ca --out ${dir}"`);
+  }
+  return { certPem: await readFile(certFile, 'utf8'), keyPem: await readFile(keyFile, 'utf8') };
+}
+
+export async function certCommand(args: string[], parseFlags: (args: string[]) => Flags): Promise<void> {
+  const [what, ...rest] = args;
+  const flags = parseFlags(rest);
+  switch (what) {
+    case 'ca': {
+      const out = required(flags, 'out', 'ca');
+      const pair = await makeClusterCa({ clusterName: flags['name'] ?? CLUSTER_NAME_DEFAULT, days: days(flags, CA_DAYS_DEFAULT) });
+      await writePair(joinPath(out, 'ca.crt'), joinPath(out, 'ca.key'), pair);
+      return;
+    }
+    case 'node':
+    case 'client': {
+      const caDir = required(flags, 'ca', what);
+      const out = required(flags, 'out', what);
+      const ca = await readCa(caDir);
+      const ipAddresses = list(flags, 'ip');
+      const dnsNames = list(flags, 'dns');
+      const commonName = flags['name'] ?? (what === 'node' ? `${clusterNameOf(ca.certPem)} node ${ipAddresses[0] ?? dnsNames[0] ?? ''}`.trim() : `${clusterNameOf(ca.certPem)} client`);
+      const pair = await issueLeaf({ ca, kind: what, commonName: commonName.slice(0, 64), ipAddresses, dnsNames, days: days(flags, LEAF_DAYS_DEFAULT) });
+      await writePair(`${out}.crt`, `${out}.key`, pair);
+      return;
+    }
+    case 'cluster': {
+      const out = required(flags, 'out', 'cluster');
+      const pair = await makeSingleClusterCertificate({
+        clusterName: flags['name'] ?? CLUSTER_NAME_DEFAULT,
+        ipAddresses: list(flags, 'ip'),
+        dnsNames: list(flags, 'dns'),
+        days: days(flags, CA_DAYS_DEFAULT),
+      });
+      await writePair(`${out}.crt`, `${out}.key`, pair);
+      return;
+    }
+    default:
+      throw new CertUsageError(what ? `unknown cert command "${what}" (ca, node, client, cluster)` : 'cert needs one of: ca, node, client, cluster');
+  }
+}
+
+/** `--tls-cert`, `--tls-key`, `--tls-ca` of `start`: the files' PEM text, or nothing when TLS is off. */
+export async function readTlsFlags(flags: Flags): Promise<{ tls?: TlsOptionsPem }> {
+  const certFile = flags['tls-cert'];
+  const keyFile = flags['tls-key'];
+  const caFile = flags['tls-ca'];
+  if (!certFile && !keyFile && !caFile) return {};
+  if (!certFile || !keyFile) throw new CertUsageError('TLS needs both --tls-cert and --tls-key (and optionally --tls-ca)');
+  const read = async (file: string, flag: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (error) {
+      throw new Error(`cannot read ${flag} ${file}: ${(error as Error).message}`);
+    }
+  };
+  const tls: TlsOptionsPem = { cert: await read(certFile, '--tls-cert'), key: await read(keyFile, '--tls-key') };
+  if (caFile) tls.ca = await read(caFile, '--tls-ca');
+  return { tls };
+}
