@@ -53,6 +53,24 @@ export interface RunningNode {
 
 export { CLIENT_WEBSOCKET_PATH };
 
+/** A client retrying without a certificate must not flood the log: one line per interval. */
+const TLS_ERROR_LOG_INTERVAL_MS = 10_000;
+
+function throttled<A extends unknown[]>(intervalMs: number, write: (...args: [...A, number]) => void): (...args: A) => void {
+  let lastMs = -Infinity;
+  let suppressed = 0;
+  return (...args: A) => {
+    const nowMs = Date.now();
+    if (nowMs - lastMs < intervalMs) {
+      suppressed++;
+      return;
+    }
+    lastMs = nowMs;
+    write(...args, suppressed);
+    suppressed = 0;
+  };
+}
+
 function splitAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
   const port = Number(address.slice(colon + 1));
@@ -87,7 +105,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     onHttp: (request): HttpResponse => statusResponse(node, request.path),
     ...(tls && {
       tls,
-      onTlsError: (remote: string, error: Error) => log(`TLS handshake with ${remote} failed: ${error.message}`),
+      onTlsError: throttled(TLS_ERROR_LOG_INTERVAL_MS, (remote: string, error: Error, suppressed: number) =>
+        log(`TLS handshake with ${remote} failed: ${error.message}${suppressed > 0 ? ` (and ${suppressed} more since the last line)` : ''}`),
+      ),
     }),
   });
 
