@@ -1,0 +1,166 @@
+/**
+ * The one-port listener with mutual TLS, on real sockets: raw dqlite bytes, HTTPS and wss all
+ * through one port, with certificates from `src/cert`; plaintext, missing and foreign
+ * certificates are refused.
+ */
+import { request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { issueLeaf, makeClusterCa, makeSingleClusterCertificate, type PemPair } from '../../src/cert/index.ts';
+import type { ByteStream } from '../../src/runtime.ts';
+import {
+  clientTlsOptions,
+  listen,
+  resolveTlsSettings,
+  tlsStreamDialer,
+  webSocketDialer,
+  type ConnectionInfo,
+  type Listener,
+  type TlsSettings,
+} from '../../runtimes/node/index.ts';
+
+const listeners: Listener[] = [];
+afterEach(async () => {
+  await Promise.all(listeners.splice(0).map((listener) => listener.close()));
+});
+
+interface Seen {
+  streams: ConnectionInfo[];
+  http: ConnectionInfo[];
+  tlsErrors: string[];
+}
+
+async function startTlsListener(tls: TlsSettings): Promise<{ listener: Listener; seen: Seen }> {
+  const seen: Seen = { streams: [], http: [], tlsErrors: [] };
+  const listener = await listen({
+    host: '127.0.0.1',
+    port: 0,
+    tls,
+    onTlsError: (_remote, error) => seen.tlsErrors.push(error.message),
+    onStream: (stream, connection) => {
+      seen.streams.push(connection);
+      stream.onData((chunk) => stream.write(chunk));
+    },
+    onWebSocket: (channel) => channel.onMessage((message) => channel.send(message)),
+    onHttp: (request) => {
+      seen.http.push(request.connection);
+      return { status: 200, body: `hello ${request.connection.peerCertificateSubject ?? 'nobody'}\n` };
+    },
+  });
+  listeners.push(listener);
+  return { listener, seen };
+}
+
+function echoOnce(stream: ByteStream, bytes: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const received: number[] = [];
+    stream.onData((chunk) => {
+      received.push(...chunk);
+      if (received.length >= bytes.byteLength) resolve(Uint8Array.from(received));
+    });
+    stream.onClose((error) => reject(error ?? new Error('closed')));
+    stream.write(bytes.subarray(0, 1));
+    stream.write(bytes.subarray(1));
+  });
+}
+
+function httpsGet(address: string, tls: TlsSettings): Promise<{ status: number; body: string }> {
+  const [host, port] = address.split(':') as [string, string];
+  return new Promise((resolve, reject) => {
+    const request = httpsRequest({ host, port: Number(port), path: '/health', ...clientTlsOptions(tls, host), agent: false }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+function plaintext(address: string, bytes: string): Promise<string> {
+  const [host, port] = address.split(':') as [string, string];
+  return new Promise((resolve) => {
+    const socket = netConnect(Number(port), host, () => socket.write(bytes, 'latin1'));
+    let out = '';
+    socket.on('data', (chunk: Buffer) => (out += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(out));
+  });
+}
+
+describe('listener with mutual TLS (CA and per-node certificates)', async () => {
+  const ca = await makeClusterCa({ clusterName: 'testcluster' });
+  const node = await issueLeaf({ ca, kind: 'node', commonName: 'node1', ipAddresses: ['127.0.0.1'] });
+  const client = await issueLeaf({ ca, kind: 'client', commonName: 'alice' });
+  const foreignCa = await makeClusterCa({ clusterName: 'testcluster' });
+  const foreign = await issueLeaf({ ca: foreignCa, kind: 'client', commonName: 'mallory' });
+  const settings = (pair: PemPair, trust: PemPair = ca): TlsSettings => resolveTlsSettings({ cert: pair.certPem, key: pair.keyPem, ca: trust.certPem });
+
+  it('carries raw dqlite bytes, HTTPS and wss on one port, and tells who connected', async () => {
+    const { listener, seen } = await startTlsListener(settings(node));
+    const stream = await tlsStreamDialer(settings(client))(listener.address);
+    const echoed = await echoOnce(stream, Uint8Array.of(0x01, 0x02, 0x03, 0x04));
+    expect([...echoed]).toEqual([1, 2, 3, 4]);
+    stream.close();
+    expect(seen.streams[0]).toMatchObject({ secure: true });
+    expect(seen.streams[0]!.peerCertificateSubject).toContain('CN=alice');
+
+    const response = await httpsGet(listener.address, settings(client));
+    expect(response.status).toBe(200);
+    expect(response.body).toContain('CN=alice');
+
+    const channel = await webSocketDialer(settings(client))(`wss://${listener.address}/raft`);
+    const reply = new Promise<Uint8Array>((resolve) => channel.onMessage(resolve));
+    channel.send(Uint8Array.of(9, 8, 7));
+    expect([...(await reply)]).toEqual([9, 8, 7]);
+    channel.close();
+  });
+
+  it('refuses plaintext HTTP with a message and plaintext dqlite by closing', async () => {
+    const { listener, seen } = await startTlsListener(settings(node));
+    expect(await plaintext(listener.address, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1.1 400[\s\S]*serves only TLS/);
+    expect(await plaintext(listener.address, '\x01\x00\x00\x00\x00\x00\x00\x00')).toBe('');
+    expect(seen.streams).toHaveLength(0);
+    expect(seen.http).toHaveLength(0);
+  });
+
+  it('refuses a client without a certificate and one with a certificate of another CA', async () => {
+    const { listener, seen } = await startTlsListener(settings(node));
+    const [host, port] = listener.address.split(':') as [string, string];
+    const withoutCertificate = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host, port: Number(port), ca: ca.certPem, checkServerIdentity: () => undefined }, () => socket.write(Uint8Array.of(1, 0, 0, 0)));
+      socket.on('data', () => resolve('answered'));
+      socket.on('error', (error) => resolve(`error: ${error.message}`));
+      socket.on('close', () => resolve('closed'));
+    });
+    expect(withoutCertificate).not.toBe('answered');
+    // Our dialer trusts our CA, so it accepts the server; the server refuses the foreign client.
+    await expect(tlsStreamDialer(settings(foreign, ca))(listener.address).then((s) => echoOnce(s, Uint8Array.of(1, 2)))).rejects.toThrow();
+    await expect(httpsGet(listener.address, settings(foreign, ca))).rejects.toThrow();
+    expect(seen.streams).toHaveLength(0);
+    expect(seen.http).toHaveLength(0);
+    await expect.poll(() => seen.tlsErrors.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a client refuses a server whose certificate is of another CA', async () => {
+    const foreignNode = await issueLeaf({ ca: foreignCa, kind: 'node', commonName: 'imposter', ipAddresses: ['127.0.0.1'] });
+    const { listener } = await startTlsListener(settings(foreignNode, ca));
+    await expect(tlsStreamDialer(settings(client))(listener.address)).rejects.toThrow(/TLS connection to .* failed/);
+  });
+});
+
+describe('listener with go-dqlite\'s single cluster certificate', async () => {
+  it('serves clients holding the same certificate; the server is verified by its DNS name, not the IP', async () => {
+    // No IP address in the certificate: only the cluster name, as go-dqlite's dialer checks it.
+    const single = await makeSingleClusterCertificate({ clusterName: 'dqlite' });
+    const tls = resolveTlsSettings({ cert: single.certPem, key: single.keyPem });
+    expect(tls.serverName).toBe('dqlite');
+    const { listener } = await startTlsListener(tls);
+    const stream = await tlsStreamDialer(tls)(listener.address);
+    expect([...(await echoOnce(stream, Uint8Array.of(1, 5)))]).toEqual([1, 5]);
+    stream.close();
+    // Without the cluster name to fall back on, the IP check alone fails.
+    await expect(tlsStreamDialer({ ...tls, serverName: 'elsewhere' })(listener.address)).rejects.toThrow(/IP: 127.0.0.1 is not in the cert's list|does not match/);
+  });
+});
