@@ -17,7 +17,10 @@ import {
 import { joinCluster } from '../../src/server/join.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { listen } from '../node/listener.ts';
-import { dialTcp } from '../node/tcp.ts';
+import { dialTcp, tlsStreamDialer } from '../node/tcp.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from '../node/tls.ts';
+import { webSocketDialer } from '../node/websocket.ts';
+import { tlsErrorLog } from '../node/throttled-log.ts';
 import { dialStandardWebSocket } from '../browser/websocket.ts';
 import { lockDenoDirectory } from './directory-lock.ts';
 import { denoRuntime } from './runtime.ts';
@@ -34,6 +37,12 @@ export interface DenoNodeOptions {
   clusterKey: string;
   /** Serve WebSockets and HTTP only (no raw dqlite TCP); dial peers' dqlite port over WebSocket too. */
   webSocketOnly?: boolean;
+  /**
+   * Mutual TLS (PEM text) for everything the node serves and dials, as on Node: through Deno's
+   * Node compatibility (`node:tls`, `ws`), because Deno's own WebSocket cannot present a client
+   * certificate. Not with `webSocketOnly` (there the host in front terminates TLS).
+   */
+  tls?: TlsOptionsPem;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -65,10 +74,16 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
   await Deno.mkdir(options.dir, { recursive: true });
   const lock = await lockDenoDirectory(options.dir);
   const storage = await openDenoDirectoryStorage(options.dir);
+  if (options.tls && options.webSocketOnly) {
+    throw new Error('--tls-* and --websocket-only do not go together: with --websocket-only the host in front of the node terminates TLS');
+  }
+  const tls = options.tls ? resolveTlsSettings(options.tls) : undefined;
   const dialStream: DialStream = options.webSocketOnly
     ? dialOverWebSocket(dialStandardWebSocket, (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`)
-    : dialTcp;
-  const runtime = { ...denoRuntime(), dialStream };
+    : tls
+      ? tlsStreamDialer(tls)
+      : dialTcp;
+  const runtime = { ...denoRuntime(), dialStream, ...(tls && { dialWebSocket: webSocketDialer(tls) }) };
   let node: ClusterNode | undefined;
 
   let listenerAddress: string;
@@ -80,6 +95,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
+      ...(tls && { tls, onTlsError: tlsErrorLog(log) }),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();
@@ -91,6 +107,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
+      ...(tls && { tls, onTlsError: tlsErrorLog(log) }),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();
@@ -115,6 +132,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     storage,
     engine: await Engine.create(),
     clusterKey: options.clusterKey,
+    secure: tls !== undefined,
     bootstrap: fresh && options.join.length === 0,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
     ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -128,7 +146,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       void lock.release().finally(() => Deno.exit(70));
     },
   });
-  log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''} (data in ${options.dir})`);
+  log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
   if (fresh && options.join.length > 0) {
     await joinCluster({

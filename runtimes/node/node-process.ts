@@ -18,6 +18,7 @@ import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
 import { openDirectoryStorage } from './storage.ts';
 import { dialTcp, tlsStreamDialer } from './tcp.ts';
+import { tlsErrorLog } from './throttled-log.ts';
 import { resolveTlsSettings, type TlsOptionsPem } from './tls.ts';
 import { webSocketDialer } from './websocket.ts';
 import { nodeRuntime } from './index.ts';
@@ -53,24 +54,6 @@ export interface RunningNode {
 
 export { CLIENT_WEBSOCKET_PATH };
 
-/** A client retrying without a certificate must not flood the log: one line per interval. */
-const TLS_ERROR_LOG_INTERVAL_MS = 10_000;
-
-function throttled<A extends unknown[]>(intervalMs: number, write: (...args: [...A, number]) => void): (...args: A) => void {
-  let lastMs = -Infinity;
-  let suppressed = 0;
-  return (...args: A) => {
-    const nowMs = Date.now();
-    if (nowMs - lastMs < intervalMs) {
-      suppressed++;
-      return;
-    }
-    lastMs = nowMs;
-    write(...args, suppressed);
-    suppressed = 0;
-  };
-}
-
 function splitAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
   const port = Number(address.slice(colon + 1));
@@ -105,9 +88,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     onHttp: (request): HttpResponse => statusResponse(node, request.path),
     ...(tls && {
       tls,
-      onTlsError: throttled(TLS_ERROR_LOG_INTERVAL_MS, (remote: string, error: Error, suppressed: number) =>
-        log(`TLS handshake with ${remote} failed: ${error.message}${suppressed > 0 ? ` (and ${suppressed} more since the last line)` : ''}`),
-      ),
+      onTlsError: tlsErrorLog(log),
     }),
   });
 

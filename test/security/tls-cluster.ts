@@ -25,6 +25,11 @@ export interface TlsFiles {
   ca?: string;
 }
 
+/** A node's certificate files, and the Deno binary when it runs on Deno instead of Node. */
+export interface NodeSpec extends TlsFiles {
+  deno?: string;
+}
+
 export function tlsSettingsOf(files: TlsFiles): TlsSettings {
   return resolveTlsSettings({
     cert: readFileSync(files.cert, 'utf8'),
@@ -36,7 +41,7 @@ export function tlsSettingsOf(files: TlsFiles): TlsSettings {
 export interface TlsNode {
   address: string;
   dir: string;
-  files: TlsFiles;
+  files: NodeSpec;
   process: ChildProcess | undefined;
   output: string[];
 }
@@ -51,7 +56,7 @@ export class TlsCluster {
     private readonly observer: TlsSettings,
   ) {}
 
-  static async start(root: string, nodeFiles: TlsFiles[], observer: TlsFiles): Promise<TlsCluster> {
+  static async start(root: string, nodeFiles: NodeSpec[], observer: TlsFiles): Promise<TlsCluster> {
     const cluster = new TlsCluster(root, tlsSettingsOf(observer));
     for (const [i, files] of nodeFiles.entries()) {
       cluster.nodes.push({ address: `127.0.0.1:${await freePort()}`, dir: join(root, `node${i + 1}`), files, process: undefined, output: [] });
@@ -75,11 +80,12 @@ export class TlsCluster {
   /** Starts node `index`; a node added with `addNode` joins through `join`. */
   spawn(index: number, join: string[] = []): void {
     const node = this.nodes[index]!;
-    const args = ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts', 'start', '--address', node.address, '--dir', node.dir];
+    const entry = node.files.deno ? ['run', '-A', '--no-lock', 'runtimes/deno/main.ts'] : ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts'];
+    const args = [...entry, 'start', '--address', node.address, '--dir', node.dir];
     args.push('--cluster-key', this.clusterKey, '--tls-cert', node.files.cert, '--tls-key', node.files.key);
     if (node.files.ca) args.push('--tls-ca', node.files.ca);
     if (join.length > 0) args.push('--join', join.join(','));
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(node.files.deno ?? process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const record = (chunk: Buffer): void => {
       node.output.push(chunk.toString());
       if (node.output.length > 2000) node.output.splice(0, 1000);

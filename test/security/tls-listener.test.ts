@@ -19,6 +19,7 @@ import {
   type Listener,
   type TlsSettings,
 } from '../../runtimes/node/index.ts';
+import { throttledLog } from '../../runtimes/node/throttled-log.ts';
 
 const listeners: Listener[] = [];
 afterEach(async () => {
@@ -162,5 +163,19 @@ describe('listener with go-dqlite\'s single cluster certificate', async () => {
     stream.close();
     // Without the cluster name to fall back on, the IP check alone fails.
     await expect(tlsStreamDialer({ ...tls, serverName: 'elsewhere' })(listener.address)).rejects.toThrow(/IP: 127.0.0.1 is not in the cert's list|does not match/);
+  });
+});
+
+describe('throttledLog', () => {
+  it('writes the first line of an interval and counts the ones it left out', () => {
+    let nowMs = 1000;
+    const lines: string[] = [];
+    const log = throttledLog(10_000, (suppressed: number, what: string) => lines.push(`${what} +${suppressed}`), () => nowMs);
+    log('a');
+    log('b');
+    log('c');
+    nowMs += 10_000;
+    log('d');
+    expect(lines).toEqual(['a +0', 'd +2']);
   });
 });
