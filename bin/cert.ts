@@ -112,11 +112,18 @@ export async function certCommand(args: string[], parseFlags: (args: string[]) =
 }
 
 /** `--tls-cert`, `--tls-key`, `--tls-ca` of `start`: the files' PEM text, or nothing when TLS is off. */
-export async function readTlsFlags(flags: Flags): Promise<{ tls?: TlsOptionsPem }> {
+export async function readTlsFlags(flags: Flags): Promise<{ tls?: TlsOptionsPem; tlsWebSocketsWithoutCertificate?: boolean }> {
   const certFile = flags['tls-cert'];
   const keyFile = flags['tls-key'];
   const caFile = flags['tls-ca'];
-  if (!certFile && !keyFile && !caFile) return {};
+  const clientCert = flags['tls-client-cert'] ?? 'require';
+  if (clientCert !== 'require' && clientCert !== 'websocket-optional') {
+    throw new CertUsageError(`--tls-client-cert must be "require" or "websocket-optional", got "${clientCert}"`);
+  }
+  if (!certFile && !keyFile && !caFile) {
+    if (flags['tls-client-cert']) throw new CertUsageError('--tls-client-cert needs --tls-cert and --tls-key');
+    return {};
+  }
   if (!certFile || !keyFile) throw new CertUsageError('TLS needs both --tls-cert and --tls-key (and optionally --tls-ca)');
   const read = async (file: string, flag: string): Promise<string> => {
     try {
@@ -127,5 +134,5 @@ export async function readTlsFlags(flags: Flags): Promise<{ tls?: TlsOptionsPem 
   };
   const tls: TlsOptionsPem = { cert: await read(certFile, '--tls-cert'), key: await read(keyFile, '--tls-key') };
   if (caFile) tls.ca = await read(caFile, '--tls-ca');
-  return { tls };
+  return { tls, ...(clientCert === 'websocket-optional' && { tlsWebSocketsWithoutCertificate: true }) };
 }

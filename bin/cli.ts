@@ -20,6 +20,8 @@ const USAGE = `usage:
       --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
         and dials; clients and peers must present a certificate of the CA (default: the
         certificate itself, go-dqlite's single-certificate setup). See "dqlite-wasm cert".
+      --tls-client-cert websocket-optional: browsers without a client certificate may open
+        WebSockets (peers still prove the cluster key); default "require".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)

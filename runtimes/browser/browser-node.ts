@@ -26,7 +26,12 @@ export interface BrowserNodeOptions {
   /** Listening members ("host:port") to join through, and to reach clients' leader through. */
   join: string[];
   clusterKey: string;
-  /** Dial `wss://` instead of `ws://` for dqlite clients (peers follow the transport's setting). */
+  /**
+   * Dial `wss://` instead of `ws://`, for peers and dqlite clients alike: the listening members
+   * serve TLS (an https page may open only wss://). Start them with
+   * `--tls-client-cert websocket-optional` unless this browser holds a client certificate of the
+   * cluster CA; the browser verifies the members' certificates against its own trust store.
+   */
   secure?: boolean;
   /** 'auto' (default): OPFS when the worker has it, else IndexedDB. */
   storage?: 'auto' | 'opfs' | 'indexeddb';
@@ -144,6 +149,7 @@ export class BrowserNode {
       storage,
       engine: await Engine.create(),
       clusterKey: options.clusterKey,
+      secure: options.secure ?? false,
       ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
       ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
       ...(options.leaderWithoutAddressHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: options.leaderWithoutAddressHandOverMs }),

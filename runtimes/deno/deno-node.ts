@@ -43,6 +43,8 @@ export interface DenoNodeOptions {
    * certificate. Not with `webSocketOnly` (there the host in front terminates TLS).
    */
   tls?: TlsOptionsPem;
+  /** With `tls`: browsers without a client certificate may open WebSockets (see the Node listener). */
+  tlsWebSocketsWithoutCertificate?: boolean;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -95,7 +97,11 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
-      ...(tls && { tls, onTlsError: tlsErrorLog(log) }),
+      ...(tls && {
+        tls,
+        tlsWebSocketsWithoutCertificate: options.tlsWebSocketsWithoutCertificate ?? false,
+        onTlsError: tlsErrorLog(log),
+      }),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();
@@ -107,7 +113,11 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       checkUpgrade: (request) => upgradeRefusal(request.path),
       onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
       onHttp: (request) => statusResponse(node, request.path),
-      ...(tls && { tls, onTlsError: tlsErrorLog(log) }),
+      ...(tls && {
+        tls,
+        tlsWebSocketsWithoutCertificate: options.tlsWebSocketsWithoutCertificate ?? false,
+        onTlsError: tlsErrorLog(log),
+      }),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();

@@ -14,6 +14,8 @@ const USAGE = `usage:
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
       --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
         and dials (default CA: the certificate itself). Make them with "dqlite-wasm cert".
+      --tls-client-cert websocket-optional: browsers without a client certificate may open
+        WebSockets (peers still prove the cluster key); default "require".
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
 `;
@@ -85,6 +87,14 @@ async function start(flags: Record<string, string>): Promise<void> {
   if (flags['advertise']) options.advertise = flags['advertise'];
   const tls = await readTlsFlags(flags);
   if (tls) options.tls = tls;
+  const clientCert = flags['tls-client-cert'] ?? 'require';
+  if (clientCert !== 'require' && clientCert !== 'websocket-optional') {
+    throw new UsageError(`--tls-client-cert must be "require" or "websocket-optional", got "${clientCert}"`);
+  }
+  if (clientCert === 'websocket-optional') {
+    if (!tls) throw new UsageError('--tls-client-cert needs --tls-cert and --tls-key');
+    options.tlsWebSocketsWithoutCertificate = true;
+  }
   const tuning = {
     tickMs: intFlag(flags, 'tick-ms'),
     walFramesMax: intFlag(flags, 'wal-frames-max'),

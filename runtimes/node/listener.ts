@@ -16,6 +16,8 @@ export interface ConnectionInfo {
   readonly remoteAddress: string;
   /** True when it came through mutual TLS: the other side presented a certificate of our CA. */
   readonly secure: boolean;
+  /** True when it came through TLS, verified certificate or not (see `tlsWebSocketsWithoutCertificate`). */
+  readonly encrypted: boolean;
   /** Subject of the verified client certificate (`CN=…`), when `secure`. */
   readonly peerCertificateSubject?: string;
 }
@@ -77,6 +79,13 @@ export interface ListenOptions {
    * sniff again); connections without TLS are refused.
    */
   tls?: TlsSettings;
+  /**
+   * With `tls`: a TLS connection without a client certificate may still upgrade to a WebSocket
+   * (browsers seldom hold one, and an https page may open only wss://); the WebSocket's own
+   * authentication applies (the cluster key for peers). Its raw dqlite and plain HTTP requests
+   * stay refused. Default false: every connection presents a certificate of the CA.
+   */
+  tlsWebSocketsWithoutCertificate?: boolean;
   /** TLS handshakes that failed (no certificate, another CA, garbage), for the log. */
   onTlsError?(remoteAddress: string, error: Error): void;
 }
@@ -120,10 +129,11 @@ function remoteOf(socket: Socket): string {
 function connectionOf(socket: Socket): ConnectionInfo {
   const remoteAddress = remoteOf(socket);
   const tlsSocket = socket as Partial<TLSSocket>;
-  if (tlsSocket.encrypted !== true || tlsSocket.authorized !== true) return { remoteAddress, secure: false };
+  const encrypted = tlsSocket.encrypted === true;
+  if (!encrypted || tlsSocket.authorized !== true) return { remoteAddress, secure: false, encrypted };
   const subject = tlsSocket.getPeerCertificate?.()?.subject;
   const peerCertificateSubject = subject ? Object.entries(subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : undefined;
-  return { remoteAddress, secure: true, ...(peerCertificateSubject && { peerCertificateSubject }) };
+  return { remoteAddress, secure: true, encrypted, ...(peerCertificateSubject && { peerCertificateSubject }) };
 }
 
 const PLAINTEXT_REFUSAL_BODY = 'this node serves only TLS: use https:// or wss:// and a certificate of the cluster CA\n';
@@ -147,6 +157,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   });
 
   const httpServer = createHttpServer({ maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (request, response) => {
+    if (options.tls && !connectionOf(request.socket).secure) {
+      request.resume();
+      response.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      response.end('a client certificate of the cluster CA is required for HTTP requests; without one, only WebSockets are served\n');
+      return;
+    }
     void answerHttp(options, request, response);
   });
   httpServer.on('clientError', (_error, socket) => {
@@ -184,10 +200,14 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     });
   });
 
-  /** Hands a connection to its protocol by its first (decrypted) byte. */
-  const route = (socket: Socket, chunk: Buffer, secure: boolean): void => {
+  /**
+   * Hands a connection to its protocol by its first (decrypted) byte. `verified`: through TLS
+   * with a certificate of the CA; `encrypted`: through TLS without one.
+   */
+  const route = (socket: Socket, chunk: Buffer, transport: 'plain' | 'encrypted' | 'verified'): void => {
+    const secure = transport === 'verified';
     if (isAsciiLetter(chunk[0]!)) {
-      if (options.tls && !secure) {
+      if (options.tls && transport === 'plain') {
         socket.end(PLAINTEXT_REFUSAL);
         return;
       }
@@ -212,7 +232,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     socket.resume();
   };
 
-  const tlsOptions = options.tls ? serverTlsOptions(options.tls) : undefined;
+  const tlsOptions = options.tls
+    ? { ...serverTlsOptions(options.tls), rejectUnauthorized: options.tlsWebSocketsWithoutCertificate !== true }
+    : undefined;
 
   // Small request/response messages: Nagle's algorithm would hold them back waiting for ACKs.
   const netServer = createNetServer({ pauseOnConnect: false, noDelay: true }, (socket) => {
@@ -234,13 +256,13 @@ export async function listen(options: ListenOptions): Promise<Listener> {
             tlsSocket.setTimeout(firstByteTimeoutMs, () => tlsSocket.destroy());
             tlsSocket.once('data', (decrypted: Buffer) => {
               tlsSocket.setTimeout(0);
-              route(tlsSocket, decrypted, true);
+              route(tlsSocket, decrypted, tlsSocket.authorized ? 'verified' : 'encrypted');
             });
           },
         });
         return;
       }
-      route(socket, chunk, false);
+      route(socket, chunk, 'plain');
     });
   });
 

@@ -36,6 +36,11 @@ export interface NodeProcessOptions {
    * peers and browser clients, HTTPS. Every client and peer must present a certificate of `ca`.
    */
   tls?: TlsOptionsPem;
+  /**
+   * With `tls`: browsers without a client certificate may open WebSockets (peers on `/raft`
+   * still prove the cluster key); raw dqlite and plain HTTP still need a certificate.
+   */
+  tlsWebSocketsWithoutCertificate?: boolean;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -88,6 +93,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     onHttp: (request): HttpResponse => statusResponse(node, request.path),
     ...(tls && {
       tls,
+      tlsWebSocketsWithoutCertificate: options.tlsWebSocketsWithoutCertificate ?? false,
       onTlsError: tlsErrorLog(log),
     }),
   });

@@ -7,6 +7,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { issueLeaf, makeClusterCa, makeSingleClusterCertificate, type PemPair } from '../../src/cert/index.ts';
 import type { ByteStream } from '../../src/runtime.ts';
 import {
@@ -32,12 +33,13 @@ interface Seen {
   tlsErrors: string[];
 }
 
-async function startTlsListener(tls: TlsSettings): Promise<{ listener: Listener; seen: Seen }> {
+async function startTlsListener(tls: TlsSettings, tlsWebSocketsWithoutCertificate = false): Promise<{ listener: Listener; seen: Seen }> {
   const seen: Seen = { streams: [], http: [], tlsErrors: [] };
   const listener = await listen({
     host: '127.0.0.1',
     port: 0,
     tls,
+    tlsWebSocketsWithoutCertificate,
     onTlsError: (_remote, error) => seen.tlsErrors.push(error.message),
     onStream: (stream, connection) => {
       seen.streams.push(connection);
@@ -148,6 +150,43 @@ describe('listener with mutual TLS (CA and per-node certificates)', async () => 
     const foreignNode = await issueLeaf({ ca: foreignCa, kind: 'node', commonName: 'imposter', ipAddresses: ['127.0.0.1'] });
     const { listener } = await startTlsListener(settings(foreignNode, ca));
     await expect(tlsStreamDialer(settings(client))(listener.address)).rejects.toThrow(/TLS connection to .* failed/);
+  });
+});
+
+describe('listener with mutual TLS and WebSockets without a certificate allowed (browsers)', async () => {
+  const ca = await makeClusterCa({ clusterName: 'browsers' });
+  const node = await issueLeaf({ ca, kind: 'node', commonName: 'node1', ipAddresses: ['127.0.0.1'] });
+  const client = await issueLeaf({ ca, kind: 'client', commonName: 'alice' });
+  const tls = resolveTlsSettings({ cert: node.certPem, key: node.keyPem, ca: ca.certPem });
+
+  it('a WebSocket over TLS without a certificate is served; its raw dqlite and plain HTTP are not', async () => {
+    const { listener, seen } = await startTlsListener(tls, true);
+    const socket = new WebSocket(`wss://${listener.address}/dqlite`, { ca: ca.certPem });
+    const reply = await new Promise<string>((resolve, reject) => {
+      socket.once('open', () => socket.send(Buffer.from('ping')));
+      socket.once('message', (data: Buffer) => resolve(data.toString()));
+      socket.once('error', reject);
+    });
+    socket.close();
+    expect(reply).toBe('ping');
+
+    const [host, port] = listener.address.split(':') as [string, string];
+    const withoutCertificate = (first: Uint8Array | string): Promise<string> =>
+      new Promise((resolve) => {
+        const tlsSocket = tlsConnect({ host, port: Number(port), ca: ca.certPem, checkServerIdentity: () => undefined }, () => tlsSocket.write(first));
+        let out = '';
+        tlsSocket.on('data', (chunk: Buffer) => (out += chunk.toString('latin1')));
+        tlsSocket.on('error', () => undefined);
+        tlsSocket.on('close', () => resolve(out));
+      });
+    expect(await withoutCertificate('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1.1 403[\s\S]*client certificate/);
+    expect(await withoutCertificate(Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0))).toBe('');
+    expect(seen.streams).toHaveLength(0);
+    expect(seen.http).toHaveLength(0);
+
+    // With a certificate, everything is served as before.
+    const response = await httpsGet(listener.address, resolveTlsSettings({ cert: client.certPem, key: client.keyPem, ca: ca.certPem }));
+    expect(response.status).toBe(200);
   });
 });
 
