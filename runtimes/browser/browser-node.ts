@@ -14,6 +14,7 @@ import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import { IndexedDbStorage } from './indexeddb-storage.ts';
 import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
+import { withCertificateChoice } from './certificate-choice.ts';
 import { browserRuntime } from './runtime.ts';
 import { dialStandardWebSocket } from './websocket.ts';
 
@@ -124,7 +125,8 @@ export class BrowserNode {
     const log = options.log ?? ((line: string) => console.log(line));
     const unlock = await lockName(options.name);
     const { storage, kind } = await openStorage(options);
-    const runtime = browserRuntime();
+    const plainRuntime = browserRuntime();
+    const runtime = options.secure ? { ...plainRuntime, dialWebSocket: withCertificateChoice(plainRuntime.dialWebSocket) } : plainRuntime;
     const scheme = options.secure ? 'wss' : 'ws';
     const dial = dialOverWebSocket(runtime.dialWebSocket, (address) => `${scheme}://${address}${CLIENT_WEBSOCKET_PATH}`);
 

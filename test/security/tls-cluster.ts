@@ -28,6 +28,8 @@ export interface TlsFiles {
 /** A node's certificate files, and the Deno binary when it runs on Deno instead of Node. */
 export interface NodeSpec extends TlsFiles {
   deno?: string;
+  /** More `start` flags, e.g. `--tls-client-cert websocket-optional`. */
+  args?: string[];
 }
 
 export function tlsSettingsOf(files: TlsFiles): TlsSettings {
@@ -85,6 +87,7 @@ export class TlsCluster {
     args.push('--cluster-key', this.clusterKey, '--tls-cert', node.files.cert, '--tls-key', node.files.key);
     if (node.files.ca) args.push('--tls-ca', node.files.ca);
     if (join.length > 0) args.push('--join', join.join(','));
+    args.push(...(node.files.args ?? []));
     const child = spawn(node.files.deno ?? process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const record = (chunk: Buffer): void => {
       node.output.push(chunk.toString());
