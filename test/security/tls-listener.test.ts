@@ -33,11 +33,12 @@ interface Seen {
   tlsErrors: string[];
 }
 
-async function startTlsListener(tls: TlsSettings, tlsWebSocketsWithoutCertificate = false): Promise<{ listener: Listener; seen: Seen }> {
+async function startTlsListener(tls: TlsSettings, tlsWebSocketsWithoutCertificate = false, firstByteTimeoutMs = 10_000): Promise<{ listener: Listener; seen: Seen }> {
   const seen: Seen = { streams: [], http: [], tlsErrors: [] };
   const listener = await listen({
     host: '127.0.0.1',
     port: 0,
+    firstByteTimeoutMs,
     tls,
     tlsWebSocketsWithoutCertificate,
     onTlsError: (_remote, error) => seen.tlsErrors.push(error.message),
@@ -144,6 +145,20 @@ describe('listener with mutual TLS (CA and per-node certificates)', async () => 
     expect(seen.streams).toHaveLength(0);
     expect(seen.http).toHaveLength(0);
     await expect.poll(() => seen.tlsErrors.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('garbage after a ClientHello byte, and a handshake that never comes, are dropped; the port keeps serving', async () => {
+    const { listener, seen } = await startTlsListener(settings(node), false, 500);
+    const garbage = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05]), Buffer.from('hello, not TLS at all')]);
+    // At most a TLS alert record (0x15) comes back before the close.
+    expect(await plaintext(listener.address, garbage.toString('latin1'))).toMatch(/^(\x15[\s\S]*)?$/);
+    const started = Date.now();
+    expect(await plaintext(listener.address, '\x16')).toBe('');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    await expect.poll(() => seen.tlsErrors.length).toBeGreaterThanOrEqual(2);
+    const stream = await tlsStreamDialer(settings(client))(listener.address);
+    expect([...(await echoOnce(stream, Uint8Array.of(1, 7)))]).toEqual([1, 7]);
+    stream.close();
   });
 
   it('a client refuses a server whose certificate is of another CA', async () => {
