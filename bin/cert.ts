@@ -13,6 +13,7 @@ import {
   LEAF_DAYS_DEFAULT,
   makeClusterCa,
   makeSingleClusterCertificate,
+  parseIpAddress,
   type PemPair,
 } from '../src/cert/index.ts';
 import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
@@ -135,4 +136,46 @@ export async function readTlsFlags(flags: Flags): Promise<{ tls?: TlsOptionsPem;
   const tls: TlsOptionsPem = { cert: await read(certFile, '--tls-cert'), key: await read(keyFile, '--tls-key') };
   if (caFile) tls.ca = await read(caFile, '--tls-ca');
   return { tls, ...(clientCert === 'websocket-optional' && { tlsWebSocketsWithoutCertificate: true }) };
+}
+
+export interface LocalClusterTls {
+  /** `start` flags for node `index` (0-based). */
+  nodeArgs(index: number): string[];
+  /** `-c … -k …` for the dqlite shell. */
+  shellFlags: string;
+  /** curl flags for the nodes' HTTPS endpoints. */
+  curlFlags: string;
+}
+
+/**
+ * Certificates for `dqlite-wasm cluster --tls ca|cluster` under `dir`, made on the first run and
+ * reused afterwards: a CA with a certificate per node and a client certificate, or go-dqlite's
+ * single cluster certificate.
+ */
+export async function localClusterTls(dir: string, mode: string, host: string, nodes: number): Promise<LocalClusterTls> {
+  if (mode !== 'ca' && mode !== 'cluster') throw new CertUsageError(`--tls must be "ca" (a CA and a certificate per node) or "cluster" (one certificate), got "${mode}"`);
+  const names = parseIpAddress(host) ? { ipAddresses: [host] } : { dnsNames: [host] };
+  const ensure = async (certFile: string, keyFile: string, make: () => Promise<PemPair>): Promise<void> => {
+    if (existsSync(certFile) && existsSync(keyFile)) return;
+    await writePair(certFile, keyFile, await make());
+  };
+  if (mode === 'cluster') {
+    const cert = joinPath(dir, 'cluster.crt');
+    const key = joinPath(dir, 'cluster.key');
+    await ensure(cert, key, () => makeSingleClusterCertificate(names));
+    return { nodeArgs: () => ['--tls-cert', cert, '--tls-key', key], shellFlags: `-c ${cert} -k ${key}`, curlFlags: `--cacert ${cert} --cert ${cert} --key ${key}` };
+  }
+  const caDir = joinPath(dir, 'ca');
+  await ensure(joinPath(caDir, 'ca.crt'), joinPath(caDir, 'ca.key'), () => makeClusterCa());
+  const ca = await readCa(caDir);
+  for (let i = 1; i <= nodes; i++) {
+    await ensure(joinPath(dir, `node${i}.crt`), joinPath(dir, `node${i}.key`), () => issueLeaf({ ca, kind: 'node', commonName: `dqlite node ${i}`, ...names }));
+  }
+  const client = joinPath(dir, 'client');
+  await ensure(`${client}.crt`, `${client}.key`, () => issueLeaf({ ca, kind: 'client', commonName: 'dqlite client' }));
+  return {
+    nodeArgs: (index) => ['--tls-cert', joinPath(dir, `node${index + 1}.crt`), '--tls-key', joinPath(dir, `node${index + 1}.key`), '--tls-ca', joinPath(caDir, 'ca.crt')],
+    shellFlags: `-c ${client}.crt -k ${client}.key`,
+    curlFlags: `--cacert ${joinPath(caDir, 'ca.crt')} --cert ${client}.crt --key ${client}.key`,
+  };
 }

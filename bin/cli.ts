@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNodeProcess } from '../runtimes/node/node-process.ts';
-import { CERT_USAGE, certCommand, CertUsageError, readTlsFlags } from './cert.ts';
+import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
@@ -25,8 +25,9 @@ const USAGE = `usage:
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
-  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
-      Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
+      Runs a local N-node cluster (default 3) in child processes until Ctrl-C. --tls: mutual TLS
+      with certificates made in DIR/tls (a CA and one per node, or one cluster certificate).
 ${CERT_USAGE}`;
 
 type Flags = Record<string, string>;
@@ -136,11 +137,13 @@ async function cluster(flags: Flags): Promise<void> {
   const keyFile = joinPath(dir, 'cluster-key');
   if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
   const addresses = Array.from({ length: nodes }, (_, i) => `${host}:${basePort + i}`);
+  const tls = flags['tls'] ? await localClusterTls(joinPath(dir, 'tls'), flags['tls'], host, nodes) : undefined;
   const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
   const children: ChildProcess[] = [];
   const spawnNode = (i: number): ChildProcess => {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
+    args.push(...(tls?.nodeArgs(i) ?? []));
     const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(child);
     return child;
@@ -152,9 +155,9 @@ async function cluster(flags: Flags): Promise<void> {
   console.log(`
 dqlite-wasm: ${nodes}-node cluster starting, data in ${dir}
   nodes:         ${addresses.join('  ')}
-  dqlite shell:  dqlite -s ${addresses.join(',')} demo
-  our client:    node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"
-  health:        curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics
+  dqlite shell:  dqlite -s ${addresses.join(',')} ${tls ? `${tls.shellFlags} ` : ''}demo
+  our client:    ${tls ? 'connect({ servers, database, tls: { cert, key, ca } }) with the files in ' + joinPath(dir, 'tls') + ' (docs/security.md)' : `node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"`}
+  health:        ${tls ? `curl ${tls.curlFlags} https://${addresses[0]}/health` : `curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics`}
 Press Ctrl-C to stop all nodes.
 `);
   let stopping = false;

@@ -21,6 +21,7 @@ import {
 } from '../../src/cert/index.ts';
 import { namedBits, oid, time, unsignedInteger, readNode, DerError } from '../../src/cert/der.ts';
 import { resolveTlsSettings, TlsSetupError } from '../../runtimes/node/tls.ts';
+import { localClusterTls } from '../../bin/cert.ts';
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -160,5 +161,21 @@ describe('cluster certificates', async () => {
     ], { stdio: 'ignore' });
     const pem = readFileSync(join(dir, 'cluster.crt'), 'utf8');
     expect(readCertificate(decodePem(pem)[0]!.der).dnsNames).toEqual(['first.example', 'second.example']);
+  });
+});
+
+describe('dqlite-wasm cluster --tls: local cluster certificates', () => {
+  it('makes a CA, node and client certificates once and reuses them', async () => {
+    const dir = mkdtempSync(join(work, 'local-'));
+    const first = await localClusterTls(dir, 'ca', '127.0.0.1', 2);
+    const args = first.nodeArgs(1);
+    expect(args).toEqual(['--tls-cert', join(dir, 'node2.crt'), '--tls-key', join(dir, 'node2.key'), '--tls-ca', join(dir, 'ca', 'ca.crt')]);
+    const nodeCert = readFileSync(join(dir, 'node2.crt'), 'utf8');
+    const leaf = new X509Certificate(nodeCert);
+    expect(leaf.verify(new X509Certificate(readFileSync(join(dir, 'ca', 'ca.crt'))).publicKey)).toBe(true);
+    expect(leaf.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    await localClusterTls(dir, 'ca', '127.0.0.1', 2);
+    expect(readFileSync(join(dir, 'node2.crt'), 'utf8'), 'a second run keeps the certificates').toBe(nodeCert);
+    await expect(localClusterTls(dir, 'bogus', '127.0.0.1', 2)).rejects.toThrow(/--tls must be/);
   });
 });
