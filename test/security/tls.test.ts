@@ -4,9 +4,9 @@
  * refused for clients and joining peers. Both go-dqlite's single self-signed cluster certificate
  * and a CA with per-node certificates.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -140,5 +140,26 @@ describe('TLS cluster with go-dqlite\'s single self-signed cluster certificate',
     }
     await expectShellRefused(a, { cert: join(dir, 'other.crt'), key: join(dir, 'other.key') });
     await expectShellRefused(a, undefined);
+  });
+});
+
+const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+describe.runIf(hasOpenssl)('a node with the certificate of go-dqlite\'s own openssl recipe', () => {
+  test('RSA, no key usages, the host name first: the dqlite shell with -c/-k works against it', async () => {
+    const dir = join(root, 'openssl-recipe');
+    mkdirSync(dir, { recursive: true });
+    const files: TlsFiles = { cert: join(dir, 'cluster.crt'), key: join(dir, 'cluster.key') };
+    // As in go-dqlite's app/tls.go, with a smaller RSA key to keep the test quick.
+    await run('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-sha256', '-days', '3', '-nodes', '-keyout', files.key, '-out', files.cert,
+      '-subj', '/CN=example.com', '-addext', `subjectAltName=DNS:${hostname()},IP:127.0.0.1`,
+    ]);
+    const cluster = await TlsCluster.start(dir, [files], files);
+    try {
+      expect((await shell(cluster.addresses[0]!, files, 'SELECT 6 * 7')).trim()).toBe('42');
+    } finally {
+      await cluster.destroy();
+    }
   });
 });
