@@ -6,6 +6,7 @@ import type { ByteStream, MessageChannel } from '../../src/runtime.ts';
 import { byteStreamFromSocket } from './socket-stream.ts';
 import { serverTlsOptions, type TlsSettings } from './tls.ts';
 import { unwrapTls } from './tls-unwrap.ts';
+import { refusePlaintextDqlite } from './plaintext-refusal.ts';
 import { messageChannelFromWebSocket } from './websocket.ts';
 
 /** Header values as Node gives them, names lower-cased. */
@@ -218,7 +219,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       return;
     }
     if (options.tls && !secure) {
-      socket.destroy();
+      if (transport === 'plain') refusePlaintextDqlite(socket, chunk);
+      else socket.destroy();
       return;
     }
     socket.pause();

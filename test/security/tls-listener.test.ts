@@ -21,6 +21,9 @@ import {
   type TlsSettings,
 } from '../../runtimes/node/index.ts';
 import { throttledLog } from '../../runtimes/node/throttled-log.ts';
+import { PLAINTEXT_DQLITE_REFUSAL } from '../../runtimes/node/plaintext-refusal.ts';
+import { connect, dialTcp } from '../../runtimes/node/client.ts';
+import { decodeResponse, encodeRequest, encodeVersion } from '../../src/protocol/index.ts';
 
 const listeners: Listener[] = [];
 afterEach(async () => {
@@ -124,7 +127,12 @@ describe('listener with mutual TLS (CA and per-node certificates)', async () => 
   it('refuses plaintext HTTP with a message and plaintext dqlite by closing', async () => {
     const { listener, seen } = await startTlsListener(settings(node));
     expect(await plaintext(listener.address, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1.1 400[\s\S]*serves only TLS/);
-    expect(await plaintext(listener.address, '\x01\x00\x00\x00\x00\x00\x00\x00')).toBe('');
+    // A plain dqlite client gets its first request answered with a failure that names TLS.
+    const firstRequest = Buffer.concat([encodeVersion(), encodeRequest({ type: 'leader' })]);
+    const answer = Buffer.from(await plaintext(listener.address, firstRequest.toString('latin1')), 'latin1');
+    expect(decodeResponse(new Uint8Array(answer))).toEqual({ type: 'failure', code: 23, message: PLAINTEXT_DQLITE_REFUSAL });
+    // Our client, dialing plain TCP, reports that message.
+    await expect(connect({ servers: [listener.address], database: 'x', dial: dialTcp, leaderDiscovery: false, timeoutMs: 2000 })).rejects.toThrow(/serves only TLS/);
     expect(seen.streams).toHaveLength(0);
     expect(seen.http).toHaveLength(0);
   });
