@@ -145,6 +145,21 @@ export interface LocalClusterTls {
   shellFlags: string;
   /** curl flags for the nodes' HTTPS endpoints. */
   curlFlags: string;
+  /** What `dqlite-wasm cluster --tls` prints: how to reach the nodes with these certificates. */
+  banner(addresses: readonly string[], dataDir: string): string;
+}
+
+function tlsBanner(dir: string, shellFlags: string, curlFlags: string, addresses: readonly string[], dataDir: string): string {
+  return [
+    '',
+    `dqlite-wasm: ${addresses.length}-node cluster with mutual TLS starting, data in ${dataDir}, certificates in ${dir}`,
+    `  nodes:         ${addresses.join('  ')}`,
+    `  dqlite shell:  dqlite -s ${addresses.join(',')} ${shellFlags} demo`,
+    `  our client:    connect({ servers, database, tls: { cert, key, ca } }) with the files in ${dir} (docs/security.md)`,
+    `  health:        curl ${curlFlags} https://${addresses[0] ?? ''}/health`,
+    'Press Ctrl-C to stop all nodes.',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -163,7 +178,14 @@ export async function localClusterTls(dir: string, mode: string, host: string, n
     const cert = joinPath(dir, 'cluster.crt');
     const key = joinPath(dir, 'cluster.key');
     await ensure(cert, key, () => makeSingleClusterCertificate(names));
-    return { nodeArgs: () => ['--tls-cert', cert, '--tls-key', key], shellFlags: `-c ${cert} -k ${key}`, curlFlags: `--cacert ${cert} --cert ${cert} --key ${key}` };
+    const shellFlags = `-c ${cert} -k ${key}`;
+    const curlFlags = `--cacert ${cert} --cert ${cert} --key ${key}`;
+    return {
+      nodeArgs: () => ['--tls-cert', cert, '--tls-key', key],
+      shellFlags,
+      curlFlags,
+      banner: (addresses, dataDir) => tlsBanner(dir, shellFlags, curlFlags, addresses, dataDir),
+    };
   }
   const caDir = joinPath(dir, 'ca');
   await ensure(joinPath(caDir, 'ca.crt'), joinPath(caDir, 'ca.key'), () => makeClusterCa());
@@ -173,9 +195,12 @@ export async function localClusterTls(dir: string, mode: string, host: string, n
   }
   const client = joinPath(dir, 'client');
   await ensure(`${client}.crt`, `${client}.key`, () => issueLeaf({ ca, kind: 'client', commonName: 'dqlite client' }));
+  const shellFlags = `-c ${client}.crt -k ${client}.key`;
+  const curlFlags = `--cacert ${joinPath(caDir, 'ca.crt')} --cert ${client}.crt --key ${client}.key`;
   return {
     nodeArgs: (index) => ['--tls-cert', joinPath(dir, `node${index + 1}.crt`), '--tls-key', joinPath(dir, `node${index + 1}.key`), '--tls-ca', joinPath(caDir, 'ca.crt')],
-    shellFlags: `-c ${client}.crt -k ${client}.key`,
-    curlFlags: `--cacert ${joinPath(caDir, 'ca.crt')} --cert ${client}.crt --key ${client}.key`,
+    shellFlags,
+    curlFlags,
+    banner: (addresses, dataDir) => tlsBanner(dir, shellFlags, curlFlags, addresses, dataDir),
   };
 }

@@ -152,12 +152,14 @@ async function cluster(flags: Flags): Promise<void> {
   // Later nodes join through the first; a short head start lets it elect itself.
   await new Promise((r) => setTimeout(r, 1500));
   for (let i = 1; i < nodes; i++) spawnNode(i);
-  console.log(`
+  if (tls) console.log(tls.banner(addresses, dir));
+  else
+    console.log(`
 dqlite-wasm: ${nodes}-node cluster starting, data in ${dir}
   nodes:         ${addresses.join('  ')}
-  dqlite shell:  dqlite -s ${addresses.join(',')} ${tls ? `${tls.shellFlags} ` : ''}demo
-  our client:    ${tls ? 'connect({ servers, database, tls: { cert, key, ca } }) with the files in ' + joinPath(dir, 'tls') + ' (docs/security.md)' : `node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"`}
-  health:        ${tls ? `curl ${tls.curlFlags} https://${addresses[0]}/health` : `curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics`}
+  dqlite shell:  dqlite -s ${addresses.join(',')} demo
+  our client:    node -e "import('dqlite-wasm/client').then(async ({ connect }) => { const db = await connect({ servers: ${JSON.stringify(addresses)}, database: 'demo' }); console.log(await db.query('SELECT 1 AS one')); await db.close(); })"
+  health:        curl http://${addresses[0]}/health     status: curl http://${addresses[0]}/metrics
 Press Ctrl-C to stop all nodes.
 `);
   let stopping = false;
