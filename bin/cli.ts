@@ -3,6 +3,7 @@
  *   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR,...] [--cluster-key KEY | --cluster-key-file FILE]
  *   dqlite-wasm cluster [--nodes 3] [--base-port 9001] [--dir .data/cluster]
  *   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
+ *   dqlite-wasm cert ca|node|client|cluster ...
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,11 +21,17 @@ import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwi
 const EXIT_NODE_FATAL = 70;
 import { runShellCommand } from '../runtimes/node/shell.ts';
 import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
+import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
 
 const USAGE = `usage:
   dqlite-wasm start --address HOST:PORT --dir DIR [--join ADDR[,ADDR...]] [--cluster-key KEY | --cluster-key-file FILE]
       Runs one node. Without --join, a new directory bootstraps a new cluster.
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
+      --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
+        and dials; clients and peers must present a certificate of the CA (default: the
+        certificate itself, go-dqlite's single-certificate setup). See "dqlite-wasm cert".
+      --tls-client-cert websocket-optional: browsers without a client certificate may open
+        WebSockets (peers still prove the cluster key); default "require".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       --admin-allow ADDR[,ADDR...]|none: who may add, assign, remove, transfer and weight without
       credentials (IPs, IPv4 blocks like 10.0.0.0/8, loopback; default loopback). Others need the
@@ -34,14 +41,15 @@ const USAGE = `usage:
       Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
-  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
-      Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
+      Runs a local N-node cluster (default 3) in child processes until Ctrl-C. --tls: mutual TLS
+      with certificates made in DIR/tls (a CA and one per node, or one cluster certificate).
   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
       Prints the token a browser app adds to its /dqlite WebSocket URL (?token=...): SQL access,
       no membership changes, and the cluster key cannot be recovered from it.
   dqlite-wasm shell -s ADDR[,ADDR...] DATABASE [SQL]
       SQL shell for dqlite-wasm and dqlite clusters (dqlite-wasm shell --help for more).
-`;
+${CERT_USAGE}`;
 
 type Flags = Record<string, string>;
 
@@ -132,6 +140,7 @@ async function start(flags: Flags): Promise<void> {
     dir,
     join: flags['join'] ? flags['join'].split(',').map((s) => s.trim()).filter(Boolean) : [],
     clusterKey: key,
+    ...(await readTlsFlags(flags)),
     tickMs: optionalIntFlag(flags, 'tick-ms'),
     walFramesMax: optionalIntFlag(flags, 'wal-frames-max'),
     snapshotThresholdEntries: optionalIntFlag(flags, 'snapshot-threshold'),
@@ -175,11 +184,13 @@ async function cluster(flags: Flags): Promise<void> {
   const keyFile = joinPath(dir, 'cluster-key');
   if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
   const addresses = Array.from({ length: nodes }, (_, i) => `${host}:${basePort + i}`);
+  const tls = flags['tls'] ? await localClusterTls(joinPath(dir, 'tls'), flags['tls'], host, nodes) : undefined;
   const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
   const children: ChildProcess[] = [];
   const spawnNode = (i: number): ChildProcess => {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
+    args.push(...(tls?.nodeArgs(i) ?? []));
     const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(child);
     return child;
@@ -188,7 +199,7 @@ async function cluster(flags: Flags): Promise<void> {
   // Later nodes join through the first; a short head start lets it elect itself.
   await new Promise((r) => setTimeout(r, 1500));
   for (let i = 1; i < nodes; i++) spawnNode(i);
-  console.log(bannerText(addresses, dir));
+  console.log(tls ? tls.banner(addresses, dir) : bannerText(addresses, dir));
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;
@@ -222,10 +233,11 @@ async function main(): Promise<void> {
     else if (command === 'client-token') await printClientToken(parseFlags(rest));
     else if (command === 'shell') await runShellCommand(rest);
     else if (command === 'backup' || command === 'import') await runBackupImport(command, rest);
+    else if (command === 'cert') await certCommand(rest, parseFlags);
     else if (command === undefined || command === 'help' || command === '--help') console.log(USAGE + BACKUP_IMPORT_USAGE);
     else throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof CertUsageError) {
       console.error(`dqlite-wasm: ${error.message}\n\n${USAGE}`);
       process.exit(2);
     }

@@ -10,6 +10,7 @@ import {
   acceptWebSocket,
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
+  markAuthenticated,
   readIdentity,
   httpResponse,
   statusResponse,
@@ -19,7 +20,10 @@ import { joinCluster } from '../../src/server/join.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode } from '../../src/server/node.ts';
 import { listen } from '../node/listener.ts';
-import { dialTcp } from '../node/tcp.ts';
+import { dialTcp, tlsStreamDialer } from '../node/tcp.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from '../node/tls.ts';
+import { webSocketDialer } from '../node/websocket.ts';
+import { tlsErrorLog } from '../node/throttled-log.ts';
 import { dialStandardWebSocket } from '../browser/websocket.ts';
 import { lockDenoDirectory } from './directory-lock.ts';
 import { denoRuntime } from './runtime.ts';
@@ -36,6 +40,14 @@ export interface DenoNodeOptions {
   clusterKey: string;
   /** Serve WebSockets and HTTP only (no raw dqlite TCP); dial peers' dqlite port over WebSocket too. */
   webSocketOnly?: boolean;
+  /**
+   * Mutual TLS (PEM text) for everything the node serves and dials, as on Node: through Deno's
+   * Node compatibility (`node:tls`, `ws`), because Deno's own WebSocket cannot present a client
+   * certificate. Not with `webSocketOnly` (there the host in front terminates TLS).
+   */
+  tls?: TlsOptionsPem;
+  /** With `tls`: browsers without a client certificate may open WebSockets (see the Node listener). */
+  tlsWebSocketsWithoutCertificate?: boolean;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -69,10 +81,16 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
   await Deno.mkdir(options.dir, { recursive: true });
   const lock = await lockDenoDirectory(options.dir);
   const storage = await openDenoDirectoryStorage(options.dir);
+  if (options.tls && options.webSocketOnly) {
+    throw new Error('--tls-* and --websocket-only do not go together: with --websocket-only the host in front of the node terminates TLS');
+  }
+  const tls = options.tls ? resolveTlsSettings(options.tls) : undefined;
   const dialStream: DialStream = options.webSocketOnly
     ? dialOverWebSocket(dialStandardWebSocket, (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`)
-    : dialTcp;
-  const runtime = { ...denoRuntime(), dialStream };
+    : tls
+      ? tlsStreamDialer(tls)
+      : dialTcp;
+  const runtime = { ...denoRuntime(), dialStream, ...(tls && { dialWebSocket: webSocketDialer(tls) }) };
   let node: ClusterNode | undefined;
 
   let listenerAddress: string;
@@ -94,10 +112,17 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
       port,
       // Peers' messages arrive as WebSocket messages: the largest one must get through.
       webSocketMessageBytesMax: LIMITS.peerMessageBytesMax,
-      onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
+      // A client certificate of the cluster CA authenticates a connection as the cluster key does.
+      onStream: (stream, connection) => (node ? node.acceptClient(connection.secure ? markAuthenticated(stream) : stream) : stream.close()),
       checkUpgrade: (request) => upgradeRefusal(request.path),
-      onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers),
+      onWebSocket: (channel, request) =>
+        acceptWebSocket(node, channel, request.path, request.headers, { certificateVerified: request.connection.secure }),
       onHttp: (request) => httpResponse(node, request, dialStream),
+      ...(tls && {
+        tls,
+        tlsWebSocketsWithoutCertificate: options.tlsWebSocketsWithoutCertificate ?? false,
+        onTlsError: tlsErrorLog(log),
+      }),
     });
     listenerAddress = listener.address;
     closeListener = () => listener.close();
@@ -122,6 +147,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     storage,
     engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
     clusterKey: options.clusterKey,
+    secure: tls !== undefined,
     bootstrap: fresh && options.join.length === 0,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
     ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -131,7 +157,7 @@ export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDe
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
   });
-  log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''} (data in ${options.dir})`);
+  log(`deno node ${identity.id} listening on ${listenerAddress}${options.webSocketOnly ? ' (WebSocket only)' : ''}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
   if (fresh && options.join.length > 0) {
     await joinCluster({

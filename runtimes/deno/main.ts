@@ -1,7 +1,7 @@
 /**
  * dqlite-wasm node on Deno:
  *   deno run -A runtimes/deno/main.ts start --address HOST:PORT --dir DIR [--join ADDR,...]
- *       [--cluster-key KEY] [--websocket-only] [--advertise HOST:PORT] [--tick-ms N] ...
+ *       [--cluster-key KEY] [--websocket-only] [--advertise HOST:PORT] [--tls-cert F --tls-key F [--tls-ca F]] ...
  */
 import { startDenoNode, type DenoNodeOptions } from './deno-node.ts';
 
@@ -12,6 +12,10 @@ const USAGE = `usage:
       --websocket-only: serve only HTTP/WebSocket (peers on /raft, dqlite clients on /dqlite),
         for hosts that offer only HTTP.
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
+      --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
+        and dials (default CA: the certificate itself). Make them with "dqlite-wasm cert".
+      --tls-client-cert websocket-optional: browsers without a client certificate may open
+        WebSockets (peers still prove the cluster key); default "require".
       Tuning: --tick-ms (100) --wal-frames-max (1000) --snapshot-threshold (1024 entries)
       --snapshot-trailing (8192 entries) --commit-timeout-ms (10000) --busy-timeout-ms (5000)
 `;
@@ -39,6 +43,26 @@ function parseFlags(args: string[]): Record<string, string> {
   return flags;
 }
 
+async function readTlsFlags(flags: Record<string, string>): Promise<DenoNodeOptions['tls']> {
+  const certFile = flags['tls-cert'];
+  const keyFile = flags['tls-key'];
+  const caFile = flags['tls-ca'];
+  if (!certFile && !keyFile && !caFile) return undefined;
+  if (!certFile || !keyFile) throw new UsageError('TLS needs both --tls-cert and --tls-key (and optionally --tls-ca)');
+  const read = async (file: string, flag: string): Promise<string> => {
+    try {
+      return await Deno.readTextFile(file);
+    } catch (error) {
+      throw new Error(`cannot read ${flag} ${file}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    cert: await read(certFile, '--tls-cert'),
+    key: await read(keyFile, '--tls-key'),
+    ...(caFile && { ca: await read(caFile, '--tls-ca') }),
+  };
+}
+
 function intFlag(flags: Record<string, string>, name: string): number | undefined {
   const raw = flags[name];
   if (raw === undefined) return undefined;
@@ -61,6 +85,16 @@ async function start(flags: Record<string, string>): Promise<void> {
     webSocketOnly: flags['websocket-only'] === 'true',
   };
   if (flags['advertise']) options.advertise = flags['advertise'];
+  const tls = await readTlsFlags(flags);
+  if (tls) options.tls = tls;
+  const clientCert = flags['tls-client-cert'] ?? 'require';
+  if (clientCert !== 'require' && clientCert !== 'websocket-optional') {
+    throw new UsageError(`--tls-client-cert must be "require" or "websocket-optional", got "${clientCert}"`);
+  }
+  if (clientCert === 'websocket-optional') {
+    if (!tls) throw new UsageError('--tls-client-cert needs --tls-cert and --tls-key');
+    options.tlsWebSocketsWithoutCertificate = true;
+  }
   const tuning = {
     tickMs: intFlag(flags, 'tick-ms'),
     walFramesMax: intFlag(flags, 'wal-frames-max'),

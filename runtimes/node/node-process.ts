@@ -11,6 +11,7 @@ import {
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
   IDENTITY_FILE,
+  markAuthenticated,
   httpResponse,
   readIdentity,
   upgradeRefusal,
@@ -28,7 +29,10 @@ import { type UnsafeSwitches } from '../../src/server/node.ts';
 import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
 import { openDirectoryStorage } from './storage.ts';
-import { dialTcp } from './tcp.ts';
+import { dialTcp, tlsStreamDialer } from './tcp.ts';
+import { tlsErrorLog } from './throttled-log.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from './tls.ts';
+import { webSocketDialer } from './websocket.ts';
 import { nodeRuntime } from './index.ts';
 
 export interface NodeProcessOptions {
@@ -43,6 +47,16 @@ export interface NodeProcessOptions {
   adminAllow?: string;
   /** `--allow-origin`: browser page origins allowed on `/dqlite` without a client token. Default loopback. */
   allowOrigin?: string;
+  /**
+   * Mutual TLS for everything the node serves and dials (PEM text): dqlite over TCP, `wss://`
+   * peers and browser clients, HTTPS. Every client and peer must present a certificate of `ca`.
+   */
+  tls?: TlsOptionsPem;
+  /**
+   * With `tls`: browsers without a client certificate may open WebSockets (peers on `/raft`
+   * still prove the cluster key); raw dqlite and plain HTTP still need a certificate.
+   */
+  tlsWebSocketsWithoutCertificate?: boolean;
   tickMs?: number;
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
@@ -80,10 +94,10 @@ function splitAddress(address: string): { host: string; port: number } {
  * Joins go over the `/dqlite` WebSocket with the cluster key in the upgrade: the members then
  * know the add request comes from a holder of the key, whatever `--admin-allow` says.
  */
-function authenticatedDial(dialWebSocket: DialWebSocket, clusterKey: string): DialStream {
+function authenticatedDial(dialWebSocket: DialWebSocket, clusterKey: string, secure: boolean): DialStream {
   return dialOverWebSocket(
     (url, dialOptions) => dialWebSocket(url, { ...dialOptions, headers: { ...dialOptions?.headers, [CLUSTER_KEY_HEADER]: clusterKey } }),
-    (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`,
+    (address) => `${secure ? 'wss' : 'ws'}://${address}${CLIENT_WEBSOCKET_PATH}`,
   );
 }
 
@@ -92,13 +106,20 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
   const { host, port } = splitAddress(options.address);
   await mkdir(options.dir, { recursive: true });
   const lock = await lockDirectory(options.dir);
-  const runtime = { ...nodeRuntime(), dialStream: dialTcp };
+  const tls = options.tls ? resolveTlsSettings(options.tls) : undefined;
+  const dialStream = tls ? tlsStreamDialer(tls) : dialTcp;
+  const runtime = { ...nodeRuntime(), dialStream, dialWebSocket: webSocketDialer(tls) };
   const advertised = options.advertise ?? options.address;
   const storage = await openDirectoryStorage(options.dir);
   const existing = await readIdentity(storage, advertised, options.dir);
   const fresh = !existing;
   const identity = existing ?? (await createIdentity(storage, advertised, runtime.randomBytes));
-  const adminPolicy = new AdminPolicy(options.adminAllow === undefined ? {} : { allow: options.adminAllow });
+  // With certificate-less browsers admitted (websocket-optional), connections without a
+  // certificate are judged as on a cluster without TLS: by the --admin-allow list.
+  const adminPolicy = new AdminPolicy({
+    ...(options.adminAllow !== undefined && { allow: options.adminAllow }),
+    tls: tls !== undefined && options.tlsWebSocketsWithoutCertificate !== true,
+  });
   const access = await ClientAccess.create({
     clusterKey: options.clusterKey,
     ...(options.allowOrigin !== undefined && { allowOrigin: options.allowOrigin }),
@@ -112,10 +133,23 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     port,
     // Peers' messages arrive as WebSocket messages: the largest one must get through.
     webSocketMessageBytesMax: limits.peerMessageBytesMax,
-    onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
-    checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
-    onWebSocket: (channel, request) => acceptWebSocket(node, channel, request.path, request.headers, { access, query: request.query }),
+    // A client certificate of the cluster CA authenticates a connection as the cluster key does.
+    onStream: (stream, connection) => (node ? node.acceptClient(connection.secure ? markAuthenticated(stream) : stream) : stream.close()),
+    checkUpgrade: (request) => (request.connection.secure ? upgradeRefusal(request.path) : upgradeRefusal(request.path, request, access)),
+    onWebSocket: (channel, request) =>
+      acceptWebSocket(
+        node,
+        channel,
+        request.path,
+        request.headers,
+        request.connection.secure ? { certificateVerified: true, query: request.query } : { access, query: request.query },
+      ),
     onHttp: (request): Promise<HttpResponse> => httpResponse(node, request, runtime.dialStream),
+    ...(tls && {
+      tls,
+      tlsWebSocketsWithoutCertificate: options.tlsWebSocketsWithoutCertificate ?? false,
+      onTlsError: tlsErrorLog(log),
+    }),
   });
 
   const bootstrap = fresh && options.join.length === 0;
@@ -127,6 +161,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     engine,
     clusterKey: options.clusterKey,
     adminPolicy,
+    secure: tls !== undefined,
     bootstrap,
     ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
     ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -138,11 +173,11 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
   });
-  log(`node ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
+  log(`node ${identity.id} listening on ${listener.address}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
   if (fresh && options.join.length > 0) {
     await joinCluster({
-      dial: authenticatedDial(runtime.dialWebSocket, options.clusterKey),
+      dial: authenticatedDial(runtime.dialWebSocket, options.clusterKey, tls !== undefined),
       clock: runtime.clock,
       servers: options.join.filter((a) => a !== advertised),
       id: identity.id,

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import type { DialWebSocket, MessageChannel } from '../../src/runtime.ts';
+import { clientTlsOptions, type TlsSettings } from './tls.ts';
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8. */
 const CLOSE_REASON_BYTES_MAX = 123;
@@ -109,11 +110,24 @@ function zeroMask(mask: Uint8Array): void {
 }
 
 /** Dials with `ws`, sending `headers` in the upgrade request. */
-export const dialWebSocket: DialWebSocket = (url, options) => {
+export const dialWebSocket: DialWebSocket = (url, options) => dialWith(url, options, undefined);
+
+/** A dialer whose `wss://` connections present our certificate and verify the server's (mutual TLS). */
+export function webSocketDialer(tls: TlsSettings | undefined): DialWebSocket {
+  return tls ? (url, options) => dialWith(url, options, tls) : dialWebSocket;
+}
+
+function dialWith(url: string, options: Parameters<DialWebSocket>[1], tls: TlsSettings | undefined): Promise<MessageChannel> {
   const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
   return new Promise<MessageChannel>((resolve, reject) => {
     let settled = false;
+    let tlsOptions = {};
+    if (tls && url.startsWith('wss:')) {
+      const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+      tlsOptions = clientTlsOptions(tls, host);
+    }
     const socket = new WebSocket(url, options?.protocols ?? [], {
+      ...tlsOptions,
       headers: options?.headers ?? {},
       handshakeTimeout: timeoutMs,
       maxPayload: DIAL_MESSAGE_BYTES_MAX,
@@ -143,4 +157,4 @@ export const dialWebSocket: DialWebSocket = (url, options) => {
       resolve(messageChannelFromWebSocket(socket, address));
     });
   });
-};
+}

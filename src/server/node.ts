@@ -108,6 +108,7 @@ export class ClusterNode implements GatewayHost {
       dialWebSocket: this.runtime.dialWebSocket,
       clock,
       maxMessageBytes: this.limits.peerMessageBytesMax,
+      secure: options.secure ?? false,
       onLog: (event) => {
         if (event.level === 'warn') this.write(`peer ${event.peerId ?? event.remoteAddress ?? '?'}: ${event.message}`);
       },
