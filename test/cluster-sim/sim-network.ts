@@ -1,0 +1,311 @@
+/**
+ * An in-memory network of hosts, with the faults a real one has. Connections are what peers and
+ * clients really use: WebSocket message channels for Raft (`dialWebSocket`, the way
+ * `PeerTransport` dials) and byte streams for dqlite clients (`ByteStream`, as TCP).
+ *
+ * A connection delivers in order and at most once, like TCP: it never reorders or duplicates
+ * within itself. Faults are what a network does to TCP connections: latency and jitter (which
+ * reorder messages across connections), slow hosts, partitions (one-way too) during which a
+ * connection's traffic is held, as TCP retransmits it, until the partition heals or an idle
+ * timeout closes the connection, resets that break connections and lose what was in flight,
+ * dials that time out across a partition and are refused by a host that is down. Byte streams
+ * are also cut into arbitrary chunks, as TCP may.
+ *
+ * Handlers follow the Node host (`runtimes/node`): one data handler and one close handler per
+ * end, a later registration replacing the earlier one.
+ */
+import type { ByteStream, DialStream, DialWebSocket, MessageChannel } from '../../src/runtime.ts';
+import type { Prng } from '../sim/prng.ts';
+import type { Scheduler } from './scheduler.ts';
+
+export interface HostListener {
+  acceptPeer(channel: MessageChannel, headers: Record<string, string | string[] | undefined>): void;
+  acceptClient(stream: ByteStream): void;
+}
+
+export interface NetworkStats {
+  connectionsOpened: number;
+  connectionsReset: number;
+  dialsRefused: number;
+  dialsTimedOut: number;
+  messagesDelivered: number;
+  messagesLost: number;
+}
+
+type PipeItem = { kind: 'data'; bytes: Uint8Array } | { kind: 'close'; error: Error | undefined };
+
+interface Pipe {
+  from: string;
+  to: string;
+  target: End;
+  lastDeliveryMs: number;
+  held: PipeItem[];
+}
+
+class End {
+  closed = false;
+  /** The host died: nothing reaches its code any more. */
+  frozen = false;
+  messageHandler: ((message: Uint8Array) => void) | undefined;
+  closeHandler: ((error?: Error) => void) | undefined;
+  early: Uint8Array[] = [];
+  closeReported = false;
+  closeError: Error | undefined;
+  outgoing!: Pipe;
+
+  constructor(
+    readonly host: string,
+    readonly remoteAddress: string,
+    readonly network: SimNetwork,
+  ) {}
+
+  receive(bytes: Uint8Array): void {
+    if (this.closed || this.frozen) return;
+    this.network.stats.messagesDelivered++;
+    if (this.messageHandler) this.messageHandler(bytes);
+    else this.early.push(bytes);
+  }
+
+  /** The connection is over for this end; its close handler learns it once, in a later event. */
+  finish(error: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = error;
+    this.network.later(() => this.reportClose());
+  }
+
+  reportClose(): void {
+    if (!this.closed || this.closeReported || !this.closeHandler || this.frozen) return;
+    this.closeReported = true;
+    this.closeHandler(this.closeError);
+  }
+
+  channel(): MessageChannel {
+    return {
+      send: (message) => this.network.send(this, { kind: 'data', bytes: message.slice() }),
+      onMessage: (handler) => {
+        this.messageHandler = handler;
+        for (const message of this.early.splice(0)) handler(message);
+      },
+      onClose: (handler) => {
+        this.closeHandler = handler;
+        this.network.later(() => this.reportClose());
+      },
+      close: () => this.network.closeEnd(this),
+      remoteAddress: this.remoteAddress,
+    };
+  }
+
+  stream(): ByteStream {
+    const channel = this.channel();
+    return {
+      write: (bytes) => this.network.sendChunked(this, bytes),
+      onData: (handler) => channel.onMessage(handler),
+      onClose: (handler) => channel.onClose(handler),
+      close: () => channel.close(),
+      remoteAddress: this.remoteAddress,
+    };
+  }
+}
+
+export class SimNetwork {
+  private readonly listeners = new Map<string, HostListener>();
+  private readonly ends = new Set<End>();
+  /** Pipes holding traffic behind a partition. */
+  private readonly heldPipes = new Set<Pipe>();
+  /** Directed host pairs "a>b" whose traffic is held. */
+  private readonly blocked = new Set<string>();
+  private readonly slowHosts = new Map<string, number>();
+  private readonly linkLatencyMs = new Map<string, number>();
+  readonly stats: NetworkStats = { connectionsOpened: 0, connectionsReset: 0, dialsRefused: 0, dialsTimedOut: 0, messagesDelivered: 0, messagesLost: 0 };
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly rng: Prng,
+    private readonly baseLatencyMs: number,
+  ) {}
+
+  listen(address: string, listener: HostListener): void {
+    this.listeners.set(address, listener);
+  }
+
+  /**
+   * The host's process died: it stops listening, its ends go silent, and the peers of its
+   * connections see them close (the kernel resets them) once the reset can reach them.
+   */
+  crashHost(host: string): void {
+    this.listeners.delete(host);
+    for (const end of [...this.ends]) {
+      if (end.host !== host) continue;
+      end.frozen = true;
+      this.closeEnd(end, new Error('connection reset by peer'));
+    }
+  }
+
+  /** Breaks every open connection of `host` (a reset, a NAT timeout): both sides see an error. */
+  resetConnections(host: string): number {
+    let count = 0;
+    for (const end of [...this.ends]) {
+      if (end.host !== host || end.closed) continue;
+      count++;
+      this.stats.connectionsReset++;
+      this.breakConnection(end);
+    }
+    return count;
+  }
+
+  /** Traffic from every host in `from` to every host in `to` is held until `heal`. */
+  block(from: readonly string[], to: readonly string[]): void {
+    for (const a of from) for (const b of to) if (a !== b) this.blocked.add(`${a}>${b}`);
+  }
+
+  heal(): void {
+    this.blocked.clear();
+    for (const pipe of [...this.heldPipes]) this.releaseHeld(pipe);
+  }
+
+  isBlocked(from: string, to: string): boolean {
+    return this.blocked.has(`${from}>${to}`);
+  }
+
+  setSlow(host: string, extraMs: number): void {
+    if (extraMs <= 0) this.slowHosts.delete(host);
+    else this.slowHosts.set(host, extraMs);
+  }
+
+  /** How `host` dials WebSockets: the upgrade's headers reach the listener as a real one's would. */
+  dialWebSocket(host: string): DialWebSocket {
+    return async (url, options) => {
+      const parsed = new URL(url);
+      const end = await this.connect(host, parsed.host, options?.timeoutMs ?? 5000, (listener, server) => {
+        if (parsed.pathname === '/raft') listener.acceptPeer(server.channel(), { ...(options?.headers ?? {}) });
+        else listener.acceptClient(server.stream());
+      });
+      return end.channel();
+    };
+  }
+
+  dialStream(host: string): DialStream {
+    return async (address, options) => {
+      const end = await this.connect(host, address, options?.timeoutMs ?? 5000, (listener, server) => listener.acceptClient(server.stream()));
+      return end.stream();
+    };
+  }
+
+  // ------------------------------------------------------------ used by ends
+
+  later(run: () => void): void {
+    this.scheduler.after(0, run);
+  }
+
+  send(from: End, item: PipeItem): boolean {
+    if (from.closed || from.frozen) return false;
+    this.push(from.outgoing, item);
+    return true;
+  }
+
+  /** A byte stream write, cut into up to three chunks as TCP segments may arrive. */
+  sendChunked(from: End, bytes: Uint8Array): boolean {
+    if (from.closed || from.frozen) return false;
+    if (bytes.length < 2 || !this.rng.chance(0.2)) return this.send(from, { kind: 'data', bytes: bytes.slice() });
+    const cut = 1 + this.rng.int(bytes.length - 1);
+    this.push(from.outgoing, { kind: 'data', bytes: bytes.slice(0, cut) });
+    this.push(from.outgoing, { kind: 'data', bytes: bytes.slice(cut) });
+    return true;
+  }
+
+  /** A clean close: the other side sees it after everything sent before it. */
+  closeEnd(end: End, error?: Error): void {
+    if (end.closed) return;
+    this.push(end.outgoing, { kind: 'close', error });
+    end.finish(error);
+    this.ends.delete(end);
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private async connect(
+    from: string,
+    address: string,
+    timeoutMs: number,
+    accept: (listener: HostListener, server: End) => void,
+  ): Promise<End> {
+    const rttMs = 2 * this.latency(from, address);
+    if (this.isBlocked(from, address) || this.isBlocked(address, from)) {
+      await this.scheduler.sleep(timeoutMs);
+      this.stats.dialsTimedOut++;
+      throw new Error(`connect ETIMEDOUT ${address}`);
+    }
+    await this.scheduler.sleep(rttMs / 2);
+    const listener = this.listeners.get(address);
+    if (!listener) {
+      await this.scheduler.sleep(rttMs / 2);
+      this.stats.dialsRefused++;
+      throw new Error(`connect ECONNREFUSED ${address}`);
+    }
+    const client = new End(from, address, this);
+    const server = new End(address, `${from}:${40000 + this.stats.connectionsOpened}`, this);
+    client.outgoing = { from, to: address, target: server, lastDeliveryMs: 0, held: [] };
+    server.outgoing = { from: address, to: from, target: client, lastDeliveryMs: 0, held: [] };
+    this.ends.add(client);
+    this.ends.add(server);
+    this.stats.connectionsOpened++;
+    accept(listener, server);
+    await this.scheduler.sleep(rttMs / 2);
+    return client;
+  }
+
+  private breakConnection(end: End): void {
+    const error = new Error('connection reset');
+    const other = end.outgoing.target;
+    for (const side of [end, other]) {
+      this.stats.messagesLost += side.outgoing.held.length;
+      side.outgoing.held = [];
+      this.heldPipes.delete(side.outgoing);
+      this.ends.delete(side);
+    }
+    end.finish(error);
+    other.finish(error);
+  }
+
+  private push(pipe: Pipe, item: PipeItem): void {
+    if (this.isBlocked(pipe.from, pipe.to) || pipe.held.length > 0) {
+      pipe.held.push(item);
+      this.heldPipes.add(pipe);
+      return;
+    }
+    this.schedule(pipe, item);
+  }
+
+  private releaseHeld(pipe: Pipe): void {
+    if (this.isBlocked(pipe.from, pipe.to)) return;
+    this.heldPipes.delete(pipe);
+    for (const item of pipe.held.splice(0)) this.schedule(pipe, item);
+  }
+
+  private schedule(pipe: Pipe, item: PipeItem): void {
+    const atMs = Math.max(this.scheduler.nowMs + this.latency(pipe.from, pipe.to), pipe.lastDeliveryMs);
+    pipe.lastDeliveryMs = atMs;
+    this.scheduler.at(atMs, () => {
+      const target = pipe.target;
+      if (item.kind === 'data') {
+        if (target.closed) this.stats.messagesLost++;
+        else target.receive(item.bytes);
+      } else {
+        this.ends.delete(target);
+        target.finish(item.error);
+      }
+    });
+  }
+
+  private latency(from: string, to: string): number {
+    const key = from < to ? `${from}|${to}` : `${to}|${from}`;
+    let base = this.linkLatencyMs.get(key);
+    if (base === undefined) {
+      base = this.baseLatencyMs * (0.5 + this.rng.next());
+      this.linkLatencyMs.set(key, base);
+    }
+    const slow = (this.slowHosts.get(from) ?? 0) + (this.slowHosts.get(to) ?? 0);
+    return base * (0.8 + 0.4 * this.rng.next()) + slow * this.rng.next();
+  }
+}
