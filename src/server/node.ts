@@ -712,9 +712,11 @@ export class ClusterNode implements Replicator {
       stream.close();
       return;
     }
-    const gateway = new Gateway(this, stream, this.nextGatewayId++, this.write);
+    // Hosts keep one close handler per stream, a later one replacing the earlier: registering
+    // ours beside the gateway's would cancel its clean-up (the rollback of a departed client's
+    // transaction), so ours rides on the gateway's.
+    const gateway: Gateway = new Gateway(this, afterClose(stream, () => this.gateways.delete(gateway)), this.nextGatewayId++, this.write);
     this.gateways.add(gateway);
-    stream.onClose(() => this.gateways.delete(gateway));
   }
 
   /** A peer connected for Raft traffic. */
@@ -773,6 +775,23 @@ export class ClusterNode implements Replicator {
     this.transport.close();
     for (const db of this.databases.values()) db.abortPending('the node is stopping');
   }
+}
+
+/** `stream`, with `hook` run after whatever close handler its user registers. */
+function afterClose(stream: ByteStream, hook: () => void): ByteStream {
+  return {
+    write: (bytes) => stream.write(bytes),
+    onData: (handler) => stream.onData(handler),
+    onClose: (handler) =>
+      stream.onClose((error) => {
+        handler(error);
+        hook();
+      }),
+    close: () => stream.close(),
+    get remoteAddress() {
+      return stream.remoteAddress;
+    },
+  };
 }
 
 function stripUndefined<T extends object>(options: T): Partial<T> {
