@@ -25,7 +25,7 @@ type FaultName = 'crash-leader' | 'crash-node' | 'isolate-leader' | 'isolate-nod
 const MENU: [FaultName, number][] = [
   ['crash-leader', 4],
   ['crash-node', 2],
-  ['isolate-leader', 2],
+  ['isolate-leader', 4],
   ['isolate-node', 1],
   ['split', 1],
   ['one-way', 1],
@@ -48,6 +48,8 @@ export class Nemesis {
     private readonly admin: SimSession,
     private readonly trace: (line: string) => void,
     private readonly faultProbability: number,
+    /** Client hosts: a partition puts each on one side, so some keep talking to a deposed leader. */
+    private readonly clientHosts: readonly string[],
   ) {}
 
   step(): void {
@@ -113,12 +115,15 @@ export class Nemesis {
           side = shuffled.slice(0, 1 + this.rng.int(Math.floor(slots.length / 2)));
         }
         const rest = addresses.filter((a) => !side.includes(a));
-        this.cluster.network.block(side, rest);
-        if (fault !== 'one-way') this.cluster.network.block(rest, side);
+        const clientsWithSide = this.clientHosts.filter(() => this.rng.chance(0.4));
+        const clientsWithRest = this.clientHosts.filter((c) => !clientsWithSide.includes(c));
+        this.cluster.network.block([...side, ...clientsWithSide], [...rest, ...clientsWithRest]);
+        if (fault !== 'one-way') this.cluster.network.block([...rest, ...clientsWithRest], [...side, ...clientsWithSide]);
         this.partitioned = true;
         this.stats.partitions++;
-        const healMs = 300 + this.rng.int(4000);
-        this.trace(`nemesis: ${fault} [${side.join(',')}] from [${rest.join(',')}] for ${healMs} ms`);
+        // Long enough, often, for the isolated side to lose its leader and the rest to elect one.
+        const healMs = fault === 'isolate-leader' ? 1500 + this.rng.int(5000) : 300 + this.rng.int(4000);
+        this.trace(`nemesis: ${fault} [${[...side, ...clientsWithSide].join(',')}] from [${rest.join(',')}] for ${healMs} ms`);
         this.scheduler.after(healMs, () => {
           if (!this.partitioned) return;
           this.cluster.network.heal();

@@ -40,6 +40,8 @@ interface Pipe {
   target: End;
   lastDeliveryMs: number;
   held: PipeItem[];
+  /** The sending host died at this time: its data still on the way is lost with it. */
+  diedAtMs: number | undefined;
 }
 
 class End {
@@ -130,14 +132,19 @@ export class SimNetwork {
   }
 
   /**
-   * The host's process died: it stops listening, its ends go silent, and the peers of its
-   * connections see them close (the kernel resets them) once the reset can reach them.
+   * The host died (power, kernel): it stops listening, its ends go silent, what it sent that is
+   * still on the way is lost, and the peers see their connections reset once that can reach them.
    */
   crashHost(host: string): void {
     this.listeners.delete(host);
     for (const end of [...this.ends]) {
       if (end.host !== host) continue;
       end.frozen = true;
+      const pipe = end.outgoing;
+      pipe.diedAtMs = this.scheduler.nowMs;
+      this.stats.messagesLost += pipe.held.length;
+      pipe.held = [];
+      this.heldPipes.delete(pipe);
       this.closeEnd(end, new Error('connection reset by peer'));
     }
   }
@@ -245,8 +252,8 @@ export class SimNetwork {
     }
     const client = new End(from, address, this);
     const server = new End(address, `${from}:${40000 + this.stats.connectionsOpened}`, this);
-    client.outgoing = { from, to: address, target: server, lastDeliveryMs: 0, held: [] };
-    server.outgoing = { from: address, to: from, target: client, lastDeliveryMs: 0, held: [] };
+    client.outgoing = { from, to: address, target: server, lastDeliveryMs: 0, held: [], diedAtMs: undefined };
+    server.outgoing = { from: address, to: from, target: client, lastDeliveryMs: 0, held: [], diedAtMs: undefined };
     this.ends.add(client);
     this.ends.add(server);
     this.stats.connectionsOpened++;
@@ -289,7 +296,7 @@ export class SimNetwork {
     this.scheduler.at(atMs, () => {
       const target = pipe.target;
       if (item.kind === 'data') {
-        if (target.closed) this.stats.messagesLost++;
+        if (target.closed || pipe.diedAtMs !== undefined) this.stats.messagesLost++;
         else target.receive(item.bytes);
       } else {
         this.ends.delete(target);

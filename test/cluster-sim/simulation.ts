@@ -7,7 +7,7 @@
  * virtual clock, so a seed replays exactly.
  */
 import type { UnsafeSwitches } from '../../src/server/node.ts';
-import { History } from '../faults/history.ts';
+import { History, type Op } from '../faults/history.ts';
 import { Prng } from '../sim/prng.ts';
 import { Nemesis, type NemesisStats } from './nemesis.ts';
 import { compareReplicas } from './replica-check.ts';
@@ -59,10 +59,14 @@ export interface ClusterSimResult {
   trace: string[];
   /** A digest of the history and the final files: equal for two runs of one seed. */
   fingerprint: string;
+  /** The operations the clients ran, for a closer look at a failure. */
+  history: readonly Op[];
 }
 
 export const STEP_MS = 100;
 const CLIENTS = 4;
+/** Above the nodes' commit timeout: a client gives up only on a request the network lost. */
+const REQUEST_TIMEOUT_MS = 8000;
 const SETUP_MS_MAX = 30_000;
 const DRAIN_MS_MAX = 60_000;
 const FINAL_READ_MS_MAX = 30_000;
@@ -127,9 +131,10 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
   const problems: string[] = [];
   const clock = new FencedClock(scheduler);
   const session = (host: string, database: string, sessionRng: Prng): SimSession =>
-    new SimSession({ dial: network.dialStream(host), clock, rng: sessionRng, servers: () => cluster.addresses, database, requestTimeoutMs: 15_000 });
+    new SimSession({ dial: network.dialStream(host), clock, rng: sessionRng, servers: () => cluster.addresses, database, requestTimeoutMs: REQUEST_TIMEOUT_MS });
   const admin = session('admin', 'admin', rng.fork());
-  const nemesis = new Nemesis(scheduler, cluster, rng.fork(), admin, log, 0.05 + rng.next() * 0.05);
+  const clientHosts = Array.from({ length: CLIENTS }, (_, index) => `client-${index}`);
+  const nemesis = new Nemesis(scheduler, cluster, rng.fork(), admin, log, 0.05 + rng.next() * 0.05, clientHosts);
 
   /** Runs the simulation until `work` settles; fails after `limitMs` of simulated time. */
   const drive = async <T>(what: string, limitMs: number, work: Promise<T>): Promise<T> => {
@@ -185,7 +190,7 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     let stopping = false;
     const clients = Array.from({ length: CLIENTS }, (_, index) => runClient(index, rng.fork()));
     async function runClient(index: number, clientRng: Prng): Promise<void> {
-      const sessions = new Map<SimWorkload, SimSession>(workloads.map((w) => [w, session(`client-${index}`, w.database, clientRng.fork())]));
+      const sessions = new Map<SimWorkload, SimSession>(workloads.map((w) => [w, session(clientHosts[index]!, w.database, clientRng.fork())]));
       const bank = workloads.find((w) => w.name === 'bank')!;
       let reconnected = false;
       while (!stopping) {
@@ -269,6 +274,7 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     },
     trace: trace.tail(),
     fingerprint,
+    history: history.ops,
   };
 }
 
