@@ -25,7 +25,7 @@ type FaultName = 'crash-leader' | 'crash-node' | 'isolate-leader' | 'isolate-nod
 const MENU: [FaultName, number][] = [
   ['crash-leader', 4],
   ['crash-node', 2],
-  ['isolate-leader', 4],
+  ['isolate-leader', 5],
   ['isolate-node', 1],
   ['split', 1],
   ['one-way', 1],
@@ -117,13 +117,16 @@ export class Nemesis {
         const rest = addresses.filter((a) => !side.includes(a));
         const clientsWithSide = this.clientHosts.filter(() => this.rng.chance(0.4));
         const clientsWithRest = this.clientHosts.filter((c) => !clientsWithSide.includes(c));
-        this.cluster.network.block([...side, ...clientsWithSide], [...rest, ...clientsWithRest]);
-        if (fault !== 'one-way') this.cluster.network.block([...rest, ...clientsWithRest], [...side, ...clientsWithSide]);
+        // A firewall that rejects sends the clients on the majority side to the new leader at
+        // once, while those on the deposed leader's side may still read from it.
+        const reject = this.rng.chance(fault === 'isolate-leader' ? 0.8 : 0.5);
+        this.cluster.network.block([...side, ...clientsWithSide], [...rest, ...clientsWithRest], reject);
+        if (fault !== 'one-way') this.cluster.network.block([...rest, ...clientsWithRest], [...side, ...clientsWithSide], reject);
         this.partitioned = true;
         this.stats.partitions++;
         // Long enough, often, for the isolated side to lose its leader and the rest to elect one.
         const healMs = fault === 'isolate-leader' ? 1500 + this.rng.int(5000) : 300 + this.rng.int(4000);
-        this.trace(`nemesis: ${fault} [${[...side, ...clientsWithSide].join(',')}] from [${rest.join(',')}] for ${healMs} ms`);
+        this.trace(`nemesis: ${fault}${reject ? ' (rejecting)' : ''} [${[...side, ...clientsWithSide].join(',')}] from [${rest.join(',')}] for ${healMs} ms`);
         this.scheduler.after(healMs, () => {
           if (!this.partitioned) return;
           this.cluster.network.heal();

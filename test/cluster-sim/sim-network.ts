@@ -117,6 +117,8 @@ export class SimNetwork {
   private readonly heldPipes = new Set<Pipe>();
   /** Directed host pairs "a>b" whose traffic is held. */
   private readonly blocked = new Set<string>();
+  /** Blocked pairs whose dials are refused at once instead of timing out. */
+  private readonly rejected = new Set<string>();
   private readonly slowHosts = new Map<string, number>();
   private readonly linkLatencyMs = new Map<string, number>();
   readonly stats: NetworkStats = { connectionsOpened: 0, connectionsReset: 0, dialsRefused: 0, dialsTimedOut: 0, messagesDelivered: 0, messagesLost: 0 };
@@ -161,13 +163,27 @@ export class SimNetwork {
     return count;
   }
 
-  /** Traffic from every host in `from` to every host in `to` is held until `heal`. */
-  block(from: readonly string[], to: readonly string[]): void {
+  /**
+   * Traffic from every host in `from` to every host in `to` is held until `heal` (a firewall
+   * that drops). With `reject` (one that answers with resets), the connections between them
+   * break now and dials fail at once.
+   */
+  block(from: readonly string[], to: readonly string[], reject = false): void {
     for (const a of from) for (const b of to) if (a !== b) this.blocked.add(`${a}>${b}`);
+    if (!reject) return;
+    for (const a of from) for (const b of to) this.rejected.add(`${a}>${b}`);
+    for (const end of [...this.ends]) {
+      const other = end.outgoing.target;
+      if (!end.closed && from.includes(end.host) && to.includes(other.host)) {
+        this.stats.connectionsReset++;
+        this.breakConnection(end);
+      }
+    }
   }
 
   heal(): void {
     this.blocked.clear();
+    this.rejected.clear();
     for (const pipe of [...this.heldPipes]) this.releaseHeld(pipe);
   }
 
@@ -238,6 +254,11 @@ export class SimNetwork {
     accept: (listener: HostListener, server: End) => void,
   ): Promise<End> {
     const rttMs = 2 * this.latency(from, address);
+    if (this.rejected.has(`${from}>${address}`) || this.rejected.has(`${address}>${from}`)) {
+      await this.scheduler.sleep(rttMs);
+      this.stats.dialsRefused++;
+      throw new Error(`connect EHOSTUNREACH ${address}`);
+    }
     if (this.isBlocked(from, address) || this.isBlocked(address, from)) {
       await this.scheduler.sleep(timeoutMs);
       this.stats.dialsTimedOut++;

@@ -22,6 +22,8 @@ export interface SimWorkload {
   readonly database: string;
   setup(session: SimSession): Promise<void>;
   operate(session: SimSession, client: number, rng: Prng): Promise<void>;
+  /** A read-only operation, for clients that only read; undefined when the workload has none. */
+  readOnly?(session: SimSession, client: number, rng: Prng): Promise<void>;
   readFinal(session: SimSession): Promise<void>;
   check(): CheckReport;
 }
@@ -89,7 +91,7 @@ function num(value: TypedValue | number | undefined): number {
 export class RegisterWorkload implements SimWorkload {
   readonly name = 'register';
   readonly database = 'register';
-  private readonly keys = new KeyRotation(3, 60);
+  private readonly keys = new KeyRotation(2, 50);
   private nextValue = 1;
   private readonly recent = new Map<number, number[]>();
 
@@ -103,17 +105,7 @@ export class RegisterWorkload implements SimWorkload {
     const key = this.keys.pick(rng);
     const roll = rng.next();
     const recent = this.recent.get(key) ?? [];
-    if (roll < 0.45) {
-      const op = this.history.invoke(client, { workload: 'register', f: 'read', key });
-      try {
-        const rows = await session.query('SELECT value FROM registers WHERE id = ?', [key]);
-        op.value = rows.length === 0 ? null : num(rows[0]![0]);
-        this.history.ok(op);
-      } catch (error) {
-        this.history.failed(op, error, true);
-      }
-      return;
-    }
+    if (roll < 0.45) return this.read(session, client, key);
     const value = this.nextValue++;
     recent.push(value);
     if (recent.length > 3) recent.shift();
@@ -136,6 +128,21 @@ export class RegisterWorkload implements SimWorkload {
       this.history.ok(op);
     } catch (error) {
       this.history.failed(op, error);
+    }
+  }
+
+  async readOnly(session: SimSession, client: number, rng: Prng): Promise<void> {
+    await this.read(session, client, this.keys.pick(rng));
+  }
+
+  private async read(session: SimSession, client: number, key: number): Promise<void> {
+    const op = this.history.invoke(client, { workload: 'register', f: 'read', key });
+    try {
+      const rows = await session.query('SELECT value FROM registers WHERE id = ?', [key]);
+      op.value = rows.length === 0 ? null : num(rows[0]![0]);
+      this.history.ok(op);
+    } catch (error) {
+      this.history.failed(op, error, true);
     }
   }
 
@@ -229,18 +236,19 @@ export class BankWorkload implements SimWorkload {
     await session.exec(`INSERT OR IGNORE INTO accounts (id, balance) VALUES ${values}`);
   }
 
-  async operate(session: SimSession, client: number, rng: Prng): Promise<void> {
-    if (rng.chance(0.4)) {
-      const op = this.history.invoke(client, { workload: 'bank', f: 'read' });
-      try {
-        const rows = await session.query('SELECT balance FROM accounts ORDER BY id');
-        op.balances = rows.map((row) => num(row[0]));
-        this.history.ok(op);
-      } catch (error) {
-        this.history.failed(op, error, true);
-      }
-      return;
+  async readOnly(session: SimSession, client: number): Promise<void> {
+    const op = this.history.invoke(client, { workload: 'bank', f: 'read' });
+    try {
+      const rows = await session.query('SELECT balance FROM accounts ORDER BY id');
+      op.balances = rows.map((row) => num(row[0]));
+      this.history.ok(op);
+    } catch (error) {
+      this.history.failed(op, error, true);
     }
+  }
+
+  async operate(session: SimSession, client: number, rng: Prng): Promise<void> {
+    if (rng.chance(0.4)) return this.readOnly(session, client);
     const from = 1 + rng.int(this.accounts);
     const to = 1 + ((from + rng.int(this.accounts - 1)) % this.accounts);
     const amount = 1 + rng.int(20);

@@ -188,18 +188,23 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
 
     // --- workload and faults
     let stopping = false;
+    const readable = workloads.filter((w) => w.readOnly !== undefined);
     const clients = Array.from({ length: CLIENTS }, (_, index) => runClient(index, rng.fork()));
     async function runClient(index: number, clientRng: Prng): Promise<void> {
       const sessions = new Map<SimWorkload, SimSession>(workloads.map((w) => [w, session(clientHosts[index]!, w.database, clientRng.fork())]));
       const bank = workloads.find((w) => w.name === 'bank')!;
       let reconnected = false;
       while (!stopping) {
-        const workload = clientRng.pick(workloads);
+        // Client 0 only reads: readers keep asking a deposed leader while writers wait on it.
+        const reader = index === 0;
+        const workload = clientRng.pick(reader ? readable : workloads);
         const s = sessions.get(workload)!;
         const wasConnected = s.connected;
         // A client that gives up right after a fail-over, its request still queued or waiting
         // for the new leader: whatever it began must die with its connection.
-        if (clientRng.chance(reconnected ? 0.25 : 0.02)) {
+        if (reader) {
+          await workload.readOnly!(s, index, clientRng);
+        } else if (clientRng.chance(reconnected ? 0.25 : 0.02)) {
           const b = sessions.get(bank)!;
           const k = 1 + clientRng.int(5);
           await b.abandon(`BEGIN; UPDATE accounts SET balance = balance + 1000 WHERE id = ${k}`, clientRng.int(8)).catch(() => {});
