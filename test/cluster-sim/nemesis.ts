@@ -20,18 +20,34 @@ export interface NemesisStats {
   membershipChanges: number;
 }
 
-type FaultName = 'crash-leader' | 'crash-node' | 'isolate-leader' | 'isolate-node' | 'split' | 'one-way' | 'reset' | 'slow' | 'transfer' | 'remove-add';
+type FaultName =
+  | 'crash-leader'
+  | 'crash-node'
+  | 'crash-mid-write'
+  | 'failover-slow-follower'
+  | 'isolate-leader'
+  | 'isolate-node'
+  | 'split'
+  | 'one-way'
+  | 'reset'
+  | 'slow'
+  | 'transfer'
+  | 'transfer-unreachable'
+  | 'remove-add';
 
 const MENU: [FaultName, number][] = [
-  ['crash-leader', 4],
-  ['crash-node', 2],
+  ['crash-leader', 3],
+  ['crash-node', 1],
+  ['crash-mid-write', 2],
+  ['failover-slow-follower', 3],
   ['isolate-leader', 5],
   ['isolate-node', 1],
   ['split', 1],
   ['one-way', 1],
   ['reset', 2],
   ['slow', 2],
-  ['transfer', 3],
+  ['transfer', 2],
+  ['transfer-unreachable', 2],
   ['remove-add', 1],
 ];
 
@@ -87,14 +103,34 @@ export class Nemesis {
         const target = fault === 'crash-leader' ? leader : this.rng.pick(this.cluster.running());
         // Now and then more than a minority goes down: the cluster must stall, not break.
         if (!target || (down >= downMax && !this.rng.chance(0.1))) return;
-        const report = this.cluster.crash(target);
-        this.stats.crashes++;
-        if (target === leader) this.stats.leaderCrashes++;
-        this.stats.tornWrites += report?.torn.length ?? 0;
-        const restartMs = 200 + this.rng.int(3000);
-        this.trace(`nemesis: crash node ${target.id}${target === leader ? ' (leader)' : ''}; torn ${report?.torn.join(',') || 'none'}; restart in ${restartMs} ms`);
-        this.scheduler.after(restartMs, () => {
-          if (!target.incarnation) void this.cluster.start(target);
+        this.crash(target, target === leader ? 'leader' : 'follower');
+        return;
+      }
+      case 'crash-mid-write': {
+        // The process dies between a write and its fsync: the tail may be torn.
+        const target = leader && this.rng.chance(0.6) ? leader : this.rng.pick(this.cluster.running());
+        if (!target || down >= downMax) return;
+        const incarnation = target.incarnation;
+        target.disk.crashOnNextAppend(() =>
+          this.scheduler.after(0, () => {
+            if (target.incarnation === incarnation) this.crash(target, 'mid-write');
+          }),
+        );
+        return;
+      }
+      case 'failover-slow-follower': {
+        // The leader dies as it commits, its answers to clients out, its news of the commit to
+        // the followers lost, while a follower is slow: the next leader takes a while to commit its first entry, and
+        // clients reach it meanwhile.
+        if (!leader || down > 0) return;
+        const followers = this.cluster.running().filter((s) => s !== leader);
+        if (followers.length === 0) return;
+        const slow = this.rng.pick(followers);
+        this.slowDown(slow, 100 + this.rng.int(400), 2500 + this.rng.int(3500));
+        const incarnation = leader.incarnation;
+        this.cluster.network.crashOnNextCommit(leader.address, () => {
+          // It stays down while the others fail over, so the slow one takes part.
+          if (leader.incarnation === incarnation) this.crash(leader, 'leader, as it commits', 4000 + this.rng.int(3000));
         });
         return;
       }
@@ -143,17 +179,7 @@ export class Nemesis {
         return;
       }
       case 'slow': {
-        const target = this.rng.pick(slots);
-        const extraMs = 20 + this.rng.int(300);
-        this.cluster.network.setSlow(target.address, extraMs);
-        this.slow.add(target.address);
-        this.stats.slowdowns++;
-        const forMs = 500 + this.rng.int(4000);
-        this.trace(`nemesis: node ${target.id} slow by up to ${extraMs} ms for ${forMs} ms`);
-        this.scheduler.after(forMs, () => {
-          this.cluster.network.setSlow(target.address, 0);
-          this.slow.delete(target.address);
-        });
+        this.slowDown(this.rng.pick(slots), 20 + this.rng.int(300), 500 + this.rng.int(4000));
         return;
       }
       case 'transfer': {
@@ -161,12 +187,32 @@ export class Nemesis {
         const others = this.cluster.running().filter((s) => s !== leader);
         if (others.length === 0) return;
         const target = this.rng.pick(others);
-        this.stats.transfers++;
-        this.trace(`nemesis: transfer leadership from node ${leader.id} to node ${target.id}`);
-        this.admin.admin({ type: 'transfer', id: BigInt(target.id) }, 'empty').then(
-          () => this.trace(`nemesis: transfer to node ${target.id} done`),
-          (error: unknown) => this.trace(`nemesis: transfer to node ${target.id} failed: ${(error as Error).message}`),
-        );
+        // A slow target takes a while to catch up: proposals are refused meanwhile.
+        if (this.rng.chance(0.5)) this.slowDown(target, 50 + this.rng.int(300), 500 + this.rng.int(2000));
+        this.transfer(leader, target);
+        return;
+      }
+      case 'transfer-unreachable': {
+        // A transfer to a node that cannot take over: it times out, and the leader goes on
+        // leading after refusing every proposal in between.
+        if (!leader) return;
+        const others = slots.filter((s) => s !== leader);
+        const target = this.rng.pick(others);
+        if (target.incarnation && !this.partitioned) {
+          const healMs = 1000 + this.rng.int(2500);
+          this.cluster.network.block([target.address], others.filter((s) => s !== target).map((s) => s.address).concat(leader.address));
+          this.cluster.network.block([leader.address, ...others.filter((s) => s !== target).map((s) => s.address)], [target.address]);
+          this.partitioned = true;
+          this.stats.partitions++;
+          this.trace(`nemesis: isolate node ${target.id} for ${healMs} ms, then transfer leadership to it`);
+          this.scheduler.after(healMs, () => {
+            if (!this.partitioned) return;
+            this.cluster.network.heal();
+            this.partitioned = false;
+            this.trace('nemesis: partition healed');
+          });
+        }
+        this.transfer(leader, target);
         return;
       }
       case 'remove-add': {
@@ -181,6 +227,38 @@ export class Nemesis {
         return;
       }
     }
+  }
+
+  private crash(target: NodeSlot, why: string, restartMs = 200 + this.rng.int(3000)): void {
+    const report = this.cluster.crash(target);
+    if (!report) return;
+    this.stats.crashes++;
+    if (why.startsWith('leader')) this.stats.leaderCrashes++;
+    this.stats.tornWrites += report.torn.length;
+    this.trace(`nemesis: crash node ${target.id} (${why}); torn ${report.torn.join(',') || 'none'}; restart in ${restartMs} ms`);
+    this.scheduler.after(restartMs, () => {
+      if (!target.incarnation) void this.cluster.start(target);
+    });
+  }
+
+  private slowDown(target: NodeSlot, extraMs: number, forMs: number): void {
+    this.cluster.network.setSlow(target.address, extraMs);
+    this.slow.add(target.address);
+    this.stats.slowdowns++;
+    this.trace(`nemesis: node ${target.id} slow by up to ${extraMs} ms for ${forMs} ms`);
+    this.scheduler.after(forMs, () => {
+      this.cluster.network.setSlow(target.address, 0);
+      this.slow.delete(target.address);
+    });
+  }
+
+  private transfer(leader: NodeSlot, target: NodeSlot): void {
+    this.stats.transfers++;
+    this.trace(`nemesis: transfer leadership from node ${leader.id} to node ${target.id}`);
+    this.admin.admin({ type: 'transfer', id: BigInt(target.id) }, 'empty').then(
+      () => this.trace(`nemesis: transfer to node ${target.id} done`),
+      (error: unknown) => this.trace(`nemesis: transfer to node ${target.id} failed: ${(error as Error).message}`),
+    );
   }
 
   /** A voter leaves and comes back with its data; its log catches up (or a snapshot does). */

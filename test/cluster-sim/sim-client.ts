@@ -154,6 +154,7 @@ export class SimSession {
   private connection: SimConnection | undefined;
   private dbId = 0;
   private pinned = false;
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: SimSessionOptions) {}
 
@@ -161,7 +162,29 @@ export class SimSession {
     return this.connection !== undefined && !this.connection.closed;
   }
 
-  async exec(sql: string, params: readonly Value[] = []): Promise<{ rowsAffected: number }> {
+  /** Requests of one session go out one after the other, as on one connection. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  exec(sql: string, params: readonly Value[] = []): Promise<{ rowsAffected: number }> {
+    return this.exclusive(() => this.execNow(sql, params));
+  }
+
+  query(sql: string, params: readonly Value[] = []): Promise<TypedValue[][]> {
+    return this.exclusive(() => this.queryNow(sql, params));
+  }
+
+  admin<N extends Response['type']>(request: Request, expected: N): Promise<ResponseOf<N>> {
+    return this.exclusive(() => this.adminNow(request, expected));
+  }
+
+  private async execNow(sql: string, params: readonly Value[]): Promise<{ rowsAffected: number }> {
     const connection = await this.ready();
     try {
       const [result] = await connection.call({ type: 'exec_sql', db: this.dbId, sql, params: params.map(toTypedValue) }, 'result');
@@ -172,7 +195,7 @@ export class SimSession {
     }
   }
 
-  async query(sql: string, params: readonly Value[] = []): Promise<TypedValue[][]> {
+  private async queryNow(sql: string, params: readonly Value[]): Promise<TypedValue[][]> {
     const connection = await this.ready();
     try {
       const batches = await connection.call({ type: 'query_sql', db: this.dbId, sql, params: params.map(toTypedValue) }, 'rows');
@@ -184,7 +207,7 @@ export class SimSession {
   }
 
   /** Any other request to the leader (membership, transfer). */
-  async admin<N extends Response['type']>(request: Request, expected: N): Promise<ResponseOf<N>> {
+  private async adminNow<N extends Response['type']>(request: Request, expected: N): Promise<ResponseOf<N>> {
     const connection = await this.ready();
     try {
       return (await connection.call(request, expected))[0]!;
@@ -195,11 +218,13 @@ export class SimSession {
   }
 
   /** Sends a statement and closes the connection after `afterMs`, without reading the answer. */
-  async abandon(sql: string, afterMs: number): Promise<void> {
-    const connection = await this.ready();
-    connection.sendAndAbandon({ type: 'exec_sql', db: this.dbId, sql, params: [] });
-    await this.options.clock.sleep(afterMs);
-    this.close();
+  abandon(sql: string, afterMs: number): Promise<void> {
+    return this.exclusive(async () => {
+      const connection = await this.ready();
+      connection.sendAndAbandon({ type: 'exec_sql', db: this.dbId, sql, params: [] });
+      await this.options.clock.sleep(afterMs);
+      this.close();
+    });
   }
 
   close(): void {

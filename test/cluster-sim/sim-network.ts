@@ -14,6 +14,8 @@
  * Handlers follow the Node host (`runtimes/node`): one data handler and one close handler per
  * end, a later registration replacing the earlier one.
  */
+import { decodeMessage, MessageType } from '../../src/raft/index.ts';
+import { decodeFrame } from '../../src/transport/index.ts';
 import type { ByteStream, DialStream, DialWebSocket, MessageChannel } from '../../src/runtime.ts';
 import type { Prng } from '../sim/prng.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -32,7 +34,8 @@ export interface NetworkStats {
   messagesLost: number;
 }
 
-type PipeItem = { kind: 'data'; bytes: Uint8Array } | { kind: 'close'; error: Error | undefined };
+/** `survivesCrash`: it left the host just before the host died (the crash was aimed after it). */
+type PipeItem = { kind: 'data'; bytes: Uint8Array; survivesCrash?: boolean } | { kind: 'close'; error: Error | undefined };
 
 interface Pipe {
   from: string;
@@ -54,6 +57,8 @@ class End {
   closeReported = false;
   closeError: Error | undefined;
   outgoing!: Pipe;
+  /** The serving end of a dqlite client connection: what it sends are answers to clients. */
+  answersClients = false;
 
   constructor(
     readonly host: string,
@@ -110,6 +115,18 @@ class End {
   }
 }
 
+/** The commit index a Raft append or heartbeat carries, when `bytes` is a peer data frame of one. */
+function announcedCommit(bytes: Uint8Array): number | undefined {
+  const decoded = decodeFrame(bytes, Number.MAX_SAFE_INTEGER);
+  if (!decoded.ok || decoded.frame.kind !== 'data') return undefined;
+  try {
+    const message = decodeMessage(decoded.frame.payload);
+    return message.type === MessageType.Append || message.type === MessageType.Heartbeat ? message.commit : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class SimNetwork {
   private readonly listeners = new Map<string, HostListener>();
   private readonly ends = new Set<End>();
@@ -121,6 +138,10 @@ export class SimNetwork {
   private readonly rejected = new Set<string>();
   private readonly slowHosts = new Map<string, number>();
   private readonly linkLatencyMs = new Map<string, number>();
+  /** Hosts to crash as soon as they announce a new commit index, with what does the crash. */
+  private readonly crashOnCommit = new Map<string, { commitSent: Map<string, number>; crash: () => void }>();
+  /** Hosts whose aimed crash is due in this instant: their answers to clients still get out. */
+  private readonly dying = new Set<string>();
   readonly stats: NetworkStats = { connectionsOpened: 0, connectionsReset: 0, dialsRefused: 0, dialsTimedOut: 0, messagesDelivered: 0, messagesLost: 0 };
 
   constructor(
@@ -139,6 +160,7 @@ export class SimNetwork {
    */
   crashHost(host: string): void {
     this.listeners.delete(host);
+    this.crashOnCommit.delete(host);
     for (const end of [...this.ends]) {
       if (end.host !== host) continue;
       end.frozen = true;
@@ -196,13 +218,27 @@ export class SimNetwork {
     else this.slowHosts.set(host, extraMs);
   }
 
+  /**
+   * Arms a crash of `host` for the moment it next announces a higher commit index to a peer:
+   * its answers to the clients whose writes just committed get out, the announcement (and all
+   * else it sent its peers) dies with it. Followers then hold acknowledged entries without
+   * knowing they committed.
+   */
+  crashOnNextCommit(host: string, crash: () => void): void {
+    this.crashOnCommit.set(host, { commitSent: new Map(), crash });
+  }
+
   /** How `host` dials WebSockets: the upgrade's headers reach the listener as a real one's would. */
   dialWebSocket(host: string): DialWebSocket {
     return async (url, options) => {
       const parsed = new URL(url);
       const end = await this.connect(host, parsed.host, options?.timeoutMs ?? 5000, (listener, server) => {
-        if (parsed.pathname === '/raft') listener.acceptPeer(server.channel(), { ...(options?.headers ?? {}) });
-        else listener.acceptClient(server.stream());
+        if (parsed.pathname === '/raft') {
+          listener.acceptPeer(server.channel(), { ...(options?.headers ?? {}) });
+        } else {
+          server.answersClients = true;
+          listener.acceptClient(server.stream());
+        }
       });
       return end.channel();
     };
@@ -210,7 +246,10 @@ export class SimNetwork {
 
   dialStream(host: string): DialStream {
     return async (address, options) => {
-      const end = await this.connect(host, address, options?.timeoutMs ?? 5000, (listener, server) => listener.acceptClient(server.stream()));
+      const end = await this.connect(host, address, options?.timeoutMs ?? 5000, (listener, server) => {
+        server.answersClients = true;
+        listener.acceptClient(server.stream());
+      });
       return end.stream();
     };
   }
@@ -223,6 +262,21 @@ export class SimNetwork {
 
   send(from: End, item: PipeItem): boolean {
     if (from.closed || from.frozen) return false;
+    const aimed = this.crashOnCommit.get(from.host);
+    if (aimed && item.kind === 'data' && !from.answersClients) {
+      const commit = announcedCommit(item.bytes);
+      const peer = from.outgoing.to;
+      const before = aimed.commitSent.get(peer);
+      if (commit !== undefined && before === undefined) aimed.commitSent.set(peer, commit);
+      if (commit !== undefined && before !== undefined && commit > before) {
+        this.crashOnCommit.delete(from.host);
+        this.dying.add(from.host);
+        this.later(() => {
+          this.dying.delete(from.host);
+          aimed.crash();
+        });
+      }
+    }
     this.push(from.outgoing, item);
     return true;
   }
@@ -230,6 +284,10 @@ export class SimNetwork {
   /** A byte stream write, cut into up to three chunks as TCP segments may arrive. */
   sendChunked(from: End, bytes: Uint8Array): boolean {
     if (from.closed || from.frozen) return false;
+    if (this.dying.has(from.host)) {
+      this.push(from.outgoing, { kind: 'data', bytes: bytes.slice(), survivesCrash: true });
+      return true;
+    }
     if (bytes.length < 2 || !this.rng.chance(0.2)) return this.send(from, { kind: 'data', bytes: bytes.slice() });
     const cut = 1 + this.rng.int(bytes.length - 1);
     this.push(from.outgoing, { kind: 'data', bytes: bytes.slice(0, cut) });
@@ -317,7 +375,7 @@ export class SimNetwork {
     this.scheduler.at(atMs, () => {
       const target = pipe.target;
       if (item.kind === 'data') {
-        if (target.closed || pipe.diedAtMs !== undefined) this.stats.messagesLost++;
+        if (target.closed || (pipe.diedAtMs !== undefined && !item.survivesCrash)) this.stats.messagesLost++;
         else target.receive(item.bytes);
       } else {
         this.ends.delete(target);

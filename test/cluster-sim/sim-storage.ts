@@ -37,6 +37,13 @@ export class SimDisk {
   private handleFenced: { fenced: boolean } | undefined;
   bytesWritten = 0;
   syncs = 0;
+  /** Called (once) right after the next append reaches the page cache: a crash mid-write. */
+  private onNextAppend: (() => void) | undefined;
+
+  /** Arms `crash` to run as soon as the next append lands, before it can be synced. */
+  crashOnNextAppend(crash: () => void): void {
+    this.onNextAppend = crash;
+  }
 
   /** A handle for a new incarnation; the previous one must have been crashed or stopped. */
   open(clock: FencedClock, latency: StorageLatency, rng: Prng): DurableStorage {
@@ -49,6 +56,7 @@ export class SimDisk {
   /** The process died: unsynced data is lost or torn; the live handle stops completing. */
   crash(rng: Prng, tearProbability: number): CrashReport {
     if (this.handleFenced) this.handleFenced.fenced = true;
+    this.onNextAppend = undefined;
     const report: CrashReport = { torn: [], lost: [] };
     for (const [name, file] of this.files) {
       if (file.durableCopy) {
@@ -116,6 +124,9 @@ export class SimDisk {
     file.data.set(bytes, file.length);
     file.length += bytes.length;
     this.bytesWritten += bytes.length;
+    const crash = this.onNextAppend;
+    this.onNextAppend = undefined;
+    crash?.();
   }
 
   sync(name: string): void {

@@ -253,8 +253,8 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
   } catch (error) {
     problems.push(`the run could not go on: ${(error as Error).message}`);
   }
-  problems.push(...cluster.fatalErrors);
-  problems.push(...scheduler.uncaught.map((e) => `uncaught in a node's event: ${e.stack ?? e.message}`));
+  // A node that stopped itself, or threw out of an event, explains what follows: it goes first.
+  problems.unshift(...cluster.fatalErrors, ...scheduler.uncaught.map((e) => `uncaught in a node's event: ${e.stack ?? e.message}`));
   let checkpoints = 0;
   let snapshots = 0;
   for (const slot of cluster.running()) {
