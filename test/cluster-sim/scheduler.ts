@@ -79,6 +79,18 @@ export class Scheduler {
     }
   }
 
+  /** Runs the simulation until `work` settles; throws after `limitMs` of simulated time. */
+  async drive<T>(what: string, limitMs: number, work: Promise<T>): Promise<T> {
+    let settled = false;
+    const observed = work.finally(() => {
+      settled = true;
+    });
+    observed.catch(() => {});
+    await this.runUntil(this.nowValueMs + limitMs, () => settled);
+    if (!settled) throw new Error(`${what} did not finish within ${limitMs} simulated ms`);
+    return observed;
+  }
+
   private peek(): ScheduledEvent | undefined {
     return this.heap[0];
   }

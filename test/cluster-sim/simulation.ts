@@ -101,7 +101,8 @@ class Trace {
   }
 }
 
-function drawSettings(rng: Prng): SimNodeSettings {
+/** Node settings for one seed: small WAL and snapshot thresholds, so checkpoints and snapshots happen. */
+export function drawSettings(rng: Prng): SimNodeSettings {
   return {
     tickMs: 100,
     electionTimeoutTicks: 10,
@@ -136,17 +137,7 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
   const clientHosts = Array.from({ length: CLIENTS }, (_, index) => `client-${index}`);
   const nemesis = new Nemesis(scheduler, cluster, rng.fork(), admin, log, 0.05 + rng.next() * 0.05, clientHosts);
 
-  /** Runs the simulation until `work` settles; fails after `limitMs` of simulated time. */
-  const drive = async <T>(what: string, limitMs: number, work: Promise<T>): Promise<T> => {
-    let settled = false;
-    const observed = work.finally(() => {
-      settled = true;
-    });
-    observed.catch(() => {});
-    await scheduler.runUntil(scheduler.nowMs + limitMs, () => settled);
-    if (!settled) throw new Error(`${what} did not finish within ${limitMs} simulated ms`);
-    return observed;
-  };
+  const drive = <T>(what: string, limitMs: number, work: Promise<T>): Promise<T> => scheduler.drive(what, limitMs, work);
   /** Retries `work` until it succeeds or `limitMs` of simulated time passed (then it throws). */
   const retry = async (what: string, work: () => Promise<unknown>, limitMs = SETUP_MS_MAX): Promise<void> => {
     const deadlineMs = scheduler.nowMs + limitMs;
