@@ -83,6 +83,11 @@ export class Nemesis {
     this.inject(fault);
   }
 
+  /** A fail-over as the leader commits, with a slow follower: how every run ends its faults. */
+  finalFailover(): void {
+    this.inject('failover-slow-follower');
+  }
+
   /** Ends every fault: the network heals, slow hosts speed up, every node runs again. */
   healAll(): void {
     this.cluster.network.heal();

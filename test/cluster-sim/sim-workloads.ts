@@ -22,6 +22,11 @@ export interface SimWorkload {
   readonly database: string;
   setup(session: SimSession): Promise<void>;
   operate(session: SimSession, client: number, rng: Prng): Promise<void>;
+  /**
+   * A statement that opens a transaction and writes, for a client that sends it and leaves:
+   * it must never commit (each would break its checker) and must not hold the database.
+   */
+  abandonedSql(rng: Prng): string;
   /** A read-only operation, for clients that only read; undefined when the workload has none. */
   readOnly?(session: SimSession, client: number, rng: Prng): Promise<void>;
   readFinal(session: SimSession): Promise<void>;
@@ -135,6 +140,10 @@ export class RegisterWorkload implements SimWorkload {
     await this.read(session, client, this.keys.pick(rng));
   }
 
+  abandonedSql(rng: Prng): string {
+    return `BEGIN; UPDATE registers SET value = -1 WHERE id = ${this.keys.pick(rng)}`;
+  }
+
   private async read(session: SimSession, client: number, key: number): Promise<void> {
     const op = this.history.invoke(client, { workload: 'register', f: 'read', key });
     try {
@@ -172,6 +181,10 @@ export class ListAppendWorkload implements SimWorkload {
   private finalLists: Map<number, number[]> | undefined;
 
   constructor(private readonly history: History) {}
+
+  abandonedSql(rng: Prng): string {
+    return `BEGIN; UPDATE lists SET vals = vals || ',-1' WHERE k = ${this.keys.pick(rng)}`;
+  }
 
   async setup(session: SimSession): Promise<void> {
     await session.exec('CREATE TABLE IF NOT EXISTS lists (k INTEGER PRIMARY KEY, vals TEXT NOT NULL)');
@@ -234,6 +247,10 @@ export class BankWorkload implements SimWorkload {
     await session.exec('CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)');
     const values = Array.from({ length: this.accounts }, (_, i) => `(${i + 1}, ${this.initialBalance})`).join(', ');
     await session.exec(`INSERT OR IGNORE INTO accounts (id, balance) VALUES ${values}`);
+  }
+
+  abandonedSql(rng: Prng): string {
+    return `BEGIN; UPDATE accounts SET balance = balance + 1000 WHERE id = ${1 + rng.int(this.accounts)}`;
   }
 
   async readOnly(session: SimSession, client: number): Promise<void> {

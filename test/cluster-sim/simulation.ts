@@ -72,6 +72,10 @@ const DRAIN_MS_MAX = 60_000;
 const FINAL_READ_MS_MAX = 30_000;
 const CONVERGE_MS_MAX = 30_000;
 const REPLICA_CHECK_EVERY_STEPS = 5;
+/** Before the last fail-over the cluster gets this long to settle (every node back, a leader). */
+const FINAL_FAILOVER_SETTLE_MS = 3000;
+/** The clients go on this long after the last fail-over began. */
+const FINAL_FAILOVER_RUN_MS = 6000;
 
 /** History on the virtual clock: the fault suite's records, with simulated times. */
 class SimHistory extends History {
@@ -179,30 +183,27 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
 
     // --- workload and faults
     let stopping = false;
+    /** How often a client leaves right after sending its first request to a new leader. */
+    let leaveAfterReconnect = 0.5;
     const readable = workloads.filter((w) => w.readOnly !== undefined);
     const clients = Array.from({ length: CLIENTS }, (_, index) => runClient(index, rng.fork()));
     async function runClient(index: number, clientRng: Prng): Promise<void> {
       const sessions = new Map<SimWorkload, SimSession>(workloads.map((w) => [w, session(clientHosts[index]!, w.database, clientRng.fork())]));
-      const bank = workloads.find((w) => w.name === 'bank')!;
-      let reconnected = false;
       while (!stopping) {
         // Client 0 only reads: readers keep asking a deposed leader while writers wait on it.
         const reader = index === 0;
         const workload = clientRng.pick(reader ? readable : workloads);
         const s = sessions.get(workload)!;
-        const wasConnected = s.connected;
-        // A client that gives up right after a fail-over, its request still queued or waiting
-        // for the new leader: whatever it began must die with its connection.
+        // A client that gives up on its first request after a fail-over (still waiting for the
+        // new leader to apply the old term, or queued): what it began must die with it.
+        const reconnecting = !s.connected;
         if (reader) {
           await workload.readOnly!(s, index, clientRng);
-        } else if (clientRng.chance(reconnected ? 0.25 : 0.02)) {
-          const b = sessions.get(bank)!;
-          const k = 1 + clientRng.int(5);
-          await b.abandon(`BEGIN; UPDATE accounts SET balance = balance + 1000 WHERE id = ${k}`, clientRng.int(8)).catch(() => {});
+        } else if (clientRng.chance(reconnecting ? leaveAfterReconnect : 0.02)) {
+          await s.abandon(workload.abandonedSql(clientRng), clientRng.int(8)).catch(() => {});
         } else {
           await workload.operate(s, index, clientRng);
         }
-        reconnected = !wasConnected || !s.connected;
         await scheduler.sleep(s.connected ? clientRng.int(30) : 5 + clientRng.int(40));
       }
       for (const s of sessions.values()) s.close();
@@ -215,7 +216,16 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
       if (cluster.fatalErrors.length > 0 || scheduler.uncaught.length > 0 || problems.length > 0) break;
     }
 
-    // --- heal, let the clients finish, read the final state
+    // --- one last fail-over under load, then heal, let the clients finish, read the final state
+    if (problems.length === 0 && cluster.fatalErrors.length === 0) {
+      nemesis.healAll();
+      await scheduler.runUntil(scheduler.nowMs + FINAL_FAILOVER_SETTLE_MS);
+      // Most clients give up on their first request to the next leader: whatever they began
+      // there must not outlive them, and nothing more will abort it.
+      leaveAfterReconnect = 0.9;
+      nemesis.finalFailover();
+      await scheduler.runUntil(scheduler.nowMs + FINAL_FAILOVER_RUN_MS);
+    }
     nemesis.healAll();
     stopping = true;
     await drive('clients finishing their last operations', DRAIN_MS_MAX, Promise.all(clients));
