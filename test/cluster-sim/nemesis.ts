@@ -65,7 +65,7 @@ export class Nemesis {
     private readonly trace: (line: string) => void,
     private readonly faultProbability: number,
     /** Client hosts: a partition puts each on one side, so some keep talking to a deposed leader. */
-    private readonly clientHosts: readonly string[],
+    private readonly clientHosts: { readers: readonly string[]; writers: readonly string[] },
   ) {}
 
   step(): void {
@@ -156,8 +156,15 @@ export class Nemesis {
           side = shuffled.slice(0, 1 + this.rng.int(Math.floor(slots.length / 2)));
         }
         const rest = addresses.filter((a) => !side.includes(a));
-        const clientsWithSide = this.clientHosts.filter(() => this.rng.chance(0.4));
-        const clientsWithRest = this.clientHosts.filter((c) => !clientsWithSide.includes(c));
+        // An isolated leader mostly keeps the readers and loses the writers: the readers go on
+        // asking it while the writers move to the next leader, the case a deposed leader's
+        // reads must survive.
+        const isolatingLeader = fault === 'isolate-leader';
+        const clientsWithSide = [
+          ...this.clientHosts.readers.filter(() => this.rng.chance(isolatingLeader ? 0.8 : 0.4)),
+          ...this.clientHosts.writers.filter(() => this.rng.chance(isolatingLeader ? 0.2 : 0.4)),
+        ];
+        const clientsWithRest = [...this.clientHosts.readers, ...this.clientHosts.writers].filter((c) => !clientsWithSide.includes(c));
         // A firewall that rejects sends the clients on the majority side to the new leader at
         // once, while those on the deposed leader's side may still read from it.
         const reject = this.rng.chance(fault === 'isolate-leader' ? 0.8 : 0.5);

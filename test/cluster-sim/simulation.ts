@@ -65,6 +65,8 @@ export interface ClusterSimResult {
 
 export const STEP_MS = 100;
 const CLIENTS = 4;
+/** The first clients only read. */
+const READERS = 1;
 /** Above the nodes' commit timeout: a client gives up only on a request the network lost. */
 const REQUEST_TIMEOUT_MS = 8000;
 const SETUP_MS_MAX = 30_000;
@@ -139,7 +141,10 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     new SimSession({ dial: network.dialStream(host), clock, rng: sessionRng, servers: () => cluster.addresses, database, requestTimeoutMs: REQUEST_TIMEOUT_MS });
   const admin = session('admin', 'admin', rng.fork());
   const clientHosts = Array.from({ length: CLIENTS }, (_, index) => `client-${index}`);
-  const nemesis = new Nemesis(scheduler, cluster, rng.fork(), admin, log, 0.05 + rng.next() * 0.05, clientHosts);
+  const nemesis = new Nemesis(scheduler, cluster, rng.fork(), admin, log, 0.05 + rng.next() * 0.05, {
+    readers: clientHosts.slice(0, READERS),
+    writers: clientHosts.slice(READERS),
+  });
 
   const drive = <T>(what: string, limitMs: number, work: Promise<T>): Promise<T> => scheduler.drive(what, limitMs, work);
   /** Retries `work` until it succeeds or `limitMs` of simulated time passed (then it throws). */
@@ -190,8 +195,8 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     async function runClient(index: number, clientRng: Prng): Promise<void> {
       const sessions = new Map<SimWorkload, SimSession>(workloads.map((w) => [w, session(clientHosts[index]!, w.database, clientRng.fork())]));
       while (!stopping) {
-        // Client 0 only reads: readers keep asking a deposed leader while writers wait on it.
-        const reader = index === 0;
+        // Readers only read: they keep asking a deposed leader while the writers wait on it.
+        const reader = index < READERS;
         const workload = clientRng.pick(reader ? readable : workloads);
         const s = sessions.get(workload)!;
         // A client that gives up on its first request after a fail-over (still waiting for the
