@@ -18,11 +18,11 @@ const nodesFor = (seed: number): 3 | 5 => (seed % 5 === 0 ? 5 : 3);
  * the node or the simulator may move the catch to another seed, so several are tried.
  */
 const BUG_SEEDS: Record<BugName, { steps: number; seeds: number[] }> = {
-  'ack-before-commit': { steps: 300, seeds: [201, 202, 100, 101, 103] },
-  'reads-without-barrier': { steps: 300, seeds: [200, 203, 100, 101] },
-  'keep-transaction-on-refused-proposal': { steps: 300, seeds: [200, 100, 201, 202, 203] },
-  'statements-before-term-applied': { steps: 300, seeds: [202, 203, 204, 100] },
-  'run-requests-of-departed-clients': { steps: 300, seeds: [100, 200, 201, 202, 203] },
+  'ack-before-commit': { steps: 300, seeds: [307, 305, 308, 309] },
+  'reads-without-barrier': { steps: 300, seeds: [309, 200, 203, 100] },
+  'keep-transaction-on-refused-proposal': { steps: 300, seeds: [300, 304, 305, 306] },
+  'statements-before-term-applied': { steps: 300, seeds: [301, 302, 304, 200] },
+  'run-requests-of-departed-clients': { steps: 300, seeds: [300, 301, 303, 308] },
 };
 
 function report(result: ClusterSimResult, steps: number, bug?: BugName): string {
