@@ -436,9 +436,11 @@ export class ClusterNode implements GatewayHost {
       stream.close();
       return;
     }
-    const gateway = new Gateway(this, stream, this.nextGatewayId++, this.write);
+    // A host's stream may keep only one close handler, a later one replacing the earlier:
+    // registering ours beside the gateway's would then cancel its clean-up (the rollback of a
+    // departed client's transaction), so ours rides on the gateway's.
+    const gateway: Gateway = new Gateway(this, afterClose(stream, () => this.gateways.delete(gateway)), this.nextGatewayId++, this.write);
     this.gateways.add(gateway);
-    stream.onClose(() => this.gateways.delete(gateway));
   }
 
   /** A peer connected for Raft traffic. */
@@ -527,4 +529,22 @@ function newStateMachine(
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     log,
   });
+}
+
+/** `stream`, with `hook` run after whatever close handler its user registers. */
+function afterClose(stream: ByteStream, hook: () => void): ByteStream {
+  return {
+    write: (bytes) => stream.write(bytes),
+    onData: (handler) => stream.onData(handler),
+    onClose: (handler) =>
+      stream.onClose((error) => {
+        handler(error);
+        hook();
+      }),
+    close: () => stream.close(),
+    get remoteAddress() {
+      return stream.remoteAddress;
+    },
+    ...(stream.authenticated !== undefined && { authenticated: stream.authenticated }),
+  };
 }
