@@ -231,9 +231,11 @@ export class ClusterNode implements GatewayHost {
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
     this.transport.onMessage((from, bytes) => this.receivePeerMessage(from, bytes));
+    let ticks = 0;
     this.ticker = this.runtime.clock.setInterval(() => {
       this.raft.tick();
       this.handOverIfDue();
+      if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
