@@ -4,6 +4,7 @@
  */
 import type { Statement } from '../../wasm/index.ts';
 import {
+  EXTENSION_READS,
   ErrorCode,
   FrameReader,
   ProtocolError,
@@ -12,22 +13,39 @@ import {
   encodeResponse,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_LEGACY,
+  ReadConsistencyCode,
   type Request,
   type Response,
   type TypedValue,
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
-import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
+import { NodeError, notLeader, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
 import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
 import type { GatewayHost } from './gateway-host.ts';
+import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
 
+/**
+ * A prepared statement. A read-only one that returns rows is compiled on the read view and runs
+ * there, past the execution loop; its loop-side twin is compiled only when needed (the client
+ * runs it inside its own transaction, or with EXEC).
+ */
 interface PreparedStatement {
   db: ReplicatedDatabase;
-  statement: Statement;
+  sql: string;
+  parameterCount: number;
+  statement: Statement | undefined;
+  view: Statement | undefined;
 }
+
+const CONSISTENCY_BY_CODE: Record<number, ReadConsistency> = {
+  [ReadConsistencyCode.Linearizable]: 'linearizable',
+  [ReadConsistencyCode.Lease]: 'lease',
+  [ReadConsistencyCode.Session]: 'session',
+  [ReadConsistencyCode.Stale]: 'stale',
+};
 
 const ROLE_BY_CODE: Record<number, Role> = { 0: 'voter', 1: 'standby', 2: 'spare' };
 const CODE_BY_ROLE: Record<Role, number> = { voter: 0, standby: 1, spare: 2 };
@@ -146,7 +164,13 @@ export class Gateway {
       case 'leader': {
         const leader = this.node.leader();
         const legacy = this.reader.version === PROTOCOL_VERSION_LEGACY;
-        return this.one({ type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' }, legacy);
+        return [
+          encodeResponse(
+            { type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' },
+            // The extra header field tells our client it may send our extension requests.
+            { legacyLeader: legacy, features: legacy ? 0 : EXTENSION_READS },
+          ),
+        ];
       }
       case 'client':
         return this.one({ type: 'welcome', heartbeatTimeoutMs: 15_000 });
@@ -175,6 +199,12 @@ export class Gateway {
         return this.execSql(request.db, request.sql, request.params);
       case 'query_sql':
         return this.querySql(request.db, request.sql, request.params);
+      case 'read_sql':
+        return this.readSql(request.db, request.sql, request.params, this.levelOf(request));
+      case 'exec_sql_bookmarked': {
+        const answer = await this.execSql(request.db, request.sql, request.params);
+        return [encodeResponse({ type: 'bookmark', index: BigInt(this.node.appliedIndex()) }), ...answer];
+      }
       case 'interrupt':
         // Results are sent whole, so there is never a half-read result set to stop.
         return this.one({ type: 'empty' });
@@ -238,10 +268,13 @@ export class Gateway {
     if (this.statements.size >= this.limits.clientStatementsMax) {
       throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${this.limits.clientStatementsMax} prepared statements (clientStatementsMax)`);
     }
-    const statement = await this.runAsLeader(db, () => compile(db, sql));
+    const prepared = this.compileOnView(db, sql) ?? (await this.runAsLeader(db, () => {
+      const statement = compile(db, sql);
+      return { db, sql, parameterCount: statement.parameterCount, statement, view: undefined };
+    }));
     const id = this.nextStatementId++;
-    this.statements.set(id, { db, statement });
-    return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
+    this.statements.set(id, prepared);
+    return this.one({ type: 'stmt', db: dbId, id, paramCount: prepared.parameterCount });
   }
 
   private async finalize(dbId: number, stmtId: number): Promise<Uint8Array[]> {
@@ -250,7 +283,9 @@ export class Gateway {
       throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
     }
     this.statements.delete(stmtId);
-    await this.run(prepared.db, () => prepared.statement.finalize());
+    prepared.view?.finalize();
+    const statement = prepared.statement;
+    if (statement) await this.run(prepared.db, () => statement.finalize());
     return this.one({ type: 'empty' });
   }
 
@@ -259,7 +294,7 @@ export class Gateway {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
-      const result = runToCompletion(db, prepared.statement, params);
+      const result = runToCompletion(db, loopStatement(prepared), params);
       db.proposeCaptured(this.node);
       return { result, barrier: db.commitBarrier() };
     });
@@ -299,10 +334,17 @@ export class Gateway {
 
   private async query(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
+    const onView = this.statementById(dbId, stmtId);
+    if (onView.view && db.loop.transactionOwner !== this.id) {
+      const view = onView.view;
+      await this.node.admitRead(this.node.defaultReadLevel);
+      db.engine.readView().catchUp();
+      return collectRows(view, params, this.limits.clientResultBytesMax);
+    }
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
-      const messages = collectRows(prepared.statement, params, this.limits.clientResultBytesMax);
+      const messages = collectRows(loopStatement(prepared), params, this.limits.clientResultBytesMax);
       db.proposeCaptured(this.node);
       return { messages, barrier: db.commitBarrier() };
     });
@@ -312,6 +354,84 @@ export class Gateway {
 
   private async querySql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
+    const level = this.node.defaultReadLevel;
+    // dqlite's clients find the leader; a follower answers them only at a level it can serve alone.
+    const followerMayAnswer = level.consistency === 'stale' || level.consistency === 'session';
+    if (this.node.isLeader() || followerMayAnswer) {
+      const read = await this.readOnView(db, sql, params, level);
+      if (read) return read.messages;
+    }
+    return this.querySqlOnLoop(db, sql, params);
+  }
+
+  /** Our extension: a read at the client's level, answered with a bookmark, then the rows. */
+  private async readSql(dbId: number, sql: string, params: readonly TypedValue[], level: ReadLevel): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    const read = await this.readOnView(db, sql, params, level);
+    const messages = read?.messages ?? (await this.querySqlOnLoop(db, sql, params));
+    return [encodeResponse({ type: 'bookmark', index: BigInt(read?.bookmark ?? this.node.appliedIndex()) }), ...messages];
+  }
+
+  private levelOf(request: Extract<Request, { type: 'read_sql' }>): ReadLevel {
+    const consistency = CONSISTENCY_BY_CODE[request.consistency];
+    if (!consistency) return this.node.defaultReadLevel;
+    const bookmark = request.bookmark > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(request.bookmark);
+    return { consistency, bookmark, maxStalenessMs: request.maxStalenessMs };
+  }
+
+  /**
+   * Runs a read-only statement on the read view once `level` admits it: past the execution loop,
+   * on the committed state. Undefined when the statement belongs on the loop instead: the client
+   * holds a transaction (it must see its own writes), or the statement writes or returns no rows.
+   */
+  private async readOnView(
+    db: ReplicatedDatabase,
+    sql: string,
+    params: readonly TypedValue[],
+    level: ReadLevel,
+  ): Promise<{ messages: Uint8Array[]; bookmark: number } | undefined> {
+    if (db.loop.transactionOwner === this.id) return undefined;
+    await this.node.admitRead(level);
+    const view = db.engine.readView();
+    let statement: Statement | null;
+    try {
+      statement = view.prepare(sql);
+    } catch (error) {
+      // A leader retries on its loop's connection (a TEMP table lives there) for the real answer.
+      if (this.node.isLeader()) return undefined;
+      throw error;
+    }
+    if (!statement) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
+    try {
+      if (!statement.isReadonly || statement.columnNames.length === 0) {
+        if (this.node.isLeader()) return undefined;
+        throw notLeader(this.node.leader()?.address, 'this statement writes: send it to the leader');
+      }
+      const messages = collectRows(statement, params, this.limits.clientResultBytesMax);
+      return { messages, bookmark: this.node.appliedIndex() };
+    } finally {
+      statement.finalize();
+    }
+  }
+
+  /** A read-only statement compiled on the read view, when this client holds no transaction. */
+  private compileOnView(db: ReplicatedDatabase, sql: string): PreparedStatement | undefined {
+    if (db.loop.transactionOwner === this.id) return undefined;
+    let statement: Statement | null;
+    try {
+      statement = db.engine.readView().prepare(sql);
+    } catch {
+      return undefined;
+    }
+    if (!statement) return undefined;
+    if (!statement.isReadonly || statement.columnNames.length === 0) {
+      statement.finalize();
+      return undefined;
+    }
+    return { db, sql, parameterCount: statement.parameterCount, statement: undefined, view: statement };
+  }
+
+  private async querySqlOnLoop(db: ReplicatedDatabase, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const statement = compile(db, sql);
@@ -376,7 +496,10 @@ export class Gateway {
       db.loop.forget(this.id);
     }
     // The engine recompiles statements after a connection reset, so they are always ours to finalize.
-    for (const prepared of this.statements.values()) prepared.statement.finalize();
+    for (const prepared of this.statements.values()) {
+      prepared.statement?.finalize();
+      prepared.view?.finalize();
+    }
     this.statements.clear();
   }
 }
@@ -394,14 +517,16 @@ function compile(db: ReplicatedDatabase, sql: string): Statement {
   return statement;
 }
 
+/** Binds as dqlite does: missing values leave their parameters NULL; one too many is SQLITE_RANGE. */
 function bindAll(statement: Statement, params: readonly TypedValue[]): void {
-  if (params.length !== statement.parameterCount) {
-    throw new NodeError(
-      SQLITE_RANGE,
-      `statement has ${statement.parameterCount} parameters but ${params.length} values were given`,
-    );
-  }
-  if (params.length > 0 || statement.parameterCount > 0) statement.bind(params.map(bindValue));
+  if (params.length > statement.parameterCount) throw new NodeError(SQLITE_RANGE, 'column index out of range');
+  statement.bind(params.map(bindValue));
+}
+
+/** The loop-side statement of `prepared`, compiled on first need. Runs on the database's loop. */
+function loopStatement(prepared: PreparedStatement): Statement {
+  prepared.statement ??= compile(prepared.db, prepared.sql);
+  return prepared.statement;
 }
 
 function runToCompletion(
