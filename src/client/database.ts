@@ -182,13 +182,17 @@ export class Database implements Queryable {
     return toObjects(await this.queryRaw(sql, params, options));
   }
 
-  queryRaw(sql: string, params: readonly Param[] = [], options: ReadOptions = {}): Promise<RawQueryResult> {
+  async queryRaw(sql: string, params: readonly Param[] = [], options: ReadOptions = {}): Promise<RawQueryResult> {
     const level = readLevel(options, this.readDefaults);
     const typed = typeParams(params);
     const reads = this.reads;
     // Only a statement that certainly writes nothing may go to any replica (and be retried).
     if (reads && isReadOnlySql(sql)) {
-      return reads.read(sql, (session) => readOn(session.connection, session.db, sql, typed, level, this.bookmark));
+      const local = await reads.read(sql, async (session) =>
+        // A real dqlite follower answers no reads: without our extension, read on the leader.
+        session.connection.speaksReadExtension ? readOn(session.connection, session.db, sql, typed, level, this.bookmark) : undefined,
+      );
+      if (local) return local;
     }
     return this.runner.run(sql, !isReadOnlySql(sql), (session) =>
       readOn(session.connection, session.state.db, sql, typed, level, this.bookmark),

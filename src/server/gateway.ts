@@ -23,6 +23,7 @@ import type { ByteStream } from '../runtime.ts';
 import { NodeError, notLeader, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
 import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
+import { isDeferredBegin, isTransactionEnd } from './deferred-begin.ts';
 import type { GatewayHost } from './gateway-host.ts';
 import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
@@ -58,6 +59,8 @@ export class Gateway {
   private closed = false;
   private readonly databases: ReplicatedDatabase[] = [];
   private readonly statements = new Map<number, PreparedStatement>();
+  /** Databases where this client's BEGIN is only a mark so far (deferred-begin.ts). */
+  private readonly deferredBegins = new Set<ReplicatedDatabase>();
   private nextStatementId = 0;
 
   constructor(
@@ -294,6 +297,7 @@ export class Gateway {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
+      this.beginIfDeferred(db);
       const result = runToCompletion(db, loopStatement(prepared), params);
       db.proposeCaptured(this.node);
       return { result, barrier: db.commitBarrier() };
@@ -305,10 +309,22 @@ export class Gateway {
   private async execSql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
+    if (params.length === 0 && db.loop.transactionOwner !== this.id) {
+      if (!this.deferredBegins.has(db) && isDeferredBegin(sql)) {
+        this.deferredBegins.add(db);
+        return this.one({ type: 'result', lastInsertId: 0n, rowsAffected: 0n });
+      }
+      if (this.deferredBegins.has(db) && isTransactionEnd(sql)) {
+        // Nothing was written: there is nothing to commit or roll back.
+        this.deferredBegins.delete(db);
+        return this.one({ type: 'result', lastInsertId: 0n, rowsAffected: 0n });
+      }
+    }
     const outcome = await this.runAsLeader(db, () => {
       let result = { lastInsertId: 0n, rowsAffected: 0n };
       let rest = sql;
       let ran = 0;
+      this.beginIfDeferred(db);
       try {
         for (;;) {
           const statement = db.engine.prepare(rest);
@@ -362,6 +378,18 @@ export class Gateway {
       if (read) return read.messages;
     }
     return this.querySqlOnLoop(db, sql, params);
+  }
+
+  /** A transaction this client began as a mark starts for real, on the loop, before its first write. */
+  private beginIfDeferred(db: ReplicatedDatabase): void {
+    if (!this.deferredBegins.has(db)) return;
+    const begin = compile(db, 'BEGIN');
+    try {
+      runToCompletion(db, begin, []);
+    } finally {
+      begin.finalize();
+    }
+    this.deferredBegins.delete(db);
   }
 
   /** Our extension: a read at the client's level, answered with a bookmark, then the rows. */
@@ -485,6 +513,7 @@ export class Gateway {
     if (this.closed) return;
     this.closed = true;
     this.queue.length = 0;
+    this.deferredBegins.clear();
     for (const db of this.databases) {
       if (db.loop.transactionOwner === this.id) {
         try {
