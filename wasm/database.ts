@@ -143,6 +143,8 @@ export class DatabaseImpl implements Database, StatementHost {
   private confirmedEnd = 0;
   /** Bumped whenever the confirmed state changes: the read view reopens when it moved. */
   private confirmedVersion = 0;
+  /** Bumped by every checkpoint: the WAL restarts and its frames are rewritten. */
+  private walGeneration = 0;
   private view: ReadViewImpl | undefined;
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
@@ -360,6 +362,7 @@ export class DatabaseImpl implements Database, StatementHost {
     }
     this.confirmedEnd = this.capturedEnd = 0;
     this.confirmedVersion++;
+    this.walGeneration++;
   }
 
   snapshot(): DatabaseSnapshot {
@@ -391,9 +394,14 @@ export class DatabaseImpl implements Database, StatementHost {
 
   readView(): ReadView {
     this.assertNotClosed();
+    const database = this;
     this.view ??= new ReadViewImpl(this.context, this.name, {
       committedVersion: () => this.confirmedVersion,
       committedWalBytes: () => this.confirmedEnd,
+      walGeneration: () => this.walGeneration,
+      get pageSize() {
+        return database.pageSizeBytes;
+      },
     });
     return this.view;
   }
@@ -535,6 +543,7 @@ export class DatabaseImpl implements Database, StatementHost {
   private checkpointFiles(): void {
     const wal = this.context.vfs.file(this.walPath);
     this.confirmedVersion++;
+    this.walGeneration++;
     if (wal === undefined || this.confirmedEnd === 0) {
       wal?.truncate(0);
       this.confirmedEnd = this.capturedEnd = 0;

@@ -1,9 +1,9 @@
 // An in-memory VFS, one method per SQLite VFS/io method, each returning an SQLite result code.
 // Files live in a name → MemoryFile map; open handles (sqlite3_file pointers) map to them.
 // Locking is a no-op: the engine runs exactly one writing connection per database in EXCLUSIVE
-// mode. A database's read view is a second, read-only connection on alias paths: the VFS maps
-// them to the real files, shows at most a committed prefix of each, and refuses every write, so a
-// reader can neither see uncommitted frames nor change a byte of the replica.
+// mode. A database's read view is a second, read-only connection on an alias path whose bytes
+// the engine computes (read-view.ts); the VFS refuses every write through it, so a reader can
+// never change a byte of the replica.
 
 import { MemoryFile } from './memory-file.ts';
 import {
@@ -28,16 +28,17 @@ import {
 
 interface OpenFile {
   readonly path: string;
-  /** The file itself; for a read view, the source file when it was opened (re-resolved on use). */
+  /** The file itself; undefined for a read view.  */
   readonly file: MemoryFile | undefined;
   readonly deleteOnClose: boolean;
   readonly view: ReadViewTarget | undefined;
 }
 
-/** What a read-view alias path shows: the file at `sourcePath`, cut at `visibleBytes()`. */
+/** What a read-view alias path shows: bytes computed on demand, read-only. */
 export interface ReadViewTarget {
-  readonly sourcePath: string;
-  visibleBytes(): number;
+  sizeBytes(): number;
+  /** Copies `length` bytes from `offset` (all below `sizeBytes()`) into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
 }
 
 const SECTOR_SIZE_BYTES = 4096;
@@ -97,7 +98,7 @@ export class MemoryVfs {
     this.files.delete(path);
   }
 
-  /** Makes `path` a read-only alias of `target.sourcePath`, showing only its first `visibleBytes()`. */
+  /** Makes `path` a read-only file whose bytes `target` provides. */
   addReadView(path: string, target: ReadViewTarget): void {
     if (this.files.has(path)) throw new Error(`read view ${path} would hide a file of that name`);
     this.views.set(path, target);
@@ -107,11 +108,6 @@ export class MemoryVfs {
     this.views.delete(path);
   }
 
-  /** The bytes a read view shows now: the source file's, up to the visible bound. */
-  private viewSize(view: ReadViewTarget): number {
-    const source = this.files.get(view.sourcePath);
-    return source === undefined ? 0 : Math.min(source.size, view.visibleBytes());
-  }
 
   // --- registration ------------------------------------------------------------------------
 
@@ -195,7 +191,7 @@ export class MemoryVfs {
     const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
     const view = this.views.get(path);
     if (view !== undefined) {
-      this.sqlite.wasm.poke32(pResult, flags === SQLITE_ACCESS_EXISTS && this.viewSize(view) > 0 ? 1 : 0);
+      this.sqlite.wasm.poke32(pResult, flags === SQLITE_ACCESS_EXISTS && view.sizeBytes() > 0 ? 1 : 0);
       return SQLITE_OK;
     }
     const file = this.files.get(path);
@@ -256,22 +252,15 @@ export class MemoryVfs {
     const handle = this.open.get(pFile)!;
     const start = Number(offset);
     const heap = this.heap(pDest + amountBytes);
-    let file: MemoryFile | undefined;
-    let size: number;
-    if (handle.view === undefined) {
-      file = handle.file!;
-      size = file.size;
-    } else {
-      file = this.files.get(handle.view.sourcePath);
-      size = this.viewSize(handle.view);
-    }
+    const source: { readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void } = handle.view ?? handle.file!;
+    const size = handle.view === undefined ? handle.file!.size : handle.view.sizeBytes();
     const available = size - start;
     if (available >= amountBytes) {
-      file!.readInto(heap, pDest, start, amountBytes);
+      source.readInto(heap, pDest, start, amountBytes);
       return SQLITE_OK;
     }
     const copied = available > 0 ? available : 0;
-    if (copied > 0) file!.readInto(heap, pDest, start, copied);
+    if (copied > 0) source.readInto(heap, pDest, start, copied);
     heap.fill(0, pDest + copied, pDest + amountBytes);
     return SQLITE_IOERR_SHORT_READ;
   }
@@ -303,7 +292,7 @@ export class MemoryVfs {
 
   xFileSize(pFile: Pointer, pSize: Pointer): number {
     const handle = this.open.get(pFile)!;
-    const size = handle.view === undefined ? handle.file!.size : this.viewSize(handle.view);
+    const size = handle.view === undefined ? handle.file!.size : handle.view.sizeBytes();
     this.sqlite.wasm.poke64(pSize, BigInt(size));
     return SQLITE_OK;
   }
