@@ -127,10 +127,9 @@ export class Gateway {
         } catch (error) {
           responses = [this.failure(error)];
         }
-        for (const response of responses) {
-          if (this.closed) return;
-          this.stream.write(response);
-        }
+        if (this.closed) return;
+        // One write per answer: an extension answer's Bookmark and its result leave together.
+        this.stream.write(responses.length === 1 ? responses[0]! : concatBytes(responses));
       }
     } finally {
       this.busy = false;
@@ -531,6 +530,18 @@ export class Gateway {
     }
     this.statements.clear();
   }
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
 }
 
 function nodeId(id: bigint): number {
