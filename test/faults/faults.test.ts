@@ -278,4 +278,25 @@ describe('fault injection against a real cluster', () => {
     expect(result.folder).toBeDefined();
     rmSync(result.folder!, { recursive: true, force: true });
   }, 120_000);
+
+  test('it bites: follower reads without the read index are stale under faults, and the register checker catches it', async () => {
+    const result = await runFaults({
+      seed: 11,
+      nodes: 3,
+      seconds: 14,
+      outRoot: OUT_ROOT,
+      faults: ['pause', 'partition-halves'],
+      extraArgs: ['--unsafe-for-testing', 'follower-reads-without-read-index'],
+      followerReadClients: 4,
+      faultMsMin: 2000,
+      faultMsMax: 3000,
+      quietMsMin: 300,
+      quietMsMax: 600,
+    });
+    expect(result.error, explain(result)).toBeUndefined();
+    expect(result.verdicts.register.ok, explain(result)).toBe(false);
+    expect(result.verdicts.register.problems.join('\n')).toMatch(/no linearization|stale read/);
+    expect(result.folder).toBeDefined();
+    rmSync(result.folder!, { recursive: true, force: true });
+  }, 120_000);
 });

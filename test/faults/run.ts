@@ -23,6 +23,12 @@ export interface RunOptions {
   /** Extra `start` flags for the nodes (e.g. `--unsafe-for-testing ack-before-commit`). */
   extraArgs?: readonly string[];
   clientsPerWorkload?: number;
+  /**
+   * Register clients that read on the node they are connected to (readFrom 'any', each starting
+   * at a different node) at linearizable; the register checker holds them to linearizability.
+   * Default 2.
+   */
+  followerReadClients?: number;
   faultMsMin?: number;
   faultMsMax?: number;
   quietMsMin?: number;
@@ -57,8 +63,16 @@ export interface RunResult {
 }
 
 /** Client options: bounded waits so a paused or isolated node costs seconds, not minutes. */
-function clientOptions(servers: readonly string[], database: string): ConstructorParameters<typeof Database>[0] {
-  return { servers, database, dial: dialTcp, timeoutMs: 5000, requestTimeoutMs: 3000, dialTimeoutMs: 1000 };
+type ClientOptions = ConstructorParameters<typeof Database>[0];
+
+function clientOptions(servers: readonly string[], database: string, extra: Partial<ClientOptions> = {}): ClientOptions {
+  return { servers, database, dial: dialTcp, timeoutMs: 5000, requestTimeoutMs: 3000, dialTimeoutMs: 1000, ...extra };
+}
+
+/** `servers` starting at the `k`-th: a follower-read client's nearest node. */
+function rotated(servers: readonly string[], k: number): string[] {
+  const at = k % servers.length;
+  return [...servers.slice(at), ...servers.slice(0, at)];
 }
 
 async function withRetries<T>(what: string, timeoutMs: number, attempt: () => Promise<T>): Promise<T> {
@@ -117,6 +131,11 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
       for (let c = 0; c < clientCount; c++) {
         clients.push(clientLoop(workload, clientNumber++, rng.fork(), cluster.addresses, () => stopped));
       }
+      if (workload.name !== 'register') continue;
+      for (let c = 0; c < (options.followerReadClients ?? 2); c++) {
+        const servers = rotated(cluster.addresses, c + 1);
+        clients.push(clientLoop(workload, clientNumber++, rng.fork(), servers, () => stopped, { readFrom: 'any', consistency: 'linearizable' }));
+      }
     }
     nemesis = new Nemesis(cluster, nemesisRng, {
       kinds: options.faults ?? FAULT_KINDS,
@@ -166,8 +185,15 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
   return result;
 }
 
-async function clientLoop(workload: Workload, client: number, rng: Prng, servers: readonly string[], stopped: () => boolean): Promise<void> {
-  const db = new Database(clientOptions(servers, workload.database));
+async function clientLoop(
+  workload: Workload,
+  client: number,
+  rng: Prng,
+  servers: readonly string[],
+  stopped: () => boolean,
+  extra: Partial<ClientOptions> = {},
+): Promise<void> {
+  const db = new Database(clientOptions(servers, workload.database, extra));
   try {
     while (!stopped()) {
       await workload.operate(db, client, rng);
