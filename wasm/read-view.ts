@@ -37,6 +37,8 @@ export interface ReadView {
   prepare(sql: string): Statement | null;
   /** Times the view opened its connection: once, it follows commits without reopening. */
   readonly openCount: number;
+  /** The committed version the view shows since the last catchUp (changes with every commit). */
+  readonly committedVersion: number;
 }
 
 /** What the view needs of its database: where the committed state ends, and when it moved. */
@@ -88,6 +90,10 @@ export class ReadViewImpl implements ReadView, StatementHost {
     // No WAL or journal alias: SQLite must see a rollback-journal database with nothing to recover.
     context.vfs.addReadView(this.mainAlias, this.image);
     this.aliasPointer = this.wasm.allocCString(this.mainAlias);
+  }
+
+  get committedVersion(): number {
+    return this.image.version;
   }
 
   catchUp(): void {
@@ -279,6 +285,10 @@ class CommittedImage {
     }
     this.syncedVersion = version;
     this.composeHeader();
+  }
+
+  get version(): number {
+    return this.syncedVersion;
   }
 
   /** The schema cookie of the committed state (header offset 40). */

@@ -41,6 +41,9 @@ interface PreparedStatement {
   view: Statement | undefined;
 }
 
+/** SQLite's extended code for a read snapshot that is no longer the latest when writing. */
+const SQLITE_BUSY_SNAPSHOT = 517;
+
 const CONSISTENCY_BY_CODE: Record<number, ReadConsistency> = {
   [ReadConsistencyCode.Linearizable]: 'linearizable',
   [ReadConsistencyCode.Lease]: 'lease',
@@ -59,8 +62,12 @@ export class Gateway {
   private closed = false;
   private readonly databases: ReplicatedDatabase[] = [];
   private readonly statements = new Map<number, PreparedStatement>();
-  /** Databases where this client's BEGIN is only a mark so far (deferred-begin.ts). */
-  private readonly deferredBegins = new Set<ReplicatedDatabase>();
+  /**
+   * Databases where this client's BEGIN is only a mark so far (deferred-begin.ts), with the
+   * committed version its first read saw: its first write fails SQLITE_BUSY_SNAPSHOT when the
+   * database moved since, as SQLite's WAL mode does, so a read-then-write is never lost.
+   */
+  private readonly deferredBegins = new Map<ReplicatedDatabase, { readVersion: number | undefined }>();
   private nextStatementId = 0;
 
   constructor(
@@ -310,7 +317,7 @@ export class Gateway {
     await this.node.leaderReady();
     if (params.length === 0 && db.loop.transactionOwner !== this.id) {
       if (!this.deferredBegins.has(db) && isDeferredBegin(sql)) {
-        this.deferredBegins.add(db);
+        this.deferredBegins.set(db, { readVersion: undefined });
         return this.one({ type: 'result', lastInsertId: 0n, rowsAffected: 0n });
       }
       if (this.deferredBegins.has(db) && isTransactionEnd(sql)) {
@@ -354,7 +361,9 @@ export class Gateway {
       const view = onView.view;
       await this.node.admitRead(this.node.defaultReadLevel);
       db.engine.readView().catchUp();
-      return collectRows(view, params, this.limits.clientResultBytesMax);
+      const rows = collectRows(view, params, this.limits.clientResultBytesMax);
+      this.noteDeferredRead(db);
+      return rows;
     }
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
@@ -381,7 +390,18 @@ export class Gateway {
 
   /** A transaction this client began as a mark starts for real, on the loop, before its first write. */
   private beginIfDeferred(db: ReplicatedDatabase): void {
-    if (!this.deferredBegins.has(db)) return;
+    const deferred = this.deferredBegins.get(db);
+    if (!deferred) return;
+    if (deferred.readVersion !== undefined) {
+      const view = db.engine.readView();
+      view.catchUp();
+      if (view.committedVersion !== deferred.readVersion || db.pendingCount > 0) {
+        throw new NodeError(
+          SQLITE_BUSY_SNAPSHOT,
+          'database is locked: another transaction wrote since this transaction read (SQLITE_BUSY_SNAPSHOT); roll back and retry',
+        );
+      }
+    }
     const begin = compile(db, 'BEGIN');
     try {
       runToCompletion(db, begin, []);
@@ -389,6 +409,12 @@ export class Gateway {
       begin.finalize();
     }
     this.deferredBegins.delete(db);
+  }
+
+  /** A read inside a deferred transaction: its first write must find the database unchanged. */
+  private noteDeferredRead(db: ReplicatedDatabase): void {
+    const deferred = this.deferredBegins.get(db);
+    if (deferred && deferred.readVersion === undefined) deferred.readVersion = db.engine.readView().committedVersion;
   }
 
   /** Our extension: a read at the client's level, answered with a bookmark, then the rows. */
@@ -435,6 +461,7 @@ export class Gateway {
         throw notLeader(this.node.leader()?.address, 'this statement writes: send it to the leader');
       }
       const messages = collectRows(statement, params, this.limits.clientResultBytesMax);
+      this.noteDeferredRead(db);
       return { messages, bookmark: this.node.appliedIndex() };
     } finally {
       statement.finalize();

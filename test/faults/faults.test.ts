@@ -14,6 +14,7 @@ import { checkBank } from './bank-checker.ts';
 import type { MicroOp, Op, OpBody } from './history.ts';
 import { checkRegister, checkRegisterHistory, type RegisterInput, type TimedOp } from './linearizability.ts';
 import { checkListAppend } from './list-append-checker.ts';
+import { checkSessionReads } from './session-checker.ts';
 import { FaultNetwork } from './proxy.ts';
 import { runFaults, type RunResult } from './run.ts';
 
@@ -85,6 +86,35 @@ describe('register linearizability (WGL search)', () => {
     const report = checkRegisterHistory(history);
     expect(report.ok).toBe(false);
     expect(report.problems[0]).toMatch(/^register key 1:/);
+  });
+});
+
+describe('session checker', () => {
+  let index = 0;
+  const op = (client: number, body: OpBody, status: Op['status'], invokeMs: number, completeMs: number): Op => ({ ...body, index: index++, client, status, invokeMs, completeMs });
+
+  test('accepts reads that lag other clients but not the session, and catches stale, phantom and backward reads', () => {
+    const history: Op[] = [
+      op(0, { workload: 'register', f: 'write', key: 1, value: 1 }, 'ok', 0, 5),
+      op(1, { workload: 'register', f: 'write', key: 1, value: 2 }, 'ok', 6, 10),
+      // Session client 1 reads its own write; session client 2 may still see the older value.
+      op(1, { workload: 'register', f: 'read', key: 1, value: 2 }, 'ok', 11, 12),
+      op(2, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 11, 12),
+    ];
+    const sessions = new Set([1, 2]);
+    expect(checkSessionReads(history, sessions)).toEqual({ ok: true, reads: 2, problems: [] });
+    // Client 1 goes back to the value older than its own write.
+    history.push(op(1, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 13, 14));
+    // Client 2 read 2, then 1 again: monotonic reads broken.
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 2 }, 'ok', 13, 14));
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 15, 16));
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 99 }, 'ok', 17, 18));
+    const report = checkSessionReads(history, sessions);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toHaveLength(3);
+    expect(report.problems.join('\n')).toMatch(/stale session read: client 1 read 1/);
+    expect(report.problems.join('\n')).toMatch(/stale session read: client 2 read 1/);
+    expect(report.problems.join('\n')).toMatch(/no write wrote/);
   });
 });
 

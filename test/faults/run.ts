@@ -11,7 +11,7 @@ import { FaultCluster } from './fault-cluster.ts';
 import { History } from './history.ts';
 import { checkReplicas } from './replica-check.ts';
 import { FAULT_KINDS, Nemesis, restoreVoters, type FaultEvent, type FaultKind } from './nemesis.ts';
-import { createWorkloads, type CheckReport, type Workload, type WorkloadName } from './workloads.ts';
+import { createWorkloads, RegisterWorkload, type CheckReport, type Workload, type WorkloadName } from './workloads.ts';
 
 export interface RunOptions {
   seed: number;
@@ -25,8 +25,8 @@ export interface RunOptions {
   clientsPerWorkload?: number;
   /**
    * Register clients that read on the node they are connected to (readFrom 'any', each starting
-   * at a different node) at linearizable; the register checker holds them to linearizability.
-   * Default 2.
+   * at a different node), alternately at linearizable (held to linearizability) and session (held
+   * to read-your-writes and monotonic reads). Default 2.
    */
   followerReadClients?: number;
   faultMsMin?: number;
@@ -131,10 +131,12 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
       for (let c = 0; c < clientCount; c++) {
         clients.push(clientLoop(workload, clientNumber++, rng.fork(), cluster.addresses, () => stopped));
       }
-      if (workload.name !== 'register') continue;
+      if (!(workload instanceof RegisterWorkload)) continue;
       for (let c = 0; c < (options.followerReadClients ?? 2); c++) {
         const servers = rotated(cluster.addresses, c + 1);
-        clients.push(clientLoop(workload, clientNumber++, rng.fork(), servers, () => stopped, { readFrom: 'any', consistency: 'linearizable' }));
+        const consistency = c % 2 === 0 ? 'linearizable' : 'session';
+        if (consistency === 'session') workload.sessionClients.add(clientNumber);
+        clients.push(clientLoop(workload, clientNumber++, rng.fork(), servers, () => stopped, { readFrom: 'any', consistency }));
       }
     }
     nemesis = new Nemesis(cluster, nemesisRng, {

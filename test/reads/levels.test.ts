@@ -78,6 +78,37 @@ describe('reads', () => {
     }
   });
 
+  test('a deferred transaction that read, then writes after another committed, fails SQLITE_BUSY_SNAPSHOT as in SQLite', async () => {
+    const leader = cluster.addresses[leaderIndex]!;
+    const a = await plainConnection(leader, 'reads');
+    const b = await plainConnection(leader, 'reads');
+    const exec = (c: { connection: Connection; db: number }, sql: string) => c.connection.call({ type: 'exec_sql', db: c.db, sql, params: [] }, 'result');
+    const read = async (c: { connection: Connection; db: number }) =>
+      (await c.connection.callRows({ type: 'query_sql', db: c.db, sql: "SELECT v FROM kv WHERE k = 'committed'", params: [] })).rows[0]![0]!.value;
+    try {
+      await exec(a, 'BEGIN');
+      await exec(b, 'BEGIN');
+      expect(await read(a)).toBe(1n);
+      expect(await read(b)).toBe(1n);
+      await exec(a, "UPDATE kv SET v = v + 10 WHERE k = 'committed'");
+      await exec(a, 'COMMIT');
+      // B decided on v = 1, which is gone: its write must not land on top of A's.
+      const error = await exec(b, "UPDATE kv SET v = v + 100 WHERE k = 'committed'").catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DqliteError);
+      expect((error as DqliteError).code).toBe(517);
+      await exec(b, 'ROLLBACK');
+      expect(await read(b)).toBe(11n);
+      // A transaction that did not read first writes freely.
+      await exec(b, 'BEGIN');
+      await exec(b, "UPDATE kv SET v = 1 WHERE k = 'committed'");
+      await exec(b, 'COMMIT');
+      expect(await read(a)).toBe(1n);
+    } finally {
+      a.connection.close();
+      b.connection.close();
+    }
+  });
+
   test("dqlite's binding: missing values are NULL, one too many is code 25 'column index out of range'", async () => {
     const leader = cluster.addresses[leaderIndex]!;
     const plain = await plainConnection(leader, 'reads');
