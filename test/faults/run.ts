@@ -29,6 +29,8 @@ export interface RunOptions {
    * to read-your-writes and monotonic reads). Default 2.
    */
   followerReadClients?: number;
+  /** Register clients reading on the leader at the lease level, held to linearizability. Default 1. */
+  leaseReadClients?: number;
   faultMsMin?: number;
   faultMsMax?: number;
   quietMsMin?: number;
@@ -137,6 +139,9 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
         const consistency = c % 2 === 0 ? 'linearizable' : 'session';
         if (consistency === 'session') workload.sessionClients.add(clientNumber);
         clients.push(clientLoop(workload, clientNumber++, rng.fork(), servers, () => stopped, { readFrom: 'any', consistency }));
+      }
+      for (let c = 0; c < (options.leaseReadClients ?? 1); c++) {
+        clients.push(clientLoop(workload, clientNumber++, rng.fork(), cluster.addresses, () => stopped, { consistency: 'lease' }));
       }
     }
     nemesis = new Nemesis(cluster, nemesisRng, {
