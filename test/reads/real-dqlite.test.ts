@@ -2,7 +2,8 @@
  * The reference behaviours, measured on real dqlite (Debian's dqlite-demo, go-dqlite 1.11.5 and
  * the C server) beside ours: binding, and a real go-dqlite client (the `dqlite` shell) reading
  * while another connection holds a write transaction. Our client never sends its extension to
- * a real dqlite server, and every level works there as a leader read.
+ * a real dqlite server, and every level works there as a leader read. Our nodes run with
+ * `--default-read session`, the node default for clients that cannot choose.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, dialTcp, DqliteError, openConnection, type Connection } from '../../runtimes/node/client.ts';
@@ -38,7 +39,7 @@ describe('real dqlite and ours', () => {
   let oursLeader: string;
 
   beforeAll(async () => {
-    [dqlite, ours] = await Promise.all([startDqliteDemoCluster({ size: 3 }), TestCluster.start({ nodes: 3 })]);
+    [dqlite, ours] = await Promise.all([startDqliteDemoCluster({ size: 3 }), TestCluster.start({ nodes: 3, extraArgs: ['--default-read', 'session'] })]);
     dqliteLeader = await dqlite.leader();
     oursLeader = ours.addresses[await ours.waitForLeader()]!;
   }, 120_000);
@@ -54,6 +55,33 @@ describe('real dqlite and ours', () => {
     expect(reference.long.code).toBe(25);
     expect(reference.long.message).toMatch(/column index out of range/);
     expect(await bindingAnswers(oursLeader)).toEqual(reference);
+  });
+
+  it('a plain dqlite read on a follower: real dqlite answers not-leader, ours answers at its default level', async () => {
+    const setup = await connect({ servers: ours.addresses, database: 'binding', timeoutMs: 20_000 });
+    await setup.exec('CREATE TABLE IF NOT EXISTS f (x INT)');
+    await setup.exec('INSERT INTO f VALUES (7)');
+    await setup.close();
+    const follower = ours.addresses.find((a) => a !== oursLeader)!;
+    const ourFollower = await plainConnection(follower, 'binding');
+    const dqliteFollower = await plainConnection(dqlite.addresses.find((a) => a !== dqliteLeader)!, 'binding');
+    try {
+      const rows = await ourFollower.connection.callRows({ type: 'query_sql', db: ourFollower.db, sql: 'SELECT count(*) FROM f', params: [] });
+      expect(rows.rows[0]![0]!.value).toBeGreaterThanOrEqual(0n);
+      const refused = await dqliteFollower.connection
+        .callRows({ type: 'query_sql', db: dqliteFollower.db, sql: 'SELECT 1', params: [] })
+        .catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(DqliteError);
+      expect((refused as DqliteError).isNotLeader).toBe(true);
+      // Writes still go to the leader only.
+      const write = await ourFollower.connection
+        .call({ type: 'exec_sql', db: ourFollower.db, sql: 'INSERT INTO f VALUES (8)', params: [] }, 'result')
+        .catch((e: unknown) => e);
+      expect((write as DqliteError).isNotLeader).toBe(true);
+    } finally {
+      ourFollower.connection.close();
+      dqliteFollower.connection.close();
+    }
   });
 
   it('our client sends no extension to real dqlite, and every level reads there', async () => {
