@@ -204,7 +204,7 @@ export class Database implements Queryable {
   }
 
   /**
-   * Runs `work` inside BEGIN ... COMMIT on one connection; ROLLBACK when it throws. Other calls
+   * Runs `work` inside BEGIN IMMEDIATE ... COMMIT on one connection; ROLLBACK when it throws. Other calls
    * on this Database wait until it ends, so inside `work` use only `tx`, never this Database.
    * A transaction is not retried: if the leader changes midway, the error reaches the caller.
    * A lost connection during COMMIT is an IndeterminateError.
@@ -212,7 +212,9 @@ export class Database implements Queryable {
   transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     return this.link.exclusive(async () => {
       const session = await this.link.callUnlocked('BEGIN', false, async (s) => {
-        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql: 'BEGIN', params: [] }, 'result');
+        // IMMEDIATE: the transaction holds the database from its start, so its reads and writes
+        // are serialized with other writers and it never fails SQLITE_BUSY_SNAPSHOT midway.
+        await s.connection.call({ type: 'exec_sql', db: s.state.db, sql: 'BEGIN IMMEDIATE', params: [] }, 'result');
         return s;
       });
       const tx = new Transaction(session, this.bookmark);
