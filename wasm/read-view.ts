@@ -81,7 +81,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
   constructor(
     private readonly context: ReadViewContext,
     private readonly name: string,
-    private readonly committed: CommittedState,
+    committed: CommittedState,
   ) {
     this.exports = context.sqlite.wasm.exports;
     this.wasm = context.sqlite.wasm;
