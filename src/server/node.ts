@@ -75,6 +75,7 @@ export class ClusterNode implements GatewayHost {
   private leaderContactTerm = 0;
   /** Until then, vote requests are ignored: a restarted voter must not break a leader's lease. */
   private votesHeldUntilMs = 0;
+  private leaseRenewing = false;
   private readonly membership: MembershipAdmin;
   private readonly handOver: HandOverPolicy;
   private readonly gateways = new Set<Gateway>();
@@ -151,6 +152,7 @@ export class ClusterNode implements GatewayHost {
       leaderReady: () => this.leaderReady(),
       leaderReadIndex: () => this.leaderReadIndex(),
       leaseHolds: () => this.isLeader() && this.lease.holds(clock.nowMs(), this.reads.confirmedRoundStartMs),
+      renewLease: () => this.renewLease(),
       readIndexFromLeader: () => this.followerReads.readIndex(),
       appliedIndex: () => this.fsm.appliedIndex,
       applied: (index, what) => this.appliedAt(index, what),
@@ -432,6 +434,17 @@ export class ClusterNode implements GatewayHost {
     const applied = this.appliedWaiters.wait(index);
     this.loop.schedule();
     await this.waits.wait(applied, what);
+  }
+
+  /** A ReadIndex round in the background once the lease is past half its life; one at a time. */
+  private renewLease(): void {
+    if (this.leaseRenewing || this.runtime.clock.nowMs() - this.reads.confirmedRoundStartMs < this.lease.durationMs / 2) return;
+    this.leaseRenewing = true;
+    this.leaderReadIndex()
+      .catch(() => undefined)
+      .finally(() => {
+        this.leaseRenewing = false;
+      });
   }
 
   private startTransfer(to: NodeId): ReturnType<RaftNode['transferLeadership']> {

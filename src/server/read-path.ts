@@ -52,6 +52,8 @@ export interface ReadPathHost {
   leaderReadIndex(): Promise<number>;
   /** Leader: whether its lease (check-quorum, less the clock-drift margin) holds now. */
   leaseHolds(): boolean;
+  /** Leader: starts a round in the background when the lease is past half its life. */
+  renewLease(): void;
   /** Follower: the read index the leader confirmed, asked for after the call. */
   readIndexFromLeader(): Promise<number>;
   appliedIndex(): number;
@@ -77,7 +79,11 @@ export class ReadPath {
       case 'lease':
         if (host.isLeader()) {
           await host.leaderReady();
-          if (host.leaseHolds()) return;
+          if (host.leaseHolds()) {
+            // Lease readers keep it alive, so a steady stream of them never waits for a round.
+            host.renewLease();
+            return;
+          }
         }
         return this.linearizable();
       case 'session': {
