@@ -180,12 +180,13 @@ describe('reads', () => {
       timeoutMs: 4_000,
     });
     expect(Number((await stale.query('SELECT count(*) AS n FROM kv')).rows[0]!['n'])).toBeGreaterThan(0);
+    // The replica heard from the leader last at most a heartbeat (100 ms) before this moment.
+    const beforeKill = Date.now();
     await cluster.kill(leaderIndex);
     await cluster.kill(followers[1]!);
-    const killedAt = Date.now();
-    // Within the bound: still answered, locally.
+    // Within the bound: still answered, locally (checked only if the kills were quick enough).
     const within = await stale.query('SELECT count(*) AS n FROM kv').catch((e: unknown) => e);
-    if (Date.now() - killedAt < 2_500) expect(within).not.toBeInstanceOf(Error);
+    if (Date.now() - beforeKill < 2_000) expect(within).not.toBeInstanceOf(Error);
     const error = await waitFor('the stale bound to run out', 15_000, async () => {
       const failure = await stale.query('SELECT count(*) AS n FROM kv').then(
         () => undefined,
@@ -193,7 +194,7 @@ describe('reads', () => {
       );
       return failure;
     });
-    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2_900);
+    expect(Date.now() - beforeKill).toBeGreaterThanOrEqual(2_500);
     expect(error).toBeInstanceOf(DqliteError);
     expect((error as DqliteError).message).toMatch(/maxStalenessMs=3000/);
     // A larger bound is still served.
