@@ -3,10 +3,13 @@
  * and against a 3-node dqlite-wasm cluster, on this machine, with the same client, in one run.
  *   kvwrite:     INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)   32-byte keys, 1 KiB values
  *   kvreadwrite: half of the operations SELECT value FROM model WHERE key = ?
+ *   kvreadwrite any:<level>: dqlite-wasm only, each worker reading on a different node (its
+ *     nearest: readFrom 'any') at that consistency level, writes still to the leader
  * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
+ *                         [--spread linearizable,lease,session,stale | --spread none]
  */
 import { execFileSync } from 'node:child_process';
-import { connect, DqliteError, type Database } from '../runtimes/node/client.ts';
+import { connect, DqliteError, type Database, type ReadConsistency } from '../runtimes/node/client.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
 
@@ -15,6 +18,8 @@ type Workload = 'kvwrite' | 'kvreadwrite';
 interface Result {
   system: 'dqlite' | 'dqlite-wasm';
   workload: Workload;
+  /** Reads spread over every node at this level (dqlite-wasm only). */
+  spread: ReadConsistency | undefined;
   writers: number;
   ops: number;
   errors: number;
@@ -31,6 +36,9 @@ function flag(name: string, fallback: string): string {
 const SECONDS = Number(flag('seconds', '5'));
 const WRITERS = flag('writers', '1,8').split(',').map(Number);
 const WORKLOADS = flag('workloads', 'kvwrite,kvreadwrite').split(',') as Workload[];
+const SPREAD = flag('spread', 'linearizable,lease,session,stale')
+  .split(',')
+  .filter((level) => level !== 'none' && level !== '') as ReadConsistency[];
 const KEYS = 1000;
 
 function key(i: number): string {
@@ -44,17 +52,28 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function runWorkload(system: Result['system'], servers: string[], workload: Workload, writers: number): Promise<Result> {
-  const database = `bench_${workload}_${writers}`;
+async function runWorkload(
+  system: Result['system'],
+  servers: string[],
+  workload: Workload,
+  writers: number,
+  spread?: ReadConsistency,
+): Promise<Result> {
+  const database = `bench_${workload}_${writers}${spread ? `_${spread}` : ''}`;
   const setup = await connect({ servers, database, timeoutMs: 30_000 });
   await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
   for (let i = 0; i < 100; i++) await setup.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [key(i), VALUE]);
   await setup.close();
 
   const clients: Database[] = await Promise.all(
-    Array.from({ length: writers }, () => connect({ servers, database, timeoutMs: 30_000 })),
+    Array.from({ length: writers }, (_, w) =>
+      spread
+        ? // Worker w reads on node w mod n: its "nearest".
+          connect({ servers: [...servers.slice(w % servers.length), ...servers.slice(0, w % servers.length)], database, timeoutMs: 30_000, readFrom: 'any', consistency: spread })
+        : connect({ servers, database, timeoutMs: 30_000 }),
+    ),
   );
-  const result: Result = { system, workload, writers, ops: 0, errors: 0, errorKinds: new Map(), seconds: SECONDS, latenciesMs: [] };
+  const result: Result = { system, workload, spread, writers, ops: 0, errors: 0, errorKinds: new Map(), seconds: SECONDS, latenciesMs: [] };
   const deadline = performance.now() + SECONDS * 1000;
   await Promise.all(
     clients.map(async (client, w) => {
@@ -84,7 +103,7 @@ function row(r: Result): string {
   const sorted = [...r.latenciesMs].sort((a, b) => a - b);
   return [
     r.system.padEnd(12),
-    r.workload.padEnd(12),
+    (r.spread ? `${r.workload} any:${r.spread}` : r.workload).padEnd(30),
     String(r.writers).padStart(7),
     (r.ops / r.seconds).toFixed(0).padStart(9),
     percentile(sorted, 50).toFixed(2).padStart(8),
@@ -115,6 +134,13 @@ async function main(): Promise<void> {
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
+        if (workload !== 'kvreadwrite') continue;
+        for (const level of SPREAD) {
+          process.stdout.write(`  dqlite-wasm ${workload} any:${level} ${writers} worker(s)... `);
+          const r = await runWorkload('dqlite-wasm', [...ours.addresses], workload, writers, level);
+          results.push(r);
+          console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
+        }
       }
     }
   } finally {
@@ -122,15 +148,17 @@ async function main(): Promise<void> {
     await ours?.destroy();
   }
 
-  console.log('\nsystem       workload     writers     ops/s   p50 ms   p99 ms  errors');
+  console.log(`\nsystem       ${'workload'.padEnd(30)} writers     ops/s   p50 ms   p99 ms  errors`);
   for (const r of results) console.log(row(r));
   console.log('\nratios (dqlite-wasm / dqlite), successful ops/s:');
   for (const workload of WORKLOADS) {
     for (const writers of WRITERS) {
-      const a = results.find((r) => r.system === 'dqlite-wasm' && r.workload === workload && r.writers === writers)!;
       const b = results.find((r) => r.system === 'dqlite' && r.workload === workload && r.writers === writers)!;
-      const ratio = b.ops === 0 ? Infinity : a.ops / b.ops;
-      console.log(`  ${workload} ${writers} writer(s): ${ratio.toFixed(2)}× (errors: ours ${a.errors}, dqlite ${b.errors})`);
+      for (const a of results.filter((r) => r.system === 'dqlite-wasm' && r.workload === workload && r.writers === writers)) {
+        const ratio = b.ops === 0 ? Infinity : a.ops / b.ops;
+        const label = a.spread ? `${workload} any:${a.spread}` : workload;
+        console.log(`  ${label} ${writers} writer(s): ${ratio.toFixed(2)}× (errors: ours ${a.errors}, dqlite ${b.errors})`);
+      }
     }
   }
   const kinds = results.filter((r) => r.errors > 0);

@@ -15,6 +15,7 @@ import { startNodeProcess } from '../runtimes/node/node-process.ts';
 import { parseAllowList } from '../src/server/admin-policy.ts';
 import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts';
 import { bannerText } from './banner.ts';
+import { parseReadLevel, type ReadLevel } from '../src/server/read-path.ts';
 import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwitches } from '../src/server/node-options.ts';
 
 /** Exit status of a node that stopped itself to protect its data (EX_SOFTWARE). */
@@ -40,6 +41,7 @@ const USAGE = `usage:
       client token (default loopback: pages served from 127.0.0.1 or localhost).
       Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
+      --default-read linearizable|lease|session|stale[:MS]: read level of clients that cannot choose (go-dqlite, the dqlite shell)
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C. --tls: mutual TLS
@@ -108,6 +110,14 @@ async function clusterKey(flags: Flags, dir: string): Promise<string> {
 }
 
 /** Test-only switches that break safety on purpose, so the checkers can prove they bite. */
+function defaultReadLevel(text: string): ReadLevel {
+  try {
+    return parseReadLevel(text);
+  } catch (error) {
+    throw new UsageError(`--default-read: ${(error as Error).message}`);
+  }
+}
+
 function unsafeSwitches(list: string): UnsafeSwitches {
   let switches: UnsafeSwitches;
   try {
@@ -147,6 +157,7 @@ async function start(flags: Flags): Promise<void> {
     snapshotTrailingEntries: optionalIntFlag(flags, 'snapshot-trailing'),
     commitTimeoutMs: optionalIntFlag(flags, 'commit-timeout-ms'),
     busyTimeoutMs: optionalIntFlag(flags, 'busy-timeout-ms'),
+    ...(flags['default-read'] && { defaultReadLevel: defaultReadLevel(flags['default-read']) }),
     ...(flags['unsafe-for-testing'] && { unsafeForTesting: unsafeSwitches(flags['unsafe-for-testing']) }),
   });
   // Only the command line exits the process: the node stopped itself to protect its data, and

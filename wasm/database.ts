@@ -29,6 +29,7 @@ import {
   type SqliteModule,
   type SqliteWasmHelpers,
 } from './sqlite-api.ts';
+import { ReadViewImpl, type ReadView } from './read-view.ts';
 import type { SqlGuard } from './sql-guard.ts';
 import { StatementImpl, type Statement, type StatementHost } from './statement.ts';
 import {
@@ -81,6 +82,9 @@ export interface Database {
   snapshot(): DatabaseSnapshot;
   /** Raw file bytes: identical across replicas that applied the same log prefix. */
   files(): DatabaseSnapshot;
+  // --- reads on the committed state ---
+  /** The read-only view of the confirmed state (main file + confirmed WAL prefix), opened on first use. */
+  readView(): ReadView;
   close(): void;
 }
 
@@ -137,6 +141,11 @@ export class DatabaseImpl implements Database, StatementHost {
   private scratchPointer: Pointer = 0;
   private scratchBytes = 0;
   private confirmedEnd = 0;
+  /** Bumped whenever the confirmed state changes: the read view reopens when it moved. */
+  private confirmedVersion = 0;
+  /** Bumped by every checkpoint: the WAL restarts and its frames are rewritten. */
+  private walGeneration = 0;
+  private view: ReadViewImpl | undefined;
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
   private scannedSyncCount = -1;
@@ -255,6 +264,7 @@ export class DatabaseImpl implements Database, StatementHost {
       throw new EngineError('NOT_PENDING', `confirm(${count}) but ${this.pendingEnds.length} transactions are pending`);
     }
     this.confirmedEnd = this.pendingEnds[count - 1]!;
+    this.confirmedVersion++;
     this.pendingEnds.splice(0, count);
   }
 
@@ -308,6 +318,7 @@ export class DatabaseImpl implements Database, StatementHost {
     wal.truncate(this.confirmedEnd);
     wal.write(decoded.walBytes, this.confirmedEnd);
     this.confirmedEnd = this.capturedEnd = newEnd;
+    this.confirmedVersion++;
   }
 
   // --- checkpoint / snapshot -----------------------------------------------------------------
@@ -350,6 +361,8 @@ export class DatabaseImpl implements Database, StatementHost {
       throw new EngineError('SETUP', `checkpoint did not complete (busy=${String(busy)}, WAL ${wal?.size ?? 0} bytes)`);
     }
     this.confirmedEnd = this.capturedEnd = 0;
+    this.confirmedVersion++;
+    this.walGeneration++;
   }
 
   snapshot(): DatabaseSnapshot {
@@ -379,9 +392,25 @@ export class DatabaseImpl implements Database, StatementHost {
     };
   }
 
+  readView(): ReadView {
+    this.assertNotClosed();
+    const database = this;
+    this.view ??= new ReadViewImpl(this.context, this.name, {
+      committedVersion: () => this.confirmedVersion,
+      committedWalBytes: () => this.confirmedEnd,
+      walGeneration: () => this.walGeneration,
+      get pageSize() {
+        return database.pageSizeBytes;
+      },
+    });
+    return this.view;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.view?.close();
+    this.view = undefined;
     for (const statement of this.statements) statement.detach();
     this.statements.clear();
     if (this.db !== 0) this.closeConnection();
@@ -513,6 +542,8 @@ export class DatabaseImpl implements Database, StatementHost {
    */
   private checkpointFiles(): void {
     const wal = this.context.vfs.file(this.walPath);
+    this.confirmedVersion++;
+    this.walGeneration++;
     if (wal === undefined || this.confirmedEnd === 0) {
       wal?.truncate(0);
       this.confirmedEnd = this.capturedEnd = 0;

@@ -1,6 +1,7 @@
 import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
 import { EngineError } from './errors.ts';
 import { MemoryVfs } from './memory-vfs.ts';
+import { READ_VIEW_SUFFIX } from './read-view.ts';
 import { SqlGuard } from './sql-guard.ts';
 import { asSqliteModule, loadDefaultSqlite, type Pointer, type SqliteModule } from './sqlite-api.ts';
 import { isValidPageSize } from './wal-format.ts';
@@ -100,7 +101,7 @@ function checkName(name: string): void {
   if (typeof name !== 'string' || name.length === 0 || new TextEncoder().encode(name).length > NAME_MAX_BYTES) {
     throw new EngineError('SETUP', `database name must be 1..${NAME_MAX_BYTES} bytes of UTF-8`);
   }
-  if (name.endsWith('-wal') || name.endsWith('-journal') || name.includes('\u0000')) {
-    throw new EngineError('SETUP', `database name ${JSON.stringify(name)} may not end in -wal/-journal or contain NUL`);
+  if (name.endsWith('-wal') || name.endsWith('-journal') || name.endsWith(READ_VIEW_SUFFIX) || name.includes('\u0000')) {
+    throw new EngineError('SETUP', `database name ${JSON.stringify(name)} may not end in -wal/-journal/${READ_VIEW_SUFFIX} or contain NUL`);
   }
 }

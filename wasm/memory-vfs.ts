@@ -1,6 +1,9 @@
 // An in-memory VFS, one method per SQLite VFS/io method, each returning an SQLite result code.
 // Files live in a name → MemoryFile map; open handles (sqlite3_file pointers) map to them.
-// Locking is a no-op: the engine runs exactly one connection per database in EXCLUSIVE mode.
+// Locking is a no-op: the engine runs exactly one writing connection per database in EXCLUSIVE
+// mode. A database's read view is a second, read-only connection on an alias path whose bytes
+// the engine computes (read-view.ts); the VFS refuses every write through it, so a reader can
+// never change a byte of the replica.
 
 import { MemoryFile } from './memory-file.ts';
 import {
@@ -16,14 +19,26 @@ import {
   SQLITE_OK,
   SQLITE_OPEN_CREATE,
   SQLITE_OPEN_DELETEONCLOSE,
+  SQLITE_OPEN_READONLY,
+  SQLITE_OPEN_READWRITE,
+  SQLITE_READONLY,
   type Pointer,
   type SqliteModule,
 } from './sqlite-api.ts';
 
 interface OpenFile {
   readonly path: string;
-  readonly file: MemoryFile;
+  /** The file itself; undefined for a read view.  */
+  readonly file: MemoryFile | undefined;
   readonly deleteOnClose: boolean;
+  readonly view: ReadViewTarget | undefined;
+}
+
+/** What a read-view alias path shows: bytes computed on demand, read-only. */
+export interface ReadViewTarget {
+  sizeBytes(): number;
+  /** Copies `length` bytes from `offset` (all below `sizeBytes()`) into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
 }
 
 const SECTOR_SIZE_BYTES = 4096;
@@ -46,6 +61,7 @@ export class MemoryVfs {
   private readonly sqlite: SqliteModule;
   private readonly files = new Map<string, MemoryFile>();
   private readonly open = new Map<Pointer, OpenFile>();
+  private readonly views = new Map<string, ReadViewTarget>();
   private tempFileCounter = 0;
   /** Cached view of the WASM heap; growing the memory detaches its buffer (length 0) or leaves the view short: either way `heap()` refreshes it. */
   private heapView: Uint8Array = new Uint8Array(0);
@@ -81,6 +97,17 @@ export class MemoryVfs {
   deleteFile(path: string): void {
     this.files.delete(path);
   }
+
+  /** Makes `path` a read-only file whose bytes `target` provides. */
+  addReadView(path: string, target: ReadViewTarget): void {
+    if (this.files.has(path)) throw new Error(`read view ${path} would hide a file of that name`);
+    this.views.set(path, target);
+  }
+
+  removeReadView(path: string): void {
+    this.views.delete(path);
+  }
+
 
   // --- registration ------------------------------------------------------------------------
 
@@ -133,13 +160,20 @@ export class MemoryVfs {
   xOpen(_pVfs: Pointer, zName: Pointer, pFile: Pointer, flags: number, pOutFlags: Pointer, ioMethods: Pointer): number {
     const wasm = this.sqlite.wasm;
     const path = zName === 0 ? `temp-${++this.tempFileCounter}` : (wasm.cstrToJs(zName) ?? '');
+    const view = this.views.get(path);
+    if (view !== undefined) {
+      this.open.set(pFile, { path, file: undefined, deleteOnClose: false, view });
+      wasm.poke32(pFile, ioMethods);
+      if (pOutFlags !== 0) wasm.poke32(pOutFlags, (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY);
+      return SQLITE_OK;
+    }
     let file = this.files.get(path);
     if (file === undefined) {
       if ((flags & SQLITE_OPEN_CREATE) === 0) return SQLITE_CANTOPEN;
       file = new MemoryFile(this.fileBytesMax);
       this.files.set(path, file);
     }
-    this.open.set(pFile, { path, file, deleteOnClose: (flags & SQLITE_OPEN_DELETEONCLOSE) !== 0 || zName === 0 });
+    this.open.set(pFile, { path, file, deleteOnClose: (flags & SQLITE_OPEN_DELETEONCLOSE) !== 0 || zName === 0, view: undefined });
     // pMethods is the first (and only) member of sqlite3_file.
     wasm.poke32(pFile, ioMethods);
     if (pOutFlags !== 0) wasm.poke32(pOutFlags, flags);
@@ -148,12 +182,18 @@ export class MemoryVfs {
 
   xDelete(_pVfs: Pointer, zName: Pointer, _syncDir: number): number {
     const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
-    this.files.delete(path);
+    // A reader never deletes what it only views.
+    if (!this.views.has(path)) this.files.delete(path);
     return SQLITE_OK;
   }
 
   xAccess(_pVfs: Pointer, zName: Pointer, flags: number, pResult: Pointer): number {
     const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
+    const view = this.views.get(path);
+    if (view !== undefined) {
+      this.sqlite.wasm.poke32(pResult, flags === SQLITE_ACCESS_EXISTS && view.sizeBytes() > 0 ? 1 : 0);
+      return SQLITE_OK;
+    }
     const file = this.files.get(path);
     // Like the unix VFS, an empty file does not "exist": SQLite then ignores an empty WAL.
     const exists = file !== undefined && (flags !== SQLITE_ACCESS_EXISTS || file.size > 0);
@@ -209,22 +249,25 @@ export class MemoryVfs {
   }
 
   xRead(pFile: Pointer, pDest: Pointer, amountBytes: number, offset: bigint): number {
-    const file = this.open.get(pFile)!.file;
+    const handle = this.open.get(pFile)!;
     const start = Number(offset);
     const heap = this.heap(pDest + amountBytes);
-    const available = file.size - start;
+    const source: { readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void } = handle.view ?? handle.file!;
+    const size = handle.view === undefined ? handle.file!.size : handle.view.sizeBytes();
+    const available = size - start;
     if (available >= amountBytes) {
-      file.readInto(heap, pDest, start, amountBytes);
+      source.readInto(heap, pDest, start, amountBytes);
       return SQLITE_OK;
     }
     const copied = available > 0 ? available : 0;
-    if (copied > 0) file.readInto(heap, pDest, start, copied);
+    if (copied > 0) source.readInto(heap, pDest, start, copied);
     heap.fill(0, pDest + copied, pDest + amountBytes);
     return SQLITE_IOERR_SHORT_READ;
   }
 
   xWrite(pFile: Pointer, pSource: Pointer, amountBytes: number, offset: bigint): number {
     const file = this.open.get(pFile)!.file;
+    if (file === undefined) return SQLITE_READONLY;
     const start = Number(offset);
     if (!file.reserve(start + amountBytes)) return SQLITE_FULL;
     file.writeFrom(this.heap(pSource + amountBytes), pSource, amountBytes, start);
@@ -233,6 +276,7 @@ export class MemoryVfs {
 
   xTruncate(pFile: Pointer, sizeBytes: bigint): number {
     const file = this.open.get(pFile)!.file;
+    if (file === undefined) return SQLITE_READONLY;
     const size = Number(sizeBytes);
     if (size > file.sizeMaxBytes) return SQLITE_FULL;
     file.truncate(size);
@@ -240,12 +284,16 @@ export class MemoryVfs {
   }
 
   xSync(pFile: Pointer, _flags: number): number {
-    this.open.get(pFile)!.file.syncCount++;
+    const file = this.open.get(pFile)!.file;
+    // The writer's commit detection counts syncs of the real file; a view's sync is nothing.
+    if (file !== undefined) file.syncCount++;
     return SQLITE_OK;
   }
 
   xFileSize(pFile: Pointer, pSize: Pointer): number {
-    this.sqlite.wasm.poke64(pSize, BigInt(this.open.get(pFile)!.file.size));
+    const handle = this.open.get(pFile)!;
+    const size = handle.view === undefined ? handle.file!.size : handle.view.sizeBytes();
+    this.sqlite.wasm.poke64(pSize, BigInt(size));
     return SQLITE_OK;
   }
 

@@ -25,6 +25,7 @@ import { CLUSTER_KEY_HEADER } from '../../src/transport/index.ts';
 import type { DialStream, DialWebSocket } from '../../src/runtime.ts';
 import { resolveLimits, type Limits } from '../../src/limits.ts';
 import { NODE_DEFAULTS } from '../../src/server/node-options.ts';
+import type { ReadLevel } from '../../src/server/read-path.ts';
 import { type UnsafeSwitches } from '../../src/server/node.ts';
 import { lockDirectory } from './directory-lock.ts';
 import { listen, type Listener, type HttpResponse } from './listener.ts';
@@ -63,6 +64,8 @@ export interface NodeProcessOptions {
   snapshotTrailingEntries?: number;
   commitTimeoutMs?: number;
   busyTimeoutMs?: number;
+  /** Read level of plain dqlite read requests (src/server/read-path.ts). */
+  defaultReadLevel?: ReadLevel;
   /** Overrides of the limits table (src/limits.ts). */
   limits?: Partial<Limits>;
   unsafeForTesting?: UnsafeSwitches;
@@ -169,6 +172,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Run
     ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
     ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
     ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
+    ...(options.defaultReadLevel && { defaultReadLevel: options.defaultReadLevel }),
     ...(options.limits && { limits: options.limits }),
     ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
     log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),

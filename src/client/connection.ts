@@ -1,4 +1,5 @@
 import {
+  EXTENSION_READS,
   FrameReader,
   HEADER_BYTES,
   MESSAGE_BYTES_MAX_DEFAULT,
@@ -9,6 +10,7 @@ import {
   decodeResponse,
   encodeRequest,
   encodeVersion,
+  readHeader,
 } from '../protocol/index.ts';
 import type { ByteStream, DialStream } from '../runtime.ts';
 import { ClientError, ConnectionError, DqliteError } from './errors.ts';
@@ -78,6 +80,8 @@ export class Connection {
   private cursorOpen = false;
   private closeError: ConnectionError | undefined;
   private queue: Promise<void> = Promise.resolve();
+  /** Feature bits the server announced in its Leader answer's header (0 for real dqlite). */
+  private features = 0;
 
   private constructor(address: string, stream: ByteStream, options: ConnectionOptions) {
     this.address = address;
@@ -107,6 +111,11 @@ export class Connection {
     return this.closeError !== undefined;
   }
 
+  /** The server announced dqlite-wasm's read extension (ReadSql, ExecSqlBookmarked) in a Leader answer. */
+  get speaksReadExtension(): boolean {
+    return (this.features & EXTENSION_READS) !== 0;
+  }
+
   close(): void {
     this.fail(new ConnectionError(this.address, 'connection closed by the client', true));
     this.stream.close();
@@ -126,18 +135,7 @@ export class Connection {
     if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
     return this.exclusive(async () => {
       await this.send(request);
-      const rows: TypedValue[][] = [];
-      let columns: string[] = [];
-      for (;;) {
-        const batch = this.expectType(await this.receiveResponse(), 'rows');
-        columns = [...batch.columns];
-        for (const row of batch.rows) rows.push([...row]);
-        if (rows.length > this.options.resultRowsMax) {
-          if (batch.more) await this.interrupt();
-          throw new ClientError('too_large', `the query returned more than ${this.options.resultRowsMax} rows (option resultRowsMax)`);
-        }
-        if (!batch.more) return { columns, rows };
-      }
+      return this.collectRows(await this.receiveResponse());
     });
   }
 
@@ -185,6 +183,43 @@ export class Connection {
         }
       },
     };
+  }
+
+  /** An extension request: a Bookmark answer, then the response of type `expected`. */
+  callBookmarked<N extends ResponseName>(request: Request, expected: N): Promise<{ bookmark: bigint; response: ResponseOf<N> }> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
+    return this.exclusive(async () => {
+      await this.send(request);
+      const bookmark = this.expectType(await this.receiveResponse(), 'bookmark').index;
+      return { bookmark, response: this.expectType(await this.receiveResponse(), expected) };
+    });
+  }
+
+  /** An extension read: a Bookmark answer, then every Rows batch. */
+  callBookmarkedRows(request: Request): Promise<RowsResult & { bookmark: bigint }> {
+    if (this.cursorOpen) return Promise.reject(this.cursorBusyError());
+    return this.exclusive(async () => {
+      await this.send(request);
+      const bookmark = this.expectType(await this.receiveResponse(), 'bookmark').index;
+      return { bookmark, ...(await this.collectRows(await this.receiveResponse())) };
+    });
+  }
+
+  private async collectRows(first: Response): Promise<RowsResult> {
+    const rows: TypedValue[][] = [];
+    let columns: string[] = [];
+    let response = first;
+    for (;;) {
+      const batch = this.expectType(response, 'rows');
+      columns = [...batch.columns];
+      for (const row of batch.rows) rows.push([...row]);
+      if (rows.length > this.options.resultRowsMax) {
+        if (batch.more) await this.interrupt();
+        throw new ClientError('too_large', `the query returned more than ${this.options.resultRowsMax} rows (option resultRowsMax)`);
+      }
+      if (!batch.more) return { columns, rows };
+      response = await this.receiveResponse();
+    }
   }
 
   /** Stops a batched result: Interrupt, then drop everything up to the Empty answer. */
@@ -235,7 +270,9 @@ export class Connection {
   private receiveResponse(): Promise<Response> {
     return this.receiveMessage().then((message) => {
       try {
-        return decodeResponse(message, { messageBytesMax: this.options.messageBytesMax });
+        const response = decodeResponse(message, { messageBytesMax: this.options.messageBytesMax });
+        if (response.type === 'node') this.features = readHeader(message).extra;
+        return response;
       } catch (error) {
         // A response we cannot read leaves the stream in an unknown state.
         const failure = new ConnectionError(this.address, `bad response: ${(error as Error).message}`, true, { cause: error });

@@ -1,4 +1,5 @@
 import {
+  ReadConsistencyCode,
   type TypedValue,
   type Value,
   bigintToValue,
@@ -9,6 +10,7 @@ import {
 import type { Connection, RowsBatch, RowsCursor } from './connection.ts';
 import { ClientError, ConnectionError, DqliteError, IndeterminateError } from './errors.ts';
 import { Link, type LinkOptions, type Session } from './link.ts';
+import { ReadLink } from './read-link.ts';
 
 /** A parameter: an application value, or a wire value with an explicit type (e.g. a float 1.0). */
 export type Param = Value | TypedValue;
@@ -29,11 +31,66 @@ export interface RawQueryResult {
   rows: Value[][];
 }
 
-export interface ConnectOptions extends LinkOptions {
+/**
+ * How fresh a read must be (docs/reads.md). `linearizable`: it sees every write acknowledged
+ * before it began; `lease`: the same, answered by the leader from its lease without a round;
+ * `session`: it sees this Database's own writes and never goes back in time; `stale`: the
+ * replica heard from a leader within `maxStalenessMs`.
+ */
+export type ReadConsistency = 'linearizable' | 'lease' | 'session' | 'stale';
+
+export interface ReadOptions {
+  consistency?: ReadConsistency;
+  /** Bound of the stale level, in milliseconds. Default 5000. */
+  maxStalenessMs?: number;
+}
+
+export interface ConnectOptions extends LinkOptions, ReadOptions {
   /** Name of the database to open on the cluster (created on first use). */
   database: string;
   /** VFS name sent in Open; the go-dqlite driver sends "volatile". */
   vfs?: string;
+  /**
+   * Where reads go: `leader` (default), or `any`: the first of `servers` that answers, leader or
+   * not (list the nearest first). Writes always go to the leader. With `any` the Database opens
+   * without a leader. Levels other than linearizable need dqlite-wasm nodes; against real dqlite
+   * every read is a leader read, which satisfies them all.
+   */
+  readFrom?: 'leader' | 'any';
+}
+
+const CONSISTENCY_CODES: Record<ReadConsistency, number> = {
+  linearizable: ReadConsistencyCode.Linearizable,
+  lease: ReadConsistencyCode.Lease,
+  session: ReadConsistencyCode.Session,
+  stale: ReadConsistencyCode.Stale,
+};
+const STALENESS_DEFAULT_MS = 5_000;
+
+/** The session's bookmark: the highest log index any answer of this Database reflected. */
+class Bookmark {
+  index = 0n;
+  advance(index: bigint): void {
+    if (index > this.index) this.index = index;
+  }
+}
+
+interface ReadLevel {
+  consistency: number;
+  maxStalenessMs: number;
+}
+
+function readLevel(options: ReadOptions, defaults: Required<ReadOptions>): ReadLevel {
+  const consistency = options.consistency ?? defaults.consistency;
+  const code = CONSISTENCY_CODES[consistency];
+  if (code === undefined) {
+    throw new ClientError('bad_argument', `unknown consistency "${String(consistency)}" (linearizable, lease, session or stale)`);
+  }
+  const maxStalenessMs = options.maxStalenessMs ?? defaults.maxStalenessMs;
+  if (!Number.isSafeInteger(maxStalenessMs) || maxStalenessMs < 0) {
+    throw new ClientError('bad_argument', `maxStalenessMs must be a whole number of milliseconds, got ${maxStalenessMs}`);
+  }
+  return { consistency: code, maxStalenessMs };
 }
 
 interface DbState {
@@ -51,6 +108,8 @@ export interface Queryable {
 /** Runs one call on a session; Database retries across leaders, a Transaction never does. */
 interface Runner {
   run<T>(what: string, mayHaveApplied: boolean, op: (session: Session<DbState>) => Promise<T>): Promise<T>;
+  /** Bookmarks of this Database's answers: session reads wait for the node to have applied it. */
+  readonly bookmark: Bookmark;
 }
 
 export async function connect(options: ConnectOptions): Promise<Database> {
@@ -59,35 +118,85 @@ export async function connect(options: ConnectOptions): Promise<Database> {
   return database;
 }
 
+/** Runs a read on `connection`: our extension at `level` when the server speaks it, else QUERY_SQL. */
+async function readOn(
+  connection: Connection,
+  db: number,
+  sql: string,
+  params: TypedValue[],
+  level: ReadLevel,
+  bookmark: Bookmark,
+): Promise<RawQueryResult> {
+  if (!connection.speaksReadExtension) return toRaw(await connection.callRows({ type: 'query_sql', db, sql, params }));
+  const result = await connection.callBookmarkedRows({
+    type: 'read_sql',
+    db,
+    sql,
+    params,
+    consistency: level.consistency,
+    bookmark: bookmark.index,
+    maxStalenessMs: level.maxStalenessMs,
+  });
+  bookmark.advance(result.bookmark);
+  return toRaw(result);
+}
+
 /** A handle on one database of a dqlite cluster, following the leader. */
 export class Database implements Queryable {
   private readonly link: Link<DbState>;
+  private readonly reads: ReadLink | undefined;
   private readonly runner: Runner;
+  private readonly readDefaults: Required<ReadOptions>;
+  private readonly bookmark = new Bookmark();
 
   constructor(options: ConnectOptions) {
     const vfs = options.vfs ?? 'volatile';
-    this.link = new Link<DbState>(options, async (connection: Connection) => {
-      const response = await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db');
-      return { db: response.id };
-    });
-    this.runner = { run: (what, mayHaveApplied, op) => this.link.call(what, mayHaveApplied, op) };
+    const open = async (connection: Connection): Promise<number> =>
+      (await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db')).id;
+    this.link = new Link<DbState>(options, async (connection: Connection) => ({ db: await open(connection) }));
+    if (options.readFrom !== undefined && options.readFrom !== 'leader' && options.readFrom !== 'any') {
+      throw new ClientError('bad_argument', `readFrom must be 'leader' or 'any', got ${String(options.readFrom)}`);
+    }
+    this.reads = options.readFrom === 'any' ? new ReadLink(options, open) : undefined;
+    this.readDefaults = { consistency: options.consistency ?? 'linearizable', maxStalenessMs: options.maxStalenessMs ?? STALENESS_DEFAULT_MS };
+    readLevel({}, this.readDefaults);
+    this.runner = { run: (what, mayHaveApplied, op) => this.link.call(what, mayHaveApplied, op), bookmark: this.bookmark };
   }
 
-  /** Connects (finding the leader and opening the database) if not connected yet. */
+  /** Connects if not connected yet: to the leader, or with `readFrom: 'any'` to the first server that answers. */
   async ping(): Promise<void> {
-    await this.link.call('connect', false, async () => undefined);
+    if (this.reads) await this.reads.ping();
+    else await this.link.call('connect', false, async () => undefined);
+  }
+
+  /** The highest log index this Database's answers reflected: what session reads wait for. */
+  get sessionBookmark(): bigint {
+    return this.bookmark.index;
   }
 
   exec(sql: string, params: readonly Param[] = []): Promise<ExecResult> {
     return execOn(this.runner, sql, params);
   }
 
-  async query(sql: string, params: readonly Param[] = []): Promise<QueryResult> {
-    return toObjects(await this.queryRaw(sql, params));
+  async query(sql: string, params: readonly Param[] = [], options: ReadOptions = {}): Promise<QueryResult> {
+    return toObjects(await this.queryRaw(sql, params, options));
   }
 
-  queryRaw(sql: string, params: readonly Param[] = []): Promise<RawQueryResult> {
-    return queryOn(this.runner, sql, params);
+  async queryRaw(sql: string, params: readonly Param[] = [], options: ReadOptions = {}): Promise<RawQueryResult> {
+    const level = readLevel(options, this.readDefaults);
+    const typed = typeParams(params);
+    const reads = this.reads;
+    // Only a statement that certainly writes nothing may go to any replica (and be retried).
+    if (reads && isReadOnlySql(sql)) {
+      const local = await reads.read(sql, async (session) =>
+        // A real dqlite follower answers no reads: without our extension, read on the leader.
+        session.connection.speaksReadExtension ? readOn(session.connection, session.db, sql, typed, level, this.bookmark) : undefined,
+      );
+      if (local) return local;
+    }
+    return this.runner.run(sql, !isReadOnlySql(sql), (session) =>
+      readOn(session.connection, session.state.db, sql, typed, level, this.bookmark),
+    );
   }
 
   prepare(sql: string): Promise<Statement> {
@@ -111,13 +220,15 @@ export class Database implements Queryable {
   }
 
   /**
-   * Runs `work` inside BEGIN ... COMMIT on one connection; ROLLBACK when it throws. Other calls
+   * Runs `work` inside BEGIN IMMEDIATE ... COMMIT on one connection; ROLLBACK when it throws. Other calls
    * on this Database wait until it ends, so inside `work` use only `tx`, never this Database.
    * A transaction is not retried: if the leader changes midway, the error reaches the caller.
    * A lost connection during COMMIT is an IndeterminateError.
    */
   async transaction<T>(work: (tx: Transaction) => Promise<T>, options: BeginOptions = {}): Promise<T> {
-    const tx = await this.begin(options);
+    // IMMEDIATE unless asked otherwise: the transaction holds the database from its start, so its
+    // reads and writes are serialized with other writers and it never fails SQLITE_BUSY_SNAPSHOT midway.
+    const tx = await this.begin({ behavior: 'immediate', ...options });
     let result: T;
     try {
       result = await work(tx);
@@ -142,7 +253,7 @@ export class Database implements Queryable {
         await s.connection.call({ type: 'exec_sql', db: s.state.db, sql, params: [] }, 'result');
         return s;
       });
-      return new Transaction(session, { release, dropSession: () => this.link.dropSession() });
+      return new Transaction(session, { release, dropSession: () => this.link.dropSession() }, this.bookmark);
     } catch (error) {
       release();
       throw error;
@@ -151,6 +262,7 @@ export class Database implements Queryable {
 
   close(): Promise<void> {
     this.link.close();
+    this.reads?.close();
     return Promise.resolve();
   }
 }
@@ -184,17 +296,20 @@ export class Transaction implements Queryable {
   private readonly runner: Runner;
   private readonly session: Session<DbState>;
   private readonly owner: TransactionOwner;
+  private readonly bookmark: Bookmark;
   private ended = false;
 
   /** @internal Use Database.begin or Database.transaction. */
-  constructor(session: Session<DbState>, owner: TransactionOwner) {
+  constructor(session: Session<DbState>, owner: TransactionOwner, bookmark: Bookmark) {
     this.session = session;
     this.owner = owner;
+    this.bookmark = bookmark;
     this.runner = {
       run: (_what, _mayHaveApplied, op) => {
         if (this.ended) return Promise.reject(new ClientError('closed', 'the transaction has ended'));
         return op(session);
       },
+      bookmark,
     };
   }
 
@@ -272,7 +387,7 @@ export class Transaction implements Queryable {
   }
 
   private async send(sql: string): Promise<void> {
-    await this.session.connection.call({ type: 'exec_sql', db: this.session.state.db, sql, params: [] }, 'result');
+    await execOnSession(this.session, sql, [], this.bookmark);
   }
 }
 
@@ -369,9 +484,22 @@ function typeParams(params: readonly Param[]): TypedValue[] {
 
 async function execOn(runner: Runner, sql: string, params: readonly Param[]): Promise<ExecResult> {
   const typed = typeParams(params);
-  return runner.run(sql, true, async (session) =>
-    toExecResult(await session.connection.call({ type: 'exec_sql', db: session.state.db, sql, params: typed }, 'result')),
-  );
+  return runner.run(sql, true, async (session) => toExecResult(await execOnSession(session, sql, typed, runner.bookmark)));
+}
+
+/** EXEC_SQL, or our bookmarked variant when the server speaks it (the bookmark feeds session reads). */
+async function execOnSession(
+  session: Session<DbState>,
+  sql: string,
+  params: TypedValue[],
+  bookmark: Bookmark,
+): Promise<{ lastInsertId: bigint; rowsAffected: bigint }> {
+  const { connection } = session;
+  const db = session.state.db;
+  if (!connection.speaksReadExtension) return connection.call({ type: 'exec_sql', db, sql, params }, 'result');
+  const answer = await connection.callBookmarked({ type: 'exec_sql_bookmarked', db, sql, params }, 'result');
+  bookmark.advance(answer.bookmark);
+  return answer.response;
 }
 
 async function queryOn(runner: Runner, sql: string, params: readonly Param[]): Promise<RawQueryResult> {

@@ -1,6 +1,6 @@
 /** TypeScript client for the dqlite wire protocol: works with real dqlite and with our nodes. */
 export { connect, Database, Statement, Transaction, isReadOnlySql, returnsRows } from './database.ts';
-export type { BeginOptions, ConnectOptions, ExecResult, Param, QueryResult, Queryable, RawQueryResult } from './database.ts';
+export type { BeginOptions, ConnectOptions, ExecResult, Param, QueryResult, Queryable, RawQueryResult, ReadConsistency, ReadOptions } from './database.ts';
 export { Cluster, connectCluster } from './cluster.ts';
 export type { ClusterOptions, Member, NodeMetadata, NodeRef, RoleName } from './cluster.ts';
 export type { LinkOptions } from './link.ts';

@@ -38,6 +38,36 @@ export const RequestType = {
 } as const;
 export type RequestTypeCode = (typeof RequestType)[keyof typeof RequestType];
 
+/**
+ * dqlite-wasm's extension of the protocol (docs/reads.md): request and response types dqlite
+ * does not use. A client sends them only to a server whose Leader answer announced
+ * `EXTENSION_READS` in the header's `extra` field, which dqlite always leaves 0.
+ */
+export const ExtensionRequestType = {
+  /** QUERY_SQL with a consistency level, a session bookmark and a staleness bound. */
+  ReadSql: 200,
+  /** EXEC_SQL whose answer is preceded by the commit index of its transaction (a bookmark). */
+  ExecSqlBookmarked: 201,
+} as const;
+
+export const ExtensionResponseType = {
+  /** The log index an answer reflects; precedes the normal answer of an extension request. */
+  Bookmark: 200,
+} as const;
+
+/** Feature bit in the `extra` header field of our Leader (Node) response. */
+export const EXTENSION_READS = 0x0001;
+
+/** Consistency levels as they travel in ReadSql; Default lets the node pick its default. */
+export const ReadConsistencyCode = {
+  Default: 0,
+  Linearizable: 1,
+  Lease: 2,
+  Session: 3,
+  Stale: 4,
+} as const;
+export type ReadConsistencyCodeValue = (typeof ReadConsistencyCode)[keyof typeof ReadConsistencyCode];
+
 export const ResponseType = {
   Failure: 0,
   Node: 1,

@@ -42,7 +42,7 @@ export function beginMessage(bytesMax: number = MESSAGE_BYTES_MAX_DEFAULT + HEAD
 }
 
 /** Fills in the header. An empty body gets one zero word: go-dqlite cannot read empty bodies. */
-export function finishMessage(writer: Writer, type: number, schema = 0): Uint8Array {
+export function finishMessage(writer: Writer, type: number, schema = 0, extra = 0): Uint8Array {
   if (writer.length === HEADER_BYTES) writer.u64(0n);
   writer.padToWord();
   const words = (writer.length - HEADER_BYTES) / WORD_BYTES;
@@ -51,5 +51,6 @@ export function finishMessage(writer: Writer, type: number, schema = 0): Uint8Ar
   view.setUint32(0, words, true);
   view.setUint8(4, type);
   view.setUint8(5, schema);
+  view.setUint16(6, extra, true);
   return bytes;
 }

@@ -1,7 +1,10 @@
 /** The dqlite client wire protocol: framing, tuples, requests and responses. Pure functions. */
 export {
   ClusterFormat,
+  EXTENSION_READS,
   ErrorCode,
+  ExtensionRequestType,
+  ExtensionResponseType,
   HEADER_BYTES,
   MESSAGE_BYTES_MAX_DEFAULT,
   PARAMS_MAX_SCHEMA0,
@@ -9,6 +12,7 @@ export {
   PROTOCOL_VERSION_LEGACY,
   ROWS_DONE_BYTE,
   ROWS_PART_BYTE,
+  ReadConsistencyCode,
   RequestType,
   ResponseType,
   Role,
@@ -19,7 +23,7 @@ export {
   isValueTypeCode,
   roleName,
 } from './constants.ts';
-export type { RequestTypeCode, ResponseTypeCode, RoleCode, ValueTypeCode } from './constants.ts';
+export type { ReadConsistencyCodeValue, RequestTypeCode, ResponseTypeCode, RoleCode, ValueTypeCode } from './constants.ts';
 export { ProtocolError } from './errors.ts';
 export type { ProtocolErrorCode } from './errors.ts';
 export { readHeader } from './header.ts';

@@ -1,5 +1,5 @@
 import { Reader } from './buffer.ts';
-import { HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, RequestType, Role } from './constants.ts';
+import { ExtensionRequestType, HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, ReadConsistencyCode, RequestType, Role } from './constants.ts';
 import { ProtocolError } from './errors.ts';
 import { beginMessage, checkWholeMessage, finishMessage } from './header.ts';
 import { type TypedValue, readParams, writeParams } from './values.ts';
@@ -24,7 +24,21 @@ export type Request =
   | { readonly type: 'cluster'; readonly format: number }
   | { readonly type: 'transfer'; readonly id: bigint }
   | { readonly type: 'describe'; readonly format: number }
-  | { readonly type: 'weight'; readonly weight: number };
+  | { readonly type: 'weight'; readonly weight: number }
+  // Extension requests (ExtensionRequestType): only for servers that announced EXTENSION_READS.
+  | {
+      readonly type: 'read_sql';
+      readonly db: number;
+      readonly sql: string;
+      readonly params: readonly TypedValue[];
+      /** A ReadConsistencyCode. */
+      readonly consistency: number;
+      /** Session level: the log index the node must have applied first. */
+      readonly bookmark: bigint;
+      /** Stale level: the longest time since the node heard from a leader. */
+      readonly maxStalenessMs: number;
+    }
+  | { readonly type: 'exec_sql_bookmarked'; readonly db: number; readonly sql: string; readonly params: readonly TypedValue[] };
 
 export type RequestName = Request['type'];
 
@@ -94,6 +108,23 @@ export function encodeRequest(request: Request, options: EncodeOptions = {}): Ui
     case 'interrupt':
       code = RequestType.Interrupt;
       writer.u64(request.db);
+      break;
+    case 'read_sql':
+      code = ExtensionRequestType.ReadSql;
+      writer.u32(request.db);
+      writer.u32(request.consistency);
+      writer.u64(request.bookmark);
+      writer.u64(BigInt(request.maxStalenessMs));
+      writer.text(request.sql);
+      writeParams(writer, request.params, paramsSchema);
+      schema = request.params.length > 0 ? paramsSchema : 0;
+      break;
+    case 'exec_sql_bookmarked':
+      code = ExtensionRequestType.ExecSqlBookmarked;
+      writer.u64(request.db);
+      writer.text(request.sql);
+      writeParams(writer, request.params, paramsSchema);
+      schema = request.params.length > 0 ? paramsSchema : 0;
       break;
     case 'add':
       code = RequestType.Add;
@@ -181,6 +212,24 @@ export function decodeRequest(message: Uint8Array, options: DecodeOptions = {}):
     }
     case RequestType.Interrupt:
       return { type: 'interrupt', db: reader.u64Number('db id', U32_MAX) };
+    case ExtensionRequestType.ReadSql: {
+      const db = reader.u32('db id');
+      const consistency = reader.u32('consistency');
+      if (consistency > ReadConsistencyCode.Stale) {
+        throw new ProtocolError('bad_value', `unknown consistency code ${consistency} (0 default, 1 linearizable, 2 lease, 3 session, 4 stale)`);
+      }
+      const bookmark = reader.u64('bookmark');
+      const maxStalenessMs = reader.u64Number('max staleness');
+      const sql = reader.text('sql');
+      const params = readParams(reader, header.schema);
+      return { type: 'read_sql', db, sql, params, consistency, bookmark, maxStalenessMs };
+    }
+    case ExtensionRequestType.ExecSqlBookmarked: {
+      const db = reader.u64Number('db id', U32_MAX);
+      const sql = reader.text('sql');
+      const params = readParams(reader, header.schema);
+      return { type: 'exec_sql_bookmarked', db, sql, params };
+    }
     case RequestType.Add: {
       const id = reader.u64('node id');
       return { type: 'add', id, address: reader.text('address') };

@@ -1,6 +1,7 @@
 import { Reader, type Writer } from './buffer.ts';
 import {
   ClusterFormat,
+  ExtensionResponseType,
   HEADER_BYTES,
   MESSAGE_BYTES_MAX_DEFAULT,
   ROWS_DONE_BYTE,
@@ -43,7 +44,9 @@ export type Response =
     }
   | { readonly type: 'empty' }
   | { readonly type: 'files'; readonly files: readonly FileData[] }
-  | { readonly type: 'metadata'; readonly failureDomain: bigint; readonly weight: bigint };
+  | { readonly type: 'metadata'; readonly failureDomain: bigint; readonly weight: bigint }
+  /** Extension (ExtensionResponseType.Bookmark): the log index the answer that follows reflects. */
+  | { readonly type: 'bookmark'; readonly index: bigint };
 
 export type ResponseName = Response['type'];
 
@@ -53,6 +56,8 @@ export interface ResponseEncodeOptions {
   clusterFormat?: number;
   /** Answer a pre-1.0 client's Leader request with the address only. */
   legacyLeader?: boolean;
+  /** Feature bits for the header's `extra` field (EXTENSION_READS on our Leader answers). */
+  features?: number;
 }
 
 export interface ResponseDecodeOptions {
@@ -134,8 +139,12 @@ export function encodeResponse(response: Response, options: ResponseEncodeOption
       writer.u64(response.failureDomain);
       writer.u64(response.weight);
       break;
+    case 'bookmark':
+      code = ExtensionResponseType.Bookmark;
+      writer.u64(response.index);
+      break;
   }
-  return finishMessage(writer, code);
+  return finishMessage(writer, code, 0, response.type === 'node' ? (options.features ?? 0) : 0);
 }
 
 export function writeRowsPreamble(writer: Writer, columns: readonly string[]): void {
@@ -226,6 +235,8 @@ export function decodeResponse(message: Uint8Array, options: ResponseDecodeOptio
       const failureDomain = reader.u64('failure domain');
       return { type: 'metadata', failureDomain, weight: reader.u64('weight') };
     }
+    case ExtensionResponseType.Bookmark:
+      return { type: 'bookmark', index: reader.u64('bookmark') };
     default:
       throw new ProtocolError('bad_type', `unknown response type ${header.type}`);
   }

@@ -9,6 +9,7 @@ import type { Member, NodeId, Role } from '../raft/index.ts';
 import type { AdministeredNode } from './admin-requests.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { UnsafeSwitches } from './node-options.ts';
+import type { ReadLevel } from './read-path.ts';
 
 export interface GatewayHost extends Replicator, AdministeredNode {
   readonly metrics: NodeMetrics;
@@ -28,6 +29,13 @@ export interface GatewayHost extends Replicator, AdministeredNode {
   writeSettled(barrier: Promise<void> | undefined): Promise<void>;
   /** Resolves when a read's answer may go out: what it saw committed and leadership confirmed. */
   readSettled(barrier: Promise<void> | undefined): Promise<void>;
+  /** The level of plain dqlite read requests (clients that cannot choose). */
+  readonly defaultReadLevel: ReadLevel;
+  /** Resolves when a read at `level` may run on this node's committed state (read view). */
+  admitRead(level: ReadLevel): Promise<void>;
+  /** The last log index this node applied: a read's bookmark. */
+  appliedIndex(): number;
+  isLeader(): boolean;
   addMember(id: NodeId, address: string): Promise<void>;
   assignRole(id: NodeId, role: Role): Promise<void>;
   removeMember(id: NodeId): Promise<void>;

@@ -4,6 +4,7 @@
  */
 import type { Statement } from '../../wasm/index.ts';
 import {
+  EXTENSION_READS,
   ErrorCode,
   FrameReader,
   ProtocolError,
@@ -12,24 +13,44 @@ import {
   encodeResponse,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_LEGACY,
+  ReadConsistencyCode,
   type Request,
   type Response,
   type TypedValue,
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
-import { NodeError, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
+import { NodeError, notLeader, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
 import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
 import { administer } from './admin-requests.ts';
+import { isDeferredBegin, isTransactionEnd } from './deferred-begin.ts';
 import type { GatewayHost } from './gateway-host.ts';
+import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
 
+/**
+ * A prepared statement. A read-only one that returns rows is compiled on the read view and runs
+ * there, past the execution loop; its loop-side twin is compiled only when needed (the client
+ * runs it inside its own transaction, or with EXEC).
+ */
 interface PreparedStatement {
   db: ReplicatedDatabase;
-  statement: Statement;
+  sql: string;
+  parameterCount: number;
+  statement: Statement | undefined;
+  view: Statement | undefined;
 }
 
+/** SQLite's extended code for a read snapshot that is no longer the latest when writing. */
+const SQLITE_BUSY_SNAPSHOT = 517;
+
+const CONSISTENCY_BY_CODE: Record<number, ReadConsistency> = {
+  [ReadConsistencyCode.Linearizable]: 'linearizable',
+  [ReadConsistencyCode.Lease]: 'lease',
+  [ReadConsistencyCode.Session]: 'session',
+  [ReadConsistencyCode.Stale]: 'stale',
+};
 const CODE_BY_ROLE: Record<Role, number> = { voter: 0, standby: 1, spare: 2 };
 
 export class Gateway {
@@ -40,6 +61,12 @@ export class Gateway {
   private closed = false;
   private readonly databases: ReplicatedDatabase[] = [];
   private readonly statements = new Map<number, PreparedStatement>();
+  /**
+   * Databases where this client's BEGIN is only a mark so far (deferred-begin.ts), with the
+   * committed version its first read saw: its first write fails SQLITE_BUSY_SNAPSHOT when the
+   * database moved since, as SQLite's WAL mode does, so a read-then-write is never lost.
+   */
+  private readonly deferredBegins = new Map<ReplicatedDatabase, { readVersion: number | undefined }>();
   private nextStatementId = 0;
 
   constructor(
@@ -113,11 +140,11 @@ export class Gateway {
           responses = [this.failure(error)];
           this.node.metrics.request(type, 'error', this.node.metrics.nowMs() - startedMs);
         }
-        for (const response of responses) {
-          if (this.closed) return;
-          this.stream.write(response);
-          this.node.metrics.clientSent(response.byteLength);
-        }
+        if (this.closed) return;
+        // One write per answer: an extension answer's Bookmark and its result leave together.
+        const answer = responses.length === 1 ? responses[0]! : concatBytes(responses);
+        this.stream.write(answer);
+        this.node.metrics.clientSent(answer.byteLength);
       }
     } finally {
       this.busy = false;
@@ -154,7 +181,13 @@ export class Gateway {
       case 'leader': {
         const leader = this.node.leader();
         const legacy = this.reader.version === PROTOCOL_VERSION_LEGACY;
-        return this.one({ type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' }, legacy);
+        return [
+          encodeResponse(
+            { type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' },
+            // The extra header field tells our client it may send our extension requests.
+            { legacyLeader: legacy, features: legacy ? 0 : EXTENSION_READS },
+          ),
+        ];
       }
       case 'client':
         return this.one({ type: 'welcome', heartbeatTimeoutMs: 15_000 });
@@ -183,6 +216,12 @@ export class Gateway {
         return this.execSql(request.db, request.sql, request.params);
       case 'query_sql':
         return this.querySql(request.db, request.sql, request.params);
+      case 'read_sql':
+        return this.readSql(request.db, request.sql, request.params, this.levelOf(request));
+      case 'exec_sql_bookmarked': {
+        const answer = await this.execSql(request.db, request.sql, request.params);
+        return [encodeResponse({ type: 'bookmark', index: BigInt(this.node.appliedIndex()) }), ...answer];
+      }
       case 'interrupt':
         // Results are sent whole, so there is never a half-read result set to stop.
         return this.one({ type: 'empty' });
@@ -234,10 +273,13 @@ export class Gateway {
     if (this.statements.size >= this.limits.clientStatementsMax) {
       throw new NodeError(SQLITE_MISUSE, `a connection may hold at most ${this.limits.clientStatementsMax} prepared statements (clientStatementsMax)`);
     }
-    const statement = await this.runAsLeader(db, () => compile(db, sql));
+    const prepared = this.compileOnView(db, sql) ?? (await this.runAsLeader(db, () => {
+      const statement = compile(db, sql);
+      return { db, sql, parameterCount: statement.parameterCount, statement, view: undefined };
+    }));
     const id = this.nextStatementId++;
-    this.statements.set(id, { db, statement });
-    return this.one({ type: 'stmt', db: dbId, id, paramCount: statement.parameterCount });
+    this.statements.set(id, prepared);
+    return this.one({ type: 'stmt', db: dbId, id, paramCount: prepared.parameterCount });
   }
 
   private async finalize(dbId: number, stmtId: number): Promise<Uint8Array[]> {
@@ -246,7 +288,9 @@ export class Gateway {
       throw new NodeError(SQLITE_NOTFOUND, `no prepared statement with id ${stmtId}`);
     }
     this.statements.delete(stmtId);
-    await this.run(prepared.db, () => prepared.statement.finalize());
+    prepared.view?.finalize();
+    const statement = prepared.statement;
+    if (statement) await this.run(prepared.db, () => statement.finalize());
     return this.one({ type: 'empty' });
   }
 
@@ -255,7 +299,8 @@ export class Gateway {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
-      const result = runToCompletion(db, prepared.statement, params);
+      this.beginIfDeferred(db);
+      const result = runToCompletion(db, loopStatement(prepared), params);
       db.proposeCaptured(this.node);
       return { result, barrier: db.commitBarrier() };
     });
@@ -266,10 +311,22 @@ export class Gateway {
   private async execSql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
     await this.node.leaderReady();
+    if (params.length === 0 && db.loop.transactionOwner !== this.id) {
+      if (!this.deferredBegins.has(db) && isDeferredBegin(sql)) {
+        this.deferredBegins.set(db, { readVersion: undefined });
+        return this.one({ type: 'result', lastInsertId: 0n, rowsAffected: 0n });
+      }
+      if (this.deferredBegins.has(db) && isTransactionEnd(sql)) {
+        // Nothing was written: there is nothing to commit or roll back.
+        this.deferredBegins.delete(db);
+        return this.one({ type: 'result', lastInsertId: 0n, rowsAffected: 0n });
+      }
+    }
     const outcome = await this.runAsLeader(db, () => {
       let result = { lastInsertId: 0n, rowsAffected: 0n };
       let rest = sql;
       let ran = 0;
+      this.beginIfDeferred(db);
       try {
         for (;;) {
           const statement = db.engine.prepare(rest);
@@ -295,10 +352,19 @@ export class Gateway {
 
   private async query(dbId: number, stmtId: number, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
+    const onView = this.statementById(dbId, stmtId);
+    if (onView.view && db.loop.transactionOwner !== this.id) {
+      const view = onView.view;
+      await this.node.admitRead(this.node.defaultReadLevel);
+      db.engine.readView().catchUp();
+      const rows = collectRows(view, params, this.limits.clientResultBytesMax);
+      this.noteDeferredRead(db);
+      return rows;
+    }
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const prepared = this.statementById(dbId, stmtId);
-      const messages = collectRows(prepared.statement, params, this.limits.clientResultBytesMax);
+      const messages = collectRows(loopStatement(prepared), params, this.limits.clientResultBytesMax);
       db.proposeCaptured(this.node);
       return { messages, barrier: db.commitBarrier() };
     });
@@ -308,6 +374,114 @@ export class Gateway {
 
   private async querySql(dbId: number, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     const db = this.databaseById(dbId);
+    const level = this.node.defaultReadLevel;
+    // dqlite's clients find the leader; a follower answers them only at a level it can serve alone.
+    const followerMayAnswer = level.consistency === 'stale' || level.consistency === 'session';
+    if (this.node.isLeader() || followerMayAnswer) {
+      const read = await this.readOnView(db, sql, params, level);
+      if (read) return read.messages;
+    }
+    return this.querySqlOnLoop(db, sql, params);
+  }
+
+  /** A transaction this client began as a mark starts for real, on the loop, before its first write. */
+  private beginIfDeferred(db: ReplicatedDatabase): void {
+    const deferred = this.deferredBegins.get(db);
+    if (!deferred) return;
+    if (deferred.readVersion !== undefined) {
+      const view = db.engine.readView();
+      view.catchUp();
+      if (view.committedVersion !== deferred.readVersion || db.pendingCount > 0) {
+        throw new NodeError(
+          SQLITE_BUSY_SNAPSHOT,
+          'database is locked: another transaction wrote since this transaction read (SQLITE_BUSY_SNAPSHOT); roll back and retry',
+        );
+      }
+    }
+    const begin = compile(db, 'BEGIN');
+    try {
+      runToCompletion(db, begin, []);
+    } finally {
+      begin.finalize();
+    }
+    this.deferredBegins.delete(db);
+  }
+
+  /** A read inside a deferred transaction: its first write must find the database unchanged. */
+  private noteDeferredRead(db: ReplicatedDatabase): void {
+    const deferred = this.deferredBegins.get(db);
+    if (deferred && deferred.readVersion === undefined) deferred.readVersion = db.engine.readView().committedVersion;
+  }
+
+  /** Our extension: a read at the client's level, answered with a bookmark, then the rows. */
+  private async readSql(dbId: number, sql: string, params: readonly TypedValue[], level: ReadLevel): Promise<Uint8Array[]> {
+    const db = this.databaseById(dbId);
+    const read = await this.readOnView(db, sql, params, level);
+    const messages = read?.messages ?? (await this.querySqlOnLoop(db, sql, params));
+    return [encodeResponse({ type: 'bookmark', index: BigInt(read?.bookmark ?? this.node.appliedIndex()) }), ...messages];
+  }
+
+  private levelOf(request: Extract<Request, { type: 'read_sql' }>): ReadLevel {
+    const consistency = CONSISTENCY_BY_CODE[request.consistency];
+    if (!consistency) return this.node.defaultReadLevel;
+    const bookmark = request.bookmark > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(request.bookmark);
+    return { consistency, bookmark, maxStalenessMs: request.maxStalenessMs };
+  }
+
+  /**
+   * Runs a read-only statement on the read view once `level` admits it: past the execution loop,
+   * on the committed state. Undefined when the statement belongs on the loop instead: the client
+   * holds a transaction (it must see its own writes), or the statement writes or returns no rows.
+   */
+  private async readOnView(
+    db: ReplicatedDatabase,
+    sql: string,
+    params: readonly TypedValue[],
+    level: ReadLevel,
+  ): Promise<{ messages: Uint8Array[]; bookmark: number } | undefined> {
+    if (db.loop.transactionOwner === this.id) return undefined;
+    await this.node.admitRead(level);
+    const view = db.engine.readView();
+    let statement: Statement | null;
+    try {
+      statement = view.prepare(sql);
+    } catch (error) {
+      // A leader retries on its loop's connection (a TEMP table lives there) for the real answer.
+      if (this.node.isLeader()) return undefined;
+      throw error;
+    }
+    if (!statement) throw new NodeError(SQLITE_MISUSE, 'empty statement: the SQL text holds no statement');
+    try {
+      if (!statement.isReadonly || statement.columnNames.length === 0) {
+        if (this.node.isLeader()) return undefined;
+        throw notLeader(this.node.leader()?.address, 'this statement writes: send it to the leader');
+      }
+      const messages = collectRows(statement, params, this.limits.clientResultBytesMax);
+      this.noteDeferredRead(db);
+      return { messages, bookmark: this.node.appliedIndex() };
+    } finally {
+      statement.finalize();
+    }
+  }
+
+  /** A read-only statement compiled on the read view, when this client holds no transaction. */
+  private compileOnView(db: ReplicatedDatabase, sql: string): PreparedStatement | undefined {
+    if (db.loop.transactionOwner === this.id) return undefined;
+    let statement: Statement | null;
+    try {
+      statement = db.engine.readView().prepare(sql);
+    } catch {
+      return undefined;
+    }
+    if (!statement) return undefined;
+    if (!statement.isReadonly || statement.columnNames.length === 0) {
+      statement.finalize();
+      return undefined;
+    }
+    return { db, sql, parameterCount: statement.parameterCount, statement: undefined, view: statement };
+  }
+
+  private async querySqlOnLoop(db: ReplicatedDatabase, sql: string, params: readonly TypedValue[]): Promise<Uint8Array[]> {
     await this.node.leaderReady();
     const outcome = await this.runAsLeader(db, () => {
       const statement = compile(db, sql);
@@ -369,6 +543,7 @@ export class Gateway {
     this.closed = true;
     this.node.metrics.clientClosed();
     this.queue.length = 0;
+    this.deferredBegins.clear();
     for (const db of this.databases) {
       if (db.loop.transactionOwner === this.id) {
         try {
@@ -380,9 +555,24 @@ export class Gateway {
       db.loop.forget(this.id);
     }
     // The engine recompiles statements after a connection reset, so they are always ours to finalize.
-    for (const prepared of this.statements.values()) prepared.statement.finalize();
+    for (const prepared of this.statements.values()) {
+      prepared.statement?.finalize();
+      prepared.view?.finalize();
+    }
     this.statements.clear();
   }
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
 }
 
 function compile(db: ReplicatedDatabase, sql: string): Statement {
@@ -391,14 +581,16 @@ function compile(db: ReplicatedDatabase, sql: string): Statement {
   return statement;
 }
 
+/** Binds as dqlite does: missing values leave their parameters NULL; one too many is SQLITE_RANGE. */
 function bindAll(statement: Statement, params: readonly TypedValue[]): void {
-  if (params.length !== statement.parameterCount) {
-    throw new NodeError(
-      SQLITE_RANGE,
-      `statement has ${statement.parameterCount} parameters but ${params.length} values were given`,
-    );
-  }
-  if (params.length > 0 || statement.parameterCount > 0) statement.bind(params.map(bindValue));
+  if (params.length > statement.parameterCount) throw new NodeError(SQLITE_RANGE, 'column index out of range');
+  statement.bind(params.map(bindValue));
+}
+
+/** The loop-side statement of `prepared`, compiled on first need. Runs on the database's loop. */
+function loopStatement(prepared: PreparedStatement): Statement {
+  prepared.statement ??= compile(prepared.db, prepared.sql);
+  return prepared.statement;
 }
 
 function runToCompletion(

@@ -4,6 +4,7 @@ import type { Limits } from '../limits.ts';
 import { defaultCompactionPolicy, type Member, type NodeId } from '../raft/index.ts';
 import type { DurableStorage, Runtime } from '../runtime.ts';
 import type { AdminPolicy } from './admin-policy.ts';
+import type { ReadLevel } from './read-path.ts';
 
 export interface NodeOptions {
   id: NodeId;
@@ -38,6 +39,14 @@ export interface NodeOptions {
   leaderWithoutAddressHandOverMs?: number;
   votersMax?: number;
   standbysMax?: number;
+  /**
+   * The read level of clients that cannot choose one (go-dqlite, the dqlite shell): plain
+   * QUERY/QUERY_SQL requests. Default linearizable, which on a follower answers not-leader as
+   * dqlite does; `stale`/`session` let a follower answer them locally.
+   */
+  defaultReadLevel?: ReadLevel;
+  /** Clock-rate bound the leader lease assumes (leader-lease.ts). Default 0.1. */
+  leaseClockDriftMax?: number;
   /** Overrides of the limits table (src/limits.ts); start-up fails if they do not fit together. */
   limits?: Partial<Limits>;
   /** Deliberately unsafe behaviour, for tests that prove the checkers catch it. Never in production. */
@@ -68,6 +77,8 @@ export interface UnsafeSwitches {
   keepTransactionOnRefusedProposal?: boolean;
   statementsBeforeTermApplied?: boolean;
   runRequestsOfDepartedClients?: boolean;
+  /** Follower reads at linearizable skip the leader's read index (stale reads the checkers must catch). */
+  followerReadsWithoutReadIndex?: boolean;
 }
 
 /** The switches' names on the command line (`--unsafe-for-testing a,b`), kebab-case. */
@@ -77,6 +88,7 @@ export const UNSAFE_SWITCH_NAMES: Record<string, keyof UnsafeSwitches> = {
   'keep-transaction-on-refused-proposal': 'keepTransactionOnRefusedProposal',
   'statements-before-term-applied': 'statementsBeforeTermApplied',
   'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
+  'follower-reads-without-read-index': 'followerReadsWithoutReadIndex',
 };
 
 /** Parses a comma-separated `--unsafe-for-testing` list; throws naming the unknown switch. */

@@ -19,6 +19,7 @@ import {
   decodeMessage,
   encodeMessage,
   MemoryStorage,
+  MessageType,
   RaftNode,
   type Configuration,
   type Member,
@@ -33,13 +34,16 @@ import { AdminPolicy } from './admin-policy.ts';
 import { NodeMetrics } from './metrics.ts';
 import { AppliedWaiters } from './applied-waiters.ts';
 import { BoundedWait } from './bounded-wait.ts';
+import { FollowerReadIndex, isReadIndexMessage } from './follower-read-index.ts';
 import { Gateway } from './gateway.ts';
 import type { GatewayHost } from './gateway-host.ts';
 import { handOverTarget, HandOverPolicy } from './hand-over.ts';
+import { CLOCK_DRIFT_MAX_DEFAULT, LeaderLease } from './leader-lease.ts';
 import { MembershipAdmin } from './membership-admin.ts';
 import { resolveSettings, type NodeOptions, type NodeSettings, type NodeStatus, type UnsafeSwitches } from './node-options.ts';
 import { RaftLog } from './raft-log.ts';
 import { ReadBarrier } from './read-barrier.ts';
+import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 
@@ -67,6 +71,16 @@ export class ClusterNode implements GatewayHost {
   private readonly waits: BoundedWait;
   private readonly appliedWaiters = new AppliedWaiters();
   private readonly reads: ReadBarrier;
+  private readonly followerReads: FollowerReadIndex;
+  private readonly lease: LeaderLease;
+  private readonly readPath: ReadPath;
+  readonly defaultReadLevel: ReadLevel;
+  /** When this node last heard from a leader (Append, Heartbeat, Snapshot of the newest term seen). */
+  private leaderContactMs: number | undefined;
+  private leaderContactTerm = 0;
+  /** Until then, vote requests are ignored: a restarted voter must not break a leader's lease. */
+  private votesHeldUntilMs = 0;
+  private leaseRenewing = false;
   private readonly membership: MembershipAdmin;
   private readonly handOver: HandOverPolicy;
   private readonly gateways = new Set<Gateway>();
@@ -120,9 +134,46 @@ export class ClusterNode implements GatewayHost {
         isLeader: () => this.isLeader(),
         notLeader: () => notLeader(this.leader()?.address),
         schedule: () => this.loop.schedule(),
+        nowMs: () => clock.nowMs(),
       },
       this.waits,
     );
+    const electionTimeoutMs = this.settings.electionTimeoutTicks * this.settings.tickMs;
+    this.defaultReadLevel = options.defaultReadLevel ?? DEFAULT_READ_LEVEL;
+    this.lease = new LeaderLease({
+      tickMs: this.settings.tickMs,
+      electionTimeoutTicks: this.settings.electionTimeoutTicks,
+      clockDriftMax: options.leaseClockDriftMax ?? CLOCK_DRIFT_MAX_DEFAULT,
+    });
+    this.votesHeldUntilMs = clock.nowMs() + electionTimeoutMs;
+    this.followerReads = new FollowerReadIndex(
+      {
+        leaderId: () => this.leaderId,
+        leaderAddress: () => this.leader()?.address,
+        isLeader: () => this.isLeader(),
+        send: (to, bytes) => this.transport.send(to, bytes),
+        leaderReadIndex: () => this.leaderReadIndex(),
+        log: this.write,
+      },
+      clock,
+      electionTimeoutMs,
+    );
+    this.readPath = new ReadPath({
+      isLeader: () => this.isLeader(),
+      leaderReady: () => this.leaderReady(),
+      leaderReadIndex: () => this.leaderReadIndex(),
+      leaseHolds: () => this.isLeader() && this.lease.holds(clock.nowMs(), this.reads.confirmedRoundStartMs),
+      renewLease: () => this.renewLease(),
+      readIndexFromLeader: () => this.followerReads.readIndex(),
+      appliedIndex: () => this.fsm.appliedIndex,
+      applied: (index, what) => this.appliedAt(index, what),
+      leaderContactAgeMs: () => {
+        if (this.isLeader()) return 0;
+        return this.leaderContactMs === undefined ? undefined : clock.nowMs() - this.leaderContactMs;
+      },
+      followerReadsWithoutReadIndex: this.unsafe.followerReadsWithoutReadIndex === true,
+      readsWithoutBarrier: this.unsafe.readsWithoutBarrier === true,
+    });
     this.membership = new MembershipAdmin(
       {
         id: this.id,
@@ -131,7 +182,7 @@ export class ClusterNode implements GatewayHost {
         leaderAddress: () => this.leader()?.address,
         configuration: () => this.configuration,
         proposeConfChange: (change) => this.raft.proposeConfChange(change),
-        transferLeadership: (to) => this.raft.transferLeadership(to),
+        transferLeadership: (to) => this.startTransfer(to),
         schedule: () => this.loop.schedule(),
       },
       this.appliedWaiters,
@@ -245,6 +296,11 @@ export class ClusterNode implements GatewayHost {
 
   private receivePeerMessage(from: NodeId, bytes: Uint8Array): void {
     if (this.stopped) return;
+    if (isReadIndexMessage(bytes)) {
+      this.followerReads.receive(from, bytes);
+      this.loop.schedule();
+      return;
+    }
     let message;
     try {
       message = decodeMessage(bytes);
@@ -255,6 +311,15 @@ export class ClusterNode implements GatewayHost {
     if (message.from !== from || message.to !== this.id) {
       throw new Error(`a message from node ${from} claims to be from ${message.from} to ${message.to}`);
     }
+    const type = message.type;
+    if ((type === MessageType.Vote || type === MessageType.PreVote) && message.context !== 1 && this.runtime.clock.nowMs() < this.votesHeldUntilMs) {
+      // Just started: this voter may have promised a leader, before it restarted, not to vote.
+      return;
+    }
+    if ((type === MessageType.Append || type === MessageType.Heartbeat || type === MessageType.Snapshot) && message.term >= this.leaderContactTerm) {
+      this.leaderContactTerm = message.term;
+      this.leaderContactMs = this.runtime.clock.nowMs();
+    }
     this.raft.step(message);
     this.loop.schedule();
   }
@@ -264,8 +329,11 @@ export class ClusterNode implements GatewayHost {
     if (soft.state !== this.state || soft.leaderId !== this.leaderId) {
       this.write(`state ${soft.state}, leader ${soft.leaderId === 0 ? 'unknown' : soft.leaderId}, term ${this.raft.status().term}`);
     }
+    const leaderChanged = soft.leaderId !== this.leaderId;
     this.state = soft.state;
     this.leaderId = soft.leaderId;
+    if (leaderChanged) this.followerReads.leaderChanged();
+    if (wasLeader !== (soft.state === 'leader')) this.lease.leadershipChanged();
     if (!wasLeader && soft.state === 'leader') {
       this.handOver.becameLeader(this.runtime.clock.nowMs());
       // Until the new term's first entry is applied, entries of earlier leaders may still
@@ -299,7 +367,7 @@ export class ClusterNode implements GatewayHost {
     const status = this.raft.status();
     const target = handOverTarget(status, this.configuration, this.id);
     if (!target) return;
-    const result = this.raft.transferLeadership(target.id);
+    const result = this.startTransfer(target.id);
     if (result.ok) {
       this.write(
         `handing leadership to listening voter ${target.id} (its log at ${target.match} of ${status.lastIndex}): clients cannot reach a leader without an address`,
@@ -365,8 +433,51 @@ export class ClusterNode implements GatewayHost {
   }
 
   /** Resolves once this node confirmed, after the call, that it still leads, and applied all it had committed then. */
-  readBarrier(): Promise<void> {
+  readBarrier(): Promise<number> {
     return this.reads.barrier();
+  }
+
+  /** A ReadIndex round on this leader, bounded: resolves with its index once applied that far. */
+  private leaderReadIndex(): Promise<number> {
+    let round: Promise<number>;
+    try {
+      round = this.reads.barrier();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.waits.wait(round, 'confirming leadership for a read');
+  }
+
+  private async appliedAt(index: number, what: string): Promise<void> {
+    if (this.fsm.appliedIndex >= index) return;
+    const applied = this.appliedWaiters.wait(index);
+    this.loop.schedule();
+    await this.waits.wait(applied, what);
+  }
+
+  /** A ReadIndex round in the background once the lease is past half its life; one at a time. */
+  private renewLease(): void {
+    if (this.leaseRenewing || this.runtime.clock.nowMs() - this.reads.confirmedRoundStartMs < this.lease.durationMs / 2) return;
+    this.leaseRenewing = true;
+    this.leaderReadIndex()
+      .catch(() => undefined)
+      .finally(() => {
+        this.leaseRenewing = false;
+      });
+  }
+
+  private startTransfer(to: NodeId): ReturnType<RaftNode['transferLeadership']> {
+    this.lease.transferStarted();
+    return this.raft.transferLeadership(to);
+  }
+
+  /** Resolves when a read at `level` may run on this node's committed state (read-path.ts). */
+  admitRead(level: ReadLevel): Promise<void> {
+    return this.readPath.admit(level);
+  }
+
+  appliedIndex(): number {
+    return this.fsm.appliedIndex;
   }
 
   async writeSettled(barrier: Promise<void> | undefined): Promise<void> {
@@ -376,7 +487,7 @@ export class ClusterNode implements GatewayHost {
 
   async readSettled(barrier: Promise<void> | undefined): Promise<void> {
     if (this.unsafe.readsWithoutBarrier) return;
-    await this.waits.wait(barrier ?? this.reads.barrier(), 'waiting for a read to be confirmed');
+    await this.waits.wait<unknown>(barrier ?? this.reads.barrier(), 'waiting for a read to be confirmed');
   }
 
   addMember(id: NodeId, address: string): Promise<void> {
@@ -505,6 +616,7 @@ export class ClusterNode implements GatewayHost {
     this.ticker?.cancel();
     for (const gateway of this.gateways) gateway.close();
     this.transport.close();
+    this.followerReads.rejectAll();
     this.fsm.abortPending('the node is stopping');
     // The storage may be closed once this resolves: no snapshot may still be writing to it.
     await this.snapshots.idle();

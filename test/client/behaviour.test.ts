@@ -171,7 +171,7 @@ describe('retries and indeterminate outcomes', () => {
     node.handler = (request) => (request.type === 'exec_sql' && request.sql === 'COMMIT' ? 'drop' : undefined);
     const error = await db.transaction((tx) => tx.exec('INSERT INTO t VALUES (1)')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IndeterminateError);
-    expect(node.requests.filter((r) => r.type === 'exec_sql').map((r) => (r as { sql: string }).sql)).toEqual(['BEGIN', 'INSERT INTO t VALUES (1)', 'COMMIT']);
+    expect(node.requests.filter((r) => r.type === 'exec_sql').map((r) => (r as { sql: string }).sql)).toEqual(['BEGIN IMMEDIATE', 'INSERT INTO t VALUES (1)', 'COMMIT']);
     await db.close();
   });
 
@@ -189,7 +189,7 @@ describe('retries and indeterminate outcomes', () => {
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 10250 });
     expect(first.requests.filter((r) => r.type === 'exec_sql').map((r) => (r as { sql: string }).sql)).toEqual([
-      'BEGIN',
+      'BEGIN IMMEDIATE',
       'INSERT INTO t VALUES (1)',
       'INSERT INTO t VALUES (2)',
       'ROLLBACK',

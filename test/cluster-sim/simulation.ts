@@ -238,6 +238,14 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     await drive('every node back as a voter', SETUP_MS_MAX, ensureVoters(cluster, admin, retry));
     const finalSessions = workloads.map((w) => session('final', w.database, rng.fork()));
     for (const [i, workload] of workloads.entries()) {
+      // Reads never wait for the write loop, so only a write shows a database that a leftover
+      // transaction holds forever (a departed client's, say).
+      try {
+        const probe = finalSessions[i]!;
+        await drive(`a final write to ${workload.name}`, FINAL_READ_MS_MAX, retry(`final write to ${workload.name}`, () => probe.exec('CREATE TABLE IF NOT EXISTS liveness_probe (x INTEGER)').then(() => probe.exec('INSERT INTO liveness_probe VALUES (1)')), FINAL_READ_MS_MAX - 1000));
+      } catch (error) {
+        problems.push(`liveness: ${(error as Error).message} after every fault healed`);
+      }
       try {
         await drive(`the final read of ${workload.name}`, FINAL_READ_MS_MAX, retry(`final read of ${workload.name}`, () => workload.readFinal(finalSessions[i]!), FINAL_READ_MS_MAX - 1000));
       } catch (error) {

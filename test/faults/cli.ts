@@ -1,6 +1,6 @@
 /**
  * npm run faults -- --runs N --seconds S [--seed X] [--nodes 3|5|mixed] [--faults kind,...]
- *                   [--clients N] [--unsafe ack-before-commit|reads-without-barrier] [--out DIR] [--keep]
+ *                   [--clients N] [--unsafe ack-before-commit|reads-without-barrier|follower-reads-without-read-index] [--out DIR] [--keep]
  *
  * Run k uses seed X+k and, with --nodes mixed (the default), 3 nodes for even k and 5 for odd k.
  * Prints one line per run, a summary table, and on a violation the folder with the history and
@@ -13,7 +13,7 @@ import { runFaults, type RunResult } from './run.ts';
 import { formatSummary, verdictCell } from './summary.ts';
 
 const USAGE = `usage: npm run faults -- --runs N --seconds S [--seed X] [--nodes 3|5|mixed] [--faults kind,...]
-       [--clients N] [--unsafe ack-before-commit|reads-without-barrier] [--out DIR] [--keep] [--verbose]
+       [--clients N] [--unsafe ack-before-commit|reads-without-barrier|follower-reads-without-read-index] [--out DIR] [--keep] [--verbose]
   fault kinds: ${FAULT_KINDS.join(', ')}`;
 
 class UsageError extends Error {}

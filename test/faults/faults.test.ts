@@ -16,6 +16,7 @@ import { checkRegister, checkRegisterHistory, type RegisterInput, type TimedOp }
 import { checkListAppend } from './list-append-checker.ts';
 import { FaultCluster } from './fault-cluster.ts';
 import { reservePort } from './ports.ts';
+import { checkSessionReads } from './session-checker.ts';
 import { FaultNetwork } from './proxy.ts';
 import { runFaults, type RunResult } from './run.ts';
 
@@ -87,6 +88,35 @@ describe('register linearizability (WGL search)', () => {
     const report = checkRegisterHistory(history);
     expect(report.ok).toBe(false);
     expect(report.problems[0]).toMatch(/^register key 1:/);
+  });
+});
+
+describe('session checker', () => {
+  let index = 0;
+  const op = (client: number, body: OpBody, status: Op['status'], invokeMs: number, completeMs: number): Op => ({ ...body, index: index++, client, status, invokeMs, completeMs });
+
+  test('accepts reads that lag other clients but not the session, and catches stale, phantom and backward reads', () => {
+    const history: Op[] = [
+      op(0, { workload: 'register', f: 'write', key: 1, value: 1 }, 'ok', 0, 5),
+      op(1, { workload: 'register', f: 'write', key: 1, value: 2 }, 'ok', 6, 10),
+      // Session client 1 reads its own write; session client 2 may still see the older value.
+      op(1, { workload: 'register', f: 'read', key: 1, value: 2 }, 'ok', 11, 12),
+      op(2, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 11, 12),
+    ];
+    const sessions = new Set([1, 2]);
+    expect(checkSessionReads(history, sessions)).toEqual({ ok: true, reads: 2, problems: [] });
+    // Client 1 goes back to the value older than its own write.
+    history.push(op(1, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 13, 14));
+    // Client 2 read 2, then 1 again: monotonic reads broken.
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 2 }, 'ok', 13, 14));
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 1 }, 'ok', 15, 16));
+    history.push(op(2, { workload: 'register', f: 'read', key: 1, value: 99 }, 'ok', 17, 18));
+    const report = checkSessionReads(history, sessions);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toHaveLength(3);
+    expect(report.problems.join('\n')).toMatch(/stale session read: client 1 read 1/);
+    expect(report.problems.join('\n')).toMatch(/stale session read: client 2 read 1/);
+    expect(report.problems.join('\n')).toMatch(/no write wrote/);
   });
 });
 
@@ -302,6 +332,26 @@ describe('fault injection against a real cluster', () => {
     rmSync(result.folder!, { recursive: true, force: true });
   }, 120_000);
 
+  test('it bites: follower reads without the read index are stale under faults, and the register checker catches it', async () => {
+    const result = await runFaults({
+      seed: 11,
+      nodes: 3,
+      seconds: 14,
+      outRoot: OUT_ROOT,
+      faults: ['pause', 'partition-halves'],
+      extraArgs: ['--unsafe-for-testing', 'follower-reads-without-read-index'],
+      followerReadClients: 4,
+      faultMsMin: 2000,
+      faultMsMax: 3000,
+      quietMsMin: 300,
+      quietMsMax: 600,
+    });
+    expect(result.error, explain(result)).toBeUndefined();
+    expect(result.verdicts.register.ok, explain(result)).toBe(false);
+    expect(result.verdicts.register.problems.join('\n')).toMatch(/no linearization|stale read/);
+    expect(result.folder).toBeDefined();
+    rmSync(result.folder!, { recursive: true, force: true });
+  }, 120_000);
   test('a node whose port was taken while it was down restarts on another port behind the same proxy', async () => {
     const root = join(OUT_ROOT, `port-taken-${process.pid}`);
     const cluster = await FaultCluster.start({ nodes: 3, root });

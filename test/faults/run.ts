@@ -11,7 +11,7 @@ import { FaultCluster } from './fault-cluster.ts';
 import { History } from './history.ts';
 import { checkReplicas } from './replica-check.ts';
 import { FAULT_KINDS, Nemesis, restoreVoters, type FaultEvent, type FaultKind } from './nemesis.ts';
-import { createWorkloads, type CheckReport, type Workload, type WorkloadName } from './workloads.ts';
+import { createWorkloads, RegisterWorkload, type CheckReport, type Workload, type WorkloadName } from './workloads.ts';
 
 export interface RunOptions {
   seed: number;
@@ -23,6 +23,14 @@ export interface RunOptions {
   /** Extra `start` flags for the nodes (e.g. `--unsafe-for-testing ack-before-commit`). */
   extraArgs?: readonly string[];
   clientsPerWorkload?: number;
+  /**
+   * Register clients that read on the node they are connected to (readFrom 'any', each starting
+   * at a different node), alternately at linearizable (held to linearizability) and session (held
+   * to read-your-writes and monotonic reads). Default 2.
+   */
+  followerReadClients?: number;
+  /** Register clients reading on the leader at the lease level, held to linearizability. Default 1. */
+  leaseReadClients?: number;
   faultMsMin?: number;
   faultMsMax?: number;
   quietMsMin?: number;
@@ -57,8 +65,16 @@ export interface RunResult {
 }
 
 /** Client options: bounded waits so a paused or isolated node costs seconds, not minutes. */
-function clientOptions(servers: readonly string[], database: string): ConstructorParameters<typeof Database>[0] {
-  return { servers, database, dial: dialTcp, timeoutMs: 5000, requestTimeoutMs: 3000, dialTimeoutMs: 1000 };
+type ClientOptions = ConstructorParameters<typeof Database>[0];
+
+function clientOptions(servers: readonly string[], database: string, extra: Partial<ClientOptions> = {}): ClientOptions {
+  return { servers, database, dial: dialTcp, timeoutMs: 5000, requestTimeoutMs: 3000, dialTimeoutMs: 1000, ...extra };
+}
+
+/** `servers` starting at the `k`-th: a follower-read client's nearest node. */
+function rotated(servers: readonly string[], k: number): string[] {
+  const at = k % servers.length;
+  return [...servers.slice(at), ...servers.slice(0, at)];
 }
 
 async function withRetries<T>(what: string, timeoutMs: number, attempt: () => Promise<T>): Promise<T> {
@@ -117,6 +133,16 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
       for (let c = 0; c < clientCount; c++) {
         clients.push(clientLoop(workload, clientNumber++, rng.fork(), cluster.addresses, () => stopped));
       }
+      if (!(workload instanceof RegisterWorkload)) continue;
+      for (let c = 0; c < (options.followerReadClients ?? 2); c++) {
+        const servers = rotated(cluster.addresses, c + 1);
+        const consistency = c % 2 === 0 ? 'linearizable' : 'session';
+        if (consistency === 'session') workload.sessionClients.add(clientNumber);
+        clients.push(clientLoop(workload, clientNumber++, rng.fork(), servers, () => stopped, { readFrom: 'any', consistency }));
+      }
+      for (let c = 0; c < (options.leaseReadClients ?? 1); c++) {
+        clients.push(clientLoop(workload, clientNumber++, rng.fork(), cluster.addresses, () => stopped, { consistency: 'lease' }));
+      }
     }
     nemesis = new Nemesis(cluster, nemesisRng, {
       kinds: options.faults ?? FAULT_KINDS,
@@ -166,8 +192,15 @@ export async function runFaults(options: RunOptions): Promise<RunResult> {
   return result;
 }
 
-async function clientLoop(workload: Workload, client: number, rng: Prng, servers: readonly string[], stopped: () => boolean): Promise<void> {
-  const db = new Database(clientOptions(servers, workload.database));
+async function clientLoop(
+  workload: Workload,
+  client: number,
+  rng: Prng,
+  servers: readonly string[],
+  stopped: () => boolean,
+  extra: Partial<ClientOptions> = {},
+): Promise<void> {
+  const db = new Database(clientOptions(servers, workload.database, extra));
   try {
     while (!stopped()) {
       await workload.operate(db, client, rng);

@@ -8,6 +8,7 @@ import type { Database, Transaction } from '../../runtimes/node/client.ts';
 import { checkBank, type BankReport } from './bank-checker.ts';
 import type { History, MicroOp } from './history.ts';
 import { checkRegisterHistory, type RegisterReport } from './linearizability.ts';
+import { checkSessionReads } from './session-checker.ts';
 import { checkListAppend, parseList, type ListAppendReport } from './list-append-checker.ts';
 import type { Prng } from '../sim/prng.ts';
 
@@ -84,6 +85,8 @@ export class RegisterWorkload implements Workload {
   private nextValue = 1;
   /** Recent values written per key: CAS expects one of them, so some CAS succeed. */
   private readonly recent = new Map<number, number[]>();
+  /** Clients reading at the session level: their reads are held to session guarantees, not linearizability. */
+  readonly sessionClients = new Set<number>();
 
   constructor(private readonly history: History) {}
 
@@ -150,8 +153,12 @@ export class RegisterWorkload implements Workload {
   }
 
   check(): CheckReport {
-    const report: RegisterReport = checkRegisterHistory(this.history.ops);
-    return { ok: report.ok, problems: report.problems, detail: `${report.keys} keys` };
+    const linearizable = this.history.ops.filter((op) => !(op.workload === 'register' && op.f === 'read' && this.sessionClients.has(op.client)));
+    const report: RegisterReport = checkRegisterHistory(linearizable);
+    const session = checkSessionReads(this.history.ops, this.sessionClients);
+    const problems = [...report.problems, ...session.problems];
+    const ok = report.ok === false || !session.ok ? false : report.ok;
+    return { ok, problems, detail: `${report.keys} keys, ${session.reads} session reads` };
   }
 }
 

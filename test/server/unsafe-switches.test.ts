@@ -120,6 +120,10 @@ describe('runRequestsOfDepartedClients', () => {
       propose: refuse,
       writeSettled: async () => {},
       readSettled: async () => {},
+      defaultReadLevel: { consistency: 'linearizable', bookmark: 0, maxStalenessMs: 0 },
+      admitRead: () => leaderReady,
+      appliedIndex: () => 0,
+      isLeader: () => true,
       addMember: refuse,
       assignRole: refuse,
       removeMember: refuse,
@@ -139,7 +143,8 @@ describe('runRequestsOfDepartedClients', () => {
       const t = await gatewayWithSlowElection(on ? { runRequestsOfDepartedClients: true } : {});
       t.client.write(encodeVersion());
       t.client.write(encodeRequest({ type: 'open', name: 'app', flags: 0, vfs: '' }));
-      t.client.write(encodeRequest({ type: 'exec_sql', db: 0, sql: 'BEGIN', params: [] }));
+      // IMMEDIATE: a plain BEGIN is only a mark until the first write and holds nothing.
+      t.client.write(encodeRequest({ type: 'exec_sql', db: 0, sql: 'BEGIN IMMEDIATE', params: [] }));
       await until('the request to wait for the leader', 5000, () => t.waiting() === 1);
       t.client.close();
       await until('the gateway to see the client leave', 5000, () => t.serverClosed());
