@@ -67,8 +67,9 @@ export class EmbeddedNode extends EventTarget {
   /** Closes the databases opened here and stops the node (handing leadership over by default). */
   close(options: { handOver?: boolean } = {}): Promise<void> {
     this.closing ??= (async () => {
-      for (const database of this.databases) database.close();
+      const open = [...this.databases];
       this.databases.clear();
+      await Promise.all(open.map((database) => database.close().catch(() => undefined)));
       await this.member.stop({ handOver: options.handOver ?? true });
     })();
     return this.closing;
