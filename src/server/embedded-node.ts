@@ -24,6 +24,7 @@ export class EmbeddedNode extends EventTarget {
   readonly closed: Promise<void>;
   private readonly databases = new Set<Database>();
   private closing: Promise<void> | undefined;
+  private stoppedBy: Error | undefined;
 
   constructor(
     private readonly member: RunningMember,
@@ -31,6 +32,7 @@ export class EmbeddedNode extends EventTarget {
   ) {
     super();
     this.closed = member.closed.catch((error: unknown) => {
+      this.stoppedBy = error as Error;
       this.dispatchEvent(new NodeFatalEvent(error as Error));
       throw error;
     });
@@ -57,6 +59,7 @@ export class EmbeddedNode extends EventTarget {
 
   /** The database `name` (created on first use), with the same interface `connect()` returns. */
   async database(name: string, options: DatabaseOptions = {}): Promise<Database> {
+    if (this.stoppedBy) throw new Error(`node ${this.address} stopped itself (${this.stoppedBy.message}): cannot open ${name}`, { cause: this.stoppedBy });
     if (this.closing) throw new Error(`node ${this.address} is closed: start a new one to open ${name}`);
     const database = new Database({ ...options, database: name, servers: [this.member.advertised], dial: this.dial });
     await database.ping();

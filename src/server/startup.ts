@@ -147,6 +147,18 @@ async function cleanUp(steps: (() => Promise<void> | void)[]): Promise<void> {
   }
 }
 
+async function storedPort(storage: DurableStorage): Promise<number | undefined> {
+  const stored = await storage.read(IDENTITY_FILE);
+  if (!stored) return undefined;
+  const { address } = JSON.parse(new TextDecoder().decode(stored)) as { address?: unknown };
+  if (typeof address !== 'string') return undefined;
+  try {
+    return splitAddress(address).port || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startMember(options: MemberOptions, host: MemberHost): Promise<RunningMember> {
   const log = options.log ?? ((line: string) => console.log(line));
   const { host: listenHost, port } = splitAddress(options.address);
@@ -162,8 +174,10 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
     releases.push(() => storage.close?.());
     let node: ClusterNode | undefined;
     let access: ClientAccess | undefined;
+    // A member on "any free port" comes back on the port its identity names: its peers know it there.
+    const listenPort = port === 0 && options.advertise === undefined ? ((await storedPort(storage)) ?? 0) : port;
     const listener = await host.listen(
-      { host: listenHost, port, webSocketMessageBytesMax: limits.peerMessageBytesMax },
+      { host: listenHost, port: listenPort, webSocketMessageBytesMax: limits.peerMessageBytesMax },
       {
         onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
         checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
