@@ -11,6 +11,8 @@ import { dialTcp } from './tcp.ts';
 
 export * from '../../src/client/index.ts';
 export { dialTcp } from './tcp.ts';
+/** A Node WebSocket dialer that sends upgrade headers (the cluster key), for `dialOverWebSocket`. */
+export { dialWebSocket } from './websocket.ts';
 
 export type NodeConnectOptions = Omit<ConnectOptions, 'dial'> & Partial<Pick<ConnectOptions, 'dial'>>;
 export type NodeClusterOptions = Omit<ClusterOptions, 'dial'> & Partial<Pick<ClusterOptions, 'dial'>>;

@@ -1,0 +1,128 @@
+/**
+ * The package as a user gets it: `npm pack`, the tarball installed into a fresh project, then
+ * from that project a 3-node cluster started with the installed command, and a program that
+ * joins it with `startNode`, writes through its handle while a follower and reads its own
+ * write, on Node and on Deno. Internals are not importable.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findDeno } from '../browser/mixed-cluster.ts';
+import { freePort, waitFor } from '../helpers/cluster.ts';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const deno = findDeno();
+
+interface Seen {
+  address: string;
+  id: number;
+  state: string;
+  leaderId: number;
+  rows: { body: string }[];
+  inTransaction: number;
+  fatal: string[];
+}
+
+async function status(address: string): Promise<{ leaderId: number; members: { role: string }[] } | undefined> {
+  try {
+    const response = await fetch(`http://${address}/status`, { signal: AbortSignal.timeout(2000) });
+    return response.ok ? ((await response.json()) as { leaderId: number; members: { role: string }[] }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('the packed package installed in a fresh project', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'dqlite-wasm-installed-'));
+  const project = join(scratch, 'app');
+  const children: ChildProcess[] = [];
+  const output: string[] = [];
+  const addresses: string[] = [];
+
+  beforeAll(async () => {
+    // `npm pack` runs `prepare` (the build), so the tarball holds the current sources.
+    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', scratch], { cwd: ROOT, timeout: 240_000 });
+    const tarball = join(scratch, stdout.trim().split('\n').at(-1)!);
+    await run('mkdir', ['-p', project]);
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: project, timeout: 240_000 });
+    copyFileSync(join(ROOT, 'test/startup/embedded-follower.mjs'), join(project, 'embedded-follower.mjs'));
+
+    const command = join(project, 'node_modules/.bin/dqlite-wasm');
+    for (let i = 0; i < 3; i++) addresses.push(`127.0.0.1:${await freePort()}`);
+    const startMember = (i: number, extra: string[]): void => {
+      const child = spawn(command, ['start', '--address', addresses[i]!, '--dir', join(scratch, `node${i + 1}`), ...extra], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+      children.push(child);
+    };
+    startMember(0, []);
+    await waitFor('the first member to lead', 30_000, async () => ((await status(addresses[0]!))?.leaderId ? true : undefined)).catch((e: Error) => {
+      throw new Error(`${e.message}\n${output.join('')}`);
+    });
+    const keyFile = join(scratch, 'node1', 'cluster-key');
+    startMember(1, ['--join', addresses[0]!, '--cluster-key-file', keyFile]);
+    startMember(2, ['--join', addresses[0]!, '--cluster-key-file', keyFile]);
+    await waitFor('3 voters', 60_000, async () => {
+      const members = (await status(addresses[0]!))?.members ?? [];
+      return members.filter((m) => m.role === 'voter').length === 3 ? true : undefined;
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\n${output.join('')}`);
+    });
+  }, 420_000);
+
+  afterAll(async () => {
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const key = (): string => readFileSync(join(scratch, 'node1', 'cluster-key'), 'utf8').trim();
+
+  const expectFollowerWrote = (seen: Seen): void => {
+    expect(seen.state).not.toBe('leader');
+    expect(seen.leaderId).not.toBe(0);
+    expect(seen.leaderId).not.toBe(seen.id);
+    expect(seen.rows).toEqual([{ body: `from ${seen.address}` }]);
+    expect(seen.inTransaction).toBeGreaterThanOrEqual(2);
+    expect(seen.fatal).toEqual([]);
+  };
+
+  test('Node: startNode joins as a follower, writes through its handle, reads its own write', async () => {
+    const { stdout } = await run(process.execPath, ['embedded-follower.mjs', join(scratch, 'embedded-node'), addresses.join(','), key()], { cwd: project, timeout: 90_000 });
+    expectFollowerWrote(JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen);
+  }, 100_000);
+
+  test.skipIf(!deno)('Deno: the same program against the installed package', async () => {
+    const { stdout } = await run(deno!, ['run', '-A', '--no-lock', 'embedded-follower.mjs', join(scratch, 'embedded-deno'), addresses.join(','), key()], {
+      cwd: project,
+      timeout: 120_000,
+    });
+    expectFollowerWrote(JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen);
+  }, 130_000);
+
+  test('only the public entries resolve; internals are not exported', async () => {
+    const probe = `for (const s of ['dqlite-wasm', 'dqlite-wasm/client', 'dqlite-wasm/raft', 'dqlite-wasm/engine', 'dqlite-wasm/protocol', 'dqlite-wasm/node']) {
+      try { const m = await import(s); console.log(s, typeof m.connect === 'function' ? 'connect' : 'no-connect', typeof m.startNode); }
+      catch (e) { console.log(s, e.code); } }`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', probe], { cwd: project });
+    expect(stdout.trim().split('\n')).toEqual([
+      'dqlite-wasm connect function',
+      'dqlite-wasm/client connect undefined',
+      'dqlite-wasm/raft ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'dqlite-wasm/engine ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'dqlite-wasm/protocol ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'dqlite-wasm/node ERR_PACKAGE_PATH_NOT_EXPORTED',
+    ]);
+  });
+});
