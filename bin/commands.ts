@@ -192,7 +192,7 @@ async function cluster(flags: ParsedFlags): Promise<void> {
   if (nodes < 1 || nodes > 9) throw new UsageError('--nodes must be from 1 to 9');
   await mkdir(dir, { recursive: true });
   const keyFile = joinPath(dir, 'cluster-key');
-  if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url').replace(/^-/, 'k') + '\n', { mode: 0o600 });
   const addresses = Array.from({ length: nodes }, (_, i) => `${host}:${basePort + i}`);
   const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
   const children: ChildProcess[] = [];

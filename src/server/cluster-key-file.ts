@@ -81,7 +81,9 @@ export async function chooseClusterKey(options: {
         `(the ${CLUSTER_KEY_FILE} file in a member's data directory)`,
     );
   }
-  return { key: base64url(options.randomBytes(GENERATED_KEY_BYTES)), store: true, generated: true };
+  // A key never starts with '-', so `--cluster-key KEY` cannot be taken for a flag.
+  const key = base64url(options.randomBytes(GENERATED_KEY_BYTES)).replace(/^-/, 'k');
+  return { key, store: true, generated: true };
 }
 
 export function clusterKeyBytes(key: string): Uint8Array {
