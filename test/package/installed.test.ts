@@ -5,11 +5,12 @@
  * write, on Node and on Deno. Internals are not importable.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { transform } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findDeno } from '../browser/mixed-cluster.ts';
 import { freePort, waitFor } from '../helpers/cluster.ts';
@@ -110,6 +111,23 @@ describe('the packed package installed in a fresh project', () => {
     });
     expectFollowerWrote(JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen);
   }, 130_000);
+
+  // The examples a user copies: every ```ts block of the README and of docs/embedding.md, with
+  // the `npm start` cluster's addresses and key file pointing at this test's cluster.
+  const examples = ['README.md', 'docs/embedding.md'].flatMap((file) =>
+    [...readFileSync(join(ROOT, file), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((match, i) => ({ name: `${file} example ${i + 1}`, source: match[1]! })),
+  );
+
+  test.each(examples)('$name runs as written', async ({ source }) => {
+    let code = (await transform(source, { loader: 'ts', format: 'esm' })).code;
+    ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'].forEach((address, i) => (code = code.replaceAll(address, addresses[i]!)));
+    mkdirSync(join(project, '.data/cluster'), { recursive: true });
+    writeFileSync(join(project, '.data/cluster/cluster-key'), key() + '\n', { mode: 0o600 });
+    const file = join(project, `example-${Math.random().toString(36).slice(2)}.mjs`);
+    writeFileSync(file, code);
+    const { stderr } = await run(process.execPath, [file], { cwd: project, timeout: 60_000 });
+    expect(stderr).not.toMatch(/Error/);
+  }, 70_000);
 
   test('only the public entries resolve; internals are not exported', async () => {
     const probe = `for (const s of ['dqlite-wasm', 'dqlite-wasm/client', 'dqlite-wasm/raft', 'dqlite-wasm/engine', 'dqlite-wasm/protocol', 'dqlite-wasm/node']) {
