@@ -112,6 +112,21 @@ describe('the packed package installed in a fresh project', () => {
     expectFollowerWrote(JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen);
   }, 130_000);
 
+  test.skipIf(!deno)('Deno: the installed command has the same strict flags', async () => {
+    const dir = join(scratch, 'misspelled');
+    const outcome = await run(deno!, ['run', '-A', '--no-lock', 'node_modules/dqlite-wasm/bin/dqlite-wasm', 'start', '--address', '127.0.0.1:1', '--dir', dir, '--jion', addresses[0]!], {
+      cwd: project,
+      timeout: 60_000,
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(outcome.code, outcome.stderr).toBe(2);
+    expect(outcome.stderr).toMatch(/unknown flag --jion: did you mean --join\?/);
+    const help = await run(deno!, ['run', '-A', '--no-lock', 'node_modules/dqlite-wasm/bin/dqlite-wasm', 'start', '--help'], { cwd: project, timeout: 60_000 });
+    expect(help.stdout).toContain('--cluster-key-file');
+  }, 70_000);
+
   // The examples a user copies: every ```ts block of the README and of docs/embedding.md, with
   // the `npm start` cluster's addresses and key file pointing at this test's cluster.
   const examples = ['README.md', 'docs/embedding.md'].flatMap((file) =>
