@@ -7,7 +7,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connect } from '../../runtimes/node/client.ts';
@@ -88,6 +88,55 @@ describe('a member restarted on its directory', () => {
     expect(output).toMatch(/belongs to a cluster with another key/);
     expect(readFileSync(join(node.dir, 'cluster-key'), 'utf8').trim()).toBe(cluster.clusterKey);
   }, 40_000);
+});
+
+function startCli(host: string, args: string[]): { output: () => string; stop: () => Promise<number | null> } {
+  const argv = host === 'deno' ? ['run', '-A', '--no-lock', 'runtimes/deno/main.ts', ...args] : ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts', ...args];
+  const child = spawn(host === 'deno' ? deno! : process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    output: () => output,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+async function healthy(address: string): Promise<true | undefined> {
+  const response = await fetch(`http://${address}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+  return response?.ok ? true : undefined;
+}
+
+describe.each(['node', ...(deno ? ['deno'] : [])])('a new cluster on %s', (host) => {
+  test('generates its key once, readable by its owner only, and keeps it across a restart', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'dqlite-wasm-newkey-')), 'node');
+    const address = `127.0.0.1:${await freePort()}`;
+    try {
+      const first = startCli(host, ['start', '--address', address, '--dir', dir]);
+      await waitFor('the new cluster to elect its leader', 60_000, () => healthy(address)).catch((e: Error) => {
+        throw new Error(`${e.message}\n${first.output()}`);
+      });
+      expect(await first.stop()).toBe(0);
+      expect(first.output()).toMatch(/generated a cluster key in .*cluster-key/);
+      const keyFile = join(dir, 'cluster-key');
+      const key = readFileSync(keyFile, 'utf8');
+      expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+
+      const second = startCli(host, ['start', '--address', address, '--dir', dir]);
+      await waitFor('the restarted node to lead again', 60_000, () => healthy(address)).catch((e: Error) => {
+        throw new Error(`${e.message}\n${second.output()}`);
+      });
+      expect(await second.stop()).toBe(0);
+      expect(second.output()).not.toMatch(/generated a cluster key/);
+      expect(readFileSync(keyFile, 'utf8')).toBe(key);
+    } finally {
+      rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  }, 150_000);
 });
 
 describe.each(['node', ...(deno ? ['deno'] : [])])('strict flags on %s', (host) => {
