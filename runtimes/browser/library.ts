@@ -14,6 +14,7 @@ import {
 } from '../../src/client/index.ts';
 import type { DialStream } from '../../src/runtime.ts';
 import { dialStandardWebSocket } from './websocket.ts';
+import { startBrowserNode, type BrowserEmbeddedNode, type BrowserStartNodeOptions } from './start-node.ts';
 
 export * from '../../src/client/index.ts';
 
@@ -34,4 +35,11 @@ export function connect(options: BrowserConnectOptions): Promise<Database> {
 
 export function connectCluster(options: BrowserClusterOptions): Promise<Cluster> {
   return connectClusterWith({ ...options, dial: options.dial ?? dialBrowserWebSocket });
+}
+
+export { BrowserEmbeddedNode, type BrowserDatabaseOptions, type BrowserStartNodeOptions } from './start-node.ts';
+
+/** Starts a node in a Web Worker of this page; see docs/embedding.md. */
+export function startNode(options: BrowserStartNodeOptions): Promise<BrowserEmbeddedNode> {
+  return startBrowserNode(options, dialBrowserWebSocket);
 }
