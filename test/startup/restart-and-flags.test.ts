@@ -149,6 +149,14 @@ describe.each(['node', ...(deno ? ['deno'] : [])])('strict flags on %s', (host) 
     expect(existsSync(dir)).toBe(false);
   }, 100_000);
 
+  test.skipIf(host !== 'node')('--websocket-only on Node says it is for Deno, and starts nothing', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'dqlite-wasm-flags-')), 'node');
+    const { code, output } = await runCli(host, ['start', '--address', `127.0.0.1:${await freePort()}`, '--dir', dir, '--websocket-only']);
+    expect(code, output).toBe(2);
+    expect(output).toMatch(/--websocket-only is for HTTP-only hosts and runs on Deno/);
+    expect(existsSync(dir)).toBe(false);
+  });
+
   test('--cluster-key-file is accepted and help lists the same flags', async () => {
     const { code, output } = await runCli(host, ['start', '--help'], 90_000);
     expect(code, output).toBe(0);
