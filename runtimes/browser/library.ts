@@ -37,7 +37,7 @@ export function connectCluster(options: BrowserClusterOptions): Promise<Cluster>
   return connectClusterWith({ ...options, dial: options.dial ?? dialBrowserWebSocket });
 }
 
-export { BrowserEmbeddedNode, type BrowserDatabaseOptions, type BrowserStartNodeOptions } from './start-node.ts';
+export { BrowserEmbeddedNode, BrowserNodeFatalEvent, type BrowserDatabaseOptions, type BrowserStartNodeOptions } from './start-node.ts';
 
 /** Starts a node in a Web Worker of this page; see docs/embedding.md. */
 export function startNode(options: BrowserStartNodeOptions): Promise<BrowserEmbeddedNode> {

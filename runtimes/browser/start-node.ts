@@ -27,17 +27,35 @@ export interface BrowserStartNodeOptions extends Omit<BrowserNodeOptions, 'log'>
 
 export type BrowserDatabaseOptions = Partial<Omit<ConnectOptions, 'database' | 'servers' | 'dial'>>;
 
-export class BrowserEmbeddedNode {
+/** Dispatched once on a `BrowserEmbeddedNode` whose node stopped itself to protect its data. */
+export class BrowserNodeFatalEvent extends Event {
+  constructor(readonly error: Error) {
+    super('fatal');
+  }
+}
+
+export class BrowserEmbeddedNode extends EventTarget {
   private readonly databases = new Set<Database>();
   private closing: Promise<void> | undefined;
   private settle!: () => void;
-  /** Resolves once closed. */
-  readonly closed = new Promise<void>((resolve) => (this.settle = resolve));
+  /** Resolves once closed; rejects with the original error when the node stopped itself. */
+  readonly closed: Promise<void>;
 
   constructor(
     private readonly worker: WorkerNode,
     private readonly remoteDial: DialStream,
-  ) {}
+  ) {
+    super();
+    this.closed = new Promise<void>((resolve, reject) => {
+      this.settle = resolve;
+      worker.api.whenClosed().then(resolve, (error: unknown) => {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        this.dispatchEvent(new BrowserNodeFatalEvent(failure));
+        reject(failure);
+      });
+    });
+    this.closed.catch(() => undefined);
+  }
 
   get info(): BrowserNodeInfo {
     return this.worker.info;

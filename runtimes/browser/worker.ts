@@ -26,6 +26,8 @@ export interface WorkerNodeApi {
   stop(options?: { handOver?: boolean }): Promise<void>;
   /** Serves the dqlite protocol on `port` (a page's `Database`, see start-node.ts). */
   acceptClientPort(port: MessagePort): void;
+  /** Settles when the node stops: rejects with the original error when it stopped itself. */
+  whenClosed(): Promise<void>;
 }
 
 let running: BrowserNode | undefined;
@@ -51,6 +53,7 @@ const api: WorkerNodeApi = {
   removeMember: (id) => node().removeMember(id),
   transferLeadership: (to) => node().transferLeadership(to),
   acceptClientPort: (port) => node().node.acceptClient(byteStreamFromPort(port, 'page')),
+  whenClosed: () => node().node.closed,
   async stop(options) {
     const current = running;
     running = undefined;

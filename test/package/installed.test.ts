@@ -179,12 +179,13 @@ describe('the packed package installed in a fresh project', () => {
         return page.evaluate(
           async ({ join, clusterKey, body }) => {
             type Db = { exec(sql: string, p?: unknown[]): Promise<unknown>; query(sql: string): Promise<{ rows: { body: string }[] }> };
-            const w = window as unknown as { startNode(o: unknown): Promise<{ info: { fresh: boolean; storage: string }; database(n: string): Promise<Db>; close(): Promise<void> }> };
+            const w = window as unknown as { startNode(o: unknown): Promise<{ info: { fresh: boolean; storage: string }; database(n: string): Promise<Db>; close(): Promise<void>; closed: Promise<void> }> };
             const node = await w.startNode({ name: 'edge', join, clusterKey, workerUrl: '/worker.js', log: (line: string) => console.log(line) });
             const db = await node.database('embedded');
             await db.exec('INSERT INTO notes (body) VALUES (?)', [body]);
             const { rows } = await db.query('SELECT body FROM notes ORDER BY id');
             await node.close();
+            await node.closed;
             return { fresh: node.info.fresh, storage: node.info.storage, bodies: rows.map((r) => r.body) };
           },
           { join: addresses, clusterKey: key(), body },
