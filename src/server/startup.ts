@@ -150,11 +150,11 @@ async function cleanUp(steps: (() => Promise<void> | void)[]): Promise<void> {
 async function storedPort(storage: DurableStorage): Promise<number | undefined> {
   const stored = await storage.read(IDENTITY_FILE);
   if (!stored) return undefined;
-  const { address } = JSON.parse(new TextDecoder().decode(stored)) as { address?: unknown };
-  if (typeof address !== 'string') return undefined;
   try {
-    return splitAddress(address).port || undefined;
+    const { address } = JSON.parse(new TextDecoder().decode(stored)) as { address?: unknown };
+    return typeof address === 'string' ? splitAddress(address).port || undefined : undefined;
   } catch {
+    // readIdentity reports a damaged identity file, naming it.
     return undefined;
   }
 }
