@@ -41,9 +41,11 @@ export class BrowserEmbeddedNode extends EventTarget {
   /** Resolves once closed; rejects with the original error when the node stopped itself. */
   readonly closed: Promise<void>;
 
+  /** `joinedThrough`: members to ask for the leader when the worker's node knows none (a spare). */
   constructor(
     private readonly worker: WorkerNode,
     private readonly remoteDial: DialStream,
+    private readonly joinedThrough: readonly string[],
   ) {
     super();
     this.closed = new Promise<void>((resolve, reject) => {
@@ -71,7 +73,7 @@ export class BrowserEmbeddedNode extends EventTarget {
 
   async database(name: string, options: BrowserDatabaseOptions = {}): Promise<Database> {
     if (this.closing) throw new Error(`the browser node ${this.id} is closed: start a new one to open ${name}`);
-    const database = new Database({ ...options, database: name, servers: [WORKER_SERVER], dial: this.dial });
+    const database = new Database({ ...options, database: name, servers: [WORKER_SERVER, ...this.joinedThrough], dial: this.dial });
     await database.ping();
     this.databases.add(database);
     return database;
@@ -99,5 +101,5 @@ export class BrowserEmbeddedNode extends EventTarget {
 export async function startBrowserNode(options: BrowserStartNodeOptions, remoteDial: DialStream): Promise<BrowserEmbeddedNode> {
   const { workerUrl, log, ...nodeOptions } = options;
   const worker = await startWorkerNode(workerUrl ?? new URL('../../browser/worker.js', import.meta.url), nodeOptions, log);
-  return new BrowserEmbeddedNode(worker, remoteDial);
+  return new BrowserEmbeddedNode(worker, remoteDial, nodeOptions.join);
 }

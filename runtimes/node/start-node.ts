@@ -15,5 +15,5 @@ export interface StartNodeOptions extends Omit<MemberOptions, 'address'> {
 export async function startNode(options: StartNodeOptions): Promise<EmbeddedNode> {
   const { address, ...rest } = options;
   const member = await startMember({ ...rest, address: address ?? '127.0.0.1:0', log: options.log ?? (() => undefined) }, nodeMemberHost());
-  return new EmbeddedNode(member, dialTcp);
+  return new EmbeddedNode(member, dialTcp, options.join ?? []);
 }

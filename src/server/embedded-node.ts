@@ -26,9 +26,14 @@ export class EmbeddedNode extends EventTarget {
   private closing: Promise<void> | undefined;
   private stoppedBy: Error | undefined;
 
+  /**
+   * `joinedThrough`: members to ask for the leader when this node knows none (a spare hears no
+   * heartbeats); this node is always asked first.
+   */
   constructor(
     private readonly member: RunningMember,
     private readonly remoteDial: DialStream,
+    private readonly joinedThrough: readonly string[] = [],
   ) {
     super();
     this.closed = member.closed.catch((error: unknown) => {
@@ -61,7 +66,7 @@ export class EmbeddedNode extends EventTarget {
   async database(name: string, options: DatabaseOptions = {}): Promise<Database> {
     if (this.stoppedBy) throw new Error(`node ${this.address} stopped itself (${this.stoppedBy.message}): cannot open ${name}`, { cause: this.stoppedBy });
     if (this.closing) throw new Error(`node ${this.address} is closed: start a new one to open ${name}`);
-    const database = new Database({ ...options, database: name, servers: [this.member.advertised], dial: this.dial });
+    const database = new Database({ ...options, database: name, servers: [this.member.advertised, ...this.joinedThrough.filter((a) => a !== this.member.advertised)], dial: this.dial });
     await database.ping();
     this.databases.add(database);
     return database;

@@ -53,7 +53,9 @@ describe('the packed package installed in a fresh project', () => {
     const tarball = join(scratch, stdout.trim().split('\n').at(-1)!);
     await run('mkdir', ['-p', project]);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: project, timeout: 240_000 });
+    // Kysely too: an example of the embedding guide uses it (an optional peer dependency).
+    const kysely = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies['kysely']!;
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, `kysely@${kysely}`], { cwd: project, timeout: 240_000 });
     copyFileSync(join(ROOT, 'test/startup/embedded-follower.mjs'), join(project, 'embedded-follower.mjs'));
 
     const command = join(project, 'node_modules/.bin/dqlite-wasm');
