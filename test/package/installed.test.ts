@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer } from 'node:http';
 import { build } from 'esbuild';
 import { chromiumAvailable, CHROMIUM_PATH, findDeno } from '../browser/mixed-cluster.ts';
+import { connect, connectCluster } from '../../runtimes/node/client.ts';
 import { freePort, waitFor } from '../helpers/cluster.ts';
 
 const run = promisify(execFile);
@@ -103,6 +104,84 @@ describe('the packed package installed in a fresh project', () => {
     expect(seen.fatal).toEqual([]);
   };
 
+  test.skipIf(!chromiumAvailable())('browser: a page bundled with esbuild starts a node in a worker, joins, reads and writes, survives a reload', async () => {
+    // Make room for a voter (a listening member becomes a standby), and write a row from Node.
+    const admin = await connectCluster({ servers: addresses });
+    const leader = await admin.leader();
+    const demoted = (await admin.members()).find((m) => m.role === 'voter' && m.address !== leader?.address)!;
+    await admin.assign(demoted.id, 'stand-by');
+    await admin.close();
+    const fromNode = await connect({ servers: addresses, database: 'embedded' });
+    await fromNode.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT)');
+    await fromNode.exec("INSERT INTO notes (body) VALUES ('written from Node')");
+    await fromNode.close();
+
+    const site = join(scratch, 'site');
+    mkdirSync(site, { recursive: true });
+    writeFileSync(join(project, 'page.js'), "import { startNode } from 'dqlite-wasm';\nwindow.startNode = startNode;\nwindow.ready = true;\n");
+    await build({ absWorkingDir: project, entryPoints: ['page.js'], bundle: true, format: 'esm', platform: 'browser', outfile: join(site, 'page.js'), logLevel: 'error' });
+    // The one step esbuild needs: the worker and the engine next to the page (Vite follows the URL itself).
+    for (const file of ['worker.js', 'sqlite3.wasm']) copyFileSync(join(project, 'node_modules/dqlite-wasm/dist/browser', file), join(site, file));
+    writeFileSync(join(site, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="./page.js"></script>');
+    const types: Record<string, string> = { html: 'text/html', js: 'text/javascript', wasm: 'application/wasm' };
+    const server = createServer((request, response) => {
+      const name = (request.url ?? '/').split('?')[0] === '/' ? 'index.html' : (request.url ?? '').slice(1).split('?')[0]!;
+      try {
+        const body = readFileSync(join(site, name));
+        response.writeHead(200, { 'content-type': types[name.split('.').at(-1)!] ?? 'application/octet-stream' }).end(body);
+      } catch {
+        response.writeHead(404).end();
+      }
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      const logs: string[] = [];
+      page.on('console', (message) => logs.push(message.text()));
+      page.on('pageerror', (error) => logs.push(`page error: ${error.message}`));
+      const visit = async (body: string): Promise<{ fresh: boolean; storage: string; role: string | undefined; bodies: string[] }> => {
+        await page.goto(`http://127.0.0.1:${port}/`);
+        await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+        return page.evaluate(
+          async ({ join, clusterKey, body }) => {
+            type Db = { exec(sql: string, p?: unknown[]): Promise<unknown>; query(sql: string): Promise<{ rows: { body: string }[] }> };
+            const w = window as unknown as { startNode(o: unknown): Promise<{ info: { fresh: boolean; storage: string }; database(n: string): Promise<Db>; status(): Promise<{ members: { id: number; role: string }[] }>; close(): Promise<void>; closed: Promise<void>; id: number }> };
+            const node = await w.startNode({ name: 'edge', join, clusterKey, workerUrl: '/worker.js', log: (line: string) => console.log(line) });
+            const db = await node.database('embedded');
+            await db.exec('INSERT INTO notes (body) VALUES (?)', [body]);
+            const { rows } = await db.query('SELECT body FROM notes ORDER BY id');
+            const role = (await node.status()).members.find((m) => m.id === node.id)?.role;
+            await node.close();
+            await node.closed;
+            return { fresh: node.info.fresh, storage: node.info.storage, role, bodies: rows.map((r) => r.body) };
+          },
+          { join: addresses, clusterKey: key(), body },
+        );
+      };
+      const first = await visit('from the browser').catch((e: Error) => {
+        throw new Error(`${e.message}\n${logs.join('\n')}`);
+      });
+      expect(first.fresh).toBe(true);
+      expect(first.storage).toBe('opfs');
+      expect(first.bodies).toContain('from the browser');
+      expect(first.role).toBe('voter');
+      expect(first.bodies).toContain('written from Node');
+      const second = await visit('after a reload').catch((e: Error) => {
+        throw new Error(`${e.message}\n${logs.join('\n')}`);
+      });
+      expect(second.fresh).toBe(false);
+      expect(second.role).toBe('voter');
+      expect(second.bodies).toEqual(expect.arrayContaining(['from the browser', 'after a reload']));
+    } finally {
+      await browser.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 180_000);
+
   test('Node: startNode joins as a follower, writes through its handle, reads its own write', async () => {
     const { stdout } = await run(process.execPath, ['embedded-follower.mjs', join(scratch, 'embedded-node'), addresses.join(','), key()], { cwd: project, timeout: 90_000 });
     expectFollowerWrote(JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen);
@@ -147,70 +226,6 @@ describe('the packed package installed in a fresh project', () => {
     const { stderr } = await run(process.execPath, [file], { cwd: project, timeout: 60_000 });
     expect(stderr).not.toMatch(/Error/);
   }, 70_000);
-
-  test.skipIf(!chromiumAvailable())('browser: a page bundled with esbuild starts a node in a worker, joins, reads and writes, survives a reload', async () => {
-    const site = join(scratch, 'site');
-    mkdirSync(site, { recursive: true });
-    writeFileSync(join(project, 'page.js'), "import { startNode } from 'dqlite-wasm';\nwindow.startNode = startNode;\nwindow.ready = true;\n");
-    await build({ absWorkingDir: project, entryPoints: ['page.js'], bundle: true, format: 'esm', platform: 'browser', outfile: join(site, 'page.js'), logLevel: 'error' });
-    // The one step esbuild needs: the worker and the engine next to the page (Vite follows the URL itself).
-    for (const file of ['worker.js', 'sqlite3.wasm']) copyFileSync(join(project, 'node_modules/dqlite-wasm/dist/browser', file), join(site, file));
-    writeFileSync(join(site, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="./page.js"></script>');
-    const types: Record<string, string> = { html: 'text/html', js: 'text/javascript', wasm: 'application/wasm' };
-    const server = createServer((request, response) => {
-      const name = (request.url ?? '/').split('?')[0] === '/' ? 'index.html' : (request.url ?? '').slice(1).split('?')[0]!;
-      try {
-        const body = readFileSync(join(site, name));
-        response.writeHead(200, { 'content-type': types[name.split('.').at(-1)!] ?? 'application/octet-stream' }).end(body);
-      } catch {
-        response.writeHead(404).end();
-      }
-    });
-    const port = await freePort();
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
-    try {
-      const page = await browser.newPage();
-      const logs: string[] = [];
-      page.on('console', (message) => logs.push(message.text()));
-      page.on('pageerror', (error) => logs.push(`page error: ${error.message}`));
-      const visit = async (body: string): Promise<{ fresh: boolean; storage: string; bodies: string[] }> => {
-        await page.goto(`http://127.0.0.1:${port}/`);
-        await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
-        return page.evaluate(
-          async ({ join, clusterKey, body }) => {
-            type Db = { exec(sql: string, p?: unknown[]): Promise<unknown>; query(sql: string): Promise<{ rows: { body: string }[] }> };
-            const w = window as unknown as { startNode(o: unknown): Promise<{ info: { fresh: boolean; storage: string }; database(n: string): Promise<Db>; close(): Promise<void>; closed: Promise<void> }> };
-            const node = await w.startNode({ name: 'edge', join, clusterKey, workerUrl: '/worker.js', log: (line: string) => console.log(line) });
-            const db = await node.database('embedded');
-            await db.exec('INSERT INTO notes (body) VALUES (?)', [body]);
-            const { rows } = await db.query('SELECT body FROM notes ORDER BY id');
-            await node.close();
-            await node.closed;
-            return { fresh: node.info.fresh, storage: node.info.storage, bodies: rows.map((r) => r.body) };
-          },
-          { join: addresses, clusterKey: key(), body },
-        );
-      };
-      const first = await visit('from the browser').catch((e: Error) => {
-        throw new Error(`${e.message}\n${logs.join('\n')}`);
-      });
-      expect(first.fresh).toBe(true);
-      expect(first.storage).toBe('opfs');
-      expect(first.bodies).toContain('from the browser');
-      expect(first.bodies.some((b) => b.startsWith('from 127.0.0.1:'))).toBe(true);
-      const second = await visit('after a reload').catch((e: Error) => {
-        throw new Error(`${e.message}\n${logs.join('\n')}`);
-      });
-      expect(second.fresh).toBe(false);
-      expect(second.bodies).toEqual(expect.arrayContaining(['from the browser', 'after a reload']));
-    } finally {
-      await browser.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
-  }, 180_000);
 
   test('only the public entries resolve; internals are not exported', async () => {
     const probe = `for (const s of ['dqlite-wasm', 'dqlite-wasm/client', 'dqlite-wasm/raft', 'dqlite-wasm/engine', 'dqlite-wasm/protocol', 'dqlite-wasm/node']) {
