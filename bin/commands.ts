@@ -15,7 +15,10 @@ import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts'
 import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwitches } from '../src/server/node-options.ts';
 import type { MemberOptions, RunningMember } from '../src/server/startup.ts';
 import { runShellCommand } from '../runtimes/node/shell.ts';
+import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
 import { bannerText } from './banner.ts';
+import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
+import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
 import { listFlag, parseFlags, stringFlag, UsageError, wholeNumberFlag, type FlagSpec, type ParsedFlags } from './flags.ts';
 
 export { UsageError } from './flags.ts';
@@ -24,10 +27,19 @@ export { UsageError } from './flags.ts';
 export const EXIT_NODE_FATAL = 70;
 export const EXIT_USAGE = 2;
 
+/** What `start` gives a host: the member's options, and how the host listens and dials. */
+export interface CliStartOptions extends MemberOptions {
+  /** True only where the host supports it (Deno). */
+  webSocketOnly: boolean;
+  /** `--tls-cert`, `--tls-key`, `--tls-ca`: mutual TLS for everything the node serves and dials. */
+  tls?: TlsOptionsPem;
+  /** `--tls-client-cert websocket-optional`. */
+  tlsWebSocketsWithoutCertificate?: boolean;
+}
+
 export interface CliHost {
   readonly name: 'node' | 'deno';
-  /** `webSocketOnly` is true only where the host supports it (Deno). */
-  startMember(options: MemberOptions & { webSocketOnly: boolean }): Promise<RunningMember>;
+  startMember(options: CliStartOptions): Promise<RunningMember>;
   readonly webSocketOnly: boolean;
 }
 
@@ -37,6 +49,11 @@ export const USAGE = `usage:
       generated and kept in DIR/cluster-key). A directory that belongs to a cluster keeps the
       key it joined with: restart a member with --address and --dir only.
       --advertise HOST:PORT: the address peers and clients use, when a proxy sits in front.
+      --tls-cert FILE --tls-key FILE [--tls-ca FILE]: mutual TLS for everything the node serves
+        and dials; clients and peers must present a certificate of the CA (default: the
+        certificate itself, go-dqlite's single-certificate setup). See "dqlite-wasm cert".
+      --tls-client-cert websocket-optional: browsers without a client certificate may open
+        WebSockets (peers still prove the cluster key); default "require".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
       --admin-allow ADDR[,ADDR...]|none: who may add, assign, remove, transfer and weight without
       credentials (IPs, IPv4 blocks like 10.0.0.0/8, loopback; default loopback). Others need the
@@ -44,18 +61,19 @@ export const USAGE = `usage:
       --allow-origin ORIGIN[,ORIGIN...]|loopback|*|none: browser pages allowed on /dqlite without a
       client token (default loopback: pages served from 127.0.0.1 or localhost).
       --websocket-only (Deno): serve only HTTP/WebSocket (peers on /raft, dqlite clients on
-      /dqlite), for hosts that offer only HTTP.
+      /dqlite), for hosts that offer only HTTP (the host in front terminates TLS).
       Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
-  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster]
-      Runs a local N-node cluster (default 3) in child processes until Ctrl-C.
+  dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
+      Runs a local N-node cluster (default 3) in child processes until Ctrl-C. --tls: mutual TLS
+      with certificates made in DIR/tls (a CA and one per node, or one cluster certificate).
   dqlite-wasm client-token [--cluster-key KEY | --cluster-key-file FILE]
       Prints the token a browser app adds to its /dqlite WebSocket URL (?token=...): SQL access,
       no membership changes, and the cluster key cannot be recovered from it.
   dqlite-wasm shell -s ADDR[,ADDR...] DATABASE [SQL]
       SQL shell for dqlite-wasm and dqlite clusters (dqlite-wasm shell --help for more).
-`;
+${CERT_USAGE}${BACKUP_IMPORT_USAGE}`;
 
 const HELP: FlagSpec = { help: { type: 'boolean', short: 'h' } };
 const KEY_FLAGS: FlagSpec = { 'cluster-key': { type: 'string' }, 'cluster-key-file': { type: 'string' } };
@@ -70,6 +88,10 @@ export const START_FLAGS: FlagSpec = {
   'admin-allow': { type: 'string' },
   'allow-origin': { type: 'string' },
   'websocket-only': { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-client-cert': { type: 'string' },
   'tick-ms': { type: 'string' },
   'wal-frames-max': { type: 'string' },
   'snapshot-threshold': { type: 'string' },
@@ -85,9 +107,37 @@ const CLUSTER_FLAGS: FlagSpec = {
   host: { type: 'string' },
   'base-port': { type: 'string' },
   dir: { type: 'string' },
+  tls: { type: 'string' },
+};
+
+const CERT_FLAGS: FlagSpec = {
+  ...HELP,
+  out: { type: 'string' },
+  name: { type: 'string' },
+  days: { type: 'string' },
+  ca: { type: 'string' },
+  ip: { type: 'string' },
+  dns: { type: 'string' },
 };
 
 const CLIENT_TOKEN_FLAGS: FlagSpec = { ...HELP, ...KEY_FLAGS };
+
+/** The string-valued flags, for the commands that take `Record<string, string>` (bin/cert.ts). */
+function stringFlags(flags: ParsedFlags): Record<string, string> {
+  const strings: Record<string, string> = {};
+  for (const [name, value] of Object.entries(flags)) if (typeof value === 'string') strings[name] = value;
+  return strings;
+}
+
+/** `--tls-*` of `start`: usage mistakes are usage errors, unreadable files plain ones. */
+async function tlsOptions(flags: ParsedFlags): Promise<Awaited<ReturnType<typeof readTlsFlags>>> {
+  try {
+    return await readTlsFlags(stringFlags(flags));
+  } catch (error) {
+    if (error instanceof CertUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
 
 /** The key given on the command line or in the environment; none lets the directory decide. */
 async function givenClusterKey(flags: ParsedFlags): Promise<string | undefined> {
@@ -133,6 +183,10 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  const tls = await tlsOptions(flags);
+  if (tls.tls && webSocketOnly) {
+    throw new UsageError('--tls-* and --websocket-only do not go together: with --websocket-only the host in front of the node terminates TLS');
+  }
   const clusterKey = await givenClusterKey(flags);
   const advertise = stringFlag(flags, 'advertise');
   const unsafe = stringFlag(flags, 'unsafe-for-testing');
@@ -155,6 +209,7 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
     dir,
     join: listFlag(flags, 'join'),
     webSocketOnly,
+    ...tls,
     ...(clusterKey !== undefined && { clusterKey }),
     ...(advertise !== undefined && { advertise }),
     ...(adminAllow !== undefined && { adminAllow }),
@@ -194,11 +249,20 @@ async function cluster(flags: ParsedFlags): Promise<void> {
   const keyFile = joinPath(dir, 'cluster-key');
   if (!existsSync(keyFile)) await writeFile(keyFile, randomBytes(24).toString('base64url').replace(/^-/, 'k') + '\n', { mode: 0o600 });
   const addresses = Array.from({ length: nodes }, (_, i) => `${host}:${basePort + i}`);
+  const tlsMode = stringFlag(flags, 'tls');
+  let tls: Awaited<ReturnType<typeof localClusterTls>> | undefined;
+  try {
+    tls = tlsMode !== undefined ? await localClusterTls(joinPath(dir, 'tls'), tlsMode, host, nodes) : undefined;
+  } catch (error) {
+    if (error instanceof CertUsageError) throw new UsageError(error.message);
+    throw error;
+  }
   const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
   const children: ChildProcess[] = [];
   const spawnNode = (i: number): ChildProcess => {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
+    args.push(...(tls?.nodeArgs(i) ?? []));
     const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(child);
     return child;
@@ -207,7 +271,7 @@ async function cluster(flags: ParsedFlags): Promise<void> {
   // Later nodes join through the first; a short head start lets it elect itself.
   await new Promise((r) => setTimeout(r, 1500));
   for (let i = 1; i < nodes; i++) spawnNode(i);
-  console.log(bannerText(addresses, dir));
+  console.log(tls ? tls.banner(addresses, dir) : bannerText(addresses, dir));
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;
@@ -249,9 +313,25 @@ export async function runCommand(args: readonly string[], host: CliHost): Promis
   } else if (command === 'client-token') {
     const flags = flagsOf(CLIENT_TOKEN_FLAGS);
     if (flags) await printClientToken(flags);
+  } else if (command === 'cert') {
+    const [what, ...certArgs] = rest;
+    if (what === '--help' || what === '-h') console.log(USAGE);
+    else {
+      const flags = parseFlags(`cert ${what ?? ''}`.trim(), certArgs, CERT_FLAGS);
+      if (flags['help'] === true) console.log(USAGE);
+      else {
+        try {
+          await certCommand([what ?? '', ...certArgs], () => stringFlags(flags));
+        } catch (error) {
+          if (error instanceof CertUsageError) throw new UsageError(error.message);
+          throw error;
+        }
+      }
+    }
   } else if (command === 'shell') await runShellCommand([...rest]);
+  else if (command === 'backup' || command === 'import') await runBackupImport(command, [...rest]);
   else if (command === undefined || command === 'help' || command === '--help' || command === '-h') console.log(USAGE);
-  else throw new UsageError(`unknown command "${command}": use start, cluster, client-token, shell or help`);
+  else throw new UsageError(`unknown command "${command}": use start, cluster, client-token, cert, backup, import, shell or help`);
 }
 
 /** The whole command line: usage errors exit 2 with the usage, other failures exit 1. */

@@ -11,13 +11,14 @@ declare -A commands=(
   [promtool]="promtool"              # checks our /metrics output
   [tmux]="tmux"                      # the interactive shell's tests in a real terminal
   [sqlite3]="sqlite3"                # opens backups and makes files to import
+  [openssl]="openssl"                # checks the certificates `dqlite-wasm cert` makes
 )
 declare -A packages=(
-  [go-dqlite]=go-dqlite [chromium]=chromium [curl]=curl [promtool]=prometheus [tmux]=tmux [sqlite3]=sqlite3
+  [go-dqlite]=go-dqlite [chromium]=chromium [curl]=curl [promtool]=prometheus [tmux]=tmux [sqlite3]=sqlite3 [openssl]=openssl
 )
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl promtool tmux sqlite3)
+[ ${#wanted[@]} -gt 0 ] || wanted=(go-dqlite chromium curl promtool tmux sqlite3 openssl)
 
 missing=()
 for what in "${wanted[@]}"; do

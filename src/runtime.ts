@@ -57,6 +57,11 @@ export interface DurableStorage {
   truncate(name: string, size: number): Promise<void>;
   remove(name: string): Promise<void>;
   list(): Promise<string[]>;
+  /**
+   * Free bytes on the device holding this storage, where the host can tell (undefined: unknown).
+   * The node refuses client writes when this falls below its reserve.
+   */
+  freeBytes?(): Promise<number | undefined>;
 }
 
 export interface TimerHandle {

@@ -15,3 +15,5 @@ export type { Statement, SqlValue, BindValue } from './statement.ts';
 export type { CapturedTransaction } from './captured-payload.ts';
 export { decodePayload, payloadPageNumbers, PAYLOAD_FRAMES_MAX, type DecodedPayload } from './captured-payload.ts';
 export { SqliteError, EngineError, type EngineErrorCode } from './errors.ts';
+export { standaloneImage } from './standalone-image.ts';
+export { SqliteFileStage, StagedSqliteFile, SqliteFileError, type SqliteFileErrorCode, type SqliteFileStageOptions } from './sqlite-file-stage.ts';

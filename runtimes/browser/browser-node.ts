@@ -15,6 +15,7 @@ import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import { IndexedDbStorage } from './indexeddb-storage.ts';
 import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
+import { withCertificateChoice } from './certificate-choice.ts';
 import { browserRuntime } from './runtime.ts';
 import { dialStandardWebSocket } from './websocket.ts';
 
@@ -27,7 +28,12 @@ export interface BrowserNodeOptions {
   /** Listening members ("host:port") to join through, and to reach clients' leader through. */
   join: string[];
   clusterKey: string;
-  /** Dial `wss://` instead of `ws://` for dqlite clients (peers follow the transport's setting). */
+  /**
+   * Dial `wss://` instead of `ws://`, for peers and dqlite clients alike: the listening members
+   * serve TLS (an https page may open only wss://). Start them with
+   * `--tls-client-cert websocket-optional` unless this browser holds a client certificate of the
+   * cluster CA; the browser verifies the members' certificates against its own trust store.
+   */
   secure?: boolean;
   /** 'auto' (default): OPFS when the worker has it, else IndexedDB. */
   storage?: 'auto' | 'opfs' | 'indexeddb';
@@ -120,7 +126,8 @@ export class BrowserNode {
     const log = options.log ?? ((line: string) => console.log(line));
     const unlock = await lockName(options.name);
     const { storage, kind } = await openStorage(options);
-    const runtime = browserRuntime();
+    const plainRuntime = browserRuntime();
+    const runtime = options.secure ? { ...plainRuntime, dialWebSocket: withCertificateChoice(plainRuntime.dialWebSocket) } : plainRuntime;
     const scheme = options.secure ? 'wss' : 'ws';
     const dial = dialOverWebSocket(runtime.dialWebSocket, (address) => `${scheme}://${address}${CLIENT_WEBSOCKET_PATH}`);
 
@@ -145,6 +152,7 @@ export class BrowserNode {
       storage,
       engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
       clusterKey: options.clusterKey,
+      secure: options.secure ?? false,
       ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
       ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
       ...(options.leaderWithoutAddressHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: options.leaderWithoutAddressHandOverMs }),

@@ -31,17 +31,17 @@ export function messageChannelFromStandardWebSocket(
   messageBytesMax: number = STANDARD_WEBSOCKET_MESSAGE_BYTES_MAX,
 ): MessageChannel {
   let messageHandler: ((message: Uint8Array) => void) | undefined;
-  let closeHandler: ((error?: Error) => void) | undefined;
+  // Every handler hears the close (the gateway cleans up, the node forgets the gateway).
+  const closeHandlers: ((error?: Error) => void)[] = [];
   const pending: Uint8Array[] = [];
   let closed = socket.readyState === WebSocket.CLOSED || socket.readyState === WebSocket.CLOSING;
   let closeError: Error | undefined;
-  let closeReported = false;
+  let closeHandlersCalled = 0;
   const encoder = new TextEncoder();
 
   const reportClose = (): void => {
-    if (!closed || closeReported || !closeHandler) return;
-    closeReported = true;
-    closeHandler(closeError);
+    if (!closed) return;
+    while (closeHandlersCalled < closeHandlers.length) closeHandlers[closeHandlersCalled++]!(closeError);
   };
 
   socket.binaryType = 'arraybuffer';
@@ -84,7 +84,7 @@ export function messageChannelFromStandardWebSocket(
       for (const message of pending.splice(0)) handler(message);
     },
     onClose(handler: (error?: Error) => void): void {
-      closeHandler = handler;
+      closeHandlers.push(handler);
       reportClose();
     },
     close(reason?: string): void {

@@ -9,7 +9,10 @@ import type { DialStream } from '../../src/runtime.ts';
 import { CLIENT_WEBSOCKET_PATH } from '../../src/server/host.ts';
 import { startMember, type MemberHost, type MemberOptions, type RunningMember } from '../../src/server/startup.ts';
 import { listen } from '../node/listener.ts';
-import { dialTcp } from '../node/tcp.ts';
+import { dialTcp, tlsStreamDialer } from '../node/tcp.ts';
+import { tlsErrorLog } from '../node/throttled-log.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from '../node/tls.ts';
+import { webSocketDialer } from '../node/websocket.ts';
 import { dialStandardWebSocket } from '../browser/websocket.ts';
 import { lockDenoDirectory } from './directory-lock.ts';
 import { denoRuntime } from './runtime.ts';
@@ -21,6 +24,14 @@ export { CLIENT_WEBSOCKET_PATH };
 export interface DenoNodeOptions extends MemberOptions {
   /** Serve WebSockets and HTTP only (no raw dqlite TCP); dial peers' dqlite port over WebSocket too. */
   webSocketOnly?: boolean;
+  /**
+   * Mutual TLS (PEM text) for everything the node serves and dials, as on Node: through Deno's
+   * Node compatibility (`node:tls`, `ws`), because Deno's own WebSocket cannot present a client
+   * certificate. Not with `webSocketOnly` (there the host in front terminates TLS).
+   */
+  tls?: TlsOptionsPem;
+  /** With `tls`: browsers without a client certificate may open WebSockets (see the Node listener). */
+  tlsWebSocketsWithoutCertificate?: boolean;
 }
 
 export type RunningDenoNode = RunningMember;
@@ -52,19 +63,37 @@ async function writeDenoSecret(directory: string, name: string, bytes: Uint8Arra
   }
 }
 
-export function denoMemberHost(options: { webSocketOnly?: boolean } = {}): MemberHost {
+export interface DenoMemberHostOptions {
+  webSocketOnly?: boolean;
+  tls?: TlsOptionsPem;
+  tlsWebSocketsWithoutCertificate?: boolean;
+  /** Where TLS handshake failures are reported (throttled). */
+  log?: (line: string) => void;
+}
+
+export function denoMemberHost(options: DenoMemberHostOptions = {}): MemberHost {
+  if (options.tls && options.webSocketOnly) {
+    throw new Error('--tls-* and --websocket-only do not go together: with --websocket-only the host in front of the node terminates TLS');
+  }
+  const tls = options.tls ? resolveTlsSettings(options.tls) : undefined;
+  const webSocketsWithoutCertificate = options.tlsWebSocketsWithoutCertificate ?? false;
+  const log = options.log ?? ((line: string) => console.log(line));
   const dialStream: DialStream = options.webSocketOnly
     ? dialOverWebSocket(dialStandardWebSocket, (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`)
-    : dialTcp;
+    : tls
+      ? tlsStreamDialer(tls)
+      : dialTcp;
   return {
     label: options.webSocketOnly ? 'deno node (WebSocket only)' : 'deno node',
-    runtime: { ...denoRuntime(), dialStream },
+    runtime: { ...denoRuntime(), dialStream, ...(tls && { dialWebSocket: webSocketDialer(tls) }) },
+    ...(tls && { tls: { subject: tls.subject, webSocketsWithoutCertificate } }),
     makeDirectory: (dir) => Deno.mkdir(dir, { recursive: true }),
     lockDirectory: lockDenoDirectory,
     openStorage: openDenoDirectoryStorage,
     writeSecret: writeDenoSecret,
-    // The web WebSocket sends no upgrade headers: a Deno member joins unauthenticated, through
-    // the members' --admin-allow (loopback by default), as it dials its peers.
+    // The web WebSocket sends no upgrade headers: a Deno member joins as it dials its peers,
+    // unauthenticated through the members' --admin-allow (loopback by default), or with TLS
+    // over a verified raw stream, which authenticates it as the cluster key does.
     joinDial: () => dialStream,
     listen: (where, handlers) =>
       options.webSocketOnly
@@ -77,6 +106,7 @@ export function denoMemberHost(options: { webSocketOnly?: boolean } = {}): Membe
             onHttp: handlers.onHttp,
           })
         : listen({
+            ...(tls && { tls, tlsWebSocketsWithoutCertificate: webSocketsWithoutCertificate, onTlsError: tlsErrorLog(log) }),
             host: where.host,
             port: where.port,
             webSocketMessageBytesMax: where.webSocketMessageBytesMax,
@@ -88,7 +118,15 @@ export function denoMemberHost(options: { webSocketOnly?: boolean } = {}): Membe
   };
 }
 
-export function startDenoNode(options: DenoNodeOptions): Promise<RunningDenoNode> {
-  const { webSocketOnly, ...member } = options;
-  return startMember(member, denoMemberHost({ ...(webSocketOnly !== undefined && { webSocketOnly }) }));
+export async function startDenoNode(options: DenoNodeOptions): Promise<RunningDenoNode> {
+  const { webSocketOnly, tls, tlsWebSocketsWithoutCertificate, ...member } = options;
+  return startMember(
+    member,
+    denoMemberHost({
+      ...(webSocketOnly !== undefined && { webSocketOnly }),
+      ...(tls && { tls }),
+      ...(tlsWebSocketsWithoutCertificate !== undefined && { tlsWebSocketsWithoutCertificate }),
+      ...(options.log && { log: options.log }),
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 /**
  * One process per data directory: a `LOCK` file holding the owner's pid, created with
- * `createNew` so two processes cannot both win. A lock whose pid no longer runs is taken over.
+ * `createNew` so two processes cannot both win. A lock whose pid no longer runs (or is a zombie,
+ * killed but not yet reaped by its parent) is taken over.
  * Same file and format as the Node runtime's lock, so the two refuse each other too.
  */
 import { LOCK_FILE_NAME } from './storage.ts';
@@ -21,14 +22,18 @@ const TAKEOVER_ATTEMPTS_MAX = 3;
 
 async function processRuns(pid: number): Promise<boolean> {
   if (pid === Deno.pid) return true;
+  let stat: string;
   try {
-    await Deno.stat(`/proc/${pid}`);
-    return true;
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     // Without /proc we cannot tell: assume the holder is alive rather than risk two writers.
     return true;
   }
+  // A holder killed with -9 stays a zombie until its parent reaps it; it can no longer write,
+  // so it must not block a restart. The state follows the command name, which may hold ')'.
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trimStart()[0];
+  return state !== 'Z' && state !== 'X' && state !== 'x';
 }
 
 export async function lockDenoDirectory(directory: string): Promise<DenoDirectoryLock> {

@@ -3,6 +3,7 @@
  * Node storage (a data directory works under either runtime): one append handle per file, and
  * every operation on a file runs after the previous one on that file finished.
  */
+import { statfs } from 'node:fs/promises';
 import type { DurableStorage } from '../../src/runtime.ts';
 
 /** File names longer than this are refused (most file systems stop at 255 bytes). */
@@ -11,7 +12,16 @@ export const STORAGE_NAME_BYTES_MAX = 200;
 export const LOCK_FILE_NAME = 'LOCK';
 const TEMP_PREFIX = '.tmp-';
 
-export type DenoStorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO';
+/**
+ * IO: an operation failed. FULL: it failed because the disk (or a quota) is full. FAILED: an
+ * earlier write or fsync failed, so this storage refuses every further change (see `failure`).
+ */
+export type DenoStorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO' | 'FULL' | 'FAILED';
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || (error instanceof Error && /No space left on device|Disk quota exceeded/.test(error.message));
+}
 
 export class DenoStorageError extends Error {
   constructor(
@@ -31,11 +41,23 @@ export class DenoDirectoryStorage implements DurableStorage {
   private readonly tails = new Map<string, Promise<unknown>>();
   private closed = false;
   private tempCounter = 0;
+  /**
+   * The first write or fsync that failed on a file the log relies on. After a failed fsync the
+   * kernel may have marked the unwritten pages clean, so a second fsync would succeed without
+   * the data on disk ("fsyncgate"): nothing is retried, every later change fails with this.
+   */
+  private failure: DenoStorageError | undefined;
 
   constructor(readonly directory: string) {}
 
+  /** Free bytes for this user on the directory's file system. */
+  async freeBytes(): Promise<number | undefined> {
+    const stats = await statfs(this.directory);
+    return Number(stats.bavail) * Number(stats.bsize);
+  }
+
   read(name: string): Promise<Uint8Array | undefined> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: false }, async () => {
       try {
         return await Deno.readFile(this.path(name));
       } catch (error) {
@@ -46,7 +68,7 @@ export class DenoDirectoryStorage implements DurableStorage {
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       // The rename replaces the inode: an append handle on the old one would write into the void.
       this.closeAppendHandle(name);
       const tempPath = `${this.directory}/${TEMP_PREFIX}${Deno.pid}-${this.tempCounter++}-${name}`;
@@ -58,28 +80,34 @@ export class DenoDirectoryStorage implements DurableStorage {
         } finally {
           file.close();
         }
+      } catch (error) {
+        // Only the temporary file saw the failure, and it is thrown away: `name` is untouched.
+        await Deno.remove(tempPath).catch(() => undefined);
+        throw this.ioError(`replace ${name}`, error);
+      }
+      try {
         await Deno.rename(tempPath, this.path(name));
         await this.syncDirectory();
         this.namesNeedingDirectorySync.delete(name);
       } catch (error) {
         await Deno.remove(tempPath).catch(() => undefined);
-        throw this.ioError(`replace ${name}`, error);
+        throw this.fail(`replace ${name}`, error);
       }
     });
   }
 
   append(name: string, bytes: Uint8Array): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         await writeAll(await this.appendHandle(name), bytes);
       } catch (error) {
-        throw this.ioError(`append to ${name}`, error);
+        throw this.fail(`append to ${name}`, error);
       }
     });
   }
 
   sync(name: string): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         const handle = this.appendHandles.get(name);
         if (handle) {
@@ -97,7 +125,7 @@ export class DenoDirectoryStorage implements DurableStorage {
           this.namesNeedingDirectorySync.delete(name);
         }
       } catch (error) {
-        throw this.ioError(`sync ${name}`, error);
+        throw this.fail(`sync ${name}`, error);
       }
     });
   }
@@ -106,19 +134,19 @@ export class DenoDirectoryStorage implements DurableStorage {
     if (!Number.isSafeInteger(size) || size < 0) {
       return Promise.reject(new DenoStorageError('IO', `truncate ${name}: size must be a non-negative integer, got ${size}`));
     }
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         const handle = this.appendHandles.get(name);
         if (handle) await handle.truncate(size);
         else await Deno.truncate(this.path(name), size);
       } catch (error) {
-        throw this.ioError(`truncate ${name}`, error);
+        throw this.fail(`truncate ${name}`, error);
       }
     });
   }
 
   remove(name: string): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       this.closeAppendHandle(name);
       try {
         await Deno.remove(this.path(name));
@@ -127,7 +155,11 @@ export class DenoDirectoryStorage implements DurableStorage {
         throw this.ioError(`remove ${name}`, error);
       }
       this.namesNeedingDirectorySync.delete(name);
-      await this.syncDirectory();
+      try {
+        await this.syncDirectory();
+      } catch (error) {
+        throw this.fail(`remove ${name}`, error);
+      }
     });
   }
 
@@ -149,15 +181,22 @@ export class DenoDirectoryStorage implements DurableStorage {
     this.appendHandles.clear();
   }
 
-  private serialize<T>(name: string, operation: () => Promise<T>): Promise<T> {
+  private serialize<T>(name: string, kind: { changes: boolean }, operation: () => Promise<T>): Promise<T> {
     try {
       this.assertOpen();
       validateName(name);
+      if (kind.changes) this.assertNotFailed();
     } catch (error) {
       return Promise.reject(error);
     }
     const previous = this.tails.get(name) ?? Promise.resolve();
-    const result = previous.then(operation, operation);
+    const guarded = async (): Promise<T> => {
+      // Re-checked when the operation's turn comes: an operation queued before a failure
+      // must not run after it.
+      if (kind.changes) this.assertNotFailed();
+      return operation();
+    };
+    const result = previous.then(guarded, guarded);
     const tail = result.catch(() => undefined);
     this.tails.set(name, tail);
     void tail.then(() => {
@@ -201,10 +240,30 @@ export class DenoDirectoryStorage implements DurableStorage {
     if (this.closed) throw new DenoStorageError('CLOSED', `storage on ${this.directory} is closed`);
   }
 
+  private assertNotFailed(): void {
+    if (!this.failure) return;
+    throw new DenoStorageError(
+      'FAILED',
+      `storage on ${this.directory} refuses further writes since an earlier write or fsync failed (${this.failure.message}); ` +
+        'what is on disk is unknown until the process restarts and recovers from it',
+      { cause: this.failure },
+    );
+  }
+
   private ioError(what: string, cause: unknown): DenoStorageError {
     if (cause instanceof DenoStorageError) return cause;
     const detail = cause instanceof Error ? cause.message : String(cause);
+    if (isDiskFull(cause)) {
+      return new DenoStorageError('FULL', `${what} in ${this.directory} failed: the disk is full (${detail}); free space on it`, { cause });
+    }
     return new DenoStorageError('IO', `${what} in ${this.directory} failed: ${detail}`, { cause });
+  }
+
+  /** A failure after which the files may not hold what this process believes: poison the storage. */
+  private fail(what: string, cause: unknown): DenoStorageError {
+    const error = this.ioError(what, cause);
+    if (error.code !== 'FAILED' && error.code !== 'CLOSED' && error.code !== 'INVALID_NAME') this.failure ??= error;
+    return error;
   }
 }
 
@@ -228,8 +287,40 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.byteLength) offset += await file.write(bytes.subarray(offset));
 }
 
-/** Creates `directory` if needed and returns storage on it. */
+/** Creates `directory` if needed, removes what crashed replaces left behind, and returns storage on it. */
 export async function openDenoDirectoryStorage(directory: string): Promise<DenoDirectoryStorage> {
   await Deno.mkdir(directory, { recursive: true });
+  await removeLeftoverTemporaries(directory);
   return new DenoDirectoryStorage(directory);
+}
+
+/**
+ * A crash during `writeAtomic` leaves its temporary file (as large as a snapshot) behind. Its
+ * name holds the writer's pid (same names as the Node storage): files of processes that can no
+ * longer write are removed, so they do not fill the disk over many crashes.
+ */
+async function removeLeftoverTemporaries(directory: string): Promise<void> {
+  for await (const entry of Deno.readDir(directory)) {
+    const match = /^\.tmp-(\d{1,10})-\d+-/.exec(entry.name);
+    if (!entry.isFile || !match || Number(match[1]) === Deno.pid || (await writerMayRun(Number(match[1])))) continue;
+    await Deno.remove(`${directory}/${entry.name}`).catch(() => undefined);
+  }
+}
+
+/** False only when /proc says the process is gone or a zombie; true when it cannot tell. */
+async function writerMayRun(pid: number): Promise<boolean> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return true;
+    try {
+      await Deno.stat('/proc/self/stat');
+      return false;
+    } catch {
+      return true;
+    }
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trimStart()[0];
+  return state !== 'Z' && state !== 'X' && state !== 'x';
 }

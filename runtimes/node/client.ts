@@ -7,20 +7,38 @@ import {
   connect as connectWith,
   connectCluster as connectClusterWith,
 } from '../../src/client/index.ts';
-import { dialTcp } from './tcp.ts';
+import type { DialStream } from '../../src/runtime.ts';
+import { dialTcp, tlsStreamDialer } from './tcp.ts';
+import { resolveTlsSettings, type TlsOptionsPem } from './tls.ts';
 
 export * from '../../src/client/index.ts';
-export { dialTcp } from './tcp.ts';
+export { dialTcp, tlsStreamDialer } from './tcp.ts';
 /** A Node WebSocket dialer that sends upgrade headers (the cluster key), for `dialOverWebSocket`. */
 export { dialWebSocket } from './websocket.ts';
+export { resolveTlsSettings, TlsSetupError, type TlsOptionsPem, type TlsSettings } from './tls.ts';
 
-export type NodeConnectOptions = Omit<ConnectOptions, 'dial'> & Partial<Pick<ConnectOptions, 'dial'>>;
-export type NodeClusterOptions = Omit<ClusterOptions, 'dial'> & Partial<Pick<ClusterOptions, 'dial'>>;
+interface TlsOption {
+  /**
+   * Mutual TLS (PEM text), as a node started with `--tls-*` requires: our certificate and key,
+   * and the CA to verify nodes with (default: the certificates in `cert`, go-dqlite's setup).
+   */
+  tls?: TlsOptionsPem;
+}
+
+export type NodeConnectOptions = Omit<ConnectOptions, 'dial'> & Partial<Pick<ConnectOptions, 'dial'>> & TlsOption;
+export type NodeClusterOptions = Omit<ClusterOptions, 'dial'> & Partial<Pick<ClusterOptions, 'dial'>> & TlsOption;
+
+function dialerFor(options: { dial?: DialStream } & TlsOption): DialStream {
+  if (options.dial) return options.dial;
+  return options.tls ? tlsStreamDialer(resolveTlsSettings(options.tls)) : dialTcp;
+}
 
 export function connect(options: NodeConnectOptions): Promise<Database> {
-  return connectWith({ ...options, dial: options.dial ?? dialTcp });
+  const { tls: _tls, ...rest } = options;
+  return connectWith({ ...rest, dial: dialerFor(options) });
 }
 
 export function connectCluster(options: NodeClusterOptions): Promise<Cluster> {
-  return connectClusterWith({ ...options, dial: options.dial ?? dialTcp });
+  const { tls: _tls, ...rest } = options;
+  return connectClusterWith({ ...rest, dial: dialerFor(options) });
 }

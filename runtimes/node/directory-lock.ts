@@ -1,7 +1,10 @@
 import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { unlinkSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { isProcessAlive } from './process-liveness.ts';
 import { LOCK_FILE_NAME } from './storage.ts';
+
+export { isDeadOnLinux, processStateIsDead } from './process-liveness.ts';
 
 export type DirectoryLockErrorCode = 'DIRECTORY_LOCKED' | 'LOCK_FAILED';
 
@@ -36,6 +39,7 @@ const TAKEOVER_ATTEMPTS_MAX = 3;
  *
  * The lock file is created with its content in one step (write a private temp file, then
  * hard-link it to `LOCK`, which fails if `LOCK` exists), so nobody ever sees an empty lock.
+ * A holder that is a zombie (killed, not yet reaped by its parent) counts as dead.
  * Known limit: a pid reused by an unrelated live process makes a stale lock look held.
  */
 export async function lockDirectory(directory: string): Promise<DirectoryLock> {
@@ -117,14 +121,4 @@ function parsePid(content: string): number | undefined {
   if (!/^\d{1,10}$/.test(trimmed)) return undefined;
   const pid = Number(trimmed);
   return pid > 0 ? pid : undefined;
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -6,9 +6,18 @@ import { dialTcp } from './tcp.ts';
 
 export { nodeClock } from './clock.ts';
 export { randomBytes, RANDOM_BYTES_MAX } from './random.ts';
-export { dialWebSocket, messageChannelFromWebSocket, WebSocketDialError, DIAL_MESSAGE_BYTES_MAX } from './websocket.ts';
+export { dialWebSocket, webSocketDialer, messageChannelFromWebSocket, WebSocketDialError, DIAL_MESSAGE_BYTES_MAX } from './websocket.ts';
 export { byteStreamFromSocket } from './socket-stream.ts';
-export { dialTcp, parseAddress } from './tcp.ts';
+export { dialTcp, tlsStreamDialer, parseAddress } from './tcp.ts';
+export {
+  resolveTlsSettings,
+  serverTlsOptions,
+  clientTlsOptions,
+  TlsSetupError,
+  TLS_MIN_VERSION,
+  type TlsOptionsPem,
+  type TlsSettings,
+} from './tls.ts';
 export {
   listen,
   WEBSOCKET_MESSAGE_BYTES_MAX_DEFAULT,
@@ -19,6 +28,7 @@ export {
   type HttpRequest,
   type HttpResponse,
   type RequestHeaders,
+  type ConnectionInfo,
 } from './listener.ts';
 export {
   NodeDirectoryStorage,

@@ -1,12 +1,27 @@
 import { createServer as createNetServer, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { ByteStream, MessageChannel } from '../../src/runtime.ts';
 import { byteStreamFromSocket } from './socket-stream.ts';
+import { serverTlsOptions, type TlsSettings } from './tls.ts';
+import { unwrapTls } from './tls-unwrap.ts';
+import { refusePlaintextDqlite } from './plaintext-refusal.ts';
 import { messageChannelFromWebSocket } from './websocket.ts';
 
 /** Header values as Node gives them, names lower-cased. */
 export type RequestHeaders = Record<string, string | string[] | undefined>;
+
+/** How a connection reached us. */
+export interface ConnectionInfo {
+  readonly remoteAddress: string;
+  /** True when it came through mutual TLS: the other side presented a certificate of our CA. */
+  readonly secure: boolean;
+  /** True when it came through TLS, verified certificate or not (see `tlsWebSocketsWithoutCertificate`). */
+  readonly encrypted: boolean;
+  /** Subject of the verified client certificate (`CN=…`), when `secure`. */
+  readonly peerCertificateSubject?: string;
+}
 
 export interface UpgradeRequest {
   /** Path without the query string, e.g. `/raft`. */
@@ -15,6 +30,7 @@ export interface UpgradeRequest {
   readonly query: string;
   readonly headers: RequestHeaders;
   readonly remoteAddress: string;
+  readonly connection: ConnectionInfo;
 }
 
 export interface HttpRequest {
@@ -23,6 +39,9 @@ export interface HttpRequest {
   readonly query: string;
   readonly headers: RequestHeaders;
   readonly remoteAddress: string;
+  /** The request body as it arrives; what the handler does not read is discarded. */
+  readonly body: AsyncIterable<Uint8Array>;
+  readonly connection: ConnectionInfo;
 }
 
 export interface HttpResponse {
@@ -42,7 +61,7 @@ export interface ListenOptions {
   /** 0 picks a free port. */
   port: number;
   /** A connection that does not start with an ASCII letter: the dqlite protocol over TCP. */
-  onStream(stream: ByteStream): void;
+  onStream(stream: ByteStream, connection: ConnectionInfo): void;
   /** An accepted WebSocket. Close the channel to reject it after the upgrade. */
   onWebSocket(channel: MessageChannel, request: UpgradeRequest): void;
   /**
@@ -58,6 +77,20 @@ export interface ListenOptions {
   firstByteTimeoutMs?: number;
   /** Connections beyond this many open ones are refused (closed on accept). Default 4096. */
   connectionsMax?: number;
+  /**
+   * Serve everything through mutual TLS (a first byte 0x16 is a ClientHello: unwrap it, then
+   * sniff again); connections without TLS are refused.
+   */
+  tls?: TlsSettings;
+  /**
+   * With `tls`: a TLS connection without a client certificate may still upgrade to a WebSocket
+   * (browsers seldom hold one, and an https page may open only wss://); the WebSocket's own
+   * authentication applies (the cluster key for peers). Its raw dqlite and plain HTTP requests
+   * stay refused. Default false: every connection presents a certificate of the CA.
+   */
+  tlsWebSocketsWithoutCertificate?: boolean;
+  /** TLS handshakes that failed (no certificate, another CA, garbage), for the log. */
+  onTlsError?(remoteAddress: string, error: Error): void;
 }
 
 export interface Listener {
@@ -74,6 +107,9 @@ const CONNECTIONS_MAX_DEFAULT = 4096;
 /** Bound on the request line plus headers of plain HTTP and upgrade requests. */
 const HTTP_HEADER_BYTES_MAX = 16 * 1024;
 
+/** First byte of a TLS record carrying a handshake message (the ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
 function isAsciiLetter(byte: number): boolean {
   return (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
 }
@@ -84,9 +120,29 @@ function splitTarget(target: string | undefined): { path: string; query: string 
   return mark < 0 ? { path: raw, query: '' } : { path: raw.slice(0, mark), query: raw.slice(mark + 1) };
 }
 
+/** TLS sockets over a replaying Duplex have no address of their own: the raw socket's. */
+const tlsRemotes = new WeakMap<Socket, string>();
+
 function remoteOf(socket: Socket): string {
+  const tlsRemote = tlsRemotes.get(socket);
+  if (tlsRemote) return tlsRemote;
   return `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
 }
+
+function connectionOf(socket: Socket): ConnectionInfo {
+  const remoteAddress = remoteOf(socket);
+  const tlsSocket = socket as Partial<TLSSocket>;
+  const encrypted = tlsSocket.encrypted === true;
+  if (!encrypted || tlsSocket.authorized !== true) return { remoteAddress, secure: false, encrypted };
+  const subject = tlsSocket.getPeerCertificate?.()?.subject;
+  const peerCertificateSubject = subject ? Object.entries(subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : undefined;
+  return { remoteAddress, secure: true, encrypted, ...(peerCertificateSubject && { peerCertificateSubject }) };
+}
+
+const PLAINTEXT_REFUSAL_BODY = 'this node serves only TLS: use https:// or wss:// and a certificate of the cluster CA\n';
+const PLAINTEXT_REFUSAL =
+  'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+  `Content-Length: ${Buffer.byteLength(PLAINTEXT_REFUSAL_BODY)}\r\n\r\n${PLAINTEXT_REFUSAL_BODY}`;
 
 /**
  * One port for everything: the first byte of each connection decides. An ASCII letter starts
@@ -104,6 +160,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   });
 
   const httpServer = createHttpServer({ maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (request, response) => {
+    if (options.tls && !connectionOf(request.socket).secure) {
+      request.resume();
+      response.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      response.end('a client certificate of the cluster CA is required for HTTP requests; without one, only WebSockets are served\n');
+      return;
+    }
     void answerHttp(options, request, response);
   });
   httpServer.on('clientError', (_error, socket) => {
@@ -113,7 +175,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   });
   httpServer.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     const { path, query } = splitTarget(request.url);
-    const upgrade: UpgradeRequest = { path, query, headers: request.headers, remoteAddress: remoteOf(socket) };
+    const connection = connectionOf(socket);
+    const upgrade: UpgradeRequest = { path, query, headers: request.headers, remoteAddress: connection.remoteAddress, connection };
     let rejection: UpgradeRejection | undefined;
     try {
       rejection = options.checkUpgrade?.(upgrade);
@@ -140,6 +203,43 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     });
   });
 
+  /**
+   * Hands a connection to its protocol by its first (decrypted) byte. `verified`: through TLS
+   * with a certificate of the CA; `encrypted`: through TLS without one.
+   */
+  const route = (socket: Socket, chunk: Buffer, transport: 'plain' | 'encrypted' | 'verified'): void => {
+    const secure = transport === 'verified';
+    if (isAsciiLetter(chunk[0]!)) {
+      if (options.tls && transport === 'plain') {
+        socket.end(PLAINTEXT_REFUSAL);
+        return;
+      }
+      socket.pause();
+      socket.unshift(chunk);
+      httpServer.emit('connection', socket);
+      socket.resume();
+      return;
+    }
+    if (options.tls && !secure) {
+      if (transport === 'plain') refusePlaintextDqlite(socket, chunk);
+      else socket.destroy();
+      return;
+    }
+    socket.pause();
+    const stream = byteStreamFromSocket(socket, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    try {
+      options.onStream(stream, connectionOf(socket));
+    } catch {
+      socket.destroy();
+      return;
+    }
+    socket.resume();
+  };
+
+  const tlsOptions = options.tls
+    ? { ...serverTlsOptions(options.tls), rejectUnauthorized: options.tlsWebSocketsWithoutCertificate !== true }
+    : undefined;
+
   // Small request/response messages: Nagle's algorithm would hold them back waiting for ACKs.
   const netServer = createNetServer({ pauseOnConnect: false, noDelay: true }, (socket) => {
     sockets.add(socket);
@@ -149,22 +249,24 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     socket.setTimeout(firstByteTimeoutMs, () => socket.destroy());
     socket.once('data', (chunk: Buffer) => {
       socket.setTimeout(0);
-      if (isAsciiLetter(chunk[0]!)) {
-        socket.pause();
-        socket.unshift(chunk);
-        httpServer.emit('connection', socket);
-        socket.resume();
+      if (tlsOptions && chunk[0] === TLS_HANDSHAKE_RECORD) {
+        const remote = remoteOf(socket);
+        unwrapTls(socket, chunk, {
+          tlsOptions,
+          handshakeTimeoutMs: firstByteTimeoutMs,
+          onError: (error) => options.onTlsError?.(remote, error),
+          onSecure: (tlsSocket) => {
+            tlsRemotes.set(tlsSocket, remote);
+            tlsSocket.setTimeout(firstByteTimeoutMs, () => tlsSocket.destroy());
+            tlsSocket.once('data', (decrypted: Buffer) => {
+              tlsSocket.setTimeout(0);
+              route(tlsSocket, decrypted, tlsSocket.authorized ? 'verified' : 'encrypted');
+            });
+          },
+        });
         return;
       }
-      socket.pause();
-      const stream = byteStreamFromSocket(socket, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      try {
-        options.onStream(stream);
-      } catch {
-        socket.destroy();
-        return;
-      }
-      socket.resume();
+      route(socket, chunk, 'plain');
     });
   });
 
@@ -209,6 +311,8 @@ async function answerHttp(options: ListenOptions, request: IncomingMessage, resp
           query,
           headers: request.headers,
           remoteAddress: remoteOf(request.socket),
+          body: request,
+          connection: connectionOf(request.socket),
         })
       : { status: 404, body: 'not found\n' };
   } catch (error) {

@@ -7,16 +7,16 @@ import type { ByteStream } from '../../src/runtime.ts';
  */
 export function byteStreamFromSocket(socket: Socket, initialChunk?: Uint8Array): ByteStream {
   let dataHandler: ((chunk: Uint8Array) => void) | undefined;
-  let closeHandler: ((error?: Error) => void) | undefined;
+  // Every handler hears the close (the gateway cleans up, the node forgets the gateway).
+  const closeHandlers: ((error?: Error) => void)[] = [];
   const pendingChunks: Uint8Array[] = initialChunk && initialChunk.byteLength > 0 ? [initialChunk] : [];
   let closed = false;
   let closeError: Error | undefined;
-  let closeReported = false;
+  let closeHandlersCalled = 0;
 
   const reportClose = (): void => {
-    if (!closed || closeReported || !closeHandler) return;
-    closeReported = true;
-    closeHandler(closeError);
+    if (!closed) return;
+    while (closeHandlersCalled < closeHandlers.length) closeHandlers[closeHandlersCalled++]!(closeError);
   };
 
   socket.on('data', (chunk: Buffer) => {
@@ -45,7 +45,7 @@ export function byteStreamFromSocket(socket: Socket, initialChunk?: Uint8Array):
       for (const chunk of pendingChunks.splice(0)) handler(chunk);
     },
     onClose(handler: (error?: Error) => void): void {
-      closeHandler = handler;
+      closeHandlers.push(handler);
       reportClose();
     },
     close(): void {

@@ -1,7 +1,8 @@
-import { open, mkdir, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, mkdir, readFile, readdir, rename, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import type { DurableStorage } from '../../src/runtime.ts';
+import { isProcessAlive } from './process-liveness.ts';
 
 /** File names longer than this are refused (most file systems stop at 255 bytes). */
 export const STORAGE_NAME_BYTES_MAX = 200;
@@ -9,7 +10,11 @@ export const STORAGE_NAME_BYTES_MAX = 200;
 export const LOCK_FILE_NAME = 'LOCK';
 const TEMP_PREFIX = '.tmp-';
 
-export type StorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO';
+/**
+ * IO: an operation failed. FULL: it failed because the disk (or a quota) is full. FAILED: an
+ * earlier write or fsync failed, so this storage refuses every further change (see `failure`).
+ */
+export type StorageErrorCode = 'INVALID_NAME' | 'CLOSED' | 'IO' | 'FULL' | 'FAILED';
 
 export class StorageError extends Error {
   constructor(
@@ -24,6 +29,10 @@ export class StorageError extends Error {
 
 function isErrnoError(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+function isDiskFull(error: unknown): boolean {
+  return isErrnoError(error, 'ENOSPC') || isErrnoError(error, 'EDQUOT');
 }
 
 /**
@@ -45,11 +54,23 @@ export class NodeDirectoryStorage implements DurableStorage {
   private readonly tails = new Map<string, Promise<unknown>>();
   private closed = false;
   private tempCounter = 0;
+  /**
+   * The first write or fsync that failed on a file the log relies on. After a failed fsync the
+   * kernel may have marked the unwritten pages clean, so a second fsync would succeed without
+   * the data on disk ("fsyncgate"): nothing is retried, every later change fails with this.
+   */
+  private failure: StorageError | undefined;
 
   constructor(readonly directory: string) {}
 
+  /** Free bytes for this user on the directory's file system. */
+  async freeBytes(): Promise<number | undefined> {
+    const stats = await statfs(this.directory);
+    return Number(stats.bavail) * Number(stats.bsize);
+  }
+
   read(name: string): Promise<Uint8Array | undefined> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: false }, async () => {
       try {
         const buffer = await readFile(this.path(name));
         return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
@@ -61,7 +82,7 @@ export class NodeDirectoryStorage implements DurableStorage {
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       // The rename replaces the inode: an append handle on the old one would write into the void.
       await this.closeAppendHandle(name);
       const tempPath = join(this.directory, `${TEMP_PREFIX}${process.pid}-${this.tempCounter++}-${name}`);
@@ -73,33 +94,42 @@ export class NodeDirectoryStorage implements DurableStorage {
         } finally {
           await handle.close();
         }
+      } catch (error) {
+        // Only the temporary file saw the failure, and it is thrown away: `name` is untouched.
+        await unlink(tempPath).catch(() => undefined);
+        throw this.ioError(`replace ${name}`, error);
+      }
+      try {
         await rename(tempPath, this.path(name));
         await this.syncDirectory();
         this.namesNeedingDirectorySync.delete(name);
       } catch (error) {
         await unlink(tempPath).catch(() => undefined);
-        throw this.ioError(`replace ${name}`, error);
+        throw this.fail(`replace ${name}`, error);
       }
     });
   }
 
   append(name: string, bytes: Uint8Array): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         const handle = await this.appendHandle(name);
         await writeAll(handle, bytes);
       } catch (error) {
-        throw this.ioError(`append to ${name}`, error);
+        // With O_DSYNC a failed write may be a failed flush, and a part of it may have landed.
+        throw this.fail(`append to ${name}`, error);
       }
     });
   }
 
   sync(name: string): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         const handle = this.appendHandles.get(name);
         if (handle) {
-          if (this.namesNeedingDataSync.delete(name)) await handle.datasync();
+          // Cleared only once the fsync succeeded; a failed one poisons the storage anyway.
+          if (this.namesNeedingDataSync.has(name)) await handle.datasync();
+          this.namesNeedingDataSync.delete(name);
         } else {
           const other = await open(this.path(name), 'r+');
           try {
@@ -113,7 +143,7 @@ export class NodeDirectoryStorage implements DurableStorage {
           this.namesNeedingDirectorySync.delete(name);
         }
       } catch (error) {
-        throw this.ioError(`sync ${name}`, error);
+        throw this.fail(`sync ${name}`, error);
       }
     });
   }
@@ -122,7 +152,7 @@ export class NodeDirectoryStorage implements DurableStorage {
     if (!Number.isSafeInteger(size) || size < 0) {
       return Promise.reject(new StorageError('IO', `truncate ${name}: size must be a non-negative integer, got ${size}`));
     }
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       try {
         const handle = this.appendHandles.get(name);
         if (handle) {
@@ -137,13 +167,13 @@ export class NodeDirectoryStorage implements DurableStorage {
           }
         }
       } catch (error) {
-        throw this.ioError(`truncate ${name}`, error);
+        throw this.fail(`truncate ${name}`, error);
       }
     });
   }
 
   remove(name: string): Promise<void> {
-    return this.serialize(name, async () => {
+    return this.serialize(name, { changes: true }, async () => {
       await this.closeAppendHandle(name);
       try {
         await unlink(this.path(name));
@@ -152,7 +182,11 @@ export class NodeDirectoryStorage implements DurableStorage {
         throw this.ioError(`remove ${name}`, error);
       }
       this.namesNeedingDirectorySync.delete(name);
-      await this.syncDirectory();
+      try {
+        await this.syncDirectory();
+      } catch (error) {
+        throw this.fail(`remove ${name}`, error);
+      }
     });
   }
 
@@ -172,15 +206,22 @@ export class NodeDirectoryStorage implements DurableStorage {
     await Promise.allSettled(handles.map((handle) => handle.close()));
   }
 
-  private serialize<T>(name: string, operation: () => Promise<T>): Promise<T> {
+  private serialize<T>(name: string, kind: { changes: boolean }, operation: () => Promise<T>): Promise<T> {
     try {
       this.assertOpen();
       validateName(name);
+      if (kind.changes) this.assertNotFailed();
     } catch (error) {
       return Promise.reject(error);
     }
     const previous = this.tails.get(name) ?? Promise.resolve();
-    const result = previous.then(operation, operation);
+    const guarded = async (): Promise<T> => {
+      // Re-checked when the operation's turn comes: an operation queued before a failure
+      // must not run after it.
+      if (kind.changes) this.assertNotFailed();
+      return operation();
+    };
+    const result = previous.then(guarded, guarded);
     const tail = result.catch(() => undefined);
     this.tails.set(name, tail);
     void tail.then(() => {
@@ -204,7 +245,13 @@ export class NodeDirectoryStorage implements DurableStorage {
     const handle = this.appendHandles.get(name);
     if (!handle) return;
     this.appendHandles.delete(name);
-    if (this.namesNeedingDataSync.delete(name)) await handle.datasync();
+    try {
+      if (this.namesNeedingDataSync.has(name)) await handle.datasync();
+      this.namesNeedingDataSync.delete(name);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw this.fail(`sync ${name}`, error);
+    }
     await handle.close();
   }
 
@@ -225,10 +272,30 @@ export class NodeDirectoryStorage implements DurableStorage {
     if (this.closed) throw new StorageError('CLOSED', `storage on ${this.directory} is closed`);
   }
 
+  private assertNotFailed(): void {
+    if (!this.failure) return;
+    throw new StorageError(
+      'FAILED',
+      `storage on ${this.directory} refuses further writes since an earlier write or fsync failed (${this.failure.message}); ` +
+        'what is on disk is unknown until the process restarts and recovers from it',
+      { cause: this.failure },
+    );
+  }
+
   private ioError(what: string, cause: unknown): StorageError {
     if (cause instanceof StorageError) return cause;
     const detail = cause instanceof Error ? cause.message : String(cause);
+    if (isDiskFull(cause)) {
+      return new StorageError('FULL', `${what} in ${this.directory} failed: the disk is full (${detail}); free space on it`, { cause });
+    }
     return new StorageError('IO', `${what} in ${this.directory} failed: ${detail}`, { cause });
+  }
+
+  /** A failure after which the files may not hold what this process believes: poison the storage. */
+  private fail(what: string, cause: unknown): StorageError {
+    const error = this.ioError(what, cause);
+    if (error.code !== 'FAILED' && error.code !== 'CLOSED' && error.code !== 'INVALID_NAME') this.failure ??= error;
+    return error;
   }
 }
 
@@ -255,8 +322,28 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Creates `directory` if needed and returns storage on it. */
+/** Creates `directory` if needed, removes what crashed replaces left behind, and returns storage on it. */
 export async function openDirectoryStorage(directory: string): Promise<NodeDirectoryStorage> {
   await mkdir(directory, { recursive: true });
+  await removeLeftoverTemporaries(directory);
   return new NodeDirectoryStorage(directory);
+}
+
+/**
+ * A crash during `writeAtomic` leaves its temporary file (as large as a snapshot) behind. Its
+ * name holds the writer's pid: files of processes that can no longer write are removed, so
+ * they do not fill the disk over many crashes.
+ */
+async function removeLeftoverTemporaries(directory: string): Promise<void> {
+  for (const name of await readdir(directory)) {
+    const pid = temporaryWriterPid(name);
+    if (pid === undefined || pid === process.pid || isProcessAlive(pid)) continue;
+    await unlink(join(directory, name)).catch(() => undefined);
+  }
+}
+
+/** The pid in a temporary file's name (`.tmp-<pid>-<n>-<name>`), or undefined for other names. */
+export function temporaryWriterPid(name: string): number | undefined {
+  const match = /^\.tmp-(\d{1,10})-\d+-/.exec(name);
+  return match ? Number(match[1]) : undefined;
 }

@@ -1,6 +1,8 @@
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { ByteStream, DialStream } from '../../src/runtime.ts';
 import { byteStreamFromSocket } from './socket-stream.ts';
+import { clientTlsOptions, type TlsSettings } from './tls.ts';
 
 const DIAL_TIMEOUT_MS_DEFAULT = 5_000;
 
@@ -45,3 +47,39 @@ export const dialTcp: DialStream = (address, options) =>
       resolve(byteStreamFromSocket(socket));
     });
   });
+
+/**
+ * Dials the dqlite protocol over mutual TLS (what go-dqlite's `DialFuncWithTLS` does): our
+ * certificate, the cluster CA, and the server checked as `clientTlsOptions` describes.
+ */
+export function tlsStreamDialer(settings: TlsSettings): DialStream {
+  return (address, options) =>
+    new Promise<ByteStream>((resolve, reject) => {
+      let host: string;
+      let port: number;
+      try {
+        ({ host, port } = parseAddress(address));
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
+      const socket = tlsConnect({ host, port, ...clientTlsOptions(settings, host) });
+      socket.setNoDelay(true);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`TLS connection to ${address} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onError = (error: Error): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(new Error(`TLS connection to ${address} failed: ${error.message}`));
+      };
+      socket.once('error', onError);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve(byteStreamFromSocket(socket));
+      });
+    });
+}

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import type { DialWebSocket, MessageChannel } from '../../src/runtime.ts';
+import { clientTlsOptions, type TlsSettings } from './tls.ts';
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8. */
 const CLOSE_REASON_BYTES_MAX = 123;
@@ -25,16 +26,16 @@ export class WebSocketDialError extends Error {
 /** Wraps an open `ws` socket; binary and text messages are both delivered as bytes. */
 export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: string): MessageChannel {
   let messageHandler: ((message: Uint8Array) => void) | undefined;
-  let closeHandler: ((error?: Error) => void) | undefined;
+  // Every handler hears the close (the gateway cleans up, the node forgets the gateway).
+  const closeHandlers: ((error?: Error) => void)[] = [];
   const pendingMessages: Uint8Array[] = [];
   let closed = socket.readyState === WebSocket.CLOSED;
   let closeError: Error | undefined;
-  let closeReported = false;
+  let closeHandlersCalled = 0;
 
   const reportClose = (): void => {
-    if (!closed || closeReported || !closeHandler) return;
-    closeReported = true;
-    closeHandler(closeError);
+    if (!closed) return;
+    while (closeHandlersCalled < closeHandlers.length) closeHandlers[closeHandlersCalled++]!(closeError);
   };
 
   socket.binaryType = 'nodebuffer';
@@ -69,7 +70,7 @@ export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: st
       for (const message of pendingMessages.splice(0)) handler(message);
     },
     onClose(handler: (error?: Error) => void): void {
-      closeHandler = handler;
+      closeHandlers.push(handler);
       reportClose();
     },
     close(reason?: string): void {
@@ -109,11 +110,24 @@ function zeroMask(mask: Uint8Array): void {
 }
 
 /** Dials with `ws`, sending `headers` in the upgrade request. */
-export const dialWebSocket: DialWebSocket = (url, options) => {
+export const dialWebSocket: DialWebSocket = (url, options) => dialWith(url, options, undefined);
+
+/** A dialer whose `wss://` connections present our certificate and verify the server's (mutual TLS). */
+export function webSocketDialer(tls: TlsSettings | undefined): DialWebSocket {
+  return tls ? (url, options) => dialWith(url, options, tls) : dialWebSocket;
+}
+
+function dialWith(url: string, options: Parameters<DialWebSocket>[1], tls: TlsSettings | undefined): Promise<MessageChannel> {
   const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
   return new Promise<MessageChannel>((resolve, reject) => {
     let settled = false;
+    let tlsOptions = {};
+    if (tls && url.startsWith('wss:')) {
+      const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+      tlsOptions = clientTlsOptions(tls, host);
+    }
     const socket = new WebSocket(url, options?.protocols ?? [], {
+      ...tlsOptions,
       headers: options?.headers ?? {},
       handshakeTimeout: timeoutMs,
       maxPayload: DIAL_MESSAGE_BYTES_MAX,
@@ -143,4 +157,4 @@ export const dialWebSocket: DialWebSocket = (url, options) => {
       resolve(messageChannelFromWebSocket(socket, address));
     });
   });
-};
+}

@@ -31,6 +31,7 @@ export class DatabaseLoop {
   private owner: OwnerId | undefined;
   private paused = false;
   private busyTimer: { cancel(): void } | undefined;
+  private draining = false;
 
   constructor(private readonly options: DatabaseLoopOptions) {}
 
@@ -82,6 +83,19 @@ export class DatabaseLoop {
   }
 
   private drain(): void {
+    // A task may end in a call back here (an abort clears the owner): running the next task
+    // inside it would let the outer loop give that task's transaction to the wrong owner.
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      this.runQueued();
+    } finally {
+      this.draining = false;
+    }
+    this.expireWaiters();
+  }
+
+  private runQueued(): void {
     while (!this.paused) {
       const index = this.queue.findIndex((t) => this.owner === undefined || t.owner === this.owner);
       if (index < 0) break;
@@ -93,7 +107,6 @@ export class DatabaseLoop {
       }
       this.owner = this.options.inTransaction() ? task.owner : undefined;
     }
-    this.expireWaiters();
   }
 
   private expireWaiters(): void {

@@ -4,6 +4,7 @@ export const SQLITE_ERROR = 1;
 export const SQLITE_BUSY = 5;
 export const SQLITE_NOTFOUND = 12;
 export const SQLITE_TOOBIG = 18;
+export const SQLITE_FULL = 13;
 export const SQLITE_PROTOCOL = 15;
 export const SQLITE_MISUSE = 21;
 export const SQLITE_RANGE = 25;

@@ -2,12 +2,15 @@
  * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
  * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
  */
-import type { ByteStream, DurableStorage, MessageChannel } from '../runtime.ts';
+import { httpApiFor, isHttpApiPath, type HttpApiRequest, type HttpApiResponse } from '../http/index.ts';
+import type { ByteStream, DialStream, DurableStorage, MessageChannel } from '../runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
+import { crc32 } from '../util/crc32.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
 import type { ClientAccess } from './client-access.ts';
 import { PROMETHEUS_CONTENT_TYPE } from './metrics-registry.ts';
 import type { ClusterNode } from './node.ts';
+import { RaftLogCorruptError } from './raft-log.ts';
 
 /** WebSocket path of the dqlite client protocol (browsers cannot open raw TCP). */
 export const CLIENT_WEBSOCKET_PATH = '/dqlite';
@@ -34,7 +37,10 @@ export function randomNodeId(randomBytes: (length: number) => Uint8Array): numbe
 export async function readIdentity(storage: DurableStorage, address: string, where: string): Promise<NodeIdentity | undefined> {
   const stored = await storage.read(IDENTITY_FILE);
   if (!stored) return undefined;
-  const identity = JSON.parse(new TextDecoder().decode(stored)) as NodeIdentity;
+  const identity = decodeIdentity(stored);
+  // Replaced atomically, so never torn: a file that does not read back is damaged, and a node
+  // with another id would vote and answer as someone else.
+  if (typeof identity === 'string') throw new RaftLogCorruptError(IDENTITY_FILE, 0, `the node's id cannot be read: ${identity}`);
   if (identity.address !== address) {
     throw new Error(
       `${where} belongs to the node at ${identity.address}, not ${address}: start it with --address ${identity.address}, or use a new --dir`,
@@ -49,8 +55,27 @@ export async function createIdentity(
   randomBytes: (length: number) => Uint8Array,
 ): Promise<NodeIdentity> {
   const identity = { id: randomNodeId(randomBytes), address };
-  await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify(identity) + '\n'));
+  const file = { ...identity, crc32: identityChecksum(identity) };
+  await storage.writeAtomic(IDENTITY_FILE, new TextEncoder().encode(JSON.stringify(file) + '\n'));
   return identity;
+}
+
+function identityChecksum(identity: NodeIdentity): number {
+  return crc32(new TextEncoder().encode(`${identity.id}\n${identity.address}`));
+}
+
+/** The identity, or a sentence saying why the bytes are not one (files without `crc32` predate it). */
+function decodeIdentity(bytes: Uint8Array): NodeIdentity | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (error) {
+    return `it is not JSON (${(error as Error).message})`;
+  }
+  const { id, address, crc32: checksum } = (parsed ?? {}) as { id?: unknown; address?: unknown; crc32?: unknown };
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 2 || typeof address !== 'string') return 'it lacks a valid id or address';
+  if (checksum !== undefined && checksum !== identityChecksum({ id, address })) return 'it fails its checksum';
+  return { id, address };
 }
 
 /** What a host knows of an upgrade besides its path. */
@@ -117,6 +142,13 @@ export function markAuthenticated(stream: ByteStream): ByteStream {
  * `GET /health` (200 once a leader is known), `GET /status` (the node's status as JSON) and
  * `GET /metrics` (Prometheus text format).
  */
+/** Every plain HTTP request: the rqlite-compatible API (`/db/*`, `/nodes`, `/readyz`), else the status answers. */
+export async function httpResponse(node: ClusterNode | undefined, request: HttpApiRequest, dialStream?: DialStream): Promise<HttpApiResponse> {
+  if (node && isHttpApiPath(request.path)) return httpApiFor(node, dialStream).answer(request);
+  return statusResponse(node, request.path);
+}
+
+/** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */
 export function statusResponse(
   node: ClusterNode | undefined,
   path: string,

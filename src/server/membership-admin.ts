@@ -32,6 +32,7 @@ export interface MembershipSettings {
 export class MembershipAdmin {
   private failureDomain = 0n;
   private weight = 0n;
+  private adjusting = false;
 
   constructor(
     private readonly host: MembershipHost,
@@ -65,6 +66,30 @@ export class MembershipAdmin {
     if (voters < this.settings.votersMax) return 'voter';
     if (standbys < this.settings.standbysMax) return 'standby';
     return 'spare';
+  }
+
+  /**
+   * On the leader, demotes voters beyond `votersMax`, as go-dqlite's app adjusts roles. Joining
+   * nodes choose their own role from the member list they read, so two that join at once can
+   * both read room for one more voter and both take it; the leader, which sees every change in
+   * order, gives the surplus back: the last voter in the configuration (never itself) becomes a
+   * standby, or a spare when the standbys are full. One change at a time; the next round retries
+   * one that was refused (another change still being committed).
+   */
+  adjustRoles(log: (line: string) => void): void {
+    if (this.adjusting || !this.host.isLeader()) return;
+    const members = this.host.configuration().members;
+    const voters = members.filter((m) => m.role === 'voter');
+    if (voters.length <= this.settings.votersMax) return;
+    const surplus = [...voters].reverse().find((m) => m.id !== this.host.id);
+    if (!surplus) return;
+    const standbys = members.filter((m) => m.role === 'standby').length;
+    const role: Role = standbys < this.settings.standbysMax ? 'standby' : 'spare';
+    this.adjusting = true;
+    this.change({ type: 'assign', id: surplus.id, role }).then(
+      () => log(`node ${surplus.id} demoted to ${role}: the cluster had ${voters.length} voters, more than votersMax ${this.settings.votersMax}`),
+      () => {},
+    ).finally(() => (this.adjusting = false));
   }
 
   /** Hands leadership to voter `to` (0: any other voter) and waits until it leads. */

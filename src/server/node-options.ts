@@ -13,6 +13,8 @@ export interface NodeOptions {
   storage: DurableStorage;
   engine: Engine;
   clusterKey: string;
+  /** Dial peers with `wss://` (the cluster serves TLS; the runtime's dialer brings the certificates). */
+  secure?: boolean;
   /** Start a new cluster with this node as its only voter (when the storage is empty). */
   bootstrap?: boolean;
   /**

@@ -10,7 +10,8 @@
  */
 import type { Engine } from '../../wasm/index.ts';
 import { deferred } from '../fsm/deferred.ts';
-import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR } from '../fsm/errors.ts';
+import { CommandKind } from '../fsm/commands.ts';
+import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_FULL } from '../fsm/errors.ts';
 import type { ProposeResult, ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import { StateMachine } from '../fsm/state-machine.ts';
 import { resolveLimits, type Limits } from '../limits.ts';
@@ -97,7 +98,7 @@ export class ClusterNode implements GatewayHost {
     this.metrics = new NodeMetrics(() => this.runtime.clock.nowMs());
     this.closed = this.closedSignal.promise;
     this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
-    this.log = new RaftLog(options.storage);
+    this.log = new RaftLog(options.storage, { diskSpace: { nowMs: () => this.runtime.clock.nowMs() } });
     const clock = this.runtime.clock;
     this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
     this.transport = new PeerTransport({
@@ -107,6 +108,7 @@ export class ClusterNode implements GatewayHost {
       dialWebSocket: this.runtime.dialWebSocket,
       clock,
       maxMessageBytes: this.limits.peerMessageBytesMax,
+      secure: options.secure ?? false,
       onLog: (event) => {
         if (event.level === 'warn') this.write(`peer ${event.peerId ?? event.remoteAddress ?? '?'}: ${event.message}`);
       },
@@ -169,6 +171,7 @@ export class ClusterNode implements GatewayHost {
   private async recover(bootstrap: boolean): Promise<void> {
     const first: Configuration | undefined = bootstrap ? { members: [{ id: this.id, address: this.address, role: 'voter' }] } : undefined;
     const recovered = await recoverRaftState(this.log, this.memory, first);
+    for (const repair of recovered.repairs) this.write(repair);
     if (recovered.snapshot) this.fsm.restore(recovered.snapshot.data, recovered.snapshot.meta.index, recovered.snapshot.meta.term);
     if (recovered.bootstrapped) this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
     const limits = this.limits;
@@ -228,9 +231,11 @@ export class ClusterNode implements GatewayHost {
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
     this.transport.onMessage((from, bytes) => this.receivePeerMessage(from, bytes));
+    let ticks = 0;
     this.ticker = this.runtime.clock.setInterval(() => {
       this.raft.tick();
       this.handOverIfDue();
+      if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
@@ -346,6 +351,10 @@ export class ClusterNode implements GatewayHost {
   }
 
   propose(data: Uint8Array): ProposeResult {
+    // Only client transactions are refused on a full disk: the reserve is for everything else
+    // (checkpoints, barriers, configuration changes must never fail for want of space).
+    const refusal = data[0] === CommandKind.Frames ? this.log.proposalRefusal(data.length) : undefined;
+    if (refusal) throw new NodeError(SQLITE_FULL, refusal.message);
     const result = this.raft.propose(data);
     if (!result.ok) {
       if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
@@ -429,9 +438,11 @@ export class ClusterNode implements GatewayHost {
       stream.close();
       return;
     }
-    const gateway = new Gateway(this, stream, this.nextGatewayId++, this.write);
+    // A host's stream may keep only one close handler, a later one replacing the earlier:
+    // registering ours beside the gateway's would then cancel its clean-up (the rollback of a
+    // departed client's transaction), so ours rides on the gateway's.
+    const gateway: Gateway = new Gateway(this, afterClose(stream, () => this.gateways.delete(gateway)), this.nextGatewayId++, this.write);
     this.gateways.add(gateway);
-    stream.onClose(() => this.gateways.delete(gateway));
   }
 
   /** A peer connected for Raft traffic. */
@@ -520,4 +531,22 @@ function newStateMachine(
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     log,
   });
+}
+
+/** `stream`, with `hook` run after whatever close handler its user registers. */
+function afterClose(stream: ByteStream, hook: () => void): ByteStream {
+  return {
+    write: (bytes) => stream.write(bytes),
+    onData: (handler) => stream.onData(handler),
+    onClose: (handler) =>
+      stream.onClose((error) => {
+        handler(error);
+        hook();
+      }),
+    close: () => stream.close(),
+    get remoteAddress() {
+      return stream.remoteAddress;
+    },
+    ...(stream.authenticated !== undefined && { authenticated: stream.authenticated }),
+  };
 }

@@ -1,36 +1,87 @@
 /**
- * The durable half of a node's Raft state, on the host's DurableStorage:
+ * The durable half of a node's Raft state, on the host's DurableStorage (format: raft-log-format.ts
+ * and docs/storage.md):
  *   `meta`              term and vote (replaced atomically when they change)
  *   `snapshot`          the latest snapshot (metadata + state machine bytes), replaced atomically
  *   `segment-<first>`   log entries, appended and fsynced before they are acknowledged
- * A record is: u32 body length, u32 CRC-32 of the body, body = u64 term, u64 index, u8 type, data.
- * A crash can leave a torn record at the tail of the last segment; loading cuts it off.
+ *
+ * Recovery tells a torn write from damage (Alagappan et al., "Protocol-Aware Recovery for
+ * Consensus-Based Storage", FAST 2018): only the last append can be torn by a crash, because
+ * each append is fsynced before the next begins. A bad range at the end of the last segment
+ * that no later append's record follows is cut off; anything else is damage to entries this
+ * node acknowledged, and the node refuses to start rather than vote or lead without them.
+ *
+ * Any failed write or fsync makes the log unusable for the rest of the process: after a failed
+ * fsync the kernel may have dropped the dirty pages and a retry would report success for data
+ * that is not on disk ("fsyncgate"), so nothing is retried.
  */
 import type { DurableStorage } from '../runtime.ts';
-import type { Entry, EntryType, HardState, Snapshot } from '../raft/index.ts';
-import { crc32 } from '../util/crc32.ts';
+import type { Entry, HardState, Snapshot } from '../raft/index.ts';
+import {
+  decodeMeta,
+  decodeSnapshotFile,
+  encodeMeta,
+  encodeRecord,
+  encodeSegmentHeader,
+  encodeSnapshotFile,
+  ENTRY_BYTES_MAX,
+  META_BYTES,
+  parseSegment,
+  SEGMENT_PREFIX,
+  segmentFirstIndex,
+  segmentName,
+} from './raft-log-format.ts';
+import { DiskSpaceGauge, isDiskFullError, type DiskSpaceOptions } from './disk-space.ts';
 
 export interface LoadedRaftState {
   hardState: HardState;
   snapshot: Snapshot | undefined;
   entries: Entry[];
+  /** What loading repaired (a torn tail cut off), one sentence each, for the node's log. */
+  repairs: string[];
 }
 
+export type RaftLogErrorCode =
+  /** A file is damaged where a crash cannot explain it: the node must not start on it. */
+  | 'RAFT_LOG_CORRUPT'
+  /** A write or fsync failed: the log can no longer be trusted in this process. */
+  | 'RAFT_LOG_FAILED'
+  /** The disk is full (or below the reserve): this write was refused and nothing was harmed. */
+  | 'DISK_FULL'
+  /** Misuse by the caller (an invariant of the log's API broken). */
+  | 'RAFT_LOG';
+
 export class RaftLogError extends Error {
-  readonly code = 'RAFT_LOG';
-  constructor(message: string) {
-    super(`raft log: ${message}`);
+  constructor(
+    readonly code: RaftLogErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`raft log: ${message}`, options);
     this.name = 'RaftLogError';
   }
 }
 
-const RECORD_HEADER_BYTES = 8;
-const ENTRY_FIXED_BYTES = 17;
+/** A damaged file: `file` and `offset` say where. */
+export class RaftLogCorruptError extends RaftLogError {
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    problem: string,
+  ) {
+    super('RAFT_LOG_CORRUPT', `${file} is damaged at byte ${offset}: ${problem}. ${CORRUPTION_ADVICE}`);
+    this.name = 'RaftLogCorruptError';
+  }
+}
+
+export const CORRUPTION_ADVICE =
+  'This node refuses to start: with this file it could vote or lead without entries it had acknowledged, ' +
+  'and the cluster would lose committed writes. Do not edit or delete the file. Either restore the data ' +
+  "directory from a backup, or move it aside and add this node back as a new, empty member (remove its " +
+  'old member from the cluster first, e.g. with the dqlite shell\'s ".remove ADDRESS"): it then copies the log and ' +
+  'databases from the other nodes';
+
 const SEGMENT_BYTES_TARGET = 32 * 1024 * 1024;
-const ENTRY_BYTES_MAX = 256 * 1024 * 1024;
-const SEGMENT_PREFIX = 'segment-';
-const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder();
 
 interface Segment {
   name: string;
@@ -38,167 +89,279 @@ interface Segment {
   /** Byte offset of each entry's record; entry firstIndex + i starts at offsets[i]. */
   offsets: number[];
   bytes: number;
+  /** Format 1 segments are read but never appended to. */
+  sealed: boolean;
 }
 
-function segmentName(firstIndex: number): string {
-  return `${SEGMENT_PREFIX}${String(firstIndex).padStart(16, '0')}`;
-}
-
-function encodeRecord(entry: Entry): Uint8Array {
-  const bodyBytes = ENTRY_FIXED_BYTES + entry.data.length;
-  const record = new Uint8Array(RECORD_HEADER_BYTES + bodyBytes);
-  const view = new DataView(record.buffer);
-  view.setUint32(0, bodyBytes, true);
-  view.setBigUint64(8, BigInt(entry.term), true);
-  view.setBigUint64(16, BigInt(entry.index), true);
-  record[24] = entry.type;
-  record.set(entry.data, 25);
-  view.setUint32(4, crc32(record, RECORD_HEADER_BYTES), true);
-  return record;
-}
-
-/** Parses records until the end or the first torn/corrupt one; returns entries and the good length. */
-function parseSegment(bytes: Uint8Array): { entries: Entry[]; offsets: number[]; goodBytes: number } {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const entries: Entry[] = [];
-  const offsets: number[] = [];
-  let offset = 0;
-  while (offset + RECORD_HEADER_BYTES <= bytes.length) {
-    const bodyBytes = view.getUint32(offset, true);
-    if (bodyBytes < ENTRY_FIXED_BYTES || bodyBytes > ENTRY_BYTES_MAX) break;
-    const end = offset + RECORD_HEADER_BYTES + bodyBytes;
-    if (end > bytes.length) break;
-    if (crc32(bytes, offset + RECORD_HEADER_BYTES, end) !== view.getUint32(offset + 4, true)) break;
-    entries.push({
-      term: Number(view.getBigUint64(offset + 8, true)),
-      index: Number(view.getBigUint64(offset + 16, true)),
-      type: bytes[offset + 24]! as EntryType,
-      data: bytes.slice(offset + 25, end),
-    });
-    offsets.push(offset);
-    offset = end;
-  }
-  return { entries, offsets, goodBytes: offset };
-}
-
-function encodeSnapshotFile(snapshot: Snapshot): Uint8Array {
-  const meta = utf8Encoder.encode(JSON.stringify(snapshot.meta));
-  const bytes = new Uint8Array(12 + meta.length + snapshot.data.length);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, meta.length, true);
-  bytes.set(meta, 4);
-  view.setUint32(4 + meta.length, crc32(snapshot.data), true);
-  view.setUint32(8 + meta.length, crc32(meta), true);
-  bytes.set(snapshot.data, 12 + meta.length);
-  return bytes;
-}
-
-function decodeSnapshotFile(bytes: Uint8Array): Snapshot {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < 12) throw new RaftLogError('snapshot file is truncated');
-  const metaBytes = view.getUint32(0, true);
-  if (12 + metaBytes > bytes.length) throw new RaftLogError('snapshot file is truncated');
-  const meta = bytes.subarray(4, 4 + metaBytes);
-  const data = bytes.slice(12 + metaBytes);
-  if (crc32(meta) !== view.getUint32(8 + metaBytes, true) || crc32(data) !== view.getUint32(4 + metaBytes, true)) {
-    throw new RaftLogError('snapshot file fails its checksum: the data directory is damaged');
-  }
-  const parsed = JSON.parse(utf8Decoder.decode(meta)) as Snapshot['meta'];
-  return { meta: parsed, data };
+export interface RaftLogOptions {
+  /** Free-space reserve below which proposals are refused (see DiskSpaceGauge). */
+  diskSpace?: DiskSpaceOptions;
 }
 
 export class RaftLog {
   private segments: Segment[] = [];
   private termVote = { term: 0, vote: 0 };
+  /** The first failed write or fsync; every later write fails with it. */
+  private failure: RaftLogError | undefined;
+  private readonly space: DiskSpaceGauge;
+  private appending = false;
 
-  constructor(private readonly storage: DurableStorage) {}
+  constructor(
+    private readonly storage: DurableStorage,
+    options: RaftLogOptions = {},
+  ) {
+    this.space = new DiskSpaceGauge(storage, options.diskSpace);
+  }
 
-  /** Reads everything back after a start or a crash, cutting off a torn tail. */
+  /**
+   * Reads everything back after a start or a crash, cutting off a torn tail. Throws
+   * RaftLogCorruptError (naming the file and byte offset) for damage a crash cannot explain.
+   */
   async load(): Promise<LoadedRaftState> {
+    const repairs: string[] = [];
     const metaBytes = await this.storage.read('meta');
     if (metaBytes) {
-      if (metaBytes.length !== 16) throw new RaftLogError('meta file has the wrong size: the data directory is damaged');
-      const view = new DataView(metaBytes.buffer, metaBytes.byteOffset, 16);
-      this.termVote = { term: Number(view.getBigUint64(0, true)), vote: Number(view.getBigUint64(8, true)) };
+      const meta = decodeMeta(metaBytes);
+      // The meta file is replaced atomically, so a crash never tears it: any fault is damage.
+      if (typeof meta === 'string') throw new RaftLogCorruptError('meta', 0, `the term and vote file cannot be read: ${meta}`);
+      this.termVote = meta;
+    }
+    if (metaBytes?.length !== META_BYTES) {
+      // Versions before format 2 check the meta file's size before they read any segment, and
+      // would take a format 2 segment header for a torn record and cut the file: a meta file
+      // of format 2 makes them refuse to start instead.
+      await this.storage.writeAtomic('meta', encodeMeta(this.termVote.term, this.termVote.vote));
     }
     const snapshotBytes = await this.storage.read('snapshot');
-    const snapshot = snapshotBytes ? decodeSnapshotFile(snapshotBytes) : undefined;
-    const names = (await this.storage.list()).filter((n) => n.startsWith(SEGMENT_PREFIX)).sort();
-    let entries: Entry[] = [];
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i]!;
-      const bytes = (await this.storage.read(name)) ?? new Uint8Array(0);
-      const parsed = parseSegment(bytes);
-      if (parsed.goodBytes < bytes.length) {
-        if (i !== names.length - 1) throw new RaftLogError(`segment ${name} is corrupt before the log's end`);
-        await this.storage.truncate(name, parsed.goodBytes);
-        await this.storage.sync(name);
-      }
-      const firstIndex = Number(name.slice(SEGMENT_PREFIX.length));
-      if (parsed.entries.length > 0 && parsed.entries[0]!.index !== firstIndex) {
-        throw new RaftLogError(`segment ${name} starts at index ${parsed.entries[0]!.index}`);
-      }
-      if (entries.length > 0 && parsed.entries.length > 0 && firstIndex !== entries[entries.length - 1]!.index + 1) {
-        throw new RaftLogError(`gap before segment ${name}`);
-      }
-      entries = entries.concat(parsed.entries);
-      this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes });
+    let snapshot: Snapshot | undefined;
+    if (snapshotBytes) {
+      const decoded = decodeSnapshotFile(snapshotBytes);
+      if (typeof decoded === 'string') throw new RaftLogCorruptError('snapshot', 0, `the snapshot cannot be read: ${decoded}`);
+      snapshot = decoded;
     }
     const snapshotIndex = snapshot?.meta.index ?? 0;
-    entries = entries.filter((e) => e.index > snapshotIndex);
-    return { hardState: { term: this.termVote.term, vote: this.termVote.vote, commit: snapshotIndex }, snapshot, entries };
+    const names = (await this.storage.list()).filter((n) => n.startsWith(SEGMENT_PREFIX)).sort();
+    const firstIndexes = names.map((name) => {
+      const firstIndex = segmentFirstIndex(name);
+      if (firstIndex === undefined) throw new RaftLogCorruptError(name, 0, 'this is not a segment name this node writes');
+      return firstIndex;
+    });
+    const all: Entry[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const firstIndex = firstIndexes[i]!;
+      const bytes = (await this.storage.read(name)) ?? new Uint8Array(0);
+      const parsed = parseSegment(bytes, firstIndex);
+      if (parsed.damage) {
+        const { offset, reason, proof } = parsed.damage;
+        const isLast = i === names.length - 1;
+        if (!isLast && firstIndexes[i + 1]! - 1 <= snapshotIndex) {
+          // Every entry of this segment is in the snapshot: nothing here is ever read again.
+          repairs.push(`ignored damage in ${name} at byte ${offset} (${reason}): the snapshot at index ${snapshotIndex} holds all its entries`);
+          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, sealed: true });
+          continue;
+        }
+        if (!isLast) throw new RaftLogCorruptError(name, offset, `${reason}, and later segments follow it`);
+        if (proof) throw new RaftLogCorruptError(name, offset, `${reason}, and ${proof}`);
+        if (parsed.goodBytes === 0) {
+          // The segment's first append was torn: the file holds nothing that was acknowledged.
+          await this.storage.remove(name);
+          repairs.push(`removed ${name}: its first write was cut short by a crash (${reason})`);
+          continue;
+        }
+        await this.storage.truncate(name, parsed.goodBytes);
+        await this.storage.sync(name);
+        repairs.push(`cut ${bytes.length - parsed.goodBytes} bytes of a write cut short by a crash off ${name} at byte ${offset} (${reason})`);
+      }
+      // One by one: a segment can hold more entries than a spread may pass as arguments.
+      for (const entry of parsed.entries) all.push(entry);
+      this.segments.push({
+        name,
+        firstIndex,
+        offsets: parsed.offsets,
+        bytes: parsed.goodBytes,
+        sealed: parsed.layout.version !== 2,
+      });
+    }
+    let entries = this.entriesAfter(all, snapshot, repairs);
+    if (!entries) {
+      for (const segment of this.segments) await this.storage.remove(segment.name);
+      this.segments = [];
+      entries = [];
+    }
+    return { hardState: { term: this.termVote.term, vote: this.termVote.vote, commit: snapshotIndex }, snapshot, entries, repairs };
+  }
+
+  /**
+   * The entries after the snapshot, which must continue it without a gap and with terms that
+   * never go down. Gaps at or below the snapshot are harmless (a crash between writing a
+   * snapshot and removing the log it replaced). Undefined when the whole log is superseded by
+   * the snapshot and must go.
+   */
+  private entriesAfter(all: Entry[], snapshot: Snapshot | undefined, repairs: string[]): Entry[] | undefined {
+    const snapshotIndex = snapshot?.meta.index ?? 0;
+    const entries = all.filter((e) => e.index > snapshotIndex);
+    const atSnapshot = snapshot && entries.length > 0 ? all.find((e) => e.index === snapshotIndex) : undefined;
+    if (snapshot && atSnapshot && atSnapshot.term !== snapshot.meta.term) {
+      // The log disagrees with the snapshot at its index, so what follows belongs to another
+      // history and was never committed: a crash hit between saving a snapshot from the leader
+      // and removing the log it replaced (resetToSnapshot). The caller finishes that removal.
+      repairs.push(
+        `removed the log the snapshot at index ${snapshotIndex} replaced (entries ${entries[0]!.index}..${entries[entries.length - 1]!.index} ` +
+          `followed term ${atSnapshot.term} at index ${snapshotIndex} where the snapshot has term ${snapshot.meta.term}): a crash had interrupted its removal`,
+      );
+      return undefined;
+    }
+    let expected = snapshotIndex + 1;
+    let previousTerm = snapshot?.meta.term ?? 0;
+    for (const entry of entries) {
+      if (entry.index !== expected) {
+        const where = expected === snapshotIndex + 1 ? (snapshotIndex > 0 ? `the snapshot at index ${snapshotIndex}` : 'the start of the log') : `index ${expected - 1}`;
+        const [name, offset] = this.locate(entry.index);
+        throw new RaftLogCorruptError(name, offset, `entries ${expected}..${entry.index - 1} after ${where} are missing (a segment file is gone)`);
+      }
+      if (entry.term < previousTerm) {
+        const [name, offset] = this.locate(entry.index);
+        throw new RaftLogCorruptError(name, offset, `entry ${entry.index} has term ${entry.term}, lower than the term ${previousTerm} before it`);
+      }
+      previousTerm = entry.term;
+      expected++;
+    }
+    return entries;
+  }
+
+  /** The segment and byte offset of entry `index`'s record. */
+  private locate(index: number): [string, number] {
+    const segment = this.segments.find((s) => index >= s.firstIndex && index < s.firstIndex + s.offsets.length);
+    return segment ? [segment.name, segment.offsets[index - segment.firstIndex]!] : ['segment', 0];
   }
 
   /** Persists term and vote when they changed; commit is re-learned from the leader after a restart. */
   async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term === this.termVote.term && hardState.vote === this.termVote.vote) return;
-    const bytes = new Uint8Array(16);
-    const view = new DataView(bytes.buffer);
-    view.setBigUint64(0, BigInt(hardState.term), true);
-    view.setBigUint64(8, BigInt(hardState.vote), true);
-    await this.storage.writeAtomic('meta', bytes);
+    await this.guard('save the term and vote', () => this.storage.writeAtomic('meta', encodeMeta(hardState.term, hardState.vote)));
     this.termVote = { term: hardState.term, vote: hardState.vote };
   }
 
-  /** Appends entries (replacing any conflicting suffix) and fsyncs them. */
+  /**
+   * Appends entries (replacing any conflicting suffix) and fsyncs them. Appends must not
+   * overlap: recovery relies on each one being durable before the next begins.
+   */
   async append(entries: readonly Entry[]): Promise<void> {
     if (entries.length === 0) return;
-    await this.truncateFrom(entries[0]!.index);
-    let segment: Segment | undefined = this.segments[this.segments.length - 1];
-    const expected = segment ? segment.firstIndex + segment.offsets.length : entries[0]!.index;
-    if (segment && segment.offsets.length > 0 && entries[0]!.index !== expected) {
-      // After a snapshot install the log restarts past a gap: begin a fresh segment.
-      segment = undefined;
+    this.assertUsable();
+    if (this.appending) throw new RaftLogError('RAFT_LOG', 'append called while another append is in flight: appends must run one at a time');
+    this.appending = true;
+    try {
+      await this.appendNow(entries);
+    } finally {
+      this.appending = false;
     }
-    if (!segment || segment.bytes >= SEGMENT_BYTES_TARGET) {
-      segment = { name: segmentName(entries[0]!.index), firstIndex: entries[0]!.index, offsets: [], bytes: 0 };
+  }
+
+  private async appendNow(entries: readonly Entry[]): Promise<void> {
+    const first = entries[0]!.index;
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.index !== first + i) throw new RaftLogError('RAFT_LOG', `append of entries that are not consecutive (${first} + ${i} is ${entries[i]!.index})`);
+      if (entries[i]!.data.length > ENTRY_BYTES_MAX) throw new RaftLogError('RAFT_LOG', `entry ${entries[i]!.index} has ${entries[i]!.data.length} bytes, over the ${ENTRY_BYTES_MAX}-byte limit`);
+    }
+    await this.guard('replace the log suffix', () => this.truncateFrom(first));
+    let segment: Segment | undefined = this.segments[this.segments.length - 1];
+    const continues = segment !== undefined && segment.firstIndex + segment.offsets.length === first;
+    if (segment && segment.offsets.length === 0 && !continues) {
+      // An empty segment (its first append torn) named for another index: its name would lie.
+      const empty = segment;
+      await this.guard(`remove the empty ${empty.name}`, () => this.storage.remove(empty.name));
+      this.segments.pop();
+      segment = this.segments[this.segments.length - 1];
+    }
+    // After a snapshot install the log restarts past a gap: begin a fresh segment.
+    if (!segment || segment.sealed || segment.bytes >= SEGMENT_BYTES_TARGET || segment.firstIndex + segment.offsets.length !== first) {
+      segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, sealed: false };
+      if (this.segments.some((s) => s.name === segment!.name)) throw new RaftLogError('RAFT_LOG', `segment ${segment.name} already exists`);
       this.segments.push(segment);
     }
-    const records = entries.map(encodeRecord);
-    const total = records.reduce((sum, r) => sum + r.length, 0);
+    const target = segment;
+    const header = target.bytes === 0 ? encodeSegmentHeader(target.firstIndex) : undefined;
+    const records = entries.map((entry) => encodeRecord(entry, first));
+    const total = (header?.length ?? 0) + records.reduce((sum, r) => sum + r.length, 0);
     const buffer = new Uint8Array(total);
+    const offsets: number[] = [];
     let offset = 0;
+    if (header) {
+      buffer.set(header, 0);
+      offset = header.length;
+    }
     for (const record of records) {
       buffer.set(record, offset);
-      segment.offsets.push(segment.bytes + offset);
+      offsets.push(target.bytes + offset);
       offset += record.length;
     }
-    await this.storage.append(segment.name, buffer);
-    segment.bytes += total;
-    await this.storage.sync(segment.name);
+    await this.guard(`append entries ${first}..${first + entries.length - 1}`, async () => {
+      await this.storage.append(target.name, buffer);
+      await this.storage.sync(target.name);
+    });
+    for (const offset of offsets) target.offsets.push(offset);
+    target.bytes += total;
+    this.space.consumed(total);
   }
 
   /** Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`). */
   async saveSnapshot(snapshot: Snapshot, compactIndex: number): Promise<void> {
-    await this.storage.writeAtomic('snapshot', encodeSnapshotFile(snapshot));
-    await this.compact(compactIndex);
+    const bytes = encodeSnapshotFile(snapshot);
+    await this.guard('save a snapshot', () => this.storage.writeAtomic('snapshot', bytes), { fullIsHarmless: true });
+    this.space.consumed(bytes.length);
+    await this.guard('remove compacted segments', () => this.compact(compactIndex));
   }
 
   /** After installing a snapshot from the leader, the whole local log is superseded. */
   async resetToSnapshot(snapshot: Snapshot): Promise<void> {
-    await this.storage.writeAtomic('snapshot', encodeSnapshotFile(snapshot));
-    for (const segment of this.segments) await this.storage.remove(segment.name);
+    await this.guard('save the snapshot from the leader', () => this.storage.writeAtomic('snapshot', encodeSnapshotFile(snapshot)));
+    await this.guard('remove the superseded log', async () => {
+      for (const segment of this.segments) await this.storage.remove(segment.name);
+    });
     this.segments = [];
+  }
+
+  /**
+   * Undefined when a proposal of `bytes` may go ahead; otherwise the DISK_FULL error to give the
+   * client. Cheap and synchronous (free space is measured in the background).
+   */
+  proposalRefusal(bytes: number): RaftLogError | undefined {
+    const shortBytes = this.space.shortfall(bytes);
+    if (shortBytes === undefined) return undefined;
+    return new RaftLogError('DISK_FULL', this.space.describeShortfall(shortBytes));
+  }
+
+  private assertUsable(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Runs one write. Any failure is kept and returned by every later write, except a full disk
+   * where the caller says no durable file was touched (`fullIsHarmless`: a snapshot's temporary
+   * file, which is discarded).
+   */
+  private async guard(what: string, write: () => Promise<void>, options: { fullIsHarmless?: boolean } = {}): Promise<void> {
+    this.assertUsable();
+    try {
+      await write();
+    } catch (error) {
+      const full = isDiskFullError(error);
+      if (full) this.space.exhausted();
+      if (full && options.fullIsHarmless) {
+        throw new RaftLogError('DISK_FULL', `could not ${what}: the disk is full (${(error as Error).message}); the log is intact`, { cause: error });
+      }
+      this.failure = new RaftLogError(
+        'RAFT_LOG_FAILED',
+        `could not ${what}: ${(error as Error).message}. ` +
+          (full
+            ? 'The disk is full: free space on it, then restart the node (the log is consistent up to the last completed write).'
+            : 'After a failed write or fsync the data on disk is unknown, so this node stops rather than retry; check the disk, then restart the node (it recovers from what is durable).'),
+        { cause: error },
+      );
+      throw this.failure;
+    }
   }
 
   private async compact(index: number): Promise<void> {

@@ -123,6 +123,8 @@ export class ReadyLoop {
 export interface RecoveredState {
   snapshot: Snapshot | undefined;
   bootstrapped: boolean;
+  /** What the loader repaired (a torn tail cut, leftovers removed), one line each, for the log. */
+  repairs: string[];
 }
 
 /**
@@ -131,13 +133,14 @@ export interface RecoveredState {
  */
 export async function recoverRaftState(log: RaftLog, memory: MemoryStorage, bootstrap: Configuration | undefined): Promise<RecoveredState> {
   const loaded = await log.load();
+  const repairs = loaded.repairs;
   if (loaded.snapshot) memory.applySnapshot(loaded.snapshot);
   memory.append(loaded.entries);
   memory.setHardState(loaded.hardState);
   const empty = !loaded.snapshot && loaded.entries.length === 0 && loaded.hardState.term === 0;
-  if (!empty || !bootstrap) return { snapshot: loaded.snapshot, bootstrapped: false };
+  if (!empty || !bootstrap) return { snapshot: loaded.snapshot, bootstrapped: false, repairs };
   RaftNode.bootstrap(memory, bootstrap);
   await log.append(memory.entries(memory.firstIndex(), memory.lastIndex() + 1));
   await log.saveHardState(memory.hardState());
-  return { snapshot: undefined, bootstrapped: true };
+  return { snapshot: undefined, bootstrapped: true, repairs };
 }

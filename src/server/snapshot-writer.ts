@@ -8,7 +8,7 @@
 import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.ts';
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
-import type { RaftLog } from './raft-log.ts';
+import { RaftLogError, type RaftLog } from './raft-log.ts';
 
 export interface SnapshotWriterHost {
   log: RaftLog;
@@ -64,7 +64,14 @@ export class SnapshotWriter {
       return;
     }
     await this.yieldToTimers();
-    await this.host.log.saveSnapshot({ meta: { index: copy.index, term, configuration }, data }, compactIndex);
+    try {
+      await this.host.log.saveSnapshot({ meta: { index: copy.index, term, configuration }, data }, compactIndex);
+    } catch (error) {
+      // A full disk refused the snapshot before it touched the old one: the next one tries again.
+      if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
+      this.host.skipped(copy.index, error.message);
+      return;
+    }
     this.host.memory.createSnapshot(copy.index, configuration, data);
     this.host.memory.compact(compactIndex);
     this.host.stored(copy.index, compactIndex);

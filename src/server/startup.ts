@@ -17,11 +17,13 @@ import {
   acceptWebSocket,
   CLIENT_WEBSOCKET_PATH,
   createIdentity,
+  httpResponse,
   IDENTITY_FILE,
+  markAuthenticated,
   readIdentity,
-  statusResponse,
   upgradeRefusal,
 } from './host.ts';
+import type { HttpApiRequest, HttpApiResponse } from '../http/request.ts';
 import { joinCluster, JoinRefusedError } from './join.ts';
 import { ClusterNode } from './node.ts';
 import { NODE_DEFAULTS, type UnsafeSwitches } from './node-options.ts';
@@ -61,18 +63,39 @@ export interface MemberOptions {
   onFatal?: (error: Error) => void;
 }
 
+/** How a connection reached the listener, as far as the node cares. */
+export interface ConnectionSecurity {
+  /** It came through mutual TLS: the other side presented a certificate of the cluster's CA. */
+  readonly secure: boolean;
+}
+
 /** What a listener hands the node; the same on every host. */
 export interface UpgradeInfo {
   readonly path: string;
   readonly query?: string;
   readonly headers: Record<string, string | string[] | undefined>;
+  readonly remoteAddress?: string;
+  /** Absent on hosts without TLS: the same as not secure. */
+  readonly connection?: ConnectionSecurity;
 }
 
 export interface ListenHandlers {
-  onStream(stream: ByteStream): void;
+  onStream(stream: ByteStream, connection?: ConnectionSecurity): void;
   checkUpgrade(request: UpgradeInfo): { status: number; reason: string } | undefined;
   onWebSocket(channel: MessageChannel, request: UpgradeInfo): void;
-  onHttp(request: { path: string }): { status: number; headers?: Record<string, string>; body: string };
+  /** Status pages and the HTTP API (src/http/); `body` is read by the API's writes. */
+  onHttp(request: HttpApiRequest): Promise<HttpApiResponse>;
+}
+
+/** The mutual TLS a host's listener and dialers use. */
+export interface HostTls {
+  /** The subject of our certificate, for the start-up line. */
+  readonly subject: string;
+  /**
+   * Browsers without a client certificate may open WebSockets: connections without one are
+   * then judged as on a cluster without TLS (by `--admin-allow`).
+   */
+  readonly webSocketsWithoutCertificate: boolean;
 }
 
 export interface HostListener {
@@ -103,6 +126,8 @@ export interface MemberHost {
    * cluster key in the upgrade, so the leader knows the request comes from a holder of the key.
    */
   joinDial?(clusterKey: string): DialStream;
+  /** Set when the host serves and dials with mutual TLS (`--tls-*`). */
+  readonly tls?: HostTls;
   /** Names the host in the start-up line ("node", "deno node"). */
   readonly label?: string;
 }
@@ -129,10 +154,10 @@ export function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port };
 }
 
-export function authenticatedDial(dialWebSocket: DialWebSocket, clusterKey: string): DialStream {
+export function authenticatedDial(dialWebSocket: DialWebSocket, clusterKey: string, secure = false): DialStream {
   return dialOverWebSocket(
     (url, dialOptions) => dialWebSocket(url, { ...dialOptions, headers: { ...dialOptions?.headers, [CLUSTER_KEY_HEADER]: clusterKey } }),
-    (address) => `ws://${address}${CLIENT_WEBSOCKET_PATH}`,
+    (address) => `${secure ? 'wss' : 'ws'}://${address}${CLIENT_WEBSOCKET_PATH}`,
   );
 }
 
@@ -165,6 +190,7 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
   const join = (options.join ?? []).map((a) => a.trim()).filter((a) => a.length > 0);
   const limits = resolveLimits(options.limits);
   const runtime = host.runtime;
+  const tls = host.tls;
   await host.makeDirectory(options.dir);
   const lock = await host.lockDirectory(options.dir);
   const releases: (() => Promise<void> | void)[] = [() => lock.release()];
@@ -179,14 +205,15 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
     const listener = await host.listen(
       { host: listenHost, port: listenPort, webSocketMessageBytesMax: limits.peerMessageBytesMax },
       {
-        onStream: (stream) => (node ? node.acceptClient(stream) : stream.close()),
-        checkUpgrade: (request) => upgradeRefusal(request.path, request, access),
+        // A client certificate of the cluster CA authenticates a connection as the cluster key does.
+        onStream: (stream, connection) => (node ? node.acceptClient(connection?.secure ? markAuthenticated(stream) : stream) : stream.close()),
+        checkUpgrade: (request) => (request.connection?.secure ? upgradeRefusal(request.path) : upgradeRefusal(request.path, request, access)),
         onWebSocket: (channel, request) =>
           acceptWebSocket(node, channel, request.path, request.headers, {
-            ...(access && { access }),
+            ...(request.connection?.secure ? { certificateVerified: true } : access && { access }),
             ...(request.query !== undefined && { query: request.query }),
           }),
-        onHttp: (request) => statusResponse(node, request.path),
+        onHttp: (request) => httpResponse(node, request, runtime.dialStream),
       },
     );
     releases.push(() => listener.close());
@@ -215,7 +242,12 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
       clusterKey: key.key,
       ...(options.allowOrigin !== undefined && { allowOrigin: options.allowOrigin }),
     });
-    const adminPolicy = new AdminPolicy(options.adminAllow === undefined ? {} : { allow: options.adminAllow });
+    // With certificate-less browsers admitted (websocket-optional), connections without a
+    // certificate are judged as on a cluster without TLS: by the --admin-allow list.
+    const adminPolicy = new AdminPolicy({
+      ...(options.adminAllow !== undefined && { allow: options.adminAllow }),
+      tls: tls !== undefined && !tls.webSocketsWithoutCertificate,
+    });
     const engine = await Engine.create({ fileBytesMax: limits.databaseBytesMax });
 
     node = await ClusterNode.start({
@@ -226,6 +258,7 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
       engine,
       clusterKey: key.key,
       adminPolicy,
+      secure: tls !== undefined,
       bootstrap: fresh && !joining,
       ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
       ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
@@ -239,12 +272,12 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
     });
     const started = node;
     releases.push(() => started.stop());
-    log(`${host.label ?? 'node'} ${identity.id} listening on ${listener.address} (data in ${options.dir})`);
+    log(`${host.label ?? 'node'} ${identity.id} listening on ${listener.address}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
     if (joining) {
       try {
         await joinCluster({
-          dial: host.joinDial ? host.joinDial(key.key) : authenticatedDial(runtime.dialWebSocket, key.key),
+          dial: host.joinDial ? host.joinDial(key.key) : authenticatedDial(runtime.dialWebSocket, key.key, tls !== undefined),
           clock: runtime.clock,
           servers: join.filter((a) => a !== advertised),
           id: identity.id,

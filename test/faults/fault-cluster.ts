@@ -8,7 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, type NodeStatusView } from '../helpers/cluster.ts';
+import { waitFor, type NodeStatusView } from '../helpers/cluster.ts';
+import { reservePort, type ReservedPort } from './ports.ts';
 import { FaultNetwork } from './proxy.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -17,8 +18,10 @@ export interface FaultNode {
   index: number;
   /** What the node listens on (for the observer only). */
   privateAddress: string;
+  privatePort: ReservedPort;
   /** What peers and clients use: the proxy. */
   address: string;
+  proxyPort: number;
   dir: string;
   logPath: string;
   id: number;
@@ -34,6 +37,9 @@ export interface FaultClusterOptions {
   /** Extra `start` flags for every node (tuning, unsafe test switches). */
   extraArgs?: string[];
 }
+
+/** Restarts of one node on a new port after EADDRINUSE before it counts as a failure. */
+const PORT_RETRIES_MAX = 3;
 
 /** Clusters not destroyed yet, so an interrupted command can kill their processes. */
 const live = new Set<FaultCluster>();
@@ -59,13 +65,17 @@ export class FaultCluster {
     live.add(cluster);
     mkdirSync(options.root, { recursive: true });
     for (let i = 0; i < options.nodes; i++) {
-      const privateAddress = `127.0.0.1:${await freePort()}`;
+      // The proxies hold their ports for the cluster's life; the nodes' ports are reserved.
+      const privatePort = reservePort();
+      const privateAddress = `127.0.0.1:${privatePort.port}`;
       const proxyPort = await cluster.network.addProxy(0, privateAddress);
       const logPath = join(options.root, `node${i + 1}.log`);
       cluster.nodes.push({
         index: i,
         privateAddress,
+        privatePort,
         address: `127.0.0.1:${proxyPort}`,
+        proxyPort,
         dir: join(options.root, `node${i + 1}`),
         logPath,
         id: 0,
@@ -104,7 +114,8 @@ export class FaultCluster {
     return this.nodes.findIndex((n) => n.id === id);
   }
 
-  spawn(index: number): void {
+  /** Starts node `index`; `attempt` counts restarts on a new port after EADDRINUSE. */
+  spawn(index: number, attempt = 0): void {
     const node = this.nodes[index]!;
     const args = [
       '--import',
@@ -124,11 +135,31 @@ export class FaultCluster {
     if (index > 0) args.push('--join', this.nodes.filter((n) => n.index !== index).map((n) => n.address).join(','));
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     node.log.write(`==== ${new Date().toISOString()} spawned pid ${child.pid}\n`);
-    child.stdout!.on('data', (chunk: Buffer) => node.log.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => node.log.write(chunk));
-    child.once('exit', (code, signal) => node.log.write(`==== ${new Date().toISOString()} exited code ${code} signal ${signal}\n`));
+    let portTaken = false;
+    const record = (chunk: Buffer): void => {
+      node.log.write(chunk);
+      if (chunk.includes('EADDRINUSE')) portTaken = true;
+    };
+    child.stdout!.on('data', record);
+    child.stderr!.on('data', record);
+    child.once('exit', (code, signal) => {
+      node.log.write(`==== ${new Date().toISOString()} exited code ${code} signal ${signal}\n`);
+      // Someone outside the reservations bound the node's port: move the node, not the blame.
+      if (portTaken && code !== 0 && signal === null && node.process === child && live.has(this)) this.respawnOnNewPort(node, attempt);
+    });
     node.process = child;
     node.paused = false;
+  }
+
+  private respawnOnNewPort(node: FaultNode, attempt: number): void {
+    if (attempt >= PORT_RETRIES_MAX) return;
+    const taken = node.privateAddress;
+    node.privatePort.release();
+    node.privatePort = reservePort();
+    node.privateAddress = `127.0.0.1:${node.privatePort.port}`;
+    this.network.retarget(node.proxyPort, node.privateAddress);
+    node.log.write(`==== ${new Date().toISOString()} ${taken} was in use: restarting on ${node.privateAddress}\n`);
+    this.spawn(node.index, attempt + 1);
   }
 
   isRunning(index: number): boolean {
@@ -213,6 +244,7 @@ export class FaultCluster {
       await this.kill(node.index);
     }
     await this.network.close();
+    for (const node of this.nodes) node.privatePort.release();
     await Promise.all(this.nodes.map((n) => new Promise<void>((resolve) => n.log.end(() => resolve()))));
   }
 }

@@ -6,7 +6,7 @@
  * acknowledged writes and the checkers say so.
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -14,6 +14,8 @@ import { checkBank } from './bank-checker.ts';
 import type { MicroOp, Op, OpBody } from './history.ts';
 import { checkRegister, checkRegisterHistory, type RegisterInput, type TimedOp } from './linearizability.ts';
 import { checkListAppend } from './list-append-checker.ts';
+import { FaultCluster } from './fault-cluster.ts';
+import { reservePort } from './ports.ts';
 import { FaultNetwork } from './proxy.ts';
 import { runFaults, type RunResult } from './run.ts';
 
@@ -236,6 +238,27 @@ describe('fault proxy on real sockets', () => {
     network.heal();
     peer.socket.destroy();
   });
+
+  test('a proxy pointed at a new target sends new connections there', async () => {
+    const first = (target.address() as { port: number }).port;
+    const other = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.end('other target\n');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const proxyPort = await network.addProxy(0, `127.0.0.1:${first}`);
+      const before = open(proxyPort, '\x01ping');
+      await until('the echo', () => before.received() === '\x01ping');
+      network.retarget(proxyPort, `127.0.0.1:${(other.address() as { port: number }).port}`);
+      const after = open(proxyPort, '\x01ping');
+      await until('the new target to answer', () => after.received() === 'other target\n');
+      before.socket.destroy();
+      after.socket.destroy();
+    } finally {
+      other.close();
+    }
+  });
 });
 
 describe('fault injection against a real cluster', () => {
@@ -278,4 +301,57 @@ describe('fault injection against a real cluster', () => {
     expect(result.folder).toBeDefined();
     rmSync(result.folder!, { recursive: true, force: true });
   }, 120_000);
+
+  test('a node whose port was taken while it was down restarts on another port behind the same proxy', async () => {
+    const root = join(OUT_ROOT, `port-taken-${process.pid}`);
+    const cluster = await FaultCluster.start({ nodes: 3, root });
+    const squatter = createServer();
+    try {
+      const victim = 2;
+      const before = cluster.nodes[victim]!.privateAddress;
+      await cluster.kill(victim);
+      await new Promise<void>((resolve, reject) => {
+        squatter.once('error', reject);
+        squatter.listen(Number(before.split(':')[1]), '127.0.0.1', () => resolve());
+      });
+      cluster.spawn(victim);
+      await waitForCondition('the node to come back on a new port', 30_000, async () => {
+        if (cluster.nodes[victim]!.privateAddress === before) return false;
+        const status = await cluster.status(victim).catch(() => undefined);
+        return status !== undefined && status.leaderId !== 0;
+      });
+      expect(cluster.nodes[victim]!.address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(readFileSync(cluster.nodes[victim]!.logPath, 'utf8')).toMatch(/was in use: restarting on/);
+    } finally {
+      squatter.close();
+      await cluster.destroy();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
+
+async function waitForCondition(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('node ports for the fault cluster', () => {
+  test('come from outside the ephemeral range, are distinct, and are reserved until released', () => {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+    const ports = Array.from({ length: 40 }, () => reservePort());
+    try {
+      expect(new Set(ports.map((p) => p.port)).size).toBe(ports.length);
+      for (const { port } of ports) {
+        expect(port < low || port > high, `port ${port} is outside ${low}-${high}`).toBe(true);
+        const file = join(tmpdir(), 'dqlite-wasm-port-reservations', String(port));
+        expect(readFileSync(file, 'utf8').trim()).toBe(String(process.pid));
+      }
+    } finally {
+      for (const port of ports) port.release();
+    }
+    for (const { port } of ports) expect(existsSync(join(tmpdir(), 'dqlite-wasm-port-reservations', String(port)))).toBe(false);
+  });
 });

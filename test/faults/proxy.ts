@@ -49,18 +49,32 @@ export class FaultNetwork {
   private readonly peers = new Set<PeerConnection>();
   private readonly sockets = new Set<Socket>();
   private readonly servers: Server[] = [];
+  /** Proxy port → where it forwards (host:port). */
+  private readonly targets = new Map<number, string>();
   readonly stats: ProxyStats = { peerConnections: 0, clientConnections: 0, refused: 0, cut: 0 };
 
   /** Starts a proxy on `listenPort` (0: any) that forwards to `target` (host:port); returns its port. */
   async addProxy(listenPort: number, target: string): Promise<number> {
-    const [host, portText] = splitAddress(target);
-    const server = createServer((socket) => this.accept(socket, host, Number(portText)));
+    let port = 0;
+    const server = createServer((socket) => {
+      const [host, portText] = splitAddress(this.targets.get(port)!);
+      this.accept(socket, host, Number(portText));
+    });
     this.servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(listenPort, '127.0.0.1', () => resolve());
     });
-    return (server.address() as { port: number }).port;
+    port = (server.address() as { port: number }).port;
+    this.targets.set(port, target);
+    return port;
+  }
+
+  /** Points the proxy on `proxyPort` at a new target (a node restarted on another port). */
+  retarget(proxyPort: number, target: string): void {
+    if (!this.targets.has(proxyPort)) throw new Error(`no proxy listens on port ${proxyPort}`);
+    splitAddress(target);
+    this.targets.set(proxyPort, target);
   }
 
   /** Blocks `from`→`to` traffic (node ids). */

@@ -1,0 +1,185 @@
+/**
+ * `GET /db/backup` and `POST /db/load`. A backup is the leader's committed state of one
+ * database, turned into one standard SQLite file. A load stages the uploaded file, checks it,
+ * and replays it through one transaction on the leader: one replicated change, so every node
+ * ends with the same bytes.
+ */
+import { SqliteFileError, SqliteFileStage, standaloneImage, type StagedSqliteFile } from '../../wasm/index.ts';
+import { DqliteError } from '../client/errors.ts';
+import type { TypedValue } from '../protocol/index.ts';
+import type { LeaderLink } from './leader-link.ts';
+import { statementErrorText } from './leader-link.ts';
+import type { HttpApiHost } from './api-host.ts';
+import { HttpApiError, header, tooLarge, type HttpApiRequest, type HttpApiResponse } from './request.ts';
+import { quoteName, replayDatabase, ReplayError, type ReplayCounts } from './sqlite-replay.ts';
+
+/** Bound on an uploaded database file (the engine's largest file). */
+export const LOAD_BODY_BYTES_MAX = 2 ** 30;
+/** Bound on uploaded SQL text: it is run whole, and what it builds must fit one transaction. */
+export const LOAD_SQL_BYTES_MAX = 64 * 2 ** 20;
+const SQL_CONTENT_TYPES = /^(text\/plain|application\/sql|text\/x-sql)\b/i;
+
+/** Marks a backup request a node forwarded to the leader, so it is never forwarded again. */
+export const FORWARDED_HEADER = 'x-dqlite-wasm-forwarded';
+
+/**
+ * The committed state of `database` as an SQLite file, made on the leader: a read on the
+ * leader's own gateway confirms its leadership (ReadIndex) and waits for every write
+ * acknowledged before it; right after, in the same turn of the event loop, the database's main
+ * file and committed WAL are copied (one applied log index) and turned into one file. Undefined
+ * when this node does not lead: the caller forwards to the leader.
+ */
+export async function backupDatabase(link: LeaderLink, host: HttpApiHost, database: string): Promise<Uint8Array | undefined> {
+  const snapshot = await link.run(async (session) => {
+    const db = await session.database(database);
+    await session.connection.callRows({ type: 'query_sql', db, sql: 'SELECT 1', params: [] });
+    if (!link.isLocal(session) || host.cluster().state !== 'leader') return null;
+    return host.snapshotDatabase(database) ?? null;
+  });
+  return snapshot === null ? undefined : standaloneImage(snapshot);
+}
+
+/** Asks the leader's HTTP API for the backup and hands its answer back unchanged. */
+export async function forwardBackup(leaderAddress: string, request: HttpApiRequest): Promise<HttpApiResponse> {
+  const headers: Record<string, string> = { [FORWARDED_HEADER]: '1' };
+  const authorization = header(request, 'authorization');
+  if (authorization) headers['authorization'] = authorization;
+  let response: Response;
+  try {
+    response = await fetch(`http://${leaderAddress}${request.path}${request.query ? `?${request.query}` : ''}`, { headers });
+  } catch (error) {
+    throw new HttpApiError(503, `the leader ${leaderAddress} did not answer the forwarded backup (${(error as Error).message}); retry`);
+  }
+  const answer: Record<string, string> = {};
+  for (const name of ['content-type', 'content-disposition']) {
+    const value = response.headers.get(name);
+    if (value) answer[name] = value;
+  }
+  return { status: response.status, headers: answer, body: new Uint8Array(await response.arrayBuffer()) };
+}
+
+let stage: Promise<SqliteFileStage> | undefined;
+
+/** The node's scratch engine for outside SQLite files, loaded on first use. */
+export function sharedStage(): Promise<SqliteFileStage> {
+  stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
+  return stage;
+}
+/** Imports run one at a time per node: each holds a whole file in memory. */
+let loading: Promise<unknown> = Promise.resolve();
+
+export interface LoadOutcome extends ReplayCounts {
+  bytes: number;
+}
+
+export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, database: string, replace: boolean): Promise<LoadOutcome> {
+  const previous = loading;
+  let done!: () => void;
+  loading = new Promise<void>((resolve) => (done = resolve));
+  await previous;
+  try {
+    const staged = (await sharedStage()).begin();
+    try {
+      await receive(request, staged);
+      const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
+      if (asSql && staged.sizeBytes > LOAD_SQL_BYTES_MAX) throw tooLarge(staged.sizeBytes, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
+      return await replayInto(link, staged, database, replace, asSql);
+    } finally {
+      staged.discard();
+    }
+  } finally {
+    done();
+  }
+}
+
+async function receive(request: HttpApiRequest, staged: StagedSqliteFile): Promise<void> {
+  const declared = Number(header(request, 'content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > LOAD_BODY_BYTES_MAX) throw tooLarge(declared, LOAD_BODY_BYTES_MAX, '/db/load');
+  try {
+    if (request.body) for await (const chunk of request.body) staged.append(chunk);
+  } catch (error) {
+    if (error instanceof SqliteFileError && error.code === 'TOO_LARGE') throw tooLarge(staged.sizeBytes, LOAD_BODY_BYTES_MAX, '/db/load');
+    throw error;
+  }
+  if (staged.sizeBytes === 0) throw new HttpApiError(400, '/db/load: the body is empty; send an SQLite database file');
+}
+
+async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
+  const bytes = staged.sizeBytes;
+  let source;
+  try {
+    source = asSql ? staged.openAsSql() : staged.open();
+  } catch (error) {
+    if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
+    throw error;
+  }
+  const session = await link.run(
+    async (s) => {
+      await s.connection.call({ type: 'exec_sql', db: await s.database(database), sql: 'BEGIN', params: [] }, 'result');
+      return s;
+    },
+    { keep: true },
+  );
+  const db = await session.database(database);
+  const exec = async (sql: string, params: TypedValue[]): Promise<void> => {
+    await session.connection.call({ type: 'exec_sql', db, sql, params }, 'result');
+  };
+  let committed = false;
+  try {
+    const existing = await session.connection.callRows({
+      type: 'query_sql',
+      db,
+      sql: "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type = 'table', type = 'view'",
+      params: [],
+    });
+    if (existing.rows.length > 0) {
+      if (!replace) {
+        throw new HttpApiError(
+          409,
+          `database ${database} already holds ${existing.rows.length} tables, views, indexes or triggers; nothing changed. Load with ?replace (dqlite-wasm import --replace) to replace its contents`,
+        );
+      }
+      for (const row of existing.rows) {
+        const type = String(row[0]!.value);
+        if (type === 'index') continue; // dropped with its table
+        await exec(`DROP ${type.toUpperCase()} IF EXISTS ${quoteName(String(row[1]!.value))}`, []);
+      }
+    }
+    const counts = await replayDatabase(source, { exec });
+    try {
+      await exec('COMMIT', []);
+    } catch (error) {
+      throw commitRefusal(error);
+    }
+    committed = true;
+    link.release(session);
+    return { ...counts, bytes };
+  } catch (error) {
+    if (!committed) await link.releaseAfterRollback(session, database);
+    if (error instanceof HttpApiError) throw error;
+    if (error instanceof ReplayError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
+    if (error instanceof DqliteError) throw new HttpApiError(400, `/db/load failed, nothing changed: ${statementErrorText(error)}`);
+    throw error;
+  }
+}
+
+const SQLITE_TOOBIG = 18;
+
+/** A COMMIT the cluster refused; a transaction above the proposal limit says so plainly. */
+function commitRefusal(error: unknown): Error {
+  const text = statementErrorText(error);
+  // SQLITE_TOOBIG: the transaction is larger than one Raft entry may be; the node's message names the limit.
+  if (error instanceof DqliteError && error.code === SQLITE_TOOBIG) {
+    return new HttpApiError(
+      413,
+      `/db/load: the database replicates as one transaction, and ${text}: nothing changed. ` +
+        'Today a load must fit in one Raft entry; larger transactions are tracked as separate work. ' +
+        'Load a smaller database, or load the rest with /db/execute in several transactions',
+    );
+  }
+  if (error instanceof DqliteError && error.isLeadershipLost) {
+    return new HttpApiError(503, `/db/load: leadership changed during COMMIT, so the load may or may not have been applied: ${text}; check the database before loading again`);
+  }
+  if (error instanceof DqliteError) return new HttpApiError(400, `/db/load: COMMIT failed, nothing changed: ${text}`);
+  return error instanceof Error ? error : new Error(text);
+}
