@@ -27,6 +27,7 @@ interface Seen {
   id: number;
   state: string;
   leaderId: number;
+  role?: string;
   rows: { body: string }[];
   inTransaction: number;
   fatal: string[];
@@ -99,7 +100,9 @@ describe('the packed package installed in a fresh project', () => {
 
   const expectFollowerWrote = (seen: Seen): void => {
     expect(seen.state).not.toBe('leader');
-    expect(seen.leaderId).not.toBe(0);
+    // Which role a late joiner gets depends on the members the earlier tests left (offline ones
+    // count); a spare hears no heartbeats, so only a voter or standby must know the leader.
+    if (seen.role !== 'spare') expect(seen.leaderId, `a ${seen.role ?? 'member without a role'} knows the leader`).not.toBe(0);
     expect(seen.leaderId).not.toBe(seen.id);
     expect(seen.rows).toEqual([{ body: `from ${seen.address}` }]);
     expect(seen.inTransaction).toBeGreaterThanOrEqual(2);

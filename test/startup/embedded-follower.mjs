@@ -17,4 +17,5 @@ const inTransaction = await db.transaction(async (tx) => {
 });
 await node.close();
 await node.closed;
-console.log(JSON.stringify({ address: node.address, id: status.id, state: status.state, leaderId: status.leaderId, rows: read.rows, inTransaction, fatal }));
+const role = status.members.find((m) => m.id === status.id)?.role;
+console.log(JSON.stringify({ address: node.address, id: status.id, state: status.state, leaderId: status.leaderId, role, rows: read.rows, inTransaction, fatal }));
