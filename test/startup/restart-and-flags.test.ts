@@ -160,6 +160,35 @@ describe.each(['node', ...(deno ? ['deno'] : [])])('strict flags on %s', (host) 
   test('--cluster-key-file is accepted and help lists the same flags', async () => {
     const { code, output } = await runCli(host, ['start', '--help'], 90_000);
     expect(code, output).toBe(0);
-    for (const flag of ['--cluster-key-file', '--websocket-only', '--admin-allow', '--join']) expect(output).toContain(flag);
+    for (const flag of ['--cluster-key-file', '--websocket-only', '--admin-allow', '--join', '--tls-cert', '--tls-client-cert']) expect(output).toContain(flag);
+    for (const command of ['cert ca', 'cluster', 'client-token', 'backup', 'import', 'shell']) expect(output).toContain(`dqlite-wasm ${command}`);
   }, 100_000);
+
+  test('--tls-cert without --tls-key, and a misspelled --tls-ca, are usage errors that start nothing', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'dqlite-wasm-flags-')), 'node');
+    const address = `127.0.0.1:${await freePort()}`;
+    const half = await runCli(host, ['start', '--address', address, '--dir', dir, '--tls-cert', 'node.crt'], 90_000);
+    expect(half.code, half.output).toBe(2);
+    expect(half.output).toMatch(/TLS needs both --tls-cert and --tls-key/);
+    const typo = await runCli(host, ['start', '--address', address, '--dir', dir, '--tls-cs', 'ca.crt'], 90_000);
+    expect(typo.code, typo.output).toBe(2);
+    expect(typo.output).toMatch(/unknown flag --tls-cs: did you mean --tls-c/);
+    expect(existsSync(dir)).toBe(false);
+  }, 200_000);
+
+  test('cert makes a CA with strict flags: a misspelled one is refused and writes nothing', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dqlite-wasm-cert-')), 'ca');
+    try {
+      const typo = await runCli(host, ['cert', 'ca', '--oot', out], 90_000);
+      expect(typo.code, typo.output).toBe(2);
+      expect(typo.output).toMatch(/unknown flag --oot: did you mean --out\?/);
+      expect(existsSync(out)).toBe(false);
+      const made = await runCli(host, ['cert', 'ca', '--out', out, '--name', 'flags-test'], 90_000);
+      expect(made.code, made.output).toBe(0);
+      expect(readFileSync(join(out, 'ca.crt'), 'utf8')).toMatch(/^-----BEGIN CERTIFICATE-----/);
+      expect(statSync(join(out, 'ca.key')).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dirname(out), { recursive: true, force: true });
+    }
+  }, 200_000);
 });
