@@ -11,8 +11,10 @@ const DIAL_TIMEOUT_MS_DEFAULT = 10_000;
 /** WebSocket close reasons are limited to 123 bytes of UTF-8. */
 const CLOSE_REASON_BYTES_MAX = 123;
 const CLOSE_CODE_NORMAL = 1000;
-const CLOSE_CODE_POLICY = 1008;
-const CLOSE_CODE_TOO_BIG = 1009;
+// The standard WebSocket's close() accepts only 1000 and 3000-4999 (anything else throws
+// InvalidAccessError): the protocol's 1008 and 1009 in the application range.
+const CLOSE_CODE_POLICY = 4008;
+const CLOSE_CODE_TOO_BIG = 4009;
 
 export class StandardWebSocketDialError extends Error {
   readonly code = 'WEBSOCKET_DIAL_FAILED';

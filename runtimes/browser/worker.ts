@@ -7,6 +7,7 @@ import { expose } from 'comlink';
 import type { ExecResult, Param, QueryResult } from '../../src/client/index.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import type { NodeStatus } from '../../src/server/node.ts';
+import { byteStreamFromPort } from './port-stream.ts';
 import { BrowserNode, BrowserNodeError, type BrowserNodeInfo, type BrowserNodeOptions } from './browser-node.ts';
 
 /** What the page may call. Values cross the worker boundary by structured clone. */
@@ -23,6 +24,10 @@ export interface WorkerNodeApi {
   removeMember(id: number): Promise<void>;
   transferLeadership(to: number): Promise<void>;
   stop(options?: { handOver?: boolean }): Promise<void>;
+  /** Serves the dqlite protocol on `port` (a page's `Database`, see start-node.ts). */
+  acceptClientPort(port: MessagePort): void;
+  /** Settles when the node stops: rejects with the original error when it stopped itself. */
+  whenClosed(): Promise<void>;
 }
 
 let running: BrowserNode | undefined;
@@ -47,6 +52,8 @@ const api: WorkerNodeApi = {
   assignRole: (id, role) => node().assignRole(id, role),
   removeMember: (id) => node().removeMember(id),
   transferLeadership: (to) => node().transferLeadership(to),
+  acceptClientPort: (port) => node().node.acceptClient(byteStreamFromPort(port, 'page')),
+  whenClosed: () => node().node.closed,
   async stop(options) {
     const current = running;
     running = undefined;

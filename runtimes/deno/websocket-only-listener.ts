@@ -6,9 +6,20 @@ import type { MessageChannel } from '../../src/runtime.ts';
 import { messageChannelFromStandardWebSocket } from '../browser/websocket.ts';
 
 export interface WebSocketOnlyRequest {
+  method: string;
   path: string;
+  /** The query string without `?`, or ''. */
+  query: string;
   headers: Record<string, string>;
   remoteAddress: string;
+  /** The request body, chunk by chunk (HTTP API writes). */
+  body?: AsyncIterable<Uint8Array>;
+}
+
+export interface WebSocketOnlyResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body: string | Uint8Array;
 }
 
 export interface WebSocketOnlyListenOptions {
@@ -17,7 +28,7 @@ export interface WebSocketOnlyListenOptions {
   /** A refusal (status and reason) for an upgrade that must not complete. */
   checkUpgrade(request: WebSocketOnlyRequest): { status: number; reason: string } | undefined;
   onWebSocket(channel: MessageChannel, request: WebSocketOnlyRequest): void;
-  onHttp(request: WebSocketOnlyRequest): { status: number; headers?: Record<string, string>; body: string };
+  onHttp(request: WebSocketOnlyRequest): WebSocketOnlyResponse | Promise<WebSocketOnlyResponse>;
   webSocketMessageBytesMax?: number;
 }
 
@@ -47,12 +58,19 @@ export function listenWebSocketOnly(options: WebSocketOnlyListenOptions): Promis
           },
           onError: (error) => new Response(`internal error: ${(error as Error).message}\n`, { status: 500 }),
         },
-        (request, info) => {
+        async (request, info) => {
           const url = new URL(request.url);
           const headers: Record<string, string> = {};
           request.headers.forEach((value, name) => (headers[name.toLowerCase()] = value));
           const remote = info.remoteAddr;
-          const described: WebSocketOnlyRequest = { path: url.pathname, headers, remoteAddress: `${remote.hostname}:${remote.port}` };
+          const described: WebSocketOnlyRequest = {
+            method: request.method,
+            path: url.pathname,
+            query: url.search.replace(/^\?/, ''),
+            headers,
+            remoteAddress: `${remote.hostname}:${remote.port}`,
+            ...(request.body && { body: request.body }),
+          };
           if ((headers['upgrade'] ?? '').toLowerCase() === 'websocket') {
             const refusal = options.checkUpgrade(described);
             if (refusal) return new Response(`${refusal.reason}\n`, { status: refusal.status });
@@ -70,8 +88,8 @@ export function listenWebSocketOnly(options: WebSocketOnlyListenOptions): Promis
             });
             return response;
           }
-          const answer = options.onHttp(described);
-          return new Response(answer.body, { status: answer.status, headers: answer.headers ?? { 'content-type': 'text/plain; charset=utf-8' } });
+          const answer = await options.onHttp(described);
+          return new Response(answer.body as BodyInit, { status: answer.status, headers: answer.headers ?? { 'content-type': 'text/plain; charset=utf-8' } });
         },
       );
     } catch (error) {

@@ -13,6 +13,8 @@ import { resolveTlsSettings, type TlsOptionsPem } from './tls.ts';
 
 export * from '../../src/client/index.ts';
 export { dialTcp, tlsStreamDialer } from './tcp.ts';
+/** A Node WebSocket dialer that sends upgrade headers (the cluster key), for `dialOverWebSocket`. */
+export { dialWebSocket } from './websocket.ts';
 export { resolveTlsSettings, TlsSetupError, type TlsOptionsPem, type TlsSettings } from './tls.ts';
 
 interface TlsOption {

@@ -187,5 +187,36 @@ describe.skipIf(!deno)(deno ? 'Deno runtime' : 'Deno runtime (skipped: no deno b
       expect((await cluster.status(webSocketOnly.index)).state).toBe('leader');
       await expectIdenticalWithAll();
     }, 90_000);
+
+    test('both Deno members answer the HTTP API, forwarding to a Node leader: a POSTed write lands, a query reads it back', async () => {
+      // The leader serves raw TCP (the raw-TCP Deno member forwards over it) and WebSocket (the
+      // WebSocket-only member forwards over that).
+      const nodeMember = cluster.members[0]!;
+      // The WebSocket-only member leads now: the transfer goes to it over WebSocket.
+      const admin = await connectCluster({ servers: [nodeMember.address], dial: overWebSocket, timeoutMs: 30_000 });
+      try {
+        await admin.transfer(BigInt(nodeMember.id));
+      } finally {
+        await admin.close();
+      }
+      await waitFor('the Node member to lead', 20_000, async () => ((await cluster.status(nodeMember.index)).state === 'leader' ? true : undefined));
+      const write = await fetch(`http://${webSocketOnly.address}/db/execute?db=denodb`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify([['INSERT INTO kv (id, v) VALUES (?, ?)', 100_000, 'over http']]),
+        signal: AbortSignal.timeout(30_000),
+      });
+      const written = (await write.json()) as { results: { rows_affected?: number; error?: string }[] };
+      expect(write.status, JSON.stringify(written)).toBe(200);
+      expect(written.results[0]).toMatchObject({ rows_affected: 1 });
+      acknowledged.push(100_000);
+      for (const member of [webSocketOnly, denoMember]) {
+        const sql = encodeURIComponent('SELECT v FROM kv WHERE id = 100000');
+        const read = await fetch(`http://${member.address}/db/query?db=denodb&level=strong&q=${sql}`, { signal: AbortSignal.timeout(30_000) });
+        const answer = (await read.json()) as { results: { values?: unknown[][] }[] };
+        expect(read.status, `${member.address}: ${JSON.stringify(answer)}`).toBe(200);
+        expect(answer.results[0]!.values).toEqual([['over http']]);
+      }
+    }, 90_000);
   });
 });
