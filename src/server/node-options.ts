@@ -60,7 +60,9 @@ export interface NodeOptions {
  * engine's transactions in place when a proposal is refused mid-batch;
  * `statementsBeforeTermApplied` lets a new leader run client statements before it applied the
  * entries of earlier terms; `runRequestsOfDepartedClients` runs a queued request whose client
- * already left (leaving its transaction open forever).
+ * already left (leaving its transaction open forever). `truncateOnCorruption` makes the log
+ * loader cut a damaged record in the middle of the last segment off as if it were a torn tail
+ * (the loader before the fix), so the node starts without entries it acknowledged.
  */
 export interface UnsafeSwitches {
   ackBeforeCommit?: boolean;
@@ -68,6 +70,7 @@ export interface UnsafeSwitches {
   keepTransactionOnRefusedProposal?: boolean;
   statementsBeforeTermApplied?: boolean;
   runRequestsOfDepartedClients?: boolean;
+  truncateOnCorruption?: boolean;
 }
 
 /** The switches' names on the command line (`--unsafe-for-testing a,b`), kebab-case. */
@@ -77,6 +80,7 @@ export const UNSAFE_SWITCH_NAMES: Record<string, keyof UnsafeSwitches> = {
   'keep-transaction-on-refused-proposal': 'keepTransactionOnRefusedProposal',
   'statements-before-term-applied': 'statementsBeforeTermApplied',
   'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
+  'truncate-on-corruption': 'truncateOnCorruption',
 };
 
 /** Parses a comma-separated `--unsafe-for-testing` list; throws naming the unknown switch. */

@@ -23,6 +23,7 @@ const BUG_SEEDS: Record<BugName, { steps: number; seeds: number[] }> = {
   'keep-transaction-on-refused-proposal': { steps: 300, seeds: [300, 304, 305, 306] },
   'statements-before-term-applied': { steps: 300, seeds: [301, 302, 304, 200] },
   'run-requests-of-departed-clients': { steps: 300, seeds: [300, 301, 303, 308] },
+  'truncate-on-corruption': { steps: 300, seeds: [0] },
 };
 
 function report(result: ClusterSimResult, steps: number, bug?: BugName): string {

@@ -5,6 +5,7 @@
  * added back. Every fault heals on its own after a drawn time; `healAll` ends them all.
  */
 import type { Prng } from '../sim/prng.ts';
+import { damageMiddleOfLog } from './log-corruption.ts';
 import type { SimSession } from './sim-client.ts';
 import type { NodeSlot, SimCluster } from './sim-cluster.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -18,6 +19,8 @@ export interface NemesisStats {
   slowdowns: number;
   transfers: number;
   membershipChanges: number;
+  /** Logs damaged in the middle while their node was down. */
+  logsDamaged: number;
 }
 
 type FaultName =
@@ -33,7 +36,8 @@ type FaultName =
   | 'slow'
   | 'transfer'
   | 'transfer-unreachable'
-  | 'remove-add';
+  | 'remove-add'
+  | 'corrupt-log';
 
 const MENU: [FaultName, number][] = [
   ['crash-leader', 3],
@@ -49,12 +53,16 @@ const MENU: [FaultName, number][] = [
   ['transfer', 2],
   ['transfer-unreachable', 2],
   ['remove-add', 1],
+  ['corrupt-log', 2],
 ];
 
 export class Nemesis {
-  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0 };
+  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0, logsDamaged: 0 };
   private partitioned = false;
   private membershipBusy = false;
+  /** At most one log is damaged per run: its node stays out, and the rest must keep a quorum. */
+  private logDamageDone = false;
+  private logDamageArmed = false;
   private readonly slow = new Set<string>();
 
   constructor(
@@ -69,6 +77,8 @@ export class Nemesis {
   ) {}
 
   step(): void {
+    // Drawn once, a log's damage waits for a moment every node is up.
+    if (this.logDamageArmed) this.inject('corrupt-log');
     if (!this.rng.chance(this.faultProbability)) return;
     const total = MENU.reduce((sum, [, w]) => sum + w, 0);
     let roll = this.rng.int(total);
@@ -94,7 +104,7 @@ export class Nemesis {
     this.partitioned = false;
     for (const host of this.slow) this.cluster.network.setSlow(host, 0);
     this.slow.clear();
-    for (const slot of this.cluster.slots) if (!slot.incarnation) void this.cluster.start(slot);
+    for (const slot of this.cluster.slots) if (!slot.incarnation && !this.cluster.isOut(slot)) void this.cluster.start(slot);
   }
 
   private inject(fault: FaultName): void {
@@ -238,18 +248,71 @@ export class Nemesis {
         });
         return;
       }
+      case 'corrupt-log': {
+        // Only with every node up: the damaged one stays out, and the rest keep a quorum.
+        if (this.logDamageDone) return;
+        this.logDamageArmed = true;
+        if (!leader || down > 0 || this.partitioned || this.membershipBusy) return;
+        this.logDamageDone = true;
+        this.logDamageArmed = false;
+        const followers = this.cluster.running().filter((s) => s !== leader);
+        if (followers.length === 0) return;
+        const damaged = this.rng.pick(followers);
+        const others = followers.filter((s) => s !== damaged);
+        if (others.length > 0 && this.rng.chance(0.7)) void this.protocolAwareRecoveryCase(leader, damaged, this.rng.pick(others));
+        else this.crashAndDamage(damaged, 200 + this.rng.int(3000));
+        return;
+      }
     }
   }
 
-  private crash(target: NodeSlot, why: string, restartMs = 200 + this.rng.int(3000)): void {
+  /**
+   * The case of Alagappan et al. (FAST 2018) that lost acknowledged writes on real processes: a
+   * follower `lagging` is down while `leader` and `damaged` acknowledge writes; both then crash,
+   * `damaged`'s log is hit in the middle (in those writes, when it can), and it restarts with
+   * `lagging` while the leader stays down. A loader that took the damage for a torn tail would
+   * let the two elect a leader without those writes, and overwrite them on the old leader.
+   */
+  private async protocolAwareRecoveryCase(leader: NodeSlot, damaged: NodeSlot, lagging: NodeSlot): Promise<void> {
+    this.trace(`nemesis: protocol-aware recovery case: node ${lagging.id} down, writes on nodes ${leader.id} and ${damaged.id}, then node ${damaged.id}'s log damaged`);
+    const laggingIndex = this.cluster.status(lagging)?.lastIndex ?? 0;
+    this.crash(lagging, 'follower, before a log is damaged', 'caller');
+    await this.scheduler.sleep(500 + this.rng.int(2500));
+    this.crash(leader, 'leader, before a log is damaged', 4000 + this.rng.int(3000));
+    this.crashAndDamage(damaged, 200 + this.rng.int(600), laggingIndex);
+    this.scheduler.after(this.rng.int(400), () => {
+      if (!lagging.incarnation && !this.cluster.isOut(lagging)) void this.cluster.start(lagging);
+    });
+  }
+
+  /** Crashes `target` (if it runs), damages its log in the middle and restarts it after `restartMs`. */
+  private crashAndDamage(target: NodeSlot, restartMs: number, preferAboveIndex = 0): void {
+    if (target.incarnation) this.crash(target, 'before its log is damaged', 'caller');
+    if (target.incarnation || this.cluster.isOut(target)) return;
+    const damage = damageMiddleOfLog(target.disk, this.rng, preferAboveIndex);
+    if (!damage) {
+      this.trace(`nemesis: node ${target.id}'s log has no record before a later append to damage`);
+    } else {
+      target.logDamage = { ...damage, refused: false };
+      this.stats.logsDamaged++;
+      this.trace(`nemesis: damaged ${damage.bytes} bytes of entry ${damage.index}'s record at byte ${damage.recordOffset} of node ${target.id}'s ${damage.file}`);
+    }
+    this.scheduler.after(restartMs, () => {
+      if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);
+    });
+  }
+
+  /** Kills `target`; it restarts after `restartMs`, or only when the caller says so ('caller'). */
+  private crash(target: NodeSlot, why: string, restartMs: number | 'caller' = 200 + this.rng.int(3000)): void {
     const report = this.cluster.crash(target);
     if (!report) return;
     this.stats.crashes++;
     if (why.startsWith('leader')) this.stats.leaderCrashes++;
     this.stats.tornWrites += report.torn.length;
-    this.trace(`nemesis: crash node ${target.id} (${why}); torn ${report.torn.join(',') || 'none'}; restart in ${restartMs} ms`);
+    this.trace(`nemesis: crash node ${target.id} (${why}); torn ${report.torn.join(',') || 'none'}${restartMs === 'caller' ? '' : `; restart in ${restartMs} ms`}`);
+    if (restartMs === 'caller') return;
     this.scheduler.after(restartMs, () => {
-      if (!target.incarnation) void this.cluster.start(target);
+      if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);
     });
   }
 

@@ -11,6 +11,7 @@ import { loadDefaultSqlite } from '../../wasm/sqlite-api.ts';
 import type { Prng } from '../sim/prng.ts';
 import { FencedClock, type Scheduler } from './scheduler.ts';
 import { SimNetwork } from './sim-network.ts';
+import type { LogDamage } from './log-corruption.ts';
 import { SimDisk, type CrashReport, type StorageLatency } from './sim-storage.ts';
 
 /** Node settings one seed runs with (some drawn from the seed). */
@@ -41,6 +42,11 @@ export interface NodeSlot {
   incarnation: Incarnation | undefined;
   incarnations: number;
   crashes: number;
+  /**
+   * Damage the nemesis put in the middle of this node's log while it was down. Its next start
+   * must refuse (RAFT_LOG_CORRUPT); then the node stays out of the cluster (`refused`).
+   */
+  logDamage: (LogDamage & { refused: boolean }) | undefined;
 }
 
 export const CLUSTER_KEY = 'simulated-cluster-key';
@@ -59,6 +65,10 @@ export function loadSharedSqlite(): Promise<unknown> {
 export class SimCluster {
   readonly slots: NodeSlot[];
   readonly fatalErrors: string[] = [];
+  /** Safety violations that do not stop the run, so the checkers can show what follows from them. */
+  readonly violations: string[] = [];
+  /** Starts refused, as they must be, on a log damaged in the middle. */
+  refusedStarts = 0;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -77,6 +87,7 @@ export class SimCluster {
       incarnation: undefined,
       incarnations: 0,
       crashes: 0,
+      logDamage: undefined,
     }));
   }
 
@@ -131,10 +142,29 @@ export class SimCluster {
     try {
       node = await ClusterNode.start(options);
     } catch (error) {
-      if (slot.incarnation === incarnation) this.fatalErrors.push(`node ${slot.id} failed to start: ${(error as Error).stack ?? String(error)}`);
+      if (slot.incarnation !== incarnation) return;
+      const damage = slot.logDamage;
+      if (damage && (error as { code?: unknown }).code === 'RAFT_LOG_CORRUPT') {
+        // What must happen: the node stays down, as it would until an operator rebuilds it.
+        damage.refused = true;
+        this.refusedStarts++;
+        slot.incarnation = undefined;
+        clock.fence();
+        slot.disk.release();
+        this.trace(`node ${slot.id}: refused to start on its damaged log, as it must: ${(error as Error).message.slice(0, 160)}`);
+        return;
+      }
+      this.fatalErrors.push(`node ${slot.id} failed to start: ${(error as Error).stack ?? String(error)}`);
       return;
     }
     if (slot.incarnation !== incarnation) return;
+    const damage = slot.logDamage;
+    if (damage) {
+      this.violations.push(
+        `node ${slot.id} started on a log with damaged acknowledged entries (${damage.bytes} bytes of entry ${damage.index}'s record at byte ${damage.recordOffset} of ${damage.file})`,
+      );
+      slot.logDamage = undefined;
+    }
     incarnation.node = node;
     this.network.listen(slot.address, node);
     this.trace(`node ${slot.id}: started (incarnation ${incarnation.number})`);
@@ -154,6 +184,11 @@ export class SimCluster {
     const engine = incarnation.engine;
     if (engine) for (const name of engine.databases()) engine.get(name)?.close();
     return report;
+  }
+
+  /** A node that refused to start on its damaged log: it is out of the cluster for good. */
+  isOut(slot: NodeSlot): boolean {
+    return slot.logDamage?.refused === true;
   }
 
   running(): NodeSlot[] {
