@@ -295,7 +295,7 @@ export class Nemesis {
     } else {
       target.logDamage = { ...damage, refused: false };
       this.stats.logsDamaged++;
-      this.trace(`nemesis: damaged ${damage.bytes} bytes of entry ${damage.index}'s record at byte ${damage.recordOffset} of node ${target.id}'s ${damage.file}`);
+      this.trace(`nemesis: damaged entry ${damage.index}'s record at byte ${damage.recordOffset} of node ${target.id}'s ${damage.file} (${damage.bytes} of its bytes changed)`);
     }
     this.scheduler.after(restartMs, () => {
       if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);

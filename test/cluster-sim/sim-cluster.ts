@@ -161,7 +161,7 @@ export class SimCluster {
     const damage = slot.logDamage;
     if (damage) {
       this.violations.push(
-        `node ${slot.id} started on a log with damaged acknowledged entries (${damage.bytes} bytes of entry ${damage.index}'s record at byte ${damage.recordOffset} of ${damage.file})`,
+        `node ${slot.id} started on a log with damaged acknowledged entries (entry ${damage.index}'s record at byte ${damage.recordOffset} of ${damage.file}, ${damage.bytes} of its bytes changed)`,
       );
       slot.logDamage = undefined;
     }
