@@ -21,6 +21,8 @@ export interface NemesisStats {
   membershipChanges: number;
   /** Logs damaged in the middle while their node was down. */
   logsDamaged: number;
+  /** Nodes that refused their damaged log, rebuilt empty and added back as new members. */
+  rebuilds: number;
 }
 
 type FaultName =
@@ -57,12 +59,14 @@ const MENU: [FaultName, number][] = [
 ];
 
 export class Nemesis {
-  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0, logsDamaged: 0 };
+  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0, logsDamaged: 0, rebuilds: 0 };
   private partitioned = false;
   private membershipBusy = false;
   /** At most one log is damaged per run: its node stays out, and the rest must keep a quorum. */
   private logDamageDone = false;
   private logDamageArmed = false;
+  /** Whether the node that refused its damaged log is rebuilt (drawn once it refused). */
+  private rebuildDrawn: boolean | undefined;
   private readonly slow = new Set<string>();
 
   constructor(
@@ -79,6 +83,7 @@ export class Nemesis {
   step(): void {
     // Drawn once, a log's damage waits for a moment every node is up.
     if (this.logDamageArmed) this.inject('corrupt-log');
+    this.maybeRebuild();
     if (!this.rng.chance(this.faultProbability)) return;
     const total = MENU.reduce((sum, [, w]) => sum + w, 0);
     let roll = this.rng.int(total);
@@ -285,6 +290,34 @@ export class Nemesis {
     });
   }
 
+  /**
+   * As an operator would, now and then: the node that refused its damaged log loses its old
+   * member, gets an empty data directory and joins again as a new voter, copying everything from
+   * the others. Left out otherwise, until the end of the run.
+   */
+  private maybeRebuild(): void {
+    const out = this.cluster.slots.find((s) => this.cluster.isOut(s));
+    if (!out || this.membershipBusy || !this.cluster.leader()) return;
+    this.rebuildDrawn ??= this.rng.chance(0.7);
+    if (!this.rebuildDrawn) return;
+    this.membershipBusy = true;
+    this.stats.rebuilds++;
+    void this.rebuild(out).finally(() => {
+      this.membershipBusy = false;
+    });
+  }
+
+  private async rebuild(slot: NodeSlot): Promise<void> {
+    this.trace(`nemesis: rebuild node ${slot.id}, which refused its damaged log`);
+    if (!(await this.adminStep(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) {
+      this.rebuildDrawn = undefined;
+      return;
+    }
+    await this.cluster.rebuild(slot);
+    if (!(await this.adminStep(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
+    await this.adminStep(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
+  }
+
   /** Crashes `target` (if it runs), damages its log in the middle and restarts it after `restartMs`. */
   private crashAndDamage(target: NodeSlot, restartMs: number, preferAboveIndex = 0): void {
     if (target.incarnation) this.crash(target, 'before its log is damaged', 'caller');
@@ -337,25 +370,27 @@ export class Nemesis {
   }
 
   /** A voter leaves and comes back with its data; its log catches up (or a snapshot does). */
-  private async removeAndAdd(slot: NodeSlot): Promise<void> {
-    const step = async (what: string, request: Parameters<SimSession['admin']>[0]): Promise<boolean> => {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          await this.admin.admin(request, 'empty');
-          this.trace(`nemesis: ${what} done`);
-          return true;
-        } catch (error) {
-          this.trace(`nemesis: ${what} failed: ${(error as Error).message}`);
-          await this.scheduler.sleep(200 + this.rng.int(500));
-        }
+  /** One admin request, retried for a while; false when it kept failing. */
+  private async adminStep(what: string, request: Parameters<SimSession['admin']>[0]): Promise<boolean> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await this.admin.admin(request, 'empty');
+        this.trace(`nemesis: ${what} done`);
+        return true;
+      } catch (error) {
+        this.trace(`nemesis: ${what} failed: ${(error as Error).message}`);
+        await this.scheduler.sleep(200 + this.rng.int(500));
       }
-      return false;
-    };
+    }
+    return false;
+  }
+
+  private async removeAndAdd(slot: NodeSlot): Promise<void> {
     this.trace(`nemesis: remove node ${slot.id} and add it back`);
-    if (!(await step(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) return;
+    if (!(await this.adminStep(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) return;
     await this.scheduler.sleep(this.rng.int(2000));
-    if (!(await step(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
-    await step(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
+    if (!(await this.adminStep(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
+    await this.adminStep(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
   }
 
   /** Membership work still under way: the run must let it finish before the final checks. */

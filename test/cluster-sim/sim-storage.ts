@@ -103,6 +103,13 @@ export class SimDisk {
     for (let i = 0; i < mask.length; i++) file.data[offset + i] = file.data[offset + i]! ^ mask[i]!;
   }
 
+  /** Every file gone, as an operator emptying the data directory; no process may hold the disk. */
+  wipe(): void {
+    if (this.handleFenced && !this.handleFenced.fenced) throw new Error('wipe while a live incarnation holds this disk');
+    this.files.clear();
+    this.onNextAppend = undefined;
+  }
+
   /** Durable-state view for the report: file names and sizes. */
   describe(): string {
     return [...this.files].map(([name, f]) => `${name}:${f.length}`).join(' ');
