@@ -79,6 +79,13 @@ describe('whole-cluster simulation', () => {
     expect(old.problems.some((p) => p.includes('(lost write)')), old.problems.join('\n')).toBe(true);
   });
 
+  it('a node that refused its damaged log, emptied and added back under a new id, converges with the others', async () => {
+    const result = await runClusterSimulation({ seed: 23, nodes: 3, steps: 100 });
+    expect(result.ok, report(result, 100)).toBe(true);
+    expect(result.stats.refusedStarts).toBeGreaterThanOrEqual(1);
+    expect(result.stats.nemesis.rebuilds).toBe(1);
+  });
+
   describe('catches every test-only bug switch', () => {
     for (const [bug, name] of Object.entries(BUG_SWITCHES) as [BugName, keyof UnsafeSwitches][]) {
       it.skipIf(!implemented(name))(`--bug ${bug} (${name}) fails a run`, async () => {
