@@ -69,7 +69,9 @@ export interface NodeOptions {
  * engine's transactions in place when a proposal is refused mid-batch;
  * `statementsBeforeTermApplied` lets a new leader run client statements before it applied the
  * entries of earlier terms; `runRequestsOfDepartedClients` runs a queued request whose client
- * already left (leaving its transaction open forever).
+ * already left (leaving its transaction open forever). `truncateOnCorruption` makes the log
+ * loader cut a damaged record in the middle of the last segment off as if it were a torn tail
+ * (the loader before the fix), so the node starts without entries it acknowledged.
  */
 export interface UnsafeSwitches {
   ackBeforeCommit?: boolean;
@@ -79,6 +81,7 @@ export interface UnsafeSwitches {
   runRequestsOfDepartedClients?: boolean;
   /** Follower reads at linearizable skip the leader's read index (stale reads the checkers must catch). */
   followerReadsWithoutReadIndex?: boolean;
+  truncateOnCorruption?: boolean;
 }
 
 /** The switches' names on the command line (`--unsafe-for-testing a,b`), kebab-case. */
@@ -89,6 +92,7 @@ export const UNSAFE_SWITCH_NAMES: Record<string, keyof UnsafeSwitches> = {
   'statements-before-term-applied': 'statementsBeforeTermApplied',
   'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
   'follower-reads-without-read-index': 'followerReadsWithoutReadIndex',
+  'truncate-on-corruption': 'truncateOnCorruption',
 };
 
 /** Parses a comma-separated `--unsafe-for-testing` list; throws naming the unknown switch. */

@@ -112,7 +112,10 @@ export class ClusterNode implements GatewayHost {
     this.metrics = new NodeMetrics(() => this.runtime.clock.nowMs());
     this.closed = this.closedSignal.promise;
     this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
-    this.log = new RaftLog(options.storage, { diskSpace: { nowMs: () => this.runtime.clock.nowMs() } });
+    this.log = new RaftLog(options.storage, {
+      diskSpace: { nowMs: () => this.runtime.clock.nowMs() },
+      ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
+    });
     const clock = this.runtime.clock;
     this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
     this.transport = new PeerTransport({

@@ -96,6 +96,12 @@ interface Segment {
 export interface RaftLogOptions {
   /** Free-space reserve below which proposals are refused (see DiskSpaceGauge). */
   diskSpace?: DiskSpaceOptions;
+  /**
+   * Test only, never in production: `truncateOnCorruption` cuts the last segment at its first bad
+   * record even when a later append's record proves the damage (the loader before the fix), so
+   * the whole-cluster simulator can show that it catches a node starting on a damaged log.
+   */
+  unsafeForTesting?: { truncateOnCorruption?: boolean };
 }
 
 export class RaftLog {
@@ -105,12 +111,14 @@ export class RaftLog {
   private failure: RaftLogError | undefined;
   private readonly space: DiskSpaceGauge;
   private appending = false;
+  private readonly truncateOnCorruption: boolean;
 
   constructor(
     private readonly storage: DurableStorage,
     options: RaftLogOptions = {},
   ) {
     this.space = new DiskSpaceGauge(storage, options.diskSpace);
+    this.truncateOnCorruption = options.unsafeForTesting?.truncateOnCorruption === true;
   }
 
   /**
@@ -162,7 +170,7 @@ export class RaftLog {
           continue;
         }
         if (!isLast) throw new RaftLogCorruptError(name, offset, `${reason}, and later segments follow it`);
-        if (proof) throw new RaftLogCorruptError(name, offset, `${reason}, and ${proof}`);
+        if (proof && !this.truncateOnCorruption) throw new RaftLogCorruptError(name, offset, `${reason}, and ${proof}`);
         if (parsed.goodBytes === 0) {
           // The segment's first append was torn: the file holds nothing that was acknowledged.
           await this.storage.remove(name);

@@ -5,6 +5,7 @@
  * added back. Every fault heals on its own after a drawn time; `healAll` ends them all.
  */
 import type { Prng } from '../sim/prng.ts';
+import { damageMiddleOfLog } from './log-corruption.ts';
 import type { SimSession } from './sim-client.ts';
 import type { NodeSlot, SimCluster } from './sim-cluster.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -18,6 +19,10 @@ export interface NemesisStats {
   slowdowns: number;
   transfers: number;
   membershipChanges: number;
+  /** Logs damaged in the middle while their node was down. */
+  logsDamaged: number;
+  /** Nodes that refused their damaged log, rebuilt empty and added back as new members. */
+  rebuilds: number;
 }
 
 type FaultName =
@@ -33,7 +38,8 @@ type FaultName =
   | 'slow'
   | 'transfer'
   | 'transfer-unreachable'
-  | 'remove-add';
+  | 'remove-add'
+  | 'corrupt-log';
 
 const MENU: [FaultName, number][] = [
   ['crash-leader', 3],
@@ -49,12 +55,18 @@ const MENU: [FaultName, number][] = [
   ['transfer', 2],
   ['transfer-unreachable', 2],
   ['remove-add', 1],
+  ['corrupt-log', 2],
 ];
 
 export class Nemesis {
-  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0 };
+  readonly stats: NemesisStats = { crashes: 0, leaderCrashes: 0, tornWrites: 0, partitions: 0, resets: 0, slowdowns: 0, transfers: 0, membershipChanges: 0, logsDamaged: 0, rebuilds: 0 };
   private partitioned = false;
   private membershipBusy = false;
+  /** At most one log is damaged per run: its node stays out, and the rest must keep a quorum. */
+  private logDamageDone = false;
+  private logDamageArmed = false;
+  /** Whether the node that refused its damaged log is rebuilt (drawn once it refused). */
+  private rebuildDrawn: boolean | undefined;
   private readonly slow = new Set<string>();
 
   constructor(
@@ -69,6 +81,9 @@ export class Nemesis {
   ) {}
 
   step(): void {
+    // Drawn once, a log's damage waits for a moment every node is up.
+    if (this.logDamageArmed) this.inject('corrupt-log');
+    this.maybeRebuild();
     if (!this.rng.chance(this.faultProbability)) return;
     const total = MENU.reduce((sum, [, w]) => sum + w, 0);
     let roll = this.rng.int(total);
@@ -94,7 +109,7 @@ export class Nemesis {
     this.partitioned = false;
     for (const host of this.slow) this.cluster.network.setSlow(host, 0);
     this.slow.clear();
-    for (const slot of this.cluster.slots) if (!slot.incarnation) void this.cluster.start(slot);
+    for (const slot of this.cluster.slots) if (!slot.incarnation && !this.cluster.isOut(slot)) void this.cluster.start(slot);
   }
 
   private inject(fault: FaultName): void {
@@ -238,18 +253,99 @@ export class Nemesis {
         });
         return;
       }
+      case 'corrupt-log': {
+        // Only with every node up: the damaged one stays out, and the rest keep a quorum.
+        if (this.logDamageDone) return;
+        this.logDamageArmed = true;
+        if (!leader || down > 0 || this.partitioned || this.membershipBusy) return;
+        this.logDamageDone = true;
+        this.logDamageArmed = false;
+        const followers = this.cluster.running().filter((s) => s !== leader);
+        if (followers.length === 0) return;
+        const damaged = this.rng.pick(followers);
+        const others = followers.filter((s) => s !== damaged);
+        if (others.length > 0 && this.rng.chance(0.7)) void this.protocolAwareRecoveryCase(leader, damaged, this.rng.pick(others));
+        else this.crashAndDamage(damaged, 200 + this.rng.int(3000));
+        return;
+      }
     }
   }
 
-  private crash(target: NodeSlot, why: string, restartMs = 200 + this.rng.int(3000)): void {
+  /**
+   * The case of Alagappan et al. (FAST 2018) that lost acknowledged writes on real processes: a
+   * follower `lagging` is down while `leader` and `damaged` acknowledge writes; both then crash,
+   * `damaged`'s log is hit in the middle (in those writes, when it can), and it restarts with
+   * `lagging` while the leader stays down. A loader that took the damage for a torn tail would
+   * let the two elect a leader without those writes, and overwrite them on the old leader.
+   */
+  private async protocolAwareRecoveryCase(leader: NodeSlot, damaged: NodeSlot, lagging: NodeSlot): Promise<void> {
+    this.trace(`nemesis: protocol-aware recovery case: node ${lagging.id} down, writes on nodes ${leader.id} and ${damaged.id}, then node ${damaged.id}'s log damaged`);
+    const laggingIndex = this.cluster.status(lagging)?.lastIndex ?? 0;
+    this.crash(lagging, 'follower, before a log is damaged', 'caller');
+    await this.scheduler.sleep(500 + this.rng.int(2500));
+    this.crash(leader, 'leader, before a log is damaged', 4000 + this.rng.int(3000));
+    this.crashAndDamage(damaged, 200 + this.rng.int(600), laggingIndex);
+    this.scheduler.after(this.rng.int(400), () => {
+      if (!lagging.incarnation && !this.cluster.isOut(lagging)) void this.cluster.start(lagging);
+    });
+  }
+
+  /**
+   * As an operator would, now and then: the node that refused its damaged log loses its old
+   * member, gets an empty data directory and joins again as a new voter, copying everything from
+   * the others. Left out otherwise, until the end of the run.
+   */
+  private maybeRebuild(): void {
+    const out = this.cluster.slots.find((s) => this.cluster.isOut(s));
+    if (!out || this.membershipBusy || !this.cluster.leader()) return;
+    this.rebuildDrawn ??= this.rng.chance(0.7);
+    if (!this.rebuildDrawn) return;
+    this.membershipBusy = true;
+    this.stats.rebuilds++;
+    void this.rebuild(out).finally(() => {
+      this.membershipBusy = false;
+    });
+  }
+
+  private async rebuild(slot: NodeSlot): Promise<void> {
+    this.trace(`nemesis: rebuild node ${slot.id}, which refused its damaged log`);
+    if (!(await this.adminStep(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) {
+      this.rebuildDrawn = undefined;
+      return;
+    }
+    await this.cluster.rebuild(slot);
+    if (!(await this.adminStep(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
+    await this.adminStep(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
+  }
+
+  /** Crashes `target` (if it runs), damages its log in the middle and restarts it after `restartMs`. */
+  private crashAndDamage(target: NodeSlot, restartMs: number, preferAboveIndex = 0): void {
+    if (target.incarnation) this.crash(target, 'before its log is damaged', 'caller');
+    if (target.incarnation || this.cluster.isOut(target)) return;
+    const damage = damageMiddleOfLog(target.disk, this.rng, preferAboveIndex);
+    if (!damage) {
+      this.trace(`nemesis: node ${target.id}'s log has no record before a later append to damage`);
+    } else {
+      target.logDamage = { ...damage, refused: false };
+      this.stats.logsDamaged++;
+      this.trace(`nemesis: damaged entry ${damage.index}'s record at byte ${damage.recordOffset} of node ${target.id}'s ${damage.file} (${damage.bytes} of its bytes changed)`);
+    }
+    this.scheduler.after(restartMs, () => {
+      if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);
+    });
+  }
+
+  /** Kills `target`; it restarts after `restartMs`, or only when the caller says so ('caller'). */
+  private crash(target: NodeSlot, why: string, restartMs: number | 'caller' = 200 + this.rng.int(3000)): void {
     const report = this.cluster.crash(target);
     if (!report) return;
     this.stats.crashes++;
     if (why.startsWith('leader')) this.stats.leaderCrashes++;
     this.stats.tornWrites += report.torn.length;
-    this.trace(`nemesis: crash node ${target.id} (${why}); torn ${report.torn.join(',') || 'none'}; restart in ${restartMs} ms`);
+    this.trace(`nemesis: crash node ${target.id} (${why}); torn ${report.torn.join(',') || 'none'}${restartMs === 'caller' ? '' : `; restart in ${restartMs} ms`}`);
+    if (restartMs === 'caller') return;
     this.scheduler.after(restartMs, () => {
-      if (!target.incarnation) void this.cluster.start(target);
+      if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);
     });
   }
 
@@ -274,25 +370,27 @@ export class Nemesis {
   }
 
   /** A voter leaves and comes back with its data; its log catches up (or a snapshot does). */
-  private async removeAndAdd(slot: NodeSlot): Promise<void> {
-    const step = async (what: string, request: Parameters<SimSession['admin']>[0]): Promise<boolean> => {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          await this.admin.admin(request, 'empty');
-          this.trace(`nemesis: ${what} done`);
-          return true;
-        } catch (error) {
-          this.trace(`nemesis: ${what} failed: ${(error as Error).message}`);
-          await this.scheduler.sleep(200 + this.rng.int(500));
-        }
+  /** One admin request, retried for a while; false when it kept failing. */
+  private async adminStep(what: string, request: Parameters<SimSession['admin']>[0]): Promise<boolean> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await this.admin.admin(request, 'empty');
+        this.trace(`nemesis: ${what} done`);
+        return true;
+      } catch (error) {
+        this.trace(`nemesis: ${what} failed: ${(error as Error).message}`);
+        await this.scheduler.sleep(200 + this.rng.int(500));
       }
-      return false;
-    };
+    }
+    return false;
+  }
+
+  private async removeAndAdd(slot: NodeSlot): Promise<void> {
     this.trace(`nemesis: remove node ${slot.id} and add it back`);
-    if (!(await step(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) return;
+    if (!(await this.adminStep(`remove node ${slot.id}`, { type: 'remove', id: BigInt(slot.id) }))) return;
     await this.scheduler.sleep(this.rng.int(2000));
-    if (!(await step(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
-    await step(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
+    if (!(await this.adminStep(`add node ${slot.id}`, { type: 'add', id: BigInt(slot.id), address: slot.address }))) return;
+    await this.adminStep(`promote node ${slot.id}`, { type: 'assign', id: BigInt(slot.id), role: 0 });
   }
 
   /** Membership work still under way: the run must let it finish before the final checks. */

@@ -5,12 +5,14 @@
  * engine; a restart builds a new engine and node on what the disk kept.
  */
 import { ClusterNode, type NodeOptions, type NodeStatus, type UnsafeSwitches } from '../../src/server/node.ts';
+import { RaftLogCorruptError } from '../../src/server/raft-log.ts';
 import type { Runtime } from '../../src/runtime.ts';
 import { Engine } from '../../wasm/index.ts';
 import { loadDefaultSqlite } from '../../wasm/sqlite-api.ts';
 import type { Prng } from '../sim/prng.ts';
 import { FencedClock, type Scheduler } from './scheduler.ts';
 import { SimNetwork } from './sim-network.ts';
+import type { LogDamage } from './log-corruption.ts';
 import { SimDisk, type CrashReport, type StorageLatency } from './sim-storage.ts';
 
 /** Node settings one seed runs with (some drawn from the seed). */
@@ -35,12 +37,18 @@ interface Incarnation {
 
 export interface NodeSlot {
   readonly index: number;
-  readonly id: number;
+  /** A node rebuilt after refusing its damaged log joins as a new member, under a new id. */
+  id: number;
   readonly address: string;
   readonly disk: SimDisk;
   incarnation: Incarnation | undefined;
   incarnations: number;
   crashes: number;
+  /**
+   * Damage the nemesis put in the middle of this node's log while it was down. Its next start
+   * must refuse (RAFT_LOG_CORRUPT); then the node stays out of the cluster (`refused`).
+   */
+  logDamage: (LogDamage & { refused: boolean }) | undefined;
 }
 
 export const CLUSTER_KEY = 'simulated-cluster-key';
@@ -59,6 +67,12 @@ export function loadSharedSqlite(): Promise<unknown> {
 export class SimCluster {
   readonly slots: NodeSlot[];
   readonly fatalErrors: string[] = [];
+  /** Safety violations that do not stop the run, so the checkers can show what follows from them. */
+  readonly violations: string[] = [];
+  /** Starts refused, as they must be, on a log damaged in the middle. */
+  refusedStarts = 0;
+  /** Ids of rebuilt nodes: above every original one. */
+  private nextFreshId = 100;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -77,6 +91,7 @@ export class SimCluster {
       incarnation: undefined,
       incarnations: 0,
       crashes: 0,
+      logDamage: undefined,
     }));
   }
 
@@ -86,7 +101,9 @@ export class SimCluster {
 
   /** Starts the node of `slot` on its disk; resolves once it serves (or when it died starting). */
   async start(slot: NodeSlot, bootstrap = false): Promise<void> {
-    if (slot.incarnation) throw new Error(`node ${slot.id} is already running`);
+    // The id this incarnation runs under (a rebuilt node gets a new one).
+    const id = slot.id;
+    if (slot.incarnation) throw new Error(`node ${id} is already running`);
     const clock = new FencedClock(this.scheduler);
     const incarnation: Incarnation = { clock, engine: undefined, node: undefined, number: ++slot.incarnations };
     slot.incarnation = incarnation;
@@ -106,7 +123,7 @@ export class SimCluster {
     const engine = await Engine.create({ loadSqlite: async () => sqlite });
     incarnation.engine = engine;
     const options: NodeOptions = {
-      id: slot.id,
+      id,
       address: slot.address,
       runtime,
       storage,
@@ -122,22 +139,45 @@ export class SimCluster {
       busyTimeoutMs: this.settings.busyTimeoutMs,
       votersMax: this.slots.length,
       unsafeForTesting: this.unsafe,
-      log: (line) => this.trace(`node ${slot.id}: ${line}`),
+      log: (line) => this.trace(`node ${id}: ${line}`),
       onFatal: (error) => {
-        if (slot.incarnation === incarnation) this.fatalErrors.push(`node ${slot.id} stopped itself: ${error.message}`);
+        if (slot.incarnation === incarnation) this.fatalErrors.push(`node ${id} stopped itself: ${error.message}`);
       },
     };
     let node: ClusterNode;
     try {
       node = await ClusterNode.start(options);
     } catch (error) {
-      if (slot.incarnation === incarnation) this.fatalErrors.push(`node ${slot.id} failed to start: ${(error as Error).stack ?? String(error)}`);
+      if (slot.incarnation !== incarnation) return;
+      const damage = slot.logDamage;
+      if (damage && (error as { code?: unknown }).code === 'RAFT_LOG_CORRUPT') {
+        // What must happen: the node stays down, as it would until an operator rebuilds it.
+        damage.refused = true;
+        this.refusedStarts++;
+        if (!(error instanceof RaftLogCorruptError) || error.file !== damage.file || error.offset !== damage.recordOffset) {
+          const named = error instanceof RaftLogCorruptError ? `${error.file} at byte ${error.offset}` : 'no file and offset';
+          this.violations.push(`node ${id} refused its damaged log but named ${named}, not ${damage.file} at byte ${damage.recordOffset}`);
+        }
+        slot.incarnation = undefined;
+        clock.fence();
+        slot.disk.release();
+        this.trace(`node ${id}: refused to start on its damaged log, as it must: ${(error as Error).message.slice(0, 160)}`);
+        return;
+      }
+      this.fatalErrors.push(`node ${id} failed to start: ${(error as Error).stack ?? String(error)}`);
       return;
     }
     if (slot.incarnation !== incarnation) return;
+    const damage = slot.logDamage;
+    if (damage) {
+      this.violations.push(
+        `node ${id} started on a log with damaged acknowledged entries (entry ${damage.index}'s record at byte ${damage.recordOffset} of ${damage.file}, ${damage.bytes} of its bytes changed)`,
+      );
+      slot.logDamage = undefined;
+    }
     incarnation.node = node;
     this.network.listen(slot.address, node);
-    this.trace(`node ${slot.id}: started (incarnation ${incarnation.number})`);
+    this.trace(`node ${id}: started (incarnation ${incarnation.number})`);
   }
 
   /** Kills the process of `slot`: no shutdown, unsynced writes lost or torn. */
@@ -154,6 +194,25 @@ export class SimCluster {
     const engine = incarnation.engine;
     if (engine) for (const name of engine.databases()) engine.get(name)?.close();
     return report;
+  }
+
+  /** A node that refused to start on its damaged log: it is out of the cluster until rebuilt. */
+  isOut(slot: NodeSlot): boolean {
+    return slot.logDamage?.refused === true;
+  }
+
+  /**
+   * What an operator does with a node that refused its damaged log (after removing its member):
+   * empties its data directory and starts it as a new, empty node under a new id, to be added.
+   */
+  async rebuild(slot: NodeSlot): Promise<void> {
+    if (!this.isOut(slot) || slot.incarnation) throw new Error(`node ${slot.id} is not out of the cluster`);
+    slot.disk.wipe();
+    slot.logDamage = undefined;
+    const oldId = slot.id;
+    slot.id = this.nextFreshId++;
+    this.trace(`node ${oldId}: data directory emptied; starting again as node ${slot.id}`);
+    await this.start(slot);
   }
 
   running(): NodeSlot[] {

@@ -92,6 +92,24 @@ export class SimDisk {
     if (this.handleFenced) this.handleFenced.fenced = true;
   }
 
+  /**
+   * Media damage while no process holds the disk: XORs `mask` into the durable bytes of `name`
+   * from `offset` on, as a bad sector or a stray write would.
+   */
+  damage(name: string, offset: number, mask: Uint8Array): void {
+    if (this.handleFenced && !this.handleFenced.fenced) throw new Error('damage while a live incarnation holds this disk');
+    const file = this.files.get(name);
+    if (!file || offset + mask.length > file.length) throw new Error(`damage ${name} at ${offset}+${mask.length}: outside the file`);
+    for (let i = 0; i < mask.length; i++) file.data[offset + i] = file.data[offset + i]! ^ mask[i]!;
+  }
+
+  /** Every file gone, as an operator emptying the data directory; no process may hold the disk. */
+  wipe(): void {
+    if (this.handleFenced && !this.handleFenced.fenced) throw new Error('wipe while a live incarnation holds this disk');
+    this.files.clear();
+    this.onNextAppend = undefined;
+  }
+
   /** Durable-state view for the report: file names and sizes. */
   describe(): string {
     return [...this.files].map(([name, f]) => `${name}:${f.length}`).join(' ');

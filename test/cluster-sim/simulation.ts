@@ -24,6 +24,7 @@ export const BUG_SWITCHES = {
   'keep-transaction-on-refused-proposal': 'keepTransactionOnRefusedProposal',
   'statements-before-term-applied': 'statementsBeforeTermApplied',
   'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
+  'truncate-on-corruption': 'truncateOnCorruption',
 } as const satisfies Record<string, keyof UnsafeSwitches>;
 
 export type BugName = keyof typeof BUG_SWITCHES;
@@ -49,6 +50,8 @@ export interface ClusterSimStats {
   checkpoints: number;
   snapshots: number;
   connections: number;
+  /** Starts refused on a log damaged in the middle (as they must be). */
+  refusedStarts: number;
 }
 
 export interface ClusterSimResult {
@@ -268,7 +271,7 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
     problems.push(`the run could not go on: ${(error as Error).message}`);
   }
   // A node that stopped itself, or threw out of an event, explains what follows: it goes first.
-  problems.unshift(...cluster.fatalErrors, ...scheduler.uncaught.map((e) => `uncaught in a node's event: ${e.stack ?? e.message}`));
+  problems.unshift(...cluster.fatalErrors, ...cluster.violations, ...scheduler.uncaught.map((e) => `uncaught in a node's event: ${e.stack ?? e.message}`));
   let checkpoints = 0;
   let snapshots = 0;
   for (const slot of cluster.running()) {
@@ -290,6 +293,7 @@ export async function runClusterSimulation(options: ClusterSimOptions): Promise<
       checkpoints,
       snapshots,
       connections: network.stats.connectionsOpened,
+      refusedStarts: cluster.refusedStarts,
     },
     trace: trace.tail(),
     fingerprint,
@@ -307,9 +311,9 @@ function waitUntil(scheduler: Scheduler, condition: () => boolean): Promise<void
   });
 }
 
-/** Every node runs, knows the same leader, and applied the same, complete log. */
+/** Every node runs (but one out for its damaged log), knows the same leader, and applied the same, complete log. */
 function converged(cluster: SimCluster): boolean {
-  const statuses = cluster.slots.map((slot) => cluster.status(slot));
+  const statuses = cluster.slots.filter((slot) => !cluster.isOut(slot)).map((slot) => cluster.status(slot));
   if (statuses.some((s) => s === undefined)) return false;
   const first = statuses[0]!;
   return statuses.every(
@@ -321,6 +325,7 @@ function describeIndexes(cluster: SimCluster): string {
   return cluster.slots
     .map((slot) => {
       const s = cluster.status(slot);
+      if (cluster.isOut(slot)) return `node ${slot.id} out (refused its damaged log)`;
       return s ? `node ${slot.id} ${s.state} term ${s.term} commit ${s.commitIndex} applied ${s.appliedIndex} last ${s.lastIndex}` : `node ${slot.id} down`;
     })
     .join('; ');
@@ -329,7 +334,7 @@ function describeIndexes(cluster: SimCluster): string {
 type Retry = (what: string, work: () => Promise<unknown>) => Promise<void>;
 
 async function ensureVoters(cluster: SimCluster, admin: SimSession, retry: Retry): Promise<void> {
-  for (const slot of cluster.slots) {
+  for (const slot of cluster.slots.filter((s) => !cluster.isOut(s))) {
     await retry(`membership of node ${slot.id}`, async () => {
       const { nodes } = await admin.admin({ type: 'cluster', format: 1 }, 'nodes');
       const member = nodes.find((n) => n.id === BigInt(slot.id));
