@@ -111,8 +111,9 @@ export class FollowerReadIndex {
     try {
       message = decodeReadIndexMessage(bytes);
     } catch (error) {
-      this.host.log(`dropped a malformed read-index message from node ${from}: ${(error as Error).message}`);
-      return;
+      // Thrown to the transport, which closes the connection that carried it and logs why, as
+      // for a malformed Raft message: a peer speaking nonsense is cut off.
+      throw new Error(`malformed read-index message from node ${from}: ${(error as Error).message}`);
     }
     if (message.kind === 'request') {
       this.answer(from, message.requestId);

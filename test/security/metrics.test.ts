@@ -85,7 +85,7 @@ describe('Prometheus metrics', () => {
     expect(sample(values, 'dqlite_wasm_raft_members{role="voter"}')).toBe(3);
     expect(sample(values, 'dqlite_wasm_peers_reachable')).toBe(2);
 
-    const okWrites = [...values].filter(([key]) => /^dqlite_wasm_requests_total\{type="(exec|exec_sql)",result="ok"\}$/.test(key));
+    const okWrites = [...values].filter(([key]) => /^dqlite_wasm_requests_total\{type="(exec|exec_sql|exec_sql_bookmarked)",result="ok"\}$/.test(key));
     expect(okWrites.reduce((sum, [, value]) => sum + value, 0)).toBeGreaterThanOrEqual(writes + 1);
     const failed = [...values].filter(([key]) => /^dqlite_wasm_requests_total\{type="\w+",result="error"\}$/.test(key));
     expect(failed.reduce((sum, [, value]) => sum + value, 0)).toBeGreaterThanOrEqual(1);
