@@ -16,6 +16,7 @@ import {
   encodePayload,
   payloadPageNumbers,
 } from './captured-payload.ts';
+import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
 import type { MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
@@ -99,7 +100,6 @@ export interface DatabaseContext {
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
-const SCRATCH_MIN_BYTES = 4096;
 const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 
 class Captured implements CapturedTransaction {
@@ -138,8 +138,7 @@ export class DatabaseImpl implements Database, StatementHost {
   private db: Pointer = 0;
   private closed = false;
   private namePointer: Pointer;
-  private scratchPointer: Pointer = 0;
-  private scratchBytes = 0;
+  private readonly scratchBuffer: ScratchBuffer;
   private confirmedEnd = 0;
   /** Bumped whenever the confirmed state changes: the read view reopens when it moved. */
   private confirmedVersion = 0;
@@ -156,6 +155,7 @@ export class DatabaseImpl implements Database, StatementHost {
     this.context = context;
     this.name = name;
     this.exports = context.sqlite.wasm.exports;
+    this.scratchBuffer = new ScratchBuffer(this.exports);
     this.wasm = context.sqlite.wasm;
     this.mainPath = name;
     this.walPath = `${name}-wal`;
@@ -429,28 +429,14 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   scratch(sizeBytes: number): Pointer {
-    if (sizeBytes > this.scratchBytes) {
-      const x = this.exports;
-      if (this.scratchPointer !== 0) x.sqlite3_free(this.scratchPointer);
-      const bytes = Math.max(SCRATCH_MIN_BYTES, 2 ** Math.ceil(Math.log2(sizeBytes)));
-      this.scratchPointer = x.sqlite3_malloc(bytes);
-      if (this.scratchPointer === 0) {
-        this.scratchBytes = 0;
-        throw new SqliteError(7, `out of WASM memory allocating ${bytes} bytes`);
-      }
-      this.scratchBytes = bytes;
-    }
-    return this.scratchPointer;
+    return this.scratchBuffer.get(sizeBytes);
   }
 
+
   errorFor(rc: number): SqliteError {
-    if (this.db === 0) return new SqliteError(rc, this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`);
-    const message = this.wasm.cstrToJs(this.exports.sqlite3_errmsg(this.db)) ?? '';
-    const extended = this.exports.sqlite3_extended_errcode(this.db);
-    // The step/prepare rc is authoritative; the connection's code refines a primary one.
-    const code = (extended & 0xff) === (rc & 0xff) ? extended : rc;
-    return new SqliteError(code, message || (this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`));
+    return connectionError(this.wasm, this.exports, this.db, rc);
   }
+
 
   forget(statement: StatementImpl): void {
     this.statements.delete(statement);
@@ -508,9 +494,7 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   private releaseResources(): void {
-    if (this.scratchPointer !== 0) this.exports.sqlite3_free(this.scratchPointer);
-    this.scratchPointer = 0;
-    this.scratchBytes = 0;
+    this.scratchBuffer.free();
     if (this.namePointer !== 0) this.wasm.dealloc(this.namePointer);
     this.namePointer = 0;
   }

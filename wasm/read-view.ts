@@ -12,6 +12,7 @@
 // change counter, which the view presents as the committed version, and drops its page cache
 // when it moved. Following a commit costs a scan of its new frame headers, nothing more.
 
+import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
 import type { MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
@@ -61,7 +62,6 @@ export interface ReadViewContext {
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
-const SCRATCH_MIN_BYTES = 4096;
 
 export class ReadViewImpl implements ReadView, StatementHost {
   readonly exports: SqliteExports;
@@ -73,8 +73,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
   private db: Pointer = 0;
   /** The schema cookie the connection's compiled schema belongs to. */
   private openedSchemaCookie = 0;
-  private scratchPointer: Pointer = 0;
-  private scratchBytes = 0;
+  private readonly scratchBuffer: ScratchBuffer;
   private closed = false;
   private readonly statements = new Set<StatementImpl>();
 
@@ -84,6 +83,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
     committed: CommittedState,
   ) {
     this.exports = context.sqlite.wasm.exports;
+    this.scratchBuffer = new ScratchBuffer(this.exports);
     this.wasm = context.sqlite.wasm;
     this.mainAlias = `${name}${READ_VIEW_SUFFIX}`;
     this.image = new CommittedImage(context.vfs, name, committed);
@@ -144,8 +144,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
     this.statements.clear();
     this.closeConnection();
     this.context.vfs.removeReadView(this.mainAlias);
-    if (this.scratchPointer !== 0) this.exports.sqlite3_free(this.scratchPointer);
-    this.scratchPointer = 0;
+    this.scratchBuffer.free();
     if (this.aliasPointer !== 0) this.wasm.dealloc(this.aliasPointer);
     this.aliasPointer = 0;
   }
@@ -159,27 +158,14 @@ export class ReadViewImpl implements ReadView, StatementHost {
   }
 
   scratch(sizeBytes: number): Pointer {
-    if (sizeBytes > this.scratchBytes) {
-      const x = this.exports;
-      if (this.scratchPointer !== 0) x.sqlite3_free(this.scratchPointer);
-      const bytes = Math.max(SCRATCH_MIN_BYTES, 2 ** Math.ceil(Math.log2(sizeBytes)));
-      this.scratchPointer = x.sqlite3_malloc(bytes);
-      if (this.scratchPointer === 0) {
-        this.scratchBytes = 0;
-        throw new SqliteError(7, `out of WASM memory allocating ${bytes} bytes`);
-      }
-      this.scratchBytes = bytes;
-    }
-    return this.scratchPointer;
+    return this.scratchBuffer.get(sizeBytes);
   }
 
+
   errorFor(rc: number): SqliteError {
-    if (this.db === 0) return new SqliteError(rc, this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`);
-    const message = this.wasm.cstrToJs(this.exports.sqlite3_errmsg(this.db)) ?? '';
-    const extended = this.exports.sqlite3_extended_errcode(this.db);
-    const code = (extended & 0xff) === (rc & 0xff) ? extended : rc;
-    return new SqliteError(code, message || (this.wasm.cstrToJs(this.exports.sqlite3_errstr(rc)) ?? `SQLite error ${rc}`));
+    return connectionError(this.wasm, this.exports, this.db, rc);
   }
+
 
   forget(statement: StatementImpl): void {
     this.statements.delete(statement);

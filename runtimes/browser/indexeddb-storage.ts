@@ -4,6 +4,7 @@
  * chunks in one transaction with strict durability, so a file on disk is always a prefix of what
  * was appended, never a torn chunk.
  */
+import { concatBytes } from '../../src/util/bytes.ts';
 import type { DurableStorage } from '../../src/runtime.ts';
 import { validateName } from './opfs-storage.ts';
 
@@ -183,14 +184,5 @@ export class IndexedDbStorage implements DurableStorage {
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  let total = 0;
-  for (const chunk of chunks) total += chunk.byteLength;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  return chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
 }

@@ -1,4 +1,4 @@
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ByteStream, DialStream } from '../../src/runtime.ts';
 import { byteStreamFromSocket } from './socket-stream.ts';
@@ -18,9 +18,18 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host, port };
 }
 
-/** Dials TCP with Nagle off (the protocol is request/response with small messages). */
-export const dialTcp: DialStream = (address, options) =>
-  new Promise<ByteStream>((resolve, reject) => {
+/**
+ * Opens `socket` for `address` and resolves with its stream once `readyEvent` fires; `what` names
+ * the connection in errors. Nagle is off: the protocol is request/response with small messages.
+ */
+function dialSocket(
+  address: string,
+  timeoutMs: number,
+  what: string,
+  open: (host: string, port: number) => Socket,
+  readyEvent: 'connect' | 'secureConnect',
+): Promise<ByteStream> {
+  return new Promise<ByteStream>((resolve, reject) => {
     let host: string;
     let port: number;
     try {
@@ -29,24 +38,29 @@ export const dialTcp: DialStream = (address, options) =>
       reject(error);
       return;
     }
-    const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
-    const socket = netConnect({ host, port, noDelay: true });
+    const socket = open(host, port);
+    socket.setNoDelay(true);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`connecting to ${address} timed out after ${timeoutMs} ms`));
+      reject(new Error(`${what} to ${address} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     const onError = (error: Error): void => {
       clearTimeout(timer);
       socket.destroy();
-      reject(error);
+      reject(readyEvent === 'secureConnect' ? new Error(`${what} to ${address} failed: ${error.message}`) : error);
     };
     socket.once('error', onError);
-    socket.once('connect', () => {
+    socket.once(readyEvent, () => {
       clearTimeout(timer);
       socket.off('error', onError);
       resolve(byteStreamFromSocket(socket));
     });
   });
+}
+
+/** Dials TCP. */
+export const dialTcp: DialStream = (address, options) =>
+  dialSocket(address, options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT, 'connecting', (host, port) => netConnect({ host, port }), 'connect');
 
 /**
  * Dials the dqlite protocol over mutual TLS (what go-dqlite's `DialFuncWithTLS` does): our
@@ -54,32 +68,11 @@ export const dialTcp: DialStream = (address, options) =>
  */
 export function tlsStreamDialer(settings: TlsSettings): DialStream {
   return (address, options) =>
-    new Promise<ByteStream>((resolve, reject) => {
-      let host: string;
-      let port: number;
-      try {
-        ({ host, port } = parseAddress(address));
-      } catch (error) {
-        reject(error);
-        return;
-      }
-      const timeoutMs = options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT;
-      const socket = tlsConnect({ host, port, ...clientTlsOptions(settings, host) });
-      socket.setNoDelay(true);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`TLS connection to ${address} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onError = (error: Error): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(new Error(`TLS connection to ${address} failed: ${error.message}`));
-      };
-      socket.once('error', onError);
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        socket.off('error', onError);
-        resolve(byteStreamFromSocket(socket));
-      });
-    });
+    dialSocket(
+      address,
+      options?.timeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
+      'TLS connection',
+      (host, port) => tlsConnect({ host, port, ...clientTlsOptions(settings, host) }),
+      'secureConnect',
+    );
 }

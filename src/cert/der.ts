@@ -2,6 +2,7 @@
  * A DER (ASN.1 Distinguished Encoding Rules) writer and reader, just large enough for X.509
  * certificates: what `node:crypto` and WebCrypto lack is a way to *issue* one. Host-neutral.
  */
+import { concatBytes } from '../util/bytes.ts';
 
 export const TAG = {
   boolean: 0x01,
@@ -29,18 +30,6 @@ export class DerError extends Error {
   }
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.byteLength;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
-
 function encodeLength(length: number): Uint8Array {
   if (length > DER_VALUE_BYTES_MAX) throw new DerError(`a DER value of ${length} bytes exceeds the ${DER_VALUE_BYTES_MAX}-byte bound`);
   if (length < 0x80) return Uint8Array.of(length);
@@ -51,17 +40,17 @@ function encodeLength(length: number): Uint8Array {
 
 /** One tag-length-value. */
 export function tlv(tag: number, content: Uint8Array): Uint8Array {
-  return concat([Uint8Array.of(tag), encodeLength(content.byteLength), content]);
+  return concatBytes([Uint8Array.of(tag), encodeLength(content.byteLength), content]);
 }
 
 export function sequence(...items: Uint8Array[]): Uint8Array {
-  return tlv(TAG.sequence, concat(items));
+  return tlv(TAG.sequence, concatBytes(items));
 }
 
 /** A SET OF in DER order (elements sorted by their encodings). */
 export function setOf(...items: Uint8Array[]): Uint8Array {
   const sorted = [...items].sort(compareBytes);
-  return tlv(TAG.set, concat(sorted));
+  return tlv(TAG.set, concatBytes(sorted));
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
@@ -75,7 +64,7 @@ export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
   let start = 0;
   while (start < magnitude.byteLength - 1 && magnitude[start] === 0) start++;
   const trimmed = magnitude.subarray(start);
-  const body = trimmed.byteLength === 0 ? Uint8Array.of(0) : (trimmed[0]! & 0x80) !== 0 ? concat([Uint8Array.of(0), trimmed]) : trimmed;
+  const body = trimmed.byteLength === 0 ? Uint8Array.of(0) : (trimmed[0]! & 0x80) !== 0 ? concatBytes([Uint8Array.of(0), trimmed]) : trimmed;
   return tlv(TAG.integer, body);
 }
 
@@ -118,7 +107,7 @@ export function octetString(bytes: Uint8Array): Uint8Array {
 
 /** A BIT STRING holding whole bytes (keys, signatures). */
 export function bitString(bytes: Uint8Array): Uint8Array {
-  return tlv(TAG.bitString, concat([Uint8Array.of(0), bytes]));
+  return tlv(TAG.bitString, concatBytes([Uint8Array.of(0), bytes]));
 }
 
 /**
@@ -131,7 +120,7 @@ export function namedBits(bits: readonly number[]): Uint8Array {
   const bytes = new Uint8Array(Math.floor(highest / 8) + 1);
   for (const bit of bits) bytes[Math.floor(bit / 8)]! |= 0x80 >> bit % 8;
   const unused = 7 - (highest % 8);
-  return tlv(TAG.bitString, concat([Uint8Array.of(unused), bytes]));
+  return tlv(TAG.bitString, concatBytes([Uint8Array.of(unused), bytes]));
 }
 
 export function utf8String(text: string): Uint8Array {

@@ -27,6 +27,7 @@ import { administer } from './admin-requests.ts';
 import { isDeferredBegin, isTransactionEnd } from './deferred-begin.ts';
 import type { GatewayHost } from './gateway-host.ts';
 import type { ReadConsistency, ReadLevel } from './read-path.ts';
+import { concatBytes } from '../util/bytes.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
 
 /**
@@ -561,18 +562,6 @@ export class Gateway {
     }
     this.statements.clear();
   }
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const joined = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
 }
 
 function compile(db: ReplicatedDatabase, sql: string): Statement {

@@ -8,6 +8,7 @@ import { checkBank } from '../faults/bank-checker.ts';
 import type { History, MicroOp } from '../faults/history.ts';
 import { checkRegisterHistory } from '../faults/linearizability.ts';
 import { checkListAppend, parseList } from '../faults/list-append-checker.ts';
+import { KeyRotation } from '../faults/workloads.ts';
 import type { Prng } from '../sim/prng.ts';
 import type { SimSession } from './sim-client.ts';
 
@@ -31,32 +32,6 @@ export interface SimWorkload {
   readOnly?(session: SimSession, client: number, rng: Prng): Promise<void>;
   readFinal(session: SimSession): Promise<void>;
   check(): CheckReport;
-}
-
-/** Replaces a key after this many operations on it, keeping the linearizability search small. */
-class KeyRotation {
-  private readonly active: number[];
-  private readonly uses = new Map<number, number>();
-  private nextKey: number;
-  readonly used = new Set<number>();
-
-  constructor(
-    activeKeys: number,
-    private readonly opsPerKey: number,
-  ) {
-    this.active = Array.from({ length: activeKeys }, (_, i) => i + 1);
-    this.nextKey = activeKeys + 1;
-  }
-
-  pick(rng: Prng): number {
-    const slot = rng.int(this.active.length);
-    const key = this.active[slot]!;
-    const uses = (this.uses.get(key) ?? 0) + 1;
-    this.uses.set(key, uses);
-    if (uses >= this.opsPerKey) this.active[slot] = this.nextKey++;
-    this.used.add(key);
-    return key;
-  }
 }
 
 type Outcome<T> = { value: T } | { error: unknown; beforeCommit: boolean };

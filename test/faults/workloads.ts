@@ -34,8 +34,8 @@ export interface Workload {
   finalState(): unknown;
 }
 
-/** Replaces a key after this many operations on it. */
-class KeyRotation {
+/** Replaces a key after this many operations on it, keeping the linearizability search small. */
+export class KeyRotation {
   private readonly active: number[];
   private readonly uses = new Map<number, number>();
   private nextKey: number;
