@@ -8,6 +8,7 @@ import type { LeaderLink, LeaderSession } from './leader-link.ts';
 import { DqliteError } from '../client/errors.ts';
 import { ranNothing, statementErrorText } from './leader-link.ts';
 import { errorResult, rowsResult, writeResult, type JsonValue, type ResultShape } from './rqlite-json.ts';
+import type { ReadPlan } from './read-level.ts';
 import { changesRows, isReadStatement, returnsRows, type ParsedStatement } from './statements.ts';
 
 export type Endpoint = 'execute' | 'query' | 'request';
@@ -16,6 +17,8 @@ export interface RunOptions {
   database: string;
   transaction: boolean;
   shape: ResultShape;
+  /** How reads run: the level, on the link's node (a transaction's reads see its own writes instead). */
+  read: ReadPlan;
 }
 
 type Kind = 'exec' | 'query' | 'refused';
@@ -30,11 +33,15 @@ function seconds(startMs: number): number {
   return (performance.now() - startMs) / 1000;
 }
 
-async function runOne(session: LeaderSession, database: string, statement: ParsedStatement, kind: Kind, shape: ResultShape): Promise<JsonValue> {
+async function runOne(session: LeaderSession, database: string, statement: ParsedStatement, kind: Kind, shape: ResultShape, read: ReadPlan | undefined): Promise<JsonValue> {
   const startMs = performance.now();
   const db = await session.database(database);
   if (kind === 'query') {
-    const rows = await session.connection.callRows({ type: 'query_sql', db, sql: statement.sql, params: statement.params });
+    const { sql, params } = statement;
+    const rows =
+      read && session.connection.speaksReadExtension
+        ? await session.connection.callBookmarkedRows({ type: 'read_sql', db, sql, params, consistency: read.consistency, bookmark: 0n, maxStalenessMs: read.maxStalenessMs })
+        : await session.connection.callRows({ type: 'query_sql', db, sql, params });
     return rowsResult(rows.columns, rows.rows, seconds(startMs), shape);
   }
   const result = await session.connection.call({ type: 'exec_sql', db, sql: statement.sql, params: statement.params }, 'result');
@@ -64,7 +71,7 @@ async function runEach(link: LeaderLink, statements: ParsedStatement[], kinds: K
         }
         const startMs = performance.now();
         try {
-          results.push(await runOne(s, options.database, statements[i]!, kind, options.shape));
+          results.push(await runOne(s, options.database, statements[i]!, kind, options.shape, options.read));
         } catch (error) {
           if (ranNothing(error) || !isSqlError(error)) throw error;
           results.push(errorResult(statementErrorText(error), seconds(startMs), options.shape));
@@ -114,7 +121,8 @@ async function runInTransaction(link: LeaderLink, statements: ParsedStatement[],
   for (let i = 0; i < statements.length && !failed; i++) {
     const startMs = performance.now();
     try {
-      results.push(await runOne(session, options.database, statements[i]!, kinds[i]!, options.shape));
+      // Inside the transaction, reads run on its connection and see its writes.
+      results.push(await runOne(session, options.database, statements[i]!, kinds[i]!, options.shape, undefined));
     } catch (error) {
       results.push(errorResult(statementErrorText(error), seconds(startMs), options.shape));
       failed = true;

@@ -24,6 +24,11 @@ export interface LeaderLinkOptions {
   /** Bound on one protocol message; a backup's dump of a database is one message. */
   messageBytesMax: number;
   requestTimeoutMs: number;
+  /**
+   * `leader` (the default) finds the leader; `this-node` talks to the node the API runs on,
+   * leader or not, for reads a replica answers locally (`level=none`, `linearizable`).
+   */
+  target: 'leader' | 'this-node';
 }
 
 export const LEADER_LINK_DEFAULTS: LeaderLinkOptions = {
@@ -32,6 +37,7 @@ export const LEADER_LINK_DEFAULTS: LeaderLinkOptions = {
   connectionsMax: 64,
   messageBytesMax: 1.5 * 2 ** 30,
   requestTimeoutMs: 120_000,
+  target: 'leader',
 };
 
 /** A connection to the leader with the databases opened on it. */
@@ -117,15 +123,22 @@ export class LeaderLink {
     const cluster = this.host.cluster();
     const self = cluster.address || IN_PROCESS;
     const others = cluster.members.map((m) => m.address).filter((a) => a !== '' && a !== self);
+    const options = {
+      ...CONNECTION_DEFAULTS,
+      messageBytesMax: this.options.messageBytesMax,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      timeoutMs: Math.max(1, deadlineMs - Date.now()),
+      backoffBaseMs: 50,
+      backoffMaxMs: 500,
+    };
+    if (this.options.target === 'this-node') {
+      const connection = await Connection.open(this.dial(cluster.address), self, options);
+      // The Leader answer announces the node's features (the read extension); no leader needed.
+      await connection.call({ type: 'leader' }, 'node');
+      return connection;
+    }
     try {
-      return await connectToLeader(this.dial(cluster.address), [self, ...others], {
-        ...CONNECTION_DEFAULTS,
-        messageBytesMax: this.options.messageBytesMax,
-        requestTimeoutMs: this.options.requestTimeoutMs,
-        timeoutMs: Math.max(1, deadlineMs - Date.now()),
-        backoffBaseMs: 50,
-        backoffMaxMs: 500,
-      });
+      return await connectToLeader(this.dial(cluster.address), [self, ...others], options);
     } catch (error) {
       if (error instanceof NoLeaderError) throw new HttpApiError(503, `no leader: ${error.message}; retry when the cluster has elected one`);
       throw error;

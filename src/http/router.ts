@@ -20,13 +20,12 @@ import {
   type HttpApiResponse,
 } from './request.ts';
 import { encodeJson, type JsonValue, type ResultShape } from './rqlite-json.ts';
+import { readPlan } from './read-level.ts';
 import { parseStatement, parseStatements, type ParsedStatement } from './statements.ts';
 
 /** rqlite has one database; here `?db=NAME` picks one, and this is the default. */
 export const DEFAULT_DATABASE = 'main';
 const DATABASE_NAME_BYTES_MAX = 256;
-const LEVELS = new Set(['none', 'weak', 'strong', 'linearizable', 'auto']);
-const GO_DURATION = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const ENDPOINTS = '/db/execute, /db/query, /db/request, /db/backup, /db/load, /nodes, /readyz';
 
@@ -37,12 +36,15 @@ export function isHttpApiPath(path: string): boolean {
 
 export class HttpApi {
   private readonly link: LeaderLink;
+  /** Connections to this very node, for reads it answers as a replica. */
+  private readonly localLink: LeaderLink;
 
   constructor(
     private readonly host: HttpApiHost,
     linkOptions: Partial<LeaderLinkOptions> = {},
   ) {
-    this.link = new LeaderLink(host, linkOptions);
+    this.link = new LeaderLink(host, { ...linkOptions, target: 'leader' });
+    this.localLink = new LeaderLink(host, { ...linkOptions, target: 'this-node' });
   }
 
   async answer(request: HttpApiRequest): Promise<HttpApiResponse> {
@@ -60,6 +62,7 @@ export class HttpApi {
 
   close(): void {
     this.link.close();
+    this.localLink.close();
   }
 
   private async route(request: HttpApiRequest, params: QueryParams, pretty: boolean): Promise<HttpApiResponse> {
@@ -78,7 +81,9 @@ export class HttpApi {
       throw new HttpApiError(404, `no endpoint ${path}: this node serves ${ENDPOINTS}`);
     }
     const database = databaseName(params);
-    this.redirectIfAsked(request, params);
+    // Reads this node answers as a replica need no leader, so nothing to redirect.
+    const answeredHere = endpoint === 'query' && this.readPlan(params).local;
+    if (!answeredHere) this.redirectIfAsked(request, params);
     switch (endpoint) {
       case 'backup':
         return this.backup(request, params, database);
@@ -101,10 +106,14 @@ export class HttpApi {
       allow(request, endpoint === 'query' ? ['GET', 'POST'] : ['POST']);
       statements = parseStatements(parseJsonBody(await readBody(request, JSON_BODY_BYTES_MAX, where), where), where);
     }
-    if (endpoint !== 'execute') checkLevel(params);
-    if (endpoint === 'query') this.requireKnownDatabase(database);
+    // rqlite ignores `level` on /db/execute; it has no reads to plan.
+    const read = endpoint === 'execute' ? readPlan(new QueryParams(''), undefined) : this.readPlan(params);
+    // /db/request may write, so it runs on the leader; its reads keep their level there.
+    const local = endpoint === 'query' && read.local;
+    if (endpoint === 'query' && !local) this.requireKnownDatabase(database);
     const shape: ResultShape = { associative: params.flag('associative'), timings: params.flag('timings'), blobArray: params.flag('blob_array') };
-    const results = await runStatements(this.link, endpoint, statements, { database, transaction: params.flag('transaction') || params.flag('atomic'), shape });
+    const transaction = params.flag('transaction') || params.flag('atomic');
+    const results = await runStatements(local ? this.localLink : this.link, endpoint, statements, { database, transaction, shape, read });
     const body: Record<string, JsonValue> = { results };
     if (shape.timings) body['time'] = (performance.now() - startMs) / 1000;
     return json(200, body, pretty);
@@ -148,6 +157,11 @@ export class HttpApi {
     return json(200, body, pretty);
   }
 
+  private readPlan(params: QueryParams): ReturnType<typeof readPlan> {
+    const cluster = this.host.cluster();
+    return readPlan(params, cluster.members.find((m) => m.id === cluster.id)?.role);
+  }
+
   /** `?redirect`: a node that does not lead answers with the leader's URL instead of forwarding. */
   private redirectIfAsked(request: HttpApiRequest, params: QueryParams): void {
     if (!params.flag('redirect')) return;
@@ -189,20 +203,4 @@ function databaseName(params: QueryParams): string {
     throw new HttpApiError(400, `?db=${name}: a database name is 1 to ${DATABASE_NAME_BYTES_MAX} bytes, without NUL, not ending in -wal or -journal`);
   }
   return name;
-}
-
-/**
- * Until reads on followers exist, every level reads on the leader through the gateway, which
- * confirms leadership with ReadIndex: `strong`, `linearizable`, `weak`, `auto` and `none` all
- * give linearizable reads. `freshness` (for `none`) is checked and then always met.
- */
-function checkLevel(params: QueryParams): void {
-  const level = params.get('level');
-  if (level !== undefined && !LEVELS.has(level)) {
-    throw new HttpApiError(400, `level=${level} is not a read consistency level: use none, weak, strong, linearizable or auto`);
-  }
-  const freshness = params.get('freshness');
-  if (freshness !== undefined && !GO_DURATION.test(freshness)) {
-    throw new HttpApiError(400, `freshness=${freshness} is not a duration such as 1s, 500ms or 1m30s`);
-  }
 }
