@@ -9,7 +9,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor, type NodeStatusView } from '../helpers/cluster.ts';
-import { reservePort, type ReservedPort } from './ports.ts';
+import { reservePort, type ReservedPort } from '../helpers/ports.ts';
 import { FaultNetwork } from './proxy.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -15,7 +15,7 @@ import type { MicroOp, Op, OpBody } from './history.ts';
 import { checkRegister, checkRegisterHistory, type RegisterInput, type TimedOp } from './linearizability.ts';
 import { checkListAppend } from './list-append-checker.ts';
 import { FaultCluster } from './fault-cluster.ts';
-import { reservePort } from './ports.ts';
+import { reservePort } from '../helpers/ports.ts';
 import { checkSessionReads } from './session-checker.ts';
 import { FaultNetwork } from './proxy.ts';
 import { runFaults, type RunResult } from './run.ts';

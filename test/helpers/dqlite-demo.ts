@@ -5,9 +5,9 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 export interface DqliteDemoNode {
   /** Address of the dqlite protocol ("127.0.0.1:port"), what clients dial. */
@@ -53,18 +53,8 @@ function installExitHook(): void {
   });
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Ports come from outside the kernel's ephemeral range, reserved (see ports.ts). */
+export { freePort };
 
 /** Runs the real `dqlite` shell once; resolves with stdout (rejects on a non-zero exit). */
 export function dqliteShell(servers: readonly string[], database: string, command: string, timeoutMs = 10_000): Promise<string> {

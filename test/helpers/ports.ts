@@ -7,6 +7,7 @@
  * created exclusively under the temporary directory, so cooperating processes (parallel test
  * runs, other clusters) never pick the same one. A reservation whose process died is reused.
  */
+import { createServer } from 'node:net';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,4 +128,23 @@ function releasePort(port: number): void {
   } catch {
     // Already gone.
   }
+}
+
+/**
+ * A port for a node a test starts: reserved as above for the rest of this process, and checked
+ * bindable on 127.0.0.1 (a program outside the tests may hold it: then the next one).
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const { port } = reservePort();
+    if (await bindable(port)) return port;
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
