@@ -42,7 +42,7 @@ export interface CapturedTransaction {
 }
 
 /** One commit's payload of a few pages is one slice of a shared block (see byte-slab.ts). */
-const payloadSlab = new ByteSlab(256 * 1024, 32 * 1024);
+const payloadSlab = new ByteSlab(64 * 1024, 16 * 1024);
 
 /** Something WAL bytes can be copied out of (a MemoryFile, or a byte array via `bytesSource`). */
 export interface ByteSource {
