@@ -133,6 +133,32 @@ async function followerCatchUpReadMs(blobs: Uint8Array[], walFrames: number): Pr
   return elapsedMs;
 }
 
+/** Bytes one kvwrite transaction ships (the cluster bench's `INSERT OR REPLACE`, 32-byte key, 1 KiB value), by page size. */
+async function kvwriteBytesPerTransaction(pageSize: number, transactions: number): Promise<number> {
+  const engine = await Engine.create({ pageSize });
+  const db = engine.open('kvwrite');
+  const create = db.prepare('CREATE TABLE model (key TEXT PRIMARY KEY, value BLOB)')!;
+  create.step();
+  create.finalize();
+  db.takeCaptured();
+  db.confirm(db.pendingCount());
+  const upsert = db.prepare('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)')!;
+  let bytes = 0;
+  for (let i = 0; i < transactions; i++) {
+    upsert.bind([`key-${String((i * 7919) % 100_000).padStart(28, '0')}`, rowBlob(i)]);
+    upsert.step();
+    for (const tx of db.takeCaptured()) bytes += tx.payload.length;
+    db.confirm(db.pendingCount());
+    if (db.walFrameCount() >= CHECKPOINT_FRAMES) {
+      upsert.reset();
+      db.checkpoint();
+    }
+  }
+  upsert.finalize();
+  db.close();
+  return bytes / transactions;
+}
+
 const blobs = Array.from({ length: TRANSACTIONS }, (_, i) => rowBlob(i));
 console.log(`engine benchmark: ${TRANSACTIONS} single-row transactions of ${ROW_BYTES} B; 1 warm-up + ${ROUNDS} rounds, best of each`);
 console.log('engine side: capture on a leader, apply to one follower, checkpoint both every 1000 WAL frames');
@@ -157,6 +183,11 @@ for (let round = 0; round <= ROUNDS; round++) {
 for (const frames of [100, CHECKPOINT_FRAMES]) {
   const readMs = await followerCatchUpReadMs(blobs, frames);
   console.log(`follower first read after applying ${frames} WAL frames (reopen + WAL recovery): ${readMs.toFixed(2)} ms`);
+}
+for (const pageSize of [4096, 8192]) {
+  const first = await kvwriteBytesPerTransaction(pageSize, 1);
+  const average = await kvwriteBytesPerTransaction(pageSize, 2000);
+  console.log(`kvwrite transaction at ${pageSize}-byte pages: first ${first.toFixed(0)} B shipped, ${average.toFixed(0)} B on average over 2000`);
 }
 console.log(`best wall: plain ${plainBest.wallMs.toFixed(0)} ms, engine ${engineBest.wallMs.toFixed(0)} ms; best cpu: plain ${plainBest.cpuMs.toFixed(0)} ms, engine ${engineBest.cpuMs.toFixed(0)} ms`);
 console.log(`capture overhead: ${(engineBest.wallMs / plainBest.wallMs).toFixed(2)}×`);

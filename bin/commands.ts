@@ -63,7 +63,7 @@ export const USAGE = `usage:
       client token (default loopback: pages served from 127.0.0.1 or localhost).
       --websocket-only (Deno): serve only HTTP/WebSocket (peers on /raft, dqlite clients on
       /dqlite), for hosts that offer only HTTP (the host in front terminates TLS).
-      Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
+      Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --page-size (4096: new databases; 512..65536, a power of two) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
       --default-read linearizable|lease|session|stale[:MS]: read level of clients that cannot choose (go-dqlite, the dqlite shell)
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
@@ -96,6 +96,7 @@ export const START_FLAGS: FlagSpec = {
   'tls-client-cert': { type: 'string' },
   'tick-ms': { type: 'string' },
   'wal-frames-max': { type: 'string' },
+  'page-size': { type: 'string' },
   'snapshot-threshold': { type: 'string' },
   'snapshot-trailing': { type: 'string' },
   'commit-timeout-ms': { type: 'string' },
@@ -206,6 +207,7 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
   const numbers: [keyof MemberOptions, string][] = [
     ['tickMs', 'tick-ms'],
     ['walFramesMax', 'wal-frames-max'],
+    ['pageSize', 'page-size'],
     ['snapshotThresholdEntries', 'snapshot-threshold'],
     ['snapshotTrailingEntries', 'snapshot-trailing'],
     ['commitTimeoutMs', 'commit-timeout-ms'],

@@ -12,6 +12,7 @@
 // verbatim and ends up byte-identical; the frame headers carry the page numbers, the commit
 // size, the salts and the checksums used to validate the bytes before appending them.
 
+import { ByteSlab } from './byte-slab.ts';
 import { EngineError } from './errors.ts';
 import {
   WAL_FRAME_HEADER_BYTES,
@@ -21,7 +22,7 @@ import {
   isBigEndianChecksum,
   isValidPageSize,
   readUint32BigEndian,
-  walFrameChecksum,
+  RunningWalChecksum,
   walHeaderPageSize,
   type WalChecksum,
 } from './wal-format.ts';
@@ -40,6 +41,9 @@ export interface CapturedTransaction {
   readonly pageNumbers?: readonly number[];
 }
 
+/** One commit's payload of a few pages is one slice of a shared block (see byte-slab.ts). */
+const payloadSlab = new ByteSlab(64 * 1024, 16 * 1024);
+
 /** Something WAL bytes can be copied out of (a MemoryFile, or a byte array via `bytesSource`). */
 export interface ByteSource {
   readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
@@ -56,8 +60,8 @@ export function encodePayload(wal: ByteSource, start: number, end: number, pageS
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  const payload = new Uint8Array(PAYLOAD_HEADER_BYTES + end - start);
-  const view = new DataView(payload.buffer);
+  const payload = payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start);
+  const view = new DataView(payload.buffer, payload.byteOffset, PAYLOAD_HEADER_BYTES);
   view.setUint32(0, PAYLOAD_MAGIC);
   payload[4] = PAYLOAD_VERSION;
   payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
@@ -182,13 +186,15 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, re
     offset = 0;
   }
   const magic = readUint32BigEndian(headerSource, 0);
-  const salt1 = readUint32BigEndian(headerSource, 16);
-  const salt2 = readUint32BigEndian(headerSource, 20);
+  const salt1 = readUint32BigEndian(headerSource, 16) | 0;
+  const salt2 = readUint32BigEndian(headerSource, 20) | 0;
   const bigEndianWords = isBigEndianChecksum(magic);
+  const view = new DataView(walBytes.buffer, walBytes.byteOffset, walBytes.byteLength);
+  const running = new RunningWalChecksum(seed);
   for (let i = 0; i < frames; i++, offset += frameBytes) {
-    const pageNumber = readUint32BigEndian(walBytes, offset);
-    const commitPageCount = readUint32BigEndian(walBytes, offset + 4);
-    if (readUint32BigEndian(walBytes, offset + 8) !== salt1 || readUint32BigEndian(walBytes, offset + 12) !== salt2) {
+    const pageNumber = view.getUint32(offset);
+    const commitPageCount = view.getUint32(offset + 4);
+    if (view.getInt32(offset + 8) !== salt1 || view.getInt32(offset + 12) !== salt2) {
       throw new EngineError('WAL_SALT', `frame ${i + 1} of ${frames} (page ${pageNumber}) carries salts of another WAL than this replica's`);
     }
     if (pageNumber === 0) throw new EngineError('BAD_PAYLOAD', `frame ${i + 1} of ${frames} names page 0`);
@@ -196,8 +202,8 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, re
     if (isLast ? commitPageCount === 0 : commitPageCount !== 0) {
       throw new EngineError('NO_COMMIT', `frame ${i + 1} of ${frames}: ${isLast ? 'the last frame is not a commit frame' : 'a commit marker before the last frame'}`);
     }
-    seed = walFrameChecksum(walBytes, offset, pageSize, bigEndianWords, seed);
-    if (seed.s1 !== readUint32BigEndian(walBytes, offset + 16) || seed.s2 !== readUint32BigEndian(walBytes, offset + 20)) {
+    running.addFrame(view, offset, pageSize, bigEndianWords);
+    if (!running.matches(view, offset + 16)) {
       throw new EngineError('WAL_CHECKSUM', `frame ${i + 1} of ${frames} (page ${pageNumber}) fails its checksum`);
     }
   }

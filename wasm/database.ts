@@ -302,12 +302,15 @@ export class DatabaseImpl implements Database, StatementHost {
       throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
     }
     const decoded = decodePayload(payload);
-    const wal = this.context.vfs.ensureFile(this.walPath);
+    let wal = this.context.vfs.ensureFile(this.walPath);
     if (wal.size > this.confirmedEnd && findCommitEnds(wal, this.capturedEnd, this.pageSizeBytes).length > 0) {
       throw new EngineError('PENDING', 'cannot apply another node\'s transaction: this replica committed transactions never taken with takeCaptured(); take and abort() them first');
     }
-    const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
-    checkAppend(decoded, this.pageSizeBytes, replica);
+    // Only a transaction that starts the WAL can be the first one an empty replica takes.
+    const adopt = decoded.hasWalHeader && decoded.pageSize !== this.pageSizeBytes && this.holdsNothing();
+    const pageSize = adopt ? decoded.pageSize : this.pageSizeBytes;
+    const replica = describeReplicaWal(this.confirmedEnd, pageSize, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+    checkAppend(decoded, pageSize, replica);
     const newEnd = this.confirmedEnd + decoded.walBytes.length;
     if (!wal.reserve(newEnd)) {
       throw new EngineError('LIMIT', `WAL would grow to ${newEnd} bytes, above its limit of ${wal.sizeMaxBytes} bytes: checkpoint more often`);
@@ -315,6 +318,10 @@ export class DatabaseImpl implements Database, StatementHost {
     // Without shared memory the connection caches its WAL index: it must reopen to see new
     // frames. Close it now; the next use reopens (a follower that is not read pays nothing).
     if (this.db !== 0) this.closeConnection();
+    if (adopt) {
+      this.recreateEmpty(pageSize);
+      wal = this.context.vfs.ensureFile(this.walPath);
+    }
     wal.truncate(this.confirmedEnd);
     wal.write(decoded.walBytes, this.confirmedEnd);
     this.confirmedEnd = this.capturedEnd = newEnd;
@@ -487,6 +494,35 @@ export class DatabaseImpl implements Database, StatementHost {
     this.scannedSyncCount = wal?.syncCount ?? -1;
   }
 
+  /**
+   * Whether the database holds nothing at all: no WAL, and a main file of at most one page with
+   * no schema, no free pages, no user_version or application_id (what opening a new name makes).
+   */
+  private holdsNothing(): boolean {
+    if (this.confirmedEnd !== 0 || this.pendingEnds.length > 0 || this.inTransaction()) return false;
+    if ((this.context.vfs.file(this.walPath)?.size ?? 0) !== 0) return false;
+    const main = this.context.vfs.file(this.mainPath);
+    if (main === undefined || main.size === 0) return true;
+    if (main.size > this.pageSizeBytes || main.size < 100) return false;
+    return main.uint32(28) <= 1 && main.uint32(32) === 0 && main.uint32(40) === 0 && main.uint32(60) === 0 && main.uint32(68) === 0;
+  }
+
+  /**
+   * A database's page size is chosen by the node that creates it, the leader; a follower
+   * configured otherwise (or that opened the name before the first transaction arrived) holds an
+   * empty database of its own page size. It is made again, empty, with the leader's page size,
+   * the way the leader made it, so that the replicas stay byte-identical.
+   */
+  private recreateEmpty(pageSize: number): void {
+    this.context.vfs.deleteFile(this.mainPath);
+    this.context.vfs.deleteFile(this.walPath);
+    this.pageSizeBytes = pageSize;
+    this.openConnection(true);
+    this.closeConnection();
+    this.confirmedVersion++;
+    this.walGeneration++;
+  }
+
   private closeConnection(): void {
     for (const statement of this.statements) statement.detach();
     if (this.db !== 0) this.exports.sqlite3_close_v2(this.db);
@@ -543,7 +579,6 @@ export class DatabaseImpl implements Database, StatementHost {
     if (!main.reserve(Math.max(databaseBytes, main.size))) {
       throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
     }
-    const page = new Uint8Array(pageSize);
     // Newest frame first: each page is copied once, from its latest image.
     const copied = new Uint8Array(databasePages + 1);
     for (let i = frames - 1; i >= 0; i--) {
@@ -551,8 +586,7 @@ export class DatabaseImpl implements Database, StatementHost {
       const pageNumber = wal.uint32(offset);
       if (pageNumber > databasePages || copied[pageNumber] === 1) continue;
       copied[pageNumber] = 1;
-      wal.readInto(page, 0, offset + WAL_FRAME_HEADER_BYTES, pageSize);
-      main.writeFrom(page, 0, pageSize, (pageNumber - 1) * pageSize);
+      wal.copyTo(main, (pageNumber - 1) * pageSize, offset + WAL_FRAME_HEADER_BYTES, pageSize);
     }
     main.truncate(databaseBytes);
     wal.truncate(0);

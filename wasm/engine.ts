@@ -9,7 +9,11 @@ import { isValidPageSize } from './wal-format.ts';
 export interface EngineOptions {
   /** Injectable loader of the sqlite3 module (defaults to the package's default export init). Keeps Node-only APIs out of the engine so it runs in Deno and Web Workers. */
   loadSqlite?: () => Promise<unknown>;
-  /** Page size of new databases, in bytes (default 4096). */
+  /**
+   * Page size of the databases this engine creates, in bytes (default 4096, as dqlite): a power
+   * of two from 512 to 65536. An existing database keeps its own; a follower's new database takes
+   * the leader's (see Database.apply).
+   */
   pageSize?: number;
   /** Largest main file or WAL, in bytes (default 1 GiB): writes beyond fail with SQLITE_FULL. */
   fileBytesMax?: number;
@@ -18,6 +22,8 @@ export interface EngineOptions {
 }
 
 const NAME_MAX_BYTES = 256;
+/** dqlite's page size: a one-row transaction ships two 4 KiB pages (table and index leaf) where 8 KiB pages ship 16 KiB. */
+export const PAGE_SIZE_DEFAULT = 4096;
 let engineCounter = 0;
 
 export class Engine {
@@ -31,10 +37,10 @@ export class Engine {
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;
-    this.pageSize = options.pageSize ?? 4096;
+    this.pageSize = options.pageSize ?? PAGE_SIZE_DEFAULT;
     this.pendingMax = options.pendingMax ?? 4096;
     if (!isValidPageSize(this.pageSize)) {
-      throw new EngineError('PAGE_SIZE', `page size ${this.pageSize} is not a power of two in 512..65536`);
+      throw new EngineError('PAGE_SIZE', `page size ${String(this.pageSize)} is not one SQLite allows: use a power of two from 512 to 65536 (default ${PAGE_SIZE_DEFAULT})`);
     }
     // Several engines may share one SQLite module instance: each gets its own VFS name.
     const vfsName = `dqlite-wasm-memory-${++engineCounter}-${Math.random().toString(36).slice(2, 10)}`;

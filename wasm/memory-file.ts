@@ -6,6 +6,8 @@ export const CHUNK_BYTES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_BYTES - 1;
 /** Chunks kept past the end after a truncation, so a WAL that refills after each checkpoint reuses them. */
 const SPARE_CHUNKS_MAX = 64;
+/** Copies up to this long are done byte by byte. */
+const SMALL_COPY_BYTES = 32;
 /** Offsets are computed with 32-bit shifts. */
 export const FILE_BYTES_LIMIT = 2 ** 31;
 
@@ -58,7 +60,13 @@ export class MemoryFile {
     const end = offset + length;
     const within = offset & CHUNK_MASK;
     if (within + length <= CHUNK_BYTES) {
-      this.chunks[offset >>> CHUNK_SHIFT]!.set(source.subarray(sourceOffset, sourceOffset + length), within);
+      const chunk = this.chunks[offset >>> CHUNK_SHIFT]!;
+      // A WAL frame header (24 bytes) is written on its own: a loop beats making a subarray.
+      if (length <= SMALL_COPY_BYTES) {
+        for (let i = 0; i < length; i++) chunk[within + i] = source[sourceOffset + i]!;
+      } else {
+        chunk.set(source.subarray(sourceOffset, sourceOffset + length), within);
+      }
     } else {
       while (length > 0) {
         const start = offset & CHUNK_MASK;
@@ -100,6 +108,18 @@ export class MemoryFile {
       return ((chunk[within]! << 24) | (chunk[within + 1]! << 16) | (chunk[within + 2]! << 8) | chunk[within + 3]!) >>> 0;
     }
     return ((this.byte(offset) << 24) | (this.byte(offset + 1) << 16) | (this.byte(offset + 2) << 8) | this.byte(offset + 3)) >>> 0;
+  }
+
+  /** Copies `length` bytes from `offset` (all below `size`) to `target` at `targetOffset` (space reserved there). */
+  copyTo(target: MemoryFile, targetOffset: number, offset: number, length: number): void {
+    while (length > 0) {
+      const start = offset & CHUNK_MASK;
+      const count = Math.min(length, CHUNK_BYTES - start);
+      target.writeFrom(this.chunks[offset >>> CHUNK_SHIFT]!, start, count, targetOffset);
+      offset += count;
+      targetOffset += count;
+      length -= count;
+    }
   }
 
   /** A copy of bytes `[start, end)`. */

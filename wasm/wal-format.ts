@@ -11,8 +11,6 @@ export const WAL_FORMAT_VERSION = 3007000;
 export const PAGE_SIZE_MIN = 512;
 export const PAGE_SIZE_MAX = 65536;
 
-const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
 export interface WalChecksum {
   s1: number;
   s2: number;
@@ -53,6 +51,63 @@ export function isBigEndianChecksum(magic: number): boolean {
 }
 
 /**
+ * SQLite's running WAL checksum, continued chunk by chunk without allocating: a follower runs it
+ * over every replicated byte. DataView reads cost the same aligned or not (a payload inside a
+ * Raft entry sits at any offset), and a literal byte order in each loop keeps V8 on its fast path.
+ */
+export class RunningWalChecksum {
+  /**
+   * s1, s2 as int32: the sums wrap like the C u32 sums and stay in V8's integer fast path. An
+   * Int32Array, not two fields: a field holding an int32 past the small-integer range boxes it.
+   */
+  private readonly sums = new Int32Array(2);
+
+  constructor(seed: WalChecksum) {
+    this.sums[0] = seed.s1;
+    this.sums[1] = seed.s2;
+  }
+
+  /** Continues over bytes `[start, end)` of `view` (a multiple of 8 long). */
+  add(view: DataView, start: number, end: number, bigEndianWords: boolean): void {
+    let a = this.sums[0]!;
+    let b = this.sums[1]!;
+    if (bigEndianWords) {
+      for (let i = start; i < end; i += 8) {
+        a = (a + view.getInt32(i) + b) | 0;
+        b = (b + view.getInt32(i + 4) + a) | 0;
+      }
+    } else {
+      for (let i = start; i < end; i += 8) {
+        a = (a + view.getInt32(i, true) + b) | 0;
+        b = (b + view.getInt32(i + 4, true) + a) | 0;
+      }
+    }
+    this.sums[0] = a;
+    this.sums[1] = b;
+  }
+
+  /** Continues over the frame at `frameOffset`: its first 8 header bytes, then its page. */
+  addFrame(view: DataView, frameOffset: number, pageSize: number, bigEndianWords: boolean): void {
+    this.add(view, frameOffset, frameOffset + 8, bigEndianWords);
+    // Header bytes 8..23 are the salts and the checksum itself: not covered.
+    this.add(view, frameOffset + WAL_FRAME_HEADER_BYTES, frameOffset + WAL_FRAME_HEADER_BYTES + pageSize, bigEndianWords);
+  }
+
+  /** Whether the two big-endian words at `offset` of `view` hold this checksum. */
+  matches(view: DataView, offset: number): boolean {
+    return view.getInt32(offset) === this.sums[0] && view.getInt32(offset + 4) === this.sums[1];
+  }
+
+  value(): WalChecksum {
+    return { s1: this.sums[0]! >>> 0, s2: this.sums[1]! >>> 0 };
+  }
+}
+
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
  * SQLite's WAL checksum over `length` bytes (a multiple of 8) of `bytes` from `offset`,
  * continuing from `seed`. Returns a new value; `seed` is not modified.
  */
@@ -67,28 +122,9 @@ export function walChecksum(
   if (offset < 0 || offset + length > bytes.length) {
     throw new RangeError(`WAL checksum range ${offset}+${length} outside ${bytes.length} bytes`);
   }
-  let s1 = seed.s1 >>> 0;
-  let s2 = seed.s2 >>> 0;
-  const start = bytes.byteOffset + offset;
-  if (bigEndianWords !== HOST_IS_LITTLE_ENDIAN && (start & 3) === 0) {
-    // Fast path: the words are in host order and aligned. Int32 arithmetic with `| 0` wraps
-    // exactly like the C u32 sums and stays in V8's integer fast path.
-    const words = new Int32Array(bytes.buffer, start, length >>> 2);
-    let a = s1 | 0;
-    let b = s2 | 0;
-    for (let i = 0, n = words.length; i < n; i += 2) {
-      a = (a + words[i]! + b) | 0;
-      b = (b + words[i + 1]! + a) | 0;
-    }
-    return { s1: a >>> 0, s2: b >>> 0 };
-  }
-  const view = new DataView(bytes.buffer, start, length);
-  const littleEndian = !bigEndianWords;
-  for (let i = 0; i < length; i += 8) {
-    s1 = (s1 + view.getUint32(i, littleEndian) + s2) >>> 0;
-    s2 = (s2 + view.getUint32(i + 4, littleEndian) + s1) >>> 0;
-  }
-  return { s1, s2 };
+  const running = new RunningWalChecksum(seed);
+  running.add(viewOf(bytes), offset, offset + length, bigEndianWords);
+  return running.value();
 }
 
 /**
@@ -102,21 +138,12 @@ export function walFrameChecksum(
   bigEndianWords: boolean,
   seed: WalChecksum,
 ): WalChecksum {
-  const start = bytes.byteOffset + frameOffset;
-  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
-  if (bigEndianWords !== HOST_IS_LITTLE_ENDIAN && (start & 3) === 0 && frameOffset + frameBytes <= bytes.length) {
-    const words = new Int32Array(bytes.buffer, start, frameBytes >>> 2);
-    let a = (seed.s1 + words[0]! + seed.s2) | 0;
-    let b = (seed.s2 + words[1]! + a) | 0;
-    // Words 2..5 are the salts and the checksum itself: not covered.
-    for (let i = WAL_FRAME_HEADER_BYTES >>> 2, n = words.length; i < n; i += 2) {
-      a = (a + words[i]! + b) | 0;
-      b = (b + words[i + 1]! + a) | 0;
-    }
-    return { s1: a >>> 0, s2: b >>> 0 };
+  if (frameOffset < 0 || frameOffset + WAL_FRAME_HEADER_BYTES + pageSize > bytes.length) {
+    throw new RangeError(`WAL frame at ${frameOffset} of ${pageSize}-byte pages runs past ${bytes.length} bytes`);
   }
-  const afterHeader = walChecksum(bytes, frameOffset, 8, bigEndianWords, seed);
-  return walChecksum(bytes, frameOffset + WAL_FRAME_HEADER_BYTES, pageSize, bigEndianWords, afterHeader);
+  const running = new RunningWalChecksum(seed);
+  running.addFrame(viewOf(bytes), frameOffset, pageSize, bigEndianWords);
+  return running.value();
 }
 
 export function decodeWalHeader(bytes: Uint8Array, offset = 0): WalHeader {

@@ -51,6 +51,8 @@ export interface MemberOptions {
   allowOrigin?: string;
   tickMs?: number;
   walFramesMax?: number;
+  /** `--page-size`: page size of the databases this node creates (default 4096); existing ones keep theirs, followers take the creator's. */
+  pageSize?: number;
   snapshotThresholdEntries?: number;
   snapshotTrailingEntries?: number;
   commitTimeoutMs?: number;
@@ -251,7 +253,7 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
       ...(options.adminAllow !== undefined && { allow: options.adminAllow }),
       tls: tls !== undefined && !tls.webSocketsWithoutCertificate,
     });
-    const engine = await Engine.create({ fileBytesMax: limits.databaseBytesMax });
+    const engine = await Engine.create({ fileBytesMax: limits.databaseBytesMax, ...(options.pageSize !== undefined && { pageSize: options.pageSize }) });
 
     node = await ClusterNode.start({
       id: identity.id,
