@@ -1,22 +1,35 @@
 /**
- * The page's side of the demo cluster: starts nodes in Web Workers, wires them to the in-page
- * network, kills/restarts/isolates them, polls their status, and turns status changes into
- * timeline events. No DOM here; `main.ts` renders what this reports.
+ * The page's side of the demo cluster: starts nodes with the package's browser `startNode` (each
+ * in its Web Worker, OPFS storage), wires them to the in-page network, kills/restarts/isolates
+ * them, polls their status, and turns status changes into timeline events. No DOM here;
+ * `main.ts` renders what this reports.
  */
-import * as Comlink from 'comlink';
-import { InPageBroker, InPageEndpoint } from '../runtimes/browser/in-page-network.ts';
-import type { NodeStatus } from '../src/server/node.ts';
-import type { NodeLogLine, NodePhase, NodePoll, NodeWorkerApi, NodeWorkerConfig } from './node-worker.ts';
-import { removeOpfsDirectory } from './opfs-storage.ts';
+import { eraseBrowserNode, startNode, type BrowserEmbeddedNode } from '../runtimes/browser/library.ts';
+import type { NodeStatus } from '../src/server/node-options.ts';
+import { InPageBroker, InPageEndpoint } from './in-page-network.ts';
 
 export const NODES_MAX = 5;
 export const NODES_MIN = 1;
 export const CONSOLE_ADDRESS = 'console';
-const OPFS_ROOT = 'dqlite-demo';
+/** The storage name of node N is `demo-node-N` (an OPFS directory of the package's browser node). */
+const STORAGE_NAME_PREFIX = 'demo-';
 const NODE_COUNT_KEY = 'dqlite-demo:nodes';
 const CLUSTER_KEY = 'in-page-demo-cluster';
 const POLL_INTERVAL_MS = 250;
 const STARTUP_WAIT_MS = 90_000;
+
+export type NodePhase = 'starting' | 'joining' | 'running' | 'failed';
+
+/** What a node reports about its memory, when it does (a field of its status). */
+export interface NodeMemory {
+  logBytes: number;
+  databasesBytes: number;
+  snapshotBytes: number;
+  wasmBytes: number;
+  jsHeapBytes: number | null;
+}
+
+export type DemoNodeStatus = NodeStatus & { memory?: NodeMemory };
 
 export type EventKind = 'election' | 'leader' | 'checkpoint' | 'snapshot' | 'fault' | 'heal' | 'info' | 'error';
 
@@ -34,25 +47,27 @@ export interface NodeView {
   phase: NodePhase | 'killed';
   error?: string;
   isolated: boolean;
-  status?: NodeStatus;
+  status?: DemoNodeStatus;
   /** Wall time of the last checkpoint this page saw the node make. */
   lastCheckpointAtMs?: number;
-}
-
-interface RunningNode {
-  worker: Worker;
-  api: Comlink.Remote<NodeWorkerApi>;
 }
 
 interface NodeSlot {
   index: number;
   address: string;
-  running: RunningNode | undefined;
+  /** The node while its worker runs; `starting` while `startNode` has not resolved. */
+  running: BrowserEmbeddedNode | 'starting' | undefined;
+  /** Each launch gets a new generation: a late answer from a killed worker is ignored. */
+  generation: number;
   view: NodeView;
 }
 
 export function addressOf(index: number): string {
   return `node-${index}`;
+}
+
+function storageName(index: number): string {
+  return STORAGE_NAME_PREFIX + addressOf(index);
 }
 
 export function indexOf(address: string): number {
@@ -61,6 +76,7 @@ export function indexOf(address: string): number {
 }
 
 export interface DemoClusterOptions {
+  /** The demo's node worker (in-page-worker.ts): the package's worker plus the in-page network. */
   workerUrl: URL;
   onEvent: (event: TimelineEvent) => void;
   onUpdate: (nodes: readonly NodeView[]) => void;
@@ -130,9 +146,9 @@ export class DemoCluster {
   kill(index: number): void {
     const slot = this.slot(index);
     if (!slot.running) return;
-    slot.running.api[Comlink.releaseProxy]();
-    slot.running.worker.terminate();
+    if (slot.running !== 'starting') slot.running.kill();
     slot.running = undefined;
+    slot.generation++;
     this.broker.detach(slot.address, `${slot.address} crashed`);
     slot.view = { ...slot.view, alive: false, phase: 'killed' };
     delete slot.view.status;
@@ -176,24 +192,16 @@ export class DemoCluster {
   /** Stops every node and erases the cluster's OPFS storage. */
   async reset(): Promise<void> {
     for (const slot of this.slots.values()) {
-      if (slot.running) {
-        slot.running.worker.terminate();
-        this.broker.detach(slot.address);
-      }
+      if (slot.running && slot.running !== 'starting') slot.running.kill();
+      if (slot.running) this.broker.detach(slot.address);
+      slot.running = undefined;
+      slot.generation++;
     }
     this.slots.clear();
     this.broker.heal();
     localStorage.removeItem(NODE_COUNT_KEY);
-    // Terminated workers release their file handles asynchronously; removal retries meanwhile.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await removeOpfsDirectory([OPFS_ROOT]);
-        break;
-      } catch (error) {
-        if (attempt >= 50) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
+    // Terminated workers release their file handles asynchronously; the erase waits for them.
+    for (let i = 1; i <= NODES_MAX; i++) await eraseBrowserNode(storageName(i));
     this.lastLeaderLabel = '';
     this.emit('info', 'cluster erased');
     this.update();
@@ -218,40 +226,59 @@ export class DemoCluster {
     const address = addressOf(index);
     let slot = this.slots.get(index);
     if (!slot) {
-      slot = { index, address, running: undefined, view: { index, address, alive: false, phase: 'starting', isolated: false } };
+      slot = { index, address, running: undefined, generation: 0, view: { index, address, alive: false, phase: 'starting', isolated: false } };
       this.slots.set(index, slot);
     }
-    const worker = new Worker(this.options.workerUrl, { type: 'module', name: address });
-    const api = Comlink.wrap<NodeWorkerApi>(worker);
-    slot.running = { worker, api };
+    const generation = ++slot.generation;
+    slot.running = 'starting';
     slot.view = { ...slot.view, alive: true, phase: 'starting' };
     delete slot.view.error;
+    delete slot.view.status;
     this.update();
     const channel = new MessageChannel();
     this.broker.attach(address, channel.port1);
-    const join = index === 1 ? [] : Array.from({ length: NODES_MAX }, (_, i) => addressOf(i + 1)).filter((a) => a !== address);
-    const config: NodeWorkerConfig = {
-      id: index,
-      address,
-      join,
-      clusterKey: CLUSTER_KEY,
-      storagePath: [OPFS_ROOT, address],
-      tickMs: 100,
-      commitTimeoutMs: 5000,
-      walFramesMax: 200,
-      // Low, so that a write burst shows snapshots and log compaction on the timeline.
-      snapshotThresholdEntries: 256,
-      snapshotTrailingEntries: 128,
-      votersMax: NODES_MAX,
-    };
-    worker.addEventListener('error', (event) => {
-      this.emit('error', `${address}: worker error: ${event.message}`);
-    });
+    const current = (): boolean => slot.generation === generation;
     try {
-      await api.start(config, Comlink.transfer(channel.port2, [channel.port2]));
+      const node = await startNode({
+        name: storageName(index),
+        address,
+        // Node 1 starts the cluster; the others join through whichever nodes already run.
+        bootstrap: index === 1,
+        join: index === 1 ? [] : Array.from({ length: NODES_MAX }, (_, i) => addressOf(i + 1)).filter((a) => a !== address),
+        clusterKey: CLUSTER_KEY,
+        storage: 'opfs',
+        workerUrl: this.options.workerUrl,
+        workerName: address,
+        hostPort: channel.port2,
+        tickMs: 100,
+        commitTimeoutMs: 5000,
+        walFramesMax: 200,
+        // Low, so that a write burst shows snapshots and log compaction on the timeline.
+        snapshotThresholdEntries: 256,
+        snapshotTrailingEntries: 128,
+        votersMax: NODES_MAX,
+        log: (line) => {
+          if (!current()) return;
+          if (/still joining|added to the cluster as a spare/.test(line) && slot.view.phase === 'starting') slot.view = { ...slot.view, phase: 'joining' };
+          this.logLineEvent(address, line.replace(/^\[browser node \d+\] /, ''));
+        },
+      });
+      if (!current()) {
+        node.kill(); // Killed or reset while starting.
+        return;
+      }
+      slot.running = node;
+      slot.view = { ...slot.view, phase: 'running' };
+      if (!node.info.fresh) this.emit('info', `${address} recovered from OPFS`);
+      node.addEventListener('fatal', (event) => {
+        if (current()) this.emit('error', `${address} stopped itself: ${(event as Event & { error: Error }).error.message}`);
+      });
+      this.update();
     } catch (error) {
-      if (slot.running?.worker !== worker) return; // Killed while starting.
-      slot.view = { ...slot.view, phase: 'failed', error: error instanceof Error ? error.message : String(error) };
+      if (!current()) return;
+      slot.running = undefined;
+      this.broker.detach(address);
+      slot.view = { ...slot.view, alive: false, phase: 'failed', error: error instanceof Error ? error.message : String(error) };
       this.emit('error', `${address} failed to start: ${slot.view.error}`);
       this.update();
     }
@@ -268,15 +295,15 @@ export class DemoCluster {
       await Promise.all(
         [...this.slots.values()].map(async (slot) => {
           const running = slot.running;
-          if (!running) return;
-          let poll: NodePoll;
+          if (!running || running === 'starting') return;
+          let status: DemoNodeStatus;
           try {
-            poll = await running.api.poll();
+            status = await running.status();
           } catch {
             return; // The worker was terminated during the call.
           }
           if (slot.running !== running) return;
-          this.absorb(slot, poll);
+          this.absorb(slot, status);
         }),
       );
       this.checkLeader();
@@ -286,14 +313,10 @@ export class DemoCluster {
     }
   }
 
-  private absorb(slot: NodeSlot, poll: NodePoll): void {
+  private absorb(slot: NodeSlot, after: DemoNodeStatus): void {
     const before = slot.view.status;
-    const after = poll.status;
-    const view: NodeView = { ...slot.view, phase: poll.phase };
-    if (poll.error !== undefined) view.error = poll.error;
-    if (after) view.status = after;
-    for (const line of poll.logs) this.logLineEvent(slot.address, line);
-    if (before && after) {
+    const view: NodeView = { ...slot.view, status: after };
+    if (before) {
       if (after.state !== before.state) {
         if (after.state === 'candidate' || after.state === 'precandidate') {
           this.emit('election', `${slot.address} starts an election (term ${after.term})`);
@@ -314,8 +337,7 @@ export class DemoCluster {
     slot.view = view;
   }
 
-  private logLineEvent(address: string, line: NodeLogLine): void {
-    const text = line.text;
+  private logLineEvent(address: string, text: string): void {
     if (/installed a snapshot/.test(text)) this.emit('snapshot', `${address} ${text}`);
     else if (/added to the cluster|promoted|bootstrapped|recovered from OPFS/.test(text)) this.emit('info', `${address} ${text}`);
     else if (/^failed|fatal/.test(text)) this.emit('error', `${address} ${text}`);

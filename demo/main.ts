@@ -4,6 +4,7 @@
  */
 import { BurstPlot } from './burst-plot.ts';
 import { DemoCluster, NODES_MAX, addressOf, indexOf, type NodeView, type TimelineEvent } from './demo-cluster.ts';
+import { memoryLine, memoryTitle } from './memory-line.ts';
 import { SqlConsole, type ConsoleResult } from './sql-console.ts';
 import { WriteBurst } from './write-burst.ts';
 
@@ -43,6 +44,7 @@ interface Card {
   badge: HTMLElement;
   fields: Record<'term' | 'commit' | 'applied' | 'last' | 'wal' | 'pending' | 'checkpoint' | 'snapshot', HTMLElement>;
   peers: HTMLElement;
+  memory: HTMLElement;
   error: HTMLElement;
   killButton: HTMLButtonElement;
   isolateButton: HTMLButtonElement;
@@ -55,6 +57,7 @@ function makeCard(view: NodeView): Card {
   const fields = { term: field(), commit: field(), applied: field(), last: field(), wal: field(), pending: field(), checkpoint: field(), snapshot: field() };
   const badge = el('span', { class: 'badge', 'data-testid': 'role' }, 'starting');
   const peers = el('dd', { class: 'peers' });
+  const memory = el('div', { class: 'memory', 'data-testid': 'memory' });
   const error = el('div', { class: 'error' });
   const killButton = el('button', { 'data-testid': 'kill' }, 'Kill');
   const isolateButton = el('button', { 'data-testid': 'isolate' }, 'Isolate');
@@ -85,10 +88,11 @@ function makeCard(view: NodeView): Card {
     el('span', { class: 'flag' }, 'ISOLATED'),
     el('div', { class: 'card-head' }, el('span', { class: 'card-title' }, view.address), badge),
     stats,
+    memory,
     error,
     el('div', { class: 'card-actions' }, killButton, isolateButton),
   );
-  return { root, badge, fields, peers, error, killButton, isolateButton };
+  return { root, badge, fields, peers, memory, error, killButton, isolateButton };
 }
 
 function renderNodes(nodes: readonly NodeView[]): void {
@@ -122,7 +126,9 @@ function updateCard(card: Card, view: NodeView, all: readonly NodeView[]): void 
   root.dataset['applied'] = String(status?.appliedIndex ?? -1);
   root.dataset['commit'] = String(status?.commitIndex ?? -1);
   root.dataset['term'] = String(status?.term ?? -1);
-  root.dataset['leaderId'] = String(status?.leaderId ?? 0);
+  // Node ids are random; the page names nodes by their index, so the leader is named that way too.
+  const leader = status?.members.find((m) => m.id === status.leaderId);
+  root.dataset['leaderId'] = String(leader ? indexOf(leader.address) : 0);
   root.classList.toggle('leader', role === 'leader');
   root.classList.toggle('dead', !view.alive);
   root.classList.toggle('isolated', view.isolated);
@@ -153,6 +159,11 @@ function updateCard(card: Card, view: NodeView, all: readonly NodeView[]): void 
       );
     }
   }
+  // Shown only by nodes whose status reports memory.
+  const memory = status?.memory;
+  card.memory.textContent = memory ? memoryLine(memory) : '';
+  card.memory.title = memory ? memoryTitle(memory) : '';
+  card.memory.hidden = !memory;
   card.error.textContent = view.error ?? '';
   card.killButton.textContent = view.alive ? 'Kill' : 'Restart';
   card.killButton.dataset['testid'] = view.alive ? 'kill' : 'restart';
@@ -311,7 +322,7 @@ async function toggleBurst(): Promise<void> {
 
 let adding = false;
 const cluster = new DemoCluster({
-  workerUrl: new URL('./node-worker.js', import.meta.url),
+  workerUrl: new URL('./in-page-worker.js', import.meta.url),
   onEvent: addEvent,
   onUpdate: renderNodes,
 });

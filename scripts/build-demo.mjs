@@ -18,7 +18,7 @@ export async function buildDemo(outDir = join(root, 'dist', 'demo'), { minify = 
   await rm(target, { recursive: true, force: true });
   await mkdir(target, { recursive: true });
   await build({
-    entryPoints: { main: join(root, 'demo', 'main.ts'), 'node-worker': join(root, 'demo', 'node-worker.ts') },
+    entryPoints: { main: join(root, 'demo', 'main.ts'), 'in-page-worker': join(root, 'demo', 'in-page-worker.ts') },
     outdir: target,
     bundle: true,
     format: 'esm',

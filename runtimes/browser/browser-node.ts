@@ -4,23 +4,34 @@
  * and receives on those connections. State lives in OPFS, or IndexedDB where OPFS is missing, so
  * a reloaded tab comes back as the same node.
  */
-import { CLIENT_WEBSOCKET_PATH, createIdentity, readIdentity } from '../../src/server/host.ts';
+import { acceptWebSocket, CLIENT_WEBSOCKET_PATH, createIdentity, readIdentity } from '../../src/server/host.ts';
 import { Engine } from '../../wasm/index.ts';
 import { connect, connectCluster, type Database, type ExecResult, type Param, type QueryResult } from '../../src/client/index.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
-import type { DialStream, DurableStorage } from '../../src/runtime.ts';
+import type { DialStream, DialWebSocket, DurableStorage, MessageChannel } from '../../src/runtime.ts';
 import { joinCluster } from '../../src/server/join.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import { IndexedDbStorage } from './indexeddb-storage.ts';
 import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
+import { browserNodeStorageName } from './node-storage-name.ts';
 import { withCertificateChoice } from './certificate-choice.ts';
 import { browserRuntime } from './runtime.ts';
-import { dialStandardWebSocket } from './websocket.ts';
 
 export { CLIENT_WEBSOCKET_PATH };
-const STORAGE_PREFIX = 'dqlite-wasm-';
+
+/**
+ * A network the worker's host provides (a custom worker entry, see worker-api.ts) on which this
+ * node can be dialed at `BrowserNodeOptions.address`: an in-page network of several nodes in
+ * one tab, say. Every endpoint on it is the page's own, so its dqlite clients may administer.
+ */
+export interface ListeningNetwork {
+  dialWebSocket: DialWebSocket;
+  /** Connections other endpoints opened to this node: Raft on `/raft`, dqlite clients on `/dqlite`. */
+  onAccept(handler: (connection: { channel: MessageChannel; path: string; headers: Record<string, string> }) => void): void;
+  close(): void;
+}
 
 export interface BrowserNodeOptions {
   /** Names this node's storage (an OPFS directory or IndexedDB database); one running node per name. */
@@ -37,8 +48,22 @@ export interface BrowserNodeOptions {
   secure?: boolean;
   /** 'auto' (default): OPFS when the worker has it, else IndexedDB. */
   storage?: 'auto' | 'opfs' | 'indexeddb';
+  /**
+   * The address peers dial this node at, on the worker host's `ListeningNetwork`; default ''
+   * (a browser node cannot listen on a real network).
+   */
+  address?: string;
+  /** A new node with nothing to join starts a new cluster alone (needs an address to be reached). */
+  bootstrap?: boolean;
+  /** How long opening the node's OPFS files waits for a terminated worker to release them (ms). */
+  lockWaitMs?: number;
   tickMs?: number;
   commitTimeoutMs?: number;
+  walFramesMax?: number;
+  snapshotThresholdEntries?: number;
+  snapshotTrailingEntries?: number;
+  /** Voters the cluster keeps when this node joins or promotes others (default 3). */
+  votersMax?: number;
   leaderWithoutAddressHandOverMs?: number;
   /** Lines of the node's log; default console.log. */
   log?: (line: string) => void;
@@ -53,7 +78,7 @@ export interface BrowserNodeInfo {
 
 export class BrowserNodeError extends Error {
   constructor(
-    readonly code: 'IN_USE' | 'NO_JOIN' | 'NOT_STARTED',
+    readonly code: 'IN_USE' | 'NO_JOIN' | 'NO_NETWORK' | 'NOT_STARTED',
     message: string,
   ) {
     super(message);
@@ -63,25 +88,32 @@ export class BrowserNodeError extends Error {
 
 async function openStorage(options: BrowserNodeOptions): Promise<{ storage: DurableStorage & { close(): Promise<void> }; kind: 'opfs' | 'indexeddb' }> {
   const wanted = options.storage ?? 'auto';
+  const name = browserNodeStorageName(options.name);
   if (wanted === 'opfs' || (wanted === 'auto' && opfsAvailable())) {
-    return { storage: await OpfsStorage.open(STORAGE_PREFIX + options.name), kind: 'opfs' };
+    return { storage: await OpfsStorage.open(name, options.lockWaitMs !== undefined ? { lockWaitMs: options.lockWaitMs } : {}), kind: 'opfs' };
   }
-  return { storage: await IndexedDbStorage.open(STORAGE_PREFIX + options.name), kind: 'indexeddb' };
+  return { storage: await IndexedDbStorage.open(name), kind: 'indexeddb' };
 }
 
-/** Holds a Web Lock on the node's name while it runs, so that two tabs cannot run the same node. */
-async function lockName(name: string): Promise<() => void> {
+/** How long a start waits for the Web Lock of a node whose worker was just terminated. */
+const NAME_LOCK_WAIT_MS_DEFAULT = 10_000;
+
+/**
+ * Holds a Web Lock on the node's name while it runs, so that two tabs cannot run the same node.
+ * A terminated worker's lock is released shortly after it is gone: wait that long, not forever.
+ */
+async function lockName(name: string, waitMs: number): Promise<() => void> {
   const locks = (globalThis.navigator as { locks?: LockManager } | undefined)?.locks;
   if (!locks) return () => undefined;
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   const acquired = await new Promise<boolean>((resolve) => {
-    void locks.request(STORAGE_PREFIX + name, { ifAvailable: true }, (lock) => {
-      resolve(lock !== null);
-      return lock ? held : undefined;
-    });
+    locks.request(browserNodeStorageName(name), { signal: AbortSignal.timeout(waitMs) }, () => {
+      resolve(true);
+      return held;
+    }).catch(() => resolve(false));
   });
-  if (!acquired) throw new BrowserNodeError('IN_USE', `the node "${name}" already runs in another tab or worker of this origin`);
+  if (!acquired) throw new BrowserNodeError('IN_USE', `the node "${name}" still runs in another tab or worker of this origin after ${waitMs} ms: close it, or start this node under another name`);
   return release;
 }
 
@@ -122,57 +154,95 @@ export class BrowserNode {
     private readonly release: () => Promise<void>,
   ) {}
 
-  static async start(options: BrowserNodeOptions): Promise<BrowserNode> {
+  /** `network`: where the node listens at `options.address`, when the worker's host gives it one. */
+  static async start(options: BrowserNodeOptions, network?: ListeningNetwork): Promise<BrowserNode> {
     const log = options.log ?? ((line: string) => console.log(line));
-    const unlock = await lockName(options.name);
-    const { storage, kind } = await openStorage(options);
-    const plainRuntime = browserRuntime();
-    const runtime = options.secure ? { ...plainRuntime, dialWebSocket: withCertificateChoice(plainRuntime.dialWebSocket) } : plainRuntime;
-    const scheme = options.secure ? 'wss' : 'ws';
-    const dial = dialOverWebSocket(runtime.dialWebSocket, (address) => `${scheme}://${address}${CLIENT_WEBSOCKET_PATH}`);
+    const address = options.address ?? '';
+    if (address !== '' && !network) {
+      throw new BrowserNodeError('NO_NETWORK', `a browser node cannot listen at "${address}": only a worker host with a network (worker-api.ts) gives it an address`);
+    }
+    const unlock = await lockName(options.name, options.lockWaitMs ?? NAME_LOCK_WAIT_MS_DEFAULT);
+    let storage: (DurableStorage & { close(): Promise<void> }) | undefined;
+    try {
+      const opened = await openStorage(options);
+      storage = opened.storage;
+      return await BrowserNode.startOn(options, address, opened, network, log, unlock);
+    } catch (error) {
+      await storage?.close().catch(() => undefined);
+      network?.close();
+      unlock();
+      throw error;
+    }
+  }
 
-    // A browser node cannot listen: its address is '' wherever it is stored.
-    let identity = await readIdentity(storage, '', `browser node ${options.name}`);
+  private static async startOn(
+    options: BrowserNodeOptions,
+    address: string,
+    { storage, kind }: { storage: DurableStorage & { close(): Promise<void> }; kind: 'opfs' | 'indexeddb' },
+    network: ListeningNetwork | undefined,
+    log: (line: string) => void,
+    unlock: () => void,
+  ): Promise<BrowserNode> {
+    const plainRuntime = browserRuntime();
+    const dialWebSocket = network ? network.dialWebSocket : options.secure ? withCertificateChoice(plainRuntime.dialWebSocket) : plainRuntime.dialWebSocket;
+    const runtime = { ...plainRuntime, dialWebSocket };
+    const scheme = options.secure ? 'wss' : 'ws';
+    const dial = dialOverWebSocket(runtime.dialWebSocket, (to) => `${scheme}://${to}${CLIENT_WEBSOCKET_PATH}`);
+
+    let identity = await readIdentity(storage, address, `browser node ${options.name}`);
     const fresh = !identity;
+    const bootstrap = fresh && options.bootstrap === true;
     if (!identity) {
-      if (options.join.length === 0) {
-        await storage.close();
-        unlock();
+      if (options.join.length === 0 && !bootstrap) {
         throw new BrowserNodeError('NO_JOIN', 'a new browser node needs listening members to join (options.join): it cannot start a cluster alone');
       }
-      identity = await createIdentity(storage, '', runtime.randomBytes);
+      identity = await createIdentity(storage, address, runtime.randomBytes);
     }
     const id = identity.id;
-    const seedPeers = await listeningMembers(dial, options.join, fresh, log);
+    const nodeLog = (line: string): void => log(`[browser node ${id}] ${line}`);
+    // A node without an address must dial the members before the leader can reach it.
+    const seedPeers = address === '' ? await listeningMembers(dial, options.join, fresh, log) : [];
     const node = await ClusterNode.start({
       id,
-      address: '',
+      address,
       seedPeers,
       runtime,
       storage,
       engine: await Engine.create({ fileBytesMax: LIMITS.databaseBytesMax }),
       clusterKey: options.clusterKey,
       secure: options.secure ?? false,
+      bootstrap,
       ...(options.tickMs !== undefined && { tickMs: options.tickMs }),
       ...(options.commitTimeoutMs !== undefined && { commitTimeoutMs: options.commitTimeoutMs }),
+      ...(options.walFramesMax !== undefined && { walFramesMax: options.walFramesMax }),
+      ...(options.snapshotThresholdEntries !== undefined && { snapshotThresholdEntries: options.snapshotThresholdEntries }),
+      ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
+      ...(options.votersMax !== undefined && { votersMax: options.votersMax }),
       ...(options.leaderWithoutAddressHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: options.leaderWithoutAddressHandOverMs }),
-      log: (line) => log(`[browser node ${id}] ${line}`),
+      log: nodeLog,
     });
+    network?.onAccept(({ channel, path, headers }) => acceptWebSocket(node, channel, path, headers, { certificateVerified: true }));
     // A recovered node knows its peers from its log; a fresh one must be added by the leader.
-    if (fresh) {
-      await joinCluster({
-        dial,
-        clock: runtime.clock,
-        servers: options.join,
-        id,
-        address: '',
-        votersMax: 3,
-        standbysMax: 3,
-        timeoutMs: 60_000,
-        log: (line) => log(`[browser node ${id}] ${line}`),
-      });
+    if (fresh && !bootstrap) {
+      try {
+        await joinCluster({
+          dial,
+          clock: runtime.clock,
+          servers: options.join,
+          id,
+          address,
+          votersMax: options.votersMax ?? 3,
+          standbysMax: 3,
+          timeoutMs: 60_000,
+          log: nodeLog,
+        });
+      } catch (error) {
+        await node.stop().catch(() => undefined);
+        throw error;
+      }
     }
     const release = async (): Promise<void> => {
+      network?.close();
       await storage.close();
       unlock();
     };

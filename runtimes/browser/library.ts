@@ -37,6 +37,7 @@ export function connectCluster(options: BrowserClusterOptions): Promise<Cluster>
   return connectClusterWith({ ...options, dial: options.dial ?? dialBrowserWebSocket });
 }
 
+export { eraseBrowserNode } from './node-storage-name.ts';
 export { BrowserEmbeddedNode, BrowserNodeFatalEvent, type BrowserDatabaseOptions, type BrowserStartNodeOptions } from './start-node.ts';
 
 /** Starts a node in a Web Worker of this page; see docs/embedding.md. */

@@ -7,10 +7,18 @@
  * `.done-NAME` (now known complete), removes NAME and moves `.done-NAME` into place. A crash
  * after the removal leaves only the complete `.done-NAME`, which `read` and `list` finish moving;
  * a crash before it leaves the old NAME, and a partial `.tmp-NAME` is never read.
+ *
+ * A worker that was terminated (a crashed or killed node) releases its access handles some time
+ * after it is gone; a node restarted on the same directory meanwhile finds its files locked. Every
+ * handle is therefore opened with a bounded retry (`lockWaitMs`), and a lock that outlasts it is a
+ * `LOCKED` error that says what holds it.
  */
 import type { DurableStorage } from '../../src/runtime.ts';
 
 export const OPFS_NAME_BYTES_MAX = 200;
+/** How long opening a file waits for another (or a terminated) worker to release it. */
+export const OPFS_LOCK_WAIT_MS_DEFAULT = 10_000;
+const LOCK_RETRY_MS = 50;
 const TEMP_PREFIX = '.tmp-';
 const DONE_PREFIX = '.done-';
 
@@ -39,7 +47,7 @@ interface OpfsDirectoryHandle {
 
 export class OpfsStorageError extends Error {
   constructor(
-    readonly code: 'INVALID_NAME' | 'CLOSED' | 'IO' | 'UNAVAILABLE',
+    readonly code: 'INVALID_NAME' | 'CLOSED' | 'IO' | 'UNAVAILABLE' | 'LOCKED',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -62,13 +70,19 @@ export class OpfsStorage implements DurableStorage {
   private constructor(
     private readonly directory: OpfsDirectoryHandle,
     readonly directoryName: string,
+    private readonly lockWaitMs: number,
   ) {}
 
-  /** Storage in the OPFS directory `directoryName` (created if missing). */
-  static async open(directoryName: string): Promise<OpfsStorage> {
+  /**
+   * Storage in the OPFS directory `directoryName` (created if missing). `lockWaitMs`: how long
+   * opening a file waits for a worker that held it to let go (default 10 s).
+   */
+  static async open(directoryName: string, options: { lockWaitMs?: number } = {}): Promise<OpfsStorage> {
     if (!opfsAvailable()) throw new OpfsStorageError('UNAVAILABLE', 'OPFS with sync access handles is not available here (needs a dedicated worker in a secure context)');
-    const root = (await (navigator.storage as unknown as { getDirectory(): Promise<OpfsDirectoryHandle> }).getDirectory());
-    return new OpfsStorage(await root.getDirectoryHandle(directoryName, { create: true }), directoryName);
+    const lockWaitMs = options.lockWaitMs ?? OPFS_LOCK_WAIT_MS_DEFAULT;
+    if (!Number.isFinite(lockWaitMs) || lockWaitMs < 0) throw new RangeError(`lockWaitMs must be a non-negative number of milliseconds, got ${lockWaitMs}`);
+    const root = await opfsRoot();
+    return new OpfsStorage(await root.getDirectoryHandle(directoryName, { create: true }), directoryName, lockWaitMs);
   }
 
   read(name: string): Promise<Uint8Array | undefined> {
@@ -90,7 +104,7 @@ export class OpfsStorage implements DurableStorage {
     return this.serialize(name, async () => {
       const tempName = TEMP_PREFIX + name;
       this.closeHandle(tempName);
-      const temp = await (await this.directory.getFileHandle(tempName, { create: true })).createSyncAccessHandle();
+      const temp = await this.accessHandle(await this.directory.getFileHandle(tempName, { create: true }));
       try {
         temp.truncate(0);
         writeAll(temp, bytes, 0);
@@ -181,11 +195,11 @@ export class OpfsStorage implements DurableStorage {
       return;
     }
     // Without move(): copy, flush, then drop the temporary file.
-    const source = await temp.createSyncAccessHandle();
+    const source = await this.accessHandle(temp);
     try {
       const bytes = new Uint8Array(source.getSize());
       source.read(bytes, { at: 0 });
-      const target = await (await this.directory.getFileHandle(name, { create: true })).createSyncAccessHandle();
+      const target = await this.accessHandle(await this.directory.getFileHandle(name, { create: true }));
       try {
         target.truncate(0);
         writeAll(target, bytes, 0);
@@ -209,9 +223,32 @@ export class OpfsStorage implements DurableStorage {
       if (!create && (error as { name?: string }).name === 'NotFoundError') return undefined;
       throw new OpfsStorageError('IO', `open ${name} in OPFS ${this.directoryName}: ${(error as Error).message}`, { cause: error });
     }
-    handle = await file.createSyncAccessHandle();
+    handle = await this.accessHandle(file);
     this.handles.set(name, handle);
     return handle;
+  }
+
+  /** Opens the file's exclusive handle, waiting up to `lockWaitMs` for its previous holder to let go. */
+  private async accessHandle(file: OpfsFileHandle): Promise<SyncAccessHandle> {
+    const deadline = performance.now() + this.lockWaitMs;
+    for (;;) {
+      try {
+        return await file.createSyncAccessHandle();
+      } catch (error) {
+        if ((error as { name?: string }).name !== 'NoModificationAllowedError') {
+          throw new OpfsStorageError('IO', `open ${file.name} in OPFS ${this.directoryName}: ${(error as Error).message}`, { cause: error });
+        }
+        if (performance.now() >= deadline) {
+          throw new OpfsStorageError(
+            'LOCKED',
+            `${file.name} in OPFS ${this.directoryName} stayed locked for ${this.lockWaitMs} ms: another tab or worker runs this node (close it), ` +
+              'or a stopped worker has not released its files yet (start again in a moment)',
+            { cause: error },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+      }
+    }
   }
 
   private closeHandle(name: string): void {
@@ -238,6 +275,33 @@ export class OpfsStorage implements DurableStorage {
 
   private assertOpen(): void {
     if (this.closed) throw new OpfsStorageError('CLOSED', `OPFS storage ${this.directoryName} is closed`);
+  }
+}
+
+function opfsRoot(): Promise<OpfsDirectoryHandle> {
+  return (navigator.storage as unknown as { getDirectory(): Promise<OpfsDirectoryHandle> }).getDirectory();
+}
+
+/**
+ * Removes the OPFS directory `directoryName` and everything in it (nothing when it is missing),
+ * waiting up to `lockWaitMs` for workers that held its files to let go. Works in a page too.
+ */
+export async function removeOpfsDirectory(directoryName: string, options: { lockWaitMs?: number } = {}): Promise<void> {
+  validateName(directoryName);
+  const root = (await opfsRoot()) as OpfsDirectoryHandle & { removeEntry(name: string, options?: { recursive?: boolean }): Promise<void> };
+  const deadline = performance.now() + (options.lockWaitMs ?? OPFS_LOCK_WAIT_MS_DEFAULT);
+  for (;;) {
+    try {
+      await root.removeEntry(directoryName, { recursive: true });
+      return;
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      if (name === 'NotFoundError') return;
+      if (name !== 'NoModificationAllowedError' || performance.now() >= deadline) {
+        throw new OpfsStorageError(name === 'NoModificationAllowedError' ? 'LOCKED' : 'IO', `remove OPFS ${directoryName}: ${(error as Error).message}`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+    }
   }
 }
 

@@ -5,26 +5,34 @@
  *     name: 'tab-node', join: ['127.0.0.1:9001'], clusterKey: 'secret' });
  *   await node.api.exec('app', 'CREATE TABLE t (x)');
  */
-import { proxy, wrap, type Remote } from 'comlink';
+import { proxy, releaseProxy, transfer, wrap, type Remote } from 'comlink';
 import type { BrowserNodeInfo, BrowserNodeOptions } from './browser-node.ts';
-import type { WorkerNodeApi } from './worker.ts';
+import type { WorkerNodeApi } from './worker-api.ts';
 
 export interface WorkerNode {
   api: Remote<WorkerNodeApi>;
   info: BrowserNodeInfo;
   /** Stops the node (handing leadership over if it leads) and ends the worker. */
   terminate(): Promise<void>;
+  /** Ends the worker at once, without stopping the node: what a crashed tab does to it. */
+  kill(): void;
 }
 
+/**
+ * `hostPort`: handed to the worker host's network (a custom worker entry, see worker-api.ts).
+ * `workerName`: the worker's name in the browser's developer tools.
+ */
 export async function startWorkerNode(
   workerUrl: URL | string,
   options: Omit<BrowserNodeOptions, 'log'>,
   onLog?: (line: string) => void,
+  extra: { hostPort?: MessagePort; workerName?: string } = {},
 ): Promise<WorkerNode> {
-  const worker = new Worker(workerUrl, { type: 'module' });
+  const worker = new Worker(workerUrl, { type: 'module', ...(extra.workerName !== undefined && { name: extra.workerName }) });
   const api = wrap<WorkerNodeApi>(worker);
   try {
-    const info = await api.start(options, onLog ? proxy(onLog) : undefined);
+    const log = onLog ? proxy(onLog) : undefined;
+    const info = extra.hostPort ? await api.start(options, log, transfer(extra.hostPort, [extra.hostPort])) : await api.start(options, log);
     return {
       api,
       info,
@@ -34,6 +42,10 @@ export async function startWorkerNode(
         } finally {
           worker.terminate();
         }
+      },
+      kill: () => {
+        api[releaseProxy]();
+        worker.terminate();
       },
     };
   } catch (error) {

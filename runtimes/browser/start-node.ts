@@ -22,6 +22,13 @@ export interface BrowserStartNodeOptions extends Omit<BrowserNodeOptions, 'log'>
    * copy `dist/browser/worker.js` and `sqlite3.wasm` from the package and give their URL here.
    */
   workerUrl?: string | URL;
+  /** The worker's name in the browser's developer tools. */
+  workerName?: string;
+  /**
+   * A port for the worker host's network, with a custom `workerUrl` whose entry gives one
+   * (`exposeWorkerNode({ network })`, worker-api.ts); then `address` names this node on it.
+   */
+  hostPort?: MessagePort;
   log?: (line: string) => void;
 }
 
@@ -79,6 +86,19 @@ export class BrowserEmbeddedNode extends EventTarget {
     return database;
   }
 
+  /**
+   * Ends the node's worker at once, as a crashed tab would: no hand-over, nothing beyond what the
+   * node already synced. For fault drills; a later `startNode` with the same name recovers it.
+   */
+  kill(): void {
+    if (this.closing) return;
+    this.closing = Promise.resolve();
+    for (const database of this.databases) void database.close().catch(() => undefined);
+    this.databases.clear();
+    this.worker.kill();
+    this.settle();
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       const open = [...this.databases];
@@ -99,7 +119,10 @@ export class BrowserEmbeddedNode extends EventTarget {
 }
 
 export async function startBrowserNode(options: BrowserStartNodeOptions, remoteDial: DialStream): Promise<BrowserEmbeddedNode> {
-  const { workerUrl, log, ...nodeOptions } = options;
-  const worker = await startWorkerNode(workerUrl ?? new URL('../../browser/worker.js', import.meta.url), nodeOptions, log);
+  const { workerUrl, workerName, hostPort, log, ...nodeOptions } = options;
+  const worker = await startWorkerNode(workerUrl ?? new URL('../../browser/worker.js', import.meta.url), nodeOptions, log, {
+    ...(hostPort !== undefined && { hostPort }),
+    ...(workerName !== undefined && { workerName }),
+  });
   return new BrowserEmbeddedNode(worker, remoteDial, nodeOptions.join);
 }

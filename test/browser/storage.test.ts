@@ -34,8 +34,19 @@ describe.skipIf(!chromium)(chromium ? 'browser storage in Chromium' : 'browser s
       target: 'es2022',
       logLevel: 'warning',
     });
+    await build({
+      absWorkingDir: ROOT,
+      entryPoints: ['test/browser/lock-check-worker.ts'],
+      outfile: join(dir, 'lock-worker.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2022',
+      logLevel: 'warning',
+    });
     server = createServer((request, response) => {
       if (request.url === '/worker.js') response.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(join(dir, 'worker.js')));
+      else if (request.url === '/lock-worker.js') response.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(join(dir, 'lock-worker.js')));
       else response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>storage</title>');
     });
     const port = await freePort();
@@ -83,6 +94,52 @@ describe.skipIf(!chromium)(chromium ? 'browser storage in Chromium' : 'browser s
         indexeddb: contract,
         crash: { listed: ['meta'], meta: 'complete', other: null },
       });
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  test('OPFS waits for a terminated worker to release its files, and names a lock that outlasts the wait', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${origin}/`);
+      const report = await page.evaluate(async () => {
+        type Reply = { held?: boolean; firstCode?: string | null; text?: string | null; code?: string | null; message?: string };
+        const replies = (worker: Worker): (() => Promise<Reply>) => {
+          const queue: Reply[] = [];
+          const waiting: ((reply: Reply) => void)[] = [];
+          worker.onmessage = (event) => (waiting.length ? waiting.shift()!(event.data as Reply) : queue.push(event.data as Reply));
+          return () => (queue.length ? Promise.resolve(queue.shift()!) : new Promise((resolve) => waiting.push(resolve)));
+        };
+        const dir = 'dqlite-wasm-lock-check';
+        const holder = new Worker('/lock-worker.js', { type: 'module' });
+        const fromHolder = replies(holder);
+        holder.postMessage({ op: 'hold', dir });
+        await fromHolder();
+        // Held by a live worker: a short wait ends in a LOCKED error that says what to do.
+        const impatient = new Worker('/lock-worker.js', { type: 'module' });
+        const fromImpatient = replies(impatient);
+        impatient.postMessage({ op: 'read', dir, lockWaitMs: 300 });
+        const impatientFirst = await fromImpatient();
+        const refused = await fromImpatient();
+        impatient.terminate();
+        // The next reader finds the file locked, and the holder is killed while it waits: it gets the file.
+        const patient = new Worker('/lock-worker.js', { type: 'module' });
+        const fromPatient = replies(patient);
+        patient.postMessage({ op: 'read', dir, lockWaitMs: 10_000 });
+        const patientFirst = await fromPatient();
+        holder.terminate();
+        const read = await fromPatient();
+        patient.terminate();
+        return { impatientFirst, refused, patientFirst, read };
+      });
+      expect(report.impatientFirst.firstCode).toBe('LOCKED');
+      expect(report.patientFirst.firstCode).toBe('LOCKED');
+      expect(report.refused.code).toBe('LOCKED');
+      expect(report.refused.message).toMatch(/seg in OPFS dqlite-wasm-lock-check stayed locked for 300 ms: another tab or worker runs this node/);
+      expect(report.read.code, report.read.message).toBeUndefined();
+      expect(report.read.text).toBe('held');
     } finally {
       await context.close();
     }

@@ -152,6 +152,15 @@ describe.skipIf(!existsSync(CHROMIUM))('in-browser cluster demo (Chromium)', () 
     const burstText = await page.locator('[data-testid=burst-stats]').innerText();
     expect(Number(/^(\d+) rows committed/.exec(burstText)?.[1] ?? 0), burstText).toBeGreaterThan(0);
     const afterBurst = await waitForCards(page, 'all nodes to apply the burst', (all) => converged(all, 3, 1));
+    // A card shows the node's memory only when its status reports it: one line, or nothing.
+    const memoryLines = await page.$$eval('[data-testid=node-card] [data-testid=memory]', (elements) =>
+      elements.map((e) => ({ hidden: (e as HTMLElement).hidden, text: e.textContent ?? '' })),
+    );
+    expect(memoryLines).toHaveLength(3);
+    for (const line of memoryLines) {
+      if (line.hidden) expect(line.text).toBe('');
+      else expect(line.text).toMatch(/^mem \d+\.\d MiB \(log \d+\.\d, db \d+\.\d, (snap \d+\.\d, )?wasm \d+\.\d\)$/);
+    }
     await page.screenshot({ path: join(SCREENSHOTS, '01-cluster-after-burst.png'), fullPage: true });
 
     // Kill the leader: another node takes over and has the rows.

@@ -3,7 +3,7 @@
  * refusals, partitions, slow links, crashes, and the real PeerTransport running over it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { InPageBroker, InPageEndpoint, InPageNetworkError, type AcceptedConnection } from '../../runtimes/browser/in-page-network.ts';
+import { InPageBroker, InPageEndpoint, InPageNetworkError, type AcceptedConnection } from '../../demo/in-page-network.ts';
 import type { Clock, MessageChannel as Channel } from '../../src/runtime.ts';
 import { PeerTransport } from '../../src/transport/index.ts';
 

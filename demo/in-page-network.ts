@@ -5,7 +5,7 @@
  * endpoint → broker (the page) → endpoint over MessagePorts; because the broker sees all
  * traffic, it can cut links (partitions) and delay them (slow links) like a real network would.
  */
-import type { DialStream, DialWebSocket, MessageChannel } from '../../src/runtime.ts';
+import type { DialStream, DialWebSocket, MessageChannel } from '../src/runtime.ts';
 
 /** The part of a MessagePort (or a Worker) this network uses. */
 export interface PortLike {
