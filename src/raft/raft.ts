@@ -1064,6 +1064,11 @@ export class RaftNode {
     return s;
   }
 
+  /** The highest index known committed (cheap, unlike status()). */
+  committedIndex(): number {
+    return this.log.committed;
+  }
+
   /** Term of log entry `index` (undefined if compacted or absent): for checks and tests. */
   termAt(index: number): number | undefined {
     return this.log.term(index);

@@ -30,6 +30,10 @@ export interface ReadyHandler {
   /** Applies committed entries in order; throws when one cannot be applied. */
   apply(entries: readonly Entry[]): void;
   readStates(states: readonly ReadState[]): void;
+  /** `count` entries up to `lastIndex` are durable in this node's log; the write took `durationMs`. */
+  persisted(count: number, lastIndex: number, durationMs: number): void;
+  /** Raft's commit index may have moved (after an advance). */
+  committed(index: number): void;
   /** Everything of this Ready was applied (settle waiters, maybe start a snapshot). */
   appliedReady(): void;
   /** The loop cannot go on (storage failed, an entry could not be applied). */
@@ -48,6 +52,7 @@ export class ReadyLoop {
     private readonly memory: MemoryStorage,
     private readonly snapshots: SnapshotWriter,
     private readonly handler: ReadyHandler,
+    private readonly nowMs: () => number,
   ) {}
 
   /** Something may have produced a Ready (a tick, a message, a proposal): process it soon. */
@@ -77,6 +82,7 @@ export class ReadyLoop {
           const ready = this.raft.ready();
           await this.handle(ready);
           this.raft.advance(ready);
+          this.handler.committed(this.raft.committedIndex());
         }
       } while (this.again && !this.stopped);
     } finally {
@@ -105,8 +111,10 @@ export class ReadyLoop {
     const leading = (ready.softState?.state ?? this.state) === 'leader';
     if (leading) this.handler.send(ready.messages);
     if (ready.entries.length > 0) {
+      const startedMs = this.nowMs();
       await this.log.append(ready.entries);
       this.memory.append(ready.entries);
+      this.handler.persisted(ready.entries.length, ready.entries[ready.entries.length - 1]!.index, this.nowMs() - startedMs);
     }
     if (!leading) this.handler.send(ready.messages);
     if (ready.softState) {
