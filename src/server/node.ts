@@ -248,6 +248,8 @@ export class ClusterNode implements GatewayHost {
       maxCommittedBytesPerReady: limits.committedBytesPerReadyMax,
       maxUncommittedEntries: limits.uncommittedEntriesMax,
       maxPendingReads: limits.pendingReadsMax,
+      // The Ready loop writes entries in the background and reports them with persisted().
+      asyncStorageWrites: true,
     });
     this.loop = new ReadyLoop(
       this.raft,
@@ -632,7 +634,8 @@ export class ClusterNode implements GatewayHost {
     this.transport.close();
     this.followerReads.rejectAll();
     this.fsm.abortPending('the node is stopping');
-    // The storage may be closed once this resolves: no snapshot may still be writing to it.
+    // The storage may be closed once this resolves: no snapshot or log write may still be writing to it.
+    await this.loop?.idle();
     await this.snapshots.idle();
     this.closedSignal.resolve();
   }
