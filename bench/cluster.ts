@@ -5,6 +5,8 @@
  *   kvreadwrite: half of the operations SELECT value FROM model WHERE key = ?
  *   kvreadwrite any:<level>: dqlite-wasm only, each worker reading on a different node (its
  *     nearest: readFrom 'any') at that consistency level, writes still to the leader
+ * For each dqlite-wasm row it prints the leader's latency anatomy: the time of each stage of a
+ * write (execute, persist, quorum, apply, answer) from its /metrics before and after the row.
  * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
  *                         [--spread linearizable,lease,session,stale | --spread none]
  */
@@ -12,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { connect, DqliteError, type Database, type ReadConsistency } from '../runtimes/node/client.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
+import { anatomyTable, scrapeAnatomy } from './write-anatomy.ts';
 
 type Workload = 'kvwrite' | 'kvreadwrite';
 
@@ -26,6 +29,8 @@ interface Result {
   errorKinds: Map<string, number>;
   seconds: number;
   latenciesMs: number[];
+  /** dqlite-wasm: where the leader's write time went (write-anatomy.ts). */
+  anatomy?: string;
 }
 
 function flag(name: string, fallback: string): string {
@@ -112,6 +117,16 @@ function row(r: Result): string {
   ].join(' ');
 }
 
+/** Runs a row; on our cluster, with the leader's latency anatomy of it. */
+async function measured(cluster: TestCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
+  if (!cluster) return run();
+  const leader = cluster.nodes[await cluster.waitForLeader()]!.address;
+  const before = await scrapeAnatomy(leader);
+  const result = await run();
+  result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
+  return result;
+}
+
 async function main(): Promise<void> {
   execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
   console.log(`cluster benchmark: ${WORKLOADS.join(', ')} × writers ${WRITERS.join(', ')}, ${SECONDS} s each, 3 nodes per system`);
@@ -130,14 +145,14 @@ async function main(): Promise<void> {
           ['dqlite-wasm', ours.addresses],
         ] as const) {
           process.stdout.write(`  ${system} ${workload} ${writers} writer(s)... `);
-          const r = await runWorkload(system, [...servers], workload, writers);
+          const r = await measured(system === 'dqlite-wasm' ? ours : undefined, `${workload} ${writers}`, () => runWorkload(system, [...servers], workload, writers));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
         if (workload !== 'kvreadwrite') continue;
         for (const level of SPREAD) {
           process.stdout.write(`  dqlite-wasm ${workload} any:${level} ${writers} worker(s)... `);
-          const r = await runWorkload('dqlite-wasm', [...ours.addresses], workload, writers, level);
+          const r = await measured(ours, `${workload} any:${level} ${writers}`, () => runWorkload('dqlite-wasm', [...ours!.addresses], workload, writers, level));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
@@ -161,6 +176,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  for (const r of results) if (r.anatomy) console.log(`\n${r.anatomy}`);
   const kinds = results.filter((r) => r.errors > 0);
   if (kinds.length > 0) {
     console.log('\nerrors by kind:');

@@ -21,6 +21,11 @@ export class RaftLog {
   /** Entries not yet persisted; unstableEntries[i].index === unstableOffset + i. */
   unstableEntries: Entry[] = [];
   unstableOffset: number;
+  /**
+   * With asynchronous storage writes: the last index handed to the application to persist
+   * (entries up to here are being written or written; the rest still has to be handed over).
+   */
+  handedOver: number;
   committed: number;
   applied: number;
   readonly configurations: ConfigurationHistory;
@@ -33,6 +38,7 @@ export class RaftLog {
     const first = storage.firstIndex();
     const last = storage.lastIndex();
     this.unstableOffset = last + 1;
+    this.handedOver = last;
     // The configuration given is the snapshot's; entries between a trailing compaction point
     // and the snapshot are already reflected in it.
     const snapshotIndex = Math.max(first - 1, storage.snapshot().meta.index);
@@ -138,6 +144,8 @@ export class RaftLog {
     if (after <= this.lastIndex()) {
       if (this.configurations.truncateFrom(after)) this.configurationChanged = true;
     }
+    // Entries replaced here must be handed over (written) again.
+    this.handedOver = Math.min(this.handedOver, after - 1);
     if (after === this.unstableOffset + this.unstableEntries.length) {
       for (const e of entries) this.unstableEntries.push(e);
     } else if (after <= this.unstableOffset) {
@@ -184,12 +192,23 @@ export class RaftLog {
     return true;
   }
 
-  /** Entries to hand over for applying: (from, committed], at most maxBytes. */
-  committedEntriesAfter(from: number, maxBytes: number): Entry[] {
+  /** Entries to hand over for applying: (from, upTo], at most maxBytes (upTo: default the commit index). */
+  committedEntriesAfter(from: number, maxBytes: number, upTo = this.committed): Entry[] {
     if (this.unstableSnapshot) return [];
     const lo = Math.max(from + 1, this.firstIndex());
-    if (lo > this.committed) return [];
-    return this.slice(lo, this.committed + 1, maxBytes) ?? [];
+    if (lo > upTo) return [];
+    return this.slice(lo, upTo + 1, maxBytes) ?? [];
+  }
+
+  /** Unstable entries not yet handed to the application to persist (asynchronous writes). */
+  entriesToHandOver(): Entry[] {
+    const from = Math.max(this.handedOver + 1, this.unstableOffset) - this.unstableOffset;
+    return this.unstableEntries.slice(from);
+  }
+
+  /** The last committed index that may be applied: with asynchronous writes, only what this node persisted. */
+  applicableIndex(persistedOnly: boolean): number {
+    return persistedOnly ? Math.min(this.committed, this.stableLastIndex()) : this.committed;
   }
 
   /** The application persisted entries up to (index, term). */
@@ -212,6 +231,7 @@ export class RaftLog {
     this.unstableSnapshot = s;
     this.unstableOffset = s.meta.index + 1;
     this.unstableEntries = [];
+    this.handedOver = s.meta.index;
     this.configurations.reset(s.meta.index, s.meta.configuration);
     this.configurationChanged = true;
   }

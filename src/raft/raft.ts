@@ -89,6 +89,13 @@ export interface RaftConfig {
   maxUncommittedEntries?: number;
   /** Pending ReadIndex requests. Default 4096. */
   maxPendingReads?: number;
+  /**
+   * Default false. When true, a Ready's entries are only handed over to be written: advance()
+   * no longer means they are durable, the application reports that with persisted() once they
+   * are, and may take further Readies (with newer entries) meanwhile. Only persisted entries
+   * count towards this node's match and are handed out as committed entries to apply.
+   */
+  asyncStorageWrites?: boolean;
   testBugs?: ReadonlySet<RaftTestBug>;
 }
 
@@ -165,6 +172,7 @@ export class RaftNode {
   private readonly maxProposalBytes: number;
   private readonly maxUncommittedEntries: number;
   private readonly maxPendingReads: number;
+  private readonly asyncStorageWrites: boolean;
   private readonly bugs: ReadonlySet<RaftTestBug>;
 
   private term = 0;
@@ -210,6 +218,7 @@ export class RaftNode {
     this.maxProposalBytes = positiveInt(config.maxProposalBytes, 16 * 1024 * 1024, 'maxProposalBytes');
     this.maxUncommittedEntries = positiveInt(config.maxUncommittedEntries, 65536, 'maxUncommittedEntries');
     this.maxPendingReads = positiveInt(config.maxPendingReads, 4096, 'maxPendingReads');
+    this.asyncStorageWrites = config.asyncStorageWrites === true;
     this.snapshotReceiver = new SnapshotReceiver(this.maxSnapshotBytes);
     this.reads = new ReadIndexQueue(this.maxPendingReads);
     this.bugs = config.testBugs ?? new Set();
@@ -977,12 +986,16 @@ export class RaftNode {
       hs.term !== this.prevHardState.term ||
       hs.vote !== this.prevHardState.vote ||
       hs.commit !== this.prevHardState.commit ||
-      this.log.unstableEntries.length > 0 ||
+      this.entriesToPersist().length > 0 ||
       this.log.unstableSnapshot !== undefined ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
-      (this.log.unstableSnapshot === undefined && this.log.committed > this.applying)
+      (this.log.unstableSnapshot === undefined && this.log.applicableIndex(this.asyncStorageWrites) > this.applying)
     );
+  }
+
+  private entriesToPersist(): Entry[] {
+    return this.asyncStorageWrites ? this.log.entriesToHandOver() : this.log.unstableEntries;
   }
 
   /** What to persist, send and apply now. Call advance(ready) before the next ready(). */
@@ -990,8 +1003,8 @@ export class RaftNode {
     if (this.outstanding) throw new RaftError('INVALID_ARGUMENT', 'ready() called again before advance() of the previous Ready');
     this.flush();
     const rd: Ready = {
-      entries: this.log.unstableEntries.slice(),
-      committedEntries: this.log.committedEntriesAfter(this.applying, this.maxCommittedBytesPerReady),
+      entries: this.entriesToPersist().slice(),
+      committedEntries: this.log.committedEntriesAfter(this.applying, this.maxCommittedBytesPerReady, this.log.applicableIndex(this.asyncStorageWrites)),
       messages: this.msgs,
       readStates: this.readStates,
     };
@@ -1011,7 +1024,8 @@ export class RaftNode {
     this.readStates = [];
     const outstanding: Outstanding = { appliedTo: this.applying };
     const lastEntry = rd.entries[rd.entries.length - 1];
-    if (lastEntry) outstanding.lastEntry = { index: lastEntry.index, term: lastEntry.term };
+    if (lastEntry && this.asyncStorageWrites) this.log.handedOver = lastEntry.index;
+    else if (lastEntry) outstanding.lastEntry = { index: lastEntry.index, term: lastEntry.term };
     if (rd.snapshot) {
       outstanding.snapshotIndex = rd.snapshot.meta.index;
       outstanding.appliedTo = rd.snapshot.meta.index;
@@ -1040,6 +1054,16 @@ export class RaftNode {
     }
   }
 
+  /**
+   * With asyncStorageWrites: entries up to (index, term), handed over in earlier Readies, are
+   * durable. Ignored when that entry was replaced meanwhile (its replacement is written next).
+   */
+  persisted(index: number, term: number): void {
+    if (!this.asyncStorageWrites) throw new RaftError('INVALID_ARGUMENT', 'persisted() is for asyncStorageWrites; advance() reports writes otherwise');
+    this.log.stableTo(index, term);
+    if (this.state === 'leader' && this.maybeCommit() && !this.stepDownIfNotVoter()) this.needsBroadcast = true;
+  }
+
   status(): RaftStatus {
     const s: RaftStatus = {
       id: this.id,
@@ -1062,6 +1086,11 @@ export class RaftNode {
       s.progress = progress;
     }
     return s;
+  }
+
+  /** The highest index known committed (cheap, unlike status()). */
+  committedIndex(): number {
+    return this.log.committed;
   }
 
   /** Term of log entry `index` (undefined if compacted or absent): for checks and tests. */

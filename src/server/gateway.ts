@@ -58,6 +58,9 @@ export class Gateway {
   private readonly reader: FrameReader;
   private readonly limits: Readonly<Limits>;
   private readonly queue: Uint8Array[] = [];
+  /** When the request now being handled was read, and the entry its answer waits for (write anatomy). */
+  private requestReceivedMs = 0;
+  private answerIndex: number | undefined;
   private busy = false;
   private closed = false;
   private readonly databases: ReplicatedDatabase[] = [];
@@ -130,6 +133,8 @@ export class Gateway {
       while (this.queue.length > 0 && !this.closed) {
         const message = this.queue.shift()!;
         const startedMs = this.node.metrics.nowMs();
+        this.requestReceivedMs = startedMs;
+        this.answerIndex = undefined;
         let type = 'malformed';
         let responses: Uint8Array[];
         try {
@@ -146,6 +151,7 @@ export class Gateway {
         const answer = responses.length === 1 ? responses[0]! : concatBytes(responses);
         this.stream.write(answer);
         this.node.metrics.clientSent(answer.byteLength);
+        if (this.answerIndex !== undefined) this.node.metrics.writes.answered(this.answerIndex);
       }
     } finally {
       this.busy = false;
@@ -535,7 +541,9 @@ export class Gateway {
   private runAsLeader<T>(db: ReplicatedDatabase, work: () => T): Promise<T> {
     return this.run(db, () => {
       this.node.requireReadyLeader();
-      return work();
+      const { result, index } = this.node.metrics.writes.execute(this.requestReceivedMs, work);
+      if (index !== undefined) this.answerIndex = index;
+      return result;
     });
   }
 

@@ -6,9 +6,16 @@
 import type { TransportStats } from '../transport/index.ts';
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics-registry.ts';
 import type { NodeStatus } from './node.ts';
+import { WriteAnatomy } from './write-anatomy.ts';
 
 /** Seconds; from a fast local commit (sub-millisecond) to a write waiting out a lost quorum. */
 const LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Seconds, finer at the low end: the stages of one write are tenths of a millisecond to milliseconds. */
+const STAGE_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2.5, 5, 10];
+
+/** Entries per durable log write: how much group commit batches. */
+const BATCH_BUCKETS_ENTRIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 export type RequestResult = 'ok' | 'error';
 
@@ -19,6 +26,10 @@ export class NodeMetrics {
   private readonly commitSeconds: Histogram;
   private readonly applySeconds: Histogram;
   private readonly appliedEntries: Counter;
+  private readonly logWriteSeconds: Histogram;
+  private readonly logWriteEntries: Histogram;
+  /** The stages of each write this node leads, as `dqlite_wasm_write_stage_seconds{stage}`. */
+  readonly writes: WriteAnatomy;
   private readonly bytesSent: Counter;
   private readonly bytesReceived: Counter;
   private readonly adminRefused: Counter;
@@ -61,6 +72,21 @@ export class NodeMetrics {
       'Time to apply one batch of committed Raft entries to the databases.',
       LATENCY_BUCKETS_SECONDS,
     );
+    this.writes = new WriteAnatomy(
+      nowMs,
+      r.histogram(
+        'dqlite_wasm_write_stage_seconds',
+        'Time of each stage of a write on the leader, from the end of the stage before: execute (received to proposed, with the wait for the database), persist (to the leader\'s own log write), quorum (to a quorum holding it), apply, answer.',
+        STAGE_BUCKETS_SECONDS,
+        ['stage'],
+      ),
+    );
+    this.logWriteSeconds = r.histogram(
+      'dqlite_wasm_raft_log_write_seconds',
+      'Time of one durable write of Raft entries to this node\'s log (write and fsync).',
+      STAGE_BUCKETS_SECONDS,
+    );
+    this.logWriteEntries = r.histogram('dqlite_wasm_raft_log_write_entries', 'Raft entries per durable log write.', BATCH_BUCKETS_ENTRIES);
     this.appliedEntries = r.counter('dqlite_wasm_applied_entries_total', 'Committed Raft entries applied on this node.');
     this.bytesSent = r.counter('dqlite_wasm_bytes_sent_total', 'Bytes sent, by channel (client: dqlite protocol; peer: Raft).', ['channel']);
     this.bytesReceived = r.counter('dqlite_wasm_bytes_received_total', 'Bytes received, by channel (client: dqlite protocol; peer: Raft).', ['channel']);
@@ -100,6 +126,11 @@ export class NodeMetrics {
     if (entries === 0) return;
     this.appliedEntries.inc({}, entries);
     this.applySeconds.observe({}, durationMs / 1000);
+  }
+
+  logWritten(entries: number, durationMs: number): void {
+    this.logWriteSeconds.observe({}, durationMs / 1000);
+    this.logWriteEntries.observe({}, entries);
   }
 
   adminRefusal(type: string): void {

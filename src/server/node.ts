@@ -248,6 +248,8 @@ export class ClusterNode implements GatewayHost {
       maxCommittedBytesPerReady: limits.committedBytesPerReadyMax,
       maxUncommittedEntries: limits.uncommittedEntriesMax,
       maxPendingReads: limits.pendingReadsMax,
+      // The Ready loop writes entries in the background and reports them with persisted().
+      asyncStorageWrites: true,
     });
     this.loop = new ReadyLoop(
       this.raft,
@@ -269,10 +271,18 @@ export class ClusterNode implements GatewayHost {
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
-          for (const entry of entries) this.fsm.apply(entry, this.isLeader() ? this : undefined);
+          for (const entry of entries) {
+            this.fsm.apply(entry, this.isLeader() ? this : undefined);
+            this.metrics.writes.applied(entry.index);
+          }
           this.metrics.applied(entries.length, this.runtime.clock.nowMs() - applyStartedMs);
         },
         readStates: (states) => this.reads.confirmed(states),
+        persisted: (count, lastIndex, durationMs) => {
+          this.metrics.logWritten(count, durationMs);
+          this.metrics.writes.persisted(lastIndex);
+        },
+        committed: (index) => this.metrics.writes.committed(index),
         appliedReady: () => {
           const applied = this.fsm.appliedIndex;
           this.reads.settle(applied);
@@ -281,6 +291,7 @@ export class ClusterNode implements GatewayHost {
         },
         fatal: (error) => this.fatal(error),
       },
+      () => this.runtime.clock.nowMs(),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
@@ -324,6 +335,7 @@ export class ClusterNode implements GatewayHost {
       this.leaderContactMs = this.runtime.clock.nowMs();
     }
     this.raft.step(message);
+    if (type === MessageType.AppendResponse) this.metrics.writes.committed(this.raft.committedIndex());
     this.loop.schedule();
   }
 
@@ -431,6 +443,7 @@ export class ClusterNode implements GatewayHost {
       if (result.error.code === 'NOT_LEADER') throw notLeader(this.leader()?.address);
       throw new NodeError(SQLITE_ERROR, `cannot replicate: ${result.error.message}`);
     }
+    if (data[0] === CommandKind.Frames) this.metrics.writes.proposed(result.index);
     this.loop.schedule();
     return { index: result.index, term: result.term };
   }
@@ -621,7 +634,8 @@ export class ClusterNode implements GatewayHost {
     this.transport.close();
     this.followerReads.rejectAll();
     this.fsm.abortPending('the node is stopping');
-    // The storage may be closed once this resolves: no snapshot may still be writing to it.
+    // The storage may be closed once this resolves: no snapshot or log write may still be writing to it.
+    await this.loop?.idle();
     await this.snapshots.idle();
     this.closedSignal.resolve();
   }

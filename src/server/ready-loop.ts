@@ -1,23 +1,33 @@
 /**
- * The loop over Raft's Ready: persist what must be durable (an installed snapshot, term and
- * vote, new entries) in the order Raft needs it, send messages, hand committed entries and read
- * confirmations to the node, then advance. One Ready at a time; a tick or a peer message that
- * arrives meanwhile makes the loop run again.
+ * The loop over Raft's Ready, pipelined: a Ready's new entries go to a `LogWriter` that writes
+ * one batch at a time and gathers whatever arrives meanwhile into the next batch (one durable
+ * write for all of it), while the loop goes on: sending, applying and taking the next Ready. Raft
+ * runs with asyncStorageWrites, so it learns of durable entries from persisted(): only those
+ * count towards this node's match and are applied. Durability rules kept:
+ * - an acknowledgement (AppendResponse) leaves only once every entry handed over before it is
+ *   durable; messages that do not report the log (heartbeat responses, votes refused, appends a
+ *   leader sends while writing its own copy, Raft thesis §10.2.1) leave at once;
+ * - a new term or vote is durable before any message of its Ready leaves (the loop waits for
+ *   the writes in flight, then saves it);
+ * - a snapshot from the leader is installed with no write in flight.
+ * Ticks and peer messages that arrive while the loop works make it run again.
  *
  * Also the start-up half of persistence: loading the log into Raft's in-memory storage.
  */
 import {
   MemoryStorage,
+  MessageType,
   RaftNode,
   type Configuration,
   type Entry,
+  type HardState,
   type Message,
   type ReadState,
   type Ready,
   type Snapshot,
   type SoftState,
-  type StateName,
 } from '../raft/index.ts';
+import { LogWriter } from './log-writer.ts';
 import type { RaftLog } from './raft-log.ts';
 import type { SnapshotWriter } from './snapshot-writer.ts';
 
@@ -30,6 +40,10 @@ export interface ReadyHandler {
   /** Applies committed entries in order; throws when one cannot be applied. */
   apply(entries: readonly Entry[]): void;
   readStates(states: readonly ReadState[]): void;
+  /** `count` entries up to `lastIndex` are durable in this node's log; the write took `durationMs`. */
+  persisted(count: number, lastIndex: number, durationMs: number): void;
+  /** Raft's commit index may have moved (after an advance or a write). */
+  committed(index: number): void;
   /** Everything of this Ready was applied (settle waiters, maybe start a snapshot). */
   appliedReady(): void;
   /** The loop cannot go on (storage failed, an entry could not be applied). */
@@ -40,7 +54,9 @@ export class ReadyLoop {
   private processing = false;
   private again = false;
   private stopped = false;
-  private state: StateName = 'follower';
+  private readonly writer: LogWriter;
+  private durableTerm: number;
+  private durableVote: number;
 
   constructor(
     private readonly raft: RaftNode,
@@ -48,7 +64,13 @@ export class ReadyLoop {
     private readonly memory: MemoryStorage,
     private readonly snapshots: SnapshotWriter,
     private readonly handler: ReadyHandler,
-  ) {}
+    private readonly nowMs: () => number,
+  ) {
+    const hardState = memory.hardState();
+    this.durableTerm = hardState.term;
+    this.durableVote = hardState.vote;
+    this.writer = new LogWriter(log, nowMs, (entries, durationMs) => this.written(entries, durationMs), (error) => this.fail(error));
+  }
 
   /** Something may have produced a Ready (a tick, a message, a proposal): process it soon. */
   schedule(): void {
@@ -59,14 +81,22 @@ export class ReadyLoop {
     }
     if (!this.raft.hasReady()) return;
     this.processing = true;
-    void this.run().catch((error: unknown) => {
-      this.stopped = true;
-      this.handler.fatal(error);
-    });
+    void this.run().catch((error: unknown) => this.fail(error));
   }
 
   stop(): void {
     this.stopped = true;
+  }
+
+  /** Resolves once no log write is in flight or waiting (the storage may then be closed). */
+  idle(): Promise<void> {
+    return this.writer.idle();
+  }
+
+  private fail(error: unknown): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.handler.fatal(error);
   }
 
   private async run(): Promise<void> {
@@ -77,6 +107,7 @@ export class ReadyLoop {
           const ready = this.raft.ready();
           await this.handle(ready);
           this.raft.advance(ready);
+          this.handler.committed(this.raft.committedIndex());
         }
       } while (this.again && !this.stopped);
     } finally {
@@ -85,37 +116,48 @@ export class ReadyLoop {
     if (!this.stopped && this.raft.hasReady()) this.schedule();
   }
 
+  /** A batch is durable: Raft may count and apply it. */
+  private written(entries: readonly Entry[], durationMs: number): void {
+    if (this.stopped) return;
+    this.memory.append([...entries]);
+    const last = entries[entries.length - 1]!;
+    this.raft.persisted(last.index, last.term);
+    this.handler.persisted(entries.length, last.index, durationMs);
+    this.handler.committed(this.raft.committedIndex());
+    this.schedule();
+  }
+
   private async handle(ready: Ready): Promise<void> {
     if (ready.snapshot) {
+      await this.writer.idle();
       // A local snapshot still being written would otherwise replace this newer one on disk.
       await this.snapshots.idle();
       await this.log.resetToSnapshot(ready.snapshot);
       this.memory.applySnapshot(ready.snapshot);
       this.handler.restore(ready.snapshot);
     }
-    // Term and vote must be durable before any message that depends on them leaves.
-    if (ready.hardState) {
-      await this.log.saveHardState(ready.hardState);
-      this.memory.setHardState(ready.hardState);
-    }
+    if (ready.hardState) await this.saveHardState(ready.hardState);
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
-    // A leader may replicate entries while it writes them itself (Raft thesis §10.2.1): clients
-    // are answered only when committed entries are applied, after this write completed. A
-    // follower's acknowledgements must wait for its own write.
-    const leading = (ready.softState?.state ?? this.state) === 'leader';
-    if (leading) this.handler.send(ready.messages);
-    if (ready.entries.length > 0) {
-      await this.log.append(ready.entries);
-      this.memory.append(ready.entries);
-    }
-    if (!leading) this.handler.send(ready.messages);
-    if (ready.softState) {
-      this.state = ready.softState.state;
-      this.handler.stateChanged(ready.softState);
-    }
+    if (ready.entries.length > 0) this.writer.write(ready.entries);
+    const acknowledgements = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
+    this.handler.send(acknowledgements.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
+    if (acknowledgements.length > 0) this.writer.afterDurable(() => this.handler.send(acknowledgements));
+    if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
     this.handler.readStates(ready.readStates);
     this.handler.appliedReady();
+  }
+
+  /** Term and vote must be durable before any message that depends on them leaves. */
+  private async saveHardState(hardState: HardState): Promise<void> {
+    if (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote) {
+      // The meta file is written alone: no append runs beside it.
+      await this.writer.idle();
+      await this.log.saveHardState(hardState);
+      this.durableTerm = hardState.term;
+      this.durableVote = hardState.vote;
+    }
+    this.memory.setHardState(hardState);
   }
 }
 

@@ -8,7 +8,7 @@ import {
   RaftNode,
   decodeConfChange,
 } from '../../src/raft/index.ts';
-import type { Message } from '../../src/raft/index.ts';
+import type { Entry, Message, Ready } from '../../src/raft/index.ts';
 import { Harness, texts } from './harness.ts';
 import type { HarnessNode } from './harness.ts';
 
@@ -384,6 +384,127 @@ describe('leader persistence and commit', () => {
     const second = raft.ready();
     expect(second.committedEntries.map((e) => e.data[0])).toEqual([42]);
     raft.advance(second);
+  });
+});
+
+describe('asynchronous storage writes', () => {
+  /** A node of a cluster of `voters` whose entries are handed over, then persisted only when the test says. */
+  function asyncLeader(): { raft: RaftNode; storage: MemoryStorage; handedOver: Entry[]; take: () => Ready } {
+    const storage = new MemoryStorage();
+    RaftNode.bootstrap(storage, { members: [{ id: 1, address: 'a', role: 'voter' }] });
+    const raft = new RaftNode({ id: 1, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.5, asyncStorageWrites: true });
+    const handedOver: Entry[] = [];
+    const take = (): Ready => {
+      const rd = raft.ready();
+      handedOver.push(...rd.entries);
+      if (rd.hardState) storage.setHardState(rd.hardState);
+      raft.advance(rd);
+      return rd;
+    };
+    raft.campaign();
+    while (raft.hasReady()) take();
+    return { raft, storage, handedOver, take };
+  }
+
+  function persistAll(raft: RaftNode, storage: MemoryStorage, handedOver: Entry[]): void {
+    storage.append(handedOver.splice(0));
+    const last = storage.lastIndex();
+    raft.persisted(last, storage.term(last));
+  }
+
+  it('hands each entry over once, counts it towards commit and applies it only once persisted() says it is durable', () => {
+    const { raft, storage, handedOver, take } = asyncLeader();
+    persistAll(raft, storage, handedOver);
+    while (raft.hasReady()) take();
+    const r1 = raft.propose(new Uint8Array([1]));
+    const first = take();
+    expect(first.entries.map((e) => e.data[0])).toEqual([1]);
+    // The write of entry 1 is still on the disk: the next Ready carries only what came since.
+    const r2 = raft.propose(new Uint8Array([2]));
+    const second = take();
+    expect(second.entries.map((e) => e.data[0])).toEqual([2]);
+    expect(second.committedEntries).toEqual([]);
+    expect(raft.hasReady()).toBe(false);
+    expect(raft.committedIndex()).toBeLessThan(r1.ok ? r1.index : 0);
+    // Durable up to entry 1 only: that one commits and is applied, entry 2 not yet.
+    storage.append(handedOver.splice(0, 1));
+    raft.persisted(r1.ok ? r1.index : -1, r1.ok ? r1.term : -1);
+    expect(raft.committedIndex()).toBe(r1.ok ? r1.index : -1);
+    expect(take().committedEntries.map((e) => e.data[0])).toEqual([1]);
+    persistAll(raft, storage, handedOver);
+    expect(raft.committedIndex()).toBe(r2.ok ? r2.index : -1);
+    expect(take().committedEntries.map((e) => e.data[0])).toEqual([2]);
+    expect(raft.hasReady()).toBe(false);
+  });
+
+  it('a follower applies committed entries only up to what it persisted, and acknowledges what it appended', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    const r = leader.raft.propose(new Uint8Array([7]));
+    expect(r.ok).toBe(true);
+    h.process(leader);
+    h.deliverAll();
+    const index = r.ok ? r.index : -1;
+    // A fresh async follower at the leader's log: it gets the entry and the commit in one Append.
+    const storage = new MemoryStorage();
+    const follower = new RaftNode({ id: 9, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.5, asyncStorageWrites: true });
+    follower.step({
+      type: MessageType.Append,
+      from: leader.id,
+      to: 9,
+      term: leader.raft.status().term,
+      logTerm: 0,
+      index: 0,
+      commit: index,
+      reject: false,
+      rejectHint: 0,
+      context: 0,
+      entries: leader.storage.entries(1, index + 1),
+    });
+    const rd = follower.ready();
+    expect(rd.entries.map((e) => e.index).at(-1)).toBe(index);
+    expect(rd.committedEntries).toEqual([]);
+    const ack = rd.messages.find((m) => m.type === MessageType.AppendResponse);
+    expect(ack?.index).toBe(index);
+    follower.advance(rd);
+    expect(follower.hasReady()).toBe(false);
+    storage.append(rd.entries);
+    follower.persisted(index, rd.entries.at(-1)!.term);
+    const after = follower.ready();
+    expect(after.entries).toEqual([]);
+    expect(after.committedEntries.map((e) => e.index).at(-1)).toBe(index);
+    follower.advance(after);
+  });
+
+  it('persisted() of an entry replaced meanwhile is ignored; the replacement is handed over again', () => {
+    const storage = new MemoryStorage();
+    const raft = new RaftNode({ id: 9, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.5, asyncStorageWrites: true });
+    const entry = (index: number, term: number): Entry => ({ index, term, type: EntryType.Normal, data: new Uint8Array([index]) });
+    const append = (term: number, index: number, logTerm: number, entries: Entry[]): void =>
+      raft.step({ type: MessageType.Append, from: 1, to: 9, term, logTerm, index, commit: 0, reject: false, rejectHint: 0, context: 0, entries });
+    append(1, 0, 0, [entry(1, 1), entry(2, 1), entry(3, 1)]);
+    const first = raft.ready();
+    raft.advance(first);
+    expect(first.entries.map((e) => e.index)).toEqual([1, 2, 3]);
+    // A new leader replaces entries 2..3 while the write of 1..3 is on the disk.
+    append(2, 1, 1, [entry(2, 2)]);
+    const second = raft.ready();
+    raft.advance(second);
+    expect(second.entries.map((e) => `${e.index}@${e.term}`)).toEqual(['2@2']);
+    storage.append(first.entries);
+    raft.persisted(3, 1);
+    expect(raft.status().lastIndex).toBe(2);
+    storage.append(second.entries);
+    raft.persisted(2, 2);
+    expect(raft.hasReady()).toBe(false);
+    expect(storage.lastIndex()).toBe(2);
+    expect(storage.term(2)).toBe(2);
+  });
+
+  it('persisted() without asyncStorageWrites is refused: advance() reports writes there', () => {
+    const storage = new MemoryStorage();
+    const raft = new RaftNode({ id: 1, storage, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.5 });
+    expect(() => raft.persisted(1, 1)).toThrow(/asyncStorageWrites/);
   });
 });
 

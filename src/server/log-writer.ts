@@ -1,0 +1,90 @@
+/**
+ * Group commit for the Raft log: one durable write at a time (the log's recovery relies on each
+ * append being durable before the next begins), and whatever entries are handed over while it is
+ * on the disk wait together and go to the disk as the next single write. A later hand-over that
+ * starts inside the waiting batch replaces its tail, as Raft replaced those entries.
+ *
+ * `afterDurable` runs a callback once every entry handed over before it is durable: for the
+ * acknowledgements that report them.
+ */
+import type { Entry } from '../raft/index.ts';
+import type { RaftLog } from './raft-log.ts';
+
+interface Batch {
+  entries: Entry[];
+  callbacks: (() => void)[];
+}
+
+export class LogWriter {
+  /** The batch on the disk now, and the one gathering behind it. */
+  private writing: Batch | undefined;
+  private waiting: Batch | undefined;
+  private idleWaiters: (() => void)[] = [];
+  private failed = false;
+
+  constructor(
+    private readonly log: RaftLog,
+    private readonly nowMs: () => number,
+    private readonly written: (entries: readonly Entry[], durationMs: number) => void,
+    private readonly failure: (error: unknown) => void,
+  ) {}
+
+  write(entries: readonly Entry[]): void {
+    if (entries.length === 0 || this.failed) return;
+    if (!this.writing) {
+      this.start({ entries: [...entries], callbacks: [] });
+      return;
+    }
+    const batch = (this.waiting ??= { entries: [], callbacks: [] });
+    const first = entries[0]!.index;
+    while (batch.entries.length > 0 && batch.entries[batch.entries.length - 1]!.index >= first) batch.entries.pop();
+    for (const entry of entries) batch.entries.push(entry);
+  }
+
+  /** Runs `callback` once everything handed over so far is durable (now, if nothing is pending). */
+  afterDurable(callback: () => void): void {
+    const batch = this.waiting ?? this.writing;
+    if (batch) batch.callbacks.push(callback);
+    else callback();
+  }
+
+  /** Resolves once nothing is on the disk or waiting (or writing failed for good). */
+  idle(): Promise<void> {
+    if (!this.writing || this.failed) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private start(batch: Batch): void {
+    this.writing = batch;
+    const startedMs = this.nowMs();
+    this.log
+      .append(batch.entries)
+      .then(() => this.finished(batch, this.nowMs() - startedMs))
+      .catch((error: unknown) => {
+        this.failed = true;
+        this.releaseIdleWaiters();
+        this.failure(error);
+      });
+  }
+
+  private releaseIdleWaiters(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private finished(batch: Batch, durationMs: number): void {
+    this.written(batch.entries, durationMs);
+    for (const callback of batch.callbacks) callback();
+    const next = this.waiting;
+    this.waiting = undefined;
+    this.writing = undefined;
+    if (next && next.entries.length > 0) {
+      this.start(next);
+      return;
+    }
+    // A waiting batch emptied by a replacement still owes its callbacks.
+    if (next) for (const callback of next.callbacks) callback();
+    this.releaseIdleWaiters();
+  }
+}
