@@ -90,6 +90,14 @@ async function cluster(followers: number): Promise<{ leader: StateMachine; repli
   return { leader, replicas, log };
 }
 
+/** Runs `sql` on the leader and proposes what it captured: the new log entries. */
+function propose(leader: StateMachine, log: RecordingLog, sql: string): { before: number; entries: Entry[] } {
+  const before = log.entries.length;
+  exec(leader, 'app', sql);
+  leader.database('app').proposeCaptured(log);
+  return { before, entries: log.entries.slice(before) };
+}
+
 function kinds(entries: Entry[]): CommandKind[] {
   return entries.map((entry) => decodeCommand(entry.data).kind);
 }
@@ -97,10 +105,7 @@ function kinds(entries: Entry[]): CommandKind[] {
 describe('a transaction larger than one proposal', () => {
   test('goes as parts and a commit, each within proposalBytesMax, and applies whole and byte-identical on every replica', async () => {
     const { leader, replicas, log } = await cluster(2);
-    const before = log.entries.length;
-    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(300000))');
-    leader.database('app').proposeCaptured(log);
-    const entries = log.entries.slice(before);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(300000))');
     const parts = entries.slice(0, -1);
     expect(parts.length).toBeGreaterThanOrEqual(5);
     expect(kinds(entries)).toEqual([...parts.map(() => CommandKind.TransactionPart), CommandKind.TransactionCommit]);
@@ -132,10 +137,7 @@ describe('a transaction larger than one proposal', () => {
 
   test('parts of a term followed by the next leader\'s first entry are dropped: nothing of them is applied', async () => {
     const { leader, replicas, log } = await cluster(1);
-    const before = log.entries.length;
-    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(200000))');
-    leader.database('app').proposeCaptured(log);
-    const entries = log.entries.slice(before);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
     // The old leader reached a quorum with two parts only, then a new leader took over.
     const follower = replicas[0]!;
     const lines: string[] = [];
@@ -168,10 +170,7 @@ describe('a transaction larger than one proposal', () => {
 
   test('a leader that stepped down after its parts were applied still applies the commit a new leader commits', async () => {
     const { leader, replicas, log } = await cluster(1);
-    const before = log.entries.length;
-    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(150000))');
-    leader.database('app').proposeCaptured(log);
-    const entries = log.entries.slice(before);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(150000))');
     applyAll(leader, entries.slice(0, -1));
     // Leadership lost before the commit was known to be committed: the engine drops the frames.
     leader.abortPending('this node is no longer the leader');
@@ -214,10 +213,7 @@ describe('a transaction larger than one proposal', () => {
 
   test('a commit whose parts are missing, or a part without its earlier ones, stops the apply', async () => {
     const { leader, replicas, log } = await cluster(1);
-    const before = log.entries.length;
-    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(200000))');
-    leader.database('app').proposeCaptured(log);
-    const entries = log.entries.slice(before);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
     const follower = replicas[0]!;
     const applied = follower.appliedIndex;
     // Entry `before + 1` (the first part) never applied here: the second part cannot be skipped past.
@@ -236,10 +232,7 @@ describe('a transaction larger than one proposal', () => {
     const follower = replicas[0]!;
     const copy = follower.snapshot();
     follower.snapshotStarted(copy.index);
-    const before = log.entries.length;
-    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(200000))');
-    leader.database('app').proposeCaptured(log);
-    const entries = log.entries.slice(before);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
     applyAll(follower, entries.slice(0, -1));
     expect(follower.appliedIndex - copy.index).toBeGreaterThan(2);
     expect(follower.snapshotDue()).toBe(false);
