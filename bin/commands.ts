@@ -65,6 +65,7 @@ export const USAGE = `usage:
       /dqlite), for hosts that offer only HTTP (the host in front terminates TLS).
       Tuning: --tick-ms (${NODE_DEFAULTS.tickMs}) --wal-frames-max (${NODE_DEFAULTS.walFramesMax}) --page-size (4096: new databases; 512..65536, a power of two) --snapshot-threshold (${NODE_DEFAULTS.snapshotThresholdEntries} entries)
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
+      --database-bytes-max BYTES: largest database file or WAL, and so the largest transaction (default 1 GiB)
       --default-read linearizable|lease|session|stale[:MS]: read level of clients that cannot choose (go-dqlite, the dqlite shell)
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
@@ -97,6 +98,7 @@ export const START_FLAGS: FlagSpec = {
   'tick-ms': { type: 'string' },
   'wal-frames-max': { type: 'string' },
   'page-size': { type: 'string' },
+  'database-bytes-max': { type: 'string' },
   'snapshot-threshold': { type: 'string' },
   'snapshot-trailing': { type: 'string' },
   'commit-timeout-ms': { type: 'string' },
@@ -217,8 +219,10 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
     const value = wholeNumberFlag(flags, flag);
     if (value !== undefined) Object.assign(tuning, { [option]: value });
   }
+  const databaseBytesMax = wholeNumberFlag(flags, 'database-bytes-max');
   const running = await host.startMember({
     ...tuning,
+    ...(databaseBytesMax !== undefined && { limits: { databaseBytesMax } }),
     address,
     dir,
     join: listFlag(flags, 'join'),

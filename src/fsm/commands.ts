@@ -6,18 +6,28 @@
  *   FRAMES:     the engine's captured-transaction payload (opaque here, validated by the engine)
  *   CHECKPOINT: nothing
  *   BARRIER:    nothing (an empty command a new leader commits to learn its commit index)
+ *   TX_PART:    u32 part number (from 0), u32 part count, then a slice of a FRAMES payload
+ *   TX_COMMIT:  u32 part count, u32 payload bytes (low word), u32 payload bytes (high word)
+ *
+ * A transaction whose FRAMES command would exceed proposalBytesMax goes as TX_PART entries
+ * (each at most proposalBytesMax) followed by one TX_COMMIT; replicas stage the parts and apply
+ * the transaction only at the commit (see state-machine.ts for the staging rules).
  */
 
 export const enum CommandKind {
   Frames = 1,
   Checkpoint = 2,
   Barrier = 3,
+  TransactionPart = 4,
+  TransactionCommit = 5,
 }
 
 export type Command =
   | { kind: CommandKind.Frames; database: string; payload: Uint8Array }
   | { kind: CommandKind.Checkpoint; database: string }
-  | { kind: CommandKind.Barrier };
+  | { kind: CommandKind.Barrier }
+  | { kind: CommandKind.TransactionPart; database: string; part: number; parts: number; bytes: Uint8Array }
+  | { kind: CommandKind.TransactionCommit; database: string; parts: number; payloadBytes: number };
 
 export class CommandCodecError extends Error {
   readonly code = 'BAD_COMMAND';
@@ -28,6 +38,9 @@ export class CommandCodecError extends Error {
 }
 
 const HEADER_BYTES = 4;
+const PART_FIELDS_BYTES = 8;
+const COMMIT_FIELDS_BYTES = 12;
+const WORD = 2 ** 32;
 const COMMAND_VERSION = 1;
 export const DATABASE_NAME_BYTES_MAX = 1024;
 
@@ -39,7 +52,7 @@ export function encodeCommand(command: Command): Uint8Array {
   if (name.length > DATABASE_NAME_BYTES_MAX) {
     throw new CommandCodecError(`database name is ${name.length} bytes, at most ${DATABASE_NAME_BYTES_MAX} allowed`);
   }
-  const body = command.kind === CommandKind.Frames ? command.payload : undefined;
+  const body = commandBody(command);
   const bytes = new Uint8Array(HEADER_BYTES + name.length + (body?.length ?? 0));
   bytes[0] = command.kind;
   bytes[1] = COMMAND_VERSION;
@@ -48,6 +61,54 @@ export function encodeCommand(command: Command): Uint8Array {
   bytes.set(name, HEADER_BYTES);
   if (body) bytes.set(body, HEADER_BYTES + name.length);
   return bytes;
+}
+
+function commandBody(command: Command): Uint8Array | undefined {
+  switch (command.kind) {
+    case CommandKind.Frames:
+      return command.payload;
+    case CommandKind.TransactionPart: {
+      const body = new Uint8Array(PART_FIELDS_BYTES + command.bytes.length);
+      const view = new DataView(body.buffer);
+      view.setUint32(0, command.part, true);
+      view.setUint32(4, command.parts, true);
+      body.set(command.bytes, PART_FIELDS_BYTES);
+      return body;
+    }
+    case CommandKind.TransactionCommit: {
+      const body = new Uint8Array(COMMIT_FIELDS_BYTES);
+      const view = new DataView(body.buffer);
+      view.setUint32(0, command.parts, true);
+      view.setUint32(4, command.payloadBytes % WORD, true);
+      view.setUint32(8, Math.floor(command.payloadBytes / WORD), true);
+      return body;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The entries that carry one captured transaction: one FRAMES command when it fits
+ * `proposalBytesMax`, else TX_PART commands of at most `proposalBytesMax` bytes each and a
+ * TX_COMMIT. Parts are plain slices of the payload (not frame-aligned): only the whole payload
+ * means anything, and the engine validates it whole at the commit.
+ */
+export function encodeTransaction(database: string, payload: Uint8Array, proposalBytesMax: number): Uint8Array[] {
+  const nameBytes = utf8Encoder.encode(database).length;
+  if (HEADER_BYTES + nameBytes + payload.length <= proposalBytesMax) {
+    return [encodeCommand({ kind: CommandKind.Frames, database, payload })];
+  }
+  const sliceBytes = proposalBytesMax - HEADER_BYTES - nameBytes - PART_FIELDS_BYTES;
+  if (sliceBytes < 1) throw new CommandCodecError(`proposalBytesMax ${proposalBytesMax} leaves no room for a transaction part`);
+  const parts = Math.ceil(payload.length / sliceBytes);
+  const commands: Uint8Array[] = [];
+  for (let part = 0; part < parts; part++) {
+    const bytes = payload.subarray(part * sliceBytes, Math.min(payload.length, (part + 1) * sliceBytes));
+    commands.push(encodeCommand({ kind: CommandKind.TransactionPart, database, part, parts, bytes }));
+  }
+  commands.push(encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length }));
+  return commands;
 }
 
 export function decodeCommand(bytes: Uint8Array): Command {
@@ -77,6 +138,26 @@ export function decodeCommand(bytes: Uint8Array): Command {
     case CommandKind.Barrier:
       if (nameBytes !== 0 || rest.length !== 0) throw new CommandCodecError('BARRIER carries unexpected bytes');
       return { kind };
+    case CommandKind.TransactionPart: {
+      if (database.length === 0) throw new CommandCodecError('TX_PART without a database name');
+      if (rest.length <= PART_FIELDS_BYTES) throw new CommandCodecError(`TX_PART of ${rest.length} bytes carries no transaction bytes`);
+      const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+      const part = view.getUint32(0, true);
+      const parts = view.getUint32(4, true);
+      if (parts < 1 || part >= parts) throw new CommandCodecError(`TX_PART ${part} of ${parts} is out of range`);
+      return { kind, database, part, parts, bytes: rest.subarray(PART_FIELDS_BYTES) };
+    }
+    case CommandKind.TransactionCommit: {
+      if (database.length === 0) throw new CommandCodecError('TX_COMMIT without a database name');
+      if (rest.length !== COMMIT_FIELDS_BYTES) throw new CommandCodecError(`TX_COMMIT carries ${rest.length} bytes, expected ${COMMIT_FIELDS_BYTES}`);
+      const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+      const parts = view.getUint32(0, true);
+      const payloadBytes = view.getUint32(4, true) + view.getUint32(8, true) * WORD;
+      if (parts < 1 || !Number.isSafeInteger(payloadBytes) || payloadBytes < parts) {
+        throw new CommandCodecError(`TX_COMMIT of ${parts} parts and ${payloadBytes} bytes is malformed`);
+      }
+      return { kind, database, parts, payloadBytes };
+    }
     default:
       throw new CommandCodecError(`unknown command kind ${kind}`);
   }

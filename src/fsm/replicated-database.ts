@@ -8,12 +8,13 @@
  * frames of a transaction that Raft has not committed.
  */
 import type { CapturedTransaction, Database } from '../../wasm/index.ts';
-import { CommandKind, encodeCommand } from './commands.ts';
+import { CommandKind, encodeCommand, encodeTransaction } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
 import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
 
 export interface PendingTransaction {
+  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts. */
   index: number;
   term: number;
   committed: Deferred<void>;
@@ -30,8 +31,10 @@ export interface Replicator {
 }
 
 export interface ReplicatedDatabaseOptions {
-  /** Largest command Raft takes (limits' proposalBytesMax). */
+  /** Largest command Raft takes (limits' proposalBytesMax); a larger transaction goes in parts. */
   proposalBytesMax: number;
+  /** Largest database file or WAL (limits' databaseBytesMax): no transaction can be larger. */
+  databaseBytesMax: number;
   /** Test-only: undo the fix that drops engine-held transactions when a proposal is refused. */
   keepTransactionOnRefusedProposal?: boolean;
 }
@@ -59,32 +62,44 @@ export class ReplicatedDatabase {
     return this.pending[this.pending.length - 1]?.committed.promise;
   }
 
-  /** Proposes every transaction the last statement committed in SQLite. Leader only. */
+  /**
+   * Proposes every transaction the last statement committed in SQLite. Leader only. One larger
+   * than a proposal goes as consecutive TX_PART entries and a TX_COMMIT, all proposed in this
+   * one synchronous call: nothing else can enter the log between them (state-machine.ts relies
+   * on it to know when a staged transaction was abandoned).
+   */
   proposeCaptured(replicator: Replicator): void {
     const captured: CapturedTransaction[] = this.engine.takeCaptured();
-    const commands = captured.map((tx) => encodeCommand({ kind: CommandKind.Frames, database: this.name, payload: tx.payload }));
-    const oversized = commands.find((command) => command.length > this.options.proposalBytesMax);
+    const oversized = captured.find((tx) => tx.payload.length > this.options.databaseBytesMax);
     if (oversized) {
-      // SQLite committed it, Raft cannot carry it: roll it back here before anything of it leaves.
+      // The engine's file limit keeps this from happening; if it ever does, nothing leaves.
       const error = new NodeError(
         SQLITE_TOOBIG,
-        `transaction of ${oversized.length} bytes exceeds proposalBytesMax (${this.options.proposalBytesMax} bytes), the largest entry this cluster replicates: it was rolled back and nothing was replicated; split it into smaller transactions`,
+        `transaction of ${oversized.payload.length} bytes exceeds databaseBytesMax (${this.options.databaseBytesMax} bytes), the largest database this cluster holds: it was rolled back and nothing was replicated; split it into smaller transactions`,
       );
-      this.abortPending(`another transaction on this database was too large to replicate (${oversized.length} bytes)`);
+      this.abortPending(`another transaction on this database was too large to replicate (${oversized.payload.length} bytes)`);
       throw error;
     }
-    for (let i = 0; i < commands.length; i++) {
-      const command = commands[i]!;
-      let result: ProposeResult;
+    for (const tx of captured) {
+      const commands = encodeTransaction(this.name, tx.payload, this.options.proposalBytesMax);
+      let last: ProposeResult | undefined;
       try {
-        result = replicator.propose(command);
+        for (const command of commands) {
+          const result = replicator.propose(command);
+          assert(
+            last === undefined || (result.index === last.index + 1 && result.term === last.term),
+            `the parts of one transaction must be consecutive entries of one term: ${result.index}/${result.term} after ${last?.index}/${last?.term}`,
+          );
+          last = result;
+        }
       } catch (error) {
-        // Nothing of this batch reached the log: drop it all, and everything still pending too,
-        // because the engine can only go back to the last confirmed state.
+        // Some or none of this transaction reached the log, and no commit of it: drop it and
+        // everything still pending, because the engine can only go back to the last confirmed
+        // state. Parts already proposed are discarded by every replica (state-machine.ts).
         this.abortPending(error instanceof Error ? error.message : String(error));
         throw error;
       }
-      this.pending.push({ index: result.index, term: result.term, committed: deferred<void>() });
+      this.pending.push({ index: last!.index, term: last!.term, committed: deferred<void>() });
     }
     // Confirming by count is only right while both sides list the same transactions.
     assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
@@ -92,6 +107,28 @@ export class ReplicatedDatabase {
 
   /** Applies a committed FRAMES entry: confirms our own pending transaction or appends a peer's. */
   applyFrames(index: number, term: number, payload: Uint8Array): void {
+    this.applyTransaction(index, term, () => payload);
+  }
+
+  /**
+   * A committed TX_PART at `index`: nothing reaches the engine yet (the state machine stages the
+   * bytes). If it is not one of our own pending transaction's parts, another leader's entries
+   * took the place of ours.
+   */
+  applyPart(index: number, term: number): void {
+    const head = this.pending[0];
+    if (!head) return;
+    // Same term, before our commit: one of our parts, or of a transaction we abandoned before it.
+    if (head.term === term && index < head.index) return;
+    this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+  }
+
+  /** A committed TX_COMMIT: confirms our own pending transaction, or applies the staged parts joined. */
+  applyCommit(index: number, term: number, join: () => Uint8Array): void {
+    this.applyTransaction(index, term, join);
+  }
+
+  private applyTransaction(index: number, term: number, payload: () => Uint8Array): void {
     const head = this.pending[0];
     if (head && head.index === index && head.term === term) {
       this.engine.confirm(1);
@@ -103,7 +140,7 @@ export class ReplicatedDatabase {
       // Another leader's entry took the place of ours: our pending frames are not the log.
       this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
     }
-    this.engine.apply(payload);
+    this.engine.apply(payload());
   }
 
   applyCheckpoint(index: number): void {

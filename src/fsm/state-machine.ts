@@ -7,6 +7,16 @@
  *
  * An entry that cannot be applied throws ApplyError: every replica must apply every committed
  * entry the same way, so the caller stops the node rather than skip it.
+ *
+ * Transactions larger than one proposal arrive as TX_PART entries and a TX_COMMIT (commands.ts).
+ * The leader proposes them in one synchronous call, so in the log they are consecutive entries of
+ * one term with nothing between them. The parts are staged here (never in the engine, so no
+ * read sees them) and the transaction is applied whole at its TX_COMMIT. Any other entry
+ * arriving while parts are staged (another command, the next leader's first entry) proves the
+ * commit can no longer come: the staged parts are dropped. A TX_COMMIT (or a later part) whose
+ * earlier parts are not staged stops the node. No snapshot is taken while parts are staged, so a
+ * snapshot never falls between a transaction's parts and its commit, and a restart replays the
+ * parts from the log.
  */
 import type { Database, Engine } from '../../wasm/index.ts';
 import {
@@ -19,6 +29,7 @@ import {
   type Entry,
 } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
+import { LIMITS } from '../limits.ts';
 import { CommandKind, decodeCommand, type Command } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { ApplyError, assert } from './errors.ts';
@@ -35,8 +46,12 @@ export interface StateMachineOptions {
   /** The leader replicates a checkpoint once a database's WAL holds this many frames. */
   walFramesMax: number;
   compaction: CompactionPolicy;
+  /** Largest database file or WAL; default the limits table's. */
+  databaseBytesMax?: number;
   /** Test-only: see UnsafeSwitches.keepTransactionOnRefusedProposal. */
   keepTransactionOnRefusedProposal?: boolean;
+  /** Test-only: see UnsafeSwitches.snapshotBetweenParts. */
+  snapshotBetweenParts?: boolean;
   log: (line: string) => void;
 }
 
@@ -46,8 +61,21 @@ export interface StateCopy {
   files: DatabaseFiles[];
 }
 
+/** The parts of one large transaction applied so far, waiting for its TX_COMMIT. */
+interface StagedTransaction {
+  database: string;
+  term: number;
+  firstIndex: number;
+  lastIndex: number;
+  parts: number;
+  chunks: Uint8Array[];
+  bytes: number;
+}
+
 export class StateMachine {
   private readonly databases = new Map<string, ReplicatedDatabase>();
+  private staged: StagedTransaction | undefined;
+  private discardedCount = 0;
   private applied = 0;
   private lastSnapshotIndex = 0;
   private checkpointCount = 0;
@@ -65,6 +93,17 @@ export class StateMachine {
 
   get checkpoints(): number {
     return this.checkpointCount;
+  }
+
+  /** The open large transaction's database and parts staged so far, if one is open. */
+  get stagedTransaction(): { database: string; parts: number; staged: number; bytes: number } | undefined {
+    const staged = this.staged;
+    return staged && { database: staged.database, parts: staged.parts, staged: staged.chunks.length, bytes: staged.bytes };
+  }
+
+  /** Large transactions whose parts were dropped because their commit could no longer come. */
+  get discardedTransactions(): number {
+    return this.discardedCount;
   }
 
   /** The database `name`, opened (created empty) on first use, identically on every node. */
@@ -93,6 +132,7 @@ export class StateMachine {
    */
   apply(entry: Entry, leader: Replicator | undefined): void {
     assert(entry.index === this.applied + 1, `entry ${entry.index} applied after ${this.applied}`);
+    if (entry.type !== EntryType.Normal) this.discardStaged(entry);
     switch (entry.type) {
       case EntryType.Normal:
         this.applyCommand(entry, leader);
@@ -126,10 +166,18 @@ export class StateMachine {
     } catch (error) {
       throw new ApplyError(entry.index, entry.term, 'the command cannot be decoded (written by another version?)', error);
     }
+    if (!this.continuesStaged(entry, command)) this.discardStaged(entry);
     if (command.kind === CommandKind.Barrier) return;
     const db = this.database(command.database);
     try {
-      if (command.kind === CommandKind.Frames) {
+      if (command.kind === CommandKind.TransactionPart) {
+        this.stagePart(entry, command);
+        db.applyPart(entry.index, entry.term);
+      } else if (command.kind === CommandKind.TransactionCommit) {
+        const staged = this.takeStaged(entry, command);
+        db.applyCommit(entry.index, entry.term, () => joinChunks(staged));
+        if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
+      } else if (command.kind === CommandKind.Frames) {
         db.applyFrames(entry.index, entry.term, command.payload);
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else {
@@ -138,13 +186,73 @@ export class StateMachine {
         this.options.log(`checkpointed database ${db.name} at index ${entry.index}`);
       }
     } catch (error) {
-      const what = command.kind === CommandKind.Frames ? 'its frames' : 'its checkpoint';
+      if (error instanceof ApplyError) throw error;
+      const what = command.kind === CommandKind.Checkpoint ? 'its checkpoint' : command.kind === CommandKind.TransactionPart ? 'a transaction part' : 'its frames';
       throw new ApplyError(entry.index, entry.term, `database ${db.name} refused ${what}`, error);
     }
   }
 
+  /** Whether `command` at `entry` is the next part, or the commit, of the staged transaction. */
+  private continuesStaged(entry: Entry, command: Command): boolean {
+    const staged = this.staged;
+    if (!staged) return true;
+    if (command.kind !== CommandKind.TransactionPart && command.kind !== CommandKind.TransactionCommit) return false;
+    if (command.kind === CommandKind.TransactionPart && command.part !== staged.chunks.length) return false;
+    return command.database === staged.database && entry.term === staged.term && entry.index === staged.lastIndex + 1 && command.parts === staged.parts;
+  }
+
+  /** `entry` is not part of the staged transaction: its commit can no longer come (see the header). */
+  private discardStaged(entry: Entry): void {
+    const staged = this.staged;
+    if (!staged) return;
+    this.staged = undefined;
+    this.discardedCount++;
+    this.options.log(
+      `dropped ${staged.chunks.length} of ${staged.parts} parts (${staged.bytes} bytes) of a transaction on database ${staged.database} (entries ${staged.firstIndex}..${staged.lastIndex}, term ${staged.term}): entry ${entry.index} of term ${entry.term} came before its commit`,
+    );
+  }
+
+  private stagePart(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionPart }>): void {
+    const fail = (reason: string): never => {
+      throw new ApplyError(entry.index, entry.term, reason, new Error('a committed entry cannot be skipped: this node stops'));
+    };
+    const databaseBytesMax = this.options.databaseBytesMax ?? LIMITS.databaseBytesMax;
+    if (command.part === 0) {
+      assert(this.staged === undefined, 'a new transaction started while another was staged');
+      this.staged = { database: command.database, term: entry.term, firstIndex: entry.index, lastIndex: entry.index, parts: command.parts, chunks: [command.bytes], bytes: command.bytes.length };
+    } else {
+      const staged = this.staged;
+      if (!staged || staged.chunks.length !== command.part) {
+        fail(`part ${command.part + 1} of ${command.parts} of a transaction on database ${command.database} arrived without its earlier parts (${staged ? staged.chunks.length : 0} staged)`);
+      }
+      staged!.chunks.push(command.bytes);
+      staged!.bytes += command.bytes.length;
+      staged!.lastIndex = entry.index;
+    }
+    if (this.staged!.bytes > databaseBytesMax) {
+      fail(`the staged transaction on database ${command.database} holds ${this.staged!.bytes} bytes, above databaseBytesMax (${databaseBytesMax} bytes)`);
+    }
+  }
+
+  private takeStaged(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionCommit }>): StagedTransaction {
+    const staged = this.staged;
+    this.staged = undefined;
+    if (!staged || staged.chunks.length !== command.parts || staged.bytes !== command.payloadBytes) {
+      const have = staged ? `${staged.chunks.length} parts of ${staged.bytes} bytes are staged` : 'none of its parts are staged';
+      throw new ApplyError(
+        entry.index,
+        entry.term,
+        `the commit of a ${command.parts}-part transaction of ${command.payloadBytes} bytes on database ${command.database} came, but ${have}`,
+        new Error('a committed entry cannot be skipped: this node stops'),
+      );
+    }
+    return staged;
+  }
+
   /** Whether enough was applied since the last snapshot to take a new one. */
   snapshotDue(): boolean {
+    // A snapshot between a transaction's parts and its commit would lose the parts (see the header).
+    if (this.staged && !this.options.snapshotBetweenParts) return false;
     return snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction);
   }
 
@@ -159,6 +267,7 @@ export class StateMachine {
    * the leader are not part of it.
    */
   snapshot(): StateCopy {
+    assert(this.staged === undefined || this.options.snapshotBetweenParts === true, `a snapshot at ${this.applied} would fall between the parts of a transaction and its commit`);
     const files = this.all().map((db) => ({ name: db.name, ...db.engine.snapshot() }));
     return { index: this.applied, files };
   }
@@ -177,6 +286,8 @@ export class StateMachine {
       throw new ApplyError(index, term, 'the snapshot cannot be decoded', error);
     }
     const names = new Set(files.map((f) => f.name));
+    // A snapshot never falls inside a transaction: staged parts are before it, or not in it.
+    this.staged = undefined;
     for (const [name, db] of this.databases) {
       db.abortPending('a snapshot from the leader replaced this database');
       if (!names.has(name)) {
@@ -215,10 +326,21 @@ export class StateMachine {
     });
     holder.db = new ReplicatedDatabase(name, engineDb, loop, {
       proposalBytesMax: this.options.proposalBytesMax,
+      databaseBytesMax: this.options.databaseBytesMax ?? LIMITS.databaseBytesMax,
       ...(this.options.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     });
     return holder.db;
   }
+}
+
+function joinChunks(staged: StagedTransaction): Uint8Array {
+  const payload = new Uint8Array(staged.bytes);
+  let offset = 0;
+  for (const chunk of staged.chunks) {
+    payload.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return payload;
 }
 
 /** Encodes a state copy as the snapshot bytes Raft carries. */

@@ -65,7 +65,7 @@ export function sharedStage(): Promise<SqliteFileStage> {
   stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
   return stage;
 }
-/** Imports run one at a time per node: each holds a whole file in memory. */
+/** Imports run one at a time per node: each holds a whole file in memory (once: streamed into the stage). */
 let loading: Promise<unknown> = Promise.resolve();
 
 export interface LoadOutcome extends ReplayCounts {
@@ -164,18 +164,15 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
 }
 
 const SQLITE_TOOBIG = 18;
+const SQLITE_FULL = 13;
 
-/** A COMMIT the cluster refused; a transaction above the proposal limit says so plainly. */
+/** A COMMIT the cluster refused; a load above the database limit says so plainly. */
 function commitRefusal(error: unknown): Error {
   const text = statementErrorText(error);
-  // SQLITE_TOOBIG: the transaction is larger than one Raft entry may be; the node's message names the limit.
-  if (error instanceof DqliteError && error.code === SQLITE_TOOBIG) {
-    return new HttpApiError(
-      413,
-      `/db/load: the database replicates as one transaction, and ${text}: nothing changed. ` +
-        'Today a load must fit in one Raft entry; larger transactions are tracked as separate work. ' +
-        'Load a smaller database, or load the rest with /db/execute in several transactions',
-    );
+  // Loads larger than one Raft entry replicate in parts (src/fsm/commands.ts); only
+  // databaseBytesMax bounds them, and the node's message names it.
+  if (error instanceof DqliteError && (error.code === SQLITE_TOOBIG || (error.code & 0xff) === SQLITE_FULL)) {
+    return new HttpApiError(413, `/db/load: the database replicates as one transaction, and ${text}: nothing changed`);
   }
   if (error instanceof DqliteError && error.isLeadershipLost) {
     return new HttpApiError(503, `/db/load: leadership changed during COMMIT, so the load may or may not have been applied: ${text}; check the database before loading again`);

@@ -20,7 +20,7 @@ import {
 } from '../protocol/index.ts';
 import type { Role } from '../raft/index.ts';
 import type { ByteStream } from '../runtime.ts';
-import { NodeError, notLeader, SQLITE_ERROR, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
+import { NodeError, notLeader, SQLITE_ERROR, SQLITE_FULL, SQLITE_MISUSE, SQLITE_NOTFOUND, SQLITE_RANGE, SQLITE_TOOBIG } from '../fsm/errors.ts';
 import type { ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
 import { administer } from './admin-requests.ts';
@@ -171,6 +171,10 @@ export class Gateway {
       const sqliteCode = (error as { code?: unknown }).code;
       code = typeof sqliteCode === 'number' ? sqliteCode : SQLITE_ERROR;
       message = error.message;
+      if (typeof sqliteCode === 'number' && (sqliteCode & 0xff) === SQLITE_FULL) {
+        // The engine's files are bounded by databaseBytesMax; SQLite only says "full".
+        message += `: the database or its WAL would exceed databaseBytesMax (${this.limits.databaseBytesMax} bytes), so the transaction was rolled back and nothing of it was replicated; split it, delete data, or start the nodes with a larger databaseBytesMax`;
+      }
       if (typeof sqliteCode !== 'number') {
         // Not a SQL error: a bug or a broken invariant; keep the trace for whoever debugs it.
         this.log(`internal error answering ${this.stream.remoteAddress}: ${error.stack ?? error.message}`);

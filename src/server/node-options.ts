@@ -72,6 +72,9 @@ export interface NodeOptions {
  * already left (leaving its transaction open forever). `truncateOnCorruption` makes the log
  * loader cut a damaged record in the middle of the last segment off as if it were a torn tail
  * (the loader before the fix), so the node starts without entries it acknowledged.
+ * `snapshotBetweenParts` lets a snapshot be taken while a large transaction's parts are staged
+ * (the state machine defers it until the commit), so a node restarting from that snapshot, or
+ * installing it, meets a commit whose parts it never saw.
  */
 export interface UnsafeSwitches {
   ackBeforeCommit?: boolean;
@@ -82,6 +85,7 @@ export interface UnsafeSwitches {
   /** Follower reads at linearizable skip the leader's read index (stale reads the checkers must catch). */
   followerReadsWithoutReadIndex?: boolean;
   truncateOnCorruption?: boolean;
+  snapshotBetweenParts?: boolean;
 }
 
 /** The switches' names on the command line (`--unsafe-for-testing a,b`), kebab-case. */
@@ -93,6 +97,7 @@ export const UNSAFE_SWITCH_NAMES: Record<string, keyof UnsafeSwitches> = {
   'run-requests-of-departed-clients': 'runRequestsOfDepartedClients',
   'follower-reads-without-read-index': 'followerReadsWithoutReadIndex',
   'truncate-on-corruption': 'truncateOnCorruption',
+  'snapshot-between-parts': 'snapshotBetweenParts',
 };
 
 /** Parses a comma-separated `--unsafe-for-testing` list; throws naming the unknown switch. */

@@ -436,7 +436,7 @@ export class ClusterNode implements GatewayHost {
   propose(data: Uint8Array): ProposeResult {
     // Only client transactions are refused on a full disk: the reserve is for everything else
     // (checkpoints, barriers, configuration changes must never fail for want of space).
-    const refusal = data[0] === CommandKind.Frames ? this.log.proposalRefusal(data.length) : undefined;
+    const refusal = data[0] === CommandKind.Frames || data[0] === CommandKind.TransactionPart ? this.log.proposalRefusal(data.length) : undefined;
     if (refusal) throw new NodeError(SQLITE_FULL, refusal.message);
     const result = this.raft.propose(data);
     if (!result.ok) {
@@ -655,9 +655,11 @@ function newStateMachine(
     busyTimeoutMs: settings.busyTimeoutMs,
     databaseQueuedTasksMax: limits.databaseQueuedTasksMax,
     proposalBytesMax: limits.proposalBytesMax,
+    databaseBytesMax: limits.databaseBytesMax,
     walFramesMax: settings.walFramesMax,
     compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
+    ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
     log,
   });
 }

@@ -1,0 +1,278 @@
+/**
+ * Transactions larger than one proposal, on real SQLite: the leader's machine splits them into
+ * TX_PART entries and a TX_COMMIT, replicas stage the parts outside the engine and apply the
+ * transaction whole at the commit, and every way the commit can fail to come leaves nothing.
+ */
+import { describe, expect, test } from 'vitest';
+import { CommandKind, decodeCommand, encodeCommand, encodeTransaction } from '../../src/fsm/commands.ts';
+import { ApplyError } from '../../src/fsm/errors.ts';
+import type { Replicator } from '../../src/fsm/replicated-database.ts';
+import { encodeStateCopy, StateMachine } from '../../src/fsm/state-machine.ts';
+import { EntryType, type Entry } from '../../src/raft/index.ts';
+import { Engine } from '../../wasm/index.ts';
+
+const PROPOSAL_BYTES_MAX = 64 * 1024;
+const stillClock = { nowMs: () => 0, setTimeout: () => ({ cancel() {} }) };
+
+async function machine(options: { snapshotBetweenParts?: boolean; databaseBytesMax?: number; lines?: string[] } = {}): Promise<StateMachine> {
+  return new StateMachine({
+    engine: await Engine.create(),
+    clock: stillClock,
+    busyTimeoutMs: 1000,
+    databaseQueuedTasksMax: 100,
+    proposalBytesMax: PROPOSAL_BYTES_MAX,
+    walFramesMax: 100_000,
+    compaction: { snapshotThresholdEntries: 2, trailingEntries: 1 },
+    ...(options.snapshotBetweenParts && { snapshotBetweenParts: true }),
+    ...(options.databaseBytesMax && { databaseBytesMax: options.databaseBytesMax }),
+    log: (line) => options.lines?.push(line),
+  });
+}
+
+/** A Raft log stand-in for the leader's proposals: consecutive indexes in one term. */
+class RecordingLog implements Replicator {
+  readonly entries: Entry[] = [];
+  constructor(
+    private nextIndex: number,
+    public term: number,
+  ) {}
+
+  propose(data: Uint8Array): { index: number; term: number } {
+    const entry: Entry = { index: this.nextIndex++, term: this.term, type: EntryType.Normal, data };
+    this.entries.push(entry);
+    return { index: entry.index, term: entry.term };
+  }
+
+  append(type: EntryType, data: Uint8Array, term = this.term): Entry {
+    const entry: Entry = { index: this.nextIndex++, term, type, data };
+    this.entries.push(entry);
+    return entry;
+  }
+}
+
+function exec(sm: StateMachine, name: string, sql: string): void {
+  const statement = sm.database(name).engine.prepare(sql)!;
+  try {
+    while (statement.step()) {
+      // no rows needed
+    }
+  } finally {
+    statement.finalize();
+  }
+}
+
+/** Rows of `sql` on the committed state (the read view clients read from). */
+function committedRows(sm: StateMachine, name: string, sql: string): unknown[][] {
+  const view = sm.database(name).engine.readView();
+  view.catchUp();
+  const statement = view.prepare(sql)!;
+  const rows: unknown[][] = [];
+  try {
+    while (statement.step()) rows.push(statement.row());
+  } finally {
+    statement.finalize();
+  }
+  return rows;
+}
+
+function applyAll(sm: StateMachine, entries: Entry[]): void {
+  for (const entry of entries) sm.apply(entry, undefined);
+}
+
+/** A leader with table t(x) committed and replicated to `followers`; returns its log. */
+async function cluster(followers: number): Promise<{ leader: StateMachine; replicas: StateMachine[]; log: RecordingLog }> {
+  const leader = await machine();
+  const replicas = await Promise.all(Array.from({ length: followers }, () => machine()));
+  const log = new RecordingLog(1, 1);
+  exec(leader, 'app', 'CREATE TABLE t (x BLOB)');
+  leader.database('app').proposeCaptured(log);
+  for (const sm of [leader, ...replicas]) applyAll(sm, log.entries);
+  return { leader, replicas, log };
+}
+
+/** Runs `sql` on the leader and proposes what it captured: the new log entries. */
+function propose(leader: StateMachine, log: RecordingLog, sql: string): { before: number; entries: Entry[] } {
+  const before = log.entries.length;
+  exec(leader, 'app', sql);
+  leader.database('app').proposeCaptured(log);
+  return { before, entries: log.entries.slice(before) };
+}
+
+function kinds(entries: Entry[]): CommandKind[] {
+  return entries.map((entry) => decodeCommand(entry.data).kind);
+}
+
+describe('a transaction larger than one proposal', () => {
+  test('goes as parts and a commit, each within proposalBytesMax, and applies whole and byte-identical on every replica', async () => {
+    const { leader, replicas, log } = await cluster(2);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(300000))');
+    const parts = entries.slice(0, -1);
+    expect(parts.length).toBeGreaterThanOrEqual(5);
+    expect(kinds(entries)).toEqual([...parts.map(() => CommandKind.TransactionPart), CommandKind.TransactionCommit]);
+    for (const entry of entries) expect(entry.data.length).toBeLessThanOrEqual(PROPOSAL_BYTES_MAX);
+
+    const [follower] = replicas;
+    const walBefore = follower!.database('app').engine.files().wal;
+    applyAll(follower!, parts);
+    // Staged outside the engine: the files and the reads are as before the transaction.
+    expect(follower!.stagedTransaction).toEqual({ database: 'app', parts: parts.length, staged: parts.length, bytes: expect.any(Number) });
+    expect(follower!.database('app').engine.files().wal).toEqual(walBefore);
+    expect(committedRows(follower!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    // The leader holds the frames as pending; its reads do not see them either.
+    applyAll(leader, parts);
+    expect(committedRows(leader, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    let committed = false;
+    void leader.database('app').commitBarrier()!.then(() => (committed = true));
+
+    applyAll(replicas[1]!, parts);
+    for (const sm of [leader, ...replicas]) sm.apply(entries[entries.length - 1]!, undefined);
+    await Promise.resolve();
+    expect(committed).toBe(true);
+    for (const sm of [leader, ...replicas]) {
+      expect(sm.stagedTransaction).toBeUndefined();
+      expect(committedRows(sm, 'app', 'SELECT count(*), length(x) FROM t')).toEqual([[1, 300000]]);
+      expect(sm.database('app').engine.files()).toEqual(leader.database('app').engine.files());
+    }
+  });
+
+  test('parts of a term followed by the next leader\'s first entry are dropped: nothing of them is applied', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
+    // The old leader reached a quorum with two parts only, then a new leader took over.
+    const follower = replicas[0]!;
+    const lines: string[] = [];
+    const witness = await machine({ lines });
+    applyAll(witness, log.entries.slice(0, before));
+    const survivors = entries.slice(0, 2);
+    const next = new RecordingLog(survivors[1]!.index + 1, 2);
+    const barrier = next.append(EntryType.Normal, encodeCommand({ kind: CommandKind.Barrier }));
+    for (const sm of [follower, witness]) {
+      applyAll(sm, [...survivors, barrier]);
+      expect(sm.stagedTransaction).toBeUndefined();
+      expect(sm.discardedTransactions).toBe(1);
+      expect(committedRows(sm, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    }
+    expect(lines.join('\n')).toMatch(/dropped 2 of \d+ parts .* of a transaction on database app .* came before its commit/);
+    // The old leader, now a follower, lost its pending transaction and applies the same.
+    leader.abortPending('this node is no longer the leader');
+    applyAll(leader, [...survivors, barrier]);
+    // The new leader writes on: every replica applies it on top of the state before the lost one.
+    const newLeader = follower;
+    exec(newLeader, 'app', "INSERT INTO t VALUES ('after')");
+    newLeader.database('app').proposeCaptured(next);
+    const frames = next.entries.slice(1);
+    for (const sm of [newLeader, witness, leader]) applyAll(sm, frames);
+    for (const sm of [witness, leader]) {
+      expect(committedRows(sm, 'app', 'SELECT x FROM t')).toEqual([['after']]);
+      expect(sm.database('app').engine.files()).toEqual(newLeader.database('app').engine.files());
+    }
+  });
+
+  test('a leader that stepped down after its parts were applied still applies the commit a new leader commits', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(150000))');
+    applyAll(leader, entries.slice(0, -1));
+    // Leadership lost before the commit was known to be committed: the engine drops the frames.
+    leader.abortPending('this node is no longer the leader');
+    expect(leader.database('app').engine.pendingCount()).toBe(0);
+    // The new leader had the commit entry: it commits it (before its own first entry).
+    for (const sm of [leader, replicas[0]!]) {
+      if (sm !== leader) applyAll(sm, entries.slice(0, -1));
+      sm.apply(entries[entries.length - 1]!, undefined);
+      expect(committedRows(sm, 'app', 'SELECT length(x) FROM t')).toEqual([[150000]]);
+    }
+    expect(leader.database('app').engine.files()).toEqual(replicas[0]!.database('app').engine.files());
+  });
+
+  test('an abandoned transaction in the same term is dropped when the next entry is not its continuation', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const follower = replicas[0]!;
+    const before = log.entries.length;
+    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(200000))');
+    // The proposal is refused after two parts (log full): the leader drops the transaction.
+    let accepted = 0;
+    const refusing: Replicator = {
+      propose: (data) => {
+        if (accepted++ === 2) throw new Error('cannot replicate: too many entries are waiting to commit');
+        return log.propose(data);
+      },
+    };
+    expect(() => leader.database('app').proposeCaptured(refusing)).toThrow(/too many entries/);
+    expect(leader.database('app').engine.pendingCount()).toBe(0);
+    exec(leader, 'app', "INSERT INTO t VALUES ('small')");
+    leader.database('app').proposeCaptured(log);
+    const entries = log.entries.slice(before);
+    expect(kinds(entries)).toEqual([CommandKind.TransactionPart, CommandKind.TransactionPart, CommandKind.Frames]);
+    for (const sm of [leader, follower]) {
+      applyAll(sm, entries);
+      expect(sm.discardedTransactions).toBe(1);
+      expect(committedRows(sm, 'app', 'SELECT x FROM t')).toEqual([['small']]);
+    }
+    expect(follower.database('app').engine.files()).toEqual(leader.database('app').engine.files());
+  });
+
+  test('a commit whose parts are missing, or a part without its earlier ones, stops the apply', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
+    const follower = replicas[0]!;
+    const applied = follower.appliedIndex;
+    // Entry `before + 1` (the first part) never applied here: the second part cannot be skipped past.
+    const skipping = await machine();
+    applyAll(skipping, log.entries.slice(0, before));
+    const second = { ...entries[1]!, index: skipping.appliedIndex + 1 };
+    expect(() => skipping.apply(second, undefined)).toThrow(ApplyError);
+    expect(() => skipping.apply(second, undefined)).toThrow(/part 2 of \d+ of a transaction on database app arrived without its earlier parts/);
+    const commit = { ...entries[entries.length - 1]!, index: applied + 1 };
+    expect(() => follower.apply(commit, undefined)).toThrow(/the commit of a \d+-part transaction of \d+ bytes on database app came, but none of its parts are staged/);
+    expect(follower.appliedIndex).toBe(applied);
+  });
+
+  test('no snapshot is taken while parts are staged; a restart from the snapshot before them replays them', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const follower = replicas[0]!;
+    const copy = follower.snapshot();
+    follower.snapshotStarted(copy.index);
+    const { before, entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
+    applyAll(follower, entries.slice(0, -1));
+    expect(follower.appliedIndex - copy.index).toBeGreaterThan(2);
+    expect(follower.snapshotDue()).toBe(false);
+    expect(() => follower.snapshot()).toThrow(/invariant violated: a snapshot at \d+ would fall between the parts of a transaction and its commit/);
+    follower.apply(entries[entries.length - 1]!, undefined);
+    expect(follower.snapshotDue()).toBe(true);
+    // Restart: the snapshot, then the log after it.
+    const restarted = await machine();
+    restarted.restore(encodeStateCopy(copy), copy.index, 1);
+    applyAll(restarted, log.entries.slice(copy.index));
+    expect(restarted.database('app').engine.files()).toEqual(follower.database('app').engine.files());
+  });
+
+  test('with snapshotBetweenParts a snapshot lands inside the transaction, and a node restarting from it stops', async () => {
+    const leader = await machine();
+    const buggy = await machine({ snapshotBetweenParts: true });
+    const log = new RecordingLog(1, 1);
+    exec(leader, 'app', 'CREATE TABLE t (x BLOB)');
+    leader.database('app').proposeCaptured(log);
+    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(200000))');
+    leader.database('app').proposeCaptured(log);
+    applyAll(buggy, log.entries.slice(0, 3));
+    expect(buggy.snapshotDue()).toBe(true);
+    const copy = buggy.snapshot();
+    const restarted = await machine();
+    restarted.restore(encodeStateCopy(copy), copy.index, 1);
+    expect(() => applyAll(restarted, log.entries.slice(copy.index))).toThrow(ApplyError);
+  });
+
+  test('the codec refuses malformed parts and commits; small transactions stay one FRAMES entry', () => {
+    const payload = new Uint8Array(1000).fill(7);
+    expect(encodeTransaction('app', payload, 2000).map((c) => decodeCommand(c).kind)).toEqual([CommandKind.Frames]);
+    const commands = encodeTransaction('app', payload, 300);
+    const decoded = commands.map((c) => decodeCommand(c));
+    expect(decoded.at(-1)).toEqual({ kind: CommandKind.TransactionCommit, database: 'app', parts: commands.length - 1, payloadBytes: 1000 });
+    const joined = decoded.flatMap((c) => (c.kind === CommandKind.TransactionPart ? [...c.bytes] : []));
+    expect(new Uint8Array(joined)).toEqual(payload);
+    const part = commands[0]!.slice();
+    part[4 + 3 + 4] = 0; // parts = 0
+    expect(() => decodeCommand(part)).toThrow(/TX_PART 0 of 0 is out of range/);
+    expect(() => decodeCommand(commands.at(-1)!.subarray(0, 10))).toThrow(/TX_COMMIT carries/);
+  });
+});
