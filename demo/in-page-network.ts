@@ -5,6 +5,7 @@
  * endpoint → broker (the page) → endpoint over MessagePorts; because the broker sees all
  * traffic, it can cut links (partitions) and delay them (slow links) like a real network would.
  */
+import { dialOverWebSocket } from '../src/client/message-stream.ts';
 import type { DialStream, DialWebSocket, MessageChannel } from '../src/runtime.ts';
 
 /** The part of a MessagePort (or a Worker) this network uses. */
@@ -372,16 +373,7 @@ export class InPageEndpoint {
   };
 
   /** A DialStream for the dqlite client protocol: reaches `address` on its `/dqlite` path. */
-  readonly dialStream: DialStream = async (address, options) => {
-    const channel = await this.dialWebSocket(`ws://${address}/dqlite`, options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
-    return {
-      remoteAddress: channel.remoteAddress,
-      write: (bytes) => channel.send(bytes),
-      onData: (handler) => channel.onMessage(handler),
-      onClose: (handler) => channel.onClose(handler),
-      close: () => channel.close(),
-    };
-  };
+  readonly dialStream: DialStream = dialOverWebSocket(this.dialWebSocket, (address) => `ws://${address}/dqlite`);
 
   /** Closes every connection; the endpoint cannot be used afterwards. */
   close(): void {

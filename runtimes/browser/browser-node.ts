@@ -12,6 +12,8 @@ import type { DialStream, DialWebSocket, DurableStorage, MessageChannel } from '
 import { joinCluster } from '../../src/server/join.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
+import { NODE_DEFAULTS } from '../../src/server/node-options.ts';
+import { JOIN_TIMEOUT_MS_DEFAULT } from '../../src/server/startup.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import { IndexedDbStorage } from './indexeddb-storage.ts';
 import { OpfsStorage, opfsAvailable } from './opfs-storage.ts';
@@ -130,7 +132,7 @@ async function listeningMembers(
 ): Promise<{ id: number; address: string }[]> {
   if (servers.length === 0) return [];
   try {
-    const cluster = await connectCluster({ servers, dial, timeoutMs: required ? 60_000 : 5_000 });
+    const cluster = await connectCluster({ servers, dial, timeoutMs: required ? JOIN_TIMEOUT_MS_DEFAULT : 5_000 });
     try {
       return (await cluster.members()).filter((m) => m.address !== '').map((m) => ({ id: Number(m.id), address: m.address }));
     } finally {
@@ -231,9 +233,9 @@ export class BrowserNode {
           servers: options.join,
           id,
           address,
-          votersMax: options.votersMax ?? 3,
-          standbysMax: 3,
-          timeoutMs: 60_000,
+          votersMax: options.votersMax ?? NODE_DEFAULTS.votersMax,
+          standbysMax: NODE_DEFAULTS.standbysMax,
+          timeoutMs: JOIN_TIMEOUT_MS_DEFAULT,
           log: nodeLog,
         });
       } catch (error) {
