@@ -25,6 +25,9 @@ export interface ReadPlan {
   readonly maxStalenessMs: number;
 }
 
+/** rqlite's default, `weak`: the leader at `lease`. */
+export const LEADER_READS: ReadPlan = { local: false, consistency: ReadConsistencyCode.Lease, maxStalenessMs: 0 };
+
 /** `none` without `freshness` has no bound, as in rqlite (a node that never heard from a leader still refuses). */
 const UNBOUNDED_MS = Number.MAX_SAFE_INTEGER;
 const GO_DURATION = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
@@ -48,7 +51,7 @@ export function readPlan(params: QueryParams, selfRole: string | undefined): Rea
     case 'strong':
       return { local: false, consistency: ReadConsistencyCode.Linearizable, maxStalenessMs: 0 };
     default:
-      return { local: false, consistency: ReadConsistencyCode.Lease, maxStalenessMs: 0 };
+      return LEADER_READS;
   }
 }
 

@@ -20,7 +20,7 @@ import {
   type HttpApiResponse,
 } from './request.ts';
 import { encodeJson, type JsonValue, type ResultShape } from './rqlite-json.ts';
-import { readPlan } from './read-level.ts';
+import { LEADER_READS, readPlan, type ReadPlan } from './read-level.ts';
 import { parseStatement, parseStatements, type ParsedStatement } from './statements.ts';
 
 /** rqlite has one database; here `?db=NAME` picks one, and this is the default. */
@@ -81,20 +81,21 @@ export class HttpApi {
       throw new HttpApiError(404, `no endpoint ${path}: this node serves ${ENDPOINTS}`);
     }
     const database = databaseName(params);
+    // rqlite ignores `level` on /db/execute, /db/backup and /db/load: only reads are planned.
+    const read = endpoint === 'query' || endpoint === 'request' ? this.readPlan(params) : LEADER_READS;
     // Reads this node answers as a replica need no leader, so nothing to redirect.
-    const answeredHere = endpoint === 'query' && this.readPlan(params).local;
-    if (!answeredHere) this.redirectIfAsked(request, params);
+    if (!(endpoint === 'query' && read.local)) this.redirectIfAsked(request, params);
     switch (endpoint) {
       case 'backup':
         return this.backup(request, params, database);
       case 'load':
         return this.load(request, params, database, pretty);
       default:
-        return this.statements(request, endpoint as Endpoint, params, database, pretty);
+        return this.statements(request, endpoint as Endpoint, params, database, read, pretty);
     }
   }
 
-  private async statements(request: HttpApiRequest, endpoint: Endpoint, params: QueryParams, database: string, pretty: boolean): Promise<HttpApiResponse> {
+  private async statements(request: HttpApiRequest, endpoint: Endpoint, params: QueryParams, database: string, read: ReadPlan, pretty: boolean): Promise<HttpApiResponse> {
     const startMs = performance.now();
     const where = `/db/${endpoint}`;
     let statements: ParsedStatement[];
@@ -106,8 +107,6 @@ export class HttpApi {
       allow(request, endpoint === 'query' ? ['GET', 'POST'] : ['POST']);
       statements = parseStatements(parseJsonBody(await readBody(request, JSON_BODY_BYTES_MAX, where), where), where);
     }
-    // rqlite ignores `level` on /db/execute; it has no reads to plan.
-    const read = endpoint === 'execute' ? readPlan(new QueryParams(''), undefined) : this.readPlan(params);
     // /db/request may write, so it runs on the leader; its reads keep their level there.
     const local = endpoint === 'query' && read.local;
     if (endpoint === 'query' && !local) this.requireKnownDatabase(database);
@@ -157,7 +156,7 @@ export class HttpApi {
     return json(200, body, pretty);
   }
 
-  private readPlan(params: QueryParams): ReturnType<typeof readPlan> {
+  private readPlan(params: QueryParams): ReadPlan {
     const cluster = this.host.cluster();
     return readPlan(params, cluster.members.find((m) => m.id === cluster.id)?.role);
   }
