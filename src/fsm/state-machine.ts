@@ -32,6 +32,7 @@ import type { Clock } from '../runtime.ts';
 import { LIMITS } from '../limits.ts';
 import { CommandKind, decodeCommand, type Command } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
+import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
 import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles } from './snapshot-codec.ts';
@@ -79,8 +80,12 @@ export class StateMachine {
   private applied = 0;
   private lastSnapshotIndex = 0;
   private checkpointCount = 0;
+  /** Every transaction this replica applies, as it applies it (commit-events.ts). */
+  readonly commits: CommitEvents;
 
-  constructor(private readonly options: StateMachineOptions) {}
+  constructor(private readonly options: StateMachineOptions) {
+    this.commits = new CommitEvents(options.log);
+  }
 
   /** Index of the last entry applied (or restored from a snapshot). */
   get appliedIndex(): number {
@@ -176,9 +181,11 @@ export class StateMachine {
       } else if (command.kind === CommandKind.TransactionCommit) {
         const staged = this.takeStaged(entry, command);
         db.applyCommit(entry.index, entry.term, () => joinChunks(staged));
+        this.commits.emit({ database: db.name, index: entry.index });
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
         db.applyFrames(entry.index, entry.term, command.payload);
+        this.commits.emit({ database: db.name, index: entry.index });
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else {
         db.applyCheckpoint(entry.index);
@@ -288,9 +295,11 @@ export class StateMachine {
     const names = new Set(files.map((f) => f.name));
     // A snapshot never falls inside a transaction: staged parts are before it, or not in it.
     this.staged = undefined;
+    const removed: string[] = [];
     for (const [name, db] of this.databases) {
       db.abortPending('a snapshot from the leader replaced this database');
       if (!names.has(name)) {
+        removed.push(name);
         db.engine.close();
         this.databases.delete(name);
       }
@@ -308,6 +317,8 @@ export class StateMachine {
     }
     this.applied = index;
     this.lastSnapshotIndex = index;
+    // What happened between the old state and the snapshot is not known here: say so.
+    for (const name of new Set([...names, ...removed])) this.commits.emit({ database: name, index, snapshot: true });
   }
 
   /** Every pending transaction fails; each database returns to its committed state. */
