@@ -27,6 +27,11 @@ export interface Limits {
   peerMessageBytesMax: number;
   /** Entry bytes one Append message carries when there are several (a larger entry goes alone). */
   appendBytesMax: number;
+  /**
+   * Entry bytes sent to one replica and not yet acknowledged: bounds the leader's memory held in
+   * appends (a large transaction's parts) while a follower is slow. One append always goes.
+   */
+  appendInflightBytesMax: number;
   /** Bytes of one InstallSnapshot chunk. */
   snapshotChunkBytesMax: number;
   /** Largest snapshot a node takes or accepts: every database's main file and WAL. */
@@ -56,6 +61,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   databaseBytesMax: 1 * GiB,
   peerMessageBytesMax: 64 * MiB,
   appendBytesMax: 1 * MiB,
+  appendInflightBytesMax: 32 * MiB,
   snapshotChunkBytesMax: 1 * MiB,
   snapshotBytesMax: 2 * GiB + 64 * MiB,
   logRecordBytesMax: 256 * MiB,
@@ -103,6 +109,7 @@ export function validateLimits(limits: Limits): void {
   };
   atLeast('peerMessageBytesMax', limits.proposalBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus ${PEER_MESSAGE_FRAMING_BYTES} bytes of framing`);
   atLeast('peerMessageBytesMax', limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry a full Append (appendBytesMax ${limits.appendBytesMax}) plus its framing`);
+  atLeast('appendInflightBytesMax', limits.appendBytesMax, `the appends in flight to a replica must hold at least one full Append (appendBytesMax ${limits.appendBytesMax})`);
   atLeast('peerMessageBytesMax', limits.snapshotChunkBytesMax + PEER_MESSAGE_FRAMING_BYTES, `a peer message must carry a snapshot chunk (snapshotChunkBytesMax ${limits.snapshotChunkBytesMax}) plus its framing`);
   if (limits.peerMessageBytesMax > MESSAGE_BYTES_MAX) {
     problems.push(`peerMessageBytesMax (${limits.peerMessageBytesMax}) must not exceed the Raft codec's ${MESSAGE_BYTES_MAX}-byte message bound`);

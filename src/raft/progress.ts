@@ -2,7 +2,8 @@
  * What the leader knows about one replica (voter or standby): how far its log matches, what to
  * send next, and the flow-control state (etcd's probe / replicate / snapshot).
  * - probe: one append at a time until we find where the logs match;
- * - replicate: optimistic pipelining, at most `inflightMax` appends in flight;
+ * - replicate: optimistic pipelining, at most `inflightMax` appends and `inflightBytesMax` entry
+ *   bytes in flight (one append always goes, however large, so a big entry cannot stall);
  * - snapshot: sending a snapshot in chunks, appends paused until it is installed.
  */
 import type { Snapshot } from './types.ts';
@@ -19,13 +20,20 @@ export class Progress {
   recentActive = false;
   /** Last index of each append in flight (replicate state), oldest first. */
   private inflight: number[] = [];
+  /** Entry bytes of each append in `inflight`, and their sum. */
+  private inflightSizes: number[] = [];
+  private inflightBytes = 0;
   /** Snapshot state: the snapshot being sent and how many bytes the follower has confirmed. */
   snapshot: Snapshot | undefined;
   snapshotAckedBytes = 0;
   /** Ticks since the last snapshot chunk was sent, to resend lost chunks. */
   snapshotIdleTicks = 0;
 
-  constructor(next: number, readonly inflightMax: number) {
+  constructor(
+    next: number,
+    readonly inflightMax: number,
+    readonly inflightBytesMax: number = Number.POSITIVE_INFINITY,
+  ) {
     this.next = next;
   }
 
@@ -53,7 +61,7 @@ export class Progress {
   private reset(state: ProgressState): void {
     this.state = state;
     this.probeSent = false;
-    this.inflight = [];
+    this.clearInflight();
     this.snapshot = undefined;
     this.snapshotAckedBytes = 0;
   }
@@ -93,18 +101,20 @@ export class Progress {
       case 'probe':
         return this.probeSent;
       case 'replicate':
-        return this.inflight.length >= this.inflightMax;
+        return this.inflight.length >= this.inflightMax || this.inflightBytes >= this.inflightBytesMax;
       case 'snapshot':
         return true;
     }
   }
 
-  /** Records an append that was just sent, ending at `lastIndex`. */
-  sentAppend(lastIndex: number, entryCount: number): void {
+  /** Records an append that was just sent, ending at `lastIndex`, of `entryBytes` entry data. */
+  sentAppend(lastIndex: number, entryCount: number, entryBytes = 0): void {
     if (this.state === 'replicate') {
       if (entryCount > 0) {
         this.next = lastIndex + 1;
         this.inflight.push(lastIndex);
+        this.inflightSizes.push(entryBytes);
+        this.inflightBytes += entryBytes;
       }
     } else if (this.state === 'probe') {
       this.probeSent = true;
@@ -114,15 +124,32 @@ export class Progress {
   private freeInflightTo(index: number): void {
     let n = 0;
     while (n < this.inflight.length && this.inflight[n]! <= index) n++;
-    if (n > 0) this.inflight = this.inflight.slice(n);
+    if (n > 0) this.dropOldest(n);
+  }
+
+  private dropOldest(n: number): void {
+    for (let i = 0; i < n; i++) this.inflightBytes -= this.inflightSizes[i]!;
+    this.inflight = this.inflight.slice(n);
+    this.inflightSizes = this.inflightSizes.slice(n);
+  }
+
+  private clearInflight(): void {
+    this.inflight = [];
+    this.inflightSizes = [];
+    this.inflightBytes = 0;
   }
 
   /** A heartbeat round without answer: let one more append through (the last may be lost). */
   freeOneInflight(): void {
-    if (this.inflight.length > 0) this.inflight.shift();
+    if (this.inflight.length > 0) this.dropOldest(1);
   }
 
   inflightCount(): number {
     return this.inflight.length;
+  }
+
+  /** Entry bytes of the appends in flight. */
+  inflightByteCount(): number {
+    return this.inflightBytes;
   }
 }

@@ -75,6 +75,11 @@ export interface RaftConfig {
   checkQuorum?: boolean;
   /** Appends in flight per replica (pipelining bound). Default 256. */
   maxInflightAppends?: number;
+  /**
+   * Entry bytes in flight per replica: the leader's memory held in unacknowledged appends to one
+   * replica stays near this, whatever the entries' size. Default 64 MiB.
+   */
+  maxInflightBytes?: number;
   /** Entry bytes per append message. Default 1 MiB. */
   maxEntriesBytesPerAppend?: number;
   /** Snapshot bytes per InstallSnapshot chunk. Default 1 MiB. */
@@ -165,6 +170,7 @@ export class RaftNode {
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
   private readonly maxInflightAppends: number;
+  private readonly maxInflightBytes: number;
   private readonly maxEntriesBytesPerAppend: number;
   private readonly snapshotChunkBytes: number;
   private readonly maxSnapshotBytes: number;
@@ -211,6 +217,7 @@ export class RaftNode {
     this.preVote = config.preVote ?? true;
     this.checkQuorum = config.checkQuorum ?? true;
     this.maxInflightAppends = positiveInt(config.maxInflightAppends, 256, 'maxInflightAppends');
+    this.maxInflightBytes = positiveInt(config.maxInflightBytes, 64 * 1024 * 1024, 'maxInflightBytes');
     this.maxEntriesBytesPerAppend = positiveInt(config.maxEntriesBytesPerAppend, 1024 * 1024, 'maxEntriesBytesPerAppend');
     this.snapshotChunkBytes = positiveInt(config.snapshotChunkBytes, 1024 * 1024, 'snapshotChunkBytes');
     this.maxSnapshotBytes = positiveInt(config.maxSnapshotBytes, 1024 * 1024 * 1024, 'maxSnapshotBytes');
@@ -763,7 +770,7 @@ export class RaftNode {
     for (const id of [...this.progress.keys()]) if (!replicas.has(id)) this.progress.delete(id);
     for (const id of replicas) {
       if (id === this.id || this.progress.has(id)) continue;
-      const pr = new Progress(this.log.lastIndex() + 1, this.maxInflightAppends);
+      const pr = new Progress(this.log.lastIndex() + 1, this.maxInflightAppends, this.maxInflightBytes);
       pr.recentActive = true;
       this.progress.set(id, pr);
     }
@@ -819,7 +826,9 @@ export class RaftNode {
     m.logTerm = prevTerm;
     m.entries = entries;
     m.commit = this.log.committed;
-    pr.sentAppend(prevIndex + entries.length, entries.length);
+    let entryBytes = 0;
+    for (const entry of entries) entryBytes += entry.data.length;
+    pr.sentAppend(prevIndex + entries.length, entries.length, entryBytes);
     this.send(m);
     return true;
   }

@@ -243,6 +243,7 @@ export class ClusterNode implements GatewayHost {
       checkQuorum: true,
       maxProposalBytes: limits.proposalBytesMax,
       maxEntriesBytesPerAppend: limits.appendBytesMax,
+      maxInflightBytes: limits.appendInflightBytesMax,
       snapshotChunkBytes: limits.snapshotChunkBytesMax,
       maxSnapshotBytes: limits.snapshotBytesMax,
       maxCommittedBytesPerReady: limits.committedBytesPerReadyMax,

@@ -355,6 +355,32 @@ describe('replication flow control', () => {
     expect(leader.raft.status().commit).toBe(leader.raft.status().lastIndex);
     expect(leader.raft.status().progress![silent]!.inflight).toBe(4);
   });
+
+  it('pipelining is bounded by bytes: a silent follower holds at most maxInflightBytes of appends, one large one always goes', () => {
+    const h = new Harness([1, 2, 3], { maxInflightBytes: 3000 });
+    const leader = h.electLeader();
+    h.propose(leader, 'warm');
+    h.tick(undefined, 1);
+    const silent = [1, 2, 3].find((id) => id !== leader.id)!;
+    h.blocked.add(`${silent}>${leader.id}`);
+    const sentBefore = h.messagesSent.length;
+    const big = 'x'.repeat(1000);
+    for (let i = 0; i < 20; i++) h.propose(leader, `${i}${big}`);
+    const toSilent = () => h.messagesSent.slice(sentBefore).filter((m) => m.type === MessageType.Append && m.to === silent && m.entries.length > 0);
+    const bytesSent = toSilent().reduce((sum, m) => sum + m.entries.reduce((n, e) => n + e.data.length, 0), 0);
+    // Sending stops at the first append that reaches the bound: under it plus one append.
+    expect(bytesSent).toBeGreaterThanOrEqual(3000);
+    expect(bytesSent).toBeLessThan(3000 + 1100);
+    expect(leader.raft.status().commit).toBe(leader.raft.status().lastIndex);
+    // An entry above the bound still goes, alone, once nothing is in flight.
+    h.blocked.delete(`${silent}>${leader.id}`);
+    h.tick(undefined, 3);
+    h.blocked.add(`${silent}>${leader.id}`);
+    const before = h.messagesSent.length;
+    h.propose(leader, 'y'.repeat(5000));
+    const huge = h.messagesSent.slice(before).filter((m) => m.type === MessageType.Append && m.to === silent && m.entries.length > 0);
+    expect(huge.length).toBe(1);
+  });
 });
 
 describe('leader persistence and commit', () => {
