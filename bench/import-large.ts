@@ -53,12 +53,24 @@ async function main(): Promise<void> {
   const expected = execFileSync('sqlite3', [file, 'SELECT count(*), sum(length(data)) FROM blobs'], { encoding: 'utf8' }).trim();
   console.log(`file: ${mib(fileBytes)} (${fileBytes} bytes), rows|blob bytes: ${expected}`);
 
-  const cluster = await TestCluster.start({ nodes: 3, extraArgs: tickMs > 0 ? ['--tick-ms', String(tickMs)] : [] });
+  // --cpu-prof: each node writes a CPU profile into ./import-large-profiles when it stops.
+  const profile = process.argv.includes('--cpu-prof');
+  const cluster = await TestCluster.start({
+    nodes: 3,
+    extraArgs: tickMs > 0 ? ['--tick-ms', String(tickMs)] : [],
+    ...(profile && { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] }),
+  });
+  let sampler: ReturnType<typeof setInterval> | undefined;
   try {
     const leader = await cluster.waitForLeader();
     const pids = cluster.nodes.map((n) => n.process!.pid!);
     const idle = pids.map((pid) => statusField(pid, 'VmRSS'));
     const started = Date.now();
+    // --timeline: every node's resident memory every 250 ms, to see which copies overlap.
+    const timeline: string[] = [];
+    sampler = process.argv.includes('--timeline')
+      ? setInterval(() => timeline.push(`${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid) => mib(statusField(pid, 'VmRSS'))).join(' / ')}`), 250)
+      : undefined;
     const args = [join(ROOT, 'bin/dqlite-wasm'), 'import', '-s', cluster.addresses[leader]!, 'main', file];
     const result = await new Promise<{ code: number; stderr: string; stdout: string }>((resolve) => {
       execFile(process.execPath, args, { cwd: ROOT, maxBuffer: 64 * MiB }, (error, stdout, stderr) =>
@@ -66,6 +78,7 @@ async function main(): Promise<void> {
       );
     });
     const importedMs = Date.now() - started;
+    if (sampler && result.code !== 0) console.log(`resident memory:\n  ${timeline.join('\n  ')}`);
     if (result.code !== 0) throw new Error(`import failed (${result.code}): ${result.stderr}${result.stdout}`);
     process.stdout.write(result.stderr.split('\n').slice(-4).join('\n'));
     console.log(result.stdout.trim());
@@ -75,6 +88,10 @@ async function main(): Promise<void> {
       return applied.every((index) => index >= leaderStatus.commitIndex) ? true : undefined;
     });
     const appliedMs = Date.now() - started;
+    if (sampler) {
+      clearInterval(sampler);
+      console.log(`resident memory (${pids.map((_, i) => (i === leader ? 'leader' : 'follower')).join(' / ')}):\n  ${timeline.join('\n  ')}`);
+    }
     console.log(`\nimport of ${mib(fileBytes)}: answered in ${(importedMs / 1000).toFixed(1)} s (${(fileBytes / MiB / (importedMs / 1000)).toFixed(1)} MiB/s), applied on every node in ${(appliedMs / 1000).toFixed(1)} s`);
     console.log('node      role      idle RSS   peak RSS (VmHWM)   peak − idle   peak ÷ file');
     pids.forEach((pid, i) => {
@@ -90,9 +107,11 @@ async function main(): Promise<void> {
     }
     console.log(`every node holds ${expected} (rows|blob bytes), as the file does`);
   } catch (error) {
+    clearInterval(sampler);
     console.error(cluster.dumpOutput());
     throw error;
   } finally {
+    if (profile) for (let i = 0; i < cluster.nodes.length; i++) await cluster.kill(i, 'SIGINT');
     await cluster.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
