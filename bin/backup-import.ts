@@ -87,7 +87,7 @@ class TransferProgress {
     const seconds = Math.max((Date.now() - this.startMs) / 1000, 0.001);
     const of = this.totalBytes === undefined ? '' : ` of ${mib(this.totalBytes)}`;
     const percent = this.totalBytes === undefined ? '' : `${this.totalBytes === 0 ? 100 : Math.floor((100 * bytes) / this.totalBytes)}%, `;
-    return `${this.what}: ${mib(bytes)}${of} (${percent}${(bytes / 2 ** 20 / seconds).toFixed(1)} MiB/s)`;
+    return `${this.what} ${mib(bytes)}${of} (${percent}${(bytes / 2 ** 20 / seconds).toFixed(1)} MiB/s)`;
   }
 
   private write(line: string, final: boolean): void {
