@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   const profile = process.argv.includes('--cpu-prof');
   const cluster = await TestCluster.start({
     nodes: 3,
+    verbose: process.argv.includes('--verbose'),
     extraArgs: tickMs > 0 ? ['--tick-ms', String(tickMs)] : [],
     ...(profile && { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] }),
   });

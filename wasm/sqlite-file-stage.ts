@@ -81,12 +81,18 @@ export class StagedSqliteFile {
     private readonly context: DatabaseContext,
     private readonly vfs: MemoryVfs,
     private readonly path: string,
-    private readonly file: MemoryFile,
+    private staged: MemoryFile | undefined,
     private readonly fileBytesMax: number,
   ) {}
 
+  /** The staged bytes; gone once discarded (so their memory is free even while this object lives). */
+  private get file(): MemoryFile {
+    if (!this.staged) throw new Error('the staged file was discarded');
+    return this.staged;
+  }
+
   get sizeBytes(): number {
-    return this.file.size;
+    return this.staged?.size ?? 0;
   }
 
   /** Appends the next bytes of the file. Throws SqliteFileError('TOO_LARGE') past the limit. */
@@ -179,6 +185,7 @@ export class StagedSqliteFile {
     this.database?.close();
     this.vfs.deleteFile(this.path);
     this.vfs.deleteFile(`${this.path}-wal`);
+    this.staged = undefined;
   }
 }
 
