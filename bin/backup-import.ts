@@ -48,6 +48,9 @@ function parse(command: string, args: string[]): Parsed {
   return { servers, database: positional[0]!, file: positional[1]!, replace };
 }
 
+/** Loads from this size on can stall the leader long enough for an election (see the hint). */
+const LARGE_LOAD_BYTES = 64 * 2 ** 20;
+
 function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
@@ -197,7 +200,13 @@ export async function importCommand(args: string[]): Promise<void> {
     } catch {
       // not JSON: show it as it came
     }
-    throw new CommandError(`import refused (${response.status}): ${message}`);
+    // A load of hundreds of MiB holds the leader's loop while its COMMIT is copied and sent;
+    // on a busy machine that can outlast the election timeout.
+    const hint =
+      response.status === 503 && /leadership/.test(message) && size >= LARGE_LOAD_BYTES
+        ? `\nA load this large (${mib(size)}) can outlast the election timeout on a busy machine: check ${database}, then retry when the cluster is less busy, or run the nodes with a longer --tick-ms (election timeout = 10 ticks).`
+        : '';
+    throw new CommandError(`import refused (${response.status}): ${message}${hint}`);
   }
   const loaded = (JSON.parse(text) as { loaded: { tables: number; rows: number; indexes: number; views: number; triggers: number } }).loaded;
   console.log(
