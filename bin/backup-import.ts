@@ -159,24 +159,40 @@ export async function importCommand(args: string[]): Promise<void> {
   try {
     response = await firstAnswer(servers, (address) => {
       answeringAddress = address;
+      if (waiting) clearInterval(waiting);
+      waiting = undefined;
+      uploadedMs = 0;
       let sent = 0;
       progress = new TransferProgress(`import: sent`, size);
       const current = progress;
       const source = createReadStream(file, { highWaterMark: 1 << 20 });
-      source.on('data', (chunk) => {
-        sent += chunk.length;
-        current.update(sent);
-      });
-      source.on('end', () => {
-        current.finish(sent, '; the cluster is checking, replaying and replicating it');
-        uploadedMs = Date.now();
-        // A large load takes a while after the upload: say that it is still going.
-        waiting = setInterval(() => current.note(`import: waiting for the cluster (${Math.round((Date.now() - uploadedMs) / 1000)} s)`, false), process.stderr.isTTY ? 1000 : 10_000);
+      const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      // Read only as fetch sends (pull): an address that does not answer reads nothing, and the
+      // bytes counted are the bytes handed to the connection.
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = await chunks.next();
+          if (next.done) {
+            controller.close();
+            current.finish(sent, '; the cluster is checking, replaying and replicating it');
+            uploadedMs = Date.now();
+            // A large load takes a while after the upload: say that it is still going.
+            waiting = setInterval(() => current.note(`import: waiting for the cluster (${Math.round((Date.now() - uploadedMs) / 1000)} s)`, false), process.stderr.isTTY ? 1000 : 10_000);
+            waiting.unref();
+            return;
+          }
+          sent += next.value.length;
+          current.update(sent);
+          controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+        },
+        cancel() {
+          source.destroy();
+        },
       });
       const init = {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-        body: Readable.toWeb(source) as ReadableStream<Uint8Array>,
+        body,
         duplex: 'half',
       };
       return fetch(`http://${address}/db/load?${query}`, init as RequestInit);
