@@ -108,7 +108,7 @@ async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSql
   const bytes = staged.sizeBytes;
   let source;
   try {
-    source = asSql ? staged.openAsSql() : staged.open();
+    source = asSql ? await staged.openAsSql() : staged.open();
   } catch (error) {
     if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
     throw error;
