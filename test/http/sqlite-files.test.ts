@@ -139,6 +139,29 @@ describe('SqliteFileStage', () => {
     staged.discard();
   }, 60_000);
 
+  test('SQL text with statements longer than the first window, ";" in strings, comments and trigger bodies', async () => {
+    const long = 'x;'.repeat(1500); // a string literal of 3000 characters full of semicolons
+    const body = Array.from({ length: 60 }, (_, i) => `INSERT INTO log VALUES (${i}, 'step ${i}; done');`).join(' ');
+    const sql = [
+      'CREATE TABLE t(v TEXT);',
+      'CREATE TABLE log(n INTEGER, note TEXT);',
+      `-- a comment; with a semicolon\nINSERT INTO t VALUES ('${long}');`,
+      `CREATE TRIGGER t_log AFTER INSERT ON t BEGIN ${body} END;`,
+      "/* ; */ INSERT INTO t VALUES ('after the trigger')",
+    ].join('\n');
+    const file = join(dir, 'tricky.db');
+    execFileSync('sqlite3', [file], { input: sql });
+    const staged = stage.begin();
+    staged.append(new TextEncoder().encode(sql));
+    const db = await staged.openAsSql();
+    const check = "SELECT (SELECT count(*) || ':' || sum(length(v)) FROM t) || '|' || (SELECT count(*) || ':' || group_concat(note, ',') FROM log)";
+    const statement = db.prepare(check)!;
+    expect(statement.step()).toBe(true);
+    expect(statement.row()[0]).toBe(sqlite3(file, check));
+    statement.finalize();
+    staged.discard();
+  });
+
   test('a file over the limit is refused while it streams in', () => {
     const staged = stage.begin();
     const chunk = new Uint8Array(2 ** 20);
