@@ -219,8 +219,8 @@ export async function importCommand(args: string[]): Promise<void> {
     // A load of hundreds of MiB holds the leader's loop while its COMMIT is copied and sent;
     // on a busy machine that can outlast the election timeout.
     const hint =
-      response.status === 503 && /leadership/.test(message) && size >= LARGE_LOAD_BYTES
-        ? `\nA load this large (${mib(size)}) can outlast the election timeout on a busy machine: check ${database}, then retry when the cluster is less busy, or run the nodes with a longer --tick-ms (election timeout = 10 ticks).`
+      response.status === 503 && /leadership|commit/.test(message) && size >= LARGE_LOAD_BYTES
+        ? `\nA load this large (${mib(size)}) can outlast the election timeout on a busy machine: check ${database}, then retry when the cluster is less busy, or run the nodes with a longer --tick-ms (election timeout = 10 ticks) and --commit-timeout-ms.`
         : '';
     throw new CommandError(`import refused (${response.status}): ${message}${hint}`);
   }
