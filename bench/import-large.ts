@@ -39,6 +39,7 @@ async function main(): Promise<void> {
   const targetMiB = flag('--mib', 200);
   const rows = Math.round((targetMiB * MiB) / 1390); // 1 KiB blob, its note and index entry: ~1390 bytes of file a row
   const tickMs = flag('--tick-ms', 0);
+  const commitTimeoutMs = flag('--commit-timeout-ms', 0);
   const dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-import-large-'));
   const file = join(dir, 'large.sqlite');
   console.log(`making ${file}: ${rows} rows of 1 KiB (sqlite3)...`);
@@ -58,7 +59,10 @@ async function main(): Promise<void> {
   const cluster = await TestCluster.start({
     nodes: 3,
     verbose: process.argv.includes('--verbose'),
-    extraArgs: tickMs > 0 ? ['--tick-ms', String(tickMs)] : [],
+    extraArgs: [
+      ...(tickMs > 0 ? ['--tick-ms', String(tickMs)] : []),
+      ...(commitTimeoutMs > 0 ? ['--commit-timeout-ms', String(commitTimeoutMs)] : []),
+    ],
     ...(profile && { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] }),
   });
   let sampler: ReturnType<typeof setInterval> | undefined;
