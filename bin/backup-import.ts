@@ -48,20 +48,55 @@ function parse(command: string, args: string[]): Parsed {
   return { servers, database: positional[0]!, file: positional[1]!, replace };
 }
 
+/** Loads from this size on can stall the leader long enough for an election (see the hint). */
+const LARGE_LOAD_BYTES = 64 * 2 ** 20;
+
 function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
-/** One line, rewritten in place on a terminal; printed every few seconds elsewhere. */
-function progressPrinter(): (line: string, final?: boolean) => void {
-  let lastMs = 0;
-  return (line, final = false) => {
+
+/**
+ * Progress of a transfer on stderr: one line rewritten in place on a terminal (5 times a
+ * second), else a line every few seconds; the first and the last are always printed.
+ */
+class TransferProgress {
+  private readonly startMs = Date.now();
+  private lastMs = 0;
+
+  constructor(
+    private readonly what: string,
+    private readonly totalBytes: number | undefined,
+  ) {}
+
+  update(bytes: number): void {
     const now = Date.now();
-    if (!final && now - lastMs < (process.stderr.isTTY ? 200 : 5000)) return;
-    lastMs = now;
+    if (this.lastMs !== 0 && now - this.lastMs < (process.stderr.isTTY ? 200 : 5000)) return;
+    this.lastMs = now;
+    this.write(this.line(bytes), false);
+  }
+
+  /** The closing line of the transfer (100% when the size is known). */
+  finish(bytes: number, after = ''): void {
+    this.write(`${this.line(bytes)}${after}`, true);
+  }
+
+  /** A line about what comes after the transfer, printed as it is. */
+  note(text: string, final = true): void {
+    this.write(text, final);
+  }
+
+  private line(bytes: number): string {
+    const seconds = Math.max((Date.now() - this.startMs) / 1000, 0.001);
+    const of = this.totalBytes === undefined ? '' : ` of ${mib(this.totalBytes)}`;
+    const percent = this.totalBytes === undefined ? '' : `${this.totalBytes === 0 ? 100 : Math.floor((100 * bytes) / this.totalBytes)}%, `;
+    return `${this.what} ${mib(bytes)}${of} (${percent}${(bytes / 2 ** 20 / seconds).toFixed(1)} MiB/s)`;
+  }
+
+  private write(line: string, final: boolean): void {
     if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
     else process.stderr.write(`${line}\n`);
-  };
+  }
 }
 
 async function errorText(response: Response): Promise<string> {
@@ -92,21 +127,22 @@ export async function backupCommand(args: string[]): Promise<void> {
   const response = await firstAnswer(servers, (address) => fetch(`http://${address}/db/backup?db=${encodeURIComponent(database)}`));
   if (!response.ok || !response.body) throw new CommandError(`backup refused (${response.status}): ${await errorText(response)}`);
   const partial = `${file}.partial`;
-  const progress = progressPrinter();
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  const progress = new TransferProgress(`backup: ${database} received`, Number.isFinite(declared) ? declared : undefined);
   let written = 0;
   const counted = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
   counted.on('data', (chunk: Buffer) => {
     written += chunk.length;
-    progress(`backup: ${mib(written)} of ${database} received`);
+    progress.update(written);
   });
   try {
     await pipeline(counted, createWriteStream(partial));
     await rename(partial, file);
   } catch (error) {
     await rm(partial, { force: true });
-    throw error;
+    throw new CommandError(`the backup broke off after ${mib(written)} (${(error as Error).message}); nothing was written to ${file}: run the backup again`);
   }
-  progress(`backup: ${database} written to ${file} (${mib(written)}, ${written} bytes)`, true);
+  progress.finish(written, `; ${database} written to ${file} (${written} bytes)`);
 }
 
 export async function importCommand(args: string[]): Promise<void> {
@@ -114,25 +150,65 @@ export async function importCommand(args: string[]): Promise<void> {
   const size = (await stat(file).catch(() => {
     throw new CommandError(`cannot read ${file}`);
   })).size;
-  const progress = progressPrinter();
   const query = `db=${encodeURIComponent(database)}${replace ? '&replace' : ''}`;
-  const response = await firstAnswer(servers, (address) => {
-    let sent = 0;
-    const source = createReadStream(file, { highWaterMark: 1 << 20 });
-    source.on('data', (chunk) => {
-      sent += chunk.length;
-      progress(`import: sent ${mib(sent)} of ${mib(size)} (${size === 0 ? 100 : Math.floor((100 * sent) / size)}%)`);
-      if (sent === size) progress(`import: sent ${mib(size)}; the cluster is checking and replicating it...`, true);
+  let progress: TransferProgress | undefined;
+  let waiting: ReturnType<typeof setInterval> | undefined;
+  let uploadedMs = 0;
+  let answeringAddress = '';
+  let response: Response;
+  try {
+    response = await firstAnswer(servers, (address) => {
+      answeringAddress = address;
+      if (waiting) clearInterval(waiting);
+      waiting = undefined;
+      uploadedMs = 0;
+      let sent = 0;
+      progress = new TransferProgress(`import: sent`, size);
+      const current = progress;
+      const source = createReadStream(file, { highWaterMark: 1 << 20 });
+      const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      // Read only as fetch sends (pull): an address that does not answer reads nothing, and the
+      // bytes counted are the bytes handed to the connection.
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = await chunks.next();
+          if (next.done) {
+            controller.close();
+            current.finish(sent, '; the cluster is checking, replaying and replicating it');
+            uploadedMs = Date.now();
+            // A large load takes a while after the upload: say that it is still going.
+            waiting = setInterval(() => current.note(`import: waiting for the cluster (${Math.round((Date.now() - uploadedMs) / 1000)} s)`, false), process.stderr.isTTY ? 1000 : 10_000);
+            waiting.unref();
+            return;
+          }
+          sent += next.value.length;
+          current.update(sent);
+          controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+        },
+        cancel() {
+          source.destroy();
+        },
+      });
+      const init = {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        body,
+        duplex: 'half',
+      };
+      return fetch(`http://${address}/db/load?${query}`, init as RequestInit);
     });
-    const init = {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: Readable.toWeb(source) as ReadableStream<Uint8Array>,
-      duplex: 'half',
-    };
-    return fetch(`http://${address}/db/load?${query}`, init as RequestInit);
-  });
-  const text = await response.text();
+  } finally {
+    if (waiting) clearInterval(waiting);
+  }
+  if (uploadedMs !== 0 && process.stderr.isTTY) progress?.note(`import: the cluster answered after ${((Date.now() - uploadedMs) / 1000).toFixed(1)} s`);
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    throw new CommandError(
+      `the connection to ${answeringAddress} broke before it answered (${(error as Error).message}): the load may or may not have been applied; check ${database} (SELECT count(*) ...) before importing again`,
+    );
+  }
   if (!response.ok) {
     let message = text.trim();
     try {
@@ -140,7 +216,13 @@ export async function importCommand(args: string[]): Promise<void> {
     } catch {
       // not JSON: show it as it came
     }
-    throw new CommandError(`import refused (${response.status}): ${message}`);
+    // A load of hundreds of MiB holds the leader's loop while its COMMIT is copied and sent;
+    // on a busy machine that can outlast the election timeout.
+    const hint =
+      response.status === 503 && /leadership|commit/.test(message) && size >= LARGE_LOAD_BYTES
+        ? `\nA load this large (${mib(size)}) can outlast the election timeout on a busy machine: check ${database}, then retry when the cluster is less busy, or run the nodes with a longer --tick-ms (election timeout = 10 ticks) and --commit-timeout-ms.`
+        : '';
+    throw new CommandError(`import refused (${response.status}): ${message}${hint}`);
   }
   const loaded = (JSON.parse(text) as { loaded: { tables: number; rows: number; indexes: number; views: number; triggers: number } }).loaded;
   console.log(

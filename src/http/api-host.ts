@@ -37,4 +37,6 @@ export interface HttpApiHost {
    * once (one applied log index); undefined when the node does not hold it.
    */
   snapshotDatabase(name: string): { main: Uint8Array; wal: Uint8Array } | undefined;
+  /** The node's log (long operations report progress there); absent where there is none. */
+  log?(line: string): void;
 }

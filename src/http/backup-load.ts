@@ -72,7 +72,7 @@ export interface LoadOutcome extends ReplayCounts {
   bytes: number;
 }
 
-export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, database: string, replace: boolean): Promise<LoadOutcome> {
+export async function loadDatabase(link: LeaderLink, host: HttpApiHost, request: HttpApiRequest, database: string, replace: boolean): Promise<LoadOutcome> {
   const previous = loading;
   let done!: () => void;
   loading = new Promise<void>((resolve) => (done = resolve));
@@ -83,7 +83,7 @@ export async function loadDatabase(link: LeaderLink, request: HttpApiRequest, da
       await receive(request, staged);
       const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
       if (asSql && staged.sizeBytes > LOAD_SQL_BYTES_MAX) throw tooLarge(staged.sizeBytes, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
-      return await replayInto(link, staged, database, replace, asSql);
+      return await replayInto(link, host, staged, database, replace, asSql);
     } finally {
       staged.discard();
     }
@@ -104,11 +104,11 @@ async function receive(request: HttpApiRequest, staged: StagedSqliteFile): Promi
   if (staged.sizeBytes === 0) throw new HttpApiError(400, '/db/load: the body is empty; send an SQLite database file');
 }
 
-async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
+async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSqliteFile, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
   const bytes = staged.sizeBytes;
   let source;
   try {
-    source = asSql ? staged.openAsSql() : staged.open();
+    source = asSql ? await staged.openAsSql() : staged.open();
   } catch (error) {
     if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
     throw error;
@@ -145,7 +145,12 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
         await exec(`DROP ${type.toUpperCase()} IF EXISTS ${quoteName(String(row[1]!.value))}`, []);
       }
     }
-    const counts = await replayDatabase(source, { exec });
+    const progress = replayProgress(host, database, bytes);
+    const counts = await replayDatabase(source, { exec }, progress.rows);
+    // The rows are in the transaction now: free the uploaded copy before COMMIT, when the
+    // leader briefly holds the transaction's WAL, its payload and its Raft entries at once.
+    staged.discard();
+    progress.committing(counts.rows);
     try {
       await exec('COMMIT', []);
     } catch (error) {
@@ -153,6 +158,7 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
     }
     committed = true;
     link.release(session);
+    progress.done();
     return { ...counts, bytes };
   } catch (error) {
     if (!committed) await link.releaseAfterRollback(session, database);
@@ -161,6 +167,33 @@ async function replayInto(link: LeaderLink, staged: StagedSqliteFile, database: 
     if (error instanceof DqliteError) throw new HttpApiError(400, `/db/load failed, nothing changed: ${statementErrorText(error)}`);
     throw error;
   }
+}
+
+/** A load this large logs its replay on the node (smaller ones finish before anyone looks). */
+const LOAD_LOGGED_BYTES_MIN = 16 * 2 ** 20;
+const PROGRESS_LOG_INTERVAL_MS = 5000;
+
+/** The node's log lines for a large load: rows replayed every few seconds, then the commit. */
+function replayProgress(host: HttpApiHost, database: string, bytes: number): { rows: (rows: number) => void; committing: (rows: number) => void; done: () => void } {
+  const log = bytes >= LOAD_LOGGED_BYTES_MIN && host.log ? host.log : undefined;
+  const startMs = Date.now();
+  let lastMs = startMs;
+  const seconds = (): string => ((Date.now() - startMs) / 1000).toFixed(1);
+  const size = `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  log?.(`/db/load into ${database}: replaying a ${size} file as one transaction`);
+  return {
+    rows(rows) {
+      if (!log || Date.now() - lastMs < PROGRESS_LOG_INTERVAL_MS) return;
+      lastMs = Date.now();
+      log(`/db/load into ${database}: ${rows} rows replayed (${seconds()} s)`);
+    },
+    committing(rows) {
+      log?.(`/db/load into ${database}: ${rows} rows replayed in ${seconds()} s; committing and replicating`);
+    },
+    done() {
+      log?.(`/db/load into ${database}: committed on a quorum after ${seconds()} s`);
+    },
+  };
 }
 
 const SQLITE_TOOBIG = 18;

@@ -14,6 +14,7 @@ export function httpApiHostFor(node: ClusterNode, dialStream: DialStream | undef
       node.acceptClient(server);
       return client;
     },
+    log: (line) => node.logLine(line),
     snapshotDatabase(name) {
       return node.existingDatabase(name)?.engine.snapshot();
     },

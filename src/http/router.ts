@@ -147,7 +147,7 @@ export class HttpApi {
   private async load(request: HttpApiRequest, params: QueryParams, database: string, pretty: boolean): Promise<HttpApiResponse> {
     allow(request, ['POST']);
     const startMs = performance.now();
-    const outcome = await loadDatabase(this.link, request, database, params.flag('replace'));
+    const outcome = await loadDatabase(this.link, this.host, request, database, params.flag('replace'));
     const body: Record<string, JsonValue> = {
       results: [{ last_insert_id: 0, rows_affected: outcome.rows }],
       loaded: { ...outcome },

@@ -30,6 +30,13 @@ interface SchemaEntry {
 const PARAMS_PER_INSERT_MAX = 255;
 const ROWS_PER_INSERT_MAX = 200;
 
+/**
+ * Longest stretch the replay runs without giving the event loop a turn. Each statement on the
+ * node's own gateway resolves as a microtask, so without this a large replay would hold the
+ * loop for seconds: no heartbeats go out and the followers elect a new leader mid-load.
+ */
+const REPLAY_SLICE_MS = 20;
+
 /** A source database feature the replay cannot carry over; the message says what to do. */
 export class ReplayError extends Error {
   override readonly name = 'ReplayError';
@@ -66,7 +73,8 @@ export async function replayDatabase(source: EngineDatabase, sink: ReplaySink, o
     counts.tables++;
   }
   for (const table of tables) {
-    counts.rows += await copyRows(source, table.name, sink);
+    const before = counts.rows;
+    counts.rows += await copyRows(source, table.name, sink, (copied) => onRows?.(before + copied));
     onRows?.(counts.rows);
   }
   if (schema.some((entry) => entry.type === 'table' && entry.name === 'sqlite_sequence')) {
@@ -88,7 +96,7 @@ export async function replayDatabase(source: EngineDatabase, sink: ReplaySink, o
   return counts;
 }
 
-async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink): Promise<number> {
+async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink, onRows: (copied: number) => void): Promise<number> {
   // table_xinfo: hidden 0 is a plain column; generated columns (2, 3) cannot be inserted.
   const columns = all(source, `PRAGMA table_xinfo(${quoteName(table)})`)
     .filter((row) => Number(row[6]) === 0)
@@ -102,14 +110,20 @@ async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink)
   const insertHead = `INSERT INTO ${quoteName(table)}(${names.map(quoteName).join(', ')}) VALUES `;
   const tuple = `(${names.map(() => '?').join(', ')})`;
   let copied = 0;
+  let sliceStartMs = performance.now();
   let batch: TypedValue[] = [];
   let batchRows = 0;
   const flush = async (): Promise<void> => {
     if (batchRows === 0) return;
     await sink.exec(insertHead + Array.from({ length: batchRows }, () => tuple).join(', '), batch);
     copied += batchRows;
+    onRows(copied);
     batch = [];
     batchRows = 0;
+    if (performance.now() - sliceStartMs >= REPLAY_SLICE_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      sliceStartMs = performance.now();
+    }
   };
   try {
     while (select.step()) {

@@ -582,6 +582,11 @@ export class ClusterNode implements GatewayHost {
     this.transport.acceptConnection(channel, headers);
   }
 
+  /** Writes one line to the node's log (for long operations that report progress, such as /db/load). */
+  logLine(line: string): void {
+    this.write(line);
+  }
+
   status(): NodeStatus {
     const raftStatus = this.raft.status();
     return {

@@ -268,6 +268,9 @@ describe('a transaction larger than one proposal', () => {
     const commands = encodeTransaction('app', payload, 300);
     const decoded = commands.map((c) => decodeCommand(c));
     expect(decoded.at(-1)).toEqual({ kind: CommandKind.TransactionCommit, database: 'app', parts: commands.length - 1, payloadBytes: 1000 });
+    // Each part is exactly what encodeCommand makes of it (encodeTransaction writes parts in place).
+    decoded.forEach((c, i) => expect(commands[i]).toEqual(encodeCommand(c)));
+    expect(decoded.slice(0, -1).every((c) => c.kind === CommandKind.TransactionPart && c.parts === commands.length - 1)).toBe(true);
     const joined = decoded.flatMap((c) => (c.kind === CommandKind.TransactionPart ? [...c.bytes] : []));
     expect(new Uint8Array(joined)).toEqual(payload);
     const part = commands[0]!.slice();

@@ -118,6 +118,50 @@ describe('SqliteFileStage', () => {
     expect(refused.code).toBe('CORRUPT');
   });
 
+  test('a dump of 40,000 statements runs statement by statement, giving timers turns', async () => {
+    // Each statement used to be compiled from the whole rest of the text, so a dump's load was
+    // quadratic: 20,000 statements (2 MiB) took 99 s here, 40,000 would take minutes; now a
+    // couple of seconds. The limit below is the test's own timeout, far above either.
+    const file = join(dir, 'many.db');
+    sqlite3(file, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t SELECT value, hex(randomblob(20)) FROM generate_series(1, 40000);');
+    const dump = execFileSync('sqlite3', [file, '.dump'], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    const large = await SqliteFileStage.create();
+    const staged = large.begin();
+    staged.append(new TextEncoder().encode(dump));
+    let timerFired = false;
+    setTimeout(() => (timerFired = true), 0);
+    const db = await staged.openAsSql();
+    const count = db.prepare("SELECT count(*) || '|' || sum(length(v)) || '|' || sum(id) FROM t")!;
+    expect(count.step()).toBe(true);
+    expect(count.row()[0]).toBe(sqlite3(file, "SELECT count(*) || '|' || sum(length(v)) || '|' || sum(id) FROM t"));
+    count.finalize();
+    expect(timerFired).toBe(true);
+    staged.discard();
+  }, 60_000);
+
+  test('SQL text with statements longer than the first window, ";" in strings, comments and trigger bodies', async () => {
+    const long = 'x;'.repeat(1500); // a string literal of 3000 characters full of semicolons
+    const body = Array.from({ length: 60 }, (_, i) => `INSERT INTO log VALUES (${i}, 'step ${i}; done');`).join(' ');
+    const sql = [
+      'CREATE TABLE t(v TEXT);',
+      'CREATE TABLE log(n INTEGER, note TEXT);',
+      `-- a comment; with a semicolon\nINSERT INTO t VALUES ('${long}');`,
+      `CREATE TRIGGER t_log AFTER INSERT ON t BEGIN ${body} END;`,
+      "/* ; */ INSERT INTO t VALUES ('after the trigger')",
+    ].join('\n');
+    const file = join(dir, 'tricky.db');
+    execFileSync('sqlite3', [file], { input: sql });
+    const staged = stage.begin();
+    staged.append(new TextEncoder().encode(sql));
+    const db = await staged.openAsSql();
+    const check = "SELECT (SELECT count(*) || ':' || sum(length(v)) FROM t) || '|' || (SELECT count(*) || ':' || group_concat(note, ',') FROM log)";
+    const statement = db.prepare(check)!;
+    expect(statement.step()).toBe(true);
+    expect(statement.row()[0]).toBe(sqlite3(file, check));
+    statement.finalize();
+    staged.discard();
+  });
+
   test('a file over the limit is refused while it streams in', () => {
     const staged = stage.begin();
     const chunk = new Uint8Array(2 ** 20);

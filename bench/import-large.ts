@@ -1,0 +1,125 @@
+/**
+ * `npm run import:large [-- --mib 200]`: imports a large SQLite file (made by Debian's sqlite3:
+ * rows of 1 KiB random blobs) into a fresh 3-node cluster with `dqlite-wasm import`, then prints
+ * the time, each node's peak resident memory (VmHWM from /proc) and its growth over the idle
+ * node, and checks that every node holds the same rows. Linux only (reads /proc).
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TestCluster, waitFor } from '../test/helpers/cluster.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const MiB = 2 ** 20;
+
+function flag(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
+}
+
+function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / MiB).toFixed(0)} MiB`;
+}
+
+async function query(address: string, sql: string): Promise<unknown[][]> {
+  const response = await fetch(`http://${address}/db/query?level=none&q=${encodeURIComponent(sql)}`);
+  const body = (await response.json()) as { results: { values?: unknown[][]; error?: string }[] };
+  if (body.results[0]?.error) throw new Error(body.results[0].error);
+  return body.results[0]?.values ?? [];
+}
+
+async function main(): Promise<void> {
+  const targetMiB = flag('--mib', 200);
+  const rows = Math.round((targetMiB * MiB) / 1390); // 1 KiB blob, its note and index entry: ~1390 bytes of file a row
+  const tickMs = flag('--tick-ms', 0);
+  const commitTimeoutMs = flag('--commit-timeout-ms', 0);
+  const dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-import-large-'));
+  const file = join(dir, 'large.sqlite');
+  console.log(`making ${file}: ${rows} rows of 1 KiB (sqlite3)...`);
+  execFileSync('sqlite3', [
+    file,
+    `PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; CREATE TABLE blobs (id INTEGER PRIMARY KEY, note TEXT, data BLOB);
+     WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ${rows})
+     INSERT INTO blobs SELECT n, 'row ' || n, randomblob(1024) FROM c;
+     CREATE INDEX blobs_note ON blobs(note);`,
+  ]);
+  const fileBytes = statSync(file).size;
+  const expected = execFileSync('sqlite3', [file, 'SELECT count(*), sum(length(data)) FROM blobs'], { encoding: 'utf8' }).trim();
+  console.log(`file: ${mib(fileBytes)} (${fileBytes} bytes), rows|blob bytes: ${expected}`);
+
+  // --cpu-prof: each node writes a CPU profile into ./import-large-profiles when it stops.
+  const profile = process.argv.includes('--cpu-prof');
+  const cluster = await TestCluster.start({
+    nodes: 3,
+    verbose: process.argv.includes('--verbose'),
+    extraArgs: [
+      ...(tickMs > 0 ? ['--tick-ms', String(tickMs)] : []),
+      ...(commitTimeoutMs > 0 ? ['--commit-timeout-ms', String(commitTimeoutMs)] : []),
+    ],
+    ...(profile && { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] }),
+  });
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  try {
+    const leader = await cluster.waitForLeader();
+    const pids = cluster.nodes.map((n) => n.process!.pid!);
+    const idle = pids.map((pid) => statusField(pid, 'VmRSS'));
+    const started = Date.now();
+    // --timeline: every node's resident memory every 250 ms, to see which copies overlap.
+    const timeline: string[] = [];
+    sampler = process.argv.includes('--timeline')
+      ? setInterval(() => timeline.push(`${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid) => mib(statusField(pid, 'VmRSS'))).join(' / ')}`), 250)
+      : undefined;
+    const args = [join(ROOT, 'bin/dqlite-wasm'), 'import', '-s', cluster.addresses[leader]!, 'main', file];
+    const result = await new Promise<{ code: number; stderr: string; stdout: string }>((resolve) => {
+      execFile(process.execPath, args, { cwd: ROOT, maxBuffer: 64 * MiB }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    const importedMs = Date.now() - started;
+    if (sampler && result.code !== 0) console.log(`resident memory:\n  ${timeline.join('\n  ')}`);
+    if (result.code !== 0) throw new Error(`import failed (${result.code}): ${result.stderr}${result.stdout}`);
+    process.stdout.write(result.stderr.split('\n').slice(-4).join('\n'));
+    console.log(result.stdout.trim());
+    const leaderStatus = await cluster.status(leader);
+    await waitFor('every node to apply the import', 600_000, async () => {
+      const applied = await Promise.all(cluster.nodes.map((_, i) => cluster.status(i).then((s) => s.appliedIndex)));
+      return applied.every((index) => index >= leaderStatus.commitIndex) ? true : undefined;
+    });
+    const appliedMs = Date.now() - started;
+    if (sampler) {
+      clearInterval(sampler);
+      console.log(`resident memory (${pids.map((_, i) => (i === leader ? 'leader' : 'follower')).join(' / ')}):\n  ${timeline.join('\n  ')}`);
+    }
+    console.log(`\nimport of ${mib(fileBytes)}: answered in ${(importedMs / 1000).toFixed(1)} s (${(fileBytes / MiB / (importedMs / 1000)).toFixed(1)} MiB/s), applied on every node in ${(appliedMs / 1000).toFixed(1)} s`);
+    console.log('node      role      idle RSS   peak RSS (VmHWM)   peak − idle   peak ÷ file');
+    pids.forEach((pid, i) => {
+      const peak = statusField(pid, 'VmHWM');
+      const role = i === leader ? 'leader' : 'follower';
+      console.log(
+        `node ${i + 1}    ${role.padEnd(8)}  ${mib(idle[i]!).padStart(8)}   ${mib(peak).padStart(16)}   ${mib(peak - idle[i]!).padStart(11)}   ${(peak / fileBytes).toFixed(2).padStart(11)}`,
+      );
+    });
+    for (const address of cluster.addresses) {
+      const [[count, bytes]] = (await query(address, 'SELECT count(*), sum(length(data)) FROM blobs')) as [[number, number]];
+      if (`${count}|${bytes}` !== expected) throw new Error(`${address} holds ${count}|${bytes}, the file ${expected}`);
+    }
+    console.log(`every node holds ${expected} (rows|blob bytes), as the file does`);
+  } catch (error) {
+    clearInterval(sampler);
+    console.error(cluster.dumpOutput());
+    throw error;
+  } finally {
+    if (profile) for (let i = 0; i < cluster.nodes.length; i++) await cluster.kill(i, 'SIGINT');
+    await cluster.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
