@@ -25,6 +25,7 @@ import {
   type SqliteModule,
   type SqliteWasmHelpers,
 } from './sqlite-api.ts';
+import { recordReadSet, type ReadSet } from './read-tables.ts';
 import type { SqlGuard } from './sql-guard.ts';
 import { StatementImpl, type Statement, type StatementHost } from './statement.ts';
 
@@ -36,6 +37,11 @@ export interface ReadView {
   catchUp(): void;
   /** Compiles the first statement of `sql` on the committed state; null for an empty text. Throws SqliteError. */
   prepare(sql: string): Statement | null;
+  /**
+   * `prepare`, also returning the tables the statement reads (read-tables.ts): what a live query
+   * must watch. The read set of a statement without tables is empty.
+   */
+  prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet };
   /** Times the view opened its connection: once, it follows commits without reopening. */
   readonly openCount: number;
   /** The committed version the view shows since the last catchUp (changes with every commit). */
@@ -135,6 +141,14 @@ export class ReadViewImpl implements ReadView, StatementHost {
       if (tailByte >= bytes.length || tailByte <= startByte) return null;
       startByte = tailByte;
     }
+  }
+
+  prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet } {
+    // Catch up (which may reopen the connection) before recording: opening reads no user table.
+    this.catchUp();
+    this.connection();
+    const { result, readSet } = recordReadSet(this.context.guard, () => this.prepare(sql));
+    return { statement: result, readSet };
   }
 
   close(): void {
