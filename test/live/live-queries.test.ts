@@ -1,0 +1,213 @@
+// Live queries (src/live/live-queries.ts) on real SQLite: the engine's read view and real commit
+// events, emitted the way the state machine emits them after applying an entry.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Engine, type Database } from '../../wasm/index.ts';
+import { CommitEvents, type CommittedTransaction } from '../../src/fsm/commit-events.ts';
+import { LiveQueries, type LiveResult } from '../../src/live/live-queries.ts';
+import { LiveQuery } from '../../src/live/live-query.ts';
+import { DEFAULT_READ_LEVEL } from '../../src/server/read-path.ts';
+import { nodeClock } from '../../runtimes/node/clock.ts';
+import { run, ship } from '../engine/helpers.ts';
+import { ValueType } from '../../src/protocol/index.ts';
+
+const engine = await Engine.create();
+let databaseCount = 0;
+
+interface Setup {
+  db: Database;
+  name: string;
+  commits: CommitEvents;
+  live: LiveQueries;
+  /** Runs `sql` on the leader's connection, confirms it, and emits its commit as the state machine does. */
+  commit(sql: string, changes?: { tables: string[] } | 'snapshot'): CommittedTransaction;
+  subscribe(sql: string, params?: number[]): Promise<{ results: LiveResult[]; first: LiveResult; errors: Error[]; unsubscribe(): void }>;
+}
+
+function setUp(): Setup {
+  const name = `live-${++databaseCount}`;
+  const db = engine.open(name);
+  const commits = new CommitEvents(() => undefined);
+  let index = 0;
+  run(db, 'CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE other (x INT)');
+  ship(db, []);
+  const live = new LiveQueries({
+    commits,
+    clock: nodeClock,
+    readView: () => db.readView(),
+    admitRead: async () => undefined,
+    appliedIndex: () => index,
+    liveQueriesMax: 100,
+    liveResultBytesMax: 1 << 20,
+    log: () => undefined,
+  });
+  return {
+    db,
+    name,
+    commits,
+    live,
+    commit(sql, changes) {
+      run(db, sql);
+      ship(db, []);
+      const event: CommittedTransaction =
+        changes === 'snapshot'
+          ? { database: name, index: ++index, snapshot: true }
+          : { database: name, index: ++index, ...(changes && { changes: { timeMs: Date.now(), tables: changes.tables, rowsOmitted: true } }) };
+      commits.emit(event);
+      return event;
+    },
+    async subscribe(sql, params = []) {
+      const results: LiveResult[] = [];
+      const errors: Error[] = [];
+      const typed = params.map((p) => ({ type: ValueType.Integer, value: BigInt(p) }) as const);
+      const subscription = await live.subscribe(name, sql, typed, DEFAULT_READ_LEVEL, {
+        result: (result) => results.push(result),
+        error: (error) => errors.push(error),
+      });
+      return { results, errors, first: subscription.first, unsubscribe: subscription.unsubscribe };
+    },
+  };
+}
+
+/** Lets the deferred evaluations run (they are timer tasks after the commit). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+function values(result: LiveResult): unknown[][] {
+  return result.rows.map((row) => row.map((value) => value.value));
+}
+
+describe('live queries on one replica', () => {
+  let s: Setup;
+  beforeEach(() => {
+    s = setUp();
+  });
+
+  it('yields the result now, then after each commit that changes it, never twice the same', async () => {
+    const sub = await s.subscribe('SELECT count(*) AS n, max(id) AS top FROM items');
+    expect(sub.first.columns).toEqual(['n', 'top']);
+    expect(values(sub.first)).toEqual([[0n, null]]);
+    s.commit("INSERT INTO items (name) VALUES ('a')");
+    await settle();
+    expect(sub.results.map(values)).toEqual([[[1n, 1n]]]);
+    expect(sub.results[0]!.index).toBe(1);
+    // Unknown changes: re-run, but the same result is not delivered again.
+    s.commit('INSERT INTO other VALUES (1)');
+    await settle();
+    expect(sub.results).toHaveLength(1);
+    expect(s.live.evaluations).toBe(3);
+    s.commit("INSERT INTO items (name) VALUES ('b'); INSERT INTO items (name) VALUES ('c')");
+    await settle();
+    expect(sub.results.map(values)).toEqual([[[1n, 1n]], [[3n, 3n]]]);
+  });
+
+  it('re-runs only the queries whose tables a commit changed, when the commit says which', async () => {
+    const items = await s.subscribe('SELECT count(*) FROM items');
+    const other = await s.subscribe('SELECT count(*) FROM other');
+    expect(s.live.evaluations).toBe(2);
+    s.commit('INSERT INTO other VALUES (1)', { tables: ['other'] });
+    await settle();
+    expect(s.live.evaluations).toBe(3);
+    expect(other.results.map(values)).toEqual([[[1n]]]);
+    expect(items.results).toHaveLength(0);
+    // A snapshot replaced the state: everything re-runs.
+    s.commit("INSERT INTO items (name) VALUES ('a')", 'snapshot');
+    await settle();
+    expect(s.live.evaluations).toBe(5);
+    expect(items.results.map(values)).toEqual([[[1n]]]);
+  });
+
+  it('watches the tables under a view and a join', async () => {
+    s.commit('CREATE VIEW named AS SELECT i.name FROM items i JOIN other o ON o.x = i.id');
+    const sub = await s.subscribe('SELECT count(*) FROM named');
+    s.commit("INSERT INTO items (name) VALUES ('a')", { tables: ['items'] });
+    s.commit('INSERT INTO other VALUES (1)', { tables: ['other'] });
+    await settle();
+    expect(sub.results.map(values).at(-1)).toEqual([[1n]]);
+  });
+
+  it('shares one evaluation among the subscribers of the same query and parameters', async () => {
+    const a = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
+    const b = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
+    const c = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [5]);
+    // b joined a's group at the same committed state: no new evaluation.
+    expect(s.live.evaluations).toBe(2);
+    expect(s.live.queries).toBe(2);
+    s.commit("INSERT INTO items (name) VALUES ('a')");
+    await settle();
+    expect(s.live.evaluations).toBe(4);
+    expect(a.results.map(values)).toEqual([[[1n]]]);
+    expect(b.results.map(values)).toEqual([[[1n]]]);
+    expect(c.results).toHaveLength(0);
+  });
+
+  it('frees everything once the last subscriber leaves', async () => {
+    const a = await s.subscribe('SELECT count(*) FROM items');
+    const b = await s.subscribe('SELECT count(*) FROM items');
+    expect(s.commits.subscribers).toBe(1);
+    a.unsubscribe();
+    a.unsubscribe();
+    expect(s.live.subscriptions).toBe(1);
+    b.unsubscribe();
+    expect(s.live.subscriptions).toBe(0);
+    expect(s.live.queries).toBe(0);
+    expect(s.commits.subscribers).toBe(0);
+    s.commit("INSERT INTO items (name) VALUES ('a')");
+    await settle();
+    expect(a.results).toHaveLength(0);
+    expect(s.live.evaluations).toBe(1);
+  });
+
+  it('never shows an open transaction of the leader, only what committed', async () => {
+    const sub = await s.subscribe('SELECT count(*) FROM items');
+    run(s.db, "BEGIN; INSERT INTO items (name) VALUES ('uncommitted')");
+    // Another replica's commit (or any event) makes the query re-run meanwhile.
+    s.commits.emit({ database: s.name, index: 7 });
+    await settle();
+    expect(sub.results).toHaveLength(0);
+    run(s.db, 'ROLLBACK');
+    s.commit("INSERT INTO items (name) VALUES ('committed')");
+    await settle();
+    expect(sub.results.map(values)).toEqual([[[1n]]]);
+  });
+
+  it('refuses what is not one read-only statement, with a clear error, and keeps serving', async () => {
+    await expect(s.subscribe('SELEC 1')).rejects.toThrow(/syntax error/);
+    await expect(s.subscribe("INSERT INTO items (name) VALUES ('x')")).rejects.toThrow(/must be read-only/);
+    await expect(s.subscribe('SELECT 1; SELECT 2')).rejects.toThrow(/one statement/);
+    await expect(s.subscribe('SELECT * FROM missing')).rejects.toThrow(/no such table/);
+    await expect(s.subscribe('SELECT ?', [1, 2])).rejects.toThrow(/parameters/);
+    expect(s.live.queries).toBe(0);
+    const sub = await s.subscribe('SELECT count(*) FROM items');
+    expect(values(sub.first)).toEqual([[0n]]);
+  });
+
+  it('ends the subscription with the error when the query stops compiling (its table dropped)', async () => {
+    const sub = await s.subscribe('SELECT count(*) FROM other');
+    s.commit('DROP TABLE other');
+    await settle();
+    expect(sub.errors.map((e) => e.message).join()).toMatch(/no such table: other/);
+    expect(s.live.queries).toBe(0);
+  });
+
+  it('is an async iterator and an onChange callback', async () => {
+    const query = new LiveQuery<LiveResult>(async (sink) => {
+      const subscription = await s.live.subscribe(s.name, 'SELECT count(*) FROM items', [], DEFAULT_READ_LEVEL, sink);
+      sink.result(subscription.first);
+      return subscription.unsubscribe;
+    });
+    const seen: unknown[] = [];
+    const unsubscribe = query.onChange((result) => seen.push(values(result)[0]![0]));
+    const iterated: unknown[] = [];
+    for await (const result of query) {
+      iterated.push(values(result)[0]![0]);
+      if (iterated.length === 3) break;
+      s.commit("INSERT INTO items (name) VALUES ('x')");
+    }
+    expect(iterated).toEqual([0n, 1n, 2n]);
+    await settle();
+    expect(seen).toEqual([0n, 1n, 2n]);
+    unsubscribe();
+    expect(s.live.subscriptions).toBe(0);
+  });
+});
