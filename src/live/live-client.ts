@@ -3,11 +3,12 @@
  * of the Database's servers that answers (the subscriber's own node: list it first), which
  * evaluates the query on its own replica and pushes each new result (src/protocol/live-requests.ts).
  * When that connection fails the subscription moves to the next server that answers and
- * subscribes again; a result equal to the last one delivered is not delivered twice.
+ * subscribes again, retrying until one does or the subscriber leaves; a result equal to the last
+ * one delivered is not delivered twice.
  */
 import { fromTypedValue, type TypedValue, type Value } from '../protocol/index.ts';
 import type { Connection, RowsResult } from '../client/connection.ts';
-import { ClientError, ConnectionError } from '../client/errors.ts';
+import { ClientError, ConnectionError, NoLeaderError } from '../client/errors.ts';
 import type { LinkOptions } from '../client/link.ts';
 import { ReadLink } from '../client/read-link.ts';
 import { LiveQuery, type LiveSource } from './live-query.ts';
@@ -93,16 +94,22 @@ export function liveOverWire(
             sink.error(error as Error);
             return;
           }
-          try {
-            // The node went away (restarted, say): subscribe again where the link finds a server.
-            current = await subscribe();
-            deliver(current.first);
-          } catch (again) {
-            if (stopped) return;
-            ended();
-            sink.error(again as Error);
-            return;
+          // The node went away (restarted, say): subscribe again where the link finds a server,
+          // for as long as the subscriber stays (a node may take a while to come back).
+          for (;;) {
+            try {
+              current = await subscribe();
+              break;
+            } catch (again) {
+              if (stopped) return;
+              if (!(again instanceof ConnectionError || again instanceof NoLeaderError)) {
+                ended();
+                sink.error(again as Error);
+                return;
+              }
+            }
           }
+          deliver(current.first);
         }
       }
     })();
