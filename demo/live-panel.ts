@@ -60,7 +60,8 @@ export class LivePanel {
   private async subscribe(node: BrowserEmbeddedNode, generation: number): Promise<void> {
     const current = (): boolean => generation === this.generation;
     try {
-      this.database ??= await node.database(DATABASE_NAME, { consistency: 'session', timeoutMs: 10_000 });
+      // readFrom 'any': opened on the worker's own node, which needs no leader (nor a way to reach one).
+      this.database ??= await node.database(DATABASE_NAME, { consistency: 'session', readFrom: 'any', timeoutMs: 10_000 });
     } catch (error) {
       if (current()) this.later(node, generation, `cannot open ${DATABASE_NAME}: ${(error as Error).message}`);
       return;

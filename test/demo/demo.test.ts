@@ -173,7 +173,8 @@ describe.skipIf(!existsSync(CHROMIUM))('in-browser cluster demo (Chromium)', () 
       if (rows > 0) followerPanelUpdates.add(rows);
       await page.waitForTimeout(150);
     }
-    expect(followerPanelUpdates.size, `the follower's panel showed ${[...followerPanelUpdates].join(', ')}`).toBeGreaterThan(1);
+    const panelText = await page.locator(`[data-testid=node-card][data-node="${follower}"] [data-testid=live-panel]`).innerText();
+    expect(followerPanelUpdates.size, `the follower's panel showed ${[...followerPanelUpdates].join(', ')} (now: ${panelText})`).toBeGreaterThan(1);
     await page.waitForFunction(() => /rows committed/.test(document.querySelector('[data-testid=burst-stats]')?.textContent ?? ''), undefined, {
       timeout: WAIT_MS,
     });
