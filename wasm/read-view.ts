@@ -44,6 +44,11 @@ export interface ReadView {
   prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet };
   /** Times the view opened its connection: once, it follows commits without reopening. */
   readonly openCount: number;
+  /**
+   * Times the view closed its connection (the schema changed): statements compiled before
+   * recompile on next use, so what they read may have changed too.
+   */
+  readonly closeCount: number;
   /** The committed version the view shows since the last catchUp (changes with every commit). */
   readonly committedVersion: number;
 }
@@ -73,6 +78,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
   readonly exports: SqliteExports;
   readonly wasm: SqliteWasmHelpers;
   openCount = 0;
+  closeCount = 0;
   private readonly mainAlias: string;
   private readonly image: CommittedImage;
   private aliasPointer: Pointer;
@@ -219,7 +225,10 @@ export class ReadViewImpl implements ReadView, StatementHost {
 
   private closeConnection(): void {
     for (const statement of this.statements) statement.detach();
-    if (this.db !== 0) this.exports.sqlite3_close_v2(this.db);
+    if (this.db !== 0) {
+      this.exports.sqlite3_close_v2(this.db);
+      this.closeCount++;
+    }
     this.db = 0;
   }
 

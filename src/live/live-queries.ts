@@ -73,8 +73,14 @@ interface LiveGroup {
   readonly sql: string;
   readonly params: readonly TypedValue[];
   readonly subscribers: Set<Subscriber>;
-  /** What the last evaluation read; undefined before the first one. */
+  /** What the statement reads; undefined before the first evaluation. */
   readSet: ReadSet | undefined;
+  /** The statement, compiled on the read view once and run at each evaluation. */
+  statement: Statement | undefined;
+  /** The read view `statement` was compiled on (a restored snapshot brings a new one)... */
+  compiledOn: ReadView | undefined;
+  /** ...and its closeCount then: a schema change recompiles it. */
+  compiledAt: number;
   last: LiveResult | undefined;
   /** The read view's committed version `last` was read at. */
   lastVersion: number;
@@ -119,13 +125,14 @@ export class LiveQueries {
     let group = this.groups.get(key);
     const created = group === undefined;
     if (!group) {
-      group = { key, database, sql, params: [...params], subscribers: new Set(), readSet: undefined, last: undefined, lastVersion: -1, dirty: false };
+      group = { key, database, sql, params: [...params], subscribers: new Set(), readSet: undefined, statement: undefined, compiledOn: undefined, compiledAt: -1, last: undefined, lastVersion: -1, dirty: false };
     }
     let first: LiveResult;
     try {
       first = this.currentResult(group);
     } catch (error) {
-      if (!created && group.subscribers.size > 0) this.fail(group, error as Error);
+      if (created) group.statement?.finalize();
+      else if (group.subscribers.size > 0) this.fail(group, error as Error);
       throw error;
     }
     if (created) this.addGroup(group);
@@ -210,19 +217,31 @@ export class LiveQueries {
 
   private evaluate(group: LiveGroup): LiveResult {
     const view = this.host.readView(group.database);
-    const { statement, readSet } = view.prepareWithReadSet(group.sql);
-    if (!statement) throw new NodeError(SQLITE_MISUSE, 'empty statement: a live query needs one SELECT');
-    try {
-      checkLiveStatement(statement, group.params.length);
-      this.evaluations++;
-      group.dirty = false;
-      group.readSet = readSet;
-      group.lastVersion = view.committedVersion;
-      const index = this.host.appliedIndex();
-      return { ...collect(statement, group.params, this.host.liveResultBytesMax), index };
-    } finally {
-      statement.finalize();
+    view.catchUp();
+    let statement = group.statement;
+    if (!statement || group.compiledOn !== view || group.compiledAt !== view.closeCount) {
+      // First evaluation, or the schema changed: compile again, and take the read set again.
+      statement?.finalize();
+      group.statement = undefined;
+      const prepared = view.prepareWithReadSet(group.sql);
+      if (!prepared.statement) throw new NodeError(SQLITE_MISUSE, 'empty statement: a live query needs one SELECT');
+      try {
+        checkLiveStatement(prepared.statement, group.params.length);
+      } catch (error) {
+        prepared.statement.finalize();
+        throw error;
+      }
+      statement = prepared.statement;
+      group.statement = statement;
+      group.readSet = prepared.readSet;
+      group.compiledOn = view;
+      group.compiledAt = view.closeCount;
     }
+    this.evaluations++;
+    group.dirty = false;
+    group.lastVersion = view.committedVersion;
+    const index = this.host.appliedIndex();
+    return { ...collect(statement, group.params, this.host.liveResultBytesMax), index };
   }
 
   /** Hands `result` to every subscriber, unless it equals what they last received. */
@@ -270,6 +289,8 @@ export class LiveQueries {
     this.subscriberCount -= group.subscribers.size;
     group.subscribers.clear();
     group.last = undefined;
+    group.statement?.finalize();
+    group.statement = undefined;
     this.dirty.delete(group);
     const set = this.byDatabase.get(group.database);
     set?.delete(group);

@@ -126,6 +126,21 @@ describe('live queries on one replica', () => {
     expect(sub.results.map(values).at(-1)).toEqual([[1n]]);
   });
 
+  it('takes the read set again after a schema change (a view redefined over another table)', async () => {
+    s.commit('CREATE VIEW watched AS SELECT id FROM items');
+    const sub = await s.subscribe('SELECT count(*) FROM watched');
+    s.commit('DROP VIEW watched; CREATE VIEW watched AS SELECT x FROM other');
+    await settle();
+    s.commit('INSERT INTO other VALUES (1); INSERT INTO other VALUES (2)', { tables: ['other'] });
+    await settle();
+    expect(sub.results.map(values).at(-1)).toEqual([[2n]]);
+    // The compiled statement is reused between schema changes: items is no longer watched.
+    const before = s.live.evaluations;
+    s.commit("INSERT INTO items (name) VALUES ('a')", { tables: ['items'] });
+    await settle();
+    expect(s.live.evaluations).toBe(before);
+  });
+
   it('shares one evaluation among the subscribers of the same query and parameters', async () => {
     const a = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
     const b = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
