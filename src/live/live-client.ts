@@ -57,16 +57,23 @@ export function liveOverWire(
         if (!session.connection.speaksLiveQueries) {
           throw new ClientError('protocol', `${session.connection.address} keeps no live queries (not a dqlite-wasm node, or an older one)`);
         }
-        const results = await session.connection.openLive({
-          type: 'live_subscribe',
-          db: session.db,
-          sql: request.sql,
-          params: request.params,
-          consistency: request.consistency,
-          bookmark: request.bookmark(),
-          maxStalenessMs: request.maxStalenessMs,
-        });
-        return { results, first: await results.next() };
+        try {
+          const results = await session.connection.openLive({
+            type: 'live_subscribe',
+            db: session.db,
+            sql: request.sql,
+            params: request.params,
+            consistency: request.consistency,
+            bookmark: request.bookmark(),
+            maxStalenessMs: request.maxStalenessMs,
+          });
+          return { results, first: await results.next() };
+        } catch (error) {
+          // The connection was given over to this subscription: a retry (after a not-leader
+          // answer from a node that knows no leader yet, say) needs a new one.
+          session.connection.close();
+          throw error;
+        }
       });
     const deliver = (raw: RowsResult & { bookmark: bigint }): void => {
       request.reflected(raw.bookmark);

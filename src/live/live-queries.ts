@@ -6,7 +6,8 @@
  *
  * - Reads run on the engine's read view (docs/reads.md): only Raft-committed frames, never an
  *   open transaction's or a pending group commit's. A commit only marks queries dirty; they are
- *   evaluated later, in their own task, so the Ready loop that applies entries never waits for one.
+ *   evaluated later, in their own task, so the Ready loop that applies entries never waits for
+ *   one, and in slices that leave the node at least half of its thread.
  * - Subscribers to the same (database, sql, params) share one evaluation per round of commits,
  *   and a result equal to the previous one is not delivered again.
  * - A commit whose changes are unknown (`changes` undefined, or a snapshot) re-runs every live
@@ -22,7 +23,11 @@ import { bindValue, rowToTypedValues } from '../server/value-mapping.ts';
 
 /** SQLite's code for a limit reached (here: too many live queries). */
 const SQLITE_FULL = 13;
-/** Evaluations run in slices of this long at most, then yield to the rest of the node. */
+/**
+ * Evaluations run in slices of this long at most; when work remains, the next slice waits as long
+ * as the last one took, so live queries take at most about half of the thread from the node's
+ * writes, reads and Raft traffic however many there are (their results come later instead).
+ */
 const EVALUATION_SLICE_MS = 10;
 
 export interface LiveResult {
@@ -174,14 +179,14 @@ export class LiveQueries {
     if (this.dirty.size > 0) this.scheduleFlush();
   };
 
-  private scheduleFlush(): void {
+  private scheduleFlush(delayMs = 0): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
     // A task of its own: the commit that marked the queries is still being applied.
     this.host.clock.setTimeout(() => {
       this.flushScheduled = false;
       this.flush();
-    }, 0);
+    }, delayMs);
   }
 
   /** Evaluates dirty queries for a slice of time, then yields and comes back for the rest. */
@@ -200,7 +205,7 @@ export class LiveQueries {
       this.publish(group, result);
       if (this.host.clock.nowMs() - startedMs >= EVALUATION_SLICE_MS) break;
     }
-    if (this.dirty.size > 0) this.scheduleFlush();
+    if (this.dirty.size > 0) this.scheduleFlush(this.host.clock.nowMs() - startedMs);
   }
 
   // ---------------------------------------------------------------- evaluation

@@ -64,15 +64,22 @@ describe('live queries on a cluster', () => {
     const first = await live.next();
     expect(first.done).toBe(false);
     const start = first.value!.rows[0]!.n as number;
+    // Every result the follower and the leader deliver, to check none ever showed the open transaction.
+    const onFollower = watch(reader, 'SELECT count(*) AS n FROM items');
+    const leaderIndex = await cluster.waitForLeader();
+    const onLeader = watch(await open([cluster.addresses[leaderIndex]!]), 'SELECT count(*) AS n FROM items');
+    await waitFor('the first results', 20_000, async () => (onFollower.results.length > 0 && onLeader.results.length > 0 ? true : undefined));
 
-    // An open transaction on the leader: its rows must never show.
-    const leader = cluster.addresses[await cluster.waitForLeader()]!;
-    const connection = await openConnection(dialTcp, leader);
+    // An open transaction on the leader with 100 rows: a query evaluated meanwhile, on the
+    // leader itself, must not see them.
+    const connection = await openConnection(dialTcp, cluster.addresses[leaderIndex]!);
     const { id: db } = await connection.call({ type: 'open', name: 'live', flags: 0, vfs: 'volatile' }, 'db');
     await connection.call(
       { type: 'exec_sql', db, sql: "BEGIN; INSERT INTO items (name) SELECT 'uncommitted' FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100) SELECT i FROM c)", params: [] },
       'result',
     );
+    const during = await (await open([cluster.addresses[leaderIndex]!])).live('SELECT count(*) AS n FROM items WHERE id > 0').next();
+    expect(during.value!.rows[0]!.n).toBe(start);
     await connection.call({ type: 'exec_sql', db, sql: 'ROLLBACK', params: [] }, 'result');
     connection.close();
 
@@ -80,6 +87,13 @@ describe('live queries on a cluster', () => {
     const next = await live.next();
     expect(next.value!.rows[0]).toEqual({ n: start + 1, top: written.lastInsertId });
     expect(next.value!.index).toBeGreaterThan(first.value!.index);
+    await waitFor('both watchers to see the write', 20_000, async () =>
+      onFollower.results.at(-1)!.rows[0]!.n === start + 1 && onLeader.results.at(-1)!.rows[0]!.n === start + 1 ? true : undefined,
+    );
+    expect(onFollower.results.map((r) => r.rows[0]!.n)).toEqual([start, start + 1]);
+    expect(onLeader.results.map((r) => r.rows[0]!.n)).toEqual([start, start + 1]);
+    onFollower.stop();
+    onLeader.stop();
     live.close();
     expect((await live.next()).done).toBe(true);
   });
@@ -128,4 +142,24 @@ describe('live queries on a cluster', () => {
     expect(w.errors).toEqual([]);
     w.stop();
   });
+
+  test('a subscription started while its node knows no leader waits for one (a not-leader answer is retried on a new connection)', async () => {
+    const leader = await cluster.waitForLeader();
+    const others = [0, 1, 2].filter((i) => i !== follower);
+    for (const i of others) await cluster.kill(i);
+    // Before the fix the retry reused the connection given over to the first attempt and failed
+    // "a streamed query is still being read on this connection".
+    const lonely = await connect({ database: 'live', servers: [cluster.addresses[follower]!], readFrom: 'any', timeoutMs: 90_000 });
+    opened.push(lonely);
+    const live = lonely.live('SELECT count(*) AS n FROM items');
+    const first = live.next();
+    first.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    for (const i of others) await cluster.restart(i);
+    const result = await first;
+    expect(result.done).toBe(false);
+    expect(result.value!.rows[0]!.n).toBeGreaterThan(0);
+    live.close();
+    expect(others).toContain(leader);
+  }, 120_000);
 });
