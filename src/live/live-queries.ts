@@ -194,7 +194,8 @@ export class LiveQueries {
     const startedMs = this.host.clock.nowMs();
     for (const group of this.dirty) {
       this.dirty.delete(group);
-      if (!this.groups.has(group.key)) continue;
+      // Gone, or evaluated meanwhile for a new subscriber.
+      if (!this.groups.has(group.key) || !group.dirty) continue;
       let result: LiveResult;
       try {
         result = this.evaluate(group);
