@@ -4,7 +4,9 @@
  *    with no live query, then with `--subscribers` live queries on one node (a follower, then
  *    the leader), each a query of its own (`... WHERE grp = ?`, a different parameter each), so
  *    nothing is shared and every commit re-runs all of them (the worst case until commits say
- *    which tables they changed); then all subscribers on one query (shared evaluation);
+ *    which tables they changed); then all subscribers on one query (shared evaluation). Each
+ *    row is set against a baseline without subscribers measured right before it (the machine's
+ *    load moves between minutes more than live queries do);
  * 2. the delay from a write on the leader to the follower's live result showing it (p50/p99),
  *    one write at a time, with and without the subscribers.
  * Usage: node --import ./scripts/ts-loader.mjs bench/live.ts [--seconds 4] [--writers 4] [--subscribers 1000] [--samples 200]
@@ -114,28 +116,37 @@ async function main(): Promise<void> {
     await writers[0]!.exec('CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, grp INTEGER, payload TEXT); CREATE INDEX IF NOT EXISTS items_grp ON items (grp)');
     const followerReader = await connect({ servers: [cluster.addresses[follower]!], database: 'live', readFrom: 'any', timeoutMs: 60_000 });
     const counter = { next: 0 };
-    console.log(`live queries: ${WRITERS} writers through the leader, ${SECONDS} s per row, 3 nodes; subscribers on one node, each a query of its own (distinct) or all one query (same)`);
-    console.log('subscribers                 writes/s   evaluations/s   follower delay p50 ms   p99 ms');
-    const row = async (label: string, node: number | undefined): Promise<void> => {
-      const before = node === undefined ? 0 : await evaluations(cluster, node);
-      const perSecond = await writeFor(writers, SECONDS, counter);
-      const evaluated = node === undefined ? 0 : ((await evaluations(cluster, node)) - before) / SECONDS;
-      const sorted = await delays(writers[0]!, followerReader, SAMPLES);
-      console.log(
-        [label.padEnd(26), perSecond.toFixed(0).padStart(9), evaluated.toFixed(0).padStart(15), percentile(sorted, 50).toFixed(2).padStart(23), percentile(sorted, 99).toFixed(2).padStart(8)].join(' '),
-      );
-    };
-    await row('none', undefined);
+    console.log(`live queries: ${WRITERS} writers through the leader, ${SECONDS} s per measure, 3 nodes; ${SUBSCRIBERS} subscribers on one node,`);
+    console.log('each a query of its own (distinct) or all one query (same); each row against a baseline without subscribers measured just before it');
+    console.log('subscribers                 writes/s  baseline   ratio   evaluations/s   follower delay p50 ms   p99 ms   baseline p50   p99');
     const cases = [
       ['follower', follower, true],
       ['leader', leader, true],
       ['leader', leader, false],
     ] as const;
     for (const [where, node, distinct] of cases) {
+      const baseline = await writeFor(writers, SECONDS, counter);
+      const baselineDelays = await delays(writers[0]!, followerReader, SAMPLES);
       const started = performance.now();
       const subscribed = await subscribe(cluster.addresses[node]!, SUBSCRIBERS, distinct);
       process.stderr.write(`subscribed ${SUBSCRIBERS} on the ${where} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-      await row(`${SUBSCRIBERS} ${distinct ? 'distinct' : 'same'}, ${where}`, node);
+      const before = await evaluations(cluster, node);
+      const perSecond = await writeFor(writers, SECONDS, counter);
+      const evaluated = ((await evaluations(cluster, node)) - before) / SECONDS;
+      const sorted = await delays(writers[0]!, followerReader, SAMPLES);
+      console.log(
+        [
+          `${SUBSCRIBERS} ${distinct ? 'distinct' : 'same'}, ${where}`.padEnd(26),
+          perSecond.toFixed(0).padStart(9),
+          baseline.toFixed(0).padStart(9),
+          `${(perSecond / baseline).toFixed(2)}×`.padStart(7),
+          evaluated.toFixed(0).padStart(15),
+          percentile(sorted, 50).toFixed(2).padStart(23),
+          percentile(sorted, 99).toFixed(2).padStart(8),
+          percentile(baselineDelays, 50).toFixed(2).padStart(14),
+          percentile(baselineDelays, 99).toFixed(2).padStart(7),
+        ].join(' '),
+      );
       for (const stop of subscribed.stops) stop();
       await Promise.all(subscribed.databases.map((db) => db.close()));
     }

@@ -3,7 +3,15 @@ import { concatBytes } from '../util/bytes.ts';
 import { encodeResponse } from '../protocol/index.ts';
 import type { LiveResult } from './live-queries.ts';
 
-/** One write's worth of bytes, new for every call (a transport may take ownership of them). */
+/** Encoded once per result, however many subscribers it goes to (byte streams copy what they are given). */
+const encoded = new WeakMap<LiveResult, Uint8Array>();
+
+/** One write's worth of bytes; the caller must not change them. */
 export function encodeLiveResult(result: LiveResult): Uint8Array {
-  return concatBytes([encodeResponse({ type: 'bookmark', index: BigInt(result.index) }), ...result.messages]);
+  let bytes = encoded.get(result);
+  if (!bytes) {
+    bytes = concatBytes([encodeResponse({ type: 'bookmark', index: BigInt(result.index) }), ...result.messages]);
+    encoded.set(result, bytes);
+  }
+  return bytes;
 }
