@@ -49,6 +49,8 @@ export interface ReadView {
    * recompile on next use, so what they read may have changed too.
    */
   readonly closeCount: number;
+  /** The committed state's schema cookie: it changes with every schema change. */
+  schemaCookie(): number;
   /** The committed version the view shows since the last catchUp (changes with every commit). */
   readonly committedVersion: number;
 }
@@ -147,6 +149,11 @@ export class ReadViewImpl implements ReadView, StatementHost {
       if (tailByte >= bytes.length || tailByte <= startByte) return null;
       startByte = tailByte;
     }
+  }
+
+  schemaCookie(): number {
+    this.assertOpen();
+    return this.image.schemaCookie();
   }
 
   prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet } {

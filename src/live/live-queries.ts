@@ -98,6 +98,13 @@ export class LiveQueries {
   private readonly groups = new Map<string, LiveGroup>();
   private readonly byDatabase = new Map<string, Set<LiveGroup>>();
   private readonly dirty = new Set<LiveGroup>();
+  /**
+   * Databases whose schema must be checked at the next flush, and the schema cookie last seen:
+   * a commit's list of changed tables may leave out a schema change (ALTER TABLE, a view
+   * redefined), which can change any query's result, so one re-runs every query of its database.
+   */
+  private readonly schemaChecks = new Set<string>();
+  private readonly schemaCookies = new Map<string, number>();
   private subscriberCount = 0;
   private stopCommits: (() => void) | undefined;
   private flushScheduled = false;
@@ -171,6 +178,10 @@ export class LiveQueries {
     const groups = this.byDatabase.get(event.database);
     if (!groups) return;
     const tables = event.snapshot || !event.changes ? undefined : event.changes.tables;
+    if (tables !== undefined) {
+      this.schemaChecks.add(event.database);
+      this.scheduleFlush();
+    }
     for (const group of groups) {
       if (tables !== undefined && group.readSet !== undefined && !readSetTouched(group.readSet, tables)) continue;
       group.dirty = true;
@@ -192,6 +203,7 @@ export class LiveQueries {
   /** Evaluates dirty queries for a slice of time, then yields and comes back for the rest. */
   private flush(): void {
     const startedMs = this.host.clock.nowMs();
+    this.checkSchemas();
     for (const group of this.dirty) {
       this.dirty.delete(group);
       // Gone, or evaluated meanwhile for a new subscriber.
@@ -207,6 +219,26 @@ export class LiveQueries {
       if (this.host.clock.nowMs() - startedMs >= EVALUATION_SLICE_MS) break;
     }
     if (this.dirty.size > 0) this.scheduleFlush(this.host.clock.nowMs() - startedMs);
+  }
+
+  private checkSchemas(): void {
+    for (const database of this.schemaChecks) {
+      const groups = this.byDatabase.get(database);
+      if (!groups) continue;
+      let cookie: number;
+      try {
+        cookie = this.host.readView(database).schemaCookie();
+      } catch {
+        cookie = -1;
+      }
+      if (cookie === this.schemaCookies.get(database)) continue;
+      this.schemaCookies.set(database, cookie);
+      for (const group of groups) {
+        group.dirty = true;
+        this.dirty.add(group);
+      }
+    }
+    this.schemaChecks.clear();
   }
 
   // ---------------------------------------------------------------- evaluation
@@ -284,7 +316,10 @@ export class LiveQueries {
   private addGroup(group: LiveGroup): void {
     this.groups.set(group.key, group);
     let set = this.byDatabase.get(group.database);
-    if (!set) this.byDatabase.set(group.database, (set = new Set()));
+    if (!set) {
+      this.byDatabase.set(group.database, (set = new Set()));
+      this.schemaCookies.set(group.database, this.host.readView(group.database).schemaCookie());
+    }
     set.add(group);
     this.stopCommits ??= this.host.commits.subscribe(this.onCommit);
   }
@@ -300,7 +335,10 @@ export class LiveQueries {
     this.dirty.delete(group);
     const set = this.byDatabase.get(group.database);
     set?.delete(group);
-    if (set?.size === 0) this.byDatabase.delete(group.database);
+    if (set?.size === 0) {
+      this.byDatabase.delete(group.database);
+      this.schemaCookies.delete(group.database);
+    }
     if (this.groups.size === 0) {
       this.stopCommits?.();
       this.stopCommits = undefined;

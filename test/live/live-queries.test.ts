@@ -141,6 +141,19 @@ describe('live queries on one replica', () => {
     expect(s.live.evaluations).toBe(before);
   });
 
+  it('re-runs every query of a database whose schema changed, even when the commit names no table it reads', async () => {
+    const sub = await s.subscribe('SELECT * FROM items');
+    expect(sub.first.columns).toEqual(['id', 'name']);
+    s.commit('ALTER TABLE items ADD COLUMN extra INTEGER', { tables: [] });
+    await settle();
+    expect(sub.results.map((r) => r.columns)).toEqual([['id', 'name', 'extra']]);
+    // No schema change: a commit naming only another table re-runs nothing.
+    const before = s.live.evaluations;
+    s.commit('INSERT INTO other VALUES (1)', { tables: ['other'] });
+    await settle();
+    expect(s.live.evaluations).toBe(before);
+  });
+
   it('shares one evaluation among the subscribers of the same query and parameters', async () => {
     const a = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
     const b = await s.subscribe('SELECT count(*) FROM items WHERE id > ?', [0]);
