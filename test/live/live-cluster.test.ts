@@ -111,6 +111,9 @@ describe('live queries on a cluster', () => {
     await waitFor('both new results', 20_000, async () => (a.results.length > 1 && b.results.length > 1 ? true : undefined));
     // One commit on "live": one evaluation for both subscribers; "live-elsewhere" re-ran nothing.
     expect(await evaluations(cluster, follower)).toBe(before + 1);
+    const metrics = await (await fetch(`http://${cluster.addresses[follower]}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^dqlite_wasm_live_evaluations_total ${before + 1}$`, 'm'));
+    expect(Number(/^dqlite_wasm_live_subscriptions (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
     expect(a.results.at(-1)!.rows).toEqual(b.results.at(-1)!.rows);
     a.stop();
     b.stop();
