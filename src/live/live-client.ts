@@ -136,13 +136,20 @@ export function liveOverWire(
 }
 
 function toLiveResult(raw: RowsResult & { bookmark: bigint }): LiveQueryResult {
-  const columns = raw.columns;
-  const rows = raw.rows.map((row) => {
-    const object: Record<string, Value> = {};
-    for (let i = 0; i < columns.length; i++) object[columns[i]!] = fromTypedValue(row[i]!);
-    return object;
-  });
-  return { columns: [...columns], rows, index: Number(raw.bookmark) };
+  return toLiveQueryResult(raw.columns, raw.rows, Number(raw.bookmark));
+}
+
+/** A result as users see it: rows as objects keyed by column name, values as `query()` gives them. */
+export function toLiveQueryResult(columns: readonly string[], rows: readonly (readonly TypedValue[])[], index: number): LiveQueryResult {
+  return {
+    columns: [...columns],
+    rows: rows.map((row) => {
+      const object: Record<string, Value> = {};
+      for (let i = 0; i < columns.length; i++) object[columns[i]!] = fromTypedValue(row[i]!);
+      return object;
+    }),
+    index,
+  };
 }
 
 function resultKey(raw: RowsResult): string {
