@@ -2,9 +2,10 @@
  * Real node processes on loopback: failover, quorum loss, catch-up, byte-identical replicas,
  * checkpoints, and the not-leader error for a write sent straight to a follower.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connect, connectCluster, DqliteError, type Database } from '../../runtimes/node/client.ts';
 import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
+import { clusterWithDatabase } from '../helpers/cluster-suite.ts';
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
@@ -38,20 +39,10 @@ describe('3-node cluster of real processes', () => {
   let db: Database;
   const acknowledged: number[] = [];
 
-  beforeAll(async () => {
-    cluster = await TestCluster.start({ nodes: 3, extraArgs: ['--commit-timeout-ms', '4000'] });
-    db = await connect({ servers: cluster.addresses, database: 'test', timeoutMs: 20_000 });
-    await db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)');
-  }, 120_000);
-
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') console.log(cluster.dumpOutput());
-  });
-
-  afterAll(async () => {
-    await db?.close();
-    await cluster?.destroy();
-  });
+  clusterWithDatabase(
+    { nodes: 3, extraArgs: ['--commit-timeout-ms', '4000'], database: 'test', timeoutMs: 20_000, schema: ['CREATE TABLE items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)'] },
+    (started) => ({ cluster, db } = started),
+  );
 
   test('writes survive kill -9 of the leader; a new leader is elected and the old one catches up', async () => {
     for (let i = 1; i <= 50; i++) {

@@ -4,9 +4,10 @@
  * of them anywhere, and one above databaseBytesMax fails whole with an error naming the limit.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connect, connectCluster, type Database } from '../../runtimes/node/client.ts';
 import { TestCluster, waitFor } from '../helpers/cluster.ts';
+import { clusterWithDatabase } from '../helpers/cluster-suite.ts';
 
 const MiB = 1024 * 1024;
 /** Room for the 40 MiB and 64 MiB transactions, not for the 170 MiB one. */
@@ -65,26 +66,19 @@ describe('transactions larger than one proposal, on 3 real processes', () => {
   let db: Database;
   const running = [0, 1, 2];
 
-  beforeAll(async () => {
-    // A 3 s election timeout (ticks of 300 ms): on this shared 2-core machine a node spends about
-    // a second of CPU on 40 MiB of entries (CRC, codec copies), and with the default 1 s a
-    // follower sometimes stops hearing heartbeats and elects itself in the middle.
-    cluster = await TestCluster.start({
+  // A 3 s election timeout (ticks of 300 ms): on this shared 2-core machine a node spends about
+  // a second of CPU on 40 MiB of entries (CRC, codec copies), and with the default 1 s a
+  // follower sometimes stops hearing heartbeats and elects itself in the middle.
+  clusterWithDatabase(
+    {
       nodes: 3,
       extraArgs: ['--database-bytes-max', String(DATABASE_BYTES_MAX), '--commit-timeout-ms', '30000', '--tick-ms', '300'],
-    });
-    db = await connect({ servers: cluster.addresses, database: 'big', timeoutMs: 120_000 });
-    await db.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)');
-  }, 120_000);
-
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') console.log(cluster.dumpOutput());
-  });
-
-  afterAll(async () => {
-    await db?.close();
-    await cluster?.destroy();
-  });
+      database: 'big',
+      timeoutMs: 120_000,
+      schema: ['CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)'],
+    },
+    (started) => ({ cluster, db } = started),
+  );
 
   test('a 40 MiB blob commits on every replica, byte-identical', async () => {
     // zeroblob, not randomblob: SQLite's randomness runs at ~20 MB/s in WebAssembly, and a

@@ -5,10 +5,11 @@
  */
 import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { connect, connectCluster, DqliteError, ValueType, type Database } from '../../runtimes/node/client.ts';
 import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
+import { clusterWithDatabase } from '../helpers/cluster-suite.ts';
 
 function rawExchange(address: string, bytes: Uint8Array, waitMs = 500): Promise<{ received: Buffer; closed: boolean }> {
   const [host, port] = address.split(':') as [string, string];
@@ -35,23 +36,16 @@ describe('node semantics', () => {
   let cluster: TestCluster;
   let db: Database;
 
-  beforeAll(async () => {
-    cluster = await TestCluster.start({
+  clusterWithDatabase(
+    {
       nodes: 3,
       extraArgs: ['--busy-timeout-ms', '1500', '--snapshot-threshold', '40', '--snapshot-trailing', '10'],
-    });
-    db = await connect({ servers: cluster.addresses, database: 'sem', timeoutMs: 20_000 });
-    await db.exec('CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)');
-  }, 120_000);
-
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') console.log(cluster.dumpOutput());
-  });
-
-  afterAll(async () => {
-    await db?.close();
-    await cluster?.destroy();
-  });
+      database: 'sem',
+      timeoutMs: 20_000,
+      schema: ['CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)'],
+    },
+    (started) => ({ cluster, db } = started),
+  );
 
   test('a client inside a transaction holds the database; others wait their turn, then SQLITE_BUSY', async () => {
     const other = await connect({ servers: cluster.addresses, database: 'sem', timeoutMs: 20_000 });
