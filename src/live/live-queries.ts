@@ -388,7 +388,9 @@ function collect(statement: Statement, params: readonly TypedValue[], bytesMax: 
   } finally {
     statement.reset();
   }
-  messages.push(batcher.finish());
+  const last = batcher.finish();
+  if (bytes + last.length > bytesMax) throw new NodeError(SQLITE_ERROR, `a live query's result exceeds ${bytesMax} bytes (liveResultBytesMax): add a LIMIT`);
+  messages.push(last);
   return { columns, rows, messages };
 }
 

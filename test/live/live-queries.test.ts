@@ -23,7 +23,7 @@ interface Setup {
   subscribe(sql: string, params?: number[]): Promise<{ results: LiveResult[]; first: LiveResult; errors: Error[]; unsubscribe(): void }>;
 }
 
-function setUp(): Setup {
+function setUp(limits: { liveQueriesMax?: number; liveResultBytesMax?: number } = {}): Setup {
   const name = `live-${++databaseCount}`;
   const db = engine.open(name);
   const commits = new CommitEvents(() => undefined);
@@ -36,8 +36,8 @@ function setUp(): Setup {
     readView: () => db.readView(),
     admitRead: async () => undefined,
     appliedIndex: () => index,
-    liveQueriesMax: 100,
-    liveResultBytesMax: 1 << 20,
+    liveQueriesMax: limits.liveQueriesMax ?? 100,
+    liveResultBytesMax: limits.liveResultBytesMax ?? 1 << 20,
     log: () => undefined,
   });
   return {
@@ -216,6 +216,22 @@ describe('live queries on one replica', () => {
     await settle();
     expect(sub.errors.map((e) => e.message).join()).toMatch(/no such table: other/);
     expect(s.live.queries).toBe(0);
+  });
+
+  it('holds at most liveQueriesMax subscriptions, and refuses a result over liveResultBytesMax', async () => {
+    const small = setUp({ liveQueriesMax: 2, liveResultBytesMax: 4096 });
+    const a = await small.subscribe('SELECT count(*) FROM items');
+    await small.subscribe('SELECT count(*) FROM items');
+    await expect(small.subscribe('SELECT count(*) FROM other')).rejects.toThrow(/liveQueriesMax/);
+    a.unsubscribe();
+    small.commit("INSERT INTO items (name) SELECT hex(randomblob(200)) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100) SELECT i FROM c)");
+    await expect(small.subscribe('SELECT name FROM items')).rejects.toThrow(/liveResultBytesMax/);
+    // A result smaller than one Rows batch (4 KiB), still over its bound.
+    const tiny = setUp({ liveResultBytesMax: 1000 });
+    tiny.commit("INSERT INTO items (name) SELECT hex(randomblob(200)) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3) SELECT i FROM c)");
+    await expect(tiny.subscribe('SELECT name FROM items')).rejects.toThrow(/liveResultBytesMax/);
+    expect(values((await tiny.subscribe('SELECT count(*) FROM items')).first)).toEqual([[3n]]);
+    expect(small.live.subscriptions).toBe(1);
   });
 
   it('is an async iterator and an onChange callback', async () => {
