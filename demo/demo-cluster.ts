@@ -80,6 +80,8 @@ export interface DemoClusterOptions {
   workerUrl: URL;
   onEvent: (event: TimelineEvent) => void;
   onUpdate: (nodes: readonly NodeView[]) => void;
+  /** A node's worker is running (started, or restarted): the page may open its databases. */
+  onNodeRunning?: (index: number, node: BrowserEmbeddedNode) => void;
 }
 
 export class DemoCluster {
@@ -269,6 +271,7 @@ export class DemoCluster {
       }
       slot.running = node;
       slot.view = { ...slot.view, phase: 'running' };
+      this.options.onNodeRunning?.(index, node);
       if (!node.info.fresh) this.emit('info', `${address} recovered from OPFS`);
       node.addEventListener('fatal', (event) => {
         if (current()) this.emit('error', `${address} stopped itself: ${(event as Event & { error: Error }).error.message}`);

@@ -4,6 +4,7 @@
  */
 import { BurstPlot } from './burst-plot.ts';
 import { DemoCluster, NODES_MAX, addressOf, indexOf, type NodeView, type TimelineEvent } from './demo-cluster.ts';
+import { LivePanel } from './live-panel.ts';
 import { memoryLine, memoryTitle } from './memory-line.ts';
 import { SqlConsole, type ConsoleResult } from './sql-console.ts';
 import { WriteBurst } from './write-burst.ts';
@@ -51,6 +52,14 @@ interface Card {
 }
 
 const cards = new Map<number, Card>();
+/** The live query panel of each node's card, kept across the card's life and the node's restarts. */
+const livePanels = new Map<number, LivePanel>();
+
+function livePanelOf(index: number): LivePanel {
+  let panel = livePanels.get(index);
+  if (!panel) livePanels.set(index, (panel = new LivePanel()));
+  return panel;
+}
 
 function makeCard(view: NodeView): Card {
   const field = (): HTMLElement => el('dd', {}, '—');
@@ -88,6 +97,7 @@ function makeCard(view: NodeView): Card {
     el('span', { class: 'flag' }, 'ISOLATED'),
     el('div', { class: 'card-head' }, el('span', { class: 'card-title' }, view.address), badge),
     stats,
+    livePanelOf(view.index).root,
     memory,
     error,
     el('div', { class: 'card-actions' }, killButton, isolateButton),
@@ -110,6 +120,8 @@ function renderNodes(nodes: readonly NodeView[]): void {
     if (!nodes.some((n) => n.index === index)) {
       card.root.remove();
       cards.delete(index);
+      livePanels.get(index)?.detach('removed');
+      livePanels.delete(index);
     }
   }
   renderSummary(nodes);
@@ -165,6 +177,7 @@ function updateCard(card: Card, view: NodeView, all: readonly NodeView[]): void 
   card.memory.title = memory ? memoryTitle(memory) : '';
   card.memory.hidden = !memory;
   card.error.textContent = view.error ?? '';
+  if (!view.alive) livePanelOf(view.index).detach('node down: the panel follows it again once it restarts');
   card.killButton.textContent = view.alive ? 'Kill' : 'Restart';
   card.killButton.dataset['testid'] = view.alive ? 'kill' : 'restart';
   card.isolateButton.textContent = view.isolated ? 'Heal' : 'Isolate';
@@ -325,6 +338,7 @@ const cluster = new DemoCluster({
   workerUrl: new URL('./in-page-worker.js', import.meta.url),
   onEvent: addEvent,
   onUpdate: renderNodes,
+  onNodeRunning: (index, node) => livePanelOf(index).attach(node),
 });
 const sqlConsole = new SqlConsole(cluster.consoleEndpoint.dialStream, () => Array.from({ length: NODES_MAX }, (_, i) => addressOf(i + 1)));
 const plot = new BurstPlot($('burst-plot') as HTMLCanvasElement);

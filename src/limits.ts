@@ -44,6 +44,10 @@ export interface Limits {
   uncommittedEntriesMax: number;
   /** ReadIndex requests waiting for a quorum. */
   pendingReadsMax: number;
+  /** Live query subscriptions one node holds (src/live/live-queries.ts), all clients together. */
+  liveQueriesMax: number;
+  /** Largest result of a live query, as Rows messages: it is kept to compare with the next one. */
+  liveResultBytesMax: number;
 }
 
 const KiB = 1024;
@@ -68,6 +72,8 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   committedBytesPerReadyMax: 16 * MiB,
   uncommittedEntriesMax: 65_536,
   pendingReadsMax: 4096,
+  liveQueriesMax: 10_000,
+  liveResultBytesMax: 16 * MiB,
 });
 
 /**
@@ -119,5 +125,6 @@ export function validateLimits(limits: Limits): void {
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);
   atLeast('snapshotBytesMax', limits.snapshotChunkBytesMax, 'a snapshot chunk cannot be larger than a snapshot');
+  atLeast('clientResultBytesMax', limits.liveResultBytesMax, `a live query's result goes to clients (liveResultBytesMax ${limits.liveResultBytesMax})`);
   if (problems.length > 0) throw new LimitsError(problems);
 }

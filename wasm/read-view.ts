@@ -25,6 +25,7 @@ import {
   type SqliteModule,
   type SqliteWasmHelpers,
 } from './sqlite-api.ts';
+import { recordReadSet, type ReadSet } from './read-tables.ts';
 import type { SqlGuard } from './sql-guard.ts';
 import { StatementImpl, type Statement, type StatementHost } from './statement.ts';
 
@@ -36,8 +37,20 @@ export interface ReadView {
   catchUp(): void;
   /** Compiles the first statement of `sql` on the committed state; null for an empty text. Throws SqliteError. */
   prepare(sql: string): Statement | null;
+  /**
+   * `prepare`, also returning the tables the statement reads (read-tables.ts): what a live query
+   * must watch. The read set of a statement without tables is empty.
+   */
+  prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet };
   /** Times the view opened its connection: once, it follows commits without reopening. */
   readonly openCount: number;
+  /**
+   * Times the view closed its connection (the schema changed): statements compiled before
+   * recompile on next use, so what they read may have changed too.
+   */
+  readonly closeCount: number;
+  /** The committed state's schema cookie: it changes with every schema change. */
+  schemaCookie(): number;
   /** The committed version the view shows since the last catchUp (changes with every commit). */
   readonly committedVersion: number;
 }
@@ -67,6 +80,7 @@ export class ReadViewImpl implements ReadView, StatementHost {
   readonly exports: SqliteExports;
   readonly wasm: SqliteWasmHelpers;
   openCount = 0;
+  closeCount = 0;
   private readonly mainAlias: string;
   private readonly image: CommittedImage;
   private aliasPointer: Pointer;
@@ -137,6 +151,19 @@ export class ReadViewImpl implements ReadView, StatementHost {
     }
   }
 
+  schemaCookie(): number {
+    this.assertOpen();
+    return this.image.schemaCookie();
+  }
+
+  prepareWithReadSet(sql: string): { statement: Statement | null; readSet: ReadSet } {
+    // Catch up (which may reopen the connection) before recording: opening reads no user table.
+    this.catchUp();
+    this.connection();
+    const { result, readSet } = recordReadSet(this.context.guard, () => this.prepare(sql));
+    return { statement: result, readSet };
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -205,7 +232,10 @@ export class ReadViewImpl implements ReadView, StatementHost {
 
   private closeConnection(): void {
     for (const statement of this.statements) statement.detach();
-    if (this.db !== 0) this.exports.sqlite3_close_v2(this.db);
+    if (this.db !== 0) {
+      this.exports.sqlite3_close_v2(this.db);
+      this.closeCount++;
+    }
     this.db = 0;
   }
 

@@ -17,11 +17,14 @@ export class SqlGuard {
   /** The authorizer callback, installed once in the WASM function table. */
   readonly pointer: Pointer;
   private lifted = false;
+  /** Sees every authorizer call while set (read-tables.ts records a statement's read set). */
+  private observer: ((action: number, arg1: string | null, arg2: string | null, database: string | null) => void) | undefined;
 
   constructor(sqlite: SqliteModule) {
     const wasm = sqlite.wasm;
     this.pointer = wasm.installFunction(
-      (_pUser: Pointer, action: number, zArg1: Pointer, zArg2: Pointer, _zDatabase: Pointer, _zTrigger: Pointer): number => {
+      (_pUser: Pointer, action: number, zArg1: Pointer, zArg2: Pointer, zDatabase: Pointer, _zTrigger: Pointer): number => {
+        this.observer?.(action, zArg1 === 0 ? null : wasm.cstrToJs(zArg1), zArg2 === 0 ? null : wasm.cstrToJs(zArg2), zDatabase === 0 ? null : wasm.cstrToJs(zDatabase));
         if (this.lifted) return 0;
         // VACUUM attaches (and detaches) a nameless temporary database: allow only that.
         if (action === SQLITE_ATTACH) return zArg1 !== 0 && wasm.cstrToJs(zArg1) === '' ? 0 : SQLITE_DENY;
@@ -42,6 +45,17 @@ export class SqlGuard {
       return action();
     } finally {
       this.lifted = false;
+    }
+  }
+
+  /** Runs `action` (a prepare), calling `observer` for every authorization SQLite asks meanwhile. */
+  observe<T>(observer: (action: number, arg1: string | null, arg2: string | null, database: string | null) => void, action: () => T): T {
+    const previous = this.observer;
+    this.observer = observer;
+    try {
+      return action();
+    } finally {
+      this.observer = previous;
     }
   }
 }

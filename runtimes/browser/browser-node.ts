@@ -6,7 +6,10 @@
  */
 import { acceptWebSocket, CLIENT_WEBSOCKET_PATH, createIdentity, readIdentity } from '../../src/server/host.ts';
 import { Engine } from '../../wasm/index.ts';
-import { connect, connectCluster, type Database, type ExecResult, type Param, type QueryResult } from '../../src/client/index.ts';
+import { connect, connectCluster, type Database, type ExecResult, type LiveQueryResult, type Param, type QueryResult, type ReadOptions } from '../../src/client/index.ts';
+import { toLiveQueryResult } from '../../src/live/live-client.ts';
+import { toTypedValue } from '../../src/protocol/index.ts';
+import { STALENESS_DEFAULT_MS } from '../../src/server/read-path.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
 import type { DialStream, DialWebSocket, DurableStorage, MessageChannel } from '../../src/runtime.ts';
 import { joinCluster } from '../../src/server/join.ts';
@@ -281,6 +284,27 @@ export class BrowserNode {
 
   async query(database: string, sql: string, params: readonly Param[] = []): Promise<QueryResult> {
     return (await this.database(database)).query(sql, params);
+  }
+
+  /**
+   * A live query evaluated by this node on its own replica (docs/live-queries.md): `onResult` gets
+   * the first result, then each new one; `onError` the error that ended it (bad SQL, a statement
+   * that writes, a dropped table). Returns the unsubscribe.
+   */
+  live(
+    database: string,
+    sql: string,
+    params: readonly Param[],
+    options: ReadOptions,
+    onResult: (result: LiveQueryResult) => void,
+    onError: (message: string) => void,
+  ): () => void {
+    const level = { consistency: options.consistency ?? 'linearizable', bookmark: 0, maxStalenessMs: options.maxStalenessMs ?? STALENESS_DEFAULT_MS } as const;
+    const typed = params.map((param) => toTypedValue(param));
+    return this.node.live(database, sql, typed, level).onChange(
+      (result) => onResult(toLiveQueryResult(result.columns, result.rows, result.index)),
+      (error) => onError(error.message),
+    );
   }
 
   /** This replica's database and WAL bytes, as the node holds them now (for comparisons). */

@@ -6,6 +6,7 @@
  *   await node.api.exec('app', 'CREATE TABLE t (x)');
  */
 import { proxy, releaseProxy, transfer, wrap, type Remote } from 'comlink';
+import type { LiveQueryResult, Param, ReadOptions } from '../../src/client/index.ts';
 import type { BrowserNodeInfo, BrowserNodeOptions } from './browser-node.ts';
 import type { WorkerNodeApi } from './worker-api.ts';
 
@@ -16,6 +17,19 @@ export interface WorkerNode {
   terminate(): Promise<void>;
   /** Ends the worker at once, without stopping the node: what a crashed tab does to it. */
   kill(): void;
+  /**
+   * A live query evaluated by the worker's node on its own replica (docs/live-queries.md):
+   * `onResult` gets the first result, then each new one; `onError` what ended it. Resolves with
+   * the unsubscribe.
+   */
+  live(
+    database: string,
+    sql: string,
+    params: Param[],
+    onResult: (result: LiveQueryResult) => void,
+    onError?: (message: string) => void,
+    options?: ReadOptions,
+  ): Promise<() => void>;
 }
 
 /**
@@ -46,6 +60,10 @@ export async function startWorkerNode(
       kill: () => {
         api[releaseProxy]();
         worker.terminate();
+      },
+      live: async (database, sql, params, onResult, onError = () => undefined, liveOptions = {}) => {
+        const id = await api.live(database, sql, params, liveOptions, proxy(onResult), proxy(onError));
+        return () => void api.stopLive(id);
       },
     };
   } catch (error) {

@@ -4,7 +4,7 @@
  * network to listen on (`WorkerHost.network`), as the demo's in-page network does.
  */
 import { expose } from 'comlink';
-import type { ExecResult, Param, QueryResult } from '../../src/client/index.ts';
+import type { ExecResult, LiveQueryResult, Param, QueryResult, ReadOptions } from '../../src/client/index.ts';
 import type { Member, Role } from '../../src/raft/index.ts';
 import type { NodeStatus } from '../../src/server/node.ts';
 import { byteStreamFromPort } from './port-stream.ts';
@@ -22,6 +22,19 @@ export interface WorkerNodeApi {
   exec(database: string, sql: string, params?: Param[]): Promise<ExecResult>;
   query(database: string, sql: string, params?: Param[]): Promise<QueryResult>;
   files(database: string): { main: Uint8Array; wal: Uint8Array } | undefined;
+  /**
+   * A live query on this node's own replica (docs/live-queries.md). `onResult` and `onError` must
+   * be comlink proxies (the page's `WorkerNode.live` wraps them); returns the id `stopLive` takes.
+   */
+  live(
+    database: string,
+    sql: string,
+    params: Param[] | undefined,
+    options: ReadOptions | undefined,
+    onResult: (result: LiveQueryResult) => void,
+    onError: (message: string) => void,
+  ): number;
+  stopLive(id: number): void;
   addMember(id: number, address: string): Promise<void>;
   assignRole(id: number, role: Role): Promise<void>;
   removeMember(id: number): Promise<void>;
@@ -42,6 +55,8 @@ export interface WorkerHost {
 /** Serves one node to the page that started this worker. Call once, at the worker's top level. */
 export function exposeWorkerNode(host: WorkerHost = {}): void {
   let running: BrowserNode | undefined;
+  const lives = new Map<number, () => void>();
+  let nextLiveId = 1;
 
   function node(): BrowserNode {
     if (!running) throw new BrowserNodeError('NOT_STARTED', 'the node is not started: call start() first');
@@ -61,6 +76,15 @@ export function exposeWorkerNode(host: WorkerHost = {}): void {
     exec: (database, sql, params) => node().exec(database, sql, params ?? []),
     query: (database, sql, params) => node().query(database, sql, params ?? []),
     files: (database) => node().files(database),
+    live: (database, sql, params, options, onResult, onError) => {
+      const id = nextLiveId++;
+      lives.set(id, node().live(database, sql, params ?? [], options ?? {}, onResult, onError));
+      return id;
+    },
+    stopLive: (id) => {
+      lives.get(id)?.();
+      lives.delete(id);
+    },
     addMember: (id, address) => node().addMember(id, address),
     assignRole: (id, role) => node().assignRole(id, role),
     removeMember: (id) => node().removeMember(id),
@@ -68,6 +92,8 @@ export function exposeWorkerNode(host: WorkerHost = {}): void {
     acceptClientPort: (port) => node().node.acceptClient(byteStreamFromPort(port, 'page')),
     whenClosed: () => node().node.closed,
     async stop(options) {
+      for (const stop of lives.values()) stop();
+      lives.clear();
       const current = running;
       running = undefined;
       await current?.stop(options);

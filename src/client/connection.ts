@@ -1,4 +1,5 @@
 import {
+  EXTENSION_LIVE_QUERIES,
   EXTENSION_READS,
   FrameReader,
   HEADER_BYTES,
@@ -114,6 +115,33 @@ export class Connection {
   /** The server announced dqlite-wasm's read extension (ReadSql, ExecSqlBookmarked) in a Leader answer. */
   get speaksReadExtension(): boolean {
     return (this.features & EXTENSION_READS) !== 0;
+  }
+
+  /** The server announced dqlite-wasm's live queries (LIVE_SUBSCRIBE, src/protocol/live-requests.ts). */
+  get speaksLiveQueries(): boolean {
+    return (this.features & EXTENSION_LIVE_QUERIES) !== 0;
+  }
+
+  /**
+   * Sends a live subscription and gives the connection over to its pushed results for good:
+   * `next()` reads one result (a Bookmark, then Rows); a Failure ends it as a DqliteError. The
+   * first result must come within requestTimeoutMs; later ones may take any time.
+   */
+  async openLive(request: Request): Promise<{ next(): Promise<RowsResult & { bookmark: bigint }> }> {
+    if (this.cursorOpen) throw this.cursorBusyError();
+    await this.acquireQueue();
+    // Never released: the connection answers nothing else from now on.
+    this.cursorOpen = true;
+    await this.send(request);
+    let first = true;
+    return {
+      next: async () => {
+        const timeoutMs = first ? this.options.requestTimeoutMs : undefined;
+        first = false;
+        const bookmark = this.expectType(await this.receiveResponse(timeoutMs), 'bookmark').index;
+        return { bookmark, ...(await this.collectRows(await this.receiveResponse())) };
+      },
+    };
   }
 
   close(): void {
@@ -267,8 +295,8 @@ export class Connection {
     }
   }
 
-  private receiveResponse(): Promise<Response> {
-    return this.receiveMessage().then((message) => {
+  private receiveResponse(timeoutMs: number | undefined = this.options.requestTimeoutMs): Promise<Response> {
+    return this.receiveMessage(timeoutMs).then((message) => {
       try {
         const response = decodeResponse(message, { messageBytesMax: this.options.messageBytesMax });
         if (response.type === 'node') this.features = readHeader(message).extra;
@@ -283,7 +311,8 @@ export class Connection {
     });
   }
 
-  private receiveMessage(): Promise<Uint8Array> {
+  /** The next message; with `timeoutMs` undefined, waits for as long as the connection lives. */
+  private receiveMessage(timeoutMs: number | undefined = this.options.requestTimeoutMs): Promise<Uint8Array> {
     const ready = this.inbox.shift();
     if (ready) {
       this.inboxBytes -= ready.length;
@@ -291,11 +320,14 @@ export class Connection {
     }
     if (this.closeError) return Promise.reject(this.closeError);
     return new Promise<Uint8Array>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const failure = new ConnectionError(this.address, `no response within ${this.options.requestTimeoutMs} ms`, true);
-        this.fail(failure);
-        this.stream.close();
-      }, this.options.requestTimeoutMs);
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              const failure = new ConnectionError(this.address, `no response within ${timeoutMs} ms`, true);
+              this.fail(failure);
+              this.stream.close();
+            }, timeoutMs);
       this.waiter = {
         resolve: (message) => {
           clearTimeout(timer);

@@ -11,6 +11,8 @@ import type { Connection, RowsBatch, RowsCursor } from './connection.ts';
 import { ClientError, ConnectionError, DqliteError, IndeterminateError } from './errors.ts';
 import { Link, type LinkOptions, type Session } from './link.ts';
 import { ReadLink } from './read-link.ts';
+import { liveOverWire, type LiveQueryResult } from '../live/live-client.ts';
+import type { LiveQuery } from '../live/live-query.ts';
 
 /** A parameter: an application value, or a wire value with an explicit type (e.g. a float 1.0). */
 export type Param = Value | TypedValue;
@@ -148,11 +150,17 @@ export class Database implements Queryable {
   private readonly runner: Runner;
   private readonly readDefaults: Required<ReadOptions>;
   private readonly bookmark = new Bookmark();
+  private readonly options: ConnectOptions;
+  private readonly openOn: (connection: Connection) => Promise<number>;
+  /** The stops of this Database's running live subscriptions. */
+  private readonly lives = new Set<() => void>();
 
   constructor(options: ConnectOptions) {
     const vfs = options.vfs ?? 'volatile';
     const open = async (connection: Connection): Promise<number> =>
       (await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db')).id;
+    this.options = options;
+    this.openOn = open;
     this.link = new Link<DbState>(options, async (connection: Connection) => ({ db: await open(connection) }));
     if (options.readFrom !== undefined && options.readFrom !== 'leader' && options.readFrom !== 'any') {
       throw new ClientError('bad_argument', `readFrom must be 'leader' or 'any', got ${String(options.readFrom)}`);
@@ -201,6 +209,25 @@ export class Database implements Queryable {
 
   prepare(sql: string): Promise<Statement> {
     return Statement.create(this.runner, sql);
+  }
+
+  /**
+   * A live query (docs/live-queries.md): its result now, at `consistency`, then again each time
+   * a committed transaction changes it, as the first of `servers` that answers sees the log
+   * (the subscriber's own node: a follower, or this program's embedded node, evaluates it on
+   * its own replica). Iterate it with `for await` (`break` unsubscribes), or call
+   * `onChange(callback)`, which returns the unsubscribe. Needs dqlite-wasm nodes.
+   */
+  live(sql: string, params: readonly Param[] = [], options: ReadOptions = {}): LiveQuery<LiveQueryResult> {
+    const level = readLevel(options, this.readDefaults);
+    return liveOverWire(this.options, this.openOn, {
+      sql,
+      params: typeParams(params),
+      consistency: level.consistency,
+      maxStalenessMs: level.maxStalenessMs,
+      bookmark: () => this.bookmark.index,
+      reflected: (index) => this.bookmark.advance(index),
+    }, this.lives);
   }
 
   /**
@@ -263,6 +290,7 @@ export class Database implements Queryable {
   close(): Promise<void> {
     this.link.close();
     this.reads?.close();
+    for (const stop of [...this.lives]) stop();
     return Promise.resolve();
   }
 }

@@ -10,3 +10,5 @@ export { ClientError, ConnectionError, DqliteError, IndeterminateError, NoLeader
 export { ErrorCode, ValueType } from '../protocol/index.ts';
 export type { FileData, TypedValue, Value } from '../protocol/index.ts';
 export { byteStreamOverMessages, dialOverWebSocket } from './message-stream.ts';
+export type { LiveQueryResult } from '../live/live-client.ts';
+export type { LiveQuery } from '../live/live-query.ts';

@@ -31,6 +31,7 @@ export type { MessageHeader } from './header.ts';
 export { FrameReader, encodeVersion } from './frame-reader.ts';
 export type { FrameReaderOptions } from './frame-reader.ts';
 export { decodeRequest, encodeRequest } from './requests.ts';
+export { EXTENSION_LIVE_QUERIES, LiveRequestType, type LiveSubscribeRequest } from './live-requests.ts';
 export type { DecodeOptions, EncodeOptions, Request, RequestName } from './requests.ts';
 export { decodeResponse, encodeResponse } from './responses.ts';
 export type { FileData, NodeInfo, Response, ResponseDecodeOptions, ResponseEncodeOptions, ResponseName } from './responses.ts';

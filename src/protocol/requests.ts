@@ -2,6 +2,7 @@ import { Reader } from './buffer.ts';
 import { ExtensionRequestType, HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, ReadConsistencyCode, RequestType, Role } from './constants.ts';
 import { ProtocolError } from './errors.ts';
 import { beginMessage, checkWholeMessage, finishMessage } from './header.ts';
+import { LiveRequestType, readLiveSubscribe, writeLiveSubscribe, type LiveSubscribeRequest } from './live-requests.ts';
 import { type TypedValue, readParams, writeParams } from './values.ts';
 
 /** Requests a client sends, as a discriminated union on `type`. Node ids are u64 (bigint). */
@@ -38,7 +39,9 @@ export type Request =
       /** Stale level: the longest time since the node heard from a leader. */
       readonly maxStalenessMs: number;
     }
-  | { readonly type: 'exec_sql_bookmarked'; readonly db: number; readonly sql: string; readonly params: readonly TypedValue[] };
+  | { readonly type: 'exec_sql_bookmarked'; readonly db: number; readonly sql: string; readonly params: readonly TypedValue[] }
+  // Live-query extension (live-requests.ts): only for servers that announced EXTENSION_LIVE_QUERIES.
+  | LiveSubscribeRequest;
 
 export type RequestName = Request['type'];
 
@@ -125,6 +128,10 @@ export function encodeRequest(request: Request, options: EncodeOptions = {}): Ui
       writer.text(request.sql);
       writeParams(writer, request.params, paramsSchema);
       schema = request.params.length > 0 ? paramsSchema : 0;
+      break;
+    case 'live_subscribe':
+      code = LiveRequestType.Subscribe;
+      schema = writeLiveSubscribe(writer, request, paramsSchema);
       break;
     case 'add':
       code = RequestType.Add;
@@ -230,6 +237,8 @@ export function decodeRequest(message: Uint8Array, options: DecodeOptions = {}):
       const params = readParams(reader, header.schema);
       return { type: 'exec_sql_bookmarked', db, sql, params };
     }
+    case LiveRequestType.Subscribe:
+      return readLiveSubscribe(reader, header.schema);
     case RequestType.Add: {
       const id = reader.u64('node id');
       return { type: 'add', id, address: reader.text('address') };

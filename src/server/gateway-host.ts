@@ -10,9 +10,12 @@ import type { AdministeredNode } from './admin-requests.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { UnsafeSwitches } from './node-options.ts';
 import type { ReadLevel } from './read-path.ts';
+import type { LiveQueries } from '../live/live-queries.ts';
 
 export interface GatewayHost extends Replicator, AdministeredNode {
   readonly metrics: NodeMetrics;
+  /** This replica's live queries (src/live/); a node without them announces no live extension. */
+  readonly liveQueries?: LiveQueries;
   readonly limits: Readonly<Limits>;
   readonly unsafe: Readonly<UnsafeSwitches>;
   /** The leader's id and address, when one is known. */

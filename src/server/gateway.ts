@@ -4,6 +4,7 @@
  */
 import type { Statement } from '../../wasm/index.ts';
 import {
+  EXTENSION_LIVE_QUERIES,
   EXTENSION_READS,
   ErrorCode,
   FrameReader,
@@ -28,6 +29,7 @@ import { isDeferredBegin, isTransactionEnd } from './deferred-begin.ts';
 import type { GatewayHost } from './gateway-host.ts';
 import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { concatBytes } from '../util/bytes.ts';
+import { encodeLiveResult } from '../live/live-wire.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
 
 /**
@@ -72,6 +74,8 @@ export class Gateway {
    */
   private readonly deferredBegins = new Map<ReplicatedDatabase, { readVersion: number | undefined }>();
   private nextStatementId = 0;
+  /** The live query this connection carries (it then carries nothing else); its unsubscribe. */
+  private liveStop: (() => void) | undefined;
 
   constructor(
     private readonly node: GatewayHost,
@@ -147,6 +151,7 @@ export class Gateway {
           this.node.metrics.request(type, 'error', this.node.metrics.nowMs() - startedMs);
         }
         if (this.closed) return;
+        if (responses.length === 0) continue;
         // One write per answer: an extension answer's Bookmark and its result leave together.
         const answer = responses.length === 1 ? responses[0]! : concatBytes(responses);
         this.stream.write(answer);
@@ -188,6 +193,7 @@ export class Gateway {
   }
 
   private async handle(request: Request): Promise<Uint8Array[]> {
+    if (this.liveStop) throw new NodeError(SQLITE_MISUSE, 'this connection carries a live query and answers nothing else: use another connection');
     switch (request.type) {
       case 'leader': {
         const leader = this.node.leader();
@@ -196,7 +202,7 @@ export class Gateway {
           encodeResponse(
             { type: 'node', id: BigInt(leader?.id ?? 0), address: leader?.address ?? '' },
             // The extra header field tells our client it may send our extension requests.
-            { legacyLeader: legacy, features: legacy ? 0 : EXTENSION_READS },
+            { legacyLeader: legacy, features: legacy ? 0 : EXTENSION_READS | (this.node.liveQueries ? EXTENSION_LIVE_QUERIES : 0) },
           ),
         ];
       }
@@ -229,6 +235,8 @@ export class Gateway {
         return this.querySql(request.db, request.sql, request.params);
       case 'read_sql':
         return this.readSql(request.db, request.sql, request.params, this.levelOf(request));
+      case 'live_subscribe':
+        return this.liveSubscribe(request);
       case 'exec_sql_bookmarked': {
         const answer = await this.execSql(request.db, request.sql, request.params);
         return [encodeResponse({ type: 'bookmark', index: BigInt(this.node.appliedIndex()) }), ...answer];
@@ -432,7 +440,34 @@ export class Gateway {
     return [encodeResponse({ type: 'bookmark', index: BigInt(read?.bookmark ?? this.node.appliedIndex()) }), ...messages];
   }
 
-  private levelOf(request: Extract<Request, { type: 'read_sql' }>): ReadLevel {
+  /** Our live-query extension: the first result now, later ones pushed as they change (live-requests.ts). */
+  private async liveSubscribe(request: Extract<Request, { type: 'live_subscribe' }>): Promise<Uint8Array[]> {
+    const live = this.node.liveQueries;
+    if (!live) throw new NodeError(SQLITE_ERROR, 'this node keeps no live queries');
+    const db = this.databaseById(request.db);
+    const subscription = await live.subscribe(db.name, request.sql, request.params, this.levelOf(request), {
+      result: (result) => {
+        if (this.closed) return;
+        const bytes = encodeLiveResult(result);
+        this.stream.write(bytes);
+        this.node.metrics.clientSent(bytes.byteLength);
+      },
+      error: (error) => {
+        this.liveStop = undefined;
+        if (this.closed) return;
+        this.stream.write(this.failure(error));
+        this.close();
+      },
+    });
+    if (this.closed) {
+      subscription.unsubscribe();
+      return [];
+    }
+    this.liveStop = subscription.unsubscribe;
+    return [encodeLiveResult(subscription.first)];
+  }
+
+  private levelOf(request: Extract<Request, { type: 'read_sql' | 'live_subscribe' }>): ReadLevel {
     const consistency = CONSISTENCY_BY_CODE[request.consistency];
     if (!consistency) return this.node.defaultReadLevel;
     const bookmark = request.bookmark > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(request.bookmark);
@@ -557,6 +592,8 @@ export class Gateway {
     this.node.metrics.clientClosed();
     this.queue.length = 0;
     this.deferredBegins.clear();
+    this.liveStop?.();
+    this.liveStop = undefined;
     for (const db of this.databases) {
       if (db.loop.transactionOwner === this.id) {
         try {

@@ -49,6 +49,9 @@ export class NodeMetrics {
   private readonly peerMessages: Counter;
   private readonly peerDropped: Counter;
   private readonly peerRefused: Counter;
+  private readonly liveSubscriptions: Gauge;
+  private readonly liveQueries: Gauge;
+  private readonly liveEvaluations: Counter;
   private clientBytesSent = 0;
   private clientBytesReceived = 0;
   private openClients = 0;
@@ -104,6 +107,9 @@ export class NodeMetrics {
     this.pendingTransactions = r.gauge('dqlite_wasm_pending_transactions', 'Transactions proposed to Raft and not yet applied, by database.', ['database']);
     this.snapshots = r.counter('dqlite_wasm_snapshots_total', 'Snapshots this node took since it started.');
     this.checkpoints = r.counter('dqlite_wasm_checkpoints_total', 'Replicated WAL checkpoints applied since this node started.');
+    this.liveSubscriptions = r.gauge('dqlite_wasm_live_subscriptions', 'Live query subscriptions on this node (docs/live-queries.md).');
+    this.liveQueries = r.gauge('dqlite_wasm_live_queries', 'Distinct live queries (database, SQL, parameters) this node keeps up to date.');
+    this.liveEvaluations = r.counter('dqlite_wasm_live_evaluations_total', 'Live query evaluations since this node started (shared ones count once).');
     this.peerMessages = r.counter('dqlite_wasm_peer_messages_total', 'Raft messages over the peer transport, by direction.', ['direction']);
     this.peerDropped = r.counter('dqlite_wasm_peer_messages_dropped_total', 'Raft messages the peer transport dropped, by reason.', ['reason']);
     this.peerRefused = r.counter(
@@ -176,6 +182,11 @@ export class NodeMetrics {
     }
     this.snapshots.set({}, status.snapshots);
     this.checkpoints.set({}, status.checkpoints);
+    if (status.liveQueries) {
+      this.liveSubscriptions.set({}, status.liveQueries.subscriptions);
+      this.liveQueries.set({}, status.liveQueries.queries);
+      this.liveEvaluations.set({}, status.liveQueries.evaluations);
+    }
     if (transport) {
       this.bytesSent.set({ channel: 'peer' }, transport.bytesSent);
       this.bytesReceived.set({ channel: 'peer' }, transport.bytesReceived);

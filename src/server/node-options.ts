@@ -129,6 +129,8 @@ export interface NodeStatus {
   databases: { name: string; walFrames: number; pending: number }[];
   checkpoints: number;
   snapshots: number;
+  /** Live queries on this replica: subscriptions, distinct queries, evaluations since start. */
+  liveQueries?: { subscriptions: number; queries: number; evaluations: number };
 }
 
 export const NODE_DEFAULTS = {

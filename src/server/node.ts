@@ -46,6 +46,9 @@ import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
+import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
+import { LiveQuery } from '../live/live-query.ts';
+import type { TypedValue } from '../protocol/index.ts';
 
 export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
 
@@ -75,6 +78,8 @@ export class ClusterNode implements GatewayHost {
   private readonly lease: LeaderLease;
   private readonly readPath: ReadPath;
   readonly defaultReadLevel: ReadLevel;
+  /** Live queries on this replica's committed state (src/live/live-queries.ts). */
+  readonly liveQueries: LiveQueries;
   /** When this node last heard from a leader (Append, Heartbeat, Snapshot of the newest term seen). */
   private leaderContactMs: number | undefined;
   private leaderContactTerm = 0;
@@ -176,6 +181,16 @@ export class ClusterNode implements GatewayHost {
       },
       followerReadsWithoutReadIndex: this.unsafe.followerReadsWithoutReadIndex === true,
       readsWithoutBarrier: this.unsafe.readsWithoutBarrier === true,
+    });
+    this.liveQueries = new LiveQueries({
+      commits: this.fsm.commits,
+      clock,
+      readView: (name) => this.fsm.database(name).engine.readView(),
+      admitRead: (level) => this.readPath.admit(level),
+      appliedIndex: () => this.fsm.appliedIndex,
+      liveQueriesMax: this.limits.liveQueriesMax,
+      liveResultBytesMax: this.limits.liveResultBytesMax,
+      log: this.write,
     });
     this.membership = new MembershipAdmin(
       {
@@ -497,6 +512,18 @@ export class ClusterNode implements GatewayHost {
     return this.fsm.appliedIndex;
   }
 
+  /**
+   * A live query on this replica: the result at `level` now, then again whenever a committed
+   * transaction changed a table it reads (src/live/live-queries.ts). Iterate it, or `onChange`.
+   */
+  live(database: string, sql: string, params: readonly TypedValue[] = [], level: ReadLevel = this.defaultReadLevel): LiveQuery<LiveResult> {
+    return new LiveQuery<LiveResult>(async (sink) => {
+      const subscription = await this.liveQueries.subscribe(database, sql, params, level, sink);
+      sink.result(subscription.first);
+      return subscription.unsubscribe;
+    });
+  }
+
   async writeSettled(barrier: Promise<void> | undefined): Promise<void> {
     if (!barrier || this.unsafe.ackBeforeCommit) return;
     await this.waits.wait(barrier, 'waiting for the write to commit');
@@ -605,6 +632,7 @@ export class ClusterNode implements GatewayHost {
       databases: this.fsm.all().map((db) => ({ name: db.name, walFrames: db.engine.walFrameCount(), pending: db.pendingCount })),
       checkpoints: this.fsm.checkpoints,
       snapshots: this.snapshotCount,
+      liveQueries: { subscriptions: this.liveQueries.subscriptions, queries: this.liveQueries.queries, evaluations: this.liveQueries.evaluations },
     };
   }
 
@@ -634,6 +662,7 @@ export class ClusterNode implements GatewayHost {
       }
     }
     this.stopped = true;
+    this.liveQueries.close();
     this.loop?.stop();
     this.ticker?.cancel();
     for (const gateway of this.gateways) gateway.close();

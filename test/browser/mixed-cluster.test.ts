@@ -190,6 +190,37 @@ describe.skipIf(!chromium || !deno)(`Node + Deno + Chromium cluster${why}`, () =
     expect(rows).toEqual([{ v: 'from the page' }]);
   }, 60_000);
 
+  test("the page keeps a live query on the worker node's own replica, following writes from Node (comlink)", async () => {
+    const browser = cluster.members.find((m) => m.kind === 'browser')!;
+    const page = browser.page!;
+    type LivePage = {
+      node: { live(db: string, sql: string, params: unknown[], onResult: (r: { rows: Record<string, unknown>[] }) => void, onError: (m: string) => void): Promise<() => void> };
+      liveSeen: number[];
+      liveErrors: string[];
+      stopLive?: () => void;
+    };
+    await page.evaluate(async () => {
+      const w = window as unknown as LivePage;
+      w.liveSeen = [];
+      w.liveErrors = [];
+      w.stopLive = await w.node.live('mixed', 'SELECT count(*) AS n FROM kv', [], (r) => w.liveSeen.push(Number(r.rows[0]!['n'])), (m) => w.liveErrors.push(m));
+    });
+    const seen = (): Promise<{ seen: number[]; errors: string[] }> =>
+      page.evaluate(() => ({ seen: (window as unknown as LivePage).liveSeen, errors: (window as unknown as LivePage).liveErrors }));
+    await waitFor('the first live result in the page', 30_000, async () => ((await seen()).seen.length > 0 ? true : undefined));
+    const before = (await seen()).seen.at(-1)!;
+    expect((await cluster.status(browser.index)) as unknown as { liveQueries: { subscriptions: number } }).toMatchObject({ liveQueries: { subscriptions: 1 } });
+    const id = nextId++;
+    await db.exec('INSERT INTO kv (id, v) VALUES (?, ?)', [id, 'seen live in the page']);
+    acknowledged.push(id);
+    await waitFor('the live result after a write from Node', 30_000, async () => ((await seen()).seen.at(-1) === before + 1 ? true : undefined));
+    expect((await seen()).errors).toEqual([]);
+    await page.evaluate(() => (window as unknown as LivePage).stopLive!());
+    await waitFor('the subscription to be freed', 10_000, async () =>
+      ((await cluster.status(browser.index)) as unknown as { liveQueries: { subscriptions: number } }).liveQueries.subscriptions === 0 ? true : undefined,
+    );
+  }, 60_000);
+
   test.skipIf(!hasDqliteShell())('the real dqlite shell writes and reads while the Chromium member leads', async () => {
     const browser = cluster.members.find((m) => m.kind === 'browser')!;
     const admin = await connectCluster({ servers: cluster.listeningAddresses, timeoutMs: 30_000 });

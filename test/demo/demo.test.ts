@@ -74,6 +74,25 @@ function converged(all: CardState[], count: number, atLeast: number): number | u
   return same && applied >= atLeast ? applied : undefined;
 }
 
+/** Rows each card's live query panel shows now (-1 before its first result), by node. */
+async function livePanelRows(page: Page): Promise<Map<number, number>> {
+  const entries = await page.$$eval('[data-testid=node-card]', (elements) =>
+    elements.map((e) => [Number((e as HTMLElement).dataset['node']), Number((e.querySelector('[data-testid=live-panel]') as HTMLElement | null)?.dataset['rows'] ?? -2)] as const),
+  );
+  return new Map(entries);
+}
+
+/** Waits until every card's live panel shows `rows` (each evaluates on its own replica). */
+async function waitForLivePanels(page: Page, what: string, rows: number, timeoutMs = WAIT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const shown = await livePanelRows(page);
+    if (shown.size > 0 && [...shown.values()].every((n) => n === rows)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: panels show ${JSON.stringify([...shown])}, expected ${rows}`);
+    await page.waitForTimeout(200);
+  }
+}
+
 async function runSql(page: Page, sql: string, target = 'leader'): Promise<{ kind: string; text: string }> {
   await page.fill('[data-testid=sql-input]', sql);
   await page.selectOption('[data-testid=sql-target]', target);
@@ -146,12 +165,26 @@ describe.skipIf(!existsSync(CHROMIUM))('in-browser cluster demo (Chromium)', () 
     // A short write burst plots throughput and latency.
     await page.selectOption('[data-testid=burst-seconds]', '5');
     await page.click('[data-testid=burst-run]');
+    // The follower's live panel (its own replica's live query) updates while the burst runs.
+    const followerPanelUpdates = new Set<number>();
+    const burstDone = (): Promise<boolean> => page.evaluate(() => /rows committed/.test(document.querySelector('[data-testid=burst-stats]')?.textContent ?? ''));
+    while (!(await burstDone())) {
+      const rows = (await livePanelRows(page)).get(follower)!;
+      if (rows > 0) followerPanelUpdates.add(rows);
+      await page.waitForTimeout(150);
+    }
+    const panelText = await page.locator(`[data-testid=node-card][data-node="${follower}"] [data-testid=live-panel]`).innerText();
+    expect(followerPanelUpdates.size, `the follower's panel showed ${[...followerPanelUpdates].join(', ')} (now: ${panelText})`).toBeGreaterThan(1);
     await page.waitForFunction(() => /rows committed/.test(document.querySelector('[data-testid=burst-stats]')?.textContent ?? ''), undefined, {
       timeout: WAIT_MS,
     });
     const burstText = await page.locator('[data-testid=burst-stats]').innerText();
     expect(Number(/^(\d+) rows committed/.exec(burstText)?.[1] ?? 0), burstText).toBeGreaterThan(0);
     const afterBurst = await waitForCards(page, 'all nodes to apply the burst', (all) => converged(all, 3, 1));
+    const burstRows = await runSql(page, 'SELECT count(*) AS n FROM burst');
+    expect(burstRows.kind, burstRows.text).toBe('rows');
+    const burstCount = Number(await page.locator('[data-testid=sql-table] tbody td').first().innerText());
+    await waitForLivePanels(page, 'every live panel to show the burst', burstCount);
     // A card shows the node's memory only when its status reports it: one line, or nothing.
     const memoryLines = await page.$$eval('[data-testid=node-card] [data-testid=memory]', (elements) =>
       elements.map((e) => ({ hidden: (e as HTMLElement).hidden, text: e.textContent ?? '' })),
@@ -173,6 +206,8 @@ describe.skipIf(!existsSync(CHROMIUM))('in-browser cluster demo (Chromium)', () 
     // Restart it from its OPFS storage: it catches up.
     await page.click(`[data-testid=node-card][data-node="${firstLeader}"] [data-testid=restart]`);
     const afterRestart = await waitForCards(page, 'the restarted node to catch up', (all) => converged(all, 3, afterBurst));
+    // Its live panel follows the new worker: the same rows again, from its recovered replica.
+    await waitForLivePanels(page, 'the restarted node\'s live panel', burstCount);
 
     // Isolate the leader: a write sent to it waits, then fails clearly; the majority elects anew.
     await page.click(`[data-testid=node-card][data-node="${secondLeader}"] [data-testid=isolate]`);
