@@ -12,6 +12,7 @@
  * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
  *                         [--spread linearizable,lease,session,stale | --spread none]
  *                         [--systems dqlite,dqlite-wasm] [--cpu-prof DIR (profiles of our nodes)]
+ *                         [--node-flags "--trace-gc ..." (our nodes' Node.js flags; their output is shown)]
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -52,6 +53,8 @@ const SPREAD = flag('spread', 'linearizable,lease,session,stale')
   .filter((level) => level !== 'none' && level !== '') as ReadConsistency[];
 const SYSTEMS = flag('systems', 'dqlite,dqlite-wasm').split(',');
 const CPU_PROFILE_DIR = flag('cpu-prof', '');
+/** Extra Node.js flags for our node processes, space-separated (e.g. "--trace-gc"). */
+const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
 const KEYS = 1000;
 
 function key(i: number): string {
@@ -125,13 +128,18 @@ function row(r: Result): string {
   ].join(' ');
 }
 
-/** CPU ms (user + system) a process has used so far, from /proc (undefined where there is none). */
-function cpuMs(pid: number | undefined): number | undefined {
+/** CPU ms (user + system) of a /proc stat file: the process's, or one thread's. */
+function statCpuMs(path: string): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** CPU ms a process has used so far, in all and on its main (JavaScript) thread; undefined where /proc has none. */
+function cpuMs(pid: number | undefined): { all: number; main: number } | undefined {
   if (pid === undefined) return undefined;
   try {
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    return { all: statCpuMs(`/proc/${pid}/stat`), main: statCpuMs(`/proc/${pid}/task/${pid}/stat`) };
   } catch {
     return undefined;
   }
@@ -147,9 +155,12 @@ async function measured(cluster: TestCluster | undefined, label: string, run: ()
   const result = await run();
   const cpuAfter = cluster.nodes.map((n) => cpuMs(n.process?.pid));
   result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
+  const ops = Math.max(1, result.ops);
   const perOp = cluster.nodes.map((n, i) => {
-    const used = cpuAfter[i] !== undefined && cpuBefore[i] !== undefined ? cpuAfter[i]! - cpuBefore[i]! : NaN;
-    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${(used / Math.max(1, result.ops)).toFixed(3)}`;
+    const [b, a] = [cpuBefore[i], cpuAfter[i]];
+    const all = a && b ? (a.all - b.all) / ops : NaN;
+    const main = a && b ? (a.main - b.main) / ops : NaN;
+    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)} (main thread ${main.toFixed(3)})`;
   });
   result.cpuPerOp = `    CPU ms per operation: ${perOp.join(', ')}`;
   return result;
@@ -168,7 +179,7 @@ async function main(): Promise<void> {
     }
     if (SYSTEMS.includes('dqlite-wasm')) {
       console.log('starting a 3-node dqlite-wasm cluster...');
-      ours = await TestCluster.start({ nodes: 3, nodeFlags: CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR] : [] });
+      ours = await TestCluster.start({ nodes: 3, nodeFlags: [...NODE_FLAGS, ...(CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR] : [])], verbose: NODE_FLAGS.length > 0 });
     }
     for (const workload of WORKLOADS) {
       for (const writers of WRITERS) {
