@@ -318,8 +318,9 @@ export class RaftLog {
     // In place: past the file's end, the same write grows it by zeros for the appends to come.
     const writeAt = this.preallocateBytes > 0 ? this.storage.writeAt : undefined;
     const end = target.bytes + total;
-    const fileBytes = writeAt && end > target.fileBytes ? end + this.preallocateBytes : Math.max(target.fileBytes, end);
-    const buffer = new Uint8Array(writeAt ? Math.max(total, fileBytes - target.bytes) : total);
+    const grows = writeAt !== undefined && end > target.fileBytes;
+    const fileBytes = grows ? end + this.preallocateBytes : Math.max(target.fileBytes, end);
+    const buffer = new Uint8Array(grows ? fileBytes - target.bytes : total);
     const view = new DataView(buffer.buffer);
     const offsets: number[] = [];
     let offset = 0;

@@ -370,6 +370,24 @@ describe('RaftLog preallocated segments (the storage writes in place)', () => {
     expect((await (await openLog()).load()).entries.map((e) => e.index)).toEqual(range(1, 15).map((e) => e.index));
   });
 
+  test('an append inside the preallocated space writes its records only', async () => {
+    const storage = await openDirectoryStorage(directory);
+    storages.push(storage);
+    const written: number[] = [];
+    const writeAt = storage.writeAt!;
+    Object.defineProperty(storage, 'writeAt', {
+      value: (name: string, offset: number, bytes: Uint8Array) => {
+        written.push(bytes.length);
+        return writeAt(name, offset, bytes);
+      },
+    });
+    const log = new RaftLog(storage, { diskSpace: { reserveBytes: 0 } });
+    await log.load();
+    await log.append(range(1, 10));
+    await log.append(range(11, 12));
+    expect(written).toEqual([recordOffset(11) + SEGMENT_PREALLOCATE_BYTES, 2 * RECORD_BYTES]);
+  });
+
   test('grows by another stretch of zeros when an append runs past the file', async () => {
     const big = (index: number): Entry => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array(SEGMENT_PREALLOCATE_BYTES / 2).fill(index) });
     const { preallocated, appended } = await writeBoth([[big(1)], [big(2)], [big(3)]]);
