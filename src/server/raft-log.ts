@@ -312,6 +312,9 @@ export class RaftLog {
       this.segments.push(segment);
     }
     const target = segment;
+    // An append would land after the zeros (a directory preallocated by a host that writes in
+    // place, opened by one that cannot): cut them off first.
+    if (this.preallocateBytes === 0 && target.fileBytes > target.bytes) await this.trimZeroTail(target);
     const withHeader = target.bytes === 0;
     let total = withHeader ? SEGMENT_HEADER_BYTES : 0;
     for (const entry of entries) total += recordBytes(entry);

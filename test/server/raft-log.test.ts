@@ -426,6 +426,17 @@ describe('RaftLog preallocated segments (the storage writes in place)', () => {
     expect(loaded.repairs).toEqual([]);
   });
 
+  test('a log opened where the storage only appends cuts the preallocated zeros off before it appends', async () => {
+    await writeBoth([range(1, 10)]);
+    const log = await openLog({ preallocateBytes: 0 });
+    await log.load();
+    await log.append(range(11, 12));
+    expect((await stat(join(directory, SEGMENT))).size).toBe(recordOffset(13));
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => e.index)).toEqual(range(1, 12).map((e) => e.index));
+    expect(loaded.repairs).toEqual([]);
+  });
+
   test('a full segment is cut down to its records when the next one begins', async () => {
     const log = await openLog();
     await log.load();
