@@ -7,10 +7,15 @@
  *     nearest: readFrom 'any') at that consistency level, writes still to the leader
  * For each dqlite-wasm row it prints the leader's latency anatomy: the time of each stage of a
  * write (execute, persist, quorum, apply, answer) from its /metrics before and after the row.
+ * It also prints the CPU time each dqlite-wasm node spent per operation of the row (user + system,
+ * from /proc): a figure the load of other processes on the machine moves far less than ops/s.
  * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
  *                         [--spread linearizable,lease,session,stale | --spread none]
+ *                         [--systems dqlite,dqlite-wasm] [--cpu-prof DIR (profiles of our nodes)]
+ *                         [--node-flags "--trace-gc ..." (our nodes' Node.js flags; their output is shown)]
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect, DqliteError, type Database, type ReadConsistency } from '../runtimes/node/client.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
@@ -31,6 +36,8 @@ interface Result {
   latenciesMs: number[];
   /** dqlite-wasm: where the leader's write time went (write-anatomy.ts). */
   anatomy?: string;
+  /** dqlite-wasm: CPU ms per operation of each node, the leader marked. */
+  cpuPerOp?: string;
 }
 
 function flag(name: string, fallback: string): string {
@@ -44,6 +51,10 @@ const WORKLOADS = flag('workloads', 'kvwrite,kvreadwrite').split(',') as Workloa
 const SPREAD = flag('spread', 'linearizable,lease,session,stale')
   .split(',')
   .filter((level) => level !== 'none' && level !== '') as ReadConsistency[];
+const SYSTEMS = flag('systems', 'dqlite,dqlite-wasm').split(',');
+const CPU_PROFILE_DIR = flag('cpu-prof', '');
+/** Extra Node.js flags for our node processes, space-separated (e.g. "--trace-gc"). */
+const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
 const KEYS = 1000;
 
 function key(i: number): string {
@@ -117,13 +128,41 @@ function row(r: Result): string {
   ].join(' ');
 }
 
-/** Runs a row; on our cluster, with the leader's latency anatomy of it. */
+/** CPU ms (user + system) of a /proc stat file: the process's, or one thread's. */
+function statCpuMs(path: string): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** CPU ms a process has used so far, in all and on its main (JavaScript) thread; undefined where /proc has none. */
+function cpuMs(pid: number | undefined): { all: number; main: number } | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return { all: statCpuMs(`/proc/${pid}/stat`), main: statCpuMs(`/proc/${pid}/task/${pid}/stat`) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a row; on our cluster, with the leader's latency anatomy and each node's CPU per operation. */
 async function measured(cluster: TestCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
   if (!cluster) return run();
-  const leader = cluster.nodes[await cluster.waitForLeader()]!.address;
+  const leaderIndex = await cluster.waitForLeader();
+  const leader = cluster.nodes[leaderIndex]!.address;
   const before = await scrapeAnatomy(leader);
+  const cpuBefore = cluster.nodes.map((n) => cpuMs(n.process?.pid));
   const result = await run();
+  const cpuAfter = cluster.nodes.map((n) => cpuMs(n.process?.pid));
   result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
+  const ops = Math.max(1, result.ops);
+  const perOp = cluster.nodes.map((n, i) => {
+    const [b, a] = [cpuBefore[i], cpuAfter[i]];
+    const all = a && b ? (a.all - b.all) / ops : NaN;
+    const main = a && b ? (a.main - b.main) / ops : NaN;
+    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)} (main thread ${main.toFixed(3)})`;
+  });
+  result.cpuPerOp = `    CPU ms per operation: ${perOp.join(', ')}`;
   return result;
 }
 
@@ -134,22 +173,29 @@ async function main(): Promise<void> {
   let ours: TestCluster | undefined;
   const results: Result[] = [];
   try {
-    console.log('starting a 3-node dqlite-demo cluster...');
-    dqlite = await startDqliteDemoCluster({ size: 3 });
-    console.log('starting a 3-node dqlite-wasm cluster...');
-    ours = await TestCluster.start({ nodes: 3 });
+    if (SYSTEMS.includes('dqlite')) {
+      console.log('starting a 3-node dqlite-demo cluster...');
+      dqlite = await startDqliteDemoCluster({ size: 3 });
+    }
+    if (SYSTEMS.includes('dqlite-wasm')) {
+      console.log('starting a 3-node dqlite-wasm cluster...');
+      ours = await TestCluster.start({ nodes: 3, nodeFlags: [...NODE_FLAGS, ...(CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR] : [])], verbose: NODE_FLAGS.length > 0 });
+    }
     for (const workload of WORKLOADS) {
       for (const writers of WRITERS) {
-        for (const [system, servers] of [
-          ['dqlite', dqlite.addresses],
-          ['dqlite-wasm', ours.addresses],
-        ] as const) {
+        const systems: [Result['system'], TestCluster | DqliteDemoCluster | undefined][] = [
+          ['dqlite', dqlite],
+          ['dqlite-wasm', ours],
+        ];
+        for (const [system, cluster] of systems) {
+          if (!cluster) continue;
+          const servers = cluster.addresses;
           process.stdout.write(`  ${system} ${workload} ${writers} writer(s)... `);
           const r = await measured(system === 'dqlite-wasm' ? ours : undefined, `${workload} ${writers}`, () => runWorkload(system, [...servers], workload, writers));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
-        if (workload !== 'kvreadwrite') continue;
+        if (workload !== 'kvreadwrite' || !ours) continue;
         for (const level of SPREAD) {
           process.stdout.write(`  dqlite-wasm ${workload} any:${level} ${writers} worker(s)... `);
           const r = await measured(ours, `${workload} any:${level} ${writers}`, () => runWorkload('dqlite-wasm', [...ours!.addresses], workload, writers, level));
@@ -160,6 +206,10 @@ async function main(): Promise<void> {
     }
   } finally {
     await dqlite?.stop();
+    if (ours && CPU_PROFILE_DIR) {
+      // A profile is written when the process exits on its own: stop each node gracefully.
+      for (let i = 0; i < ours.nodes.length; i++) await ours.kill(i, 'SIGTERM');
+    }
     await ours?.destroy();
   }
 
@@ -168,7 +218,8 @@ async function main(): Promise<void> {
   console.log('\nratios (dqlite-wasm / dqlite), successful ops/s:');
   for (const workload of WORKLOADS) {
     for (const writers of WRITERS) {
-      const b = results.find((r) => r.system === 'dqlite' && r.workload === workload && r.writers === writers)!;
+      const b = results.find((r) => r.system === 'dqlite' && r.workload === workload && r.writers === writers);
+      if (!b) continue;
       for (const a of results.filter((r) => r.system === 'dqlite-wasm' && r.workload === workload && r.writers === writers)) {
         const ratio = b.ops === 0 ? Infinity : a.ops / b.ops;
         const label = a.spread ? `${workload} any:${a.spread}` : workload;
@@ -176,7 +227,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const r of results) if (r.anatomy) console.log(`\n${r.anatomy}`);
+  for (const r of results) if (r.anatomy) console.log(`\n${r.anatomy}\n${r.cpuPerOp ?? ''}`);
   const kinds = results.filter((r) => r.errors > 0);
   if (kinds.length > 0) {
     console.log('\nerrors by kind:');

@@ -51,6 +51,12 @@ export interface DurableStorage {
   writeAtomic(name: string, bytes: Uint8Array): Promise<void>;
   /** Append to a file, creating it. Not durable until `sync`. */
   append(name: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Optional: writes `bytes` at byte `offset` of `name` (creating it), over what is there. Not
+   * durable until `sync`. Where a host offers it, the Raft log writes into preallocated segments
+   * (an overwrite needs no file-size change in the file system's journal, so it is durable sooner).
+   */
+  writeAt?(name: string, offset: number, bytes: Uint8Array): Promise<void>;
   /** Make everything written to `name` durable. */
   sync(name: string): Promise<void>;
   /** Cut a file down to `size` bytes. */

@@ -1,7 +1,7 @@
 /**
  * The Node file primitives of the directory storage (src/server/directory-storage.ts, which
- * holds the layout, the atomic replace and the sync order). Append handles are opened with
- * O_DSYNC, so each append is durable when it returns and `sync` saves a second trip to the disk.
+ * holds the layout, the atomic replace and the sync order). Append and in-place handles are opened
+ * with O_DSYNC, so each write is durable when it returns and `sync` saves a second trip to the disk.
  */
 import { open, mkdir, readFile, readdir, rename, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
@@ -18,6 +18,7 @@ export {
 } from '../../src/server/directory-storage.ts';
 
 const APPEND_DURABLE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_DSYNC;
+const IN_PLACE_DURABLE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_DSYNC;
 
 function errnoCode(error: unknown): string | undefined {
   return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
@@ -26,6 +27,7 @@ function errnoCode(error: unknown): string | undefined {
 function hostFile(handle: FileHandle): HostFile {
   return {
     write: async (bytes) => (await handle.write(bytes, 0, bytes.byteLength)).bytesWritten,
+    writeAt: async (bytes, position) => (await handle.write(bytes, 0, bytes.byteLength, position)).bytesWritten,
     syncData: () => handle.datasync(),
     truncate: (size) => handle.truncate(size),
     close: () => handle.close(),
@@ -47,6 +49,7 @@ export const nodeFileSystem: HostFileSystem = {
     }
   },
   openAppend: async (path) => hostFile(await open(path, APPEND_DURABLE_FLAGS, 0o644)),
+  openInPlace: async (path) => hostFile(await open(path, IN_PLACE_DURABLE_FLAGS, 0o644)),
   openEmpty: async (path) => hostFile(await open(path, 'w')),
   openExisting: async (path) => hostFile(await open(path, 'r+')),
   rename,

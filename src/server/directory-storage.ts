@@ -21,6 +21,8 @@ const TEMP_PREFIX = '.tmp-';
 export interface HostFile {
   /** Writes at the file's position (its end, for an append handle); returns the bytes written. */
   write(bytes: Uint8Array): Promise<number>;
+  /** Writes at byte `position` (handles from `openInPlace` only); returns the bytes written. */
+  writeAt?(bytes: Uint8Array, position: number): Promise<number>;
   /** Makes the file's data and size durable (fdatasync). */
   syncData(): Promise<void>;
   truncate(size: number): Promise<void>;
@@ -42,6 +44,11 @@ export interface HostFileSystem {
   readFile(path: string): Promise<Uint8Array | undefined>;
   /** Opens `path` for appending, creating it if missing. */
   openAppend(path: string): Promise<HostFile>;
+  /**
+   * Optional: opens `path` for writes at any position, creating it if missing; its writes are
+   * durable when they return where `appendsDurable` says so for append handles.
+   */
+  openInPlace?(path: string): Promise<HostFile>;
   /** Creates `path`, or empties it, for writing from the start. */
   openEmpty(path: string): Promise<HostFile>;
   /** Opens an existing file to sync or truncate it. */
@@ -77,7 +84,11 @@ export class StorageError extends Error {
 }
 
 export class DirectoryStorage implements DurableStorage {
+  /** Open write handles, by name: appending ones, or in-place ones (`writeAt`). */
   private readonly appendHandles = new Map<string, HostFile>();
+  private readonly inPlaceHandles = new Map<string, HostFile>();
+  /** Set where the host can write in place (see DurableStorage.writeAt). */
+  readonly writeAt?: (name: string, offset: number, bytes: Uint8Array) => Promise<void>;
   /** Truncated through an append handle since its last fdatasync (appends alone may not need one). */
   private readonly namesNeedingDataSync = new Set<string>();
   /** Files created by this process whose directory entry is not yet durable. */
@@ -95,7 +106,9 @@ export class DirectoryStorage implements DurableStorage {
   constructor(
     readonly directory: string,
     private readonly files: HostFileSystem,
-  ) {}
+  ) {
+    if (files.openInPlace) this.writeAt = (name, offset, bytes) => this.writeInPlace(name, offset, bytes);
+  }
 
   /** Free bytes for this user on the directory's file system. */
   freeBytes(): Promise<number | undefined> {
@@ -144,7 +157,8 @@ export class DirectoryStorage implements DurableStorage {
   append(name: string, bytes: Uint8Array): Promise<void> {
     return this.serialize(name, { changes: true }, async () => {
       try {
-        await writeAll(await this.appendHandle(name), bytes);
+        // An open handle is used at once: the write reaches the disk before this turn's other work.
+        await writeAll(this.appendHandles.get(name) ?? (await this.appendHandle(name)), bytes);
       } catch (error) {
         // With durable appends a failed write may be a failed flush, and a part of it may have landed.
         throw this.fail(`append to ${name}`, error);
@@ -152,10 +166,26 @@ export class DirectoryStorage implements DurableStorage {
     });
   }
 
+  private writeInPlace(name: string, offset: number, bytes: Uint8Array): Promise<void> {
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      return Promise.reject(new StorageError('IO', `write to ${name}: offset must be a non-negative integer, got ${offset}`));
+    }
+    return this.serialize(name, { changes: true }, async () => {
+      try {
+        const handle = this.inPlaceHandles.get(name) ?? (await this.inPlaceHandle(name));
+        let done = 0;
+        while (done < bytes.byteLength) done += await handle.writeAt!(bytes.subarray(done), offset + done);
+      } catch (error) {
+        // As for appends: a failed durable write may have landed in part.
+        throw this.fail(`write to ${name}`, error);
+      }
+    });
+  }
+
   sync(name: string): Promise<void> {
     return this.serialize(name, { changes: true }, async () => {
       try {
-        const handle = this.appendHandles.get(name);
+        const handle = this.appendHandles.get(name) ?? this.inPlaceHandles.get(name);
         if (handle) {
           // Cleared only once the fsync succeeded; a failed one poisons the storage anyway.
           if (!this.files.appendsDurable || this.namesNeedingDataSync.has(name)) await handle.syncData();
@@ -184,7 +214,7 @@ export class DirectoryStorage implements DurableStorage {
     }
     return this.serialize(name, { changes: true }, async () => {
       try {
-        const handle = this.appendHandles.get(name);
+        const handle = this.appendHandles.get(name) ?? this.inPlaceHandles.get(name);
         if (handle) {
           await handle.truncate(size);
           this.namesNeedingDataSync.add(name);
@@ -232,8 +262,9 @@ export class DirectoryStorage implements DurableStorage {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.tails.values()]);
-    const handles = [...this.appendHandles.values()];
+    const handles = [...this.appendHandles.values(), ...this.inPlaceHandles.values()];
     this.appendHandles.clear();
+    this.inPlaceHandles.clear();
     await Promise.allSettled(handles.map((handle) => handle.close()));
   }
 
@@ -245,14 +276,16 @@ export class DirectoryStorage implements DurableStorage {
     } catch (error) {
       return Promise.reject(error);
     }
-    const previous = this.tails.get(name) ?? Promise.resolve();
+    const previous = this.tails.get(name);
     const guarded = async (): Promise<T> => {
       // Re-checked when the operation's turn comes: an operation queued before a failure
       // must not run after it.
       if (kind.changes) this.assertNotFailed();
       return operation();
     };
-    const result = previous.then(guarded, guarded);
+    // Nothing queued on this file: start now rather than a microtask later (the log's append
+    // then reaches the disk before the sends of the same Ready).
+    const result = previous ? previous.then(guarded, guarded) : guarded();
     const tail = result.catch(() => undefined);
     this.tails.set(name, tail);
     void tail.then(() => {
@@ -264,6 +297,8 @@ export class DirectoryStorage implements DurableStorage {
   private async appendHandle(name: string): Promise<HostFile> {
     let handle = this.appendHandles.get(name);
     if (!handle) {
+      // One kind of handle per file: an append handle's writes ignore positions.
+      await this.closeHandle(this.inPlaceHandles, name);
       handle = await this.files.openAppend(this.path(name));
       this.appendHandles.set(name, handle);
       // The file may have just been created; its name is durable only once the directory is synced.
@@ -272,10 +307,27 @@ export class DirectoryStorage implements DurableStorage {
     return handle;
   }
 
+  private async inPlaceHandle(name: string): Promise<HostFile> {
+    let handle = this.inPlaceHandles.get(name);
+    if (!handle) {
+      await this.closeHandle(this.appendHandles, name);
+      handle = await this.files.openInPlace!(this.path(name));
+      this.inPlaceHandles.set(name, handle);
+      this.namesNeedingDirectorySync.add(name);
+    }
+    return handle;
+  }
+
+  /** Closes the write handles of `name` (after an fdatasync they still owe). */
   private async closeAppendHandle(name: string): Promise<void> {
-    const handle = this.appendHandles.get(name);
+    await this.closeHandle(this.appendHandles, name);
+    await this.closeHandle(this.inPlaceHandles, name);
+  }
+
+  private async closeHandle(handles: Map<string, HostFile>, name: string): Promise<void> {
+    const handle = handles.get(name);
     if (!handle) return;
-    this.appendHandles.delete(name);
+    handles.delete(name);
     try {
       if (this.namesNeedingDataSync.has(name)) await handle.syncData();
       this.namesNeedingDataSync.delete(name);

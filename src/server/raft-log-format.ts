@@ -7,7 +7,8 @@
  *   record: u32 body length, u32 CRC-32 of the body,
  *           body = u64 term, u64 index, u64 first index of the append that wrote it, u8 type, data
  * Format 1 segments (no header; body without the append's first index) are still read, never
- * appended to.
+ * appended to. A format 2 segment may end in zeros (space preallocated for later records, where
+ * the storage writes in place): the records end at the first zero that only zeros follow.
  * Meta: "DQWM", u32 CRC-32 of the 16 bytes after it, u64 term, u64 vote (format 1: the 16 bytes).
  */
 import type { Entry, EntryType, Snapshot } from '../raft/index.ts';
@@ -65,17 +66,31 @@ function decodeSegmentHeader(bytes: Uint8Array): number | undefined {
 
 /** One record of format 2; `batchFirstIndex` is the first index of the append it belongs to. */
 export function encodeRecord(entry: Entry, batchFirstIndex: number): Uint8Array {
-  const bodyBytes = LAYOUT_V2.fixedBytes + entry.data.length;
-  const record = new Uint8Array(RECORD_HEADER_BYTES + bodyBytes);
-  const view = new DataView(record.buffer);
-  view.setUint32(0, bodyBytes, true);
-  view.setBigUint64(8, BigInt(entry.term), true);
-  view.setBigUint64(16, BigInt(entry.index), true);
-  view.setBigUint64(24, BigInt(batchFirstIndex), true);
-  record[32] = entry.type;
-  record.set(entry.data, 33);
-  view.setUint32(4, crc32(record, RECORD_HEADER_BYTES), true);
+  const record = new Uint8Array(recordBytes(entry));
+  encodeRecordInto(record, new DataView(record.buffer), 0, entry, batchFirstIndex);
   return record;
+}
+
+/** The bytes of `entry`'s format 2 record. */
+export function recordBytes(entry: Entry): number {
+  return RECORD_HEADER_BYTES + LAYOUT_V2.fixedBytes + entry.data.length;
+}
+
+/**
+ * Writes `entry`'s record at `offset` of `target` (whose view is `view`) and returns the offset
+ * after it: the log encodes a whole append into one buffer, copying each payload once.
+ */
+export function encodeRecordInto(target: Uint8Array, view: DataView, offset: number, entry: Entry, batchFirstIndex: number): number {
+  const bodyBytes = LAYOUT_V2.fixedBytes + entry.data.length;
+  view.setUint32(offset, bodyBytes, true);
+  view.setBigUint64(offset + 8, BigInt(entry.term), true);
+  view.setBigUint64(offset + 16, BigInt(entry.index), true);
+  view.setBigUint64(offset + 24, BigInt(batchFirstIndex), true);
+  target[offset + 32] = entry.type;
+  target.set(entry.data, offset + 33);
+  const end = offset + RECORD_HEADER_BYTES + bodyBytes;
+  view.setUint32(offset + 4, crc32(target, offset + RECORD_HEADER_BYTES, end), true);
+  return end;
 }
 
 interface DecodedRecord {
@@ -128,6 +143,11 @@ export interface ParsedSegment {
   offsets: number[];
   /** Bytes up to the end of the last good record (the header's end when there is none). */
   goodBytes: number;
+  /**
+   * Zero bytes after the last record up to the end of the file: space the log preallocated and
+   * had not written yet. The end of the log, not damage.
+   */
+  zeroTailBytes?: number;
   damage?: SegmentDamage;
 }
 
@@ -168,6 +188,9 @@ export function parseSegment(bytes: Uint8Array, firstIndex: number): ParsedSegme
   while (offset < bytes.length) {
     const record = decodeRecordAt(bytes, view, offset, layout);
     if (!record) {
+      // A preallocated segment ends in zeros. A record torn inside them leaves some non-zero
+      // bytes, and is told apart below as before.
+      if (isZeroFrom(bytes, offset)) return { layout, entries, offsets, goodBytes: offset, zeroTailBytes: bytes.length - offset };
       const damage: SegmentDamage = { offset, reason: describeBadRecord(bytes, view, offset, layout) };
       const later = findLaterAppend(bytes, view, offset, expectedIndex, layout);
       if (later !== undefined) damage.proof = `a whole record written by a later append follows at byte ${later}`;
@@ -192,6 +215,11 @@ export function parseSegment(bytes: Uint8Array, firstIndex: number): ParsedSegme
     expectedIndex++;
   }
   return { layout, entries, offsets, goodBytes: offset };
+}
+
+function isZeroFrom(bytes: Uint8Array, offset: number): boolean {
+  for (let i = offset; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 function describeBadRecord(bytes: Uint8Array, view: DataView, offset: number, layout: SegmentLayout): string {

@@ -21,12 +21,14 @@ import {
   decodeMeta,
   decodeSnapshotFile,
   encodeMeta,
-  encodeRecord,
+  encodeRecordInto,
   encodeSegmentHeader,
   encodeSnapshotFile,
   ENTRY_BYTES_MAX,
   META_BYTES,
   parseSegment,
+  recordBytes,
+  SEGMENT_HEADER_BYTES,
   SEGMENT_PREFIX,
   segmentFirstIndex,
   segmentName,
@@ -82,6 +84,13 @@ export const CORRUPTION_ADVICE =
   'databases from the other nodes';
 
 const SEGMENT_BYTES_TARGET = 32 * 1024 * 1024;
+/**
+ * Where the storage writes in place, the last segment's file is grown by this much of zeros at a
+ * time, ahead of the records: an O_DSYNC overwrite inside the file is durable sooner (0.2 against
+ * 0.3–0.5 ms for 10 KiB here) than an append, whose new file size the file system's journal must
+ * commit first. One append in about a hundred (of 10 KB) pays for the growth.
+ */
+export const SEGMENT_PREALLOCATE_BYTES = 1024 * 1024;
 
 interface Segment {
   name: string;
@@ -89,6 +98,8 @@ interface Segment {
   /** Byte offset of each entry's record; entry firstIndex + i starts at offsets[i]. */
   offsets: number[];
   bytes: number;
+  /** Bytes the file holds: `bytes`, then zeros preallocated for later records. */
+  fileBytes: number;
   /** Format 1 segments are read but never appended to. */
   sealed: boolean;
 }
@@ -96,6 +107,11 @@ interface Segment {
 export interface RaftLogOptions {
   /** Free-space reserve below which proposals are refused (see DiskSpaceGauge). */
   diskSpace?: DiskSpaceOptions;
+  /**
+   * Zeros to grow the last segment by, ahead of its records, where the storage can write in place
+   * (DurableStorage.writeAt); 0 appends instead. Default SEGMENT_PREALLOCATE_BYTES.
+   */
+  preallocateBytes?: number;
   /**
    * Test only, never in production: `truncateOnCorruption` cuts the last segment at its first bad
    * record even when a later append's record proves the damage (the loader before the fix), so
@@ -112,6 +128,7 @@ export class RaftLog {
   private readonly space: DiskSpaceGauge;
   private appending = false;
   private readonly truncateOnCorruption: boolean;
+  private readonly preallocateBytes: number;
 
   constructor(
     private readonly storage: DurableStorage,
@@ -119,6 +136,7 @@ export class RaftLog {
   ) {
     this.space = new DiskSpaceGauge(storage, options.diskSpace);
     this.truncateOnCorruption = options.unsafeForTesting?.truncateOnCorruption === true;
+    this.preallocateBytes = storage.writeAt ? (options.preallocateBytes ?? SEGMENT_PREALLOCATE_BYTES) : 0;
   }
 
   /**
@@ -166,7 +184,7 @@ export class RaftLog {
         if (!isLast && firstIndexes[i + 1]! - 1 <= snapshotIndex) {
           // Every entry of this segment is in the snapshot: nothing here is ever read again.
           repairs.push(`ignored damage in ${name} at byte ${offset} (${reason}): the snapshot at index ${snapshotIndex} holds all its entries`);
-          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, sealed: true });
+          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, fileBytes: bytes.length, sealed: true });
           continue;
         }
         if (!isLast) throw new RaftLogCorruptError(name, offset, `${reason}, and later segments follow it`);
@@ -188,6 +206,7 @@ export class RaftLog {
         firstIndex,
         offsets: parsed.offsets,
         bytes: parsed.goodBytes,
+        fileBytes: parsed.damage ? parsed.goodBytes : bytes.length,
         sealed: parsed.layout.version !== 2,
       });
     }
@@ -273,7 +292,9 @@ export class RaftLog {
       if (entries[i]!.index !== first + i) throw new RaftLogError('RAFT_LOG', `append of entries that are not consecutive (${first} + ${i} is ${entries[i]!.index})`);
       if (entries[i]!.data.length > ENTRY_BYTES_MAX) throw new RaftLogError('RAFT_LOG', `entry ${entries[i]!.index} has ${entries[i]!.data.length} bytes, over the ${ENTRY_BYTES_MAX}-byte limit`);
     }
-    await this.guard('replace the log suffix', () => this.truncateFrom(first));
+    // Awaited only when there is a suffix to replace: the common append reaches the disk in this turn.
+    const last = this.segments[this.segments.length - 1];
+    if (last && first <= last.firstIndex + last.offsets.length - 1) await this.guard('replace the log suffix', () => this.truncateFrom(first));
     let segment: Segment | undefined = this.segments[this.segments.length - 1];
     const continues = segment !== undefined && segment.firstIndex + segment.offsets.length === first;
     if (segment && segment.offsets.length === 0 && !continues) {
@@ -285,33 +306,56 @@ export class RaftLog {
     }
     // After a snapshot install the log restarts past a gap: begin a fresh segment.
     if (!segment || segment.sealed || segment.bytes >= SEGMENT_BYTES_TARGET || segment.firstIndex + segment.offsets.length !== first) {
-      segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, sealed: false };
+      if (segment && segment.fileBytes > segment.bytes) await this.trimZeroTail(segment);
+      segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, fileBytes: 0, sealed: false };
       if (this.segments.some((s) => s.name === segment!.name)) throw new RaftLogError('RAFT_LOG', `segment ${segment.name} already exists`);
       this.segments.push(segment);
     }
     const target = segment;
-    const header = target.bytes === 0 ? encodeSegmentHeader(target.firstIndex) : undefined;
-    const records = entries.map((entry) => encodeRecord(entry, first));
-    const total = (header?.length ?? 0) + records.reduce((sum, r) => sum + r.length, 0);
-    const buffer = new Uint8Array(total);
+    // An append would land after the zeros (a directory preallocated by a host that writes in
+    // place, opened by one that cannot): cut them off first.
+    if (this.preallocateBytes === 0 && target.fileBytes > target.bytes) await this.trimZeroTail(target);
+    const withHeader = target.bytes === 0;
+    let total = withHeader ? SEGMENT_HEADER_BYTES : 0;
+    for (const entry of entries) total += recordBytes(entry);
+    // In place: past the file's end, the same write grows it by zeros for the appends to come.
+    const writeAt = this.preallocateBytes > 0 ? this.storage.writeAt : undefined;
+    const end = target.bytes + total;
+    const grows = writeAt !== undefined && end > target.fileBytes;
+    const fileBytes = grows ? end + this.preallocateBytes : Math.max(target.fileBytes, end);
+    const buffer = new Uint8Array(grows ? fileBytes - target.bytes : total);
+    const view = new DataView(buffer.buffer);
     const offsets: number[] = [];
     let offset = 0;
-    if (header) {
-      buffer.set(header, 0);
-      offset = header.length;
+    if (withHeader) {
+      buffer.set(encodeSegmentHeader(target.firstIndex), 0);
+      offset = SEGMENT_HEADER_BYTES;
     }
-    for (const record of records) {
-      buffer.set(record, offset);
+    for (const entry of entries) {
       offsets.push(target.bytes + offset);
-      offset += record.length;
+      offset = encodeRecordInto(buffer, view, offset, entry, first);
     }
     await this.guard(`append entries ${first}..${first + entries.length - 1}`, async () => {
-      await this.storage.append(target.name, buffer);
+      if (writeAt) await writeAt.call(this.storage, target.name, target.bytes, buffer);
+      else await this.storage.append(target.name, buffer);
       await this.storage.sync(target.name);
     });
     for (const offset of offsets) target.offsets.push(offset);
+    this.space.consumed(fileBytes - Math.max(target.fileBytes, target.bytes));
     target.bytes += total;
-    this.space.consumed(total);
+    target.fileBytes = fileBytes;
+  }
+
+  /**
+   * Cuts a segment that is no longer appended to down to its records, so that it holds no
+   * preallocated zeros (versions before preallocation read every segment but the last to its end).
+   */
+  private async trimZeroTail(segment: Segment): Promise<void> {
+    await this.guard(`trim the preallocated space off ${segment.name}`, async () => {
+      await this.storage.truncate(segment.name, segment.bytes);
+      await this.storage.sync(segment.name);
+    });
+    segment.fileBytes = segment.bytes;
   }
 
   /** Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`). */
@@ -397,6 +441,7 @@ export class RaftLog {
       await this.storage.sync(last.name);
       last.offsets.length = keep;
       last.bytes = cut;
+      last.fileBytes = cut;
       return;
     }
   }

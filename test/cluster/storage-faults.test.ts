@@ -10,9 +10,10 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { connect, DqliteError } from '../../runtimes/node/client.ts';
+import { parseSegment, segmentFirstIndex } from '../../src/server/raft-log-format.ts';
 import { TestCluster, sleep, waitFor } from '../helpers/cluster.ts';
 
 const WRITES_PER_PHASE = 100;
@@ -21,6 +22,13 @@ function newestSegment(dir: string): string {
   const segments = readdirSync(dir).filter((name) => name.startsWith('segment-')).sort();
   expect(segments.length).toBeGreaterThan(0);
   return join(dir, segments[segments.length - 1]!);
+}
+
+/** Where a segment's records end (the zeros after them are space the log preallocated), and where its last record starts. */
+function records(path: string, bytes: Uint8Array): { end: number; lastStart: number } {
+  const parsed = parseSegment(bytes, segmentFirstIndex(basename(path))!);
+  expect(parsed.damage).toBeUndefined();
+  return { end: parsed.goodBytes, lastStart: parsed.offsets.at(-1)! };
 }
 
 function exitOf(cluster: TestCluster, index: number): Promise<number | null> {
@@ -59,7 +67,8 @@ describe('a log damaged in the middle', () => {
 
       const segment = newestSegment(c.nodes[b]!.dir);
       const bytes = readFileSync(segment);
-      const middle = Math.floor(bytes.length / 2);
+      // The middle of the records, not of the zeros the log preallocated after them.
+      const middle = Math.floor(records(segment, bytes).end / 2);
       for (let i = 0; i < 64; i++) bytes[middle + i] = bytes[middle + i]! ^ 0xa5;
       writeFileSync(segment, bytes);
 
@@ -125,7 +134,11 @@ describe('a torn tail', () => {
         // node assumes its log never shrinks, would not resend it until the next election.
         const segment = newestSegment(c.nodes[follower]!.dir);
         const bytes = readFileSync(segment);
-        writeFileSync(segment, Buffer.concat([bytes, bytes.subarray(bytes.length - 300, bytes.length - 200)]));
+        // The first 100 bytes of a record (a copy of the last one, a WAL frame of some KiB)
+        // where the records end: inside the zeros the log preallocated, or past the file's end.
+        const { end, lastStart } = records(segment, bytes);
+        const torn = Buffer.from(bytes.subarray(lastStart, lastStart + 100));
+        writeFileSync(segment, Buffer.concat([bytes.subarray(0, end), torn, bytes.subarray(Math.min(bytes.length, end + torn.length))]));
         for (let id = 31; id <= 40; id++) await db.exec('INSERT INTO t (id) VALUES (?)', [id]);
 
         c.spawn(follower);

@@ -118,8 +118,10 @@ describe.skipIf(typeof small === 'string')('a full disk under the storage and th
     await log.append([entry(1, 1000)]);
     expect(log.proposalRefusal(1000)).toBeUndefined();
 
-    // Another file takes most of the disk: proposals are refused with a clear error.
-    await writeFile(join(fileSystem.path, '.filler'), new Uint8Array(3.5 * 1024 * 1024));
+    // Another file takes most of what is left (the log holds its preallocated segment space
+    // too): proposals are refused with a clear error.
+    const left = (await storage.freeBytes())!;
+    await writeFile(join(fileSystem.path, '.filler'), new Uint8Array(left - 512 * 1024));
     const refusal = await waitForValue(() => log.proposalRefusal(1000));
     expect(refusal.code).toBe('DISK_FULL');
     expect(refusal.message).toMatch(/disk holding this node's data is full .* writes are refused .* reads still work/);

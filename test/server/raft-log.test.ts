@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { openDirectoryStorage, type NodeDirectoryStorage } from '../../runtimes/node/storage.ts';
 import { EntryType, type Entry } from '../../src/raft/index.ts';
 import { crc32 } from '../../src/util/crc32.ts';
-import { RaftLog, RaftLogCorruptError, RaftLogError } from '../../src/server/raft-log.ts';
+import { RaftLog, RaftLogCorruptError, RaftLogError, SEGMENT_PREALLOCATE_BYTES } from '../../src/server/raft-log.ts';
 import { encodeRecord, segmentName } from '../../src/server/raft-log-format.ts';
 
 const DATA_BYTES = 40;
@@ -39,10 +39,10 @@ function range(first: number, last: number): Entry[] {
   return Array.from({ length: last - first + 1 }, (_, i) => entry(first + i));
 }
 
-async function openLog(): Promise<RaftLog> {
-  const storage = await openDirectoryStorage(directory);
+async function openLog(options: { directory?: string; preallocateBytes?: number } = {}): Promise<RaftLog> {
+  const storage = await openDirectoryStorage(options.directory ?? directory);
   storages.push(storage);
-  return new RaftLog(storage, { diskSpace: { reserveBytes: 0 } });
+  return new RaftLog(storage, { diskSpace: { reserveBytes: 0 }, preallocateBytes: options.preallocateBytes });
 }
 
 /** Writes batches of entries (each one append, so one fsync) into a fresh log. */
@@ -335,6 +335,121 @@ describe('RaftLog recovery', () => {
     await expect(log.append(range(3, 3))).rejects.toBe(first);
     await expect(log.saveHardState({ term: 6, vote: 1, commit: 0 })).rejects.toBe(first);
   });
+});
+
+describe('RaftLog preallocated segments (the storage writes in place)', () => {
+  const appendedDirectory = (): string => join(directory, 'appended');
+
+  /** The same appends into a preallocated log (in `directory`) and an appending one. */
+  async function writeBoth(batches: Entry[][]): Promise<{ preallocated: Buffer; appended: Buffer }> {
+    const preallocated = await openLog();
+    const appended = await openLog({ directory: appendedDirectory(), preallocateBytes: 0 });
+    await preallocated.load();
+    await appended.load();
+    for (const batch of batches) {
+      await preallocated.append(batch);
+      await appended.append(batch);
+    }
+    return { preallocated: await readFile(join(directory, SEGMENT)), appended: await readFile(join(appendedDirectory(), SEGMENT)) };
+  }
+
+  test('holds the records an appending log writes, then zeros; loads with no repair and goes on in place', async () => {
+    const first = await writeBoth([range(1, 10), range(11, 12)]);
+    expect(first.appended.length).toBe(recordOffset(13));
+    expect(first.preallocated.length).toBe(recordOffset(11) + SEGMENT_PREALLOCATE_BYTES);
+    expect(first.preallocated.subarray(0, first.appended.length).equals(first.appended)).toBe(true);
+    expect(first.preallocated.subarray(first.appended.length).every((byte) => byte === 0)).toBe(true);
+
+    const log = await openLog();
+    const loaded = await log.load();
+    expect(loaded.entries.map((e) => e.index)).toEqual(range(1, 12).map((e) => e.index));
+    expect(loaded.repairs).toEqual([]);
+    await log.append(range(13, 15));
+    const again = await readFile(join(directory, SEGMENT));
+    expect(again.length).toBe(first.preallocated.length);
+    expect((await (await openLog()).load()).entries.map((e) => e.index)).toEqual(range(1, 15).map((e) => e.index));
+  });
+
+  test('an append inside the preallocated space writes its records only', async () => {
+    const storage = await openDirectoryStorage(directory);
+    storages.push(storage);
+    const written: number[] = [];
+    const writeAt = storage.writeAt!;
+    Object.defineProperty(storage, 'writeAt', {
+      value: (name: string, offset: number, bytes: Uint8Array) => {
+        written.push(bytes.length);
+        return writeAt(name, offset, bytes);
+      },
+    });
+    const log = new RaftLog(storage, { diskSpace: { reserveBytes: 0 } });
+    await log.load();
+    await log.append(range(1, 10));
+    await log.append(range(11, 12));
+    expect(written).toEqual([recordOffset(11) + SEGMENT_PREALLOCATE_BYTES, 2 * RECORD_BYTES]);
+  });
+
+  test('grows by another stretch of zeros when an append runs past the file', async () => {
+    const big = (index: number): Entry => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array(SEGMENT_PREALLOCATE_BYTES / 2).fill(index) });
+    const { preallocated, appended } = await writeBoth([[big(1)], [big(2)], [big(3)]]);
+    expect(preallocated.subarray(0, appended.length).equals(appended)).toBe(true);
+    expect(preallocated.length).toBeGreaterThan(appended.length);
+    expect(preallocated.subarray(appended.length).every((byte) => byte === 0)).toBe(true);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => e.data[0])).toEqual([1, 2, 3]);
+    expect(loaded.repairs).toEqual([]);
+  });
+
+  test('a record torn inside the preallocated space is cut as a torn write, and the log goes on', async () => {
+    const { appended } = await writeBoth([range(1, 10), range(11, 12)]);
+    // What a crash leaves of the next append: the first bytes of a record, zeros after them.
+    const path = join(directory, SEGMENT);
+    const content = await readFile(path);
+    content.set(encodeRecord(entry(13), 13).subarray(0, 40), appended.length);
+    await writeFile(path, content);
+    const log = await openLog();
+    const loaded = await log.load();
+    expect(loaded.entries.map((e) => e.index).at(-1)).toBe(12);
+    expect(loaded.repairs.join('\n')).toMatch(new RegExp(`${SEGMENT} at byte ${appended.length}`));
+    await log.append([entry(13, 2)]);
+    expect((await (await openLog()).load()).entries.map((e) => [e.index, e.term]).at(-1)).toEqual([13, 2]);
+  });
+
+  test('a replaced suffix leaves no record of the old one behind the new', async () => {
+    // A follower replacing entries 6..12 by a shorter 6..7: the old records past the new end
+    // must be gone, or a restart would read them back as the log's continuation.
+    const log = await openLog();
+    await log.load();
+    await log.append(range(1, 12));
+    await log.append([entry(6, 2), entry(7, 2)]);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => [e.index, e.term])).toEqual([...range(1, 5).map((e) => [e.index, 1]), [6, 2], [7, 2]]);
+    expect(loaded.repairs).toEqual([]);
+  });
+
+  test('a log opened where the storage only appends cuts the preallocated zeros off before it appends', async () => {
+    await writeBoth([range(1, 10)]);
+    const log = await openLog({ preallocateBytes: 0 });
+    await log.load();
+    await log.append(range(11, 12));
+    expect((await stat(join(directory, SEGMENT))).size).toBe(recordOffset(13));
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => e.index)).toEqual(range(1, 12).map((e) => e.index));
+    expect(loaded.repairs).toEqual([]);
+  });
+
+  test('a full segment is cut down to its records when the next one begins', async () => {
+    const log = await openLog();
+    await log.load();
+    // One entry over the segment size target: the next append starts a new segment.
+    const large: Entry = { index: 1, term: 1, type: EntryType.Normal, data: new Uint8Array(32 * 1024 * 1024 + 1).fill(7) };
+    await log.append([large]);
+    expect((await stat(join(directory, SEGMENT))).size).toBeGreaterThan(HEADER_BYTES + 33 + large.data.length);
+    await log.append([entry(2)]);
+    expect((await stat(join(directory, SEGMENT))).size).toBe(HEADER_BYTES + 33 + large.data.length);
+    expect((await readdir(directory)).filter((name) => name.startsWith('segment-')).sort()).toEqual([SEGMENT, segmentName(2)]);
+    const loaded = await (await openLog()).load();
+    expect(loaded.entries.map((e) => e.index)).toEqual([1, 2]);
+  }, 60_000);
 });
 
 function formatOneRecord(e: Entry): Uint8Array {
