@@ -656,6 +656,7 @@ function newStateMachine(
     databaseQueuedTasksMax: limits.databaseQueuedTasksMax,
     proposalBytesMax: limits.proposalBytesMax,
     databaseBytesMax: limits.databaseBytesMax,
+    changeSetBytesMax: limits.changeSetBytesMax,
     walFramesMax: settings.walFramesMax,
     compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
