@@ -1,3 +1,4 @@
+import { ChangeStream, type ChangesOptions } from '../live/change-feed-client.ts';
 import {
   ReadConsistencyCode,
   type TypedValue,
@@ -148,8 +149,9 @@ export class Database implements Queryable {
   private readonly runner: Runner;
   private readonly readDefaults: Required<ReadOptions>;
   private readonly bookmark = new Bookmark();
+  private readonly feeds = new Set<ChangeStream>();
 
-  constructor(options: ConnectOptions) {
+  constructor(private readonly options: ConnectOptions) {
     const vfs = options.vfs ?? 'volatile';
     const open = async (connection: Connection): Promise<number> =>
       (await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db')).id;
@@ -260,9 +262,35 @@ export class Database implements Queryable {
     }
   }
 
+  /**
+   * The committed transactions of this database, in log order, as an async iterator (change
+   * feed, src/live/change-feed-client.ts): from `since` (an event's index) or from now, from
+   * the first of `servers` that serves it, resuming by itself after a disconnect.
+   */
+  changes(options: ChangesOptions = {}): ChangeStream {
+    const o = this.options;
+    const feed = new ChangeStream(
+      {
+        database: o.database,
+        servers: o.servers,
+        dial: o.dial,
+        ...(o.dialTimeoutMs !== undefined && { dialTimeoutMs: o.dialTimeoutMs }),
+        ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
+        ...(o.messageBytesMax !== undefined && { messageBytesMax: o.messageBytesMax }),
+        ...(o.backoffBaseMs !== undefined && { backoffBaseMs: o.backoffBaseMs }),
+        ...(o.backoffMaxMs !== undefined && { backoffMaxMs: o.backoffMaxMs }),
+      },
+      options,
+    );
+    this.feeds.add(feed);
+    return feed;
+  }
+
   close(): Promise<void> {
     this.link.close();
     this.reads?.close();
+    for (const feed of this.feeds) feed.close();
+    this.feeds.clear();
     return Promise.resolve();
   }
 }

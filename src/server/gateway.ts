@@ -29,6 +29,8 @@ import type { GatewayHost } from './gateway-host.ts';
 import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { concatBytes } from '../util/bytes.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
+import { isChangeRequest } from '../protocol/change-requests.ts';
+import { routeChangeRequest, type ChangeSubscription } from '../live/change-feed-server.ts';
 
 /**
  * A prepared statement. A read-only one that returns rows is compiled on the read view and runs
@@ -72,6 +74,8 @@ export class Gateway {
    */
   private readonly deferredBegins = new Map<ReplicatedDatabase, { readVersion: number | undefined }>();
   private nextStatementId = 0;
+  /** Set once a WatchChanges request turned this connection into a change feed. */
+  private changeFeed: ChangeSubscription | undefined;
 
   constructor(
     private readonly node: GatewayHost,
@@ -132,6 +136,10 @@ export class Gateway {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const message = this.queue.shift()!;
+        if (this.changeFeed || isChangeRequest(message)) {
+          this.changeFeed = routeChangeRequest(this.changeFeed, message, this.node.changeLog?.(), this.stream);
+          continue;
+        }
         const startedMs = this.node.metrics.nowMs();
         this.requestReceivedMs = startedMs;
         this.answerIndex = undefined;
@@ -556,6 +564,7 @@ export class Gateway {
     this.closed = true;
     this.node.metrics.clientClosed();
     this.queue.length = 0;
+    this.changeFeed?.close();
     this.deferredBegins.clear();
     for (const db of this.databases) {
       if (db.loop.transactionOwner === this.id) {

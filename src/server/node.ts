@@ -42,6 +42,7 @@ import { CLOCK_DRIFT_MAX_DEFAULT, LeaderLease } from './leader-lease.ts';
 import { MembershipAdmin } from './membership-admin.ts';
 import { resolveSettings, type NodeOptions, type NodeSettings, type NodeStatus, type UnsafeSwitches } from './node-options.ts';
 import { RaftLog } from './raft-log.ts';
+import type { ChangeLogSource } from '../live/change-feed.ts';
 import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
@@ -490,6 +491,16 @@ export class ClusterNode implements GatewayHost {
   /** Resolves when a read at `level` may run on this node's committed state (read-path.ts). */
   admitRead(level: ReadLevel): Promise<void> {
     return this.readPath.admit(level);
+  }
+
+  /** This replica's applied log and commit events, for change feeds (src/live/change-feed.ts). */
+  changeLog(): ChangeLogSource {
+    return {
+      commits: this.fsm.commits,
+      appliedIndex: () => this.fsm.appliedIndex,
+      firstLogIndex: () => this.memory.firstIndex(),
+      logEntries: (lo, hi, bytesMax) => this.memory.entries(lo, hi, bytesMax),
+    };
   }
 
   appliedIndex(): number {
