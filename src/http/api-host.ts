@@ -4,6 +4,7 @@
  * goes through the node's own gateway, so leader checks, transactions and errors are the same
  * as for any dqlite client.
  */
+import type { ChangeLogSource } from '../live/change-feed.ts';
 import type { ByteStream, DialStream } from '../runtime.ts';
 
 export interface HttpApiMember {
@@ -37,4 +38,6 @@ export interface HttpApiHost {
    * once (one applied log index); undefined when the node does not hold it.
    */
   snapshotDatabase(name: string): { main: Uint8Array; wal: Uint8Array } | undefined;
+  /** This node's applied log and commit events, for `/db/changes` (absent: not served). */
+  changeLog?(): ChangeLogSource;
 }

@@ -14,6 +14,7 @@ export function httpApiHostFor(node: ClusterNode, dialStream: DialStream | undef
       node.acceptClient(server);
       return client;
     },
+    changeLog: () => node.changeLog(),
     snapshotDatabase(name) {
       return node.existingDatabase(name)?.engine.snapshot();
     },
