@@ -3,7 +3,11 @@
  * protocol bytes): live events, resuming from a bookmark, table filters, a lagging consumer,
  * the gap after the log was compacted, and bad requests.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { startNode } from '../../runtimes/node/library.ts';
 import { ChangeFeed, type ChangeFeedEvent } from '../../src/live/change-feed.ts';
 import type { ChangeStream } from '../../src/live/change-feed-client.ts';
 import { startTestNode, type TestNode } from '../server/harness.ts';
@@ -125,5 +129,35 @@ describe('change feed on one node', () => {
     expect(events).toHaveLength(1);
     feed.close();
     expect((await db.query('SELECT count(*) AS n FROM t')).rows).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('change feed on the in-process handle (startNode)', () => {
+  test('db.changes() on an EmbeddedNode database reads its own node, and resumes after a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-feed-embedded-'));
+    try {
+      let embedded = await startNode({ dir, tickMs: 20 });
+      for (let i = 0; i < 250 && embedded.status().state !== 'leader'; i++) await new Promise((r) => setTimeout(r, 20));
+      let db = await embedded.database('app');
+      await db.exec('CREATE TABLE t(v)');
+      await db.exec('INSERT INTO t VALUES (1)');
+      const feed = db.changes({ since: 0, tables: ['t'] });
+      const [, insert] = await nextEvents(feed, 2);
+      expect(insert!.type === 'transaction' && insert!.rows).toEqual([{ operation: 'insert', table: 't', primaryKey: [1], values: [1] }]);
+      const bookmark = feed.bookmark!;
+      feed.close();
+      await embedded.close();
+
+      embedded = await startNode({ dir, tickMs: 20 });
+      db = await embedded.database('app');
+      await db.exec('INSERT INTO t VALUES (2)');
+      const resumed = db.changes({ since: bookmark });
+      const [next] = await nextEvents(resumed, 1);
+      expect(next!.type === 'transaction' && next!.rows).toEqual([{ operation: 'insert', table: 't', primaryKey: [2], values: [2] }]);
+      resumed.close();
+      await embedded.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
