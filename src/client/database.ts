@@ -281,6 +281,7 @@ export class Database implements Queryable {
         ...(o.backoffMaxMs !== undefined && { backoffMaxMs: o.backoffMaxMs }),
       },
       options,
+      (closed) => this.feeds.delete(closed),
     );
     this.feeds.add(feed);
     return feed;
@@ -289,8 +290,7 @@ export class Database implements Queryable {
   close(): Promise<void> {
     this.link.close();
     this.reads?.close();
-    for (const feed of this.feeds) feed.close();
-    this.feeds.clear();
+    for (const feed of [...this.feeds]) feed.close();
     return Promise.resolve();
   }
 }

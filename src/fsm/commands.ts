@@ -137,7 +137,12 @@ export function encodeTransaction(database: string, payload: Uint8Array, proposa
   return commands;
 }
 
-export function decodeCommand(bytes: Uint8Array): Command {
+export interface DecodeCommandOptions {
+  /** Leave a carried change set undecoded (nobody listens): `changes` stays undefined. */
+  skipChanges?: boolean;
+}
+
+export function decodeCommand(bytes: Uint8Array, options: DecodeCommandOptions = {}): Command {
   if (bytes.length < HEADER_BYTES) throw new CommandCodecError(`${bytes.length} bytes is shorter than the 4-byte header`);
   const kind = bytes[0]!;
   const version = bytes[1]!;
@@ -160,10 +165,12 @@ export function decodeCommand(bytes: Uint8Array): Command {
     if (rest.length < CHANGES_LENGTH_BYTES) throw new CommandCodecError('truncated changes length');
     const changesBytes = new DataView(rest.buffer, rest.byteOffset, rest.byteLength).getUint32(0, true);
     if (CHANGES_LENGTH_BYTES + changesBytes > rest.length) throw new CommandCodecError(`changes of ${changesBytes} bytes overrun the command`);
-    try {
-      changes = decodeChanges(rest.subarray(CHANGES_LENGTH_BYTES, CHANGES_LENGTH_BYTES + changesBytes));
-    } catch (error) {
-      throw new CommandCodecError(error instanceof Error ? error.message : String(error));
+    if (!options.skipChanges) {
+      try {
+        changes = decodeChanges(rest.subarray(CHANGES_LENGTH_BYTES, CHANGES_LENGTH_BYTES + changesBytes));
+      } catch (error) {
+        throw new CommandCodecError(error instanceof Error ? error.message : String(error));
+      }
     }
     rest = rest.subarray(CHANGES_LENGTH_BYTES + changesBytes);
   }

@@ -175,7 +175,8 @@ export class StateMachine {
   private applyCommand(entry: Entry, leader: Replicator | undefined): void {
     let command: Command;
     try {
-      command = decodeCommand(entry.data);
+      // With nobody listening, the changes are not decoded (a change feed reads them from the log).
+      command = decodeCommand(entry.data, { skipChanges: this.commits.subscribers === 0 });
     } catch (error) {
       throw new ApplyError(entry.index, entry.term, 'the command cannot be decoded (written by another version?)', error);
     }

@@ -63,6 +63,7 @@ export class ChangeStream implements AsyncIterableIterator<ChangeFeedEvent> {
   constructor(
     private readonly target: ChangeFeedTarget,
     private readonly options: ChangesOptions = {},
+    private readonly onClose?: (feed: ChangeStream) => void,
   ) {
     if (options.since !== undefined && (!Number.isSafeInteger(options.since) || options.since < 0)) {
       throw new ClientError('bad_argument', `since must be a log index (an event's index, a whole number from 0), got ${String(options.since)}`);
@@ -109,6 +110,7 @@ export class ChangeStream implements AsyncIterableIterator<ChangeFeedEvent> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.onClose?.(this);
     this.events.length = 0;
     this.attempt?.stream.close();
     this.attempt = undefined;

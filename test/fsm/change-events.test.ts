@@ -134,6 +134,8 @@ describe('command codec with changes', () => {
     expect(decodeCommand(old)).toEqual({ kind: CommandKind.Frames, database: 'db', payload });
     const withChanges = encodeCommand({ kind: CommandKind.Frames, database: 'db', payload, changes });
     expect(decodeCommand(withChanges)).toEqual({ kind: CommandKind.Frames, database: 'db', payload, changes });
+    // Nobody listening: the state machine skips decoding them, the payload is the same.
+    expect(decodeCommand(withChanges, { skipChanges: true })).toEqual({ kind: CommandKind.Frames, database: 'db', payload });
     const commit = encodeCommand({ kind: CommandKind.TransactionCommit, database: 'db', parts: 2, payloadBytes: 10, changes });
     expect(decodeCommand(commit)).toEqual({ kind: CommandKind.TransactionCommit, database: 'db', parts: 2, payloadBytes: 10, changes });
     const commitOld = encodeCommand({ kind: CommandKind.TransactionCommit, database: 'db', parts: 2, payloadBytes: 10 });
