@@ -14,6 +14,7 @@
 // declared key columns, read from the values after the commit (schema lookups cannot run
 // inside the hook), so a delete records its old values until then.
 
+import { ByteSlab } from './byte-slab.ts';
 import type { Pointer, SqliteModule } from './sqlite-api.ts';
 import { SQLITE_BLOB, SQLITE_FLOAT, SQLITE_INTEGER, SQLITE_NULL, SQLITE_TEXT } from './sqlite-api.ts';
 import type { SqlValue } from './statement.ts';
@@ -92,6 +93,8 @@ interface OpenTransaction {
 type KeyColumns = number[] | undefined;
 
 const NOTHING: (CapturedChanges | undefined)[] = [];
+/** Blob values are cut from shared blocks: a fresh small array per value costs its own backing store (byte-slab.ts). */
+const blobSlab = new ByteSlab(64 * 1024, 4 * 1024);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const textDecoder = new TextDecoder();
@@ -140,6 +143,9 @@ export class ChangeCapture {
   private open: OpenTransaction | undefined;
   private readonly done: (OpenTransaction | undefined)[] = [];
   private readonly keyColumns = new Map<string, KeyColumns>();
+  /** Table names by the pointer SQLite passes (its schema's own copy), checked byte for byte. */
+  private readonly names = new Map<Pointer, { name: string; bytes: Uint8Array }>();
+  private mainPointer: Pointer = 0;
 
   constructor(
     private readonly hooks: ChangeCaptureHooks,
@@ -156,6 +162,8 @@ export class ChangeCapture {
     this.x.sqlite3_commit_hook(db, this.hooks.commit, this.id);
     this.x.sqlite3_rollback_hook(db, this.hooks.rollback, this.id);
     this.open = undefined;
+    this.names.clear();
+    this.mainPointer = 0;
   }
 
   /** Removes the hooks from a connection whose capture was turned off. */
@@ -183,6 +191,7 @@ export class ChangeCapture {
     if (flags & STATEMENT_CHANGES_SCHEMA) {
       open.tables.add(SCHEMA_TABLE);
       this.keyColumns.clear();
+      this.names.clear();
     }
     if (flags & STATEMENT_ROLLS_BACK_SAVEPOINT) open.rows = undefined;
   }
@@ -190,8 +199,11 @@ export class ChangeCapture {
   row(db: Pointer, op: number, zDb: Pointer, zTable: Pointer, oldKey: bigint, newKey: bigint): void {
     const wasm = this.hooks.sqlite.wasm;
     // Only the main database replicates (temp tables live on the leader alone).
-    if (wasm.heap8u()[zDb] !== 0x6d /* 'm' */ || wasm.cstrToJs(zDb) !== 'main') return;
-    const table = wasm.cstrToJs(zTable) ?? '';
+    if (zDb !== this.mainPointer) {
+      if (wasm.heap8u()[zDb] !== 0x6d /* 'm' */ || wasm.cstrToJs(zDb) !== 'main') return;
+      this.mainPointer = zDb;
+    }
+    const table = this.tableName(zTable);
     const open = this.openTransaction();
     open.tables.add(table);
     if (open.rows === undefined) return;
@@ -222,6 +234,24 @@ export class ChangeCapture {
     }
     const operation: CapturedRowOperation = op === SQLITE_INSERT ? 'insert' : op === SQLITE_UPDATE ? 'update' : 'delete';
     open.rows.push({ operation, table, rowid: op === SQLITE_DELETE ? oldKey : newKey, values });
+  }
+
+  /** The name at `zTable`, decoded once per pointer (a reused pointer with other bytes is decoded again). */
+  private tableName(zTable: Pointer): string {
+    const heap = this.hooks.sqlite.wasm.heap8u();
+    const known = this.names.get(zTable);
+    if (known) {
+      const bytes = known.bytes;
+      let same = heap[zTable + bytes.length] === 0;
+      for (let i = 0; same && i < bytes.length; i++) same = heap[zTable + i] === bytes[i];
+      if (same) return known.name;
+    }
+    let end = zTable;
+    while (heap[end] !== 0) end++;
+    const bytes = heap.slice(zTable, end);
+    const name = textDecoder.decode(bytes);
+    this.names.set(zTable, { name, bytes });
+    return name;
   }
 
   committed(): void {
@@ -293,7 +323,10 @@ export class ChangeCapture {
       case SQLITE_BLOB: {
         const n = x.sqlite3_value_bytes(value);
         const p = x.sqlite3_value_blob(value);
-        return n === 0 ? new Uint8Array(0) : this.hooks.sqlite.wasm.heap8u().slice(p, p + n);
+        if (n === 0) return new Uint8Array(0);
+        const copy = blobSlab.take(n);
+        copy.set(this.hooks.sqlite.wasm.heap8u().subarray(p, p + n));
+        return copy;
       }
       case SQLITE_NULL:
       default:
