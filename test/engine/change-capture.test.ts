@@ -87,6 +87,15 @@ describe('change capture (pre-update hook)', () => {
     expect(changesOf(db, 'INSERT INTO t VALUES (2)')[0]!.rows).toEqual([{ operation: 'insert', table: 't', primaryKey: [2], values: [2] }]);
   });
 
+  it('names the right table after tables are dropped, created and renamed', () => {
+    const db = fresh();
+    changesOf(db, 'CREATE TABLE a(v); INSERT INTO a VALUES (1)');
+    changesOf(db, 'DROP TABLE a; CREATE TABLE b(v)');
+    expect(changesOf(db, 'INSERT INTO b VALUES (2)')[0]!.tables).toEqual(['b']);
+    changesOf(db, 'ALTER TABLE b RENAME TO c');
+    expect(changesOf(db, 'INSERT INTO c VALUES (3)')[0]!.tables).toEqual(['c']);
+  });
+
   it('survives abort (connection reopened) and captures again afterwards', () => {
     const db = fresh();
     changesOf(db, 'CREATE TABLE t(v)');

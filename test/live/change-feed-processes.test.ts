@@ -1,7 +1,8 @@
 /**
  * The change feed on real node processes: a consumer process killed (-9) and restarted from its
  * last bookmark receives every transaction exactly once, across a leader killed in between;
- * every replica gives the same events; a snapshot boundary is reported as a gap; the HTTP API's
+ * every replica gives the same events; a snapshot boundary is reported as a gap (from the log,
+ * and live when a follower installs the leader's snapshot); the HTTP API's
  * /db/changes works with a plain HTTP client as server-sent events.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -98,6 +99,38 @@ describe('change feed on real processes', () => {
     second.process.kill('SIGKILL');
     witness.process.kill('SIGKILL');
     await Promise.all([second.exited, witness.exited]);
+    await writer.close();
+  });
+
+  test('a follower that installs the leader\'s snapshot while a feed is open reports the gap, then goes on', { timeout: 180_000 }, async () => {
+    await cluster?.destroy();
+    cluster = await TestCluster.start({ nodes: 3, extraArgs: ['--snapshot-threshold', '16', '--snapshot-trailing', '2'] });
+    const leader = await cluster.waitForLeader();
+    const follower = [0, 1, 2].find((i) => i !== leader)!;
+    const writer = await connect({ servers: cluster.addresses, database: 'feed', timeoutMs: 30_000 });
+    await writer.exec('CREATE TABLE events(id INTEGER PRIMARY KEY, n INTEGER)');
+    const consumer = startConsumer([cluster.addresses[follower]!], 'feed');
+    await waitFor('the consumer to subscribe', 30_000, async () => (consumer.lines.length > 0 ? true : undefined));
+    // Paused (its connections stay open), the follower falls behind the leader's compacted log:
+    // past the 256 appends the leader keeps in flight to it, then the leader must send a snapshot.
+    cluster.nodes[follower]!.process!.kill('SIGSTOP');
+    try {
+      for (let i = 0; i < 320; i++) await writer.exec('INSERT INTO events(n) VALUES (?)', [i]);
+      await waitFor('the leader to compact its log', 30_000, async () => ((await cluster!.status(leader)) as unknown as { snapshotIndex: number }).snapshotIndex > 300 ? true : undefined);
+    } finally {
+      cluster.nodes[follower]!.process!.kill('SIGCONT');
+    }
+    await waitFor('the gap', 30_000, async () => (consumer.lines.some((l) => l['type'] === 'gap') ? true : undefined)).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}; the consumer got ${JSON.stringify(consumer.lines.slice(0, 5))} ... ${consumer.lines.length} lines\n${cluster!.dumpOutput()}`);
+    });
+    const gap = consumer.lines.find((l) => l['type'] === 'gap')!;
+    expect(String(gap['message'])).toMatch(/snapshot from the leader replaced database feed/);
+    await writer.exec('INSERT INTO events(n) VALUES (?)', [1000]);
+    await waitFor('the write after the gap', 30_000, async () => (inserted(consumer.lines).some((r) => r.value === 1000) ? true : undefined));
+    const after = consumer.lines.slice(consumer.lines.indexOf(gap) + 1).filter((l) => l['type'] === 'transaction');
+    expect((after[0]!['index'] as number) > (gap['firstAvailableIndex'] as number) - 1).toBe(true);
+    consumer.process.kill('SIGKILL');
+    await consumer.exited;
     await writer.close();
   });
 
