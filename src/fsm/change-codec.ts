@@ -28,9 +28,14 @@ const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 class ByteWriter {
-  private bytes = new Uint8Array(256);
-  private view = new DataView(this.bytes.buffer);
+  private bytes: Uint8Array;
+  private view: DataView;
   length = 0;
+
+  constructor(initialBytes: number) {
+    this.bytes = new Uint8Array(initialBytes);
+    this.view = new DataView(this.bytes.buffer);
+  }
 
   private room(bytes: number): void {
     if (this.length + bytes <= this.bytes.length) return;
@@ -78,8 +83,9 @@ class ByteWriter {
     this.length += bytes.length;
   }
 
+  /** The bytes written: a view, valid until the next write (callers copy it into their message). */
   result(): Uint8Array {
-    return this.bytes.slice(0, this.length);
+    return this.bytes.subarray(0, this.length);
   }
 }
 
@@ -138,8 +144,27 @@ class ByteReader {
   }
 }
 
+/** About the encoded size, so that the writer rarely grows (each growth copies). */
+function estimateBytes(changes: TransactionChanges): number {
+  let bytes = 64;
+  for (const table of changes.tables) bytes += 4 + table.length * 3;
+  if (changes.rowsOmitted || !changes.rows) return bytes;
+  for (const row of changes.rows) {
+    bytes += 9;
+    for (const value of row.primaryKey) bytes += valueBytes(value);
+    if (row.values) for (const value of row.values) bytes += valueBytes(value);
+  }
+  return bytes;
+}
+
+function valueBytes(value: Value): number {
+  if (typeof value === 'string') return 5 + value.length * 3;
+  if (value instanceof Uint8Array) return 5 + value.length;
+  return 9;
+}
+
 export function encodeChanges(changes: TransactionChanges): Uint8Array {
-  const writer = new ByteWriter();
+  const writer = new ByteWriter(estimateBytes(changes));
   writer.f64(changes.timeMs);
   const omitted = changes.rowsOmitted || changes.rows === undefined;
   writer.u8(omitted ? 1 : 0);

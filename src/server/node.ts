@@ -118,7 +118,7 @@ export class ClusterNode implements GatewayHost {
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
-    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
+    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false);
     this.transport = new PeerTransport({
       selfId: this.id,
       selfAddress: this.address,
@@ -659,6 +659,7 @@ function newStateMachine(
   limits: Limits,
   unsafe: UnsafeSwitches,
   log: (line: string) => void,
+  changeCapture: boolean,
 ): StateMachine {
   return new StateMachine({
     engine,
@@ -667,7 +668,7 @@ function newStateMachine(
     databaseQueuedTasksMax: limits.databaseQueuedTasksMax,
     proposalBytesMax: limits.proposalBytesMax,
     databaseBytesMax: limits.databaseBytesMax,
-    changeSetBytesMax: limits.changeSetBytesMax,
+    ...(changeCapture && { changeSetBytesMax: limits.changeSetBytesMax }),
     walFramesMax: settings.walFramesMax,
     compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
