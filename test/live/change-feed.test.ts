@@ -10,7 +10,9 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { startNode } from '../../runtimes/node/library.ts';
 import { ChangeFeed, type ChangeFeedEvent } from '../../src/live/change-feed.ts';
 import type { ChangeStream } from '../../src/live/change-feed-client.ts';
-import { startTestNode, type TestNode } from '../server/harness.ts';
+import { encodeChangeRequest } from '../../src/protocol/change-requests.ts';
+import { FrameReader, decodeResponse, encodeVersion } from '../../src/protocol/index.ts';
+import { startTestNode, streamPair, type TestNode } from '../server/harness.ts';
 
 let node: TestNode | undefined;
 
@@ -128,6 +130,22 @@ describe('change feed on one node', () => {
     const events = await nextEvents(feed, 1);
     expect(events).toHaveLength(1);
     feed.close();
+
+    // Raw protocol: a WatchChanges without a database, and an acknowledgement without a feed.
+    const [client, server] = streamPair('raw-client', 'node');
+    node.node.acceptClient(server);
+    const frames = new FrameReader();
+    const answers: ReturnType<typeof decodeResponse>[] = [];
+    client.onData((chunk) => answers.push(...frames.feed(chunk).map((m) => decodeResponse(m))));
+    client.write(encodeVersion());
+    client.write(encodeChangeRequest({ type: 'watch_changes', database: '', since: undefined, credit: 4, tables: [] }));
+    client.write(encodeChangeRequest({ type: 'changes_ack', consumed: 3 }));
+    for (let i = 0; i < 200 && answers.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(answers.map((a) => a.type === 'failure' && a.message)).toEqual([
+      'a change feed needs a database name',
+      'ChangesAck without a change feed on this connection: send WatchChanges first',
+    ]);
+    client.close();
     expect((await db.query('SELECT count(*) AS n FROM t')).rows).toEqual([{ n: 0 }]);
   });
 });
