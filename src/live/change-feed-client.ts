@@ -197,6 +197,8 @@ export class ChangeStream implements AsyncIterableIterator<ChangeFeedEvent> {
             const problem = this.handle(attempt, message, address);
             if (problem) {
               stream.close();
+              // Refused once streaming (not a lost connection): reconnecting would be refused again.
+              if (settled && (problem instanceof DqliteError || problem instanceof ClientError)) this.fail(problem);
               settle(problem);
               return;
             }
