@@ -236,9 +236,11 @@ export class ChangeFeed implements AsyncIterableIterator<ChangeFeedEvent> {
     if (entry.type !== EntryType.Normal) return undefined;
     const kind = entry.data[0];
     if (kind !== CommandKind.Frames && kind !== CommandKind.TransactionCommit) return undefined;
+    // The name first: another database's changes are not decoded at all.
+    const header = decodeCommand(entry.data, { skipChanges: true });
+    if (!('database' in header) || header.database !== this.options.database) return undefined;
     const command = decodeCommand(entry.data);
     if (command.kind !== CommandKind.Frames && command.kind !== CommandKind.TransactionCommit) return undefined;
-    if (command.database !== this.options.database) return undefined;
     return this.transaction(entry.index, command.changes);
   }
 

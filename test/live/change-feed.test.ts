@@ -73,6 +73,10 @@ describe('change feed on one node', () => {
     const resumed = db.changes({ since: afterFirst });
     const again = await nextEvents(resumed, 2);
     expect(indexes(again)).toEqual(indexes(events.slice(1)));
+    // Another database's transactions are not this feed's.
+    const elsewhere = await node.client('elsewhere');
+    await elsewhere.exec('CREATE TABLE z(v)');
+    await elsewhere.exec('INSERT INTO z VALUES (1)');
     await db.exec("DELETE FROM t WHERE id = 1");
     const [deleted] = await nextEvents(resumed, 1);
     expect(deleted!.type === 'transaction' && deleted!.rows).toEqual([{ operation: 'delete', table: 't', primaryKey: [1] }]);
