@@ -4,7 +4,8 @@
 // round, rounds interleaved, best of each side. (A fresh WASM instance per round makes the plain
 // side pay its heap growth and flatters the ratio to ~1.5×; this is the stricter measurement.)
 // Run: npm run bench:engine   (or node --import ./scripts/ts-loader.mjs bench/engine.ts)
-// Env: BENCH_TRANSACTIONS, BENCH_ROUNDS.
+// Env: BENCH_TRANSACTIONS, BENCH_ROUNDS; BENCH_CHANGE_CAPTURE=1 has the leader record each
+// transaction's row changes too (wasm/change-capture.ts), to price the change feed's capture.
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 import { Engine } from '../wasm/index.ts';
 
@@ -47,7 +48,7 @@ function startTiming(): () => Timing {
 // One module and one pair of engines for all rounds, as a node keeps one engine: each round
 // opens fresh databases, so rounds differ only in the work measured, not in WASM instances.
 const plainSqlite = await sqlite3InitModule();
-const leaderEngine = await Engine.create();
+const leaderEngine = await Engine.create(process.env['BENCH_CHANGE_CAPTURE'] === '1' ? { changeCapture: { changeSetBytesMax: 64 * 1024 } } : {});
 const followerEngine = await Engine.create();
 let roundCounter = 0;
 

@@ -40,6 +40,8 @@ export interface Limits {
   logRecordBytesMax: number;
   /** Committed entry bytes handed to the state machine in one Ready. */
   committedBytesPerReadyMax: number;
+  /** Row changes one transaction's entry carries for the change feed; beyond, only its table list. */
+  changeSetBytesMax: number;
   /** Entries a leader accepts before they commit; then proposals are refused. */
   uncommittedEntriesMax: number;
   /** ReadIndex requests waiting for a quorum. */
@@ -70,6 +72,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotBytesMax: 2 * GiB + 64 * MiB,
   logRecordBytesMax: 256 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
+  changeSetBytesMax: 1 * MiB,
   uncommittedEntriesMax: 65_536,
   pendingReadsMax: 4096,
   liveQueriesMax: 10_000,
@@ -83,6 +86,8 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
 export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
 /** A log record's header: u32 length, u32 CRC, u64 term, u64 index, u8 type. */
 export const LOG_RECORD_FRAMING_BYTES = 25;
+/** Room in a commit entry beside the row changes: the command header and the table list. */
+export const CHANGE_SET_FRAMING_BYTES = 64 * KiB;
 /** A snapshot's header and per-database names and lengths, with room to spare. */
 export const SNAPSHOT_FRAMING_BYTES = 64 * KiB;
 
@@ -122,6 +127,7 @@ export function validateLimits(limits: Limits): void {
   }
   atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
   atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
+  atLeast('proposalBytesMax', limits.changeSetBytesMax + CHANGE_SET_FRAMING_BYTES, `a transaction's commit entry must carry its changes (changeSetBytesMax ${limits.changeSetBytesMax}) plus ${CHANGE_SET_FRAMING_BYTES} bytes for its table list`);
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);
   atLeast('snapshotBytesMax', limits.snapshotChunkBytesMax, 'a snapshot chunk cannot be larger than a snapshot');

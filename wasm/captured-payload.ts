@@ -12,6 +12,7 @@
 // verbatim and ends up byte-identical; the frame headers carry the page numbers, the commit
 // size, the salts and the checksums used to validate the bytes before appending them.
 
+import type { CapturedChanges } from './change-capture.ts';
 import { ByteSlab } from './byte-slab.ts';
 import { EngineError } from './errors.ts';
 import {
@@ -39,6 +40,8 @@ export interface CapturedTransaction {
   readonly payload: Uint8Array;
   readonly frames: number;
   readonly pageNumbers?: readonly number[];
+  /** What it changed, when the database captures changes (change-capture.ts). */
+  readonly changes?: CapturedChanges | undefined;
 }
 
 /** One commit's payload of a few pages is one slice of a shared block (see byte-slab.ts). */

@@ -16,6 +16,7 @@ import {
   encodePayload,
   payloadPageNumbers,
 } from './captured-payload.ts';
+import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
 import type { MemoryFile } from './memory-file.ts';
@@ -68,6 +69,11 @@ export interface Database {
   takeCaptured(): CapturedTransaction[];
   /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state. */
   confirm(count?: number): void;
+  /**
+   * Records, per transaction committed from now on, the tables and rows it changed
+   * (CapturedTransaction.changes; change-capture.ts); undefined turns it off.
+   */
+  captureChanges(options: ChangeCaptureOptions | undefined): void;
   /** Drops every pending transaction and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
   abort(): void;
   pendingCount(): number;
@@ -95,6 +101,9 @@ export interface DatabaseContext {
   readonly vfs: MemoryVfs;
   readonly vfsNamePointer: Pointer;
   readonly pendingMax: number;
+  /** Change capture for every database of the engine (off when undefined). */
+  readonly changeCapture?: ChangeCaptureOptions;
+  changeHooks?(): ChangeCaptureHooks;
   forget(name: string): void;
 }
 
@@ -105,6 +114,7 @@ const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 class Captured implements CapturedTransaction {
   readonly payload: Uint8Array;
   readonly frames: number;
+  changes: CapturedChanges | undefined;
   private pageNumbersCache: readonly number[] | undefined;
 
   constructor(payload: Uint8Array, frames: number) {
@@ -149,6 +159,7 @@ export class DatabaseImpl implements Database, StatementHost {
   private pendingEnds: number[] = [];
   private scannedSyncCount = -1;
   private readonly statements = new Set<StatementImpl>();
+  private capture: ChangeCapture | undefined;
 
   /** Opens (creating if its main file is empty) the database `name` in `context.vfs`. */
   constructor(context: DatabaseContext, name: string, pageSizeForNew: number) {
@@ -165,6 +176,7 @@ export class DatabaseImpl implements Database, StatementHost {
     this.pageSizeBytes = existingPageSize !== 0 ? existingPageSize : pageSizeForNew;
     const wal = context.vfs.file(this.walPath);
     this.confirmedEnd = this.capturedEnd = wal?.size ?? 0;
+    if (context.changeCapture) this.capture = new ChangeCapture(this.hooks(), context.changeCapture);
     try {
       this.openConnection(existingPageSize === 0);
     } catch (error) {
@@ -249,6 +261,7 @@ export class DatabaseImpl implements Database, StatementHost {
       this.scannedSyncCount = wal.syncCount;
       this.scanCommits(wal, captured);
     }
+    if (this.capture) this.attachChanges(this.capture, captured);
     // Frames past the last commit with no transaction open were rolled back: drop them so the
     // leader's WAL stays byte-identical to the followers'. SQLite never reads past its last
     // commit, and writes the next transaction right there.
@@ -256,6 +269,45 @@ export class DatabaseImpl implements Database, StatementHost {
       wal.truncate(this.capturedEnd);
     }
     return captured;
+  }
+
+  captureChanges(options: ChangeCaptureOptions | undefined): void {
+    this.assertNotClosed();
+    this.capture?.dispose();
+    this.capture = options && new ChangeCapture(this.hooks(), options);
+    if (this.capture && this.db !== 0) this.capture.attach(this.db);
+    else if (!this.capture && this.db !== 0) ChangeCapture.detach(this.context.sqlite, this.db);
+  }
+
+  private hooks(): ChangeCaptureHooks {
+    if (!this.context.changeHooks) throw new EngineError('SETUP', `database ${this.name} cannot capture changes`);
+    return this.context.changeHooks();
+  }
+
+  /** Pairs each captured transaction with what the hooks recorded for it. */
+  private attachChanges(capture: ChangeCapture, captured: CapturedTransaction[]): void {
+    const changes = capture.take(captured.length, (table) => this.keyColumns(table));
+    for (let i = 0; i < captured.length; i++) (captured[i] as Captured).changes = changes[i];
+  }
+
+  /** The key columns of a WITHOUT ROWID table (undefined for a rowid table: its key is the rowid). */
+  private keyColumns(table: string): number[] | undefined {
+    const kind = this.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?")!;
+    try {
+      kind.bind([table]);
+      if (!kind.step() || kind.row()[0] !== 1) return undefined;
+    } finally {
+      kind.finalize();
+    }
+    const columns = this.prepare('SELECT cid FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk')!;
+    try {
+      columns.bind([table]);
+      const key: number[] = [];
+      while (columns.step()) key.push(Number(columns.row()[0]));
+      return key;
+    } finally {
+      columns.finalize();
+    }
   }
 
   confirm(count = 1): void {
@@ -271,6 +323,7 @@ export class DatabaseImpl implements Database, StatementHost {
   abort(): void {
     this.assertNotClosed();
     this.pendingEnds = [];
+    this.capture?.reset();
     const wal = this.context.vfs.file(this.walPath);
     const walSize = wal?.size ?? 0;
     if (walSize === this.confirmedEnd) {
@@ -421,6 +474,8 @@ export class DatabaseImpl implements Database, StatementHost {
     for (const statement of this.statements) statement.detach();
     this.statements.clear();
     if (this.db !== 0) this.closeConnection();
+    this.capture?.dispose();
+    this.capture = undefined;
     this.releaseResources();
     this.context.vfs.deleteFile(this.mainPath);
     this.context.vfs.deleteFile(this.walPath);
@@ -447,6 +502,10 @@ export class DatabaseImpl implements Database, StatementHost {
 
   forget(statement: StatementImpl): void {
     this.statements.delete(statement);
+  }
+
+  statementRuns(flags: number): void {
+    this.capture?.statementRuns(flags);
   }
 
   // --- internals -----------------------------------------------------------------------------
@@ -486,6 +545,7 @@ export class DatabaseImpl implements Database, StatementHost {
         throw new EngineError('PAGE_SIZE', `database ${this.name} has page size ${String(pageSize)}, expected ${this.pageSizeBytes}`);
       }
       x.sqlite3_set_authorizer(db, this.context.guard.pointer, 0);
+      this.capture?.attach(db);
     } catch (error) {
       this.closeConnection();
       throw error;

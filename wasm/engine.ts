@@ -1,3 +1,4 @@
+import { ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
 import { EngineError } from './errors.ts';
 import { MemoryVfs } from './memory-vfs.ts';
@@ -19,6 +20,12 @@ export interface EngineOptions {
   fileBytesMax?: number;
   /** Most transactions pending (captured, not yet confirmed) per database (default 4096). */
   pendingMax?: number;
+  /**
+   * Record per committed transaction the tables and rows it changed (CapturedTransaction.changes,
+   * change-capture.ts) on every database this engine opens; off by default (Database.captureChanges
+   * turns it on or off per database).
+   */
+  changeCapture?: ChangeCaptureOptions;
 }
 
 const NAME_MAX_BYTES = 256;
@@ -34,11 +41,14 @@ export class Engine {
   private readonly pageSize: number;
   private readonly pendingMax: number;
   private readonly databasesByName = new Map<string, DatabaseImpl>();
+  private readonly changeCapture: ChangeCaptureOptions | undefined;
+  private hooks: ChangeCaptureHooks | undefined;
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;
     this.pageSize = options.pageSize ?? PAGE_SIZE_DEFAULT;
     this.pendingMax = options.pendingMax ?? 4096;
+    this.changeCapture = options.changeCapture;
     if (!isValidPageSize(this.pageSize)) {
       throw new EngineError('PAGE_SIZE', `page size ${String(this.pageSize)} is not one SQLite allows: use a power of two from 512 to 65536 (default ${PAGE_SIZE_DEFAULT})`);
     }
@@ -98,6 +108,9 @@ export class Engine {
       vfs: this.vfs,
       vfsNamePointer: this.vfsNamePointer,
       pendingMax: this.pendingMax,
+      ...(this.changeCapture && { changeCapture: this.changeCapture }),
+      // Installed in the function table on first use only: engines that never capture pay nothing.
+      changeHooks: () => (this.hooks ??= new ChangeCaptureHooks(this.sqlite)),
       forget: (name) => this.databasesByName.delete(name),
     };
   }

@@ -15,6 +15,7 @@ export type { Statement, SqlValue, BindValue } from './statement.ts';
 export type { ReadView } from './read-view.ts';
 export { readSetTouched, type ReadSet } from './read-tables.ts';
 export type { CapturedTransaction } from './captured-payload.ts';
+export { SCHEMA_TABLE, type CapturedChanges, type CapturedRow, type CapturedRowOperation, type ChangeCaptureOptions } from './change-capture.ts';
 export { decodePayload, payloadPageNumbers, PAYLOAD_FRAMES_MAX, type DecodedPayload } from './captured-payload.ts';
 export { SqliteError, EngineError, type EngineErrorCode } from './errors.ts';
 export { standaloneImage } from './standalone-image.ts';

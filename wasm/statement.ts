@@ -15,6 +15,7 @@ import {
   type SqliteExports,
   type SqliteWasmHelpers,
 } from './sqlite-api.ts';
+import { statementCaptureFlags } from './change-capture.ts';
 
 export type SqlValue = null | number | bigint | string | Uint8Array;
 /** What `bind` accepts: SQL values plus booleans (bound as 1/0). */
@@ -52,6 +53,8 @@ export interface StatementHost {
   scratch(sizeBytes: number): Pointer;
   errorFor(rc: number): SqliteError;
   forget(statement: StatementImpl): void;
+  /** Change capture (change-capture.ts): a statement it cannot see through is about to run. */
+  statementRuns?(flags: number): void;
 }
 
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
@@ -76,11 +79,14 @@ export class StatementImpl implements Statement {
   /** Returned a row and not yet done or reset: a recompile would lose the cursor. */
   private midRows = false;
   private finalized = false;
+  /** STATEMENT_* flags of change-capture.ts: 0 for nearly every statement. */
+  private readonly captureFlags: number;
 
   constructor(host: StatementHost, pointer: Pointer, sql: string, tail: string) {
     this.host = host;
     this.pointer = pointer;
     this.sql = sql;
+    this.captureFlags = statementCaptureFlags(sql);
     this.tail = tail;
     this.describe();
   }
@@ -113,6 +119,7 @@ export class StatementImpl implements Statement {
   step(): boolean {
     const stmt = this.live();
     this.stepped = true;
+    if (this.captureFlags !== 0) this.host.statementRuns?.(this.captureFlags);
     const rc = this.host.exports.sqlite3_step(stmt);
     if (rc === SQLITE_ROW) {
       this.midRows = true;

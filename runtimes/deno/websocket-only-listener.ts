@@ -20,6 +20,8 @@ export interface WebSocketOnlyResponse {
   status: number;
   headers?: Record<string, string>;
   body: string | Uint8Array;
+  /** Streamed after `body` (server-sent events, `/db/changes`); ended when the client goes. */
+  stream?: AsyncIterable<string>;
 }
 
 export interface WebSocketOnlyListenOptions {
@@ -89,11 +91,28 @@ export function listenWebSocketOnly(options: WebSocketOnlyListenOptions): Promis
             return response;
           }
           const answer = await options.onHttp(described);
+          if (answer.stream) return new Response(readableOf(answer.stream), { status: answer.status, headers: answer.headers ?? {} });
           return new Response(answer.body as BodyInit, { status: answer.status, headers: answer.headers ?? { 'content-type': 'text/plain; charset=utf-8' } });
         },
       );
     } catch (error) {
       reject(error);
     }
+  });
+}
+
+/** A streamed answer as a web ReadableStream: pulled as the client reads, ended when it goes. */
+function readableOf(stream: AsyncIterable<string>): ReadableStream<Uint8Array> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await iterator.next();
+      if (next.done) controller.close();
+      else controller.enqueue(encoder.encode(next.value));
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
   });
 }

@@ -48,6 +48,8 @@ export interface HttpResponse {
   status: number;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
+  /** Streamed after `body` (server-sent events): no content-length; ended when the client goes. */
+  stream?: AsyncIterable<string>;
 }
 
 /** Why an upgrade is refused; sent as the HTTP status line and body. */
@@ -321,12 +323,32 @@ async function answerHttp(options: ListenOptions, request: IncomingMessage, resp
   request.resume();
   if (response.destroyed) return;
   const body = answer.body ?? '';
+  if (answer.stream) return streamHttp(answer.stream, answer, response);
   response.writeHead(answer.status, {
     'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength),
     ...(typeof body === 'string' && !answer.headers?.['content-type'] ? { 'content-type': 'text/plain; charset=utf-8' } : {}),
     ...answer.headers,
   });
   response.end(body);
+}
+
+async function streamHttp(stream: AsyncIterable<string>, answer: HttpResponse, response: ServerResponse): Promise<void> {
+  response.writeHead(answer.status, { ...answer.headers });
+  response.flushHeaders();
+  const iterator = stream[Symbol.asyncIterator]();
+  response.on('close', () => void iterator.return?.());
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done || response.destroyed) break;
+      if (!response.write(next.value)) await new Promise<void>((resolve) => response.once('drain', resolve).once('close', resolve));
+    }
+  } catch (error) {
+    response.write(`event: error\ndata: ${JSON.stringify({ error: (error as Error).message })}\n\n`);
+  } finally {
+    await iterator.return?.();
+    response.end();
+  }
 }
 
 function statusText(status: number): string {

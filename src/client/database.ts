@@ -1,3 +1,4 @@
+import { ChangeStream, type ChangesOptions } from '../live/change-feed-client.ts';
 import {
   ReadConsistencyCode,
   type TypedValue,
@@ -150,16 +151,15 @@ export class Database implements Queryable {
   private readonly runner: Runner;
   private readonly readDefaults: Required<ReadOptions>;
   private readonly bookmark = new Bookmark();
-  private readonly options: ConnectOptions;
   private readonly openOn: (connection: Connection) => Promise<number>;
   /** The stops of this Database's running live subscriptions. */
   private readonly lives = new Set<() => void>();
+  private readonly feeds = new Set<ChangeStream>();
 
-  constructor(options: ConnectOptions) {
+  constructor(private readonly options: ConnectOptions) {
     const vfs = options.vfs ?? 'volatile';
     const open = async (connection: Connection): Promise<number> =>
       (await connection.call({ type: 'open', name: options.database, flags: 0, vfs }, 'db')).id;
-    this.options = options;
     this.openOn = open;
     this.link = new Link<DbState>(options, async (connection: Connection) => ({ db: await open(connection) }));
     if (options.readFrom !== undefined && options.readFrom !== 'leader' && options.readFrom !== 'any') {
@@ -287,10 +287,36 @@ export class Database implements Queryable {
     }
   }
 
+  /**
+   * The committed transactions of this database, in log order, as an async iterator (change
+   * feed, src/live/change-feed-client.ts): from `since` (an event's index) or from now, from
+   * the first of `servers` that serves it, resuming by itself after a disconnect.
+   */
+  changes(options: ChangesOptions = {}): ChangeStream {
+    const o = this.options;
+    const feed = new ChangeStream(
+      {
+        database: o.database,
+        servers: o.servers,
+        dial: o.dial,
+        ...(o.dialTimeoutMs !== undefined && { dialTimeoutMs: o.dialTimeoutMs }),
+        ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
+        ...(o.messageBytesMax !== undefined && { messageBytesMax: o.messageBytesMax }),
+        ...(o.backoffBaseMs !== undefined && { backoffBaseMs: o.backoffBaseMs }),
+        ...(o.backoffMaxMs !== undefined && { backoffMaxMs: o.backoffMaxMs }),
+      },
+      options,
+      (closed) => this.feeds.delete(closed),
+    );
+    this.feeds.add(feed);
+    return feed;
+  }
+
   close(): Promise<void> {
     this.link.close();
     this.reads?.close();
     for (const stop of [...this.lives]) stop();
+    for (const feed of [...this.feeds]) feed.close();
     return Promise.resolve();
   }
 }

@@ -2,7 +2,9 @@
  * The replicated commands: what one Raft entry of type Normal carries. Each is applied by every
  * node, in log order, to its copy of the databases.
  *
- * Layout (little-endian): u8 kind, u8 version, u16 name length, name (UTF-8), then per kind:
+ * Layout (little-endian): u8 kind, u8 version, u16 name length, name (UTF-8), then, in version 2
+ * only (a FRAMES or TX_COMMIT that carries the transaction's changes, change-codec.ts), u32
+ * changes length and the changes; then per kind:
  *   FRAMES:     the engine's captured-transaction payload (opaque here, validated by the engine)
  *   CHECKPOINT: nothing
  *   BARRIER:    nothing (an empty command a new leader commits to learn its commit index)
@@ -12,7 +14,13 @@
  * A transaction whose FRAMES command would exceed proposalBytesMax goes as TX_PART entries
  * (each at most proposalBytesMax) followed by one TX_COMMIT; replicas stage the parts and apply
  * the transaction only at the commit (see state-machine.ts for the staging rules).
+ *
+ * Entries without changes are written in version 1, byte for byte as before changes existed, and
+ * version 1 entries decode with `changes` undefined.
  */
+import { decodeChanges, encodeChanges } from './change-codec.ts';
+import type { TransactionChanges } from './commit-events.ts';
+
 
 export const enum CommandKind {
   Frames = 1,
@@ -23,11 +31,11 @@ export const enum CommandKind {
 }
 
 export type Command =
-  | { kind: CommandKind.Frames; database: string; payload: Uint8Array }
+  | { kind: CommandKind.Frames; database: string; payload: Uint8Array; changes?: TransactionChanges }
   | { kind: CommandKind.Checkpoint; database: string }
   | { kind: CommandKind.Barrier }
   | { kind: CommandKind.TransactionPart; database: string; part: number; parts: number; bytes: Uint8Array }
-  | { kind: CommandKind.TransactionCommit; database: string; parts: number; payloadBytes: number };
+  | { kind: CommandKind.TransactionCommit; database: string; parts: number; payloadBytes: number; changes?: TransactionChanges };
 
 export class CommandCodecError extends Error {
   readonly code = 'BAD_COMMAND';
@@ -42,6 +50,9 @@ const PART_FIELDS_BYTES = 8;
 const COMMIT_FIELDS_BYTES = 12;
 const WORD = 2 ** 32;
 const COMMAND_VERSION = 1;
+/** A FRAMES or TX_COMMIT carrying its transaction's changes. */
+const COMMAND_VERSION_WITH_CHANGES = 2;
+const CHANGES_LENGTH_BYTES = 4;
 export const DATABASE_NAME_BYTES_MAX = 1024;
 
 const utf8Encoder = new TextEncoder();
@@ -53,13 +64,19 @@ export function encodeCommand(command: Command): Uint8Array {
     throw new CommandCodecError(`database name is ${name.length} bytes, at most ${DATABASE_NAME_BYTES_MAX} allowed`);
   }
   const body = commandBody(command);
-  const bytes = new Uint8Array(HEADER_BYTES + name.length + (body?.length ?? 0));
+  const changes = (command.kind === CommandKind.Frames || command.kind === CommandKind.TransactionCommit) && command.changes ? encodeChanges(command.changes) : undefined;
+  const changesBytes = changes ? CHANGES_LENGTH_BYTES + changes.length : 0;
+  const bytes = new Uint8Array(HEADER_BYTES + name.length + changesBytes + (body?.length ?? 0));
   bytes[0] = command.kind;
-  bytes[1] = COMMAND_VERSION;
+  bytes[1] = changes ? COMMAND_VERSION_WITH_CHANGES : COMMAND_VERSION;
   bytes[2] = name.length & 0xff;
   bytes[3] = name.length >>> 8;
   bytes.set(name, HEADER_BYTES);
-  if (body) bytes.set(body, HEADER_BYTES + name.length);
+  if (changes) {
+    new DataView(bytes.buffer).setUint32(HEADER_BYTES + name.length, changes.length, true);
+    bytes.set(changes, HEADER_BYTES + name.length + CHANGES_LENGTH_BYTES);
+  }
+  if (body) bytes.set(body, HEADER_BYTES + name.length + changesBytes);
   return bytes;
 }
 
@@ -94,9 +111,12 @@ function commandBody(command: Command): Uint8Array | undefined {
  * TX_COMMIT. Parts are plain slices of the payload (not frame-aligned): only the whole payload
  * means anything, and the engine validates it whole at the commit.
  */
-export function encodeTransaction(database: string, payload: Uint8Array, proposalBytesMax: number): Uint8Array[] {
+export function encodeTransaction(database: string, payload: Uint8Array, proposalBytesMax: number, changes?: TransactionChanges): Uint8Array[] {
   const nameBytes = utf8Encoder.encode(database).length;
-  if (HEADER_BYTES + nameBytes + payload.length <= proposalBytesMax) {
+  if (changes) {
+    const frames = encodeCommand({ kind: CommandKind.Frames, database, payload, changes });
+    if (frames.length <= proposalBytesMax) return [frames];
+  } else if (HEADER_BYTES + nameBytes + payload.length <= proposalBytesMax) {
     return [encodeCommand({ kind: CommandKind.Frames, database, payload })];
   }
   const sliceBytes = proposalBytesMax - HEADER_BYTES - nameBytes - PART_FIELDS_BYTES;
@@ -119,15 +139,29 @@ export function encodeTransaction(database: string, payload: Uint8Array, proposa
     command.set(bytes, head.length + PART_FIELDS_BYTES);
     commands.push(command);
   }
-  commands.push(encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length }));
+  let commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length, ...(changes && { changes }) });
+  if (commit.length > proposalBytesMax && changes) {
+    // changeSetBytesMax keeps rows well below a proposal; a huge table list still must not stop the write.
+    commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length, changes: { timeMs: changes.timeMs, tables: changes.tables, rowsOmitted: true } });
+  }
+  if (commit.length > proposalBytesMax) commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length });
+  commands.push(commit);
   return commands;
 }
 
-export function decodeCommand(bytes: Uint8Array): Command {
+export interface DecodeCommandOptions {
+  /** Leave a carried change set undecoded (nobody listens): `changes` stays undefined. */
+  skipChanges?: boolean;
+}
+
+export function decodeCommand(bytes: Uint8Array, options: DecodeCommandOptions = {}): Command {
   if (bytes.length < HEADER_BYTES) throw new CommandCodecError(`${bytes.length} bytes is shorter than the 4-byte header`);
   const kind = bytes[0]!;
   const version = bytes[1]!;
-  if (version !== COMMAND_VERSION) throw new CommandCodecError(`unknown command version ${version}`);
+  if (version !== COMMAND_VERSION && version !== COMMAND_VERSION_WITH_CHANGES) throw new CommandCodecError(`unknown command version ${version}`);
+  if (version === COMMAND_VERSION_WITH_CHANGES && kind !== CommandKind.Frames && kind !== CommandKind.TransactionCommit) {
+    throw new CommandCodecError(`command kind ${kind} cannot carry changes`);
+  }
   const nameBytes = bytes[2]! | (bytes[3]! << 8);
   if (nameBytes > DATABASE_NAME_BYTES_MAX) throw new CommandCodecError(`database name length ${nameBytes} exceeds ${DATABASE_NAME_BYTES_MAX}`);
   if (HEADER_BYTES + nameBytes > bytes.length) throw new CommandCodecError('truncated database name');
@@ -137,12 +171,26 @@ export function decodeCommand(bytes: Uint8Array): Command {
   } catch {
     throw new CommandCodecError('database name is not valid UTF-8');
   }
-  const rest = bytes.subarray(HEADER_BYTES + nameBytes);
+  let rest = bytes.subarray(HEADER_BYTES + nameBytes);
+  let changes: TransactionChanges | undefined;
+  if (version === COMMAND_VERSION_WITH_CHANGES) {
+    if (rest.length < CHANGES_LENGTH_BYTES) throw new CommandCodecError('truncated changes length');
+    const changesBytes = new DataView(rest.buffer, rest.byteOffset, rest.byteLength).getUint32(0, true);
+    if (CHANGES_LENGTH_BYTES + changesBytes > rest.length) throw new CommandCodecError(`changes of ${changesBytes} bytes overrun the command`);
+    if (!options.skipChanges) {
+      try {
+        changes = decodeChanges(rest.subarray(CHANGES_LENGTH_BYTES, CHANGES_LENGTH_BYTES + changesBytes));
+      } catch (error) {
+        throw new CommandCodecError(error instanceof Error ? error.message : String(error));
+      }
+    }
+    rest = rest.subarray(CHANGES_LENGTH_BYTES + changesBytes);
+  }
   switch (kind) {
     case CommandKind.Frames:
       if (database.length === 0) throw new CommandCodecError('FRAMES without a database name');
       if (rest.length === 0) throw new CommandCodecError('FRAMES without a payload');
-      return { kind, database, payload: rest };
+      return changes ? { kind, database, payload: rest, changes } : { kind, database, payload: rest };
     case CommandKind.Checkpoint:
       if (database.length === 0) throw new CommandCodecError('CHECKPOINT without a database name');
       if (rest.length !== 0) throw new CommandCodecError(`CHECKPOINT carries ${rest.length} unexpected bytes`);
@@ -168,7 +216,7 @@ export function decodeCommand(bytes: Uint8Array): Command {
       if (parts < 1 || !Number.isSafeInteger(payloadBytes) || payloadBytes < parts) {
         throw new CommandCodecError(`TX_COMMIT of ${parts} parts and ${payloadBytes} bytes is malformed`);
       }
-      return { kind, database, parts, payloadBytes };
+      return changes ? { kind, database, parts, payloadBytes, changes } : { kind, database, parts, payloadBytes };
     }
     default:
       throw new CommandCodecError(`unknown command kind ${kind}`);

@@ -24,7 +24,10 @@ export interface RowChange {
 export interface TransactionChanges {
   /** The leader's wall clock when the transaction committed there (ms since the epoch). */
   timeMs: number;
-  /** The tables the transaction changed, sorted, each once. */
+  /**
+   * The tables the transaction changed, sorted, each once; "sqlite_schema" among them when it
+   * changed the schema (CREATE/DROP/ALTER: no row hook sees that): treat every table as changed.
+   */
   tables: string[];
   /** The row changes, in order; undefined when they exceeded the change-set limit. */
   rows?: RowChange[];

@@ -35,6 +35,8 @@ export interface ReplicatedDatabaseOptions {
   proposalBytesMax: number;
   /** Largest database file or WAL (limits' databaseBytesMax): no transaction can be larger. */
   databaseBytesMax: number;
+  /** The leader's wall clock (ms since the epoch), stamped on each transaction's changes; default Date.now. */
+  wallClockMs?: () => number;
   /** Test-only: undo the fix that drops engine-held transactions when a proposal is refused. */
   keepTransactionOnRefusedProposal?: boolean;
 }
@@ -81,7 +83,8 @@ export class ReplicatedDatabase {
       throw error;
     }
     for (const tx of captured) {
-      const commands = encodeTransaction(this.name, tx.payload, this.options.proposalBytesMax);
+      const changes = tx.changes && { timeMs: (this.options.wallClockMs ?? Date.now)(), ...tx.changes };
+      const commands = encodeTransaction(this.name, tx.payload, this.options.proposalBytesMax, changes);
       let last: ProposeResult | undefined;
       try {
         for (const command of commands) {

@@ -49,6 +49,14 @@ export interface StateMachineOptions {
   compaction: CompactionPolicy;
   /** Largest database file or WAL; default the limits table's. */
   databaseBytesMax?: number;
+  /**
+   * Record what each transaction changed and carry it in its entry (the change feed, live
+   * queries): rows up to this many bytes per transaction, beyond only the table list.
+   * Undefined: no capture, entries carry no changes.
+   */
+  changeSetBytesMax?: number;
+  /** Wall clock stamped on captured changes; default Date.now. */
+  wallClockMs?: () => number;
   /** Test-only: see UnsafeSwitches.keepTransactionOnRefusedProposal. */
   keepTransactionOnRefusedProposal?: boolean;
   /** Test-only: see UnsafeSwitches.snapshotBetweenParts. */
@@ -167,7 +175,8 @@ export class StateMachine {
   private applyCommand(entry: Entry, leader: Replicator | undefined): void {
     let command: Command;
     try {
-      command = decodeCommand(entry.data);
+      // With nobody listening, the changes are not decoded (a change feed reads them from the log).
+      command = decodeCommand(entry.data, { skipChanges: this.commits.subscribers === 0 });
     } catch (error) {
       throw new ApplyError(entry.index, entry.term, 'the command cannot be decoded (written by another version?)', error);
     }
@@ -181,11 +190,11 @@ export class StateMachine {
       } else if (command.kind === CommandKind.TransactionCommit) {
         const staged = this.takeStaged(entry, command);
         db.applyCommit(entry.index, entry.term, () => joinChunks(staged));
-        this.commits.emit({ database: db.name, index: entry.index });
+        this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
         db.applyFrames(entry.index, entry.term, command.payload);
-        this.commits.emit({ database: db.name, index: entry.index });
+        this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else {
         db.applyCheckpoint(entry.index);
@@ -312,7 +321,10 @@ export class StateMachine {
         throw new ApplyError(index, term, `the snapshot's database ${file.name} cannot be restored`, error);
       }
       const existing = this.databases.get(file.name);
-      if (existing) existing.engine = engineDb;
+      if (existing) {
+        this.captureChanges(engineDb);
+        existing.engine = engineDb;
+      }
       else this.databases.set(file.name, this.newDatabase(file.name, engineDb));
     }
     this.applied = index;
@@ -327,6 +339,7 @@ export class StateMachine {
   }
 
   private newDatabase(name: string, engineDb: Database): ReplicatedDatabase {
+    this.captureChanges(engineDb);
     const holder: { db?: ReplicatedDatabase } = {};
     const loop = new DatabaseLoop({
       busyTimeoutMs: this.options.busyTimeoutMs,
@@ -339,8 +352,14 @@ export class StateMachine {
       proposalBytesMax: this.options.proposalBytesMax,
       databaseBytesMax: this.options.databaseBytesMax ?? LIMITS.databaseBytesMax,
       ...(this.options.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
+      ...(this.options.wallClockMs && { wallClockMs: this.options.wallClockMs }),
     });
     return holder.db;
+  }
+
+  /** Capture is per engine database: every one this node opens or restores gets it. */
+  private captureChanges(engineDb: Database): void {
+    if (this.options.changeSetBytesMax !== undefined) engineDb.captureChanges({ changeSetBytesMax: this.options.changeSetBytesMax });
   }
 }
 

@@ -4,6 +4,7 @@
  * goes through the node's own gateway, so leader checks, transactions and errors are the same
  * as for any dqlite client.
  */
+import type { ChangeLogSource } from '../live/change-feed.ts';
 import type { ByteStream, DialStream } from '../runtime.ts';
 
 export interface HttpApiMember {
@@ -39,4 +40,6 @@ export interface HttpApiHost {
   snapshotDatabase(name: string): { main: Uint8Array; wal: Uint8Array } | undefined;
   /** The node's log (long operations report progress there); absent where there is none. */
   log?(line: string): void;
+  /** This node's applied log and commit events, for `/db/changes` (absent: not served). */
+  changeLog?(): ChangeLogSource;
 }

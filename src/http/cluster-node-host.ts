@@ -15,6 +15,7 @@ export function httpApiHostFor(node: ClusterNode, dialStream: DialStream | undef
       return client;
     },
     log: (line) => node.logLine(line),
+    changeLog: () => node.changeLog(),
     snapshotDatabase(name) {
       return node.existingDatabase(name)?.engine.snapshot();
     },

@@ -16,6 +16,8 @@ export interface HttpApiResponse {
   status: number;
   headers?: Record<string, string>;
   body: string | Uint8Array;
+  /** A streamed body (server-sent events) sent after `body`, as it comes; the host ends it when the client goes. */
+  stream?: AsyncIterable<string>;
 }
 
 /** A request the API refuses as a whole: `status` and a message a person can act on. */

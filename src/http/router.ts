@@ -5,6 +5,7 @@
  */
 import type { HttpApiHost } from './api-host.ts';
 import { FORWARDED_HEADER, backupDatabase, forwardBackup, loadDatabase } from './backup-load.ts';
+import { changesResponse } from './changes-sse.ts';
 import { nodesJson, readyz } from './cluster-handlers.ts';
 import { sqlDump } from './sql-dump.ts';
 import { runStatements, type Endpoint } from './data-handlers.ts';
@@ -27,7 +28,7 @@ import { parseStatement, parseStatements, type ParsedStatement } from './stateme
 export const DEFAULT_DATABASE = 'main';
 const DATABASE_NAME_BYTES_MAX = 256;
 const JSON_HEADERS = { 'content-type': 'application/json' };
-const ENDPOINTS = '/db/execute, /db/query, /db/request, /db/backup, /db/load, /nodes, /readyz';
+const ENDPOINTS = '/db/execute, /db/query, /db/request, /db/backup, /db/load, /db/changes, /nodes, /readyz';
 
 /** Whether the API answers `path` (everything else stays with the host's own routes). */
 export function isHttpApiPath(path: string): boolean {
@@ -76,6 +77,8 @@ export class HttpApi {
       const answer = readyz(this.host.cluster(), params);
       return { status: answer.status, body: answer.body };
     }
+    // The change feed of this node's replica, as server-sent events (changes-sse.ts).
+    if (path === '/db/changes') return changesResponse(this.host.changeLog?.(), request, params, databaseName(params));
     const endpoint = path.slice('/db/'.length);
     if (!['execute', 'query', 'request', 'backup', 'load'].includes(endpoint)) {
       throw new HttpApiError(404, `no endpoint ${path}: this node serves ${ENDPOINTS}`);

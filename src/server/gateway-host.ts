@@ -5,6 +5,7 @@
  */
 import type { ReplicatedDatabase, Replicator } from '../fsm/replicated-database.ts';
 import type { Limits } from '../limits.ts';
+import type { ChangeLogSource } from '../live/change-feed.ts';
 import type { Member, NodeId, Role } from '../raft/index.ts';
 import type { AdministeredNode } from './admin-requests.ts';
 import type { NodeMetrics } from './metrics.ts';
@@ -45,4 +46,6 @@ export interface GatewayHost extends Replicator, AdministeredNode {
   transferLeadership(to: NodeId): Promise<void>;
   describe(): { failureDomain: bigint; weight: bigint };
   setWeight(weight: bigint): void;
+  /** This replica's applied log and commit events, for change feeds (absent: none served). */
+  changeLog?(): ChangeLogSource;
 }

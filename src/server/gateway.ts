@@ -31,6 +31,8 @@ import type { ReadConsistency, ReadLevel } from './read-path.ts';
 import { concatBytes } from '../util/bytes.ts';
 import { encodeLiveResult } from '../live/live-wire.ts';
 import { bindValue, rowToTypedValues } from './value-mapping.ts';
+import { isChangeRequest } from '../protocol/change-requests.ts';
+import { routeChangeRequest, type ChangeSubscription } from '../live/change-feed-server.ts';
 
 /**
  * A prepared statement. A read-only one that returns rows is compiled on the read view and runs
@@ -76,6 +78,8 @@ export class Gateway {
   private nextStatementId = 0;
   /** The live query this connection carries (it then carries nothing else); its unsubscribe. */
   private liveStop: (() => void) | undefined;
+  /** Set once a WatchChanges request turned this connection into a change feed. */
+  private changeFeed: ChangeSubscription | undefined;
 
   constructor(
     private readonly node: GatewayHost,
@@ -136,6 +140,10 @@ export class Gateway {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const message = this.queue.shift()!;
+        if (this.changeFeed || isChangeRequest(message)) {
+          this.changeFeed = routeChangeRequest(this.changeFeed, message, this.node.changeLog?.(), this.stream);
+          continue;
+        }
         const startedMs = this.node.metrics.nowMs();
         this.requestReceivedMs = startedMs;
         this.answerIndex = undefined;
@@ -591,6 +599,7 @@ export class Gateway {
     this.closed = true;
     this.node.metrics.clientClosed();
     this.queue.length = 0;
+    this.changeFeed?.close();
     this.deferredBegins.clear();
     this.liveStop?.();
     this.liveStop = undefined;

@@ -14,6 +14,11 @@ export interface NodeOptions {
   storage: DurableStorage;
   engine: Engine;
   clusterKey: string;
+  /**
+   * Record what each transaction this node leads changes, in its log entry, for change feeds
+   * and live queries (docs/live-queries.md). Default true; false writes entries as before.
+   */
+  changeCapture?: boolean;
   /** Dial peers with `wss://` (the cluster serves TLS; the runtime's dialer brings the certificates). */
   secure?: boolean;
   /** Start a new cluster with this node as its only voter (when the storage is empty). */

@@ -42,6 +42,7 @@ import { CLOCK_DRIFT_MAX_DEFAULT, LeaderLease } from './leader-lease.ts';
 import { MembershipAdmin } from './membership-admin.ts';
 import { resolveSettings, type NodeOptions, type NodeSettings, type NodeStatus, type UnsafeSwitches } from './node-options.ts';
 import { RaftLog } from './raft-log.ts';
+import type { ChangeLogSource } from '../live/change-feed.ts';
 import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
@@ -122,7 +123,7 @@ export class ClusterNode implements GatewayHost {
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
-    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
+    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false);
     this.transport = new PeerTransport({
       selfId: this.id,
       selfAddress: this.address,
@@ -508,6 +509,16 @@ export class ClusterNode implements GatewayHost {
     return this.readPath.admit(level);
   }
 
+  /** This replica's applied log and commit events, for change feeds (src/live/change-feed.ts). */
+  changeLog(): ChangeLogSource {
+    return {
+      commits: this.fsm.commits,
+      appliedIndex: () => this.fsm.appliedIndex,
+      firstLogIndex: () => this.memory.firstIndex(),
+      logEntries: (lo, hi, bytesMax) => this.memory.entries(lo, hi, bytesMax),
+    };
+  }
+
   appliedIndex(): number {
     return this.fsm.appliedIndex;
   }
@@ -683,6 +694,7 @@ function newStateMachine(
   limits: Limits,
   unsafe: UnsafeSwitches,
   log: (line: string) => void,
+  changeCapture: boolean,
 ): StateMachine {
   return new StateMachine({
     engine,
@@ -691,6 +703,7 @@ function newStateMachine(
     databaseQueuedTasksMax: limits.databaseQueuedTasksMax,
     proposalBytesMax: limits.proposalBytesMax,
     databaseBytesMax: limits.databaseBytesMax,
+    ...(changeCapture && { changeSetBytesMax: limits.changeSetBytesMax }),
     walFramesMax: settings.walFramesMax,
     compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),

@@ -69,6 +69,11 @@ export class SimCluster {
   readonly fatalErrors: string[] = [];
   /** Safety violations that do not stop the run, so the checkers can show what follows from them. */
   readonly violations: string[] = [];
+  /**
+   * What the first replica to apply each log index emitted for it (change feed events): every
+   * other replica, and every replay after a restart, must emit the same.
+   */
+  private readonly committedChanges = new Map<number, string>();
   /** Starts refused, as they must be, on a log damaged in the middle. */
   refusedStarts = 0;
   /** Ids of rebuilt nodes: above every original one. */
@@ -176,6 +181,13 @@ export class SimCluster {
       slot.logDamage = undefined;
     }
     incarnation.node = node;
+    node.changeLog().commits.subscribe((event) => {
+      if (event.snapshot) return;
+      const seen = JSON.stringify({ database: event.database, changes: event.changes }, (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
+      const first = this.committedChanges.get(event.index);
+      if (first === undefined) this.committedChanges.set(event.index, seen);
+      else if (first !== seen) this.violations.push(`node ${id} emitted other changes for index ${event.index} than the first replica to apply it: ${seen.slice(0, 200)} vs ${first.slice(0, 200)}`);
+    });
     this.network.listen(slot.address, node);
     this.trace(`node ${id}: started (incarnation ${incarnation.number})`);
   }
