@@ -123,6 +123,19 @@ describe('live queries on a cluster', () => {
     });
   });
 
+  test('a write to a table the query does not read re-runs nothing: the commit names its tables', async () => {
+    const items = watch(reader, 'SELECT count(*) AS n FROM items');
+    await waitFor('the first result', 20_000, async () => (items.results.length > 0 ? true : undefined));
+    const before = await evaluations(cluster, follower);
+    for (let i = 0; i < 5; i++) await writer.exec('INSERT INTO other (x) VALUES (?)', [i]);
+    await writer.exec("INSERT INTO items (name) VALUES ('related')");
+    await waitFor('the items write', 20_000, async () => (items.results.length > 1 ? true : undefined));
+    // Six commits on "live", one of them on `items`: one evaluation.
+    expect(await evaluations(cluster, follower)).toBe(before + 1);
+    expect(items.results).toHaveLength(2);
+    items.stop();
+  });
+
   test('a statement that writes, or bad SQL, is a clear error; the node keeps serving', async () => {
     await expect(reader.live("INSERT INTO items (name) VALUES ('no')").next()).rejects.toThrow(/must be read-only/);
     await expect(reader.live('SELECT FROM WHERE').next()).rejects.toThrow(/syntax error/);
