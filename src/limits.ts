@@ -33,6 +33,11 @@ export interface Limits {
   snapshotBytesMax: number;
   /** Largest record of the Raft log on disk: one entry with its header. */
   logRecordBytesMax: number;
+  /**
+   * Entry data bytes a node keeps in memory before its latest snapshot (beside the entry count,
+   * snapshotTrailingEntries): a follower further behind gets a snapshot.
+   */
+  logTrailingBytesMax: number;
   /** Committed entry bytes handed to the state machine in one Ready. */
   committedBytesPerReadyMax: number;
   /** Entries a leader accepts before they commit; then proposals are refused. */
@@ -59,6 +64,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotChunkBytesMax: 1 * MiB,
   snapshotBytesMax: 2 * GiB + 64 * MiB,
   logRecordBytesMax: 256 * MiB,
+  logTrailingBytesMax: 16 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
   uncommittedEntriesMax: 65_536,
   pendingReadsMax: 4096,
@@ -108,6 +114,7 @@ export function validateLimits(limits: Limits): void {
     problems.push(`peerMessageBytesMax (${limits.peerMessageBytesMax}) must not exceed the Raft codec's ${MESSAGE_BYTES_MAX}-byte message bound`);
   }
   atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
+  atLeast('logTrailingBytesMax', limits.appendBytesMax, `a follower just behind the snapshot must get at least one full Append from the kept log (appendBytesMax ${limits.appendBytesMax})`);
   atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);

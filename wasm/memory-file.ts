@@ -30,6 +30,11 @@ export class MemoryFile {
     if (initial !== undefined) this.write(initial, 0);
   }
 
+  /** Bytes of memory the file holds: its chunks, spare ones included. */
+  get heldBytes(): number {
+    return this.chunks.length * CHUNK_BYTES;
+  }
+
   /** Makes room for `sizeBytes` (without changing `size`); false when that exceeds `sizeMaxBytes`. */
   reserve(sizeBytes: number): boolean {
     if (sizeBytes > this.sizeMaxBytes) return false;

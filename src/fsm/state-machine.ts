@@ -263,9 +263,12 @@ export class StateMachine {
     return snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction);
   }
 
-  /** Log entries up to this index may go once a snapshot at `snapshotIndex` is durable. */
-  compactionIndex(snapshotIndex: number): number {
-    return compactionIndex(snapshotIndex, this.options.compaction);
+  /**
+   * Log entries up to this index may go once a snapshot at `snapshotIndex` is durable;
+   * `entryBytes` (data bytes of a held entry) applies the policy's byte budget.
+   */
+  compactionIndex(snapshotIndex: number, entryBytes?: (index: number) => number | undefined): number {
+    return compactionIndex(snapshotIndex, this.options.compaction, entryBytes);
   }
 
   /**

@@ -57,6 +57,8 @@ export class MemoryStorage implements RaftStorage {
   private snap: Snapshot = { meta: { index: 0, term: 0, configuration: emptyConfiguration() }, data: new Uint8Array(0) };
   /** ents[0] is a dummy holding the snapshot's index and term. */
   private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
+  /** Data bytes of the entries held (the dummy holds none): what the retained log costs in memory. */
+  private heldBytes = 0;
 
   initialState(): { hardState: HardState; configuration: Configuration } {
     return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
@@ -97,6 +99,18 @@ export class MemoryStorage implements RaftStorage {
     return this.snap;
   }
 
+  /** Data bytes of the entries this storage holds (see entrySizeBytes for what a limit counts). */
+  entriesBytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Data bytes of entry `index`, undefined when it is not held (compacted or beyond the end). */
+  entryBytes(index: number): number | undefined {
+    const offset = this.ents[0]!.index;
+    if (index <= offset || index > this.lastIndex()) return undefined;
+    return this.ents[index - offset]!.data.length;
+  }
+
   /** Appends entries, first dropping any existing suffix from entries[0].index on. */
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
@@ -112,8 +126,12 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('INVALID_ARGUMENT', `append at index ${at} would leave a gap after last index ${this.lastIndex()}`);
     }
     const offset = this.ents[0]!.index;
+    for (let i = at - offset; i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     this.ents.length = at - offset;
-    for (const e of from) this.ents.push(e);
+    for (const e of from) {
+      this.ents.push(e);
+      this.heldBytes += e.data.length;
+    }
   }
 
   /** Replaces the whole log by a snapshot received from the leader. */
@@ -123,6 +141,7 @@ export class MemoryStorage implements RaftStorage {
     }
     this.snap = { meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data };
     this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
+    this.heldBytes = 0;
     if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
   }
 
@@ -146,7 +165,9 @@ export class MemoryStorage implements RaftStorage {
     if (index > this.snap.meta.index) {
       throw new RaftError('INVALID_ARGUMENT', `cannot compact to ${index}: the snapshot only covers up to ${this.snap.meta.index}`);
     }
+    for (let i = 1; i < index - offset && i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     const keep = this.ents.slice(index - offset);
+    this.heldBytes -= keep[0]!.data.length;
     keep[0] = { index, term: keep[0]!.term, type: 1, data: new Uint8Array(0) };
     this.ents = keep;
   }

@@ -5,6 +5,7 @@ import { defaultCompactionPolicy, type Member, type NodeId } from '../raft/index
 import type { DurableStorage, Runtime } from '../runtime.ts';
 import type { AdminPolicy } from './admin-policy.ts';
 import type { ReadLevel } from './read-path.ts';
+import type { NodeMemory } from './memory-usage.ts';
 
 export interface NodeOptions {
   id: NodeId;
@@ -129,6 +130,8 @@ export interface NodeStatus {
   databases: { name: string; walFrames: number; pending: number }[];
   checkpoints: number;
   snapshots: number;
+  /** What this node holds in memory, by part (docs/memory.md). */
+  memory: NodeMemory;
 }
 
 export const NODE_DEFAULTS = {

@@ -46,6 +46,7 @@ import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
+import { jsHeapBytes, type NodeMemory } from './memory-usage.ts';
 
 export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
 
@@ -63,6 +64,7 @@ export class ClusterNode implements GatewayHost {
   private readonly runtime: Runtime;
   private readonly log: RaftLog;
   private readonly memory = new MemoryStorage();
+  private readonly engine: Engine;
   private raft!: RaftNode;
   private loop!: ReadyLoop;
   private readonly transport: PeerTransport;
@@ -117,6 +119,7 @@ export class ClusterNode implements GatewayHost {
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
+    this.engine = options.engine;
     this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write);
     this.transport = new PeerTransport({
       selfId: this.id,
@@ -373,7 +376,7 @@ export class ClusterNode implements GatewayHost {
       copy,
       term,
       configuration: this.raft.configurationAt(copy.index),
-      compactIndex: this.fsm.compactionIndex(copy.index),
+      compactIndex: this.fsm.compactionIndex(copy.index, (index) => this.memory.entryBytes(index)),
     });
   }
 
@@ -599,6 +602,18 @@ export class ClusterNode implements GatewayHost {
       databases: this.fsm.all().map((db) => ({ name: db.name, walFrames: db.engine.walFrameCount(), pending: db.pendingCount })),
       checkpoints: this.fsm.checkpoints,
       snapshots: this.snapshotCount,
+      memory: this.memoryUsage(),
+    };
+  }
+
+  /** What this node holds in memory, by part (docs/memory.md). */
+  memoryUsage(): NodeMemory {
+    return {
+      logBytes: this.memory.entriesBytes(),
+      databasesBytes: this.engine.filesBytes(),
+      snapshotBytes: this.memory.snapshot().data.length + this.snapshots.heldBytes,
+      wasmBytes: this.engine.wasmBytes(),
+      jsHeapBytes: jsHeapBytes(),
     };
   }
 
@@ -657,7 +672,11 @@ function newStateMachine(
     proposalBytesMax: limits.proposalBytesMax,
     databaseBytesMax: limits.databaseBytesMax,
     walFramesMax: settings.walFramesMax,
-    compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
+    compaction: {
+      snapshotThresholdEntries: settings.snapshotThresholdEntries,
+      trailingEntries: settings.snapshotTrailingEntries,
+      trailingBytesMax: limits.logTrailingBytesMax,
+    },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
     log,

@@ -32,11 +32,17 @@ export interface SnapshotJob {
 
 export class SnapshotWriter {
   private running: Promise<void> | undefined;
+  private inFlightBytes = 0;
 
   constructor(private readonly host: SnapshotWriterHost) {}
 
   get busy(): boolean {
     return this.running !== undefined;
+  }
+
+  /** Bytes the snapshot being written holds: the state copy, then its encoding too (0 when idle). */
+  get heldBytes(): number {
+    return this.inFlightBytes;
   }
 
   /** Resolves when no snapshot is being written (never rejects: failures go to `host.failed`). */
@@ -50,15 +56,18 @@ export class SnapshotWriter {
       .catch((error: unknown) => this.host.failed(error))
       .finally(() => {
         this.running = undefined;
+        this.inFlightBytes = 0;
       });
   }
 
   private async write(job: SnapshotJob): Promise<void> {
     const { copy, term, configuration, compactIndex } = job;
+    this.inFlightBytes = copy.files.reduce((sum, f) => sum + f.main.length + f.wal.length, 0);
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
     // and let it run between slices of the copy: heartbeats must not wait for a large encode.
     await this.yieldToTimers();
     const data = await encodeStateCopyGradually(copy, () => this.yieldToTimers());
+    this.inFlightBytes += data.length;
     if (data.length > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;

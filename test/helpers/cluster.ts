@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.ts';
+import type { NodeMemory } from '../../src/server/memory-usage.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -24,6 +25,7 @@ export interface NodeStatusView {
   databases: { name: string; walFrames: number; pending: number }[];
   checkpoints: number;
   snapshots: number;
+  memory: NodeMemory;
 }
 
 export interface TestNode {
