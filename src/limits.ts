@@ -38,6 +38,11 @@ export interface Limits {
    * snapshotTrailingEntries): a follower further behind gets a snapshot.
    */
   logTrailingBytesMax: number;
+  /**
+   * Bytes after which a log segment file is closed (an append that alone is larger fills one
+   * segment by itself): segments are deleted whole once a snapshot covers them.
+   */
+  logSegmentBytesMax: number;
   /** Committed entry bytes handed to the state machine in one Ready. */
   committedBytesPerReadyMax: number;
   /** Entries a leader accepts before they commit; then proposals are refused. */
@@ -65,6 +70,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotBytesMax: 2 * GiB + 64 * MiB,
   logRecordBytesMax: 256 * MiB,
   logTrailingBytesMax: 16 * MiB,
+  logSegmentBytesMax: 8 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
   uncommittedEntriesMax: 65_536,
   pendingReadsMax: 4096,

@@ -116,6 +116,7 @@ export class ClusterNode implements GatewayHost {
     this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
     this.log = new RaftLog(options.storage, {
       diskSpace: { nowMs: () => this.runtime.clock.nowMs() },
+      segmentBytesMax: this.limits.logSegmentBytesMax,
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;

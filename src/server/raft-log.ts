@@ -81,7 +81,12 @@ export const CORRUPTION_ADVICE =
   'old member from the cluster first, e.g. with the dqlite shell\'s ".remove ADDRESS"): it then copies the log and ' +
   'databases from the other nodes';
 
-const SEGMENT_BYTES_TARGET = 32 * 1024 * 1024;
+/**
+ * A segment is closed before an append would take it past this (dqlite's are 8 MiB too): the
+ * log is deleted a whole segment at a time once a snapshot covers it, so the smaller they are,
+ * the closer the data directory stays to the trailing log the node keeps.
+ */
+export const SEGMENT_BYTES_DEFAULT = 8 * 1024 * 1024;
 
 interface Segment {
   name: string;
@@ -102,6 +107,8 @@ export interface RaftLogOptions {
    * the whole-cluster simulator can show that it catches a node starting on a damaged log.
    */
   unsafeForTesting?: { truncateOnCorruption?: boolean };
+  /** Bytes after which a segment is closed (default SEGMENT_BYTES_DEFAULT); one larger append fills a segment alone. */
+  segmentBytesMax?: number;
 }
 
 export class RaftLog {
@@ -112,6 +119,7 @@ export class RaftLog {
   private readonly space: DiskSpaceGauge;
   private appending = false;
   private readonly truncateOnCorruption: boolean;
+  private readonly segmentBytesMax: number;
 
   constructor(
     private readonly storage: DurableStorage,
@@ -119,6 +127,7 @@ export class RaftLog {
   ) {
     this.space = new DiskSpaceGauge(storage, options.diskSpace);
     this.truncateOnCorruption = options.unsafeForTesting?.truncateOnCorruption === true;
+    this.segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
   }
 
   /**
@@ -283,16 +292,18 @@ export class RaftLog {
       this.segments.pop();
       segment = this.segments[this.segments.length - 1];
     }
+    const records = entries.map((entry) => encodeRecord(entry, first));
+    const recordsBytes = records.reduce((sum, r) => sum + r.length, 0);
     // After a snapshot install the log restarts past a gap: begin a fresh segment.
-    if (!segment || segment.sealed || segment.bytes >= SEGMENT_BYTES_TARGET || segment.firstIndex + segment.offsets.length !== first) {
+    const full = segment !== undefined && segment.bytes > 0 && segment.bytes + recordsBytes > this.segmentBytesMax;
+    if (!segment || segment.sealed || full || segment.firstIndex + segment.offsets.length !== first) {
       segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, sealed: false };
       if (this.segments.some((s) => s.name === segment!.name)) throw new RaftLogError('RAFT_LOG', `segment ${segment.name} already exists`);
       this.segments.push(segment);
     }
     const target = segment;
     const header = target.bytes === 0 ? encodeSegmentHeader(target.firstIndex) : undefined;
-    const records = entries.map((entry) => encodeRecord(entry, first));
-    const total = (header?.length ?? 0) + records.reduce((sum, r) => sum + r.length, 0);
+    const total = (header?.length ?? 0) + recordsBytes;
     const buffer = new Uint8Array(total);
     const offsets: number[] = [];
     let offset = 0;
