@@ -23,6 +23,12 @@ export interface RaftStorage {
   lastIndex(): number;
   /** The latest snapshot (index 0 and empty data when there is none). */
   snapshot(): Snapshot;
+  /**
+   * The latest snapshot with its data, to send to a follower; undefined while its data is not in
+   * memory (the application keeps it on disk and reads it back when asked: the core tries again
+   * on the follower's next heartbeat response). Without this method, `snapshot()` is sent.
+   */
+  snapshotToSend?(): Snapshot | undefined;
 }
 
 /** Bytes an entry counts for in size limits: its data plus a fixed header estimate. */
@@ -59,6 +65,10 @@ export class MemoryStorage implements RaftStorage {
   private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
   /** Data bytes of the entries held (the dummy holds none): what the retained log costs in memory. */
   private heldBytes = 0;
+  /** False while the snapshot's data was released (it is durable elsewhere). */
+  private snapDataHeld = true;
+  /** Set when a snapshot was wanted for sending while its data was released. */
+  private snapDataWanted = false;
 
   initialState(): { hardState: HardState; configuration: Configuration } {
     return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
@@ -97,6 +107,37 @@ export class MemoryStorage implements RaftStorage {
 
   snapshot(): Snapshot {
     return this.snap;
+  }
+
+  snapshotToSend(): Snapshot | undefined {
+    if (this.snapDataHeld) return this.snap;
+    this.snapDataWanted = true;
+    return undefined;
+  }
+
+  /**
+   * Drops the snapshot's data from memory, keeping its metadata: the application stored it
+   * durably and gives it back (holdSnapshotData) when snapshotToSend asks for it.
+   */
+  releaseSnapshotData(): void {
+    if (this.snap.meta.index === 0 || !this.snapDataHeld) return;
+    this.snap = { meta: this.snap.meta, data: new Uint8Array(0) };
+    this.snapDataHeld = false;
+  }
+
+  /** Whether a follower asked for the released snapshot since the last call (then read it back). */
+  takeSnapshotDataWanted(): boolean {
+    const wanted = this.snapDataWanted;
+    this.snapDataWanted = false;
+    return wanted;
+  }
+
+  /** Gives back the released data of the snapshot at `index`; false (nothing changes) if the snapshot is another by now. */
+  holdSnapshotData(index: number, data: Uint8Array): boolean {
+    if (this.snapDataHeld || index !== this.snap.meta.index) return false;
+    this.snap = { meta: this.snap.meta, data };
+    this.snapDataHeld = true;
+    return true;
   }
 
   /** Data bytes of the entries this storage holds (see entrySizeBytes for what a limit counts). */
@@ -140,6 +181,7 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${s.meta.index} is not newer than the stored one at ${this.snap.meta.index}`);
     }
     this.snap = { meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data };
+    this.snapDataHeld = true;
     this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
     this.heldBytes = 0;
     if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
@@ -155,6 +197,7 @@ export class MemoryStorage implements RaftStorage {
     }
     if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
     this.snap = { meta: { index, term: this.term(index), configuration: cloneConfiguration(configuration) }, data };
+    this.snapDataHeld = true;
     return this.snap;
   }
 

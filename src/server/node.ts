@@ -50,6 +50,9 @@ import { jsHeapBytes, type NodeMemory } from './memory-usage.ts';
 
 export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
 
+/** How long a snapshot read back from disk for a follower stays in memory. */
+const SNAPSHOT_HELD_MS = 10_000;
+
 export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
   readonly address: string;
@@ -96,6 +99,8 @@ export class ClusterNode implements GatewayHost {
   private stopping: Promise<void> | undefined;
   private fatalError: Error | undefined;
   private snapshotCount = 0;
+  private readingSnapshot = false;
+  private snapshotRelease: TimerHandle | undefined;
   private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
@@ -231,6 +236,8 @@ export class ClusterNode implements GatewayHost {
     const recovered = await recoverRaftState(this.log, this.memory, first);
     for (const repair of recovered.repairs) this.write(repair);
     if (recovered.snapshot) this.fsm.restore(recovered.snapshot.data, recovered.snapshot.meta.index, recovered.snapshot.meta.term);
+    // The databases hold what the snapshot holds; its bytes are read back from disk if a follower needs them.
+    this.memory.releaseSnapshotData();
     if (recovered.bootstrapped) this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
     const limits = this.limits;
     this.raft = new RaftNode({
@@ -263,6 +270,7 @@ export class ClusterNode implements GatewayHost {
       {
         restore: (snapshot) => {
           this.fsm.restore(snapshot.data, snapshot.meta.index, snapshot.meta.term);
+          this.memory.releaseSnapshotData();
           this.write(`installed a snapshot at index ${snapshot.meta.index} from the leader`);
         },
         stateChanged: (soft) => this.changeState(soft),
@@ -305,6 +313,7 @@ export class ClusterNode implements GatewayHost {
       this.raft.tick();
       this.handOverIfDue();
       if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
+      this.readBackSnapshotIfWanted();
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
@@ -340,6 +349,7 @@ export class ClusterNode implements GatewayHost {
     }
     this.raft.step(message);
     if (type === MessageType.AppendResponse) this.metrics.writes.committed(this.raft.committedIndex());
+    if (type === MessageType.HeartbeatResponse) this.readBackSnapshotIfWanted();
     this.loop.schedule();
   }
 
@@ -364,6 +374,29 @@ export class ClusterNode implements GatewayHost {
       this.reads.rejectAll();
       this.appliedWaiters.rejectAll(leadershipLost('this node stopped being the leader while waiting for the log'));
     }
+  }
+
+  /**
+   * A follower needs the snapshot, whose bytes are only on disk (docs/memory.md): read them back
+   * and keep them for SNAPSHOT_HELD_MS, long enough for every follower behind to start on the
+   * same copy (one that is receiving it keeps its own reference until done).
+   */
+  private readBackSnapshotIfWanted(): void {
+    if (this.stopped || this.readingSnapshot || !this.memory.takeSnapshotDataWanted()) return;
+    this.readingSnapshot = true;
+    void this.log
+      .readSnapshot()
+      .then(
+        (snapshot) => {
+          if (this.stopped || !snapshot || !this.memory.holdSnapshotData(snapshot.meta.index, snapshot.data)) return;
+          this.snapshotRelease?.cancel();
+          this.snapshotRelease = this.runtime.clock.setTimeout(() => this.memory.releaseSnapshotData(), SNAPSHOT_HELD_MS);
+        },
+        (error: unknown) => this.write(`could not read the snapshot back to send it to a follower: ${(error as Error).message}`),
+      )
+      .finally(() => {
+        this.readingSnapshot = false;
+      });
   }
 
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
@@ -646,6 +679,7 @@ export class ClusterNode implements GatewayHost {
     this.stopped = true;
     this.loop?.stop();
     this.ticker?.cancel();
+    this.snapshotRelease?.cancel();
     for (const gateway of this.gateways) gateway.close();
     this.transport.close();
     this.followerReads.rejectAll();

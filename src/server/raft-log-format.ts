@@ -298,7 +298,8 @@ export function decodeSnapshotFile(bytes: Uint8Array): Snapshot | string {
   if (12 + metaBytes > bytes.length) return `its metadata length ${metaBytes} runs past the end of the file`;
   const meta = bytes.subarray(4, 4 + metaBytes);
   if (crc32(meta) !== view.getUint32(8 + metaBytes, true)) return 'its metadata fails its checksum';
-  const data = bytes.slice(12 + metaBytes);
+  // A view, not a copy: the file's bytes are read for this snapshot alone.
+  const data = bytes.subarray(12 + metaBytes);
   if (crc32(data) !== view.getUint32(4 + metaBytes, true)) return 'its data fails its checksum';
   let parsed: Snapshot['meta'];
   try {

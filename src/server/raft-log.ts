@@ -333,6 +333,15 @@ export class RaftLog {
     await this.guard('remove compacted segments', () => this.compact(compactIndex));
   }
 
+  /** The snapshot file read back (to send it to a follower after its data left memory); undefined when there is none. */
+  async readSnapshot(): Promise<Snapshot | undefined> {
+    const bytes = await this.storage.read('snapshot');
+    if (!bytes) return undefined;
+    const decoded = decodeSnapshotFile(bytes);
+    if (typeof decoded === 'string') throw new RaftLogCorruptError('snapshot', 0, `the snapshot cannot be read: ${decoded}`);
+    return decoded;
+  }
+
   /** After installing a snapshot from the leader, the whole local log is superseded. */
   async resetToSnapshot(snapshot: Snapshot): Promise<void> {
     await this.guard('save the snapshot from the leader', () => this.storage.writeAtomic('snapshot', encodeSnapshotFile(snapshot)));

@@ -82,6 +82,8 @@ export class SnapshotWriter {
       return;
     }
     this.host.memory.createSnapshot(copy.index, configuration, data);
+    // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
+    this.host.memory.releaseSnapshotData();
     this.host.memory.compact(compactIndex);
     this.host.stored(copy.index, compactIndex);
   }

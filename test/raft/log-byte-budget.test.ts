@@ -78,3 +78,29 @@ describe('log byte budget', () => {
     );
   });
 });
+
+describe('snapshot data released from memory', () => {
+  it('is asked back for when a follower needs it, and taken back only for the same snapshot', () => {
+    const s = new MemoryStorage();
+    s.append(sized(1, 10, 1, () => 5));
+    s.createSnapshot(8, cfg, new Uint8Array([1, 2, 3]));
+    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([1, 2, 3]));
+    expect(s.takeSnapshotDataWanted()).toBe(false);
+
+    s.releaseSnapshotData();
+    expect(s.snapshot().meta.index).toBe(8);
+    expect(s.snapshot().data.length).toBe(0);
+    expect(s.snapshotToSend()).toBeUndefined();
+    expect(s.takeSnapshotDataWanted()).toBe(true);
+    expect(s.takeSnapshotDataWanted()).toBe(false);
+
+    // Read back while a newer snapshot replaced it: refused, the newer one is asked for again.
+    expect(s.holdSnapshotData(7, new Uint8Array([9]))).toBe(false);
+    expect(s.snapshotToSend()).toBeUndefined();
+    expect(s.holdSnapshotData(8, new Uint8Array([1, 2, 3]))).toBe(true);
+    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([1, 2, 3]));
+    // A new snapshot holds its own data until released.
+    s.createSnapshot(10, cfg, new Uint8Array([4]));
+    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([4]));
+  });
+});

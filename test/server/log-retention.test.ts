@@ -49,6 +49,10 @@ describe('log retention by bytes', () => {
     expect(logBytesMax).toBeLessThan(limits.logTrailingBytesMax + sinceSnapshotBytesMax);
     expect(status.memory.logBytes).toBeLessThan(limits.logTrailingBytesMax + sinceSnapshotBytesMax);
 
+    // The snapshot's bytes are on disk, not in memory, once it is stored (read back for a follower).
+    await until('no snapshot in flight', 10_000, () => node.status().memory.snapshotBytes === 0);
+    expect(node.status().snapshotIndex).toBeGreaterThan(0);
+
     // On disk: the first segments are gone, and what stays is about what memory keeps.
     const onDisk = segments(open.dir);
     expect(onDisk.map((s) => s.name)).not.toContain('segment-00000000000000000001');
