@@ -7,6 +7,7 @@
  * three, when idle and after each round, each node's data directory size, and the ratios; for
  * dqlite-wasm also what the nodes say they hold (status.memory, docs/memory.md).
  * Usage: npm run bench:memory -- [--seconds 15] [--rounds 2] [--writers 8] [--value-bytes 4096]
+ *                                [--source build|ts] [--settle-ms 3000]
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -27,6 +28,8 @@ const WRITERS = Number(flag('writers', '8'));
 const VALUE_BYTES = Number(flag('value-bytes', '4096'));
 /** Time for the nodes to settle (snapshots written, garbage collected) before a measurement. */
 const SETTLE_MS = Number(flag('settle-ms', '3000'));
+/** `build`: the nodes run the compiled package (what `npm install` users run); `ts`: the sources through the TypeScript loader (about 24 MiB more per node). */
+const SOURCE = flag('source', 'build');
 const MiB = 1024 * 1024;
 
 type System = 'dqlite' | 'dqlite-wasm';
@@ -154,7 +157,7 @@ function memoryLine(memory: NodeMemory): string {
 
 async function main(): Promise<void> {
   execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
-  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} × ${SECONDS} s, 3 nodes per system`);
+  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} × ${SECONDS} s, 3 nodes per system (ours from ${SOURCE === 'build' ? 'the compiled build' : 'the TypeScript sources'})`);
   let dqlite: DqliteDemoCluster | undefined;
   let ours: TestCluster | undefined;
   const results = new Map<System, Sample[]>();
@@ -176,7 +179,11 @@ async function main(): Promise<void> {
     dqlite = undefined;
 
     console.log('starting a 3-node dqlite-wasm cluster...');
-    ours = await TestCluster.start({ nodes: 3 });
+    if (SOURCE === 'build') {
+      console.log('building the package (tsc -p tsconfig.build.json)...');
+      execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+    }
+    ours = await TestCluster.start({ nodes: 3, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
     const cluster = ours;
     results.set(
       'dqlite-wasm',

@@ -43,6 +43,8 @@ export interface ClusterOptions {
   nodeFlags?: string[];
   /** Print node output as it comes (for debugging a test). */
   verbose?: boolean;
+  /** What node runs (default the TypeScript sources through the loader); e.g. ['dist/bin/cli.js'] for the build. */
+  entry?: string[];
 }
 
 /** Ports come from outside the kernel's ephemeral range, reserved (see ports.ts). */
@@ -117,9 +119,7 @@ export class TestCluster {
     const node = this.nodes[index]!;
     const args = [
       ...(this.options.nodeFlags ?? []),
-      '--import',
-      './scripts/ts-loader.mjs',
-      'bin/cli.ts',
+      ...(this.options.entry ?? ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts']),
       'start',
       '--address',
       node.address,
