@@ -37,14 +37,17 @@ export const SNAPSHOT_ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The same bytes as `encodeSnapshot`, copied a slice at a time with `pause()` between slices,
- * so that encoding a large snapshot never holds the thread for long.
+ * so that encoding a large snapshot never holds the thread for long. With `prefixBytes`, the
+ * result has that many bytes before the snapshot (left zero, for a file header: the snapshot
+ * then goes to disk without another copy).
  */
 export async function encodeSnapshotGradually(
   databases: readonly DatabaseFiles[],
   pause: () => Promise<void>,
   sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
+  prefixBytes = 0,
 ): Promise<Uint8Array> {
-  const { bytes, copies } = layOut(databases);
+  const { bytes, copies } = layOut(databases, prefixBytes);
   for (const { at, file } of copies) {
     for (let offset = 0; offset < file.length; offset += sliceBytes) {
       bytes.set(file.subarray(offset, Math.min(file.length, offset + sliceBytes)), at + offset);
@@ -54,15 +57,16 @@ export async function encodeSnapshotGradually(
   return bytes;
 }
 
-/** The encoded snapshot with every header written, and where each file's bytes go. */
-function layOut(databases: readonly DatabaseFiles[]): { bytes: Uint8Array; copies: { at: number; file: Uint8Array }[] } {
+/** The encoded snapshot (after `prefixBytes`) with every header written, and where each file's bytes go. */
+function layOut(databases: readonly DatabaseFiles[], prefixBytes = 0): { bytes: Uint8Array; copies: { at: number; file: Uint8Array }[] } {
   const names = databases.map((d) => utf8Encoder.encode(d.name));
   let size = 12;
   databases.forEach((d, i) => {
     size += 4 + names[i]!.length + 8 + d.main.length + 8 + d.wal.length;
   });
-  const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
+  const whole = new Uint8Array(prefixBytes + size);
+  const bytes = whole.subarray(prefixBytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, VERSION, true);
   view.setUint32(8, databases.length, true);
@@ -75,11 +79,11 @@ function layOut(databases: readonly DatabaseFiles[]): { bytes: Uint8Array; copie
     offset += 4 + name.length;
     for (const file of [d.main, d.wal]) {
       view.setBigUint64(offset, BigInt(file.length), true);
-      copies.push({ at: offset + 8, file });
+      copies.push({ at: prefixBytes + offset + 8, file });
       offset += 8 + file.length;
     }
   });
-  return { bytes, copies };
+  return { bytes: whole, copies };
 }
 
 export function decodeSnapshot(bytes: Uint8Array): DatabaseFiles[] {

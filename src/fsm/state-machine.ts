@@ -362,7 +362,7 @@ export function encodeStateCopy(copy: StateCopy): Uint8Array {
   return encodeSnapshot(copy.files);
 }
 
-/** `encodeStateCopy` a slice at a time, with `pause()` between slices. */
-export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>): Promise<Uint8Array> {
-  return encodeSnapshotGradually(copy.files, pause);
+/** `encodeStateCopy` a slice at a time, with `pause()` between slices, after `prefixBytes` left for a file header. */
+export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>, prefixBytes = 0): Promise<Uint8Array> {
+  return encodeSnapshotGradually(copy.files, pause, undefined, prefixBytes);
 }

@@ -325,9 +325,12 @@ export class RaftLog {
     this.space.consumed(total);
   }
 
-  /** Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`). */
-  async saveSnapshot(snapshot: Snapshot, compactIndex: number): Promise<void> {
-    const bytes = encodeSnapshotFile(snapshot);
+  /**
+   * Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`).
+   * `file`: the snapshot already encoded as its file (sealSnapshotFile), saving a copy.
+   */
+  async saveSnapshot(snapshot: Snapshot, compactIndex: number, file?: Uint8Array): Promise<void> {
+    const bytes = file ?? encodeSnapshotFile(snapshot);
     await this.guard('save a snapshot', () => this.storage.writeAtomic('snapshot', bytes), { fullIsHarmless: true });
     this.space.consumed(bytes.length);
     await this.guard('remove compacted segments', () => this.compact(compactIndex));

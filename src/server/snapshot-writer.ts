@@ -9,6 +9,7 @@ import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.t
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { RaftLogError, type RaftLog } from './raft-log.ts';
+import { sealSnapshotFile, snapshotFileHeaderBytes } from './raft-log-format.ts';
 
 export interface SnapshotWriterHost {
   log: RaftLog;
@@ -66,15 +67,18 @@ export class SnapshotWriter {
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
     // and let it run between slices of the copy: heartbeats must not wait for a large encode.
     await this.yieldToTimers();
-    const data = await encodeStateCopyGradually(copy, () => this.yieldToTimers());
-    this.inFlightBytes += data.length;
+    const meta = { index: copy.index, term, configuration };
+    // Encoded straight into the file's bytes: the data is not copied again to be written.
+    const file = await encodeStateCopyGradually(copy, () => this.yieldToTimers(), snapshotFileHeaderBytes(meta));
+    const data = sealSnapshotFile(file, meta);
+    this.inFlightBytes += file.length;
     if (data.length > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
     }
     await this.yieldToTimers();
     try {
-      await this.host.log.saveSnapshot({ meta: { index: copy.index, term, configuration }, data }, compactIndex);
+      await this.host.log.saveSnapshot({ meta, data }, compactIndex, file);
     } catch (error) {
       // A full disk refused the snapshot before it touched the old one: the next one tries again.
       if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
