@@ -6,14 +6,20 @@
  * It prints each node process's resident memory (VmRSS from /proc/PID/status), summed over the
  * three, when idle and after each round, each node's data directory size, and the ratios; for
  * dqlite-wasm also what the nodes say they hold (status.memory, docs/memory.md).
- * Usage: npm run bench:memory -- [--seconds 15] [--rounds 2] [--writers 8] [--value-bytes 4096]
- *                                [--source build|ts] [--settle-ms 3000]
+ * Rounds write the same number of rows to both (`--rows`, default 3000), or, with `--rows 0`, run
+ * for `--seconds` each, as issue 22 measured (then each system writes what it manages).
+ * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
+ *                                [--source build|ts] [--settle-ms 3000] [--node-flags "--max-semi-space-size=2"]
+ *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]]
+ * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
+ * RSS per node against the database's size, then a follower killed, left behind by more than its
+ * trailing log, and restarted: how much the leader's RSS grows while the follower catches up.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type Database } from '../runtimes/node/client.ts';
-import { TestCluster, sleep } from '../test/helpers/cluster.ts';
+import { TestCluster, sleep, waitFor } from '../test/helpers/cluster.ts';
 import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
 import type { NodeMemory } from '../src/server/memory-usage.ts';
 
@@ -22,7 +28,10 @@ function flag(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
 
-const SECONDS = Number(flag('seconds', '15'));
+/** Rows per round, the same for both systems (0: rounds are timed instead, as many rows as each manages). */
+const ROWS = Number(flag('rows', '3000'));
+/** Length of a timed round, and the cap on a round of ROWS. */
+const SECONDS = Number(flag('seconds', ROWS > 0 ? '90' : '15'));
 const ROUNDS = Number(flag('rounds', '2'));
 const WRITERS = Number(flag('writers', '8'));
 const VALUE_BYTES = Number(flag('value-bytes', '4096'));
@@ -31,6 +40,13 @@ const SETTLE_MS = Number(flag('settle-ms', '3000'));
 /** `build`: the nodes run the compiled package (what `npm install` users run); `ts`: the sources through the TypeScript loader (about 24 MiB more per node). */
 const SOURCE = flag('source', 'build');
 const MiB = 1024 * 1024;
+/** The large-database row: a database of this many MiB, bulk-loaded, then updated at random (0: skipped). */
+const LARGE_MB = Number(flag('large-mb', '0'));
+/** `no`: only the large-database row. */
+const COMPARE = flag('compare', 'yes') !== 'no';
+const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
+/** Extra flags for our node processes (e.g. "--max-semi-space-size=2"; docs/memory.md). */
+const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
 
 type System = 'dqlite' | 'dqlite-wasm';
 
@@ -78,7 +94,8 @@ async function round(servers: string[], seconds: number): Promise<{ ops: number;
   await Promise.all(
     clients.map(async (client, w) => {
       let n = 0;
-      while (performance.now() < deadline) {
+      // With ROWS, the writers stop once that many rows were written between them.
+      while (performance.now() < deadline && (ROWS === 0 || ops < ROWS)) {
         try {
           await client.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [key(w, base + n), value]);
           n++;
@@ -135,7 +152,7 @@ async function run(target: Target): Promise<Sample[]> {
   const samples = [await measure(target, 'idle', { ops: 0, errors: 0 })];
   console.log(`  ${target.system} ${line(samples[0]!)}`);
   for (let r = 1; r <= ROUNDS; r++) {
-    process.stdout.write(`  ${target.system} round ${r} (${SECONDS} s, ${WRITERS} writers)... `);
+    process.stdout.write(`  ${target.system} round ${r} (${ROWS > 0 ? `${ROWS} rows, at most ${SECONDS} s` : `${SECONDS} s`}, ${WRITERS} writers)... `);
     const work = await round(target.servers, SECONDS);
     const sample = await measure(target, `after round ${r}`, work);
     samples.push(sample);
@@ -155,9 +172,90 @@ function memoryLine(memory: NodeMemory): string {
   return `log ${mib(memory.logBytes)}, db ${mib(memory.databasesBytes)}, snapshot ${mib(memory.snapshotBytes)}, wasm ${mib(memory.wasmBytes)}, js heap ${memory.jsHeapBytes === null ? '?' : mib(memory.jsHeapBytes)}`;
 }
 
+/** Random 4 KiB updates of rows 1..rows by 8 writers for `seconds`, or until `count` updates. */
+async function updates(servers: string[], rows: number, seconds: number, count = Infinity): Promise<number> {
+  const clients = await Promise.all(Array.from({ length: WRITERS }, () => connect({ servers, database: 'large', timeoutMs: 60_000 })));
+  const deadline = performance.now() + seconds * 1000;
+  let done = 0;
+  await Promise.all(
+    clients.map(async (client) => {
+      while (performance.now() < deadline && done < count) {
+        try {
+          await client.exec('UPDATE big SET v = randomblob(4096) WHERE id = ?', [1 + Math.floor(Math.random() * rows)]);
+          done++;
+        } catch {
+          await sleep(1);
+        }
+      }
+    }),
+  );
+  await Promise.all(clients.map((c) => c.close()));
+  return done;
+}
+
+async function largeDatabase(): Promise<void> {
+  console.log(`\nlarge database: ${LARGE_MB} MiB bulk-loaded, then ${LARGE_UPDATE_SECONDS} s of random 4 KiB updates (dqlite-wasm, 3 nodes)`);
+  const cluster = await TestCluster.start({ nodes: 3, nodeFlags: NODE_FLAGS, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
+  const pid = (i: number): number | undefined => cluster.nodes[i]!.process?.pid;
+  try {
+    const servers = cluster.addresses;
+    const db = await connect({ servers, database: 'large', timeoutMs: 120_000 });
+    await db.exec('CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB)');
+    const rows = Math.floor((LARGE_MB * MiB) / 4096);
+    const batch = 1024;
+    const started = performance.now();
+    for (let first = 1; first <= rows; first += batch) {
+      const last = Math.min(rows, first + batch - 1);
+      await db.exec('WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?) INSERT INTO big SELECT x, randomblob(4096) FROM c', [first, last]);
+      if ((last / batch) % 10 === 0) process.stdout.write(`\r  loaded ${last} of ${rows} rows (${mib(last * 4096)} MiB)`);
+    }
+    await db.close();
+    console.log(`\n  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    const updated = await updates(servers, rows, LARGE_UPDATE_SECONDS);
+    await sleep(SETTLE_MS);
+    const statuses = await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)));
+    console.log(`  ${updated} updates; per node:`);
+    for (const [i, status] of statuses.entries()) {
+      const rss = rssBytes(pid(i));
+      const dbBytes = status.memory.databasesBytes;
+      console.log(`    node ${i + 1} (${status.state}): RSS ${mib(rss)} MiB = ${(rss / dbBytes).toFixed(2)}× its databases (${mib(dbBytes)} MiB; target < 2.5×), data dir ${mib(dirBytes(cluster.nodes[i]!.dir))} MiB; ${memoryLine(status.memory)}`);
+    }
+
+    // A follower misses more than the trailing log: it must catch up by snapshot.
+    const leader = await cluster.waitForLeader();
+    const follower = (leader + 1) % 3;
+    await cluster.kill(follower);
+    const missed = await updates(servers, rows, 600, 3000);
+    await sleep(SETTLE_MS);
+    const before = rssBytes(pid(leader));
+    const leaderStatus = await cluster.status(leader);
+    console.log(`  node ${follower + 1} killed; ${missed} updates later the leader (node ${leader + 1}) holds RSS ${mib(before)} MiB, snapshot at ${leaderStatus.snapshotIndex}, log from then kept ${mib(leaderStatus.memory.logBytes)} MiB`);
+    cluster.spawn(follower);
+    const catchUpStarted = performance.now();
+    let peak = before;
+    await waitFor('the follower to catch up', 600_000, async () => {
+      peak = Math.max(peak, rssBytes(pid(leader)));
+      const [l, f] = await Promise.all([cluster.status(leader), cluster.status(follower).catch(() => undefined)]);
+      return f && f.appliedIndex >= l.commitIndex - 1 ? true : undefined;
+    });
+    const installed = cluster.nodes[follower]!.output.join('').includes('installed a snapshot');
+    console.log(
+      `  node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
+        `leader RSS peak ${mib(peak)} MiB, growth ${mib(peak - before)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget)`,
+    );
+  } finally {
+    await cluster.destroy();
+  }
+}
+
 async function main(): Promise<void> {
+  if (!COMPARE) {
+    if (SOURCE === 'build') execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+    await largeDatabase();
+    return;
+  }
   execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
-  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} × ${SECONDS} s, 3 nodes per system (ours from ${SOURCE === 'build' ? 'the compiled build' : 'the TypeScript sources'})`);
+  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} rounds of ${ROWS > 0 ? `${ROWS} rows` : `${SECONDS} s`}, 3 nodes per system (ours from ${SOURCE === 'build' ? 'the compiled build' : 'the TypeScript sources'})`);
   let dqlite: DqliteDemoCluster | undefined;
   let ours: TestCluster | undefined;
   const results = new Map<System, Sample[]>();
@@ -183,7 +281,7 @@ async function main(): Promise<void> {
       console.log('building the package (tsc -p tsconfig.build.json)...');
       execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
     }
-    ours = await TestCluster.start({ nodes: 3, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
+    ours = await TestCluster.start({ nodes: 3, nodeFlags: NODE_FLAGS, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
     const cluster = ours;
     results.set(
       'dqlite-wasm',
@@ -231,6 +329,7 @@ async function main(): Promise<void> {
   console.log(`  RSS after the workload ≤ 1.5× dqlite's: ${(sum(last.rssBytes) / sum(theirs[theirs.length - 1]!.rssBytes)).toFixed(2)}×`);
   console.log(`  an idle node ≤ 70 MiB: ${idle.rssBytes.map(mib).join(', ')} MiB`);
   console.log(`  one node's data dir ≤ 1.5× dqlite's: ${(Math.max(...last.dirBytes) / Math.max(...theirs[theirs.length - 1]!.dirBytes)).toFixed(2)}×`);
+  if (LARGE_MB > 0) await largeDatabase();
 }
 
 await main();

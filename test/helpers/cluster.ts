@@ -21,6 +21,8 @@ export interface NodeStatusView {
   term: number;
   commitIndex: number;
   appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
   members: { id: number; address: string; role: string }[];
   databases: { name: string; walFrames: number; pending: number }[];
   checkpoints: number;
