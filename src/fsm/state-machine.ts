@@ -35,7 +35,7 @@ import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
-import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
   engine: Engine;
@@ -56,10 +56,14 @@ export interface StateMachineOptions {
   log: (line: string) => void;
 }
 
-/** A consistent copy of every database at `index`; encoding it may happen later, elsewhere. */
+/**
+ * A consistent copy of every database at `index`; encoding it may happen later, elsewhere. The
+ * files are frozen views of the engine's (copy-on-write): `release()` once encoded.
+ */
 export interface StateCopy {
   index: number;
-  files: DatabaseFiles[];
+  files: DatabaseFilesToEncode[];
+  release(): void;
 }
 
 /** The parts of one large transaction applied so far, waiting for its TX_COMMIT. */
@@ -274,12 +278,22 @@ export class StateMachine {
   /**
    * A copy of every database's confirmed files at the applied index: later writes do not change
    * it, so encoding and storing it need not hold up the node. Pending (uncommitted) frames of
-   * the leader are not part of it.
+   * the leader are not part of it. Frozen views, not copies: while it is held, a write copies
+   * only the chunk it changes (docs/memory.md).
    */
   snapshot(): StateCopy {
     assert(this.staged === undefined || this.options.snapshotBetweenParts === true, `a snapshot at ${this.applied} would fall between the parts of a transaction and its commit`);
-    const files = this.all().map((db) => ({ name: db.name, ...db.engine.snapshot() }));
-    return { index: this.applied, files };
+    const frozen = this.all().map((db) => ({ name: db.name, ...db.engine.frozenSnapshot() }));
+    return {
+      index: this.applied,
+      files: frozen,
+      release: () => {
+        for (const f of frozen) {
+          f.main.release();
+          f.wal.release();
+        }
+      },
+    };
   }
 
   /** A snapshot at `index` is being stored: the next one is due `snapshotThresholdEntries` later. */

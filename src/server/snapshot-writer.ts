@@ -41,7 +41,7 @@ export class SnapshotWriter {
     return this.running !== undefined;
   }
 
-  /** Bytes the snapshot being written holds: the state copy, then its encoding too (0 when idle). */
+  /** Bytes the snapshot being written holds: its encoding (the frozen state copy shares the databases' memory; 0 when idle). */
   get heldBytes(): number {
     return this.inFlightBytes;
   }
@@ -56,6 +56,8 @@ export class SnapshotWriter {
     this.running = this.write(job)
       .catch((error: unknown) => this.host.failed(error))
       .finally(() => {
+        // Ends the copy-on-write sharing in every case: writes then copy nothing.
+        job.copy.release();
         this.running = undefined;
         this.inFlightBytes = 0;
       });
@@ -63,7 +65,8 @@ export class SnapshotWriter {
 
   private async write(job: SnapshotJob): Promise<void> {
     const { copy, term, configuration, compactIndex } = job;
-    this.inFlightBytes = copy.files.reduce((sum, f) => sum + f.main.length + f.wal.length, 0);
+    // The frozen views share the databases' memory: only chunks written meanwhile are extra.
+    this.inFlightBytes = 0;
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
     // and let it run between slices of the copy: heartbeats must not wait for a large encode.
     await this.yieldToTimers();
@@ -71,6 +74,7 @@ export class SnapshotWriter {
     // Encoded straight into the file's bytes: the data is not copied again to be written.
     const file = await encodeStateCopyGradually(copy, () => this.yieldToTimers(), snapshotFileHeaderBytes(meta));
     const data = sealSnapshotFile(file, meta);
+    job.copy.release();
     this.inFlightBytes += file.length;
     if (data.length > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
