@@ -207,18 +207,29 @@ async function largeDatabase(): Promise<void> {
     for (let first = 1; first <= rows; first += batch) {
       const last = Math.min(rows, first + batch - 1);
       await db.exec('WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?) INSERT INTO big SELECT x, randomblob(4096) FROM c', [first, last]);
-      if ((last / batch) % 10 === 0) process.stdout.write(`\r  loaded ${last} of ${rows} rows (${mib(last * 4096)} MiB)`);
+      if ((last / batch) % 10 === 0) process.stdout.write(`  loaded ${last} of ${rows} rows (${mib(last * 4096)} MiB)\n`);
     }
     await db.close();
-    console.log(`\n  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    console.log(`  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    // The peak of each node's RSS while it is updated (snapshots of the whole database included).
+    const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
+    const sampler = setInterval(() => peaks.forEach((peak, i) => (peaks[i] = Math.max(peak, rssBytes(pid(i))))), 250);
     const updated = await updates(servers, rows, LARGE_UPDATE_SECONDS);
+    clearInterval(sampler);
+    // Measured between snapshots: none in flight on any node.
+    await waitFor('no snapshot in flight', 120_000, async () =>
+      (await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)))).every((s) => s.memory.snapshotBytes === 0) ? true : undefined,
+    );
     await sleep(SETTLE_MS);
     const statuses = await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)));
-    console.log(`  ${updated} updates; per node:`);
+    console.log(`  ${updated} updates; per node, between snapshots (peak while updated):`);
     for (const [i, status] of statuses.entries()) {
       const rss = rssBytes(pid(i));
       const dbBytes = status.memory.databasesBytes;
-      console.log(`    node ${i + 1} (${status.state}): RSS ${mib(rss)} MiB = ${(rss / dbBytes).toFixed(2)}× its databases (${mib(dbBytes)} MiB; target < 2.5×), data dir ${mib(dirBytes(cluster.nodes[i]!.dir))} MiB; ${memoryLine(status.memory)}`);
+      console.log(
+        `    node ${i + 1} (${status.state}): RSS ${mib(rss)} MiB = ${(rss / dbBytes).toFixed(2)}× its databases (${mib(dbBytes)} MiB; target < 2.5×), ` +
+          `peak ${mib(peaks[i]!)} MiB = ${(peaks[i]! / dbBytes).toFixed(2)}×, data dir ${mib(dirBytes(cluster.nodes[i]!.dir))} MiB; ${memoryLine(status.memory)}`,
+      );
     }
 
     // A follower misses more than the trailing log: it must catch up by snapshot.
