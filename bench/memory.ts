@@ -236,7 +236,7 @@ async function largeDatabase(): Promise<void> {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
     await cluster.kill(follower);
-    const missed = await updates(servers, rows, 600, 3000);
+    const missed = await updates(servers, rows, 600, 6000);
     await sleep(SETTLE_MS);
     const before = rssBytes(pid(leader));
     const leaderStatus = await cluster.status(leader);

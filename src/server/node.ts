@@ -52,6 +52,8 @@ export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts'
 
 /** How long a snapshot read back from disk for a follower stays in memory. */
 const SNAPSHOT_HELD_MS = 10_000;
+/** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
+const GARBAGE_COLLECTION_DELAY_MS = 100;
 
 export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
@@ -219,6 +221,7 @@ export class ClusterNode implements GatewayHost {
       },
       skipped: (index, reason) => this.write(`no snapshot at index ${index}: ${reason}; the log is kept whole`),
       failed: (error) => this.fatal(error),
+      finished: () => this.collectGarbageSoon(),
     });
   }
 
@@ -271,6 +274,7 @@ export class ClusterNode implements GatewayHost {
         restore: (snapshot) => {
           this.fsm.restore(snapshot.data, snapshot.meta.index, snapshot.meta.term);
           this.memory.releaseSnapshotData();
+          this.collectGarbageSoon();
           this.write(`installed a snapshot at index ${snapshot.meta.index} from the leader`);
         },
         stateChanged: (soft) => this.changeState(soft),
@@ -390,13 +394,26 @@ export class ClusterNode implements GatewayHost {
         (snapshot) => {
           if (this.stopped || !snapshot || !this.memory.holdSnapshotData(snapshot.meta.index, snapshot.data)) return;
           this.snapshotRelease?.cancel();
-          this.snapshotRelease = this.runtime.clock.setTimeout(() => this.memory.releaseSnapshotData(), SNAPSHOT_HELD_MS);
+          this.snapshotRelease = this.runtime.clock.setTimeout(() => {
+            this.memory.releaseSnapshotData();
+            this.collectGarbageSoon();
+          }, SNAPSHOT_HELD_MS);
         },
         (error: unknown) => this.write(`could not read the snapshot back to send it to a follower: ${(error as Error).message}`),
       )
       .finally(() => {
         this.readingSnapshot = false;
       });
+  }
+
+  /**
+   * A snapshot's bytes were just dropped: ask the host for a full collection once the code that
+   * held them has returned (V8 would otherwise leave them resident for long; docs/memory.md).
+   */
+  private collectGarbageSoon(): void {
+    const collect = this.runtime.collectGarbage;
+    if (!collect || this.stopped) return;
+    this.runtime.clock.setTimeout(() => collect.call(this.runtime), GARBAGE_COLLECTION_DELAY_MS);
   }
 
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */

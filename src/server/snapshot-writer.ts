@@ -22,6 +22,8 @@ export interface SnapshotWriterHost {
   skipped(index: number, reason: string): void;
   /** Storage failed: the node cannot go on. */
   failed(error: unknown): void;
+  /** A snapshot's work is over (stored, skipped or failed) and its bytes are garbage. */
+  finished?(): void;
 }
 
 export interface SnapshotJob {
@@ -60,6 +62,7 @@ export class SnapshotWriter {
         job.copy.release();
         this.running = undefined;
         this.inFlightBytes = 0;
+        this.host.finished?.();
       });
   }
 
