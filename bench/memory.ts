@@ -10,7 +10,7 @@
  * for `--seconds` each, as issue 22 measured (then each system writes what it manages).
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
  *                                [--source build|ts] [--settle-ms 3000] [--node-flags "--max-semi-space-size=2"]
- *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]]
+ *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]] [--malloc-tuned yes]
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
  * RSS per node against the database's size, then a follower killed, left behind by more than its
  * trailing log, and restarted: how much the leader's RSS grows while the follower catches up.
@@ -42,6 +42,12 @@ const SOURCE = flag('source', 'build');
 const MiB = 1024 * 1024;
 /** The large-database row: a database of this many MiB, bulk-loaded, then updated at random (0: skipped). */
 const LARGE_MB = Number(flag('large-mb', '0'));
+/**
+ * `yes`: our nodes run with glibc's MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 (fewer
+ * arenas, and every 256 KiB chunk mapped on its own, so freed memory goes back to the system;
+ * docs/memory.md). dqlite runs as it is either way.
+ */
+const MALLOC_TUNED = flag('malloc-tuned', 'no') === 'yes';
 /** `no`: only the large-database row. */
 const COMPARE = flag('compare', 'yes') !== 'no';
 const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
@@ -259,8 +265,17 @@ async function largeDatabase(): Promise<void> {
   }
 }
 
+/** Our node processes inherit this process's environment. */
+function tuneMalloc(): void {
+  if (!MALLOC_TUNED) return;
+  process.env.MALLOC_ARENA_MAX = '2';
+  process.env.MALLOC_MMAP_THRESHOLD_ = '131072';
+  console.log('our nodes run with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072');
+}
+
 async function main(): Promise<void> {
   if (!COMPARE) {
+    tuneMalloc();
     if (SOURCE === 'build') execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
     await largeDatabase();
     return;
@@ -288,6 +303,7 @@ async function main(): Promise<void> {
     dqlite = undefined;
 
     console.log('starting a 3-node dqlite-wasm cluster...');
+    tuneMalloc();
     if (SOURCE === 'build') {
       console.log('building the package (tsc -p tsconfig.build.json)...');
       execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
