@@ -321,6 +321,8 @@ export class ClusterNode implements GatewayHost {
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
+    // Start-up read the snapshot and the whole log, and compiled the engine: let that go.
+    this.collectGarbageSoon();
   }
 
   // ---------------------------------------------------------------- raft driving
