@@ -38,6 +38,16 @@ export interface Limits {
   snapshotBytesMax: number;
   /** Largest record of the Raft log on disk: one entry with its header. */
   logRecordBytesMax: number;
+  /**
+   * Entry data bytes a node keeps in memory before its latest snapshot (beside the entry count,
+   * snapshotTrailingEntries): a follower further behind gets a snapshot.
+   */
+  logTrailingBytesMax: number;
+  /**
+   * Bytes after which a log segment file is closed (an append that alone is larger fills one
+   * segment by itself): segments are deleted whole once a snapshot covers them.
+   */
+  logSegmentBytesMax: number;
   /** Committed entry bytes handed to the state machine in one Ready. */
   committedBytesPerReadyMax: number;
   /** Row changes one transaction's entry carries for the change feed; beyond, only its table list. */
@@ -71,6 +81,8 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotChunkBytesMax: 1 * MiB,
   snapshotBytesMax: 2 * GiB + 64 * MiB,
   logRecordBytesMax: 256 * MiB,
+  logTrailingBytesMax: 16 * MiB,
+  logSegmentBytesMax: 8 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
   changeSetBytesMax: 1 * MiB,
   uncommittedEntriesMax: 65_536,
@@ -126,6 +138,7 @@ export function validateLimits(limits: Limits): void {
     problems.push(`peerMessageBytesMax (${limits.peerMessageBytesMax}) must not exceed the Raft codec's ${MESSAGE_BYTES_MAX}-byte message bound`);
   }
   atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
+  atLeast('logTrailingBytesMax', limits.appendBytesMax, `a follower just behind the snapshot must get at least one full Append from the kept log (appendBytesMax ${limits.appendBytesMax})`);
   atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
   atLeast('proposalBytesMax', limits.changeSetBytesMax + CHANGE_SET_FRAMING_BYTES, `a transaction's commit entry must carry its changes (changeSetBytesMax ${limits.changeSetBytesMax}) plus ${CHANGE_SET_FRAMING_BYTES} bytes for its table list`);
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);

@@ -87,4 +87,10 @@ export interface Runtime {
   randomBytes(length: number): Uint8Array;
   dialStream?: DialStream;
   dialWebSocket: DialWebSocket;
+  /**
+   * A full garbage collection, where the host allows one (Node.js). The node asks right after it
+   * drops a snapshot's bytes (tens or hundreds of MiB), which the collector's heuristics would
+   * otherwise keep resident for long.
+   */
+  collectGarbage?(): void;
 }

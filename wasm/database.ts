@@ -19,7 +19,7 @@ import {
 import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
-import type { MemoryFile } from './memory-file.ts';
+import type { FrozenBytes, MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
 import {
   SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -45,6 +45,13 @@ import {
   walFrameCount,
   walHeaderPageSize,
 } from './wal-format.ts';
+
+export interface FrozenSnapshot {
+  main: FrozenBytes;
+  wal: FrozenBytes;
+}
+
+const NOTHING_FROZEN: FrozenBytes = Object.freeze({ length: 0, chunks: [], release: () => {} });
 
 export interface DatabaseSnapshot {
   main: Uint8Array;
@@ -87,6 +94,11 @@ export interface Database {
   checkpoint(): void;
   /** Copies of the confirmed main file + WAL bytes. */
   snapshot(): DatabaseSnapshot;
+  /**
+   * The confirmed main file + WAL as frozen views, without copying them (copy-on-write: a later
+   * write copies the 256 KiB chunk it changes). Release both when done.
+   */
+  frozenSnapshot(): FrozenSnapshot;
   /** Raw file bytes: identical across replicas that applied the same log prefix. */
   files(): DatabaseSnapshot;
   // --- reads on the committed state ---
@@ -433,6 +445,13 @@ export class DatabaseImpl implements Database, StatementHost {
       main: main?.copy() ?? new Uint8Array(0),
       wal: wal === undefined ? new Uint8Array(0) : wal.slice(0, this.confirmedEnd),
     };
+  }
+
+  frozenSnapshot(): FrozenSnapshot {
+    this.assertNotClosed();
+    const main = this.context.vfs.file(this.mainPath);
+    const wal = this.context.vfs.file(this.walPath);
+    return { main: main?.freeze() ?? NOTHING_FROZEN, wal: wal?.freeze(this.confirmedEnd) ?? NOTHING_FROZEN };
   }
 
   files(): DatabaseSnapshot {

@@ -93,6 +93,16 @@ export class Engine {
     return database;
   }
 
+  /** Bytes of memory the databases' files hold (main files and WALs, in JS memory, not the WASM heap). */
+  filesBytes(): number {
+    return this.vfs.heldBytes();
+  }
+
+  /** Size of the SQLite module's WASM memory (shared by every engine on the module). */
+  wasmBytes(): number {
+    return this.sqlite.wasm.heap8u().byteLength;
+  }
+
   databases(): string[] {
     return [...this.databasesByName.keys()];
   }

@@ -10,7 +10,8 @@
 //
 // Only this folder imports @sqlite.org/sqlite-wasm; it imports nothing else from the project.
 export { Engine, type EngineOptions } from './engine.ts';
-export type { Database, DatabaseSnapshot } from './database.ts';
+export type { Database, DatabaseSnapshot, FrozenSnapshot } from './database.ts';
+export type { FrozenBytes } from './memory-file.ts';
 export type { Statement, SqlValue, BindValue } from './statement.ts';
 export type { ReadView } from './read-view.ts';
 export { readSetTouched, type ReadSet } from './read-tables.ts';

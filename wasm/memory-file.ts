@@ -12,6 +12,18 @@ const SMALL_COPY_BYTES = 32;
 export const FILE_BYTES_LIMIT = 2 ** 31;
 
 /**
+ * The bytes of a file as they were when frozen (MemoryFile.freeze): its chunks, shared with the
+ * file until a write copies the one it changes. `release()` ends the sharing (then later writes
+ * copy nothing); the view must not be read after it.
+ */
+export interface FrozenBytes {
+  readonly length: number;
+  /** The chunks; the last may hold bytes past `length`. */
+  readonly chunks: readonly Uint8Array[];
+  release(): void;
+}
+
+/**
  * A growable in-memory file. Bytes past `size` are stale (truncation does not clear them: a
  * checkpoint truncates megabytes of WAL); growing zero-fills, as a real file reads zeros there.
  */
@@ -21,6 +33,8 @@ export class MemoryFile {
   syncCount = 0;
   readonly sizeMaxBytes: number;
   private readonly chunks: Uint8Array[] = [];
+  /** Chunks frozen views share, with how many views hold each: a write copies such a chunk first. */
+  private readonly frozen = new Map<Uint8Array, number>();
 
   constructor(sizeMaxBytes: number, initial?: Uint8Array) {
     if (!(sizeMaxBytes > 0 && sizeMaxBytes <= FILE_BYTES_LIMIT)) {
@@ -28,6 +42,44 @@ export class MemoryFile {
     }
     this.sizeMaxBytes = sizeMaxBytes;
     if (initial !== undefined) this.write(initial, 0);
+  }
+
+  /** Bytes of memory the file holds: its chunks, spare ones included. */
+  get heldBytes(): number {
+    return this.chunks.length * CHUNK_BYTES;
+  }
+
+  /**
+   * The first `end` bytes as they are now, without copying them: later writes copy each chunk
+   * they change (copy-on-write), so a snapshot costs only the chunks written while it is held.
+   */
+  freeze(end = this.size): FrozenBytes {
+    if (!(end >= 0 && end <= this.size)) throw new EngineError('LIMIT', `cannot freeze ${end} bytes of a ${this.size}-byte file`);
+    const chunks = this.chunks.slice(0, Math.ceil(end / CHUNK_BYTES));
+    for (const chunk of chunks) this.frozen.set(chunk, (this.frozen.get(chunk) ?? 0) + 1);
+    let released = false;
+    return {
+      length: end,
+      chunks,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const chunk of chunks) {
+          const holders = this.frozen.get(chunk) ?? 0;
+          if (holders <= 1) this.frozen.delete(chunk);
+          else this.frozen.set(chunk, holders - 1);
+        }
+      },
+    };
+  }
+
+  /** Chunk `index`, copied first if a frozen view shares it. */
+  private writable(index: number): Uint8Array {
+    const chunk = this.chunks[index]!;
+    if (this.frozen.size === 0 || !this.frozen.has(chunk)) return chunk;
+    const copy = chunk.slice();
+    this.chunks[index] = copy;
+    return copy;
   }
 
   /** Makes room for `sizeBytes` (without changing `size`); false when that exceeds `sizeMaxBytes`. */
@@ -60,7 +112,7 @@ export class MemoryFile {
     const end = offset + length;
     const within = offset & CHUNK_MASK;
     if (within + length <= CHUNK_BYTES) {
-      const chunk = this.chunks[offset >>> CHUNK_SHIFT]!;
+      const chunk = this.writable(offset >>> CHUNK_SHIFT);
       // A WAL frame header (24 bytes) is written on its own: a loop beats making a subarray.
       if (length <= SMALL_COPY_BYTES) {
         for (let i = 0; i < length; i++) chunk[within + i] = source[sourceOffset + i]!;
@@ -71,7 +123,7 @@ export class MemoryFile {
       while (length > 0) {
         const start = offset & CHUNK_MASK;
         const count = Math.min(length, CHUNK_BYTES - start);
-        this.chunks[offset >>> CHUNK_SHIFT]!.set(source.subarray(sourceOffset, sourceOffset + count), start);
+        this.writable(offset >>> CHUNK_SHIFT).set(source.subarray(sourceOffset, sourceOffset + count), start);
         offset += count;
         sourceOffset += count;
         length -= count;
@@ -151,7 +203,7 @@ export class MemoryFile {
     while (from < to) {
       const start = from & CHUNK_MASK;
       const count = Math.min(to - from, CHUNK_BYTES - start);
-      this.chunks[from >>> CHUNK_SHIFT]!.fill(0, start, start + count);
+      this.writable(from >>> CHUNK_SHIFT).fill(0, start, start + count);
       from += count;
     }
   }

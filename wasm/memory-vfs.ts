@@ -78,6 +78,13 @@ export class MemoryVfs {
     return this.files.get(path);
   }
 
+  /** Bytes of memory every file holds (see MemoryFile.heldBytes). */
+  heldBytes(): number {
+    let total = 0;
+    for (const file of this.files.values()) total += file.heldBytes;
+    return total;
+  }
+
   /** Returns the file at `path`, creating an empty one if needed. */
   ensureFile(path: string): MemoryFile {
     let file = this.files.get(path);

@@ -13,7 +13,7 @@ import { STALENESS_DEFAULT_MS } from '../../src/server/read-path.ts';
 import { dialOverWebSocket } from '../../src/client/message-stream.ts';
 import type { DialStream, DialWebSocket, DurableStorage, MessageChannel } from '../../src/runtime.ts';
 import { joinCluster } from '../../src/server/join.ts';
-import { LIMITS } from '../../src/limits.ts';
+import { LIMITS, type Limits } from '../../src/limits.ts';
 import { ClusterNode, type NodeStatus } from '../../src/server/node.ts';
 import { NODE_DEFAULTS } from '../../src/server/node-options.ts';
 import { JOIN_TIMEOUT_MS_DEFAULT } from '../../src/server/startup.ts';
@@ -67,6 +67,8 @@ export interface BrowserNodeOptions {
   walFramesMax?: number;
   snapshotThresholdEntries?: number;
   snapshotTrailingEntries?: number;
+  /** Overrides of the limits table (src/limits.ts), e.g. logTrailingBytesMax. */
+  limits?: Partial<Limits>;
   /** Voters the cluster keeps when this node joins or promotes others (default 3). */
   votersMax?: number;
   leaderWithoutAddressHandOverMs?: number;
@@ -223,6 +225,7 @@ export class BrowserNode {
       ...(options.snapshotThresholdEntries !== undefined && { snapshotThresholdEntries: options.snapshotThresholdEntries }),
       ...(options.snapshotTrailingEntries !== undefined && { snapshotTrailingEntries: options.snapshotTrailingEntries }),
       ...(options.votersMax !== undefined && { votersMax: options.votersMax }),
+      ...(options.limits && { limits: options.limits }),
       ...(options.leaderWithoutAddressHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: options.leaderWithoutAddressHandOverMs }),
       log: nodeLog,
     });

@@ -3,6 +3,7 @@ import { nodeClock } from './clock.ts';
 import { randomBytes } from './random.ts';
 import { dialWebSocket } from './websocket.ts';
 import { dialTcp } from './tcp.ts';
+import { collectGarbage } from './garbage.ts';
 
 export { nodeClock } from './clock.ts';
 export { randomBytes, RANDOM_BYTES_MAX } from './random.ts';
@@ -48,5 +49,6 @@ export function nodeRuntime(): Runtime {
     randomBytes,
     dialStream: dialTcp,
     dialWebSocket,
+    collectGarbage,
   };
 }

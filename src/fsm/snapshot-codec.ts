@@ -12,6 +12,31 @@ export interface DatabaseFiles {
   wal: Uint8Array;
 }
 
+/**
+ * A file's bytes to encode: one array, or the chunks of a frozen view of the engine's file
+ * (wasm/memory-file.ts), of which the first `length` bytes count.
+ */
+export type FileBytes = Uint8Array | { readonly length: number; readonly chunks: readonly Uint8Array[] };
+
+/** A database's files to encode into a snapshot. */
+export interface DatabaseFilesToEncode {
+  name: string;
+  main: FileBytes;
+  wal: FileBytes;
+}
+
+/** The bytes of `file` as consecutive views of at most `sliceBytes` each. */
+function* pieces(file: FileBytes, sliceBytes: number): Generator<Uint8Array> {
+  const arrays = file instanceof Uint8Array ? [file] : file.chunks;
+  let left = file.length;
+  for (const array of arrays) {
+    if (left <= 0) return;
+    const n = Math.min(left, array.length);
+    for (let offset = 0; offset < n; offset += sliceBytes) yield array.subarray(offset, Math.min(n, offset + sliceBytes));
+    left -= n;
+  }
+}
+
 export class SnapshotCodecError extends Error {
   readonly code = 'BAD_SNAPSHOT';
   constructor(message: string) {
@@ -26,9 +51,15 @@ export const SNAPSHOT_DATABASES_MAX = 4096;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
-export function encodeSnapshot(databases: readonly DatabaseFiles[]): Uint8Array {
+export function encodeSnapshot(databases: readonly DatabaseFilesToEncode[]): Uint8Array {
   const { bytes, copies } = layOut(databases);
-  for (const { at, file } of copies) bytes.set(file, at);
+  for (const { at, file } of copies) {
+    let offset = at;
+    for (const piece of pieces(file, SNAPSHOT_ENCODE_SLICE_BYTES)) {
+      bytes.set(piece, offset);
+      offset += piece.length;
+    }
+  }
   return bytes;
 }
 
@@ -37,36 +68,47 @@ export const SNAPSHOT_ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The same bytes as `encodeSnapshot`, copied a slice at a time with `pause()` between slices,
- * so that encoding a large snapshot never holds the thread for long.
+ * so that encoding a large snapshot never holds the thread for long. With `prefixBytes`, the
+ * result has that many bytes before the snapshot (left zero, for a file header: the snapshot
+ * then goes to disk without another copy).
  */
 export async function encodeSnapshotGradually(
-  databases: readonly DatabaseFiles[],
+  databases: readonly DatabaseFilesToEncode[],
   pause: () => Promise<void>,
   sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
+  prefixBytes = 0,
 ): Promise<Uint8Array> {
-  const { bytes, copies } = layOut(databases);
+  const { bytes, copies } = layOut(databases, prefixBytes);
+  let sincePause = 0;
   for (const { at, file } of copies) {
-    for (let offset = 0; offset < file.length; offset += sliceBytes) {
-      bytes.set(file.subarray(offset, Math.min(file.length, offset + sliceBytes)), at + offset);
-      await pause();
+    let offset = at;
+    for (const piece of pieces(file, sliceBytes)) {
+      bytes.set(piece, offset);
+      offset += piece.length;
+      sincePause += piece.length;
+      if (sincePause >= sliceBytes) {
+        sincePause = 0;
+        await pause();
+      }
     }
   }
   return bytes;
 }
 
-/** The encoded snapshot with every header written, and where each file's bytes go. */
-function layOut(databases: readonly DatabaseFiles[]): { bytes: Uint8Array; copies: { at: number; file: Uint8Array }[] } {
+/** The encoded snapshot (after `prefixBytes`) with every header written, and where each file's bytes go. */
+function layOut(databases: readonly DatabaseFilesToEncode[], prefixBytes = 0): { bytes: Uint8Array; copies: { at: number; file: FileBytes }[] } {
   const names = databases.map((d) => utf8Encoder.encode(d.name));
   let size = 12;
   databases.forEach((d, i) => {
     size += 4 + names[i]!.length + 8 + d.main.length + 8 + d.wal.length;
   });
-  const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
+  const whole = new Uint8Array(prefixBytes + size);
+  const bytes = whole.subarray(prefixBytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, VERSION, true);
   view.setUint32(8, databases.length, true);
-  const copies: { at: number; file: Uint8Array }[] = [];
+  const copies: { at: number; file: FileBytes }[] = [];
   let offset = 12;
   databases.forEach((d, i) => {
     const name = names[i]!;
@@ -75,11 +117,11 @@ function layOut(databases: readonly DatabaseFiles[]): { bytes: Uint8Array; copie
     offset += 4 + name.length;
     for (const file of [d.main, d.wal]) {
       view.setBigUint64(offset, BigInt(file.length), true);
-      copies.push({ at: offset + 8, file });
+      copies.push({ at: prefixBytes + offset + 8, file });
       offset += 8 + file.length;
     }
   });
-  return { bytes, copies };
+  return { bytes: whole, copies };
 }
 
 export function decodeSnapshot(bytes: Uint8Array): DatabaseFiles[] {
@@ -113,7 +155,8 @@ export function decodeSnapshot(bytes: Uint8Array): DatabaseFiles[] {
       const length = view.getBigUint64(offset, true);
       if (length > BigInt(bytes.length - offset - 8)) throw new SnapshotCodecError(`truncated ${what} of ${name}`);
       const n = Number(length);
-      files.push(bytes.slice(offset + 8, offset + 8 + n));
+      // Views: the engine copies them into its own files, and a copy here would double the peak.
+      files.push(bytes.subarray(offset + 8, offset + 8 + n));
       offset += 8 + n;
     }
     databases.push({ name, main: files[0]!, wal: files[1]! });

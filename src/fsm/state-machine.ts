@@ -35,7 +35,7 @@ import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
-import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
   engine: Engine;
@@ -64,10 +64,14 @@ export interface StateMachineOptions {
   log: (line: string) => void;
 }
 
-/** A consistent copy of every database at `index`; encoding it may happen later, elsewhere. */
+/**
+ * A consistent copy of every database at `index`; encoding it may happen later, elsewhere. The
+ * files are frozen views of the engine's (copy-on-write): `release()` once encoded.
+ */
 export interface StateCopy {
   index: number;
-  files: DatabaseFiles[];
+  files: DatabaseFilesToEncode[];
+  release(): void;
 }
 
 /** The parts of one large transaction applied so far, waiting for its TX_COMMIT. */
@@ -272,20 +276,33 @@ export class StateMachine {
     return snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction);
   }
 
-  /** Log entries up to this index may go once a snapshot at `snapshotIndex` is durable. */
-  compactionIndex(snapshotIndex: number): number {
-    return compactionIndex(snapshotIndex, this.options.compaction);
+  /**
+   * Log entries up to this index may go once a snapshot at `snapshotIndex` is durable;
+   * `entryBytes` (data bytes of a held entry) applies the policy's byte budget.
+   */
+  compactionIndex(snapshotIndex: number, entryBytes?: (index: number) => number | undefined): number {
+    return compactionIndex(snapshotIndex, this.options.compaction, entryBytes);
   }
 
   /**
    * A copy of every database's confirmed files at the applied index: later writes do not change
    * it, so encoding and storing it need not hold up the node. Pending (uncommitted) frames of
-   * the leader are not part of it.
+   * the leader are not part of it. Frozen views, not copies: while it is held, a write copies
+   * only the chunk it changes (docs/memory.md).
    */
   snapshot(): StateCopy {
     assert(this.staged === undefined || this.options.snapshotBetweenParts === true, `a snapshot at ${this.applied} would fall between the parts of a transaction and its commit`);
-    const files = this.all().map((db) => ({ name: db.name, ...db.engine.snapshot() }));
-    return { index: this.applied, files };
+    const frozen = this.all().map((db) => ({ name: db.name, ...db.engine.frozenSnapshot() }));
+    return {
+      index: this.applied,
+      files: frozen,
+      release: () => {
+        for (const f of frozen) {
+          f.main.release();
+          f.wal.release();
+        }
+      },
+    };
   }
 
   /** A snapshot at `index` is being stored: the next one is due `snapshotThresholdEntries` later. */
@@ -378,7 +395,7 @@ export function encodeStateCopy(copy: StateCopy): Uint8Array {
   return encodeSnapshot(copy.files);
 }
 
-/** `encodeStateCopy` a slice at a time, with `pause()` between slices. */
-export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>): Promise<Uint8Array> {
-  return encodeSnapshotGradually(copy.files, pause);
+/** `encodeStateCopy` a slice at a time, with `pause()` between slices, after `prefixBytes` left for a file header. */
+export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>, prefixBytes = 0): Promise<Uint8Array> {
+  return encodeSnapshotGradually(copy.files, pause, undefined, prefixBytes);
 }

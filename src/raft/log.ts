@@ -236,8 +236,14 @@ export class RaftLog {
     this.configurationChanged = true;
   }
 
-  /** The snapshot the leader sends to a follower that needs compacted entries. */
+  /** The latest snapshot (its data may be released: see snapshotToSend). */
   snapshot(): Snapshot {
     return this.unstableSnapshot ?? this.storage.snapshot();
+  }
+
+  /** The snapshot the leader sends to a follower that needs compacted entries; undefined while its data is being read back. */
+  snapshotToSend(): Snapshot | undefined {
+    if (this.unstableSnapshot) return this.unstableSnapshot;
+    return this.storage.snapshotToSend ? this.storage.snapshotToSend() : this.storage.snapshot();
   }
 }

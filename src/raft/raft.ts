@@ -834,8 +834,8 @@ export class RaftNode {
   }
 
   private startSnapshot(to: NodeId, pr: Progress): boolean {
-    const snap = this.log.snapshot();
-    if (snap.meta.index === 0) return false;
+    const snap = this.log.snapshotToSend();
+    if (!snap || snap.meta.index === 0) return false;
     pr.becomeSnapshot(snap);
     this.sendSnapshotChunk(to, pr);
     return true;

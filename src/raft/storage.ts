@@ -23,6 +23,12 @@ export interface RaftStorage {
   lastIndex(): number;
   /** The latest snapshot (index 0 and empty data when there is none). */
   snapshot(): Snapshot;
+  /**
+   * The latest snapshot with its data, to send to a follower; undefined while its data is not in
+   * memory (the application keeps it on disk and reads it back when asked: the core tries again
+   * on the follower's next heartbeat response). Without this method, `snapshot()` is sent.
+   */
+  snapshotToSend?(): Snapshot | undefined;
 }
 
 /** Bytes an entry counts for in size limits: its data plus a fixed header estimate. */
@@ -57,6 +63,12 @@ export class MemoryStorage implements RaftStorage {
   private snap: Snapshot = { meta: { index: 0, term: 0, configuration: emptyConfiguration() }, data: new Uint8Array(0) };
   /** ents[0] is a dummy holding the snapshot's index and term. */
   private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
+  /** Data bytes of the entries held (the dummy holds none): what the retained log costs in memory. */
+  private heldBytes = 0;
+  /** False while the snapshot's data was released (it is durable elsewhere). */
+  private snapDataHeld = true;
+  /** Set when a snapshot was wanted for sending while its data was released. */
+  private snapDataWanted = false;
 
   initialState(): { hardState: HardState; configuration: Configuration } {
     return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
@@ -97,6 +109,49 @@ export class MemoryStorage implements RaftStorage {
     return this.snap;
   }
 
+  snapshotToSend(): Snapshot | undefined {
+    if (this.snapDataHeld) return this.snap;
+    this.snapDataWanted = true;
+    return undefined;
+  }
+
+  /**
+   * Drops the snapshot's data from memory, keeping its metadata: the application stored it
+   * durably and gives it back (holdSnapshotData) when snapshotToSend asks for it.
+   */
+  releaseSnapshotData(): void {
+    if (this.snap.meta.index === 0 || !this.snapDataHeld) return;
+    this.snap = { meta: this.snap.meta, data: new Uint8Array(0) };
+    this.snapDataHeld = false;
+  }
+
+  /** Whether a follower asked for the released snapshot since the last call (then read it back). */
+  takeSnapshotDataWanted(): boolean {
+    const wanted = this.snapDataWanted;
+    this.snapDataWanted = false;
+    return wanted;
+  }
+
+  /** Gives back the released data of the snapshot at `index`; false (nothing changes) if the snapshot is another by now. */
+  holdSnapshotData(index: number, data: Uint8Array): boolean {
+    if (this.snapDataHeld || index !== this.snap.meta.index) return false;
+    this.snap = { meta: this.snap.meta, data };
+    this.snapDataHeld = true;
+    return true;
+  }
+
+  /** Data bytes of the entries this storage holds (see entrySizeBytes for what a limit counts). */
+  entriesBytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Data bytes of entry `index`, undefined when it is not held (compacted or beyond the end). */
+  entryBytes(index: number): number | undefined {
+    const offset = this.ents[0]!.index;
+    if (index <= offset || index > this.lastIndex()) return undefined;
+    return this.ents[index - offset]!.data.length;
+  }
+
   /** Appends entries, first dropping any existing suffix from entries[0].index on. */
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
@@ -112,8 +167,12 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('INVALID_ARGUMENT', `append at index ${at} would leave a gap after last index ${this.lastIndex()}`);
     }
     const offset = this.ents[0]!.index;
+    for (let i = at - offset; i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     this.ents.length = at - offset;
-    for (const e of from) this.ents.push(e);
+    for (const e of from) {
+      this.ents.push(e);
+      this.heldBytes += e.data.length;
+    }
   }
 
   /** Replaces the whole log by a snapshot received from the leader. */
@@ -122,7 +181,9 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${s.meta.index} is not newer than the stored one at ${this.snap.meta.index}`);
     }
     this.snap = { meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data };
+    this.snapDataHeld = true;
     this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
+    this.heldBytes = 0;
     if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
   }
 
@@ -136,6 +197,7 @@ export class MemoryStorage implements RaftStorage {
     }
     if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
     this.snap = { meta: { index, term: this.term(index), configuration: cloneConfiguration(configuration) }, data };
+    this.snapDataHeld = true;
     return this.snap;
   }
 
@@ -146,7 +208,9 @@ export class MemoryStorage implements RaftStorage {
     if (index > this.snap.meta.index) {
       throw new RaftError('INVALID_ARGUMENT', `cannot compact to ${index}: the snapshot only covers up to ${this.snap.meta.index}`);
     }
+    for (let i = 1; i < index - offset && i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     const keep = this.ents.slice(index - offset);
+    this.heldBytes -= keep[0]!.data.length;
     keep[0] = { index, term: keep[0]!.term, type: 1, data: new Uint8Array(0) };
     this.ents = keep;
   }

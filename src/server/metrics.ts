@@ -45,6 +45,7 @@ export class NodeMetrics {
   private readonly walFrames: Gauge;
   private readonly pendingTransactions: Gauge;
   private readonly snapshots: Counter;
+  private readonly memoryBytes: Gauge;
   private readonly checkpoints: Counter;
   private readonly peerMessages: Counter;
   private readonly peerDropped: Counter;
@@ -105,6 +106,11 @@ export class NodeMetrics {
     this.peersReachable = r.gauge('dqlite_wasm_peers_reachable', 'Peers with an open, authenticated connection to this node.');
     this.walFrames = r.gauge('dqlite_wasm_wal_frames', 'Frames in each database\'s WAL.', ['database']);
     this.pendingTransactions = r.gauge('dqlite_wasm_pending_transactions', 'Transactions proposed to Raft and not yet applied, by database.', ['database']);
+    this.memoryBytes = r.gauge(
+      'dqlite_wasm_memory_bytes',
+      'Bytes this node holds in memory, by part: log (Raft entries kept in memory), databases (main files and WALs), snapshot (the latest kept for followers and one being taken), wasm (the SQLite engine\'s WASM memory), js_heap (the host\'s JS heap with array buffers, where reported).',
+      ['part'],
+    );
     this.snapshots = r.counter('dqlite_wasm_snapshots_total', 'Snapshots this node took since it started.');
     this.checkpoints = r.counter('dqlite_wasm_checkpoints_total', 'Replicated WAL checkpoints applied since this node started.');
     this.liveSubscriptions = r.gauge('dqlite_wasm_live_subscriptions', 'Live query subscriptions on this node (docs/live-queries.md).');
@@ -181,6 +187,13 @@ export class NodeMetrics {
       this.pendingTransactions.set({ database: db.name }, db.pending);
     }
     this.snapshots.set({}, status.snapshots);
+    const memory = status.memory;
+    this.memoryBytes.reset();
+    this.memoryBytes.set({ part: 'log' }, memory.logBytes);
+    this.memoryBytes.set({ part: 'databases' }, memory.databasesBytes);
+    this.memoryBytes.set({ part: 'snapshot' }, memory.snapshotBytes);
+    this.memoryBytes.set({ part: 'wasm' }, memory.wasmBytes);
+    if (memory.jsHeapBytes !== null) this.memoryBytes.set({ part: 'js_heap' }, memory.jsHeapBytes);
     this.checkpoints.set({}, status.checkpoints);
     if (status.liveQueries) {
       this.liveSubscriptions.set({}, status.liveQueries.subscriptions);

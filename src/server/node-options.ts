@@ -5,6 +5,7 @@ import { defaultCompactionPolicy, type Member, type NodeId } from '../raft/index
 import type { DurableStorage, Runtime } from '../runtime.ts';
 import type { AdminPolicy } from './admin-policy.ts';
 import type { ReadLevel } from './read-path.ts';
+import type { NodeMemory } from './memory-usage.ts';
 
 export interface NodeOptions {
   id: NodeId;
@@ -136,6 +137,8 @@ export interface NodeStatus {
   snapshots: number;
   /** Live queries on this replica: subscriptions, distinct queries, evaluations since start. */
   liveQueries?: { subscriptions: number; queries: number; evaluations: number };
+  /** What this node holds in memory, by part (docs/memory.md). */
+  memory: NodeMemory;
 }
 
 export const NODE_DEFAULTS = {

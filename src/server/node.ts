@@ -50,8 +50,14 @@ import { SnapshotWriter } from './snapshot-writer.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
 import type { TypedValue } from '../protocol/index.ts';
+import { jsHeapBytes, type NodeMemory } from './memory-usage.ts';
 
 export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
+
+/** How long a snapshot read back from disk for a follower stays in memory. */
+const SNAPSHOT_HELD_MS = 10_000;
+/** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
+const GARBAGE_COLLECTION_DELAY_MS = 100;
 
 export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
@@ -67,6 +73,7 @@ export class ClusterNode implements GatewayHost {
   private readonly runtime: Runtime;
   private readonly log: RaftLog;
   private readonly memory = new MemoryStorage();
+  private readonly engine: Engine;
   private raft!: RaftNode;
   private loop!: ReadyLoop;
   private readonly transport: PeerTransport;
@@ -100,6 +107,8 @@ export class ClusterNode implements GatewayHost {
   private stopping: Promise<void> | undefined;
   private fatalError: Error | undefined;
   private snapshotCount = 0;
+  private readingSnapshot = false;
+  private snapshotRelease: TimerHandle | undefined;
   private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
@@ -120,9 +129,11 @@ export class ClusterNode implements GatewayHost {
     this.seedPeers = (options.seedPeers ?? []).filter((p) => p.id !== options.id && p.address !== '');
     this.log = new RaftLog(options.storage, {
       diskSpace: { nowMs: () => this.runtime.clock.nowMs() },
+      segmentBytesMax: this.limits.logSegmentBytesMax,
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
+    this.engine = options.engine;
     this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false);
     this.transport = new PeerTransport({
       selfId: this.id,
@@ -226,6 +237,7 @@ export class ClusterNode implements GatewayHost {
       },
       skipped: (index, reason) => this.write(`no snapshot at index ${index}: ${reason}; the log is kept whole`),
       failed: (error) => this.fatal(error),
+      finished: () => this.collectGarbageSoon(),
     });
   }
 
@@ -243,6 +255,8 @@ export class ClusterNode implements GatewayHost {
     const recovered = await recoverRaftState(this.log, this.memory, first);
     for (const repair of recovered.repairs) this.write(repair);
     if (recovered.snapshot) this.fsm.restore(recovered.snapshot.data, recovered.snapshot.meta.index, recovered.snapshot.meta.term);
+    // The databases hold what the snapshot holds; its bytes are read back from disk if a follower needs them.
+    this.memory.releaseSnapshotData();
     if (recovered.bootstrapped) this.write(`bootstrapped a new cluster with this node (id ${this.id}) as its only voter`);
     const limits = this.limits;
     this.raft = new RaftNode({
@@ -276,6 +290,8 @@ export class ClusterNode implements GatewayHost {
       {
         restore: (snapshot) => {
           this.fsm.restore(snapshot.data, snapshot.meta.index, snapshot.meta.term);
+          this.memory.releaseSnapshotData();
+          this.collectGarbageSoon();
           this.write(`installed a snapshot at index ${snapshot.meta.index} from the leader`);
         },
         stateChanged: (soft) => this.changeState(soft),
@@ -318,9 +334,12 @@ export class ClusterNode implements GatewayHost {
       this.raft.tick();
       this.handOverIfDue();
       if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
+      this.readBackSnapshotIfWanted();
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
+    // Start-up read the snapshot and the whole log, and compiled the engine: let that go.
+    this.collectGarbageSoon();
   }
 
   // ---------------------------------------------------------------- raft driving
@@ -353,6 +372,7 @@ export class ClusterNode implements GatewayHost {
     }
     this.raft.step(message);
     if (type === MessageType.AppendResponse) this.metrics.writes.committed(this.raft.committedIndex());
+    if (type === MessageType.HeartbeatResponse) this.readBackSnapshotIfWanted();
     this.loop.schedule();
   }
 
@@ -379,6 +399,42 @@ export class ClusterNode implements GatewayHost {
     }
   }
 
+  /**
+   * A follower needs the snapshot, whose bytes are only on disk (docs/memory.md): read them back
+   * and keep them for SNAPSHOT_HELD_MS, long enough for every follower behind to start on the
+   * same copy (one that is receiving it keeps its own reference until done).
+   */
+  private readBackSnapshotIfWanted(): void {
+    if (this.stopped || this.readingSnapshot || !this.memory.takeSnapshotDataWanted()) return;
+    this.readingSnapshot = true;
+    void this.log
+      .readSnapshot()
+      .then(
+        (snapshot) => {
+          if (this.stopped || !snapshot || !this.memory.holdSnapshotData(snapshot.meta.index, snapshot.data)) return;
+          this.snapshotRelease?.cancel();
+          this.snapshotRelease = this.runtime.clock.setTimeout(() => {
+            this.memory.releaseSnapshotData();
+            this.collectGarbageSoon();
+          }, SNAPSHOT_HELD_MS);
+        },
+        (error: unknown) => this.write(`could not read the snapshot back to send it to a follower: ${(error as Error).message}`),
+      )
+      .finally(() => {
+        this.readingSnapshot = false;
+      });
+  }
+
+  /**
+   * A snapshot's bytes were just dropped: ask the host for a full collection once the code that
+   * held them has returned (V8 would otherwise leave them resident for long; docs/memory.md).
+   */
+  private collectGarbageSoon(): void {
+    const collect = this.runtime.collectGarbage;
+    if (!collect || this.stopped) return;
+    this.runtime.clock.setTimeout(() => collect.call(this.runtime), GARBAGE_COLLECTION_DELAY_MS);
+  }
+
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
   private maybeSnapshot(): void {
     if (this.snapshots.busy || !this.fsm.snapshotDue()) return;
@@ -390,7 +446,7 @@ export class ClusterNode implements GatewayHost {
       copy,
       term,
       configuration: this.raft.configurationAt(copy.index),
-      compactIndex: this.fsm.compactionIndex(copy.index),
+      compactIndex: this.fsm.compactionIndex(copy.index, (index) => this.memory.entryBytes(index)),
     });
   }
 
@@ -644,6 +700,18 @@ export class ClusterNode implements GatewayHost {
       checkpoints: this.fsm.checkpoints,
       snapshots: this.snapshotCount,
       liveQueries: { subscriptions: this.liveQueries.subscriptions, queries: this.liveQueries.queries, evaluations: this.liveQueries.evaluations },
+      memory: this.memoryUsage(),
+    };
+  }
+
+  /** What this node holds in memory, by part (docs/memory.md). */
+  memoryUsage(): NodeMemory {
+    return {
+      logBytes: this.memory.entriesBytes(),
+      databasesBytes: this.engine.filesBytes(),
+      snapshotBytes: this.memory.snapshot().data.length + this.snapshots.heldBytes,
+      wasmBytes: this.engine.wasmBytes(),
+      jsHeapBytes: jsHeapBytes(),
     };
   }
 
@@ -676,6 +744,7 @@ export class ClusterNode implements GatewayHost {
     this.liveQueries.close();
     this.loop?.stop();
     this.ticker?.cancel();
+    this.snapshotRelease?.cancel();
     for (const gateway of this.gateways) gateway.close();
     this.transport.close();
     this.followerReads.rejectAll();
@@ -705,7 +774,11 @@ function newStateMachine(
     databaseBytesMax: limits.databaseBytesMax,
     ...(changeCapture && { changeSetBytesMax: limits.changeSetBytesMax }),
     walFramesMax: settings.walFramesMax,
-    compaction: { snapshotThresholdEntries: settings.snapshotThresholdEntries, trailingEntries: settings.snapshotTrailingEntries },
+    compaction: {
+      snapshotThresholdEntries: settings.snapshotThresholdEntries,
+      trailingEntries: settings.snapshotTrailingEntries,
+      trailingBytesMax: limits.logTrailingBytesMax,
+    },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
     log,

@@ -83,7 +83,6 @@ export const CORRUPTION_ADVICE =
   'old member from the cluster first, e.g. with the dqlite shell\'s ".remove ADDRESS"): it then copies the log and ' +
   'databases from the other nodes';
 
-const SEGMENT_BYTES_TARGET = 32 * 1024 * 1024;
 /**
  * Where the storage writes in place, the last segment's file is grown by this much of zeros at a
  * time, ahead of the records: an O_DSYNC overwrite inside the file is durable sooner (0.2 against
@@ -91,6 +90,12 @@ const SEGMENT_BYTES_TARGET = 32 * 1024 * 1024;
  * commit first. One append in about a hundred (of 10 KB) pays for the growth.
  */
 export const SEGMENT_PREALLOCATE_BYTES = 1024 * 1024;
+/**
+ * A segment is closed before an append would take it past this (dqlite's are 8 MiB too): the
+ * log is deleted a whole segment at a time once a snapshot covers it, so the smaller they are,
+ * the closer the data directory stays to the trailing log the node keeps.
+ */
+export const SEGMENT_BYTES_DEFAULT = 8 * 1024 * 1024;
 
 interface Segment {
   name: string;
@@ -118,6 +123,8 @@ export interface RaftLogOptions {
    * the whole-cluster simulator can show that it catches a node starting on a damaged log.
    */
   unsafeForTesting?: { truncateOnCorruption?: boolean };
+  /** Bytes after which a segment is closed (default SEGMENT_BYTES_DEFAULT); one larger append fills a segment alone. */
+  segmentBytesMax?: number;
 }
 
 export class RaftLog {
@@ -129,6 +136,7 @@ export class RaftLog {
   private appending = false;
   private readonly truncateOnCorruption: boolean;
   private readonly preallocateBytes: number;
+  private readonly segmentBytesMax: number;
 
   constructor(
     private readonly storage: DurableStorage,
@@ -137,6 +145,7 @@ export class RaftLog {
     this.space = new DiskSpaceGauge(storage, options.diskSpace);
     this.truncateOnCorruption = options.unsafeForTesting?.truncateOnCorruption === true;
     this.preallocateBytes = storage.writeAt ? (options.preallocateBytes ?? SEGMENT_PREALLOCATE_BYTES) : 0;
+    this.segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
   }
 
   /**
@@ -304,8 +313,12 @@ export class RaftLog {
       this.segments.pop();
       segment = this.segments[this.segments.length - 1];
     }
-    // After a snapshot install the log restarts past a gap: begin a fresh segment.
-    if (!segment || segment.sealed || segment.bytes >= SEGMENT_BYTES_TARGET || segment.firstIndex + segment.offsets.length !== first) {
+    let recordsBytes = 0;
+    for (const entry of entries) recordsBytes += recordBytes(entry);
+    // A segment is closed before an append would take it past segmentBytesMax; after a snapshot
+    // install the log restarts past a gap: begin a fresh segment.
+    const full = segment !== undefined && segment.bytes > 0 && segment.bytes + recordsBytes > this.segmentBytesMax;
+    if (!segment || segment.sealed || full || segment.firstIndex + segment.offsets.length !== first) {
       if (segment && segment.fileBytes > segment.bytes) await this.trimZeroTail(segment);
       segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, fileBytes: 0, sealed: false };
       if (this.segments.some((s) => s.name === segment!.name)) throw new RaftLogError('RAFT_LOG', `segment ${segment.name} already exists`);
@@ -316,8 +329,7 @@ export class RaftLog {
     // place, opened by one that cannot): cut them off first.
     if (this.preallocateBytes === 0 && target.fileBytes > target.bytes) await this.trimZeroTail(target);
     const withHeader = target.bytes === 0;
-    let total = withHeader ? SEGMENT_HEADER_BYTES : 0;
-    for (const entry of entries) total += recordBytes(entry);
+    const total = (withHeader ? SEGMENT_HEADER_BYTES : 0) + recordsBytes;
     // In place: past the file's end, the same write grows it by zeros for the appends to come.
     const writeAt = this.preallocateBytes > 0 ? this.storage.writeAt : undefined;
     const end = target.bytes + total;
@@ -358,12 +370,24 @@ export class RaftLog {
     segment.fileBytes = segment.bytes;
   }
 
-  /** Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`). */
-  async saveSnapshot(snapshot: Snapshot, compactIndex: number): Promise<void> {
-    const bytes = encodeSnapshotFile(snapshot);
+  /**
+   * Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`).
+   * `file`: the snapshot already encoded as its file (sealSnapshotFile), saving a copy.
+   */
+  async saveSnapshot(snapshot: Snapshot, compactIndex: number, file?: Uint8Array): Promise<void> {
+    const bytes = file ?? encodeSnapshotFile(snapshot);
     await this.guard('save a snapshot', () => this.storage.writeAtomic('snapshot', bytes), { fullIsHarmless: true });
     this.space.consumed(bytes.length);
     await this.guard('remove compacted segments', () => this.compact(compactIndex));
+  }
+
+  /** The snapshot file read back (to send it to a follower after its data left memory); undefined when there is none. */
+  async readSnapshot(): Promise<Snapshot | undefined> {
+    const bytes = await this.storage.read('snapshot');
+    if (!bytes) return undefined;
+    const decoded = decodeSnapshotFile(bytes);
+    if (typeof decoded === 'string') throw new RaftLogCorruptError('snapshot', 0, `the snapshot cannot be read: ${decoded}`);
+    return decoded;
   }
 
   /** After installing a snapshot from the leader, the whole local log is superseded. */

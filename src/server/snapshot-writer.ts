@@ -9,6 +9,7 @@ import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.t
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { RaftLogError, type RaftLog } from './raft-log.ts';
+import { sealSnapshotFile, snapshotFileHeaderBytes } from './raft-log-format.ts';
 
 export interface SnapshotWriterHost {
   log: RaftLog;
@@ -21,6 +22,8 @@ export interface SnapshotWriterHost {
   skipped(index: number, reason: string): void;
   /** Storage failed: the node cannot go on. */
   failed(error: unknown): void;
+  /** A snapshot's work is over (stored, skipped or failed) and its bytes are garbage. */
+  finished?(): void;
 }
 
 export interface SnapshotJob {
@@ -32,11 +35,17 @@ export interface SnapshotJob {
 
 export class SnapshotWriter {
   private running: Promise<void> | undefined;
+  private inFlightBytes = 0;
 
   constructor(private readonly host: SnapshotWriterHost) {}
 
   get busy(): boolean {
     return this.running !== undefined;
+  }
+
+  /** Bytes the snapshot being written holds: its encoding (the frozen state copy shares the databases' memory; 0 when idle). */
+  get heldBytes(): number {
+    return this.inFlightBytes;
   }
 
   /** Resolves when no snapshot is being written (never rejects: failures go to `host.failed`). */
@@ -49,23 +58,34 @@ export class SnapshotWriter {
     this.running = this.write(job)
       .catch((error: unknown) => this.host.failed(error))
       .finally(() => {
+        // Ends the copy-on-write sharing in every case: writes then copy nothing.
+        job.copy.release();
         this.running = undefined;
+        this.inFlightBytes = 0;
+        this.host.finished?.();
       });
   }
 
   private async write(job: SnapshotJob): Promise<void> {
     const { copy, term, configuration, compactIndex } = job;
+    // The frozen views share the databases' memory: only chunks written meanwhile are extra.
+    this.inFlightBytes = 0;
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
     // and let it run between slices of the copy: heartbeats must not wait for a large encode.
     await this.yieldToTimers();
-    const data = await encodeStateCopyGradually(copy, () => this.yieldToTimers());
+    const meta = { index: copy.index, term, configuration };
+    // Encoded straight into the file's bytes: the data is not copied again to be written.
+    const file = await encodeStateCopyGradually(copy, () => this.yieldToTimers(), snapshotFileHeaderBytes(meta));
+    const data = sealSnapshotFile(file, meta);
+    job.copy.release();
+    this.inFlightBytes += file.length;
     if (data.length > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
     }
     await this.yieldToTimers();
     try {
-      await this.host.log.saveSnapshot({ meta: { index: copy.index, term, configuration }, data }, compactIndex);
+      await this.host.log.saveSnapshot({ meta, data }, compactIndex, file);
     } catch (error) {
       // A full disk refused the snapshot before it touched the old one: the next one tries again.
       if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
@@ -73,6 +93,8 @@ export class SnapshotWriter {
       return;
     }
     this.host.memory.createSnapshot(copy.index, configuration, data);
+    // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
+    this.host.memory.releaseSnapshotData();
     this.host.memory.compact(compactIndex);
     this.host.stored(copy.index, compactIndex);
   }

@@ -50,6 +50,8 @@ export interface MixedClusterOptions {
   commitTimeoutMs?: number;
   /** How long a browser leader keeps leadership before handing it to a listening voter. */
   browserHandOverMs?: number;
+  /** More options for the browser members' nodes (BrowserNodeOptions: limits, snapshot thresholds). */
+  browserNodeOptions?: Record<string, unknown>;
   verbose?: boolean;
 }
 
@@ -224,6 +226,7 @@ export class MixedCluster {
       ...(this.options.tickMs && { tickMs: this.options.tickMs }),
       ...(this.options.commitTimeoutMs && { commitTimeoutMs: this.options.commitTimeoutMs }),
       ...(this.options.browserHandOverMs !== undefined && { leaderWithoutAddressHandOverMs: this.options.browserHandOverMs }),
+      ...this.options.browserNodeOptions,
     };
     // The first start after a page close may find the previous worker's Web Lock not yet released.
     await waitFor(`browser member ${member.index + 1} to start`, 60_000, async () =>

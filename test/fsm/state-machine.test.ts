@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { CommandCodecError, CommandKind, encodeCommand } from '../../src/fsm/commands.ts';
 import { ApplyError } from '../../src/fsm/errors.ts';
 import type { Replicator } from '../../src/fsm/replicated-database.ts';
+import { decodeSnapshot } from '../../src/fsm/snapshot-codec.ts';
 import { encodeStateCopy, StateMachine } from '../../src/fsm/state-machine.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { encodeConfChange, encodeConfiguration, EntryType, type Entry } from '../../src/raft/index.ts';
@@ -97,6 +98,7 @@ describe('state machine', () => {
     const follower = await machine();
     commands.forEach((command, i) => follower.apply(normal(i + 1, command), undefined));
     expect(follower.appliedIndex).toBe(2);
+    const copiedAt2 = follower.database('app').engine.snapshot();
     const copy = follower.snapshot();
     expect(copy.index).toBe(2);
     // The copy is consistent: later entries do not change it.
@@ -105,7 +107,10 @@ describe('state machine', () => {
     restored.restore(encodeStateCopy(copy), copy.index, 1);
     expect(restored.appliedIndex).toBe(2);
     expect(restored.snapshotIndex).toBe(2);
-    const original = copy.files.find((f) => f.name === 'app')!;
+    // The copy's files are frozen views of the follower's: encoded, they are the files of index 2.
+    const original = decodeSnapshot(encodeStateCopy(copy)).find((f) => f.name === 'app')!;
+    copy.release();
+    expect(original).toEqual({ name: 'app', main: copiedAt2.main, wal: copiedAt2.wal });
     expect(restored.database('app').engine.files()).toEqual({ main: original.main, wal: original.wal });
     const rows: unknown[] = [];
     const statement = restored.database('app').engine.prepare('SELECT x FROM t ORDER BY x')!;

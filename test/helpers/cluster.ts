@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.ts';
+import type { NodeMemory } from '../../src/server/memory-usage.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -20,10 +21,13 @@ export interface NodeStatusView {
   term: number;
   commitIndex: number;
   appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
   members: { id: number; address: string; role: string }[];
   databases: { name: string; walFrames: number; pending: number }[];
   checkpoints: number;
   snapshots: number;
+  memory: NodeMemory;
 }
 
 export interface TestNode {
@@ -41,6 +45,8 @@ export interface ClusterOptions {
   nodeFlags?: string[];
   /** Print node output as it comes (for debugging a test). */
   verbose?: boolean;
+  /** What node runs (default the TypeScript sources through the loader); e.g. ['dist/bin/cli.js'] for the build. */
+  entry?: string[];
 }
 
 /** Ports come from outside the kernel's ephemeral range, reserved (see ports.ts). */
@@ -115,9 +121,7 @@ export class TestCluster {
     const node = this.nodes[index]!;
     const args = [
       ...(this.options.nodeFlags ?? []),
-      '--import',
-      './scripts/ts-loader.mjs',
-      'bin/cli.ts',
+      ...(this.options.entry ?? ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts']),
       'start',
       '--address',
       node.address,

@@ -97,6 +97,14 @@ describe('Prometheus metrics', () => {
     expect(sample(values, 'dqlite_wasm_bytes_received_total{channel="peer"}')).toBeGreaterThan(0);
     expect(sample(values, 'dqlite_wasm_bytes_received_total{channel="client"}')).toBeGreaterThan(0);
 
+    // Memory by part: the log holds the writes' entries, the database its pages, the engine its heap.
+    expect(sample(values, 'dqlite_wasm_memory_bytes{part="log"}')).toBeGreaterThan(writes * 100);
+    expect(sample(values, 'dqlite_wasm_memory_bytes{part="databases"}')).toBeGreaterThan(0);
+    expect(sample(values, 'dqlite_wasm_memory_bytes{part="wasm"}')).toBeGreaterThan(1024 * 1024);
+    expect(sample(values, 'dqlite_wasm_memory_bytes{part="js_heap"}')).toBeGreaterThan(sample(values, 'dqlite_wasm_memory_bytes{part="databases"}'));
+    expect(status.memory.logBytes).toBeGreaterThan(writes * 100);
+    expect(status.memory.wasmBytes).toBe(sample(values, 'dqlite_wasm_memory_bytes{part="wasm"}'));
+
     // A follower applied the same entries.
     const follower = samples(await (await fetch(`http://${cluster.addresses[(leader + 1) % 3]}/metrics`)).text());
     expect(sample(follower, 'dqlite_wasm_raft_leader')).toBe(0);
