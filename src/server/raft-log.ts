@@ -334,7 +334,8 @@ export class RaftLog {
     const writeAt = this.preallocateBytes > 0 ? this.storage.writeAt : undefined;
     const end = target.bytes + total;
     const grows = writeAt !== undefined && end > target.fileBytes;
-    const fileBytes = grows ? end + this.preallocateBytes : Math.max(target.fileBytes, end);
+    // Never past the segment's size: the zeros would be cut again when it closes.
+    const fileBytes = grows ? Math.max(end, Math.min(end + this.preallocateBytes, this.segmentBytesMax)) : Math.max(target.fileBytes, end);
     const buffer = new Uint8Array(grows ? fileBytes - target.bytes : total);
     const view = new DataView(buffer.buffer);
     const offsets: number[] = [];

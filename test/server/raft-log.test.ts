@@ -39,10 +39,10 @@ function range(first: number, last: number): Entry[] {
   return Array.from({ length: last - first + 1 }, (_, i) => entry(first + i));
 }
 
-async function openLog(options: { directory?: string; preallocateBytes?: number } = {}): Promise<RaftLog> {
+async function openLog(options: { directory?: string; preallocateBytes?: number; segmentBytesMax?: number } = {}): Promise<RaftLog> {
   const storage = await openDirectoryStorage(options.directory ?? directory);
   storages.push(storage);
-  return new RaftLog(storage, { diskSpace: { reserveBytes: 0 }, preallocateBytes: options.preallocateBytes });
+  return new RaftLog(storage, { diskSpace: { reserveBytes: 0 }, preallocateBytes: options.preallocateBytes, segmentBytesMax: options.segmentBytesMax });
 }
 
 /** Writes batches of entries (each one append, so one fsync) into a fresh log. */
@@ -437,18 +437,23 @@ describe('RaftLog preallocated segments (the storage writes in place)', () => {
     expect(loaded.repairs).toEqual([]);
   });
 
-  test('a full segment is cut down to its records when the next one begins', async () => {
-    const log = await openLog();
+  test('a full segment is cut down to its records when the next one begins; zeros never go past the segment size', async () => {
+    const segmentBytesMax = 256 * 1024;
+    const log = await openLog({ segmentBytesMax, preallocateBytes: 64 * 1024 });
     await log.load();
-    // One entry over the segment size target: the next append starts a new segment.
-    const large: Entry = { index: 1, term: 1, type: EntryType.Normal, data: new Uint8Array(32 * 1024 * 1024 + 1).fill(7) };
-    await log.append([large]);
-    expect((await stat(join(directory, SEGMENT))).size).toBeGreaterThan(HEADER_BYTES + 33 + large.data.length);
-    await log.append([entry(2)]);
-    expect((await stat(join(directory, SEGMENT))).size).toBe(HEADER_BYTES + 33 + large.data.length);
-    expect((await readdir(directory)).filter((name) => name.startsWith('segment-')).sort()).toEqual([SEGMENT, segmentName(2)]);
-    const loaded = await (await openLog()).load();
-    expect(loaded.entries.map((e) => e.index)).toEqual([1, 2]);
+    const big = (index: number): Entry => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array(100 * 1024).fill(index) });
+    await log.append([big(1)]);
+    const recordsBytes = (n: number) => HEADER_BYTES + n * (33 + 100 * 1024);
+    expect((await stat(join(directory, SEGMENT))).size).toBe(recordsBytes(1) + 64 * 1024);
+    await log.append([big(2)]);
+    // Preallocation stops at the segment's size.
+    expect((await stat(join(directory, SEGMENT))).size).toBe(segmentBytesMax);
+    // A third would not fit: a new segment begins and the full one is cut to its records.
+    await log.append([big(3)]);
+    expect((await stat(join(directory, SEGMENT))).size).toBe(recordsBytes(2));
+    expect((await readdir(directory)).filter((name) => name.startsWith('segment-')).sort()).toEqual([SEGMENT, segmentName(3)]);
+    const loaded = await (await openLog({ segmentBytesMax })).load();
+    expect(loaded.entries.map((e) => e.index)).toEqual([1, 2, 3]);
   }, 60_000);
 });
 
