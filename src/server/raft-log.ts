@@ -317,7 +317,9 @@ export class RaftLog {
     for (const entry of entries) recordsBytes += recordBytes(entry);
     // A segment is closed before an append would take it past segmentBytesMax; after a snapshot
     // install the log restarts past a gap: begin a fresh segment.
-    const full = segment !== undefined && segment.bytes > 0 && segment.bytes + recordsBytes > this.segmentBytesMax;
+    // A segment holding no record yet (new, or its first record torn by a crash and cut) takes
+    // the append whatever its size: a new segment would have the same name.
+    const full = segment !== undefined && segment.offsets.length > 0 && segment.bytes + recordsBytes > this.segmentBytesMax;
     if (!segment || segment.sealed || full || segment.firstIndex + segment.offsets.length !== first) {
       if (segment && segment.fileBytes > segment.bytes) await this.trimZeroTail(segment);
       segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, fileBytes: 0, sealed: false };

@@ -227,6 +227,23 @@ describe('RaftLog recovery', () => {
     expect((await readdir(directory)).filter((n) => n.startsWith('segment-'))).toEqual([]);
   });
 
+  test('an entry larger than a segment, appended where a crash tore the first record of the last segment, goes into that segment', async () => {
+    const segmentBytesMax = 64 * 1024;
+    const large = (term: number): Entry => ({ index: 1, term, type: EntryType.Normal, data: new Uint8Array(100 * 1024).fill(term) });
+    const first = await openLog({ segmentBytesMax });
+    await first.load();
+    await first.append([large(1)]);
+    // The crash tore the record: the segment keeps its header and nothing else.
+    await truncate(join(directory, SEGMENT), HEADER_BYTES + 20);
+    const log = await openLog({ segmentBytesMax });
+    const loaded = await log.load();
+    expect(loaded.entries).toEqual([]);
+    expect((await stat(join(directory, SEGMENT))).size).toBe(HEADER_BYTES);
+    await log.append([large(2)]);
+    const again = await (await openLog({ segmentBytesMax })).load();
+    expect(again.entries.map((e) => [e.index, e.term])).toEqual([[1, 2]]);
+  });
+
   test('a damaged term and vote file is refused; the old 16-byte format is still read', async () => {
     const log = await openLog();
     await log.load();
