@@ -76,8 +76,11 @@ export async function probePeer(options: PeerProbeOptions, id: number, address: 
         finish();
       }
     });
+    // It saw our key in the upgrade request: a node that hangs up before our hello could even be
+    // sent refused it, the same answer as a close right after the hello (which one a refusing
+    // node's close looks like is only a matter of timing).
     if (!opened.send(encodeHello({ nodeId: options.selfId, address: options.selfAddress, clusterKey: options.clusterKey }))) {
-      finish(new Error(`node ${id} at ${address} closed the connection before the hello`));
+      finish(new Error(`node ${id} at ${address} refused the peer hello (it closed the connection before the hello was sent): it was not started with this cluster's key`));
     }
   });
 }

@@ -4,6 +4,8 @@
  * holder of the cluster key from a node with another key, another id, or no connection.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DialWebSocket } from '../../src/runtime.ts';
+import { dialWebSocket } from '../../runtimes/node/index.ts';
 import { encode, startNode, type TestNode } from './helpers.ts';
 
 const nodes: TestNode[] = [];
@@ -57,6 +59,26 @@ describe('proveMember', () => {
     await expect(leader.transport.proveMember(9, member.address)).rejects.toThrow(/is node 2, not node 9/);
     await expect(leader.transport.proveMember(4, '127.0.0.1:1')).rejects.toThrow(/cannot reach node 4/);
     await expect(leader.transport.proveMember(5, '')).rejects.toThrow(/no address and no open peer connection/);
+  });
+
+  it('a node with another key that hangs up before the hello could be sent is reported as refusing the key', async () => {
+    // The stranger refuses as soon as the upgrade is done. The dial hands over its channel in
+    // the state `ws` is in between the stranger's close frame and the 'close' event (CLOSING:
+    // send returns false, the close is reported a moment later), as happened on loaded machines.
+    const closedBeforeHello: DialWebSocket = async (url, options) => {
+      const channel = await dialWebSocket(url, options);
+      await new Promise<void>((resolve) => channel.onClose(() => resolve()));
+      return {
+        remoteAddress: channel.remoteAddress,
+        send: () => false,
+        onMessage: (handler) => channel.onMessage(handler),
+        onClose: (handler) => void setTimeout(() => channel.onClose(handler), 20),
+        close: (reason) => channel.close(reason),
+      };
+    };
+    const leader = await node(1, { dial: closedBeforeHello });
+    const stranger = await node(3, { clusterKey: 'some-other-cluster', precheckUpgrade: false });
+    await expect(leader.transport.proveMember(3, stranger.address)).rejects.toThrow(/node 3 at .* refused the peer hello .*not started with this cluster's key/);
   });
 
   it('accepts a node without an address once it connected with the key', async () => {
