@@ -5,6 +5,7 @@
  * `main.ts` renders what this reports.
  */
 import { eraseBrowserNode, startNode, type BrowserEmbeddedNode } from '../runtimes/browser/library.ts';
+import type { NodeMemory } from '../src/server/memory-usage.ts';
 import type { NodeStatus } from '../src/server/node-options.ts';
 import { InPageBroker, InPageEndpoint } from './in-page-network.ts';
 
@@ -21,13 +22,7 @@ const STARTUP_WAIT_MS = 90_000;
 export type NodePhase = 'starting' | 'joining' | 'running' | 'failed';
 
 /** What a node reports about its memory, when it does (a field of its status). */
-export interface NodeMemory {
-  logBytes: number;
-  databasesBytes: number;
-  snapshotBytes: number;
-  wasmBytes: number;
-  jsHeapBytes: number | null;
-}
+export type { NodeMemory } from '../src/server/memory-usage.ts';
 
 export type DemoNodeStatus = NodeStatus & { memory?: NodeMemory };
 
