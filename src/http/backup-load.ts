@@ -200,12 +200,16 @@ const SQLITE_TOOBIG = 18;
 const SQLITE_FULL = 13;
 
 /** A COMMIT the cluster refused; a load above the database limit says so plainly. */
-function commitRefusal(error: unknown): Error {
+export function commitRefusal(error: unknown): Error {
   const text = statementErrorText(error);
   // Loads larger than one Raft entry replicate in parts (src/fsm/commands.ts); only
   // databaseBytesMax bounds them, and the node's message names it.
   if (error instanceof DqliteError && (error.code === SQLITE_TOOBIG || (error.code & 0xff) === SQLITE_FULL)) {
     return new HttpApiError(413, `/db/load: the database replicates as one transaction, and ${text}: nothing changed`);
+  }
+  if (error instanceof DqliteError && error.isLeadershipLost && /^timed out after \d+ ms/.test(error.message)) {
+    // BoundedWait (src/server/bounded-wait.ts) raises the same code on a commit timeout.
+    return new HttpApiError(503, `/db/load: no quorum acknowledged the COMMIT within the commit timeout, so the load may or may not have been applied: ${text}; check the cluster (a majority of voters up), raise --commit-timeout-ms for large loads, and check the database before loading again`);
   }
   if (error instanceof DqliteError && error.isLeadershipLost) {
     return new HttpApiError(503, `/db/load: leadership changed during COMMIT, so the load may or may not have been applied: ${text}; check the database before loading again`);

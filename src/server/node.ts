@@ -8,6 +8,7 @@
  * itself: `closed` rejects and `onFatal` is called with the original error. It never exits
  * the host process; that is for the host's command line to decide.
  */
+import { peerIdleTimeoutMs } from './peer-idle-timeout.ts';
 import type { Engine } from '../../wasm/index.ts';
 import { deferred } from '../fsm/deferred.ts';
 import { CommandKind } from '../fsm/commands.ts';
@@ -142,6 +143,7 @@ export class ClusterNode implements GatewayHost {
       dialWebSocket: this.runtime.dialWebSocket,
       clock,
       maxMessageBytes: this.limits.peerMessageBytesMax,
+      idleTimeoutMs: peerIdleTimeoutMs(this.settings.tickMs, this.settings.electionTimeoutTicks),
       secure: options.secure ?? false,
       onLog: (event) => {
         if (event.level === 'warn') this.write(`peer ${event.peerId ?? event.remoteAddress ?? '?'}: ${event.message}`);
