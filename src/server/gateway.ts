@@ -667,21 +667,23 @@ function collectRows(statement: Statement, params: readonly TypedValue[], result
   const batcher = new RowsBatcher(statement.columnNames);
   const messages: Uint8Array[] = [];
   let bytes = 0;
+  // Every batch counts, the last one too, so the limit holds for the whole result.
+  const keep = (batch: Uint8Array): void => {
+    messages.push(batch);
+    bytes += batch.length;
+    if (bytes > resultBytesMax) {
+      throw new NodeError(SQLITE_ERROR, `result set exceeds ${resultBytesMax} bytes (clientResultBytesMax): add a LIMIT`);
+    }
+  };
   try {
     while (statement.step()) {
       const full = batcher.add(rowToTypedValues(statement.row(), statement.rowTypes(), statement.declaredTypes));
-      if (full) {
-        messages.push(full);
-        bytes += full.length;
-        if (bytes > resultBytesMax) {
-          throw new NodeError(SQLITE_ERROR, `result set exceeds ${resultBytesMax} bytes (clientResultBytesMax): add a LIMIT`);
-        }
-      }
+      if (full) keep(full);
     }
   } finally {
     statement.reset();
   }
-  messages.push(batcher.finish());
+  keep(batcher.finish());
   return messages;
 }
 

@@ -112,3 +112,20 @@ describe('a transaction too large to replicate', () => {
     expect(node.status().lastIndex).toBe(before.lastIndex + 1);
   });
 });
+
+describe('a result too large for clientResultBytesMax', () => {
+  let open: TestNode | undefined;
+  afterEach(async () => {
+    await open?.close();
+    open = undefined;
+  });
+
+  test('counts the last Rows batch too: a result that crosses the limit only there fails naming it', async () => {
+    open = await startTestNode({ limits: { clientResultBytesMax: 64 * 1024, liveResultBytesMax: 64 * 1024 } });
+    await until('leadership', 10_000, () => open!.node.isLeader());
+    const db = await open.client('app');
+    // One row, so the whole result is the final batch.
+    await expect(db.query('SELECT zeroblob(100 * 1024)')).rejects.toThrow(/clientResultBytesMax/);
+    await expect(db.query('SELECT zeroblob(1024) AS b')).resolves.toBeDefined();
+  });
+});
