@@ -20,7 +20,7 @@ import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
 import { bannerText } from './banner.ts';
 import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
 import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
-import { listFlag, parseFlags, stringFlag, UsageError, wholeNumberFlag, type FlagSpec, type ParsedFlags } from './flags.ts';
+import { listFlag, onOffFlag, parseFlags, stringFlag, UsageError, wholeNumberFlag, type FlagSpec, type ParsedFlags } from './flags.ts';
 
 export { UsageError } from './flags.ts';
 
@@ -67,6 +67,8 @@ export const USAGE = `usage:
       --snapshot-trailing (${NODE_DEFAULTS.snapshotTrailingEntries} entries) --commit-timeout-ms (${NODE_DEFAULTS.commitTimeoutMs}) --busy-timeout-ms (${NODE_DEFAULTS.busyTimeoutMs})
       --database-bytes-max BYTES: largest database file or WAL, and so the largest transaction (default 1 GiB)
       --default-read linearizable|lease|session|stale[:MS]: read level of clients that cannot choose (go-dqlite, the dqlite shell)
+      --change-capture on|off: record each transaction's row changes for change feeds and live queries (default on;
+        off saves their cost per write, and feeds then see transactions without rows)
       Test only: --unsafe-for-testing ${Object.keys(UNSAFE_SWITCH_NAMES).join(',')}
   dqlite-wasm cluster [--nodes N] [--host 127.0.0.1] [--base-port 9001] [--dir .data/cluster] [--tls ca|cluster]
       Runs a local N-node cluster (default 3) in child processes until Ctrl-C. --tls: mutual TLS
@@ -104,6 +106,7 @@ export const START_FLAGS: FlagSpec = {
   'commit-timeout-ms': { type: 'string' },
   'busy-timeout-ms': { type: 'string' },
   'default-read': { type: 'string' },
+  'change-capture': { type: 'string' },
   'unsafe-for-testing': { type: 'string' },
 };
 
@@ -205,6 +208,7 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
   const advertise = stringFlag(flags, 'advertise');
   const unsafe = stringFlag(flags, 'unsafe-for-testing');
   const defaultRead = stringFlag(flags, 'default-read');
+  const changeCapture = onOffFlag(flags, 'change-capture');
   const tuning: Partial<MemberOptions> = {};
   const numbers: [keyof MemberOptions, string][] = [
     ['tickMs', 'tick-ms'],
@@ -233,6 +237,7 @@ async function start(flags: ParsedFlags, host: CliHost): Promise<void> {
     ...(adminAllow !== undefined && { adminAllow }),
     ...(allowOrigin !== undefined && { allowOrigin }),
     ...(defaultRead !== undefined && { defaultReadLevel: readLevelFlag(defaultRead) }),
+    ...(changeCapture !== undefined && { changeCapture }),
     ...(unsafe !== undefined && { unsafeForTesting: unsafeSwitches(unsafe) }),
   });
   // Only the command line exits the process: the node stopped itself to protect its data, and

@@ -70,6 +70,14 @@ export function wholeNumberFlag(flags: ParsedFlags, name: string): number | unde
   return value;
 }
 
+/** A flag holding on or off, or undefined when absent. */
+export function onOffFlag(flags: ParsedFlags, name: string): boolean | undefined {
+  const raw = stringFlag(flags, name);
+  if (raw === undefined) return undefined;
+  if (raw === 'on' || raw === 'off') return raw === 'on';
+  throw new UsageError(`--${name} must be on or off, got "${raw}"`);
+}
+
 export function listFlag(flags: ParsedFlags, name: string): string[] {
   return (stringFlag(flags, name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }

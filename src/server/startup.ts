@@ -62,6 +62,11 @@ export interface MemberOptions {
   limits?: Partial<Limits>;
   /** Read level of clients that cannot choose one (go-dqlite, the dqlite shell). */
   defaultReadLevel?: ReadLevel;
+  /**
+   * `--change-capture off`: entries this node writes as leader carry no row changes, so change
+   * feeds and live queries see `rowsOmitted` transactions. Default on (docs/live-queries.md).
+   */
+  changeCapture?: boolean;
   unsafeForTesting?: UnsafeSwitches;
   log?: (line: string) => void;
   /** The node stopped itself (its port and directory are released by then), with the original error. */
@@ -273,6 +278,7 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
       ...(options.busyTimeoutMs !== undefined && { busyTimeoutMs: options.busyTimeoutMs }),
       ...(options.limits && { limits: options.limits }),
       ...(options.defaultReadLevel && { defaultReadLevel: options.defaultReadLevel }),
+      ...(options.changeCapture !== undefined && { changeCapture: options.changeCapture }),
       ...(options.unsafeForTesting && { unsafeForTesting: options.unsafeForTesting }),
       log: (line) => log(`[node ${identity.id} ${advertised}] ${line}`),
     });

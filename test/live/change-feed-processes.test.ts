@@ -3,9 +3,10 @@
  * last bookmark receives every transaction exactly once, across a leader killed in between;
  * every replica gives the same events; a snapshot boundary is reported as a gap (from the log,
  * and live when a follower installs the leader's snapshot); the HTTP API's
- * /db/changes works with a plain HTTP client as server-sent events.
+ * /db/changes works with a plain HTTP client as server-sent events; a node started with
+ * --change-capture off gives transactions without rows, and a bad value starts nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { afterAll, describe, expect, test } from 'vitest';
 import { connect } from '../../runtimes/node/client.ts';
@@ -193,5 +194,32 @@ describe('change feed on real processes', () => {
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toMatch(/since=abc is not a log index/);
     expect((await fetch(`http://${cluster.addresses[0]}/status`)).status).toBe(200);
+  });
+
+  test('--change-capture off: transactions come without rows; a bad value is a usage error', { timeout: 120_000 }, async () => {
+    await cluster?.destroy();
+    cluster = await TestCluster.start({ nodes: 1, extraArgs: ['--change-capture', 'off'] });
+    const db = await connect({ servers: cluster.addresses, database: 'off', timeoutMs: 30_000 });
+    try {
+      await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)');
+      const before = (await cluster.status(0)).appliedIndex;
+      await db.exec("INSERT INTO t VALUES (1, 'a')");
+      const feed = db.changes({ since: before });
+      const event = (await feed.next()).value;
+      feed.close();
+      expect(event).toMatchObject({ type: 'transaction', database: 'off', rowsOmitted: true });
+      expect(event && event.type === 'transaction' && event.rows).toBeUndefined();
+      expect(event && event.type === 'transaction' && event.tables).toBeUndefined();
+    } finally {
+      await db.close();
+    }
+
+    const outcome = await new Promise<{ code: unknown; output: string }>((resolve) => {
+      execFile(process.execPath, ['--import', './scripts/ts-loader.mjs', 'bin/cli.ts', 'start', '--address', '127.0.0.1:0', '--dir', '/nonexistent/never-made', '--change-capture', 'maybe'], { cwd: ROOT, timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (error as { code?: unknown }).code : 0, output: stdout + stderr }),
+      );
+    });
+    expect(outcome.code).not.toBe(0);
+    expect(outcome.output).toMatch(/--change-capture must be on or off, got "maybe"/);
   });
 });
