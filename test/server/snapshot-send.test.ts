@@ -4,7 +4,7 @@
  * one, and one restarted after the log moved on) catches up by snapshot while the leader reads
  * only one chunk's range of its snapshot file at a time and never the whole file.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -179,6 +179,21 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     members.splice(members.indexOf(member), 1);
   }
 
+  async function clientOf(member: Member): Promise<Database> {
+    const db = await connect({
+      servers: ['127.0.0.1:1'],
+      database: 'app',
+      timeoutMs: 10_000,
+      dial: async () => {
+        const [clientSide, serverSide] = streamPair('client', '127.0.0.1:1');
+        member.node.acceptClient(serverSide);
+        return clientSide;
+      },
+    });
+    clients.push(db);
+    return db;
+  }
+
   function newDir(): string {
     const dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-snapshot-send-'));
     dirs.push(dir);
@@ -191,17 +206,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     await until('leadership', 10_000, () => leader.node.isLeader());
     // Start-up read the (missing) snapshot file whole, as it must; from here on nothing may.
     reads.wholeReads = 0;
-    const db = await connect({
-      servers: ['127.0.0.1:1'],
-      database: 'app',
-      timeoutMs: 10_000,
-      dial: async () => {
-        const [clientSide, serverSide] = streamPair('client', '127.0.0.1:1');
-        leader.node.acceptClient(serverSide);
-        return clientSide;
-      },
-    });
-    clients.push(db);
+    const db = await clientOf(leader);
     await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
     // About 1.3 MB of rows: a snapshot of about 20 chunks.
     for (let i = 1; i <= 40; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
@@ -237,5 +242,30 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
     // What the leader reports holding for snapshots stays within a chunk or two (none in flight now).
     expect(leader.node.status().memory.snapshotBytes).toBeLessThanOrEqual(2 * chunkBytes);
+  }, 60_000);
+
+  test('a snapshot file whose data is damaged is not sent whole: the follower never installs it', async () => {
+    const leader = await start(1, '127.0.0.1:1', newDir(), { bootstrap: true });
+    await until('leadership', 10_000, () => leader.node.isLeader());
+    const db = await clientOf(leader);
+    await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
+    for (let i = 1; i <= 30; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('a snapshot on disk', 10_000, () => leader.node.status().snapshots > 0 && leader.node.status().memory.snapshotBytes === 0);
+    // Stop snapshots from replacing the file: no more writes. Flip one byte near the end of its data.
+    const path = join(leader.dir, 'snapshot');
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r+');
+    const byte = new Uint8Array(1);
+    readSync(fd, byte, 0, 1, size - 1000);
+    byte[0] = byte[0]! ^ 0x55;
+    writeSync(fd, byte, 0, 1, size - 1000);
+    closeSync(fd);
+
+    const follower = await start(2, '127.0.0.1:2', newDir(), {});
+    await leader.node.addMember(2, '127.0.0.1:2');
+    await leader.node.assignRole(2, 'standby');
+    await until('the leader to find the damage', 30_000, () => leader.lines.some((line) => /fails its data checksum/.test(line)));
+    expect(follower.lines.join('\n')).not.toMatch(/installed a snapshot/);
+    expect(follower.node.status().appliedIndex).toBeLessThan(leader.node.status().snapshotIndex);
   }, 60_000);
 });
