@@ -145,11 +145,11 @@ export class SnapshotChunkReader {
     const known = this.open.find((open) => open.index === index);
     if (known) return known;
     if (index !== this.host.memory.snapshot().meta.index) return undefined;
-    const open = await this.openLatest();
-    return open?.index === index ? open : undefined;
+    // The core cuts the chunks by the size it knows: the last one must end the file's data.
+    return this.openLatest(index, this.host.memory.snapshotDataBytes());
   }
 
-  private async openLatest(): Promise<OpenSnapshot | undefined> {
+  private async openLatest(index: number, dataBytesExpected: number): Promise<OpenSnapshot | undefined> {
     const file = await this.host.log.openSnapshotReader();
     if (!file) return undefined;
     try {
@@ -157,9 +157,16 @@ export class SnapshotChunkReader {
       if (typeof header === 'object' && 'headerBytes' in header) header = decodeSnapshotFileHeader(await file.read(0, header.headerBytes));
       if (typeof header === 'string') throw new Error(`the snapshot file cannot be read: ${header}`);
       if (!('meta' in header)) throw new Error('the snapshot file header is cut short');
+      if (header.meta.index !== index) {
+        // Replaced by another snapshot meanwhile: the core hears 'unavailable' and asks for the latest.
+        await file.close();
+        return undefined;
+      }
       const dataBytes = file.sizeBytes - header.dataOffset;
-      if (dataBytes < 0) throw new Error(`the snapshot file is shorter (${file.sizeBytes} bytes) than its header`);
-      const open: OpenSnapshot = { index: header.meta.index, file, header, dataBytes, verifiedBytes: 0, crc: 0, lastReadMs: this.host.clock.nowMs() };
+      if (dataBytes !== dataBytesExpected) {
+        throw new Error(`the snapshot file holds ${dataBytes} bytes of data, not the ${dataBytesExpected} of the snapshot at index ${index}`);
+      }
+      const open: OpenSnapshot = { index, file, header, dataBytes, verifiedBytes: 0, crc: 0, lastReadMs: this.host.clock.nowMs() };
       this.open.push(open);
       while (this.open.length > SNAPSHOT_READERS_MAX) await this.open.shift()!.file.close();
       this.scheduleIdleClose();
