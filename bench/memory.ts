@@ -250,15 +250,21 @@ async function largeDatabase(): Promise<void> {
     cluster.spawn(follower);
     const catchUpStarted = performance.now();
     let peak = before;
+    const heapBefore = leaderStatus.memory.jsHeapBytes ?? 0;
+    let heapPeak = heapBefore;
+    let snapshotPartPeak = 0;
     await waitFor('the follower to catch up', 600_000, async () => {
       peak = Math.max(peak, rssBytes(pid(leader)));
       const [l, f] = await Promise.all([cluster.status(leader), cluster.status(follower).catch(() => undefined)]);
+      heapPeak = Math.max(heapPeak, l.memory.jsHeapBytes ?? 0);
+      snapshotPartPeak = Math.max(snapshotPartPeak, l.memory.snapshotBytes);
       return f && f.appliedIndex >= l.commitIndex - 1 ? true : undefined;
     });
     const installed = cluster.nodes[follower]!.output.join('').includes('installed a snapshot');
     console.log(
       `  node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
-        `leader RSS peak ${mib(peak)} MiB, growth ${mib(peak - before)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget)`,
+        `leader RSS peak ${mib(peak)} MiB, growth ${mib(peak - before)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
+        `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${mib(heapPeak - heapBefore)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB`,
     );
   } finally {
     await cluster.destroy();

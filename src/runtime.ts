@@ -43,10 +43,29 @@ export type DialWebSocket = (
   options?: { headers?: Record<string, string>; protocols?: string[]; timeoutMs?: number },
 ) => Promise<MessageChannel>;
 
+/** A file opened for reads at any offset (`DurableStorage.openReader`). */
+export interface DurableFileReader {
+  /** The file's size in bytes when it was opened. */
+  readonly sizeBytes: number;
+  /**
+   * Bytes [offset, offset + length) of the file as it was opened, fewer where it ends. Where the
+   * host can keep a replaced or removed file readable while it is open (a POSIX file system, an
+   * in-memory store) the reader goes on reading the old file; elsewhere such reads reject.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
 /** Durable storage under one directory (a data dir, an OPFS directory, an IndexedDB store). */
 export interface DurableStorage {
   /** Whole file contents, or undefined when the file does not exist. */
   read(name: string): Promise<Uint8Array | undefined>;
+  /**
+   * Optional: opens `name` for ranged reads, undefined when it does not exist. Where a host offers
+   * it, the leader sends a snapshot to a follower a chunk at a time from its file instead of
+   * reading the whole file back into memory.
+   */
+  openReader?(name: string): Promise<DurableFileReader | undefined>;
   /** Replace a file atomically (write to a temporary name, fsync, rename). */
   writeAtomic(name: string, bytes: Uint8Array): Promise<void>;
   /** Append to a file, creating it. Not durable until `sync`. */

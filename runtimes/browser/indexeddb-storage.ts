@@ -5,7 +5,7 @@
  * was appended, never a torn chunk.
  */
 import { concatBytes } from '../../src/util/bytes.ts';
-import type { DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
 import { validateName } from './opfs-storage.ts';
 
 const STORE = 'chunks';
@@ -66,6 +66,27 @@ export class IndexedDbStorage implements DurableStorage {
       if (chunks.length === 0) return undefined;
       return concat(chunks);
     });
+  }
+
+  /**
+   * IndexedDB reads a value whole, so the reader holds the file's bytes until it is closed (a
+   * ranged read of one stored value would read all of it each time); it reads the file as it was
+   * opened, whatever happens to the name later.
+   */
+  async openReader(name: string): Promise<DurableFileReader | undefined> {
+    let bytes = await this.read(name);
+    if (!bytes) return undefined;
+    const sizeBytes = bytes.byteLength;
+    return {
+      sizeBytes,
+      read: async (offset: number, length: number) => {
+        if (!bytes) throw new IndexedDbStorageError('CLOSED', `read ${name}: the reader is closed`);
+        return bytes.slice(offset, Math.min(sizeBytes, offset + length));
+      },
+      close: async () => {
+        bytes = undefined;
+      },
+    };
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {

@@ -13,7 +13,7 @@
  * handle is therefore opened with a bounded retry (`lockWaitMs`), and a lock that outlasts it is a
  * `LOCKED` error that says what holds it.
  */
-import type { DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
 
 export const OPFS_NAME_BYTES_MAX = 200;
 /** How long opening a file waits for another (or a terminated) worker to release it. */
@@ -65,6 +65,8 @@ export function opfsAvailable(): boolean {
 export class OpfsStorage implements DurableStorage {
   private readonly handles = new Map<string, SyncAccessHandle>();
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Per name, how often it was replaced, removed or cut: a reader of an older one must not read the new file. */
+  private readonly generations = new Map<string, number>();
   private closed = false;
 
   private constructor(
@@ -100,8 +102,52 @@ export class OpfsStorage implements DurableStorage {
     });
   }
 
+  /**
+   * OPFS keeps no old file readable: once `name` is replaced, removed or truncated, the reader's
+   * reads reject (its caller starts over on the new file).
+   */
+  openReader(name: string): Promise<DurableFileReader | undefined> {
+    return this.serialize(name, async () => {
+      const handle = (await this.handle(name, false)) ?? (await this.recoverTemp(name));
+      if (!handle) return undefined;
+      const generation = this.generation(name);
+      const sizeBytes = handle.getSize();
+      let closed = false;
+      return {
+        sizeBytes,
+        read: (offset: number, length: number) =>
+          this.serialize(name, async () => {
+            if (closed) throw new OpfsStorageError('CLOSED', `read ${name}: the reader is closed`);
+            if (this.generation(name) !== generation) throw new OpfsStorageError('IO', `read ${name}: it was replaced since it was opened for reading`);
+            const current = await this.handle(name, false);
+            if (!current) throw new OpfsStorageError('IO', `read ${name}: it is gone`);
+            const bytes = new Uint8Array(Math.max(0, Math.min(sizeBytes, offset + length) - offset));
+            let done = 0;
+            while (done < bytes.byteLength) {
+              const n = current.read(bytes.subarray(done), { at: offset + done });
+              if (n <= 0) throw new OpfsStorageError('IO', `read ${name}: file ended early at ${offset + done} of ${sizeBytes} bytes`);
+              done += n;
+            }
+            return bytes;
+          }),
+        close: async () => {
+          closed = true;
+        },
+      };
+    });
+  }
+
+  private generation(name: string): number {
+    return this.generations.get(name) ?? 0;
+  }
+
+  private changed(name: string): void {
+    this.generations.set(name, this.generation(name) + 1);
+  }
+
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
     return this.serialize(name, async () => {
+      this.changed(name);
       const tempName = TEMP_PREFIX + name;
       this.closeHandle(tempName);
       const temp = await this.accessHandle(await this.directory.getFileHandle(tempName, { create: true }));
@@ -139,12 +185,14 @@ export class OpfsStorage implements DurableStorage {
     return this.serialize(name, async () => {
       const handle = await this.handle(name, false);
       if (!handle) throw new OpfsStorageError('IO', `truncate ${name}: no such file`);
+      this.changed(name);
       handle.truncate(size);
     });
   }
 
   remove(name: string): Promise<void> {
     return this.serialize(name, async () => {
+      this.changed(name);
       this.closeHandle(name);
       await this.directory.removeEntry(name).catch((error: unknown) => {
         if ((error as { name?: string }).name !== 'NotFoundError') throw error;

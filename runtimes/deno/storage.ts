@@ -4,7 +4,7 @@
  * runtime. Deno cannot open a file with O_DSYNC, so `sync` fdatasyncs every append handle.
  */
 import { statfs } from 'node:fs/promises';
-import { DirectoryStorage, prepareStorageDirectory, type HostFile, type HostFileSystem } from '../../src/server/directory-storage.ts';
+import { DirectoryStorage, prepareStorageDirectory, type HostFile, type HostFileSystem, type HostReadFile } from '../../src/server/directory-storage.ts';
 
 export {
   LOCK_FILE_NAME,
@@ -55,6 +55,30 @@ export const denoFileSystem: HostFileSystem = {
       return await Deno.readFile(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+  },
+  async openRead(path): Promise<HostReadFile | undefined> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    try {
+      const sizeBytes = (await file.stat()).size;
+      return {
+        sizeBytes,
+        // The directory storage runs one read of a reader at a time, so seek and read stay paired.
+        async readAt(bytes, position) {
+          await file.seek(position, Deno.SeekMode.Start);
+          return (await file.read(bytes)) ?? 0;
+        },
+        close: async () => file.close(),
+      };
+    } catch (error) {
+      file.close();
       throw error;
     }
   },

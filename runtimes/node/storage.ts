@@ -6,7 +6,7 @@
 import { open, mkdir, readFile, readdir, rename, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
-import { DirectoryStorage, prepareStorageDirectory, type HostFile, type HostFileSystem } from '../../src/server/directory-storage.ts';
+import { DirectoryStorage, prepareStorageDirectory, type HostFile, type HostFileSystem, type HostReadFile } from '../../src/server/directory-storage.ts';
 import { isProcessAlive } from './process-liveness.ts';
 
 export {
@@ -45,6 +45,26 @@ export const nodeFileSystem: HostFileSystem = {
       return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+  },
+  async openRead(path): Promise<HostReadFile | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      const sizeBytes = (await handle.stat()).size;
+      return {
+        sizeBytes,
+        readAt: async (bytes, position) => (await handle.read(bytes, 0, bytes.byteLength, position)).bytesRead,
+        close: () => handle.close(),
+      };
+    } catch (error) {
+      await handle.close().catch(() => undefined);
       throw error;
     }
   },

@@ -8,7 +8,7 @@ import { decodeConfChange, decodeConfiguration } from './codec.ts';
 import { applyConfChange, ConfigurationHistory } from './membership.ts';
 import type { RaftStorage } from './storage.ts';
 import { limitEntriesBytes } from './storage.ts';
-import type { Configuration, Entry, Snapshot } from './types.ts';
+import type { Configuration, Entry, Snapshot, SnapshotMeta } from './types.ts';
 import { EntryType } from './types.ts';
 
 /** Entries read from storage per batch when rebuilding the configuration history at start. */
@@ -236,14 +236,24 @@ export class RaftLog {
     this.configurationChanged = true;
   }
 
-  /** The latest snapshot (its data may be released: see snapshotToSend). */
+  /** The latest snapshot (its data may be released: see snapshotChunk). */
   snapshot(): Snapshot {
     return this.unstableSnapshot ?? this.storage.snapshot();
   }
 
-  /** The snapshot the leader sends to a follower that needs compacted entries; undefined while its data is being read back. */
-  snapshotToSend(): Snapshot | undefined {
-    if (this.unstableSnapshot) return this.unstableSnapshot;
-    return this.storage.snapshotToSend ? this.storage.snapshotToSend() : this.storage.snapshot();
+  /** The snapshot the leader sends to a follower that needs compacted entries: its metadata and data size (the data is read a chunk at a time). */
+  snapshotToSend(): { meta: SnapshotMeta; dataBytes: number } {
+    if (this.unstableSnapshot) return { meta: this.unstableSnapshot.meta, dataBytes: this.unstableSnapshot.data.length };
+    const snapshot = this.storage.snapshot();
+    return { meta: snapshot.meta, dataBytes: this.storage.snapshotDataBytes ? this.storage.snapshotDataBytes() : snapshot.data.length };
+  }
+
+  /** Bytes [offset, offset + length) of the data of the snapshot at `index` (see RaftStorage.snapshotChunk). */
+  snapshotChunk(index: number, offset: number, length: number): Uint8Array | 'pending' | 'unavailable' {
+    const unstable = this.unstableSnapshot;
+    if (unstable && unstable.meta.index === index) return unstable.data.subarray(offset, offset + length);
+    if (this.storage.snapshotChunk) return this.storage.snapshotChunk(index, offset, length);
+    const snapshot = this.storage.snapshot();
+    return snapshot.meta.index === index ? snapshot.data.subarray(offset, offset + length) : 'unavailable';
   }
 }

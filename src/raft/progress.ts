@@ -6,7 +6,7 @@
  *   bytes in flight (one append always goes, however large, so a big entry cannot stall);
  * - snapshot: sending a snapshot in chunks, appends paused until it is installed.
  */
-import type { Snapshot } from './types.ts';
+import type { SnapshotMeta } from './types.ts';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
@@ -23,9 +23,16 @@ export class Progress {
   /** Entry bytes of each append in `inflight`, and their sum. */
   private inflightSizes: number[] = [];
   private inflightBytes = 0;
-  /** Snapshot state: the snapshot being sent and how many bytes the follower has confirmed. */
-  snapshot: Snapshot | undefined;
+  /**
+   * Snapshot state: the snapshot being sent (its data stays with storage, read a chunk at a time),
+   * its data size and how many bytes the follower has confirmed. One chunk is in flight at a time:
+   * the next goes when the follower confirmed the last.
+   */
+  snapshot: SnapshotMeta | undefined;
+  snapshotBytes = 0;
   snapshotAckedBytes = 0;
+  /** The chunk to send next was not in memory yet (storage answered 'pending'): ask again. */
+  snapshotChunkPending = false;
   /** Ticks since the last snapshot chunk was sent, to resend lost chunks. */
   snapshotIdleTicks = 0;
 
@@ -39,7 +46,7 @@ export class Progress {
 
   becomeProbe(): void {
     if (this.state === 'snapshot' && this.snapshot) {
-      this.next = Math.max(this.match + 1, this.snapshot.meta.index + 1);
+      this.next = Math.max(this.match + 1, this.snapshot.index + 1);
     } else {
       this.next = this.match + 1;
     }
@@ -51,9 +58,10 @@ export class Progress {
     this.reset('replicate');
   }
 
-  becomeSnapshot(snapshot: Snapshot): void {
+  becomeSnapshot(snapshot: SnapshotMeta, dataBytes: number): void {
     this.reset('snapshot');
     this.snapshot = snapshot;
+    this.snapshotBytes = dataBytes;
     this.snapshotAckedBytes = 0;
     this.snapshotIdleTicks = 0;
   }
@@ -63,7 +71,9 @@ export class Progress {
     this.probeSent = false;
     this.clearInflight();
     this.snapshot = undefined;
+    this.snapshotBytes = 0;
     this.snapshotAckedBytes = 0;
+    this.snapshotChunkPending = false;
   }
 
   /** A successful append response up to `index`. Returns true if match moved. */

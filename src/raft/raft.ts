@@ -294,7 +294,10 @@ export class RaftNode {
       this.leadTransferee = 0;
     }
     for (const [id, pr] of this.progress) {
-      if (pr.state === 'snapshot' && ++pr.snapshotIdleTicks >= 2 * this.heartbeatTicks) this.sendSnapshotChunk(id, pr);
+      if (pr.state !== 'snapshot') continue;
+      // A chunk not read yet is asked for again (in case the application's word was missed); one
+      // sent and not confirmed for two heartbeats is sent again.
+      if (pr.snapshotChunkPending || ++pr.snapshotIdleTicks >= 2 * this.heartbeatTicks) this.sendSnapshotChunk(id, pr);
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -711,12 +714,12 @@ export class RaftNode {
         break;
       case MessageType.SnapshotResponse:
         pr.recentActive = true;
-        if (pr.state !== 'snapshot' || !pr.snapshot || pr.snapshot.meta.index !== m.index) break;
+        if (pr.state !== 'snapshot' || !pr.snapshot || pr.snapshot.index !== m.index) break;
         if (m.reject) {
           pr.becomeProbe();
           break;
         }
-        if (m.rejectHint > pr.snapshotAckedBytes && m.rejectHint <= pr.snapshot.data.length) {
+        if (m.rejectHint > pr.snapshotAckedBytes && m.rejectHint <= pr.snapshotBytes) {
           pr.snapshotAckedBytes = m.rejectHint;
           this.sendSnapshotChunk(m.from, pr);
         } else if (m.rejectHint < pr.snapshotAckedBytes) {
@@ -744,7 +747,7 @@ export class RaftNode {
     const updated = pr.maybeUpdate(m.index);
     if (!updated && !(pr.match === m.index && pr.state === 'probe')) return;
     if (pr.state === 'probe') pr.becomeReplicate();
-    else if (pr.state === 'snapshot' && pr.snapshot && pr.match >= pr.snapshot.meta.index) pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.snapshot && pr.match >= pr.snapshot.index) pr.becomeReplicate();
     else if (pr.state === 'snapshot' && pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();
     if (this.maybeCommit()) {
       if (this.stepDownIfNotVoter()) return;
@@ -835,21 +838,50 @@ export class RaftNode {
 
   private startSnapshot(to: NodeId, pr: Progress): boolean {
     const snap = this.log.snapshotToSend();
-    if (!snap || snap.meta.index === 0) return false;
-    pr.becomeSnapshot(snap);
-    this.sendSnapshotChunk(to, pr);
+    if (snap.meta.index === 0) return false;
+    pr.becomeSnapshot(snap.meta, snap.dataBytes);
+    return this.sendSnapshotChunk(to, pr);
+  }
+
+  /**
+   * Sends the chunk after what the follower confirmed, asking storage for just that range: the
+   * leader holds one chunk per follower, not the snapshot. Returns whether a chunk was sent.
+   */
+  private sendSnapshotChunk(to: NodeId, pr: Progress): boolean {
+    const meta = pr.snapshot;
+    if (!meta) return false;
+    const offset = pr.snapshotAckedBytes;
+    const length = Math.min(pr.snapshotBytes - offset, this.snapshotChunkBytes);
+    assert(length >= 0, `snapshot chunk at ${offset} is past the end of the ${pr.snapshotBytes} bytes of the snapshot at index ${meta.index}`);
+    pr.snapshotIdleTicks = 0;
+    const data = this.log.snapshotChunk(meta.index, offset, length);
+    if (data === 'pending') {
+      pr.snapshotChunkPending = true;
+      return false;
+    }
+    pr.snapshotChunkPending = false;
+    if (data === 'unavailable') {
+      // A newer snapshot replaced it: the follower's next heartbeat response starts that one.
+      pr.becomeProbe();
+      pr.next = pr.match + 1;
+      return false;
+    }
+    assert(data.length === length, `storage gave ${data.length} bytes for the chunk of ${length} at ${offset} of the snapshot at index ${meta.index}`);
+    const m = emptyMessage(MessageType.Snapshot, this.id, to, this.term);
+    m.snapshot = { meta, offset, totalBytes: pr.snapshotBytes, data };
+    this.send(m);
     return true;
   }
 
-  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
-    const snap = pr.snapshot;
-    if (!snap) return;
-    const offset = pr.snapshotAckedBytes;
-    const end = Math.min(snap.data.length, offset + this.snapshotChunkBytes);
-    const m = emptyMessage(MessageType.Snapshot, this.id, to, this.term);
-    m.snapshot = { meta: snap.meta, offset, totalBytes: snap.data.length, data: snap.data.subarray(offset, end) };
-    pr.snapshotIdleTicks = 0;
-    this.send(m);
+  /**
+   * Chunks of a snapshot that storage answered 'pending' for may be in memory now (the
+   * application read them back): send them. Deterministic like every other input.
+   */
+  snapshotChunksReady(): void {
+    if (this.state !== 'leader') return;
+    for (const [id, pr] of this.progress) {
+      if (pr.state === 'snapshot' && pr.snapshotChunkPending) this.sendSnapshotChunk(id, pr);
+    }
   }
 
   private broadcastHeartbeat(): void {

@@ -23,12 +23,33 @@ export interface RaftStorage {
   lastIndex(): number;
   /** The latest snapshot (index 0 and empty data when there is none). */
   snapshot(): Snapshot;
+  /** Data bytes of the latest snapshot, also while its data is not in memory. Without this method, `snapshot().data.length`. */
+  snapshotDataBytes?(): number;
   /**
-   * The latest snapshot with its data, to send to a follower; undefined while its data is not in
-   * memory (the application keeps it on disk and reads it back when asked: the core tries again
-   * on the follower's next heartbeat response). Without this method, `snapshot()` is sent.
+   * Bytes [offset, offset + length) of the data of the snapshot at `index`, to send to a follower
+   * as one chunk: the bytes; 'pending' while they are not in memory (the application reads them
+   * from its copy and then calls `RaftNode.snapshotChunksReady`; the core also asks again on every
+   * tick); 'unavailable' when that snapshot cannot be read any more (a newer one replaced it: the
+   * core starts over with the latest). Without this method, chunks are cut from `snapshot().data`.
    */
-  snapshotToSend?(): Snapshot | undefined;
+  snapshotChunk?(index: number, offset: number, length: number): Uint8Array | 'pending' | 'unavailable';
+}
+
+/** A chunk of a snapshot's data the core asked for while it was not in memory (MemoryStorage.takeSnapshotChunksWanted). */
+export interface SnapshotChunkRequest {
+  index: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Chunks read for the core and not yet taken, at most: enough for a few followers being sent a
+ * snapshot at once (the core takes each as soon as it is told it is there).
+ */
+const SNAPSHOT_CHUNKS_HELD_MAX = 8;
+
+function chunkKey(index: number, offset: number, length: number): string {
+  return `${index}/${offset}/${length}`;
 }
 
 /** Bytes an entry counts for in size limits: its data plus a fixed header estimate. */
@@ -65,10 +86,20 @@ export class MemoryStorage implements RaftStorage {
   private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
   /** Data bytes of the entries held (the dummy holds none): what the retained log costs in memory. */
   private heldBytes = 0;
+  /** Data bytes of the snapshot, also while they are released. */
+  private snapDataBytes = 0;
   /** False while the snapshot's data was released (it is durable elsewhere). */
   private snapDataHeld = true;
-  /** Set when a snapshot was wanted for sending while its data was released. */
-  private snapDataWanted = false;
+  /**
+   * The snapshot before the latest, while its data was in memory when the latest replaced it: a
+   * follower being sent it can finish (released with the latest's data).
+   */
+  private previousSnap: Snapshot | undefined;
+  /** Chunks asked for while not in memory, not yet taken by the application (insertion order). */
+  private readonly chunksWanted = new Map<string, SnapshotChunkRequest>();
+  /** Chunks the application read (or found unavailable), until the core takes them. */
+  private readonly chunksHeld = new Map<string, Uint8Array | 'unavailable'>();
+  private chunksHeldBytes = 0;
 
   initialState(): { hardState: HardState; configuration: Configuration } {
     return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
@@ -109,35 +140,85 @@ export class MemoryStorage implements RaftStorage {
     return this.snap;
   }
 
-  snapshotToSend(): Snapshot | undefined {
-    if (this.snapDataHeld) return this.snap;
-    this.snapDataWanted = true;
-    return undefined;
+  snapshotDataBytes(): number {
+    return this.snapDataBytes;
+  }
+
+  snapshotChunk(index: number, offset: number, length: number): Uint8Array | 'pending' | 'unavailable' {
+    if (this.snapDataHeld && index === this.snap.meta.index) return this.snap.data.subarray(offset, offset + length);
+    if (this.previousSnap && index === this.previousSnap.meta.index) return this.previousSnap.data.subarray(offset, offset + length);
+    const key = chunkKey(index, offset, length);
+    const held = this.chunksHeld.get(key);
+    if (held !== undefined) {
+      this.chunksHeld.delete(key);
+      if (held !== 'unavailable') this.chunksHeldBytes -= held.length;
+      return held;
+    }
+    // Only the application reads a released snapshot back; a snapshot whose data this storage
+    // held and dropped (replaced by a newer one) is gone.
+    if (this.snapDataHeld || index > this.snap.meta.index) return 'unavailable';
+    this.chunksWanted.set(key, { index, offset, length });
+    return 'pending';
   }
 
   /**
    * Drops the snapshot's data from memory, keeping its metadata: the application stored it
-   * durably and gives it back (holdSnapshotData) when snapshotToSend asks for it.
+   * durably and reads chunks of it back when the core asks for them (takeSnapshotChunksWanted).
    */
   releaseSnapshotData(): void {
+    this.previousSnap = undefined;
     if (this.snap.meta.index === 0 || !this.snapDataHeld) return;
     this.snap = { meta: this.snap.meta, data: new Uint8Array(0) };
     this.snapDataHeld = false;
   }
 
-  /** Whether a follower asked for the released snapshot since the last call (then read it back). */
-  takeSnapshotDataWanted(): boolean {
-    const wanted = this.snapDataWanted;
-    this.snapDataWanted = false;
+  /** The chunks the core asked for, while the data was released, since the last call: read them and give them with holdSnapshotChunk. */
+  takeSnapshotChunksWanted(): SnapshotChunkRequest[] {
+    const wanted = [...this.chunksWanted.values()];
+    this.chunksWanted.clear();
     return wanted;
   }
 
-  /** Gives back the released data of the snapshot at `index`; false (nothing changes) if the snapshot is another by now. */
-  holdSnapshotData(index: number, data: Uint8Array): boolean {
-    if (this.snapDataHeld || index !== this.snap.meta.index) return false;
-    this.snap = { meta: this.snap.meta, data };
+  /**
+   * Gives the core a chunk it asked for (then call RaftNode.snapshotChunksReady), or says that
+   * its snapshot cannot be read any more. Holds at most a few chunks: the oldest goes first.
+   */
+  holdSnapshotChunk(request: SnapshotChunkRequest, data: Uint8Array | 'unavailable'): void {
+    if (data !== 'unavailable' && data.length !== request.length) {
+      throw new RaftError('INVALID_ARGUMENT', `chunk at ${request.offset} of the snapshot at index ${request.index} has ${data.length} bytes, not ${request.length}`);
+    }
+    const key = chunkKey(request.index, request.offset, request.length);
+    this.dropHeldChunk(key);
+    this.chunksHeld.set(key, data);
+    if (data !== 'unavailable') this.chunksHeldBytes += data.length;
+    while (this.chunksHeld.size > SNAPSHOT_CHUNKS_HELD_MAX) this.dropHeldChunk(this.chunksHeld.keys().next().value!);
+  }
+
+  /** Drops the chunks read and not taken (the node stopped leading: nobody will ask for them). */
+  dropSnapshotChunks(): void {
+    this.chunksHeld.clear();
+    this.chunksWanted.clear();
+    this.chunksHeldBytes = 0;
+  }
+
+  /** Bytes of snapshot data held in memory: the snapshot's (unless released), the previous one's, and chunks read for the core. */
+  snapshotHeldBytes(): number {
+    return this.snap.data.length + (this.previousSnap?.data.length ?? 0) + this.chunksHeldBytes;
+  }
+
+  private dropHeldChunk(key: string): void {
+    const held = this.chunksHeld.get(key);
+    if (held === undefined) return;
+    this.chunksHeld.delete(key);
+    if (held !== 'unavailable') this.chunksHeldBytes -= held.length;
+  }
+
+  /** A new snapshot replaces the latest: keep the latest's data (when held) for followers being sent it. */
+  private replaceSnapshot(next: Snapshot): void {
+    this.previousSnap = this.snapDataHeld && this.snap.meta.index > 0 ? this.snap : undefined;
+    this.snap = next;
+    this.snapDataBytes = next.data.length;
     this.snapDataHeld = true;
-    return true;
   }
 
   /** Data bytes of the entries this storage holds (see entrySizeBytes for what a limit counts). */
@@ -180,8 +261,7 @@ export class MemoryStorage implements RaftStorage {
     if (s.meta.index <= this.snap.meta.index) {
       throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${s.meta.index} is not newer than the stored one at ${this.snap.meta.index}`);
     }
-    this.snap = { meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data };
-    this.snapDataHeld = true;
+    this.replaceSnapshot({ meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data });
     this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
     this.heldBytes = 0;
     if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
@@ -196,8 +276,7 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot at index ${index} is not newer than the stored one at ${this.snap.meta.index}`);
     }
     if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
-    this.snap = { meta: { index, term: this.term(index), configuration: cloneConfiguration(configuration) }, data };
-    this.snapDataHeld = true;
+    this.replaceSnapshot({ meta: { index, term: this.term(index), configuration: cloneConfiguration(configuration) }, data });
     return this.snap;
   }
 

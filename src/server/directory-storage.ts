@@ -9,7 +9,7 @@
  * Every operation on a file runs after the previous one on that file finished, because
  * concurrent writes to one file may land in any order.
  */
-import type { DurableStorage } from '../runtime.ts';
+import type { DurableFileReader, DurableStorage } from '../runtime.ts';
 
 /** File names longer than this are refused (most file systems stop at 255 bytes). */
 export const STORAGE_NAME_BYTES_MAX = 200;
@@ -29,6 +29,15 @@ export interface HostFile {
   close(): Promise<void>;
 }
 
+/** A file opened for reading at any position. */
+export interface HostReadFile {
+  /** The file's size when it was opened. */
+  readonly sizeBytes: number;
+  /** Reads into `bytes` from byte `position`; returns the bytes read (0 at the end of the file). */
+  readAt(bytes: Uint8Array, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 /** The file primitives a host gives the storage. Paths are the host's; `join` builds them. */
 export interface HostFileSystem {
   /** This process's id: temporary files carry it, so that a later start knows whose they are. */
@@ -42,6 +51,11 @@ export interface HostFileSystem {
   makeDirectory(directory: string): Promise<void>;
   /** The whole file, or undefined when there is none. */
   readFile(path: string): Promise<Uint8Array | undefined>;
+  /**
+   * Optional: opens `path` for reads at any position, undefined when it does not exist. The open
+   * file stays readable after a rename over it or its removal (POSIX keeps the inode).
+   */
+  openRead?(path: string): Promise<HostReadFile | undefined>;
   /** Opens `path` for appending, creating it if missing. */
   openAppend(path: string): Promise<HostFile>;
   /**
@@ -89,6 +103,8 @@ export class DirectoryStorage implements DurableStorage {
   private readonly inPlaceHandles = new Map<string, HostFile>();
   /** Set where the host can write in place (see DurableStorage.writeAt). */
   readonly writeAt?: (name: string, offset: number, bytes: Uint8Array) => Promise<void>;
+  /** Set where the host can read at any position (see DurableStorage.openReader). */
+  readonly openReader?: (name: string) => Promise<DurableFileReader | undefined>;
   /** Truncated through an append handle since its last fdatasync (appends alone may not need one). */
   private readonly namesNeedingDataSync = new Set<string>();
   /** Files created by this process whose directory entry is not yet durable. */
@@ -108,6 +124,7 @@ export class DirectoryStorage implements DurableStorage {
     private readonly files: HostFileSystem,
   ) {
     if (files.openInPlace) this.writeAt = (name, offset, bytes) => this.writeInPlace(name, offset, bytes);
+    if (files.openRead) this.openReader = (name) => this.openRangeReader(name);
   }
 
   /** Free bytes for this user on the directory's file system. */
@@ -122,6 +139,24 @@ export class DirectoryStorage implements DurableStorage {
       } catch (error) {
         throw this.ioError(`read ${name}`, error);
       }
+    });
+  }
+
+  /**
+   * The open file is the one `name` held when the open's turn came (after the operations on
+   * `name` called before it); a later replace or removal leaves it readable. Its reads are not
+   * queued behind other operations on `name`: they read that file, not the name.
+   */
+  private openRangeReader(name: string): Promise<DurableFileReader | undefined> {
+    return this.serialize(name, { changes: false }, async () => {
+      let file: HostReadFile | undefined;
+      try {
+        file = await this.files.openRead!(this.path(name));
+      } catch (error) {
+        throw this.ioError(`open ${name} for reading`, error);
+      }
+      if (!file) return undefined;
+      return rangeReader(name, file, (what, error) => this.ioError(what, error), () => this.assertOpen());
     });
   }
 
@@ -386,6 +421,52 @@ export function validateStorageName(name: string): void {
       `invalid storage file name ${JSON.stringify(name)}: use 1..${STORAGE_NAME_BYTES_MAX} bytes without '/', '\\' or NUL, not starting with '.', not ${LOCK_FILE_NAME}`,
     );
   }
+}
+
+function rangeReader(
+  name: string,
+  file: HostReadFile,
+  ioError: (what: string, error: unknown) => StorageError,
+  assertOpen: () => void,
+): DurableFileReader {
+  let closed = false;
+  // One read at a time: a host may implement a positioned read as seek, then read.
+  let tail: Promise<unknown> = Promise.resolve();
+  const read = async (offset: number, length: number): Promise<Uint8Array> => {
+    assertOpen();
+    if (closed) throw new StorageError('CLOSED', `read ${name}: the reader is closed`);
+    const end = Math.min(file.sizeBytes, offset + length);
+    const bytes = new Uint8Array(Math.max(0, end - offset));
+    let done = 0;
+    try {
+      while (done < bytes.length) {
+        const n = await file.readAt(bytes.subarray(done), offset + done);
+        if (n <= 0) break;
+        done += n;
+      }
+    } catch (error) {
+      throw ioError(`read ${name} at byte ${offset}`, error);
+    }
+    if (done < bytes.length) throw new StorageError('IO', `read ${name}: it ended at byte ${offset + done}, before ${end}`);
+    return bytes;
+  };
+  return {
+    sizeBytes: file.sizeBytes,
+    read(offset, length) {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        return Promise.reject(new StorageError('IO', `read ${name}: offset and length must be non-negative integers, got ${offset} and ${length}`));
+      }
+      const result = tail.then(() => read(offset, length));
+      tail = result.catch(() => undefined);
+      return result;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await tail;
+      await file.close();
+    },
+  };
 }
 
 async function writeAll(file: HostFile, bytes: Uint8Array): Promise<void> {

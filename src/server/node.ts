@@ -48,6 +48,7 @@ import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
+import { SnapshotChunkReader } from './snapshot-chunk-reader.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
 import type { TypedValue } from '../protocol/index.ts';
@@ -55,8 +56,6 @@ import { jsHeapBytes, type NodeMemory } from './memory-usage.ts';
 
 export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts';
 
-/** How long a snapshot read back from disk for a follower stays in memory. */
-const SNAPSHOT_HELD_MS = 10_000;
 /** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
 const GARBAGE_COLLECTION_DELAY_MS = 100;
 
@@ -80,6 +79,8 @@ export class ClusterNode implements GatewayHost {
   private readonly transport: PeerTransport;
   private readonly fsm: StateMachine;
   private readonly snapshots: SnapshotWriter;
+  /** Reads chunks of the snapshot file for followers being sent it. */
+  private readonly snapshotChunks: SnapshotChunkReader;
   private readonly waits: BoundedWait;
   private readonly appliedWaiters = new AppliedWaiters();
   private readonly reads: ReadBarrier;
@@ -108,8 +109,6 @@ export class ClusterNode implements GatewayHost {
   private stopping: Promise<void> | undefined;
   private fatalError: Error | undefined;
   private snapshotCount = 0;
-  private readingSnapshot = false;
-  private snapshotRelease: TimerHandle | undefined;
   private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
@@ -228,6 +227,18 @@ export class ClusterNode implements GatewayHost {
       },
     );
     this.handOver = new HandOverPolicy(this.address === '', this.settings.leaderWithoutAddressHandOverMs);
+    this.snapshotChunks = new SnapshotChunkReader({
+      log: this.log,
+      memory: this.memory,
+      clock,
+      chunksReady: () => {
+        if (this.stopped || !this.raft) return;
+        this.raft.snapshotChunksReady();
+        this.snapshotChunks.readWanted();
+        this.loop.schedule();
+      },
+      write: this.write,
+    });
     this.snapshots = new SnapshotWriter({
       log: this.log,
       memory: this.memory,
@@ -336,7 +347,7 @@ export class ClusterNode implements GatewayHost {
       this.raft.tick();
       this.handOverIfDue();
       if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
-      this.readBackSnapshotIfWanted();
+      this.snapshotChunks.readWanted();
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
@@ -374,7 +385,8 @@ export class ClusterNode implements GatewayHost {
     }
     this.raft.step(message);
     if (type === MessageType.AppendResponse) this.metrics.writes.committed(this.raft.committedIndex());
-    if (type === MessageType.HeartbeatResponse) this.readBackSnapshotIfWanted();
+    // A follower's answer may have asked for the next chunk of a snapshot (or its first).
+    if (type === MessageType.HeartbeatResponse || type === MessageType.SnapshotResponse || type === MessageType.AppendResponse) this.snapshotChunks.readWanted();
     this.loop.schedule();
   }
 
@@ -395,36 +407,11 @@ export class ClusterNode implements GatewayHost {
       if (!this.unsafe.statementsBeforeTermApplied) this.termStartIndex = this.raft.status().lastIndex;
     }
     if (wasLeader && soft.state !== 'leader') {
+      this.memory.dropSnapshotChunks();
       this.fsm.abortPending('this node is no longer the leader');
       this.reads.rejectAll();
       this.appliedWaiters.rejectAll(leadershipLost('this node stopped being the leader while waiting for the log'));
     }
-  }
-
-  /**
-   * A follower needs the snapshot, whose bytes are only on disk (docs/memory.md): read them back
-   * and keep them for SNAPSHOT_HELD_MS, long enough for every follower behind to start on the
-   * same copy (one that is receiving it keeps its own reference until done).
-   */
-  private readBackSnapshotIfWanted(): void {
-    if (this.stopped || this.readingSnapshot || !this.memory.takeSnapshotDataWanted()) return;
-    this.readingSnapshot = true;
-    void this.log
-      .readSnapshot()
-      .then(
-        (snapshot) => {
-          if (this.stopped || !snapshot || !this.memory.holdSnapshotData(snapshot.meta.index, snapshot.data)) return;
-          this.snapshotRelease?.cancel();
-          this.snapshotRelease = this.runtime.clock.setTimeout(() => {
-            this.memory.releaseSnapshotData();
-            this.collectGarbageSoon();
-          }, SNAPSHOT_HELD_MS);
-        },
-        (error: unknown) => this.write(`could not read the snapshot back to send it to a follower: ${(error as Error).message}`),
-      )
-      .finally(() => {
-        this.readingSnapshot = false;
-      });
   }
 
   /**
@@ -711,7 +698,7 @@ export class ClusterNode implements GatewayHost {
     return {
       logBytes: this.memory.entriesBytes(),
       databasesBytes: this.engine.filesBytes(),
-      snapshotBytes: this.memory.snapshot().data.length + this.snapshots.heldBytes,
+      snapshotBytes: this.memory.snapshotHeldBytes() + this.snapshots.heldBytes + this.snapshotChunks.heldBytes,
       wasmBytes: this.engine.wasmBytes(),
       jsHeapBytes: jsHeapBytes(),
     };
@@ -746,7 +733,6 @@ export class ClusterNode implements GatewayHost {
     this.liveQueries.close();
     this.loop?.stop();
     this.ticker?.cancel();
-    this.snapshotRelease?.cancel();
     for (const gateway of this.gateways) gateway.close();
     this.transport.close();
     this.followerReads.rejectAll();
@@ -754,6 +740,7 @@ export class ClusterNode implements GatewayHost {
     // The storage may be closed once this resolves: no snapshot or log write may still be writing to it.
     await this.loop?.idle();
     await this.snapshots.idle();
+    await this.snapshotChunks.stop();
     this.closedSignal.resolve();
   }
 }

@@ -339,6 +339,42 @@ export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array {
   return bytes;
 }
 
+/** What the header of a snapshot file says, to read its data a range at a time (see encodeSnapshotFile). */
+export interface SnapshotFileHeader {
+  meta: Snapshot['meta'];
+  /** Where the data starts in the file. */
+  dataOffset: number;
+  /** CRC-32 of the whole data. */
+  dataCrc: number;
+}
+
+/** Bytes of a snapshot file's header before its metadata: where its length is. */
+export const SNAPSHOT_FILE_META_LENGTH_BYTES = 4;
+
+/**
+ * The header of a snapshot file from its first bytes: `prefix` holds at least the first 4 (the
+ * metadata's length); answers the total header length needed when `prefix` is shorter than it, or
+ * a sentence saying why the bytes are not a snapshot file's header.
+ */
+export function decodeSnapshotFileHeader(prefix: Uint8Array): SnapshotFileHeader | { headerBytes: number } | string {
+  if (prefix.length < SNAPSHOT_FILE_META_LENGTH_BYTES) return `it has only ${prefix.length} bytes`;
+  const view = new DataView(prefix.buffer, prefix.byteOffset, prefix.byteLength);
+  const metaBytes = view.getUint32(0, true);
+  if (prefix.length < 12 + metaBytes) return { headerBytes: 12 + metaBytes };
+  const meta = prefix.subarray(4, 4 + metaBytes);
+  if (crc32(meta) !== view.getUint32(8 + metaBytes, true)) return 'its metadata fails its checksum';
+  let parsed: Snapshot['meta'];
+  try {
+    parsed = JSON.parse(utf8Decoder.decode(meta)) as Snapshot['meta'];
+  } catch (error) {
+    return `its metadata is not JSON (${(error as Error).message})`;
+  }
+  if (!Number.isSafeInteger(parsed.index) || !Number.isSafeInteger(parsed.term) || !parsed.configuration) {
+    return 'its metadata lacks an index, a term or a configuration';
+  }
+  return { meta: parsed, dataOffset: 12 + metaBytes, dataCrc: view.getUint32(4 + metaBytes, true) };
+}
+
 /** The snapshot, or a sentence saying why the bytes are not a whole snapshot file. */
 export function decodeSnapshotFile(bytes: Uint8Array): Snapshot | string {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -15,7 +15,7 @@
  * fsync the kernel may have dropped the dirty pages and a retry would report success for data
  * that is not on disk ("fsyncgate"), so nothing is retried.
  */
-import type { DurableStorage } from '../runtime.ts';
+import type { DurableFileReader, DurableStorage } from '../runtime.ts';
 import type { Entry, HardState, Snapshot } from '../raft/index.ts';
 import {
   decodeMeta,
@@ -384,13 +384,26 @@ export class RaftLog {
     await this.guard('remove compacted segments', () => this.compact(compactIndex));
   }
 
-  /** The snapshot file read back (to send it to a follower after its data left memory); undefined when there is none. */
-  async readSnapshot(): Promise<Snapshot | undefined> {
-    const bytes = await this.storage.read('snapshot');
+  /**
+   * The snapshot file opened for ranged reads (to send it to a follower a chunk at a time after
+   * its data left memory); undefined when there is none. Where the storage has no ranged reads,
+   * the whole file is read and held by the reader until it is closed.
+   */
+  async openSnapshotReader(): Promise<DurableFileReader | undefined> {
+    if (this.storage.openReader) return this.storage.openReader('snapshot');
+    let bytes = await this.storage.read('snapshot');
     if (!bytes) return undefined;
-    const decoded = decodeSnapshotFile(bytes);
-    if (typeof decoded === 'string') throw new RaftLogCorruptError('snapshot', 0, `the snapshot cannot be read: ${decoded}`);
-    return decoded;
+    const sizeBytes = bytes.length;
+    return {
+      sizeBytes,
+      read: async (offset, length) => {
+        if (!bytes) throw new RaftLogError('RAFT_LOG', 'read the snapshot: the reader is closed');
+        return bytes.slice(offset, Math.min(sizeBytes, offset + length));
+      },
+      close: async () => {
+        bytes = undefined;
+      },
+    };
   }
 
   /** After installing a snapshot from the leader, the whole local log is superseded. */

@@ -19,8 +19,13 @@ const TABLES = (() => {
 })();
 
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  return crc32Update(0, bytes, start, end);
+}
+
+/** The CRC-32 of what `previous` (0 for nothing) is the CRC of, followed by bytes [start, end): a checksum over pieces read one at a time. */
+export function crc32Update(previous: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
   const t = TABLES;
-  let crc = 0xffffffff;
+  let crc = (previous ^ 0xffffffff) >>> 0;
   let i = start;
   for (; i + 8 <= end; i += 8) {
     const lo = (crc ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))) >>> 0;

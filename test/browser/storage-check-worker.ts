@@ -29,6 +29,20 @@ async function check(open: () => Promise<DurableStorage & { close(): Promise<voi
   await storage.remove('meta');
   await storage.remove('meta');
   result.afterRemove = await storage.list();
+  await storage.writeAtomic('snap', enc('0123456789'));
+  const reader = await storage.openReader!('snap');
+  result.rangeSize = reader?.sizeBytes;
+  result.range = text(await reader!.read(2, 5));
+  result.rangePastEnd = text(await reader!.read(8, 5));
+  result.rangeMissing = (await storage.openReader!('nothing')) === undefined;
+  await storage.writeAtomic('snap', enc('new'));
+  try {
+    result.rangeAfterReplace = text(await reader!.read(0, 3));
+  } catch {
+    result.rangeAfterReplace = 'rejected';
+  }
+  await reader!.close();
+  await storage.remove('snap');
   try {
     await storage.append('../escape', enc('x'));
     result.badName = 'accepted';

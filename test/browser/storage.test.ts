@@ -86,12 +86,17 @@ describe.skipIf(!chromium)(chromium ? 'browser storage in Chromium' : 'browser s
         replaced: 'two',
         listed: ['meta', 'seg'],
         afterRemove: ['seg'],
+        rangeSize: 10,
+        range: '23456',
+        rangePastEnd: '89',
+        rangeMissing: true,
         badName: 'INVALID_NAME',
         reopened: 'abcdXY',
       };
       expect(report).toEqual({
-        opfs: contract,
-        indexeddb: contract,
+        // A reader of a replaced file: OPFS cannot keep the old one and says so; IndexedDB holds it.
+        opfs: { ...contract, rangeAfterReplace: 'rejected' },
+        indexeddb: { ...contract, rangeAfterReplace: '012' },
         crash: { listed: ['meta'], meta: 'complete', other: null },
       });
     } finally {

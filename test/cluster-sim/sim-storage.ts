@@ -6,7 +6,7 @@
  * garbage (a torn write). Every operation takes virtual time; a crashed incarnation's handle
  * never completes anything again, as a dead process would not.
  */
-import type { DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
 import type { Prng } from '../sim/prng.ts';
 import type { FencedClock } from './scheduler.ts';
 
@@ -122,6 +122,12 @@ export class SimDisk {
     return file ? file.data.slice(0, file.length) : undefined;
   }
 
+  /** The file as it is now: a later replace or removal leaves it readable, as an open file on POSIX. */
+  openRead(name: string): { data: Uint8Array; length: number } | undefined {
+    const file = this.files.get(name);
+    return file ? { data: file.data, length: file.length } : undefined;
+  }
+
   replace(name: string, bytes: Uint8Array): void {
     const data = bytes.slice();
     this.files.set(name, { data, length: data.length, syncedLength: data.length, durableCopy: undefined });
@@ -185,6 +191,20 @@ class SimDiskHandle implements DurableStorage {
   async read(name: string): Promise<Uint8Array | undefined> {
     await this.wait(this.latency.readMs);
     return this.disk.read(name);
+  }
+
+  async openReader(name: string): Promise<DurableFileReader | undefined> {
+    await this.wait(this.latency.readMs);
+    const file = this.disk.openRead(name);
+    if (!file) return undefined;
+    return {
+      sizeBytes: file.length,
+      read: async (offset, length) => {
+        await this.wait(this.latency.readMs);
+        return file.data.slice(offset, Math.min(file.length, offset + length));
+      },
+      close: async () => undefined,
+    };
   }
 
   async writeAtomic(name: string, bytes: Uint8Array): Promise<void> {

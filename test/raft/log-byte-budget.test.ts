@@ -80,27 +80,56 @@ describe('log byte budget', () => {
 });
 
 describe('snapshot data released from memory', () => {
-  it('is asked back for when a follower needs it, and taken back only for the same snapshot', () => {
+  it('is asked for a chunk at a time when a follower needs it, each chunk handed over once', () => {
     const s = new MemoryStorage();
-    s.append(sized(1, 10, 1, () => 5));
+    s.append(sized(1, 12, 1, () => 5));
     s.createSnapshot(8, cfg, new Uint8Array([1, 2, 3]));
-    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([1, 2, 3]));
-    expect(s.takeSnapshotDataWanted()).toBe(false);
+    expect(s.snapshotChunk(8, 1, 2)).toEqual(new Uint8Array([2, 3]));
+    expect(s.takeSnapshotChunksWanted()).toEqual([]);
 
     s.releaseSnapshotData();
     expect(s.snapshot().meta.index).toBe(8);
     expect(s.snapshot().data.length).toBe(0);
-    expect(s.snapshotToSend()).toBeUndefined();
-    expect(s.takeSnapshotDataWanted()).toBe(true);
-    expect(s.takeSnapshotDataWanted()).toBe(false);
+    expect(s.snapshotDataBytes()).toBe(3);
+    expect(s.snapshotChunk(8, 0, 2)).toBe('pending');
+    expect(s.snapshotChunk(8, 0, 2)).toBe('pending');
+    expect(s.takeSnapshotChunksWanted()).toEqual([{ index: 8, offset: 0, length: 2 }]);
+    expect(s.takeSnapshotChunksWanted()).toEqual([]);
 
-    // Read back while a newer snapshot replaced it: refused, the newer one is asked for again.
-    expect(s.holdSnapshotData(7, new Uint8Array([9]))).toBe(false);
-    expect(s.snapshotToSend()).toBeUndefined();
-    expect(s.holdSnapshotData(8, new Uint8Array([1, 2, 3]))).toBe(true);
-    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([1, 2, 3]));
-    // A new snapshot holds its own data until released.
+    s.holdSnapshotChunk({ index: 8, offset: 0, length: 2 }, new Uint8Array([1, 2]));
+    expect(s.snapshotHeldBytes()).toBe(2);
+    expect(s.snapshotChunk(8, 0, 2)).toEqual(new Uint8Array([1, 2]));
+    // Taken: the storage holds it no longer, and asks for it again.
+    expect(s.snapshotHeldBytes()).toBe(0);
+    expect(s.snapshotChunk(8, 0, 2)).toBe('pending');
+    expect(() => s.holdSnapshotChunk({ index: 8, offset: 2, length: 1 }, new Uint8Array([3, 4]))).toThrow(/2 bytes, not 1/);
+    s.holdSnapshotChunk({ index: 8, offset: 2, length: 1 }, 'unavailable');
+    expect(s.snapshotChunk(8, 2, 1)).toBe('unavailable');
+    // A snapshot newer than the latest is not asked for.
+    expect(s.snapshotChunk(9, 0, 1)).toBe('unavailable');
+
+    // A new snapshot holds its own data until released; the one before, released, is the application's to read.
     s.createSnapshot(10, cfg, new Uint8Array([4]));
-    expect(s.snapshotToSend()?.data).toEqual(new Uint8Array([4]));
+    expect(s.snapshotChunk(10, 0, 1)).toEqual(new Uint8Array([4]));
+    expect(s.snapshotChunk(8, 0, 1)).toBe('unavailable');
+    // Data held when a newer snapshot replaced it stays for a follower being sent it, until released.
+    s.createSnapshot(11, cfg, new Uint8Array([5, 6]));
+    expect(s.snapshotChunk(10, 0, 1)).toEqual(new Uint8Array([4]));
+    s.releaseSnapshotData();
+    expect(s.snapshotChunk(10, 0, 1)).toBe('pending');
+    expect(s.snapshotChunk(11, 0, 2)).toBe('pending');
+    s.dropSnapshotChunks();
+    expect(s.takeSnapshotChunksWanted()).toEqual([]);
+  });
+
+  it('holds at most a few chunks read and not taken, dropping the oldest', () => {
+    const s = new MemoryStorage();
+    s.append(sized(1, 10, 1, () => 5));
+    s.createSnapshot(8, cfg, new Uint8Array(100));
+    s.releaseSnapshotData();
+    for (let offset = 0; offset < 10; offset++) s.holdSnapshotChunk({ index: 8, offset, length: 1 }, new Uint8Array([offset]));
+    expect(s.snapshotHeldBytes()).toBe(8);
+    expect(s.snapshotChunk(8, 0, 1)).toBe('pending');
+    expect(s.snapshotChunk(8, 9, 1)).toEqual(new Uint8Array([9]));
   });
 });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { crc32 } from '../../src/util/crc32.ts';
+import { crc32, crc32Update } from '../../src/util/crc32.ts';
 
 const reference = (bytes: Uint8Array): number => {
   let crc = 0xffffffff;
@@ -24,6 +24,21 @@ describe('crc32', () => {
         const start = bytes.length === 0 ? 0 : a % bytes.length;
         const end = start + (bytes.length === 0 ? 0 : b % (bytes.length - start + 1));
         expect(crc32(bytes, start, end)).toBe(reference(bytes.subarray(start, end)));
+      }),
+    );
+  });
+
+  test('over pieces one after the other, the same as over the whole', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.array(fc.nat(), { maxLength: 5 }), (bytes, cuts) => {
+        const points = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % bytes.length)))].sort((x, y) => x - y);
+        let crc = 0;
+        let from = 0;
+        for (const point of [...points, bytes.length]) {
+          crc = crc32Update(crc, bytes.subarray(from, point));
+          from = Math.max(from, point);
+        }
+        expect(crc).toBe(reference(bytes));
       }),
     );
   });

@@ -1,0 +1,196 @@
+/**
+ * Reads the chunks of the snapshot file the Raft core asks for, so the leader sends a follower a
+ * snapshot a chunk at a time from disk and holds about one chunk per follower, not the snapshot
+ * (docs/memory.md). The core asks storage for a range of the snapshot's data
+ * (`MemoryStorage.snapshotChunk`); while the data is on disk only, the answer is 'pending' and
+ * this reads that range from the file, hands it to storage and tells the core.
+ *
+ * The file is opened once per snapshot and kept open while chunks of it are asked for (and
+ * SNAPSHOT_READER_IDLE_MS after): on a POSIX file system a newer snapshot renamed over it leaves
+ * the open file readable, so a follower halfway through an older snapshot finishes it. A host
+ * that cannot keep the old file answers 'unavailable' for it and the core starts over with the
+ * latest.
+ *
+ * The data's checksum is computed over the chunks as they are read, in order: the chunk that ends
+ * the data is only given out once the whole data matched it, so a follower never installs a
+ * damaged snapshot (it installs on the last chunk).
+ */
+import type { MemoryStorage, SnapshotChunkRequest } from '../raft/index.ts';
+import type { Clock, DurableFileReader, TimerHandle } from '../runtime.ts';
+import { crc32Update } from '../util/crc32.ts';
+import type { RaftLog } from './raft-log.ts';
+import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type SnapshotFileHeader } from './raft-log-format.ts';
+
+/** How long a snapshot file stays open after the last chunk read from it. */
+export const SNAPSHOT_READER_IDLE_MS = 10_000;
+/** Snapshot files open at once: the latest, and the one before for a follower still being sent it. */
+const SNAPSHOT_READERS_MAX = 2;
+
+interface OpenSnapshot {
+  index: number;
+  file: DurableFileReader;
+  header: SnapshotFileHeader;
+  dataBytes: number;
+  /** Data bytes [0, verifiedBytes) were read in order; `crc` is their CRC-32. */
+  verifiedBytes: number;
+  crc: number;
+  lastReadMs: number;
+}
+
+export interface SnapshotChunkReaderHost {
+  log: Pick<RaftLog, 'openSnapshotReader'>;
+  memory: MemoryStorage;
+  clock: Pick<Clock, 'nowMs' | 'setTimeout'>;
+  /** Chunks were handed to storage: let the core send them (RaftNode.snapshotChunksReady) and process its Ready. */
+  chunksReady(): void;
+  /** One line for the node's log. */
+  write(line: string): void;
+}
+
+export class SnapshotChunkReader {
+  private readonly open: OpenSnapshot[] = [];
+  private readonly reading = new Set<string>();
+  /** The reads in progress, one after the other: the leader holds one chunk being read at a time. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private idleTimer: TimerHandle | undefined;
+  private stopped = false;
+  /** Bytes of chunks being read now (for tests and the memory report). */
+  private inFlightBytes = 0;
+  private inFlightBytesPeak = 0;
+
+  constructor(private readonly host: SnapshotChunkReaderHost) {}
+
+  /** The largest number of chunk bytes this reader held being read at once. */
+  get readBytesPeak(): number {
+    return this.inFlightBytesPeak;
+  }
+
+  get heldBytes(): number {
+    return this.inFlightBytes;
+  }
+
+  /** Reads the chunks the core asked for since the last call. */
+  readWanted(): void {
+    if (this.stopped) return;
+    for (const request of this.host.memory.takeSnapshotChunksWanted()) {
+      const key = `${request.index}/${request.offset}/${request.length}`;
+      if (this.reading.has(key)) continue;
+      this.reading.add(key);
+      const read = this.tail.then(() => this.readChunk(request));
+      this.tail = read.catch(() => undefined);
+      void read
+        .catch((error: unknown) => {
+          this.host.write(`could not read the snapshot at index ${request.index} to send it to a follower: ${(error as Error).message}`);
+          return 'unavailable' as const;
+        })
+        .then((answer) => {
+          this.reading.delete(key);
+          if (this.stopped) return;
+          this.host.memory.holdSnapshotChunk(request, answer);
+          this.host.chunksReady();
+        });
+    }
+  }
+
+  /** Closes the open files; later requests are not read. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.idleTimer?.cancel();
+    await this.tail;
+    await Promise.allSettled(this.open.splice(0).map((open) => open.file.close()));
+  }
+
+  private async readChunk(request: SnapshotChunkRequest): Promise<Uint8Array | 'unavailable'> {
+    if (this.stopped) return 'unavailable';
+    const open = await this.snapshotFile(request.index);
+    if (!open) return 'unavailable';
+    open.lastReadMs = this.host.clock.nowMs();
+    const end = request.offset + request.length;
+    if (end > open.dataBytes) throw new Error(`the chunk ${request.offset}..${end} is past the end of its ${open.dataBytes} bytes of data`);
+    if (end === open.dataBytes) {
+      // The chunk that completes the follower's copy: first make sure the data before it is whole.
+      while (open.verifiedBytes < request.offset) {
+        const length = Math.min(Math.max(request.length, 1), request.offset - open.verifiedBytes);
+        this.verify(open, open.verifiedBytes, await this.readData(open, open.verifiedBytes, length));
+      }
+    }
+    const data = await this.readData(open, request.offset, request.length);
+    this.verify(open, request.offset, data);
+    if (end === open.dataBytes && open.crc !== open.header.dataCrc) {
+      throw new Error(`the snapshot file fails its data checksum (its data is damaged): not sent`);
+    }
+    return data;
+  }
+
+  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<Uint8Array> {
+    this.inFlightBytes += length;
+    this.inFlightBytesPeak = Math.max(this.inFlightBytesPeak, this.inFlightBytes);
+    try {
+      const data = await open.file.read(open.header.dataOffset + offset, length);
+      if (data.length !== length) throw new Error(`read ${data.length} bytes at ${offset} of its data, not ${length}`);
+      return data;
+    } finally {
+      this.inFlightBytes -= length;
+    }
+  }
+
+  private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {
+    if (offset !== open.verifiedBytes) return;
+    open.crc = crc32Update(open.crc, data);
+    open.verifiedBytes += data.length;
+  }
+
+  /** The open file of the snapshot at `index`; opens the file when it is the latest snapshot. Undefined: that snapshot cannot be read any more. */
+  private async snapshotFile(index: number): Promise<OpenSnapshot | undefined> {
+    const known = this.open.find((open) => open.index === index);
+    if (known) return known;
+    if (index !== this.host.memory.snapshot().meta.index) return undefined;
+    // The core cuts the chunks by the size it knows: the last one must end the file's data.
+    return this.openLatest(index, this.host.memory.snapshotDataBytes());
+  }
+
+  private async openLatest(index: number, dataBytesExpected: number): Promise<OpenSnapshot | undefined> {
+    const file = await this.host.log.openSnapshotReader();
+    if (!file) return undefined;
+    try {
+      let header = decodeSnapshotFileHeader(await file.read(0, SNAPSHOT_FILE_META_LENGTH_BYTES));
+      if (typeof header === 'object' && 'headerBytes' in header) header = decodeSnapshotFileHeader(await file.read(0, header.headerBytes));
+      if (typeof header === 'string') throw new Error(`the snapshot file cannot be read: ${header}`);
+      if (!('meta' in header)) throw new Error('the snapshot file header is cut short');
+      if (header.meta.index !== index) {
+        // Replaced by another snapshot meanwhile: the core hears 'unavailable' and asks for the latest.
+        await file.close();
+        return undefined;
+      }
+      const dataBytes = file.sizeBytes - header.dataOffset;
+      if (dataBytes !== dataBytesExpected) {
+        throw new Error(`the snapshot file holds ${dataBytes} bytes of data, not the ${dataBytesExpected} of the snapshot at index ${index}`);
+      }
+      const open: OpenSnapshot = { index, file, header, dataBytes, verifiedBytes: 0, crc: 0, lastReadMs: this.host.clock.nowMs() };
+      this.open.push(open);
+      while (this.open.length > SNAPSHOT_READERS_MAX) await this.open.shift()!.file.close();
+      this.scheduleIdleClose();
+      return open;
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private scheduleIdleClose(): void {
+    if (this.idleTimer || this.stopped) return;
+    this.idleTimer = this.host.clock.setTimeout(() => {
+      this.idleTimer = undefined;
+      // Queued behind the reads, so that no read is cut off by the close.
+      this.tail = this.tail.then(async () => {
+        const now = this.host.clock.nowMs();
+        for (const open of [...this.open]) {
+          if (now - open.lastReadMs < SNAPSHOT_READER_IDLE_MS) continue;
+          this.open.splice(this.open.indexOf(open), 1);
+          await open.file.close().catch(() => undefined);
+        }
+        if (this.open.length > 0) this.scheduleIdleClose();
+      });
+    }, SNAPSHOT_READER_IDLE_MS);
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Sending a snapshot from disk a chunk at a time, on real files: two in-process nodes on real data
+ * directories, their Raft traffic over in-memory message channels. A follower far behind (a new
+ * one, and one restarted after the log moved on) catches up by snapshot while the leader reads
+ * only one chunk's range of its snapshot file at a time and never the whole file.
+ */
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { connect, type Database } from '../../src/client/index.ts';
+import type { DurableFileReader, DurableStorage, MessageChannel, Runtime } from '../../src/runtime.ts';
+import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
+import { Engine } from '../../wasm/index.ts';
+import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
+import { streamPair, until } from './harness.ts';
+
+const KiB = 1024;
+const chunkBytes = 64 * KiB;
+const settings: Partial<NodeOptions> = {
+  tickMs: 20,
+  snapshotThresholdEntries: 16,
+  snapshotTrailingEntries: 4,
+  limits: { snapshotChunkBytesMax: chunkBytes, logTrailingBytesMax: 64 * KiB, appendBytesMax: 64 * KiB },
+};
+
+/** Two connected message channels; each send arrives whole, later, in order. */
+function channelPair(leftAddress: string, rightAddress: string): [MessageChannel, MessageChannel] {
+  const make = (remoteAddress: string) => {
+    const handlers: ((message: Uint8Array) => void)[] = [];
+    const closes: ((error?: Error) => void)[] = [];
+    let closed = false;
+    let peer!: { deliver(message: Uint8Array): void; end(): void };
+    const end = (): void => {
+      if (closed) return;
+      closed = true;
+      setImmediate(() => closes.forEach((h) => h()));
+    };
+    const channel: MessageChannel = {
+      send(message) {
+        if (closed) return false;
+        const copy = message.slice();
+        setImmediate(() => peer.deliver(copy));
+        return true;
+      },
+      onMessage: (handler) => void handlers.push(handler),
+      onClose: (handler) => void closes.push(handler),
+      close() {
+        end();
+        setImmediate(() => peer.end());
+      },
+      remoteAddress,
+    };
+    return {
+      channel,
+      deliver: (message: Uint8Array) => {
+        if (!closed) handlers.forEach((h) => h(message));
+      },
+      end,
+      connect(other: { deliver(message: Uint8Array): void; end(): void }) {
+        peer = other;
+      },
+    };
+  };
+  const left = make(rightAddress);
+  const right = make(leftAddress);
+  left.connect(right);
+  right.connect(left);
+  return [left.channel, right.channel];
+}
+
+/** What the leader read of its snapshot file. */
+interface SnapshotReads {
+  wholeReads: number;
+  ranges: { offset: number; length: number }[];
+  concurrent: number;
+  concurrentMax: number;
+  bytes: number;
+}
+
+/** The real directory storage, with every read of the snapshot file counted. */
+function countSnapshotReads(storage: DurableStorage, reads: SnapshotReads): DurableStorage {
+  const openReader = storage.openReader!;
+  return {
+    read: (name) => {
+      if (name === 'snapshot') reads.wholeReads++;
+      return storage.read(name);
+    },
+    writeAtomic: (name, bytes) => storage.writeAtomic(name, bytes),
+    append: (name, bytes) => storage.append(name, bytes),
+    writeAt: storage.writeAt,
+    sync: (name) => storage.sync(name),
+    truncate: (name, size) => storage.truncate(name, size),
+    remove: (name) => storage.remove(name),
+    list: () => storage.list(),
+    async openReader(name): Promise<DurableFileReader | undefined> {
+      const file = await openReader(name);
+      if (!file || name !== 'snapshot') return file;
+      return {
+        sizeBytes: file.sizeBytes,
+        async read(offset, length) {
+          reads.ranges.push({ offset, length });
+          reads.concurrentMax = Math.max(reads.concurrentMax, ++reads.concurrent);
+          try {
+            const bytes = await file.read(offset, length);
+            reads.bytes += bytes.length;
+            return bytes;
+          } finally {
+            reads.concurrent--;
+          }
+        },
+        close: () => file.close(),
+      };
+    },
+  };
+}
+
+interface Member {
+  node: ClusterNode;
+  dir: string;
+  lines: string[];
+  closeStorage(): Promise<void>;
+}
+
+describe('a snapshot sent from disk a chunk at a time', () => {
+  const nodes = new Map<string, ClusterNode>();
+  const dirs: string[] = [];
+  const members: Member[] = [];
+  const clients: Database[] = [];
+
+  afterEach(async () => {
+    for (const db of clients.splice(0)) await db.close().catch(() => {});
+    for (const member of members.splice(0)) {
+      await member.node.stop().catch(() => {});
+      await member.closeStorage();
+    }
+    nodes.clear();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function runtimeFor(address: string): Runtime {
+    return {
+      ...nodeRuntime(),
+      dialWebSocket: async (url, options) => {
+        const target = nodes.get(new URL(url).host);
+        if (!target) throw new Error(`connection refused by ${url}`);
+        const [mine, theirs] = channelPair(address, new URL(url).host);
+        target.acceptPeer(theirs, { ...(options?.headers ?? {}) });
+        return mine;
+      },
+    };
+  }
+
+  async function start(id: number, address: string, dir: string, options: { bootstrap?: boolean; reads?: SnapshotReads }): Promise<Member> {
+    const base = await openDirectoryStorage(dir);
+    const storage = options.reads ? countSnapshotReads(base, options.reads) : base;
+    const lines: string[] = [];
+    const node = await ClusterNode.start({
+      id,
+      address,
+      runtime: runtimeFor(address),
+      storage,
+      engine: await Engine.create(),
+      clusterKey: 'test',
+      bootstrap: options.bootstrap ?? false,
+      log: (line) => void lines.push(line),
+      ...settings,
+    });
+    nodes.set(address, node);
+    const member = { node, dir, lines, closeStorage: () => base.close() };
+    members.push(member);
+    return member;
+  }
+
+  async function stop(member: Member): Promise<void> {
+    await member.node.stop();
+    await member.closeStorage();
+    nodes.delete(member.node.status().address);
+    members.splice(members.indexOf(member), 1);
+  }
+
+  async function clientOf(member: Member): Promise<Database> {
+    const db = await connect({
+      servers: ['127.0.0.1:1'],
+      database: 'app',
+      timeoutMs: 10_000,
+      dial: async () => {
+        const [clientSide, serverSide] = streamPair('client', '127.0.0.1:1');
+        member.node.acceptClient(serverSide);
+        return clientSide;
+      },
+    });
+    clients.push(db);
+    return db;
+  }
+
+  function newDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'dqlite-wasm-snapshot-send-'));
+    dirs.push(dir);
+    return dir;
+  }
+
+  test('a follower far behind catches up by snapshot; the leader reads one chunk range at a time, never the whole file', async () => {
+    const reads: SnapshotReads = { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0 };
+    const leader = await start(1, '127.0.0.1:1', newDir(), { bootstrap: true, reads });
+    await until('leadership', 10_000, () => leader.node.isLeader());
+    // Start-up read the (missing) snapshot file whole, as it must; from here on nothing may.
+    reads.wholeReads = 0;
+    const db = await clientOf(leader);
+    await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
+    // About 1.3 MB of rows: a snapshot of about 20 chunks.
+    for (let i = 1; i <= 40; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('a snapshot on disk', 10_000, () => leader.node.status().snapshots > 0 && leader.node.status().memory.snapshotBytes === 0);
+    const snapshotFileBytes = statSync(join(leader.dir, 'snapshot')).size;
+    expect(snapshotFileBytes).toBeGreaterThan(10 * chunkBytes);
+
+    // A new member has nothing: the leader's log no longer starts at 1, so it needs the snapshot.
+    const follower = await start(2, '127.0.0.1:2', newDir(), {});
+    await leader.node.addMember(2, '127.0.0.1:2');
+    await leader.node.assignRole(2, 'standby');
+    await until('the follower to catch up', 30_000, () => follower.node.status().appliedIndex >= leader.node.status().commitIndex);
+    expect(follower.lines.join('\n')).toMatch(/installed a snapshot/);
+
+    expect(reads.wholeReads).toBe(0);
+    expect(reads.concurrentMax).toBe(1);
+    expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
+    // Each byte of the file was read about once (the header, and a chunk again if one was lost).
+    expect(reads.bytes).toBeGreaterThanOrEqual(snapshotFileBytes - 1024);
+    expect(reads.bytes).toBeLessThan(2 * snapshotFileBytes);
+
+    // Restarted after the log moved on past what it has: again by snapshot, from the newer file.
+    await stop(follower);
+    for (let i = 1; i <= 40; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('a newer snapshot on disk', 10_000, () => leader.node.status().snapshotIndex > follower.node.status().appliedIndex + 16);
+    const readBefore = reads.bytes;
+    const restarted = await start(2, '127.0.0.1:2', follower.dir, {});
+    await until('the restarted follower to catch up', 30_000, () => restarted.node.status().appliedIndex >= leader.node.status().commitIndex);
+    expect(restarted.lines.join('\n')).toMatch(/installed a snapshot/);
+    expect(reads.bytes - readBefore).toBeGreaterThan(10 * chunkBytes);
+    expect(reads.wholeReads).toBe(0);
+    expect(reads.concurrentMax).toBe(1);
+    expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
+    // What the leader reports holding for snapshots stays within a chunk or two (none in flight now).
+    expect(leader.node.status().memory.snapshotBytes).toBeLessThanOrEqual(2 * chunkBytes);
+  }, 60_000);
+
+  test('a snapshot file whose data is damaged is not sent whole: the follower never installs it', async () => {
+    const leader = await start(1, '127.0.0.1:1', newDir(), { bootstrap: true });
+    await until('leadership', 10_000, () => leader.node.isLeader());
+    const db = await clientOf(leader);
+    await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
+    for (let i = 1; i <= 30; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('a snapshot on disk', 10_000, () => leader.node.status().snapshots > 0 && leader.node.status().memory.snapshotBytes === 0);
+    // Stop snapshots from replacing the file: no more writes. Flip one byte near the end of its data.
+    const path = join(leader.dir, 'snapshot');
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r+');
+    const byte = new Uint8Array(1);
+    readSync(fd, byte, 0, 1, size - 1000);
+    byte[0] = byte[0]! ^ 0x55;
+    writeSync(fd, byte, 0, 1, size - 1000);
+    closeSync(fd);
+
+    const follower = await start(2, '127.0.0.1:2', newDir(), {});
+    await leader.node.addMember(2, '127.0.0.1:2');
+    await leader.node.assignRole(2, 'standby');
+    await until('the leader to find the damage', 30_000, () => leader.lines.some((line) => /fails its data checksum/.test(line)));
+    expect(follower.lines.join('\n')).not.toMatch(/installed a snapshot/);
+    expect(follower.node.status().appliedIndex).toBeLessThan(leader.node.status().snapshotIndex);
+  }, 60_000);
+});
