@@ -9,7 +9,7 @@
  * Rounds write the same number of rows to both (`--rows`, default 3000), or, with `--rows 0`, run
  * for `--seconds` each (then each system writes what it manages).
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
- *                                [--source installed|build|ts] [--settle-ms 3000] [--node-flags "--max-semi-space-size=2"]
+ *                                [--source installed|build|ts] [--settle-ms 3000] [--idle-settle-ms 30000] [--node-flags "--max-semi-space-size=2"]
  *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]] [--malloc-tuned command|yes|no]
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
  * RSS per node against the database's size, then a follower killed, left behind by more than its
@@ -42,6 +42,11 @@ const WRITERS = Number(flag('writers', '8'));
 const VALUE_BYTES = Number(flag('value-bytes', '4096'));
 /** Time for the nodes to settle (snapshots written, garbage collected) before a measurement. */
 const SETTLE_MS = Number(flag('settle-ms', '3000'));
+/**
+ * Time an idle cluster runs before it is measured: a node started 3 s ago still holds some of
+ * its start-up (10 MiB more than 30 s later, measured), which a node left running has given back.
+ */
+const IDLE_SETTLE_MS = Number(flag('idle-settle-ms', '30000'));
 /**
  * What our nodes run. `installed` (default): what an installed package's users run, the
  * `dqlite-wasm` command (bin/dqlite-wasm, through node_modules/.bin) of a package made of this
@@ -154,8 +159,8 @@ interface Target {
   memory?: () => Promise<NodeMemory[]>;
 }
 
-async function measure(target: Target, label: string, work: { ops: number; errors: number }): Promise<Sample> {
-  await sleep(SETTLE_MS);
+async function measure(target: Target, label: string, work: { ops: number; errors: number }, settleMs = SETTLE_MS): Promise<Sample> {
+  await sleep(settleMs);
   const counted = await rows(target.servers);
   return {
     label,
@@ -171,7 +176,7 @@ async function run(target: Target): Promise<Sample[]> {
   const setup = await connect({ servers: target.servers, database: 'memory', timeoutMs: 30_000 });
   await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
   await setup.close();
-  const samples = [await measure(target, 'idle', { ops: 0, errors: 0 })];
+  const samples = [await measure(target, 'idle', { ops: 0, errors: 0 }, IDLE_SETTLE_MS)];
   console.log(`  ${target.system} ${line(samples[0]!)}`);
   for (let r = 1; r <= ROUNDS; r++) {
     process.stdout.write(`  ${target.system} round ${r} (${ROWS > 0 ? `${ROWS} rows, at most ${SECONDS} s` : `${SECONDS} s`}, ${WRITERS} writers)... `);
