@@ -7,21 +7,26 @@
  * three, when idle and after each round, each node's data directory size, and the ratios; for
  * dqlite-wasm also what the nodes say they hold (status.memory, docs/memory.md).
  * Rounds write the same number of rows to both (`--rows`, default 3000), or, with `--rows 0`, run
- * for `--seconds` each, as issue 22 measured (then each system writes what it manages).
+ * for `--seconds` each (then each system writes what it manages).
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
- *                                [--source build|ts] [--settle-ms 3000] [--node-flags "--max-semi-space-size=2"]
- *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]] [--malloc-tuned yes]
+ *                                [--source installed|build|ts] [--settle-ms 3000] [--idle-settle-ms 30000] [--node-flags "--max-semi-space-size=2"]
+ *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]] [--malloc-tuned command|yes|no]
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
  * RSS per node against the database's size, then a follower killed, left behind by more than its
  * trailing log, and restarted: how much the leader's RSS grows while the follower catches up.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect, type Database } from '../runtimes/node/client.ts';
-import { TestCluster, sleep, waitFor } from '../test/helpers/cluster.ts';
+import { TestCluster, sleep, waitFor, type ClusterOptions } from '../test/helpers/cluster.ts';
 import { startDqliteDemoCluster, type DqliteDemoCluster } from '../test/helpers/dqlite-demo.ts';
 import type { NodeMemory } from '../src/server/memory-usage.ts';
+import { ALLOCATOR_ENV_DEFAULTS } from '../bin/allocator.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,17 +42,33 @@ const WRITERS = Number(flag('writers', '8'));
 const VALUE_BYTES = Number(flag('value-bytes', '4096'));
 /** Time for the nodes to settle (snapshots written, garbage collected) before a measurement. */
 const SETTLE_MS = Number(flag('settle-ms', '3000'));
-/** `build`: the nodes run the compiled package (what `npm install` users run); `ts`: the sources through the TypeScript loader (about 24 MiB more per node). */
-const SOURCE = flag('source', 'build');
+/**
+ * Time an idle cluster runs before it is measured: a node started 3 s ago still holds some of
+ * its start-up (10 MiB more than 30 s later, measured), which a node left running has given back.
+ */
+const IDLE_SETTLE_MS = Number(flag('idle-settle-ms', '30000'));
+/**
+ * What our nodes run. `installed` (default): what an installed package's users run, the
+ * `dqlite-wasm` command (bin/dqlite-wasm, through node_modules/.bin) of a package made of this
+ * checkout's package.json, bin/dqlite-wasm and compiled dist/, so the launcher's allocator
+ * settings included. `build`: `node dist/bin/cli.js`, the compiled build without the launcher.
+ * `ts`: the sources through the TypeScript loader (about 24 MiB more per node).
+ */
+const SOURCE = flag('source', 'installed');
+const SOURCES = ['installed', 'build', 'ts'];
+if (!SOURCES.includes(SOURCE)) throw new Error(`--source must be one of ${SOURCES.join(', ')}, not "${SOURCE}"`);
 const MiB = 1024 * 1024;
 /** The large-database row: a database of this many MiB, bulk-loaded, then updated at random (0: skipped). */
 const LARGE_MB = Number(flag('large-mb', '0'));
 /**
- * `yes`: our nodes run with glibc's MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 (fewer
- * arenas, and every 256 KiB chunk mapped on its own, so freed memory goes back to the system;
- * docs/memory.md). dqlite runs as it is either way.
+ * glibc's allocator settings of our nodes (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072:
+ * fewer arenas, and every 256 KiB chunk mapped on its own, so freed memory goes back to the
+ * system; docs/memory.md). `command` (default): what the command gives them (`installed`: set by
+ * the launcher on Linux; `build` and `ts`: glibc's defaults); `yes`: set in their environment;
+ * `no`: glibc's defaults (DQLITE_WASM_TUNE_MALLOC=0 for the launcher). dqlite runs as it is.
  */
-const MALLOC_TUNED = flag('malloc-tuned', 'no') === 'yes';
+const MALLOC_TUNED = flag('malloc-tuned', 'command');
+if (!['command', 'yes', 'no'].includes(MALLOC_TUNED)) throw new Error(`--malloc-tuned must be command, yes or no, not "${MALLOC_TUNED}"`);
 /** `no`: only the large-database row. */
 const COMPARE = flag('compare', 'yes') !== 'no';
 const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
@@ -138,8 +159,8 @@ interface Target {
   memory?: () => Promise<NodeMemory[]>;
 }
 
-async function measure(target: Target, label: string, work: { ops: number; errors: number }): Promise<Sample> {
-  await sleep(SETTLE_MS);
+async function measure(target: Target, label: string, work: { ops: number; errors: number }, settleMs = SETTLE_MS): Promise<Sample> {
+  await sleep(settleMs);
   const counted = await rows(target.servers);
   return {
     label,
@@ -155,7 +176,7 @@ async function run(target: Target): Promise<Sample[]> {
   const setup = await connect({ servers: target.servers, database: 'memory', timeoutMs: 30_000 });
   await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
   await setup.close();
-  const samples = [await measure(target, 'idle', { ops: 0, errors: 0 })];
+  const samples = [await measure(target, 'idle', { ops: 0, errors: 0 }, IDLE_SETTLE_MS)];
   console.log(`  ${target.system} ${line(samples[0]!)}`);
   for (let r = 1; r <= ROUNDS; r++) {
     process.stdout.write(`  ${target.system} round ${r} (${ROWS > 0 ? `${ROWS} rows, at most ${SECONDS} s` : `${SECONDS} s`}, ${WRITERS} writers)... `);
@@ -201,8 +222,9 @@ async function updates(servers: string[], rows: number, seconds: number, count =
 
 async function largeDatabase(): Promise<void> {
   console.log(`\nlarge database: ${LARGE_MB} MiB bulk-loaded, then ${LARGE_UPDATE_SECONDS} s of random 4 KiB updates (dqlite-wasm, 3 nodes)`);
-  const cluster = await TestCluster.start({ nodes: 3, nodeFlags: NODE_FLAGS, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
+  const cluster = await TestCluster.start({ nodes: 3, ...ourNodes() });
   const pid = (i: number): number | undefined => cluster.nodes[i]!.process?.pid;
+  describeOurNodes([0, 1, 2].map(pid));
   try {
     const servers = cluster.addresses;
     const db = await connect({ servers, database: 'large', timeoutMs: 120_000 });
@@ -271,23 +293,83 @@ async function largeDatabase(): Promise<void> {
   }
 }
 
-/** Our node processes inherit this process's environment. */
-function tuneMalloc(): void {
-  if (!MALLOC_TUNED) return;
-  process.env.MALLOC_ARENA_MAX = '2';
-  process.env.MALLOC_MMAP_THRESHOLD_ = '131072';
-  console.log('our nodes run with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072');
+/**
+ * A package made of this checkout, laid out as `npm install` lays it out (package.json, bin/,
+ * dist/, and the command linked from node_modules/.bin); its command's path. Removed at exit.
+ */
+function installedCommand(): string {
+  const project = mkdtempSync(join(tmpdir(), 'dqlite-wasm-bench-package-'));
+  process.on('exit', () => rmSync(project, { recursive: true, force: true }));
+  const pkg = join(project, 'node_modules', 'dqlite-wasm');
+  mkdirSync(join(pkg, 'bin'), { recursive: true });
+  copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  // A copy, not a link: Node.js resolves a linked entry to the checkout, and there the command runs the TypeScript sources.
+  copyFileSync(join(ROOT, 'bin', 'dqlite-wasm'), join(pkg, 'bin', 'dqlite-wasm'));
+  symlinkSync(join(ROOT, 'dist'), join(pkg, 'dist'));
+  mkdirSync(join(project, 'node_modules', '.bin'));
+  symlinkSync('../dqlite-wasm/bin/dqlite-wasm', join(project, 'node_modules', '.bin', 'dqlite-wasm'));
+  return join(project, 'node_modules', '.bin', 'dqlite-wasm');
+}
+
+let ourNodeOptions: ClusterOptions | undefined;
+
+/** How our nodes start, per SOURCE and MALLOC_TUNED (they inherit this process's environment); builds once. */
+function ourNodes(): ClusterOptions {
+  if (ourNodeOptions) return ourNodeOptions;
+  if (SOURCE !== 'ts') {
+    console.log('building the package (tsc -p tsconfig.build.json)...');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  }
+  if (MALLOC_TUNED === 'yes') Object.assign(process.env, ALLOCATOR_ENV_DEFAULTS);
+  if (MALLOC_TUNED === 'no') {
+    for (const name of Object.keys(ALLOCATOR_ENV_DEFAULTS)) delete process.env[name];
+    process.env['DQLITE_WASM_TUNE_MALLOC'] = '0';
+  }
+  if (SOURCE === 'installed') {
+    // The command takes no Node.js flags: they go where Node.js reads them.
+    if (NODE_FLAGS.length > 0) process.env['NODE_OPTIONS'] = [process.env['NODE_OPTIONS'] ?? '', ...NODE_FLAGS].join(' ').trim();
+    ourNodeOptions = { command: installedCommand(), entry: [] };
+  } else {
+    ourNodeOptions = { nodeFlags: NODE_FLAGS, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) };
+  }
+  return ourNodeOptions;
+}
+
+const SOURCE_NAMES: Record<string, string> = {
+  installed: 'the dqlite-wasm command of the installed package',
+  build: 'node dist/bin/cli.js',
+  ts: 'the TypeScript sources through the loader',
+};
+
+/**
+ * Checks that what is measured is Node.js itself (not a launcher's shell) and says what our
+ * nodes run with, from the kernel's view of their environment.
+ */
+function describeOurNodes(pids: (number | undefined)[]): void {
+  for (const pid of pids) {
+    if (pid === undefined) continue;
+    const exe = readlinkSync(`/proc/${pid}/exe`);
+    if (!/\/node[^/]*$/.test(exe)) throw new Error(`node process ${pid} is ${exe}, not Node.js: its RSS would not be the node's`);
+  }
+  const environ = readFileSync(`/proc/${pids[0]}/environ`, 'utf8').split('\0');
+  const allocator = Object.keys(ALLOCATOR_ENV_DEFAULTS).map((name) => environ.find((entry) => entry.startsWith(`${name}=`)) ?? `${name} unset`);
+  console.log(`  our nodes run ${SOURCE_NAMES[SOURCE]}, allocator: ${allocator.join(' ')} (/proc/PID/environ)`);
+}
+
+/** RSS of an idle node and its parts: the JS heap (log, databases, snapshot within it), the WASM memory, and the rest (Node.js itself, allocator surplus). */
+function idleLine(rss: number, memory: NodeMemory | undefined): string {
+  if (!memory) return `${mib(rss)} MiB`;
+  const heap = memory.jsHeapBytes ?? 0;
+  return `${mib(rss)} MiB (js heap ${mib(heap)}, wasm ${mib(memory.wasmBytes)}, rest ${mib(rss - heap - memory.wasmBytes)})`;
 }
 
 async function main(): Promise<void> {
   if (!COMPARE) {
-    tuneMalloc();
-    if (SOURCE === 'build') execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
     await largeDatabase();
     return;
   }
   execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
-  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} rounds of ${ROWS > 0 ? `${ROWS} rows` : `${SECONDS} s`}, 3 nodes per system (ours from ${SOURCE === 'build' ? 'the compiled build' : 'the TypeScript sources'})`);
+  console.log(`memory benchmark: kvwrite, ${VALUE_BYTES}-byte values, ${WRITERS} writers, ${ROUNDS} rounds of ${ROWS > 0 ? `${ROWS} rows` : `${SECONDS} s`}, 3 nodes per system (ours: ${SOURCE_NAMES[SOURCE]})`);
   let dqlite: DqliteDemoCluster | undefined;
   let ours: TestCluster | undefined;
   const results = new Map<System, Sample[]>();
@@ -308,14 +390,11 @@ async function main(): Promise<void> {
     await demo.stop();
     dqlite = undefined;
 
+    const nodes = ourNodes();
     console.log('starting a 3-node dqlite-wasm cluster...');
-    tuneMalloc();
-    if (SOURCE === 'build') {
-      console.log('building the package (tsc -p tsconfig.build.json)...');
-      execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-    }
-    ours = await TestCluster.start({ nodes: 3, nodeFlags: NODE_FLAGS, ...(SOURCE === 'build' && { entry: ['dist/bin/cli.js'] }) });
+    ours = await TestCluster.start({ nodes: 3, ...nodes });
     const cluster = ours;
+    describeOurNodes(cluster.nodes.map((n) => n.process?.pid));
     results.set(
       'dqlite-wasm',
       await run({
@@ -358,9 +437,9 @@ async function main(): Promise<void> {
   }
   const last = mine[mine.length - 1]!;
   const idle = mine[0]!;
-  console.log('\ntargets (issue 22):');
+  console.log('\ntargets (docs/memory.md):');
   console.log(`  RSS after the workload ≤ 1.5× dqlite's: ${(sum(last.rssBytes) / sum(theirs[theirs.length - 1]!.rssBytes)).toFixed(2)}×`);
-  console.log(`  an idle node ≤ 70 MiB: ${idle.rssBytes.map(mib).join(', ')} MiB`);
+  console.log(`  an idle node ≤ 70 MiB: ${idle.rssBytes.map((rss, i) => `node ${i + 1} ${idleLine(rss, idle.memory?.[i])}`).join(', ')}`);
   console.log(`  one node's data dir ≤ 1.5× dqlite's: ${(Math.max(...last.dirBytes) / Math.max(...theirs[theirs.length - 1]!.dirBytes)).toFixed(2)}×`);
   if (LARGE_MB > 0) await largeDatabase();
 }

@@ -17,6 +17,7 @@ import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwi
 import type { MemberOptions, RunningMember } from '../src/server/startup.ts';
 import { runShellCommand } from '../runtimes/node/shell.ts';
 import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
+import { withAllocatorDefaults } from './allocator.ts';
 import { bannerText } from './banner.ts';
 import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
 import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
@@ -56,6 +57,9 @@ export const USAGE = `usage:
       --tls-client-cert websocket-optional: browsers without a client certificate may open
         WebSockets (peers still prove the cluster key); default "require".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
+      On Linux the command runs the node with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+      (glibc's allocator gives freed memory back); values already set are kept, and
+      DQLITE_WASM_TUNE_MALLOC=0 sets none.
       --admin-allow ADDR[,ADDR...]|none: who may add, assign, remove, transfer and weight without
       credentials (IPs, IPv4 blocks like 10.0.0.0/8, loopback; default loopback). Others need the
       cluster key (over the /dqlite WebSocket) or, with TLS, a client certificate.
@@ -287,7 +291,8 @@ async function cluster(flags: ParsedFlags): Promise<void> {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
     args.push(...(tls?.nodeArgs(i) ?? []));
-    const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // Spawned as `node bin/dqlite-wasm`, not through the launcher: the allocator settings are given here.
+    const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: withAllocatorDefaults(process.env, process.platform) });
     children.push(child);
     return child;
   };

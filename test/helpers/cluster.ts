@@ -47,6 +47,8 @@ export interface ClusterOptions {
   verbose?: boolean;
   /** What node runs (default the TypeScript sources through the loader); e.g. ['dist/bin/cli.js'] for the build. */
   entry?: string[];
+  /** The program started (default this Node.js), e.g. a `dqlite-wasm` command with `entry: []` and no nodeFlags. */
+  command?: string;
 }
 
 /** Ports come from outside the kernel's ephemeral range, reserved (see ports.ts). */
@@ -132,7 +134,7 @@ export class TestCluster {
       ...(this.options.extraArgs ?? []),
     ];
     if (index > 0) args.push('--join', this.nodes[0]!.address + ',' + this.nodes.filter((n) => n.index !== index).map((n) => n.address).join(','));
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.options.command ?? process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const record = (chunk: Buffer): void => {
       const text = chunk.toString();
       node.output.push(text);
