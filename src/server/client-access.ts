@@ -57,13 +57,18 @@ export class ClientAccess {
     return new ClientAccess(options.clusterKey, await deriveClientToken(options.clusterKey), parseOrigins(text), text);
   }
 
-  /** Checked before a `/dqlite` upgrade completes: undefined to accept, else the HTTP refusal. */
-  refusal(upgrade: ClientUpgrade): Refusal | undefined {
+  /**
+   * Checked before a `/dqlite` upgrade completes, and before an HTTP API request is answered
+   * (`what` names it in the refusal): undefined to accept, else the HTTP refusal. HTTP requests
+   * may also carry the token as `Authorization: Bearer TOKEN`, which a page's fetch can set.
+   */
+  refusal(upgrade: ClientUpgrade, what = "this node's dqlite protocol"): Refusal | undefined {
     const key = header(upgrade.headers, CLUSTER_KEY_HEADER);
     if (key !== undefined) {
       return constantTimeEqual(key, this.clusterKey) ? undefined : { status: 401, reason: 'wrong cluster key in x-dqlite-cluster-key' };
     }
-    const token = new URLSearchParams(upgrade.query ?? '').get(CLIENT_TOKEN_PARAMETER);
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header(upgrade.headers, 'authorization') ?? '')?.[1];
+    const token = new URLSearchParams(upgrade.query ?? '').get(CLIENT_TOKEN_PARAMETER) ?? bearer ?? null;
     if (token !== null) {
       return constantTimeEqual(token, this.token)
         ? undefined
@@ -75,7 +80,7 @@ export class ClientAccess {
     return {
       status: 403,
       reason:
-        `pages from ${origin} may not use this node's dqlite protocol: add ?${CLIENT_TOKEN_PARAMETER}=TOKEN to the URL ` +
+        `pages from ${origin} may not use ${what}: add ?${CLIENT_TOKEN_PARAMETER}=TOKEN to the URL ` +
         `(dqlite-wasm client-token prints it), or start the node with --allow-origin ${origin} (now: ${this.allowDescription})`,
     };
   }

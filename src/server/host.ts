@@ -8,6 +8,7 @@ import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { crc32 } from '../util/crc32.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
 import type { ClientAccess } from './client-access.ts';
+import type { ConnectionSecurity } from './startup.ts';
 import { PROMETHEUS_CONTENT_TYPE } from './metrics-registry.ts';
 import type { ClusterNode } from './node.ts';
 import { RaftLogCorruptError } from './raft-log.ts';
@@ -143,9 +144,43 @@ export function markAuthenticated(stream: ByteStream): ByteStream {
  * `GET /metrics` (Prometheus text format).
  */
 /** Every plain HTTP request: the rqlite-compatible API (`/db/*`, `/nodes`, `/readyz`), else the status answers. */
-export async function httpResponse(node: ClusterNode | undefined, request: HttpApiRequest, dialStream?: DialStream): Promise<HttpApiResponse> {
-  if (node && isHttpApiPath(request.path)) return httpApiFor(node, dialStream).answer(request);
-  return statusResponse(node, request.path);
+/**
+ * The HTTP API is judged as `/dqlite` is (`ClientAccess`): a browser page from an origin that is
+ * not allowed, without the client token, is refused before anything runs, so that no page a user
+ * visits can write to a node on their machine with a form post or a `fetch` in no-cors mode. A
+ * page that passes gets CORS headers, so it can read the answers. Requests without an Origin
+ * header (curl, rqlite clients, other programs) are not pages and pass, as on the TCP port.
+ */
+export async function httpResponse(
+  node: ClusterNode | undefined,
+  request: HttpApiRequest & { readonly connection?: ConnectionSecurity },
+  dialStream?: DialStream,
+  access?: ClientAccess,
+): Promise<HttpApiResponse> {
+  if (!node || !isHttpApiPath(request.path)) return statusResponse(node, request.path);
+  const originHeader = request.headers['origin'];
+  const origin = Array.isArray(originHeader) ? originHeader[0] : originHeader;
+  // A preflight grants nothing by itself (it carries no credentials); the request it clears is judged.
+  if (request.method === 'OPTIONS' && origin !== undefined) return { status: 204, headers: corsHeaders(origin, true), body: '' };
+  if (!request.connection?.secure) {
+    if (!access) return { status: 503, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: 'the node is starting: try again' }) };
+    const refusal = access.refusal({ headers: request.headers, query: request.query }, "this node's HTTP API");
+    if (refusal) return { status: refusal.status, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: refusal.reason }) };
+  }
+  const answer = await httpApiFor(node, dialStream).answer(request);
+  return origin === undefined ? answer : { ...answer, headers: { ...answer.headers, ...corsHeaders(origin, false) } };
+}
+
+function corsHeaders(origin: string, preflight: boolean): Record<string, string> {
+  return {
+    'access-control-allow-origin': origin,
+    vary: 'origin',
+    ...(preflight && {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': 'authorization, content-type, x-dqlite-cluster-key',
+      'access-control-max-age': '600',
+    }),
+  };
 }
 
 /** `GET /health` (200 once a leader is known) and `GET /metrics` (the node's status as JSON). */

@@ -94,7 +94,7 @@ export interface ListenHandlers {
   checkUpgrade(request: UpgradeInfo): { status: number; reason: string } | undefined;
   onWebSocket(channel: MessageChannel, request: UpgradeInfo): void;
   /** Status pages and the HTTP API (src/http/); `body` is read by the API's writes. */
-  onHttp(request: HttpApiRequest): Promise<HttpApiResponse>;
+  onHttp(request: HttpApiRequest & { readonly connection?: ConnectionSecurity }): Promise<HttpApiResponse>;
 }
 
 /** The mutual TLS a host's listener and dialers use. */
@@ -223,7 +223,7 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
             ...(request.connection?.secure ? { certificateVerified: true } : access && { access }),
             ...(request.query !== undefined && { query: request.query }),
           }),
-        onHttp: (request) => httpResponse(node, request, runtime.dialStream),
+        onHttp: (request) => httpResponse(node, request, runtime.dialStream, access),
       },
     );
     releases.push(() => listener.close());

@@ -1,7 +1,8 @@
 /**
  * Browser clients of the dqlite protocol over the `/dqlite` WebSocket: a page must present the
  * client token or come from an allowed origin before anything is served; the token grants SQL,
- * not membership changes; the cluster key makes a connection authenticated.
+ * not membership changes; the cluster key makes a connection authenticated. The HTTP API
+ * (`/db/*`) is judged the same way, so a page cannot write with a form post or a no-cors fetch.
  */
 import { execFile } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
@@ -116,5 +117,39 @@ describe('/dqlite WebSocket access', () => {
     } finally {
       await withKey.close();
     }
+  });
+
+  test('the HTTP API: a page from another origin is refused before anything runs; allowed pages get CORS headers', async () => {
+    const base = `http://${cluster.addresses[0]!}`;
+    const execute = (statements: unknown[], headers: Record<string, string>, query = '') =>
+      fetch(`${base}/db/execute?db=pages${query}`, { method: 'POST', headers: { 'content-type': 'text/plain', ...headers }, body: JSON.stringify(statements) });
+    const created = await execute(['CREATE TABLE IF NOT EXISTS posts (v TEXT)'], {});
+    expect(created.status).toBe(200);
+    expect(created.headers.get('access-control-allow-origin')).toBeNull();
+
+    // What a hostile page's form post or no-cors fetch would send: refused, and nothing written.
+    const hostile = await execute(["INSERT INTO posts VALUES ('hostile')"], { origin: 'https://evil.example' });
+    expect(hostile.status).toBe(403);
+    const refusalText = ((await hostile.json()) as { error: string }).error;
+    expect(refusalText).toMatch(/pages from https:\/\/evil.example may not use this node's HTTP API/);
+    expect(refusalText).toMatch(/--allow-origin https:\/\/evil.example/);
+    const hostileRead = await fetch(`${base}/db/query?db=pages&q=${encodeURIComponent('SELECT * FROM posts')}`, { headers: { origin: 'https://evil.example' } });
+    expect(hostileRead.status).toBe(403);
+    expect((await execute(["INSERT INTO posts VALUES ('x')"], { origin: 'https://evil.example' }, '&token=not-the-token')).status).toBe(401);
+
+    // The allowed origin, the token in the URL or as a bearer token: served, with CORS headers.
+    const allowed = await execute(["INSERT INTO posts VALUES ('allowed')"], { origin: ALLOWED });
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(ALLOWED);
+    expect((await execute(["INSERT INTO posts VALUES ('token')"], { origin: 'https://evil.example' }, `&token=${token}`)).status).toBe(200);
+    expect((await execute(["INSERT INTO posts VALUES ('bearer')"], { origin: 'https://other.example', authorization: `Bearer ${token}` })).status).toBe(200);
+    const preflight = await fetch(`${base}/db/execute?db=pages`, { method: 'OPTIONS', headers: { origin: 'https://other.example', 'access-control-request-method': 'POST' } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+
+    const rows = await fetch(`${base}/db/query?db=pages&q=${encodeURIComponent('SELECT v FROM posts ORDER BY rowid')}`);
+    expect(((await rows.json()) as { results: { values: string[][] }[] }).results[0]!.values).toEqual([['allowed'], ['token'], ['bearer']]);
+    // Status pages stay open to monitoring.
+    expect((await fetch(`${base}/health`, { headers: { origin: 'https://evil.example' } })).status).toBe(200);
   });
 });
