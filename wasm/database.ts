@@ -658,14 +658,17 @@ export class DatabaseImpl implements Database, StatementHost {
     if (!main.reserve(Math.max(databaseBytes, main.size))) {
       throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
     }
-    // Newest frame first: each page is copied once, from its latest image.
-    const copied = new Uint8Array(databasePages + 1);
-    for (let i = frames - 1; i >= 0; i--) {
-      const offset = WAL_HEADER_BYTES + i * frameBytes;
-      const pageNumber = wal.uint32(offset);
-      if (pageNumber > databasePages || copied[pageNumber] === 1) continue;
-      copied[pageNumber] = 1;
-      wal.copyTo(main, (pageNumber - 1) * pageSize, offset + WAL_FRAME_HEADER_BYTES, pageSize);
+    // Each page is copied once, from its latest image, in page order: the main file then grows
+    // by appending, never first zero-filling a gap that the pages below fill again.
+    const latestFrame = new Int32Array(databasePages + 1).fill(-1);
+    for (let i = 0; i < frames; i++) {
+      const pageNumber = wal.uint32(WAL_HEADER_BYTES + i * frameBytes);
+      if (pageNumber <= databasePages) latestFrame[pageNumber] = i;
+    }
+    for (let pageNumber = 1; pageNumber <= databasePages; pageNumber++) {
+      const frame = latestFrame[pageNumber]!;
+      if (frame < 0) continue;
+      wal.copyTo(main, (pageNumber - 1) * pageSize, WAL_HEADER_BYTES + frame * frameBytes + WAL_FRAME_HEADER_BYTES, pageSize);
     }
     main.truncate(databaseBytes);
     wal.truncate(0);
