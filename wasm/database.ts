@@ -172,6 +172,8 @@ export class DatabaseImpl implements Database, StatementHost {
   private scannedSyncCount = -1;
   private readonly statements = new Set<StatementImpl>();
   private capture: ChangeCapture | undefined;
+  /** The replica's WAL header, read into this for each apply (no allocation per transaction). */
+  private readonly replicaWalHeader = new Uint8Array(WAL_HEADER_BYTES);
 
   /** Opens (creating if its main file is empty) the database `name` in `context.vfs`. */
   constructor(context: DatabaseContext, name: string, pageSizeForNew: number) {
@@ -329,7 +331,9 @@ export class DatabaseImpl implements Database, StatementHost {
     }
     this.confirmedEnd = this.pendingEnds[count - 1]!;
     this.confirmedVersion++;
-    this.pendingEnds.splice(0, count);
+    // Raft confirms everything taken at once, nearly always: emptying allocates nothing.
+    if (count === this.pendingEnds.length) this.pendingEnds.length = 0;
+    else this.pendingEnds.splice(0, count);
   }
 
   abort(): void {
@@ -374,7 +378,9 @@ export class DatabaseImpl implements Database, StatementHost {
     // Only a transaction that starts the WAL can be the first one an empty replica takes.
     const adopt = decoded.hasWalHeader && decoded.pageSize !== this.pageSizeBytes && this.holdsNothing();
     const pageSize = adopt ? decoded.pageSize : this.pageSizeBytes;
-    const replica = describeReplicaWal(this.confirmedEnd, pageSize, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+    // checkAppend reads the header only of a WAL that holds one.
+    if (this.confirmedEnd >= WAL_HEADER_BYTES) wal.readInto(this.replicaWalHeader, 0, 0, WAL_HEADER_BYTES);
+    const replica = describeReplicaWal(this.confirmedEnd, pageSize, wal.uint32Reader, this.replicaWalHeader);
     checkAppend(decoded, pageSize, replica);
     const newEnd = this.confirmedEnd + decoded.walBytes.length;
     if (!wal.reserve(newEnd)) {
@@ -680,7 +686,7 @@ export class DatabaseImpl implements Database, StatementHost {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
     let start = this.capturedEnd;
-    for (const end of findCommitEnds(wal, start, pageSize)) {
+    for (let end = nextCommitEnd(wal, start, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) {
       const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
       captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
       this.pendingEnds.push(end);
@@ -697,20 +703,26 @@ export class DatabaseImpl implements Database, StatementHost {
  */
 function findCommitEnds(wal: MemoryFile, from: number, pageSize: number): number[] {
   const ends: number[] = [];
+  for (let end = nextCommitEnd(wal, from, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) ends.push(end);
+  return ends;
+}
+
+/** The end offset of the first transaction committed in the WAL after byte `from`, or 0 when there is none. */
+function nextCommitEnd(wal: MemoryFile, from: number, pageSize: number): number {
   const walSize = wal.size;
-  if (walSize < WAL_HEADER_BYTES) return ends;
+  if (walSize < WAL_HEADER_BYTES) return 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const salt1 = wal.uint32(16);
   const salt2 = wal.uint32(20);
   let offset = from === 0 ? WAL_HEADER_BYTES : from;
   while (offset + frameBytes <= walSize) {
     // A frame with other salts is left over from an earlier WAL generation: the log ends.
-    if (wal.uint32(offset + 8) !== salt1 || wal.uint32(offset + 12) !== salt2) break;
+    if (wal.uint32(offset + 8) !== salt1 || wal.uint32(offset + 12) !== salt2) return 0;
     const commitPageCount = wal.uint32(offset + 4);
     offset += frameBytes;
-    if (commitPageCount !== 0) ends.push(offset);
+    if (commitPageCount !== 0) return offset;
   }
-  return ends;
+  return 0;
 }
 
 /** Checks snapshot bytes before they replace a database; throws EngineError('BAD_SNAPSHOT'). */

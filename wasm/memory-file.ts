@@ -209,6 +209,9 @@ export class MemoryFile {
     if (!this.frozen.has(chunk)) this.pool.give(chunk);
   }
 
+  /** `uint32` as a function of its own, made once. */
+  readonly uint32Reader = (offset: number): number => this.uint32(offset);
+
   /** Big-endian 32-bit value at `offset` (may straddle chunks). */
   uint32(offset: number): number {
     const within = offset & CHUNK_MASK;
