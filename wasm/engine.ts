@@ -61,7 +61,9 @@ export class Engine {
     }
     // Several engines may share one SQLite module instance: each gets its own VFS name.
     const vfsName = `dqlite-wasm-memory-${++engineCounter}-${Math.random().toString(36).slice(2, 10)}`;
-    this.vfs = new MemoryVfs(sqlite, { name: vfsName, fileBytesMax: options.fileBytesMax ?? 2 ** 30,
+    this.vfs = new MemoryVfs(sqlite, {
+      name: vfsName,
+      fileBytesMax: options.fileBytesMax ?? 2 ** 30,
       chunkPoolBytesMax: options.filePoolBytesMax ?? FILE_POOL_BYTES_DEFAULT,
     });
     this.vfs.install();
