@@ -33,3 +33,89 @@ export class ByteSlab {
     return piece;
   }
 }
+
+/** A block of a RecyclingSlab: its pieces not yet given back, and whether it has room left. */
+export interface SlabBlock {
+  outstanding: number;
+  full: boolean;
+  /** Served before: holds old bytes. */
+  readonly reused: boolean;
+  readonly buffer: ArrayBuffer;
+}
+
+/** A piece of a RecyclingSlab and the block to give it back to (undefined: its own buffer, never reused). */
+export interface SlabPiece {
+  readonly bytes: Uint8Array;
+  readonly block: SlabBlock | undefined;
+}
+
+type Transfer = (buffer: ArrayBuffer) => ArrayBuffer;
+/** Moves a buffer's memory to a new ArrayBuffer without copying; every view of the old one is detached (length 0). */
+const transferBuffer: Transfer =
+  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function'
+    ? (buffer) => (buffer as unknown as { transfer(): ArrayBuffer }).transfer()
+    : (buffer) => structuredClone(buffer, { transfer: [buffer] });
+
+/**
+ * A ByteSlab whose blocks are used again once every piece cut from them was given back
+ * (`give`). The owner of a piece promises to give it back when done; the arrays handed out of a
+ * block are detached (length 0, reads find nothing) before its memory serves again, so a piece
+ * kept past that point fails loudly instead of showing another piece's bytes.
+ *
+ * Why: V8 answers a steady churn of fresh array buffers (one per captured transaction) with
+ * back-to-back full collections; memory that is handed out again is not new to it.
+ */
+export class RecyclingSlab {
+  private current: SlabBlock | undefined;
+  private usedBytes = 0;
+  private readonly spare: ArrayBuffer[] = [];
+
+  constructor(
+    private readonly blockBytes: number,
+    private readonly pieceBytesMax: number,
+    private readonly spareBlocksMax: number,
+  ) {
+    if (!(pieceBytesMax > 0 && pieceBytesMax <= blockBytes)) {
+      throw new RangeError(`slab piece limit ${pieceBytesMax} must be in 1..${blockBytes} (the block size)`);
+    }
+  }
+
+  /** A zero-filled, 8-byte aligned array of `lengthBytes`, to be given back with `give`. */
+  take(lengthBytes: number): SlabPiece {
+    if (lengthBytes > this.pieceBytesMax) return { bytes: new Uint8Array(lengthBytes), block: undefined };
+    let block = this.current;
+    if (block === undefined || this.usedBytes + lengthBytes > this.blockBytes) {
+      if (block !== undefined) {
+        block.full = true;
+        if (block.outstanding === 0) this.recycle(block);
+      }
+      const reused = this.spare.pop();
+      block = { outstanding: 0, full: false, reused: reused !== undefined, buffer: reused ?? new ArrayBuffer(this.blockBytes) };
+      this.current = block;
+      this.usedBytes = 0;
+    }
+    const bytes = new Uint8Array(block.buffer, this.usedBytes, lengthBytes);
+    if (block.reused) bytes.fill(0);
+    this.usedBytes += (lengthBytes + 7) & ~7;
+    block.outstanding++;
+    return { bytes, block };
+  }
+
+  /** The owner of the piece from `block` is done with it. */
+  give(block: SlabBlock | undefined): void {
+    if (block === undefined) return;
+    if (!(block.outstanding > 0)) throw new Error('slab piece given back twice');
+    block.outstanding--;
+    if (block.outstanding === 0 && block.full) this.recycle(block);
+  }
+
+  /** Bytes of the blocks held: the current one and the spare ones. */
+  get heldBytes(): number {
+    return (this.current === undefined ? 0 : this.blockBytes) + this.spare.length * this.blockBytes;
+  }
+
+  private recycle(block: SlabBlock): void {
+    if (this.spare.length >= this.spareBlocksMax) return;
+    this.spare.push(transferBuffer(block.buffer));
+  }
+}

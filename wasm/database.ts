@@ -17,6 +17,7 @@ import {
   payloadPageNumbers,
 } from './captured-payload.ts';
 import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
+import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
 import type { FrozenBytes, MemoryFile } from './memory-file.ts';
@@ -74,14 +75,14 @@ export interface Database {
   // --- capture on the leader ---
   /** Transactions that committed in SQLite since the last call, oldest first; each is also recorded as pending. */
   takeCaptured(): CapturedTransaction[];
-  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state. */
+  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state (their payloads are no longer valid). */
   confirm(count?: number): void;
   /**
    * Records, per transaction committed from now on, the tables and rows it changed
    * (CapturedTransaction.changes; change-capture.ts); undefined turns it off.
    */
   captureChanges(options: ChangeCaptureOptions | undefined): void;
-  /** Drops every pending transaction and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
+  /** Drops every pending transaction (their payloads are no longer valid) and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
   abort(): void;
   pendingCount(): number;
   // --- followers ---
@@ -113,6 +114,8 @@ export interface DatabaseContext {
   readonly vfs: MemoryVfs;
   readonly vfsNamePointer: Pointer;
   readonly pendingMax: number;
+  /** Where captured payloads are cut from; each goes back when its transaction is confirmed or aborted. */
+  readonly payloadSlab: RecyclingSlab;
   /** Change capture for every database of the engine (off when undefined). */
   readonly changeCapture?: ChangeCaptureOptions;
   changeHooks?(): ChangeCaptureHooks;
@@ -169,6 +172,14 @@ export class DatabaseImpl implements Database, StatementHost {
   private view: ReadViewImpl | undefined;
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
+  /** The slab block of each pending transaction's payload, in the order of `pendingEnds`. */
+  private pendingBlocks: (SlabBlock | undefined)[] = [];
+  private lastPayloadBlock: SlabBlock | undefined;
+  private readonly allocatePayload = (lengthBytes: number): Uint8Array => {
+    const piece = this.context.payloadSlab.take(lengthBytes);
+    this.lastPayloadBlock = piece.block;
+    return piece.bytes;
+  };
   private scannedSyncCount = -1;
   private readonly statements = new Set<StatementImpl>();
   private capture: ChangeCapture | undefined;
@@ -331,14 +342,20 @@ export class DatabaseImpl implements Database, StatementHost {
     }
     this.confirmedEnd = this.pendingEnds[count - 1]!;
     this.confirmedVersion++;
+    for (let i = 0; i < count; i++) this.context.payloadSlab.give(this.pendingBlocks[i]);
     // Raft confirms everything taken at once, nearly always: emptying allocates nothing.
-    if (count === this.pendingEnds.length) this.pendingEnds.length = 0;
-    else this.pendingEnds.splice(0, count);
+    if (count === this.pendingEnds.length) {
+      this.pendingEnds.length = 0;
+      this.pendingBlocks.length = 0;
+    } else {
+      this.pendingEnds.splice(0, count);
+      this.pendingBlocks.splice(0, count);
+    }
   }
 
   abort(): void {
     this.assertNotClosed();
-    this.pendingEnds = [];
+    this.dropPending();
     this.capture?.reset();
     const wal = this.context.vfs.file(this.walPath);
     const walSize = wal?.size ?? 0;
@@ -494,6 +511,7 @@ export class DatabaseImpl implements Database, StatementHost {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropPending();
     this.view?.close();
     this.view = undefined;
     for (const statement of this.statements) statement.detach();
@@ -534,6 +552,13 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   // --- internals -----------------------------------------------------------------------------
+
+  /** Forgets every pending transaction, giving their payloads' memory back. */
+  private dropPending(): void {
+    for (const block of this.pendingBlocks) this.context.payloadSlab.give(block);
+    this.pendingEnds = [];
+    this.pendingBlocks = [];
+  }
 
   private assertNotClosed(): void {
     if (this.closed) throw new EngineError('CLOSED', `database ${this.name} is closed`);
@@ -688,8 +713,10 @@ export class DatabaseImpl implements Database, StatementHost {
     let start = this.capturedEnd;
     for (let end = nextCommitEnd(wal, start, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) {
       const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
-      captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
+      this.lastPayloadBlock = undefined;
+      captured.push(new Captured(encodePayload(wal, start, end, pageSize, this.allocatePayload), frames));
       this.pendingEnds.push(end);
+      this.pendingBlocks.push(this.lastPayloadBlock);
       start = end;
     }
     this.capturedEnd = start;

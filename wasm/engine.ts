@@ -1,3 +1,4 @@
+import { RecyclingSlab } from './byte-slab.ts';
 import { ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
 import { EngineError } from './errors.ts';
@@ -50,6 +51,8 @@ export class Engine {
   private readonly databasesByName = new Map<string, DatabaseImpl>();
   private readonly changeCapture: ChangeCaptureOptions | undefined;
   private hooks: ChangeCaptureHooks | undefined;
+  /** Captured payloads of up to 16 KiB (a few pages) are cut from 256 KiB blocks used again and again. */
+  private readonly payloadSlab = new RecyclingSlab(256 * 1024, 16 * 1024, 4);
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;
@@ -129,6 +132,7 @@ export class Engine {
       vfs: this.vfs,
       vfsNamePointer: this.vfsNamePointer,
       pendingMax: this.pendingMax,
+      payloadSlab: this.payloadSlab,
       ...(this.changeCapture && { changeCapture: this.changeCapture }),
       // Installed in the function table on first use only: engines that never capture pay nothing.
       changeHooks: () => (this.hooks ??= new ChangeCaptureHooks(this.sqlite)),
