@@ -115,7 +115,8 @@ export class RecyclingSlab {
   }
 
   private recycle(block: SlabBlock): void {
-    if (this.spare.length >= this.spareBlocksMax) return;
+    // A block someone else detached (transferred a payload's buffer) has no memory left to reuse.
+    if (this.spare.length >= this.spareBlocksMax || block.buffer.byteLength === 0) return;
     this.spare.push(transferBuffer(block.buffer));
   }
 }

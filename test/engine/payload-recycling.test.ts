@@ -31,6 +31,17 @@ describe('recycling slab', () => {
     expect(() => slab.give(first.block)).toThrow(/twice/);
   });
 
+  it('takes back a block whose buffer its owner transferred away, keeping nothing of it', () => {
+    const slab = new RecyclingSlab(64, 48, 1);
+    const first = slab.take(40);
+    structuredClone(first.bytes.buffer, { transfer: [first.bytes.buffer] });
+    const second = slab.take(40);
+    expect(second.block).not.toBe(first.block);
+    slab.give(first.block);
+    expect(slab.heldBytes).toBe(64);
+    expect(slab.take(40).bytes).toEqual(new Uint8Array(40));
+  });
+
   it('gives pieces above its limit their own buffer, never reused', () => {
     const slab = new RecyclingSlab(64, 32, 1);
     const large = slab.take(33);
