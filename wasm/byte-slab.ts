@@ -1,8 +1,8 @@
 /**
  * Byte arrays cut from shared blocks. A fresh typed array of a few KiB costs its own backing
  * store (about 2 µs here, plus GC pressure from the external memory); a view into a block costs
- * a fraction of that. A captured transaction's payload is such an array: one per commit, usually
- * copied into a Raft entry at once, so the block it shares is soon garbage too.
+ * a fraction of that. A change set's values are such arrays; a captured transaction's payload
+ * comes from a RecyclingSlab (below), whose blocks serve again once their pieces are given back.
  *
  * Every array is zero-filled when handed out (blocks are never reused) and starts 8-byte aligned,
  * so 32-bit word views over a payload's frames need no copy.
