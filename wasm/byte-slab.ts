@@ -80,8 +80,11 @@ export class RecyclingSlab {
     }
   }
 
-  /** A zero-filled, 8-byte aligned array of `lengthBytes`, to be given back with `give`. */
-  take(lengthBytes: number): SlabPiece {
+  /**
+   * An 8-byte aligned array of `lengthBytes`, to be given back with `give`: zero-filled, or with
+   * `zeroFill` false whatever bytes its memory held (for a caller that writes every byte).
+   */
+  take(lengthBytes: number, zeroFill = true): SlabPiece {
     if (lengthBytes > this.pieceBytesMax) return { bytes: new Uint8Array(lengthBytes), block: undefined };
     let block = this.current;
     if (block === undefined || this.usedBytes + lengthBytes > this.blockBytes) {
@@ -95,7 +98,7 @@ export class RecyclingSlab {
       this.usedBytes = 0;
     }
     const bytes = new Uint8Array(block.buffer, this.usedBytes, lengthBytes);
-    if (block.reused) bytes.fill(0);
+    if (block.reused && zeroFill) bytes.fill(0);
     this.usedBytes += (lengthBytes + 7) & ~7;
     block.outstanding++;
     return { bytes, block };

@@ -66,7 +66,7 @@ const takeFromSlab = (lengthBytes: number): Uint8Array => payloadSlab.take(lengt
 
 /**
  * Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included.
- * `allocate` gives the zero-filled array to fill.
+ * `allocate` gives the array to fill (every byte is written: its contents do not matter).
  */
 export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number, allocate = takeFromSlab): Uint8Array {
   const hasHeader = start === 0;
@@ -77,6 +77,8 @@ export function encodePayload(wal: ByteSource, start: number, end: number, pageS
   view.setUint32(0, PAYLOAD_MAGIC);
   payload[4] = PAYLOAD_VERSION;
   payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
+  payload[6] = 0;
+  payload[7] = 0;
   view.setUint32(8, pageSize);
   view.setUint32(12, frames);
   wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);

@@ -176,7 +176,8 @@ export class DatabaseImpl implements Database, StatementHost {
   private pendingBlocks: (SlabBlock | undefined)[] = [];
   private lastPayloadBlock: SlabBlock | undefined;
   private readonly allocatePayload = (lengthBytes: number): Uint8Array => {
-    const piece = this.context.payloadSlab.take(lengthBytes);
+    // encodePayload writes every byte: no zero-fill first.
+    const piece = this.context.payloadSlab.take(lengthBytes, false);
     this.lastPayloadBlock = piece.block;
     return piece.bytes;
   };

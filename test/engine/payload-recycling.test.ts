@@ -28,6 +28,9 @@ describe('recycling slab', () => {
     slab.take(24);
     const reused = slab.take(24);
     expect(reused.bytes).toEqual(new Uint8Array(24));
+    // Asked not to zero-fill, reused memory shows what it held (here the second piece's bytes).
+    const unfilled = slab.take(24, false);
+    expect(unfilled.bytes).toEqual(new Uint8Array(24).fill(0xbb));
     expect(() => slab.give(first.block)).toThrow(/twice/);
   });
 
