@@ -36,7 +36,11 @@ export const PAYLOAD_FLAG_WAL_HEADER = 1;
 export const PAYLOAD_FRAMES_MAX = 1 << 20;
 
 export interface CapturedTransaction {
-  /** Compact binary form, ready to be a Raft entry (see captured-payload.ts for the layout). */
+  /**
+   * Compact binary form, ready to be a Raft entry (see captured-payload.ts for the layout). Valid
+   * until the transaction is confirmed or aborted: the engine then takes the memory of a small
+   * payload back, detaching this array (length 0). Copy it to keep it longer.
+   */
   readonly payload: Uint8Array;
   readonly frames: number;
   readonly pageNumbers?: readonly number[];
@@ -58,16 +62,23 @@ export function bytesSource(bytes: Uint8Array): ByteSource {
   };
 }
 
-/** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
-export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+const takeFromSlab = (lengthBytes: number): Uint8Array => payloadSlab.take(lengthBytes);
+
+/**
+ * Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included.
+ * `allocate` gives the array to fill (every byte is written: its contents do not matter).
+ */
+export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number, allocate = takeFromSlab): Uint8Array {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  const payload = payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start);
+  const payload = allocate(PAYLOAD_HEADER_BYTES + end - start);
   const view = new DataView(payload.buffer, payload.byteOffset, PAYLOAD_HEADER_BYTES);
   view.setUint32(0, PAYLOAD_MAGIC);
   payload[4] = PAYLOAD_VERSION;
   payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
+  payload[6] = 0;
+  payload[7] = 0;
   view.setUint32(8, pageSize);
   view.setUint32(12, frames);
   wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);

@@ -17,6 +17,7 @@ import {
   payloadPageNumbers,
 } from './captured-payload.ts';
 import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
+import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
 import type { FrozenBytes, MemoryFile } from './memory-file.ts';
@@ -74,14 +75,14 @@ export interface Database {
   // --- capture on the leader ---
   /** Transactions that committed in SQLite since the last call, oldest first; each is also recorded as pending. */
   takeCaptured(): CapturedTransaction[];
-  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state. */
+  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state (their payloads are no longer valid). */
   confirm(count?: number): void;
   /**
    * Records, per transaction committed from now on, the tables and rows it changed
    * (CapturedTransaction.changes; change-capture.ts); undefined turns it off.
    */
   captureChanges(options: ChangeCaptureOptions | undefined): void;
-  /** Drops every pending transaction and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
+  /** Drops every pending transaction (their payloads are no longer valid) and puts the connection/files back exactly at the last confirmed state (also rolls back an open SQL transaction). */
   abort(): void;
   pendingCount(): number;
   // --- followers ---
@@ -113,6 +114,8 @@ export interface DatabaseContext {
   readonly vfs: MemoryVfs;
   readonly vfsNamePointer: Pointer;
   readonly pendingMax: number;
+  /** Where captured payloads are cut from; each goes back when its transaction is confirmed or aborted. */
+  readonly payloadSlab: RecyclingSlab;
   /** Change capture for every database of the engine (off when undefined). */
   readonly changeCapture?: ChangeCaptureOptions;
   changeHooks?(): ChangeCaptureHooks;
@@ -169,9 +172,20 @@ export class DatabaseImpl implements Database, StatementHost {
   private view: ReadViewImpl | undefined;
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
+  /** The slab block of each pending transaction's payload, in the order of `pendingEnds`. */
+  private pendingBlocks: (SlabBlock | undefined)[] = [];
+  private lastPayloadBlock: SlabBlock | undefined;
+  private readonly allocatePayload = (lengthBytes: number): Uint8Array => {
+    // encodePayload writes every byte: no zero-fill first.
+    const piece = this.context.payloadSlab.take(lengthBytes, false);
+    this.lastPayloadBlock = piece.block;
+    return piece.bytes;
+  };
   private scannedSyncCount = -1;
   private readonly statements = new Set<StatementImpl>();
   private capture: ChangeCapture | undefined;
+  /** The replica's WAL header, read into this for each apply (no allocation per transaction). */
+  private readonly replicaWalHeader = new Uint8Array(WAL_HEADER_BYTES);
 
   /** Opens (creating if its main file is empty) the database `name` in `context.vfs`. */
   constructor(context: DatabaseContext, name: string, pageSizeForNew: number) {
@@ -329,12 +343,20 @@ export class DatabaseImpl implements Database, StatementHost {
     }
     this.confirmedEnd = this.pendingEnds[count - 1]!;
     this.confirmedVersion++;
-    this.pendingEnds.splice(0, count);
+    for (let i = 0; i < count; i++) this.context.payloadSlab.give(this.pendingBlocks[i]);
+    // Raft confirms everything taken at once, nearly always: emptying allocates nothing.
+    if (count === this.pendingEnds.length) {
+      this.pendingEnds.length = 0;
+      this.pendingBlocks.length = 0;
+    } else {
+      this.pendingEnds.splice(0, count);
+      this.pendingBlocks.splice(0, count);
+    }
   }
 
   abort(): void {
     this.assertNotClosed();
-    this.pendingEnds = [];
+    this.dropPending();
     this.capture?.reset();
     const wal = this.context.vfs.file(this.walPath);
     const walSize = wal?.size ?? 0;
@@ -374,7 +396,9 @@ export class DatabaseImpl implements Database, StatementHost {
     // Only a transaction that starts the WAL can be the first one an empty replica takes.
     const adopt = decoded.hasWalHeader && decoded.pageSize !== this.pageSizeBytes && this.holdsNothing();
     const pageSize = adopt ? decoded.pageSize : this.pageSizeBytes;
-    const replica = describeReplicaWal(this.confirmedEnd, pageSize, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+    // checkAppend reads the header only of a WAL that holds one.
+    if (this.confirmedEnd >= WAL_HEADER_BYTES) wal.readInto(this.replicaWalHeader, 0, 0, WAL_HEADER_BYTES);
+    const replica = describeReplicaWal(this.confirmedEnd, pageSize, wal.uint32Reader, this.replicaWalHeader);
     checkAppend(decoded, pageSize, replica);
     const newEnd = this.confirmedEnd + decoded.walBytes.length;
     if (!wal.reserve(newEnd)) {
@@ -488,6 +512,7 @@ export class DatabaseImpl implements Database, StatementHost {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropPending();
     this.view?.close();
     this.view = undefined;
     for (const statement of this.statements) statement.detach();
@@ -528,6 +553,13 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   // --- internals -----------------------------------------------------------------------------
+
+  /** Forgets every pending transaction, giving their payloads' memory back. */
+  private dropPending(): void {
+    for (const block of this.pendingBlocks) this.context.payloadSlab.give(block);
+    this.pendingEnds = [];
+    this.pendingBlocks = [];
+  }
 
   private assertNotClosed(): void {
     if (this.closed) throw new EngineError('CLOSED', `database ${this.name} is closed`);
@@ -658,14 +690,17 @@ export class DatabaseImpl implements Database, StatementHost {
     if (!main.reserve(Math.max(databaseBytes, main.size))) {
       throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
     }
-    // Newest frame first: each page is copied once, from its latest image.
-    const copied = new Uint8Array(databasePages + 1);
-    for (let i = frames - 1; i >= 0; i--) {
-      const offset = WAL_HEADER_BYTES + i * frameBytes;
-      const pageNumber = wal.uint32(offset);
-      if (pageNumber > databasePages || copied[pageNumber] === 1) continue;
-      copied[pageNumber] = 1;
-      wal.copyTo(main, (pageNumber - 1) * pageSize, offset + WAL_FRAME_HEADER_BYTES, pageSize);
+    // Each page is copied once, from its latest image, in page order: the main file then grows
+    // by appending, never first zero-filling a gap that the pages below fill again.
+    const latestFrame = new Int32Array(databasePages + 1).fill(-1);
+    for (let i = 0; i < frames; i++) {
+      const pageNumber = wal.uint32(WAL_HEADER_BYTES + i * frameBytes);
+      if (pageNumber <= databasePages) latestFrame[pageNumber] = i;
+    }
+    for (let pageNumber = 1; pageNumber <= databasePages; pageNumber++) {
+      const frame = latestFrame[pageNumber]!;
+      if (frame < 0) continue;
+      wal.copyTo(main, (pageNumber - 1) * pageSize, WAL_HEADER_BYTES + frame * frameBytes + WAL_FRAME_HEADER_BYTES, pageSize);
     }
     main.truncate(databaseBytes);
     wal.truncate(0);
@@ -677,10 +712,12 @@ export class DatabaseImpl implements Database, StatementHost {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
     let start = this.capturedEnd;
-    for (const end of findCommitEnds(wal, start, pageSize)) {
+    for (let end = nextCommitEnd(wal, start, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) {
       const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
-      captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
+      this.lastPayloadBlock = undefined;
+      captured.push(new Captured(encodePayload(wal, start, end, pageSize, this.allocatePayload), frames));
       this.pendingEnds.push(end);
+      this.pendingBlocks.push(this.lastPayloadBlock);
       start = end;
     }
     this.capturedEnd = start;
@@ -694,20 +731,26 @@ export class DatabaseImpl implements Database, StatementHost {
  */
 function findCommitEnds(wal: MemoryFile, from: number, pageSize: number): number[] {
   const ends: number[] = [];
+  for (let end = nextCommitEnd(wal, from, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) ends.push(end);
+  return ends;
+}
+
+/** The end offset of the first transaction committed in the WAL after byte `from`, or 0 when there is none. */
+function nextCommitEnd(wal: MemoryFile, from: number, pageSize: number): number {
   const walSize = wal.size;
-  if (walSize < WAL_HEADER_BYTES) return ends;
+  if (walSize < WAL_HEADER_BYTES) return 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const salt1 = wal.uint32(16);
   const salt2 = wal.uint32(20);
   let offset = from === 0 ? WAL_HEADER_BYTES : from;
   while (offset + frameBytes <= walSize) {
     // A frame with other salts is left over from an earlier WAL generation: the log ends.
-    if (wal.uint32(offset + 8) !== salt1 || wal.uint32(offset + 12) !== salt2) break;
+    if (wal.uint32(offset + 8) !== salt1 || wal.uint32(offset + 12) !== salt2) return 0;
     const commitPageCount = wal.uint32(offset + 4);
     offset += frameBytes;
-    if (commitPageCount !== 0) ends.push(offset);
+    if (commitPageCount !== 0) return offset;
   }
-  return ends;
+  return 0;
 }
 
 /** Checks snapshot bytes before they replace a database; throws EngineError('BAD_SNAPSHOT'). */

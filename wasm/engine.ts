@@ -1,3 +1,4 @@
+import { RecyclingSlab } from './byte-slab.ts';
 import { ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { DatabaseImpl, checkSnapshot, type Database, type DatabaseContext, type DatabaseSnapshot } from './database.ts';
 import { EngineError } from './errors.ts';
@@ -18,6 +19,12 @@ export interface EngineOptions {
   pageSize?: number;
   /** Largest main file or WAL, in bytes (default 1 GiB): writes beyond fail with SQLITE_FULL. */
   fileBytesMax?: number;
+  /**
+   * Bytes of file memory that closed databases and checkpointed WALs free which the engine keeps
+   * for the files that grow next (default 32 MiB; counted in filesBytes()). Like SQLite's own
+   * heap, this spares a new database fresh allocations and the garbage collector's work.
+   */
+  filePoolBytesMax?: number;
   /** Most transactions pending (captured, not yet confirmed) per database (default 4096). */
   pendingMax?: number;
   /**
@@ -31,6 +38,7 @@ export interface EngineOptions {
 const NAME_MAX_BYTES = 256;
 /** dqlite's page size: a one-row transaction ships two 4 KiB pages (table and index leaf) where 8 KiB pages ship 16 KiB. */
 export const PAGE_SIZE_DEFAULT = 4096;
+export const FILE_POOL_BYTES_DEFAULT = 32 * 1024 * 1024;
 let engineCounter = 0;
 
 export class Engine {
@@ -43,6 +51,8 @@ export class Engine {
   private readonly databasesByName = new Map<string, DatabaseImpl>();
   private readonly changeCapture: ChangeCaptureOptions | undefined;
   private hooks: ChangeCaptureHooks | undefined;
+  /** Captured payloads of up to 16 KiB (a few pages) are cut from 256 KiB blocks used again and again. */
+  private readonly payloadSlab = new RecyclingSlab(256 * 1024, 16 * 1024, 4);
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;
@@ -54,7 +64,11 @@ export class Engine {
     }
     // Several engines may share one SQLite module instance: each gets its own VFS name.
     const vfsName = `dqlite-wasm-memory-${++engineCounter}-${Math.random().toString(36).slice(2, 10)}`;
-    this.vfs = new MemoryVfs(sqlite, { name: vfsName, fileBytesMax: options.fileBytesMax ?? 2 ** 30 });
+    this.vfs = new MemoryVfs(sqlite, {
+      name: vfsName,
+      fileBytesMax: options.fileBytesMax ?? 2 ** 30,
+      chunkPoolBytesMax: options.filePoolBytesMax ?? FILE_POOL_BYTES_DEFAULT,
+    });
     this.vfs.install();
     this.vfsNamePointer = sqlite.wasm.allocCString(vfsName);
     this.guard = new SqlGuard(sqlite);
@@ -93,7 +107,7 @@ export class Engine {
     return database;
   }
 
-  /** Bytes of memory the databases' files hold (main files and WALs, in JS memory, not the WASM heap). */
+  /** Bytes of memory the databases' files hold (main files and WALs, in JS memory, not the WASM heap), with the file memory kept for reuse. */
   filesBytes(): number {
     return this.vfs.heldBytes();
   }
@@ -118,6 +132,7 @@ export class Engine {
       vfs: this.vfs,
       vfsNamePointer: this.vfsNamePointer,
       pendingMax: this.pendingMax,
+      payloadSlab: this.payloadSlab,
       ...(this.changeCapture && { changeCapture: this.changeCapture }),
       // Installed in the function table on first use only: engines that never capture pay nothing.
       changeHooks: () => (this.hooks ??= new ChangeCaptureHooks(this.sqlite)),

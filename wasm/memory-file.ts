@@ -24,6 +24,41 @@ export interface FrozenBytes {
 }
 
 /**
+ * Chunks given back by deleted or shrunk files, handed to growing ones. A fresh chunk costs its
+ * allocation, the page faults of its first writes and, once garbage, a share of a full GC (the
+ * JS heap counts it as external memory); SQLite's own heap reuses freed memory the same way.
+ * Pooled chunks hold stale bytes, which a MemoryFile never shows (bytes past `size` are stale
+ * anyway: growing zero-fills).
+ */
+export class ChunkPool {
+  private readonly chunks: Uint8Array[] = [];
+
+  /** Keeps at most `bytesMax` of chunks (0: keeps none). */
+  constructor(readonly bytesMax: number) {
+    if (!(bytesMax >= 0)) throw new RangeError(`chunk pool limit ${bytesMax} must be >= 0`);
+  }
+
+  /** Bytes of the chunks kept. */
+  get heldBytes(): number {
+    return this.chunks.length * CHUNK_BYTES;
+  }
+
+  /** A chunk with arbitrary contents. */
+  take(): Uint8Array {
+    return this.chunks.pop() ?? new Uint8Array(CHUNK_BYTES);
+  }
+
+  /** Keeps `chunk` for reuse; the caller must hold no other reference to it that it still uses. */
+  give(chunk: Uint8Array): void {
+    if (chunk.length !== CHUNK_BYTES) throw new RangeError(`a pooled chunk must be ${CHUNK_BYTES} bytes, not ${chunk.length}`);
+    if ((this.chunks.length + 1) * CHUNK_BYTES <= this.bytesMax) this.chunks.push(chunk);
+  }
+}
+
+/** No pool: every chunk is allocated fresh and dropped to the garbage collector. */
+const NO_POOL = new ChunkPool(0);
+
+/**
  * A growable in-memory file. Bytes past `size` are stale (truncation does not clear them: a
  * checkpoint truncates megabytes of WAL); growing zero-fills, as a real file reads zeros there.
  */
@@ -36,11 +71,16 @@ export class MemoryFile {
   /** Chunks frozen views share, with how many views hold each: a write copies such a chunk first. */
   private readonly frozen = new Map<Uint8Array, number>();
 
-  constructor(sizeMaxBytes: number, initial?: Uint8Array) {
+  private readonly pool: ChunkPool;
+  /** Set by releaseChunks: the file is gone, its chunks belong to the pool. */
+  private released = false;
+
+  constructor(sizeMaxBytes: number, initial?: Uint8Array, pool: ChunkPool = NO_POOL) {
     if (!(sizeMaxBytes > 0 && sizeMaxBytes <= FILE_BYTES_LIMIT)) {
       throw new EngineError('LIMIT', `file size limit ${sizeMaxBytes} is outside 1..${FILE_BYTES_LIMIT} bytes`);
     }
     this.sizeMaxBytes = sizeMaxBytes;
+    this.pool = pool;
     if (initial !== undefined) this.write(initial, 0);
   }
 
@@ -77,7 +117,8 @@ export class MemoryFile {
   private writable(index: number): Uint8Array {
     const chunk = this.chunks[index]!;
     if (this.frozen.size === 0 || !this.frozen.has(chunk)) return chunk;
-    const copy = chunk.slice();
+    const copy = this.pool.take();
+    copy.set(chunk);
     this.chunks[index] = copy;
     return copy;
   }
@@ -85,7 +126,8 @@ export class MemoryFile {
   /** Makes room for `sizeBytes` (without changing `size`); false when that exceeds `sizeMaxBytes`. */
   reserve(sizeBytes: number): boolean {
     if (sizeBytes > this.sizeMaxBytes) return false;
-    while (this.chunks.length * CHUNK_BYTES < sizeBytes) this.chunks.push(new Uint8Array(CHUNK_BYTES));
+    if (this.released) throw new EngineError('CLOSED', 'write to a file whose chunks were released');
+    while (this.chunks.length * CHUNK_BYTES < sizeBytes) this.chunks.push(this.pool.take());
     return true;
   }
 
@@ -147,10 +189,28 @@ export class MemoryFile {
       this.zero(this.size, sizeBytes);
     } else {
       const chunksNeeded = Math.ceil(sizeBytes / CHUNK_BYTES);
-      if (this.chunks.length > chunksNeeded + SPARE_CHUNKS_MAX) this.chunks.length = chunksNeeded + SPARE_CHUNKS_MAX;
+      while (this.chunks.length > chunksNeeded + SPARE_CHUNKS_MAX) this.giveBack(this.chunks.pop()!);
     }
     this.size = sizeBytes;
   }
+
+  /**
+   * Ends the file: its chunks go back to the pool (those a frozen view shares stay with it) and
+   * it holds nothing. Only for a file nothing reads or writes any more.
+   */
+  releaseChunks(): void {
+    this.released = true;
+    for (const chunk of this.chunks) this.giveBack(chunk);
+    this.chunks.length = 0;
+    this.size = 0;
+  }
+
+  private giveBack(chunk: Uint8Array): void {
+    if (!this.frozen.has(chunk)) this.pool.give(chunk);
+  }
+
+  /** `uint32` as a function of its own, made once. */
+  readonly uint32Reader = (offset: number): number => this.uint32(offset);
 
   /** Big-endian 32-bit value at `offset` (may straddle chunks). */
   uint32(offset: number): number {

@@ -5,7 +5,7 @@
 // the engine computes (read-view.ts); the VFS refuses every write through it, so a reader can
 // never change a byte of the replica.
 
-import { MemoryFile } from './memory-file.ts';
+import { ChunkPool, MemoryFile } from './memory-file.ts';
 import {
   SQLITE_ACCESS_EXISTS,
   SQLITE_CANTOPEN,
@@ -53,6 +53,8 @@ const UNIX_EPOCH_JULIAN_MS = 210866760000000;
 export interface MemoryVfsOptions {
   name: string;
   fileBytesMax: number;
+  /** Bytes of chunks freed by deleted or shrunk files kept for files that grow (default 0: none). */
+  chunkPoolBytesMax?: number;
 }
 
 export class MemoryVfs {
@@ -62,6 +64,7 @@ export class MemoryVfs {
   private readonly files = new Map<string, MemoryFile>();
   private readonly open = new Map<Pointer, OpenFile>();
   private readonly views = new Map<string, ReadViewTarget>();
+  private readonly pool: ChunkPool;
   private tempFileCounter = 0;
   /** Cached view of the WASM heap; growing the memory detaches its buffer (length 0) or leaves the view short: either way `heap()` refreshes it. */
   private heapView: Uint8Array = new Uint8Array(0);
@@ -70,6 +73,7 @@ export class MemoryVfs {
     this.sqlite = sqlite;
     this.name = options.name;
     this.fileBytesMax = options.fileBytesMax;
+    this.pool = new ChunkPool(options.chunkPoolBytesMax ?? 0);
   }
 
   // --- engine-side access to the files -------------------------------------------------------
@@ -78,9 +82,9 @@ export class MemoryVfs {
     return this.files.get(path);
   }
 
-  /** Bytes of memory every file holds (see MemoryFile.heldBytes). */
+  /** Bytes of memory every file holds (see MemoryFile.heldBytes), and the chunks kept for reuse. */
   heldBytes(): number {
-    let total = 0;
+    let total = this.pool.heldBytes;
     for (const file of this.files.values()) total += file.heldBytes;
     return total;
   }
@@ -89,20 +93,30 @@ export class MemoryVfs {
   ensureFile(path: string): MemoryFile {
     let file = this.files.get(path);
     if (file === undefined) {
-      file = new MemoryFile(this.fileBytesMax);
+      file = new MemoryFile(this.fileBytesMax, undefined, this.pool);
       this.files.set(path, file);
     }
     return file;
   }
 
   replaceFile(path: string, contents: Uint8Array): MemoryFile {
-    const file = new MemoryFile(this.fileBytesMax, contents);
+    const file = new MemoryFile(this.fileBytesMax, contents, this.pool);
+    this.retire(path);
     this.files.set(path, file);
     return file;
   }
 
   deleteFile(path: string): void {
+    this.retire(path);
+  }
+
+  /** Forgets the file at `path`; its chunks go to the pool unless SQLite still has it open. */
+  private retire(path: string): void {
+    const file = this.files.get(path);
+    if (file === undefined) return;
     this.files.delete(path);
+    for (const handle of this.open.values()) if (handle.file === file) return;
+    file.releaseChunks();
   }
 
   /** Makes `path` a read-only file whose bytes `target` provides. */
@@ -177,7 +191,7 @@ export class MemoryVfs {
     let file = this.files.get(path);
     if (file === undefined) {
       if ((flags & SQLITE_OPEN_CREATE) === 0) return SQLITE_CANTOPEN;
-      file = new MemoryFile(this.fileBytesMax);
+      file = new MemoryFile(this.fileBytesMax, undefined, this.pool);
       this.files.set(path, file);
     }
     this.open.set(pFile, { path, file, deleteOnClose: (flags & SQLITE_OPEN_DELETEONCLOSE) !== 0 || zName === 0, view: undefined });
@@ -190,7 +204,7 @@ export class MemoryVfs {
   xDelete(_pVfs: Pointer, zName: Pointer, _syncDir: number): number {
     const path = this.sqlite.wasm.cstrToJs(zName) ?? '';
     // A reader never deletes what it only views.
-    if (!this.views.has(path)) this.files.delete(path);
+    if (!this.views.has(path)) this.retire(path);
     return SQLITE_OK;
   }
 
@@ -251,7 +265,7 @@ export class MemoryVfs {
     const handle = this.open.get(pFile);
     if (handle === undefined) return SQLITE_OK;
     this.open.delete(pFile);
-    if (handle.deleteOnClose && this.files.get(handle.path) === handle.file) this.files.delete(handle.path);
+    if (handle.deleteOnClose && this.files.get(handle.path) === handle.file) this.retire(handle.path);
     return SQLITE_OK;
   }
 

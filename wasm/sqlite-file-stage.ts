@@ -8,6 +8,7 @@ import type { Statement } from './statement.ts';
 import { SqliteError } from './errors.ts';
 import type { MemoryFile } from './memory-file.ts';
 import { MemoryVfs } from './memory-vfs.ts';
+import { RecyclingSlab } from './byte-slab.ts';
 import { SqlGuard } from './sql-guard.ts';
 import { asSqliteModule, loadDefaultSqlite, type SqliteModule } from './sqlite-api.ts';
 
@@ -62,6 +63,8 @@ export class SqliteFileStage {
       vfs: this.vfs,
       vfsNamePointer: sqlite.wasm.allocCString(name),
       pendingMax: 1,
+      // A staged file's transactions are never captured for replication: nothing to recycle.
+      payloadSlab: new RecyclingSlab(64 * 1024, 16 * 1024, 0),
       forget: () => {},
     };
   }

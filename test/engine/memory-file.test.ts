@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CHUNK_BYTES, MemoryFile } from '../../wasm/memory-file.ts';
-import { EngineError } from '../../wasm/index.ts';
-import { Random, bytesEqual } from './helpers.ts';
+import { CHUNK_BYTES, ChunkPool, MemoryFile } from '../../wasm/memory-file.ts';
+import { Engine, EngineError } from '../../wasm/index.ts';
+import { Random, bytesEqual, run, ship } from './helpers.ts';
 
 describe('MemoryFile', () => {
   it('matches a plain byte-array model through random writes, reads and truncations across chunk boundaries', () => {
@@ -70,5 +70,82 @@ describe('MemoryFile', () => {
     expect(() => file.write(new Uint8Array(10), 995)).toThrow(EngineError);
     expect(() => file.truncate(2000)).toThrow(/limit/);
     expect(() => new MemoryFile(0)).toThrow(EngineError);
+  });
+});
+
+describe('chunk pool', () => {
+  it('a file grown from recycled chunks reads zeros wherever it was not written', () => {
+    const pool = new ChunkPool(8 * CHUNK_BYTES);
+    const old = new MemoryFile(8 * CHUNK_BYTES, undefined, pool);
+    old.write(new Uint8Array(3 * CHUNK_BYTES).fill(0xee), 0);
+    const frozen = old.freeze();
+    const oldChunks = frozen.chunks;
+    frozen.release();
+    old.releaseChunks();
+    expect(pool.heldBytes).toBe(3 * CHUNK_BYTES);
+    expect(old.size).toBe(0);
+    expect(() => old.write(new Uint8Array(1), 0)).toThrow(/released/);
+    const file = new MemoryFile(8 * CHUNK_BYTES, undefined, pool);
+    file.write(new Uint8Array([1, 2, 3]), 10);
+    file.truncate(CHUNK_BYTES + 20);
+    file.write(new Uint8Array([4]), 2 * CHUNK_BYTES + 7);
+    const expected = new Uint8Array(2 * CHUNK_BYTES + 8);
+    expected.set([1, 2, 3], 10);
+    expected[2 * CHUNK_BYTES + 7] = 4;
+    expect(bytesEqual(file.copy(), expected)).toBe(true);
+    // The chunks were reused, stale bytes and all, rather than allocated.
+    expect(pool.heldBytes).toBe(0);
+    const reused = file.freeze();
+    expect(oldChunks).toContain(reused.chunks[0]);
+    reused.release();
+  });
+
+  it('keeps chunks a frozen view shares out of the pool, and never more than its limit', () => {
+    const pool = new ChunkPool(2 * CHUNK_BYTES);
+    const file = new MemoryFile(8 * CHUNK_BYTES, undefined, pool);
+    file.write(new Uint8Array(4 * CHUNK_BYTES).fill(5), 0);
+    const view = file.freeze(CHUNK_BYTES);
+    file.releaseChunks();
+    // Chunk 0 stays with the view; of the other three the pool keeps two.
+    expect(pool.heldBytes).toBe(2 * CHUNK_BYTES);
+    const next = new MemoryFile(8 * CHUNK_BYTES, undefined, pool);
+    next.write(new Uint8Array(3 * CHUNK_BYTES).fill(6), 0);
+    expect(view.chunks[0]!.subarray(0, CHUNK_BYTES)).toEqual(new Uint8Array(CHUNK_BYTES).fill(5));
+    view.release();
+  });
+
+  it('lets a database opened after another one closed reuse its file memory, with byte-identical replicas', async () => {
+    const leaderEngine = await Engine.create();
+    const followerEngine = await Engine.create({ filePoolBytesMax: 0 });
+    const fill = (name: string) => {
+      const leader = leaderEngine.open(name);
+      const follower = followerEngine.open(name);
+      run(leader, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)');
+      ship(leader, [follower]);
+      for (let i = 0; i < 300; i++) {
+        run(leader, 'INSERT INTO t(v) VALUES(randomblob(3000))');
+        ship(leader, [follower]);
+        if (i === 150) {
+          leader.checkpoint();
+          follower.checkpoint();
+        }
+      }
+      return { leader, follower };
+    };
+    const first = fill('first');
+    const firstBytes = leaderEngine.filesBytes();
+    first.leader.close();
+    first.follower.close();
+    // What the closed database held is kept for reuse, within the pool's limit.
+    expect(leaderEngine.filesBytes()).toBe(Math.min(firstBytes, 32 * 1024 * 1024));
+    expect(followerEngine.filesBytes()).toBe(0);
+    const second = fill('second');
+    expect(leaderEngine.filesBytes()).toBe(firstBytes);
+    const leaderFiles = second.leader.files();
+    const followerFiles = second.follower.files();
+    expect(bytesEqual(leaderFiles.main, followerFiles.main)).toBe(true);
+    expect(bytesEqual(leaderFiles.wal, followerFiles.wal)).toBe(true);
+    expect(run(second.leader, 'SELECT count(*), sum(length(v)) FROM t')).toEqual([[300, 900_000]]);
+    expect(run(second.follower, 'SELECT count(*), sum(length(v)) FROM t')).toEqual([[300, 900_000]]);
   });
 });

@@ -88,6 +88,19 @@ describe('WAL checksum', () => {
     }
   });
 
+  it('agrees with the reference for every kind of length: short, long, a multiple of 32 or not', () => {
+    const bytes = pseudoRandomBytes(65536 + 40, 9);
+    for (const length of [8, 24, 32, 248, 256, 264, 288, 512, 1000, 1024, 1056, 4096, 4104, 8192, 65536]) {
+      for (const offset of [0, 8, 3]) {
+        for (const bigEndian of [false, true]) {
+          const seed = { s1: (length * 2654435761) >>> 0, s2: 0xfffffff7 };
+          const expected = referenceChecksum(bytes.subarray(offset, offset + length), bigEndian, seed);
+          expect(walChecksum(bytes, offset, length, bigEndian, seed), `length ${length} at ${offset}`).toEqual(expected);
+        }
+      }
+    }
+  });
+
   it('refuses lengths that are not a multiple of 8 and ranges outside the buffer', () => {
     expect(() => walChecksum(new Uint8Array(12), 0, 12, false, { s1: 0, s2: 0 })).toThrow(RangeError);
     expect(() => walChecksum(new Uint8Array(8), 4, 8, false, { s1: 0, s2: 0 })).toThrow(RangeError);
