@@ -46,6 +46,11 @@ export interface CapturedTransaction {
   readonly pageNumbers?: readonly number[];
   /** What it changed, when the database captures changes (change-capture.ts). */
   readonly changes?: CapturedChanges | undefined;
+  /**
+   * The same changes as the change set body a log entry carries (wasm/change-set.ts), when the
+   * database captures changes; the caller's to keep. `changes` is this body decoded.
+   */
+  readonly encodedChanges?: Uint8Array | undefined;
 }
 
 /** One commit's payload of a few pages is one slice of a shared block (see byte-slab.ts). */

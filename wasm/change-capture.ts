@@ -15,8 +15,20 @@
 // inside the hook), so a delete records its old values until then.
 
 import { ByteSlab } from './byte-slab.ts';
+import {
+  CHANGE_SET_ROWS_OMITTED,
+  decodeChangeSetBody,
+  OPERATION_DELETE,
+  OPERATION_INSERT,
+  OPERATION_UPDATE,
+  VALUE_BLOB,
+  VALUE_FLOAT,
+  VALUE_INTEGER,
+  VALUE_NULL,
+  VALUE_TEXT,
+} from './change-set.ts';
 import type { Pointer, SqliteModule } from './sqlite-api.ts';
-import { SQLITE_BLOB, SQLITE_FLOAT, SQLITE_INTEGER, SQLITE_NULL, SQLITE_TEXT } from './sqlite-api.ts';
+import { SQLITE_BLOB, SQLITE_FLOAT, SQLITE_INTEGER, SQLITE_TEXT } from './sqlite-api.ts';
 import type { SqlValue } from './statement.ts';
 
 export type CapturedRowOperation = 'insert' | 'update' | 'delete';
@@ -53,9 +65,25 @@ export const STATEMENT_ROLLS_BACK_SAVEPOINT = 2;
 const SQLITE_DELETE = 9;
 const SQLITE_INSERT = 18;
 const SQLITE_UPDATE = 23;
-/** Bytes counted per row and per fixed-size value by the size estimate (about their encoded size). */
+/** Bytes counted per row and per value by the size estimate (about their encoded size). */
 const ROW_OVERHEAD_BYTES = 16;
 const VALUE_OVERHEAD_BYTES = 9;
+
+// A row as the hook records it in the capture's row buffer: u8 operation (the change set's
+// code), u32 table slot (OpenTransaction.tables), u32 bytes of its values, i64 rowid, u16 value
+// count, then the values already in the change set's encoding (change-set.ts). The key is
+// resolved when the transaction is taken (WITHOUT ROWID keys need schema lookups).
+const RECORD_OPERATION = 0;
+const RECORD_SLOT = 1;
+const RECORD_VALUES_BYTES = 5;
+const RECORD_ROWID = 9;
+const RECORD_COUNT = 17;
+const RECORD_HEADER_BYTES = 19;
+/** A rowid key in the change set: u16 count 1, u8 integer type, i64. */
+const ROWID_KEY_BYTES = 11;
+const ROW_BUFFER_INITIAL_BYTES = 16 * 1024;
+/** A row buffer grown past this by a large transaction is dropped once it is empty again. */
+const ROW_BUFFER_KEPT_BYTES = 256 * 1024;
 
 interface ValueExports {
   sqlite3_preupdate_hook(db: Pointer, callback: Pointer, context: Pointer): Pointer;
@@ -74,30 +102,39 @@ interface ValueExports {
   sqlite3_free(pointer: Pointer): void;
 }
 
-/** One row as the hook saw it; the key is resolved after the commit. */
-interface RawRow {
-  operation: CapturedRowOperation;
-  table: string;
-  rowid: bigint;
-  /** New values (insert, update) or, for a delete, the old ones (a WITHOUT ROWID key needs them). */
-  values: SqlValue[];
+/** One transaction as the hooks saw it; its rows are records in the capture's row buffer. */
+interface OpenTransaction {
+  /** Where its row records start in the row buffer; they end where the next transaction's start. */
+  start: number;
+  end: number;
+  rowCount: number;
+  /** The size estimate checked against changeSetBytesMax. */
+  bytes: number;
+  rowsOmitted: boolean;
+  /** Table names by slot, in the order first seen (a name may repeat after a schema change). */
+  tables: string[];
+  /** Tells whether a table name's cached slot belongs to this transaction. */
+  generation: number;
 }
 
-interface OpenTransaction {
-  tables: Set<string>;
-  rows: RawRow[] | undefined;
-  bytes: number;
+interface TableName {
+  name: string;
+  /** The name's bytes at its pointer, to tell a reused pointer. */
+  bytes: Uint8Array;
+  generation: number;
+  slot: number;
 }
 
 /** How the primary key of a table is read: undefined for a rowid table. */
 type KeyColumns = number[] | undefined;
 
-const NOTHING: (CapturedChanges | undefined)[] = [];
-/** Blob values are cut from shared blocks: a fresh small array per value costs its own backing store (byte-slab.ts). */
-const blobSlab = new ByteSlab(64 * 1024, 4 * 1024);
-const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const textDecoder = new TextDecoder();
+const NOTHING: (Uint8Array | undefined)[] = [];
+/** Change sets are cut from shared blocks: a fresh small array per transaction costs its own backing store (byte-slab.ts). */
+const changeSetSlab = new ByteSlab(64 * 1024, 16 * 1024);
+// ignoreBOM: a text value that starts with U+FEFF keeps it.
+const textDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
+const utf8Encoder = new TextEncoder();
+const NAME_BYTES_CACHED_MAX = 256;
 
 /** The engine's hooks, installed once in the WASM function table, dispatching by connection. */
 export class ChangeCaptureHooks {
@@ -135,17 +172,29 @@ export class ChangeCaptureHooks {
   }
 }
 
-/** The capture of one database: its open transaction and the committed ones not yet taken. */
+/**
+ * The capture of one database: its open transaction and the committed ones not yet taken. The
+ * hook writes each row's values straight from SQLite's memory into one row buffer, in the
+ * change set's encoding (no JS value per column, no string decoded to be encoded again);
+ * `take` turns each transaction into its change set body with one copy.
+ */
 export class ChangeCapture {
   private readonly x: ValueExports;
   private readonly id: number;
   private readonly valueSlot: Pointer;
   private open: OpenTransaction | undefined;
   private readonly done: (OpenTransaction | undefined)[] = [];
+  private generation = 0;
   private readonly keyColumns = new Map<string, KeyColumns>();
   /** Table names by the pointer SQLite passes (its schema's own copy), checked byte for byte. */
-  private readonly names = new Map<Pointer, { name: string; bytes: Uint8Array }>();
+  private readonly names = new Map<Pointer, TableName>();
+  private readonly nameBytes = new Map<string, Uint8Array>();
   private mainPointer: Pointer = 0;
+  /** Row records of the committed transactions not yet taken, then the open one's. Never handed out. */
+  private rowBytes: Uint8Array = new Uint8Array(ROW_BUFFER_INITIAL_BYTES);
+  private rowView: DataView = new DataView(this.rowBytes.buffer);
+  private rowLength = 0;
+  private heapWords: Int32Array = new Int32Array(0);
 
   constructor(
     private readonly hooks: ChangeCaptureHooks,
@@ -161,7 +210,7 @@ export class ChangeCapture {
     this.x.sqlite3_preupdate_hook(db, this.hooks.preupdate, this.id);
     this.x.sqlite3_commit_hook(db, this.hooks.commit, this.id);
     this.x.sqlite3_rollback_hook(db, this.hooks.rollback, this.id);
-    this.open = undefined;
+    this.dropOpen();
     this.names.clear();
     this.mainPointer = 0;
   }
@@ -178,6 +227,7 @@ export class ChangeCapture {
   reset(): void {
     this.open = undefined;
     this.done.length = 0;
+    this.emptyRowBuffer();
   }
 
   dispose(): void {
@@ -189,11 +239,11 @@ export class ChangeCapture {
   statementRuns(flags: number): void {
     const open = this.openTransaction();
     if (flags & STATEMENT_CHANGES_SCHEMA) {
-      open.tables.add(SCHEMA_TABLE);
+      if (!open.tables.includes(SCHEMA_TABLE)) open.tables.push(SCHEMA_TABLE);
       this.keyColumns.clear();
       this.names.clear();
     }
-    if (flags & STATEMENT_ROLLS_BACK_SAVEPOINT) open.rows = undefined;
+    if (flags & STATEMENT_ROLLS_BACK_SAVEPOINT) this.omitRows(open);
   }
 
   row(db: Pointer, op: number, zDb: Pointer, zTable: Pointer, oldKey: bigint, newKey: bigint): void {
@@ -203,140 +253,416 @@ export class ChangeCapture {
       if (wasm.heap8u()[zDb] !== 0x6d /* 'm' */ || wasm.cstrToJs(zDb) !== 'main') return;
       this.mainPointer = zDb;
     }
-    const table = this.tableName(zTable);
     const open = this.openTransaction();
-    open.tables.add(table);
-    if (open.rows === undefined) return;
+    const slot = this.tableSlot(zTable, open);
+    if (open.rowsOmitted) return;
     const x = this.x;
     const columns = x.sqlite3_preupdate_count(db);
-    const values: SqlValue[] = new Array<SqlValue>(columns);
-    const read = op === SQLITE_DELETE ? x.sqlite3_preupdate_old : x.sqlite3_preupdate_new;
+    const isDelete = op === SQLITE_DELETE;
+    // A delete keeps its old values only while the key may have to be read from them.
+    const table = open.tables[slot]!;
+    const keepValues = !isDelete || this.keyColumns.get(table) !== undefined || !this.keyColumns.has(table);
+    const bytesMax = this.options.changeSetBytesMax;
+    let at = this.rowLength;
+    let rows = 1;
+    if (op === SQLITE_UPDATE && oldKey !== newKey) {
+      // The rowid changed: the old row is gone, a new one exists.
+      this.room(at + 2 * RECORD_HEADER_BYTES);
+      this.writeRecordHeader(at, OPERATION_DELETE, slot, oldKey);
+      at += RECORD_HEADER_BYTES;
+      rows = 2;
+    } else this.room(at + RECORD_HEADER_BYTES);
+    const operation = op === SQLITE_INSERT || rows === 2 ? OPERATION_INSERT : op === SQLITE_UPDATE ? OPERATION_UPDATE : OPERATION_DELETE;
+    this.writeRecordHeader(at, operation, slot, isDelete ? oldKey : newKey);
+    const read = isDelete ? x.sqlite3_preupdate_old : x.sqlite3_preupdate_new;
+    const valueSlotWord = this.valueSlot >> 2;
+    const valuesStart = at + RECORD_HEADER_BYTES;
+    let w = valuesStart;
     let bytes = ROW_OVERHEAD_BYTES;
     for (let i = 0; i < columns; i++) {
       if (read(db, i, this.valueSlot) !== 0) {
-        values[i] = null;
+        if (keepValues) {
+          this.room(w + 1);
+          this.rowBytes[w++] = VALUE_NULL;
+        }
         continue;
       }
-      const value = wasm.peek32(this.valueSlot);
-      values[i] = this.readValue(value);
-      bytes += VALUE_OVERHEAD_BYTES + (typeof values[i] === 'string' || values[i] instanceof Uint8Array ? x.sqlite3_value_bytes(value) : 0);
+      const value = this.heapWordsNow()[valueSlotWord]!;
+      bytes += VALUE_OVERHEAD_BYTES;
+      switch (x.sqlite3_value_type(value)) {
+        case SQLITE_INTEGER: {
+          const integer = x.sqlite3_value_int64(value);
+          if (keepValues) w = this.writeInteger(w, integer);
+          break;
+        }
+        case SQLITE_FLOAT: {
+          const float = x.sqlite3_value_double(value);
+          if (!keepValues) break;
+          // As a JS number went before: one that is a safe integer travels as an integer.
+          if (Number.isSafeInteger(float)) w = this.writeInteger(w, BigInt(float));
+          else {
+            this.room(w + 9);
+            this.rowBytes[w] = VALUE_FLOAT;
+            this.rowView.setFloat64(w + 1, float, true);
+            w += 9;
+          }
+          break;
+        }
+        case SQLITE_TEXT: {
+          const pointer = x.sqlite3_value_text(value);
+          const length = x.sqlite3_value_bytes(value);
+          bytes += length;
+          if (open.bytes + bytes > bytesMax) return this.omitRows(open);
+          if (keepValues) w = this.writeText(w, pointer, length);
+          break;
+        }
+        case SQLITE_BLOB: {
+          const pointer = x.sqlite3_value_blob(value);
+          const length = x.sqlite3_value_bytes(value);
+          bytes += length;
+          if (open.bytes + bytes > bytesMax) return this.omitRows(open);
+          if (keepValues) {
+            this.room(w + 5 + length);
+            const target = this.rowBytes;
+            target[w] = VALUE_BLOB;
+            this.rowView.setUint32(w + 1, length, true);
+            if (length > 0) target.set(this.hooks.sqlite.wasm.heap8u().subarray(pointer, pointer + length), w + 5);
+            w += 5 + length;
+          }
+          break;
+        }
+        default:
+          if (keepValues) {
+            this.room(w + 1);
+            this.rowBytes[w++] = VALUE_NULL;
+          }
+      }
     }
     open.bytes += bytes;
-    if (open.bytes > this.options.changeSetBytesMax) {
-      open.rows = undefined;
-      return;
+    if (open.bytes > bytesMax) return this.omitRows(open);
+    this.rowView.setUint32(at + RECORD_VALUES_BYTES, w - valuesStart, true);
+    this.rowView.setUint16(at + RECORD_COUNT, keepValues ? columns : 0, true);
+    this.rowLength = w;
+    open.rowCount += rows;
+  }
+
+  committed(): void {
+    if (this.open) this.open.end = this.rowLength;
+    this.done.push(this.open);
+    this.open = undefined;
+  }
+
+  rolledBack(): void {
+    this.dropOpen();
+  }
+
+  /**
+   * The change set bodies (change-set.ts) of the last `count` transactions that committed since
+   * the last call, paired with the WAL commits the engine found. A write transaction that wrote
+   * no page (a DELETE that matched nothing) commits in SQLite but not in the WAL: empty ones go
+   * first when there are more commits here than in the WAL. `lookup` answers schema questions
+   * outside the hook. Each body is the caller's to keep.
+   */
+  take(count: number, lookup: (table: string) => KeyColumns): (Uint8Array | undefined)[] {
+    if (count === 0 && this.done.length === 0) return NOTHING;
+    let done = this.done;
+    if (done.length > count) {
+      done = done.slice();
+      for (let i = 0; i < done.length && done.length > count; ) {
+        const tx = done[i];
+        if (tx === undefined || tx.tables.length === 0) done.splice(i, 1);
+        else i++;
+      }
+      while (done.length > count) done.shift();
     }
-    if (op === SQLITE_UPDATE && oldKey !== newKey) {
-      // The rowid changed: the old row is gone, a new one exists.
-      open.rows.push({ operation: 'delete', table, rowid: oldKey, values: [] });
-      open.rows.push({ operation: 'insert', table, rowid: newKey, values });
-      return;
+    const result = new Array<Uint8Array | undefined>(count);
+    const missing = count - done.length;
+    for (let i = 0; i < missing; i++) result[i] = undefined;
+    for (let i = 0; i < done.length; i++) result[missing + i] = this.finish(done[i], lookup);
+    this.done.length = 0;
+    if (this.open === undefined) this.emptyRowBuffer();
+    return result;
+  }
+
+  /** The change set body of one committed transaction: one array, sized once. */
+  private finish(tx: OpenTransaction | undefined, lookup: (table: string) => KeyColumns): Uint8Array {
+    if (tx === undefined || (tx.tables.length === 0 && !tx.rowsOmitted)) return changeSetSlab.take(9); // no tables, no rows: all zero
+    const slots = tx.tables;
+    let tables = slots;
+    let slotIndex: number[] | undefined;
+    if (slots.length > 1) {
+      tables = [...new Set(slots)].sort();
+      slotIndex = slots.map((name) => tables.indexOf(name));
     }
-    const operation: CapturedRowOperation = op === SQLITE_INSERT ? 'insert' : op === SQLITE_UPDATE ? 'update' : 'delete';
-    open.rows.push({ operation, table, rowid: op === SQLITE_DELETE ? oldKey : newKey, values });
+    let size = 5;
+    const nameBytes: Uint8Array[] = new Array<Uint8Array>(tables.length);
+    for (let i = 0; i < tables.length; i++) {
+      nameBytes[i] = this.encodedName(tables[i]!);
+      size += 4 + nameBytes[i]!.length;
+    }
+    if (tx.rowsOmitted) {
+      const body = changeSetSlab.take(size);
+      body[0] = CHANGE_SET_ROWS_OMITTED;
+      writeTables(body, 1, nameBytes);
+      return body;
+    }
+    const keys: KeyColumns[] = new Array<KeyColumns>(slots.length);
+    for (let slot = 0; slot < slots.length; slot++) keys[slot] = this.keyColumnsOf(slots[slot]!, lookup);
+    const records = this.rowBytes;
+    const view = this.rowView;
+    size += 4;
+    for (let at = tx.start; at < tx.end; ) {
+      const valuesBytes = view.getUint32(at + RECORD_VALUES_BYTES, true);
+      const key = keys[view.getUint32(at + RECORD_SLOT, true)];
+      size += 5 + (key === undefined ? ROWID_KEY_BYTES : 2 + keyBytes(records, at, key));
+      if (records[at + RECORD_OPERATION] !== OPERATION_DELETE) size += 2 + valuesBytes;
+      at += RECORD_HEADER_BYTES + valuesBytes;
+    }
+    const body = changeSetSlab.take(size);
+    let w = writeTables(body, 1, nameBytes);
+    w = writeUint32(body, w, tx.rowCount);
+    for (let at = tx.start; at < tx.end; ) {
+      const operation = records[at + RECORD_OPERATION]!;
+      const slot = view.getUint32(at + RECORD_SLOT, true);
+      const valuesBytes = view.getUint32(at + RECORD_VALUES_BYTES, true);
+      const valuesStart = at + RECORD_HEADER_BYTES;
+      body[w] = operation;
+      w = writeUint32(body, w + 1, slotIndex === undefined ? slot : slotIndex[slot]!);
+      const key = keys[slot];
+      if (key === undefined) {
+        body[w] = 1;
+        body[w + 2] = VALUE_INTEGER;
+        body.set(records.subarray(at + RECORD_ROWID, at + RECORD_ROWID + 8), w + 3);
+        w += ROWID_KEY_BYTES;
+      } else w = writeKey(body, w, records, at, key);
+      if (operation !== OPERATION_DELETE) {
+        body[w] = records[at + RECORD_COUNT]!;
+        body[w + 1] = records[at + RECORD_COUNT + 1]!;
+        body.set(records.subarray(valuesStart, valuesStart + valuesBytes), w + 2);
+        w += 2 + valuesBytes;
+      }
+      at = valuesStart + valuesBytes;
+    }
+    if (w !== size) throw new Error(`change set of ${size} bytes written as ${w}`);
+    return body;
+  }
+
+  private keyColumnsOf(table: string, lookup: (table: string) => KeyColumns): KeyColumns {
+    if (this.keyColumns.has(table)) return this.keyColumns.get(table);
+    const key = table === SCHEMA_TABLE ? undefined : lookup(table);
+    this.keyColumns.set(table, key);
+    return key;
+  }
+
+  private encodedName(name: string): Uint8Array {
+    let bytes = this.nameBytes.get(name);
+    if (bytes === undefined) {
+      if (this.nameBytes.size >= NAME_BYTES_CACHED_MAX) this.nameBytes.clear();
+      bytes = utf8Encoder.encode(name);
+      this.nameBytes.set(name, bytes);
+    }
+    return bytes;
+  }
+
+  /** The slot of the table at `zTable` in `open`, adding it on first sight. */
+  private tableSlot(zTable: Pointer, open: OpenTransaction): number {
+    const entry = this.tableName(zTable);
+    if (entry.generation !== open.generation) {
+      entry.generation = open.generation;
+      entry.slot = open.tables.length;
+      open.tables.push(entry.name);
+    }
+    return entry.slot;
   }
 
   /** The name at `zTable`, decoded once per pointer (a reused pointer with other bytes is decoded again). */
-  private tableName(zTable: Pointer): string {
+  private tableName(zTable: Pointer): TableName {
     const heap = this.hooks.sqlite.wasm.heap8u();
     const known = this.names.get(zTable);
     if (known) {
       const bytes = known.bytes;
       let same = heap[zTable + bytes.length] === 0;
       for (let i = 0; same && i < bytes.length; i++) same = heap[zTable + i] === bytes[i];
-      if (same) return known.name;
+      if (same) return known;
     }
     let end = zTable;
     while (heap[end] !== 0) end++;
     const bytes = heap.slice(zTable, end);
-    const name = textDecoder.decode(bytes);
-    this.names.set(zTable, { name, bytes });
-    return name;
-  }
-
-  committed(): void {
-    this.done.push(this.open);
-    this.open = undefined;
-  }
-
-  rolledBack(): void {
-    this.open = undefined;
-  }
-
-  /**
-   * The changes of the last `count` transactions that committed since the last call, paired
-   * with the WAL commits the engine found. A write transaction that wrote no page (a DELETE that
-   * matched nothing) commits in SQLite but not in the WAL: empty ones go first when there are
-   * more commits here than in the WAL. `lookup` answers schema questions outside the hook.
-   */
-  take(count: number, lookup: (table: string) => KeyColumns): (CapturedChanges | undefined)[] {
-    if (count === 0 && this.done.length === 0) return NOTHING;
-    const done = this.done.splice(0);
-    for (let i = 0; i < done.length && done.length > count; ) {
-      const tx = done[i];
-      if (tx === undefined || tx.tables.size === 0) done.splice(i, 1);
-      else i++;
-    }
-    while (done.length > count) done.shift();
-    const result: (CapturedChanges | undefined)[] = [];
-    for (let i = 0; i < count - done.length; i++) result.push(undefined);
-    for (const tx of done) result.push(this.finish(tx, lookup));
-    return result;
-  }
-
-  private finish(tx: OpenTransaction | undefined, lookup: (table: string) => KeyColumns): CapturedChanges {
-    if (tx === undefined) return { tables: [], rows: [], rowsOmitted: false };
-    const tables = [...tx.tables].sort();
-    if (tx.rows === undefined) return { tables, rowsOmitted: true };
-    const rows: CapturedRow[] = new Array<CapturedRow>(tx.rows.length);
-    for (let i = 0; i < tx.rows.length; i++) {
-      const raw = tx.rows[i]!;
-      let key: KeyColumns;
-      if (this.keyColumns.has(raw.table)) key = this.keyColumns.get(raw.table);
-      else {
-        key = lookup(raw.table);
-        this.keyColumns.set(raw.table, key);
-      }
-      const primaryKey = key === undefined ? [rowidValue(raw.rowid)] : key.map((column) => raw.values[column] ?? null);
-      rows[i] = raw.operation === 'delete' ? { operation: 'delete', table: raw.table, primaryKey } : { operation: raw.operation, table: raw.table, primaryKey, values: raw.values };
-    }
-    return { tables, rows, rowsOmitted: false };
+    const entry: TableName = { name: textDecoder.decode(bytes), bytes, generation: -1, slot: 0 };
+    this.names.set(zTable, entry);
+    return entry;
   }
 
   private openTransaction(): OpenTransaction {
-    this.open ??= { tables: new Set(), rows: [], bytes: 0 };
+    this.open ??= { start: this.rowLength, end: this.rowLength, rowCount: 0, bytes: 0, rowsOmitted: false, tables: [], generation: ++this.generation };
     return this.open;
   }
 
-  private readValue(value: Pointer): SqlValue {
-    const x = this.x;
-    switch (x.sqlite3_value_type(value)) {
-      case SQLITE_INTEGER:
-        return rowidValue(x.sqlite3_value_int64(value));
-      case SQLITE_FLOAT:
-        return x.sqlite3_value_double(value);
-      case SQLITE_TEXT: {
-        const p = x.sqlite3_value_text(value);
-        const n = x.sqlite3_value_bytes(value);
-        return n === 0 ? '' : textDecoder.decode(this.hooks.sqlite.wasm.heap8u().subarray(p, p + n));
-      }
-      case SQLITE_BLOB: {
-        const n = x.sqlite3_value_bytes(value);
-        const p = x.sqlite3_value_blob(value);
-        if (n === 0) return new Uint8Array(0);
-        const copy = blobSlab.take(n);
-        copy.set(this.hooks.sqlite.wasm.heap8u().subarray(p, p + n));
-        return copy;
-      }
-      case SQLITE_NULL:
-      default:
-        return null;
+  /** Keeps only the table list of `open`: its rows so far go. */
+  private omitRows(open: OpenTransaction): void {
+    open.rowsOmitted = true;
+    open.rowCount = 0;
+    this.rowLength = open.start;
+  }
+
+  private dropOpen(): void {
+    if (this.open) this.rowLength = this.open.start;
+    this.open = undefined;
+  }
+
+  private emptyRowBuffer(): void {
+    this.rowLength = 0;
+    if (this.rowBytes.length > ROW_BUFFER_KEPT_BYTES) this.setRowBuffer(new Uint8Array(ROW_BUFFER_INITIAL_BYTES));
+  }
+
+  /** Makes the row buffer hold at least `bytes`. */
+  private room(bytes: number): void {
+    if (bytes <= this.rowBytes.length) return;
+    let size = this.rowBytes.length * 2;
+    while (size < bytes) size *= 2;
+    const grown = new Uint8Array(size);
+    // All of it: the row being written lies past rowLength.
+    grown.set(this.rowBytes);
+    this.setRowBuffer(grown);
+  }
+
+  private setRowBuffer(bytes: Uint8Array): void {
+    this.rowBytes = bytes;
+    this.rowView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private writeRecordHeader(at: number, operation: number, slot: number, rowid: bigint): void {
+    const view = this.rowView;
+    view.setUint8(at + RECORD_OPERATION, operation);
+    view.setUint32(at + RECORD_SLOT, slot, true);
+    view.setUint32(at + RECORD_VALUES_BYTES, 0, true);
+    view.setBigInt64(at + RECORD_ROWID, rowid, true);
+    view.setUint16(at + RECORD_COUNT, 0, true);
+  }
+
+  private writeInteger(w: number, value: bigint): number {
+    this.room(w + 9);
+    this.rowBytes[w] = VALUE_INTEGER;
+    this.rowView.setBigInt64(w + 1, value, true);
+    return w + 9;
+  }
+
+  /** Writes SQLite's UTF-8 as it is when it is ASCII; other text is decoded and encoded again, as any invalid sequence must become U+FFFD. */
+  private writeText(w: number, pointer: Pointer, length: number): number {
+    this.room(w + 5 + length);
+    const heap = this.hooks.sqlite.wasm.heap8u();
+    this.rowBytes[w] = VALUE_TEXT;
+    if (length === 0) {
+      this.rowView.setUint32(w + 1, 0, true);
+      return w + 5;
+    }
+    if (isAscii(heap, this.heapWordsNow(), pointer, length)) {
+      this.rowView.setUint32(w + 1, length, true);
+      this.rowBytes.set(heap.subarray(pointer, pointer + length), w + 5);
+      return w + 5 + length;
+    }
+    const text = textDecoder.decode(heap.subarray(pointer, pointer + length));
+    this.room(w + 5 + text.length * 3);
+    const { written } = utf8Encoder.encodeInto(text, this.rowBytes.subarray(w + 5));
+    this.rowView.setUint32(w + 1, written, true);
+    return w + 5 + written;
+  }
+
+  /** The WASM heap as 32-bit words (a new view when the memory grew). */
+  private heapWordsNow(): Int32Array {
+    const buffer = this.hooks.sqlite.wasm.heap8u().buffer;
+    if (this.heapWords.buffer !== buffer) this.heapWords = new Int32Array(buffer);
+    return this.heapWords;
+  }
+}
+
+/** The changes a body holds, as the engine hands them out (CapturedTransaction.changes). */
+export function capturedChanges(body: Uint8Array): CapturedChanges {
+  const { tables, rows, rowsOmitted } = decodeChangeSetBody(body);
+  return rowsOmitted ? { tables, rowsOmitted: true } : { tables, rows: rows as CapturedRow[], rowsOmitted: false };
+}
+
+function isAscii(heap: Uint8Array, words: Int32Array, pointer: number, length: number): boolean {
+  const end = pointer + length;
+  let i = pointer;
+  let bits = 0;
+  for (; i < end && (i & 3) !== 0; i++) bits |= heap[i]!;
+  const wordsEnd = (end & ~3) >> 2;
+  let wordBits = 0;
+  for (let word = i >> 2; word < wordsEnd; word++) wordBits |= words[word]!;
+  for (i = Math.max(i, wordsEnd << 2); i < end; i++) bits |= heap[i]!;
+  return (bits & 0x80) === 0 && (wordBits & 0x80808080) === 0;
+}
+
+/** The size of the value (in the change set's value encoding) at `at` in `bytes`. */
+function valueSize(bytes: Uint8Array, at: number): number {
+  switch (bytes[at]) {
+    case VALUE_NULL:
+      return 1;
+    case VALUE_INTEGER:
+    case VALUE_FLOAT:
+      return 9;
+    default: {
+      const length = (bytes[at + 1]! | (bytes[at + 2]! << 8) | (bytes[at + 3]! << 16) | (bytes[at + 4]! << 24)) >>> 0;
+      return 5 + length;
     }
   }
 }
 
-function rowidValue(value: bigint): number | bigint {
-  return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
+/** Where each value of the record at `at` starts. */
+function valueOffsets(records: Uint8Array, at: number): number[] {
+  const count = records[at + RECORD_COUNT]! | (records[at + RECORD_COUNT + 1]! << 8);
+  const offsets: number[] = new Array<number>(count);
+  let w = at + RECORD_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    offsets[i] = w;
+    w += valueSize(records, w);
+  }
+  return offsets;
+}
+
+/** Bytes of the key values of a WITHOUT ROWID row (a column the record lacks is a null). */
+function keyBytes(records: Uint8Array, at: number, key: number[]): number {
+  const offsets = valueOffsets(records, at);
+  let bytes = 0;
+  for (const column of key) bytes += column < offsets.length ? valueSize(records, offsets[column]!) : 1;
+  return bytes;
+}
+
+function writeKey(body: Uint8Array, w: number, records: Uint8Array, at: number, key: number[]): number {
+  const offsets = valueOffsets(records, at);
+  body[w] = key.length & 0xff;
+  body[w + 1] = key.length >>> 8;
+  w += 2;
+  for (const column of key) {
+    if (column >= offsets.length) {
+      body[w++] = VALUE_NULL;
+      continue;
+    }
+    const start = offsets[column]!;
+    const size = valueSize(records, start);
+    body.set(records.subarray(start, start + size), w);
+    w += size;
+  }
+  return w;
+}
+
+function writeUint32(body: Uint8Array, w: number, value: number): number {
+  body[w] = value & 0xff;
+  body[w + 1] = (value >>> 8) & 0xff;
+  body[w + 2] = (value >>> 16) & 0xff;
+  body[w + 3] = value >>> 24;
+  return w + 4;
+}
+
+function writeTables(body: Uint8Array, w: number, names: Uint8Array[]): number {
+  w = writeUint32(body, w, names.length);
+  for (const name of names) {
+    w = writeUint32(body, w, name.length);
+    body.set(name, w);
+    w += name.length;
+  }
+  return w;
 }
 
 /** Statement flags for `sql`: what it does that the pre-update hook cannot see. */

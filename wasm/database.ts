@@ -16,7 +16,7 @@ import {
   encodePayload,
   payloadPageNumbers,
 } from './captured-payload.ts';
-import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
+import { capturedChanges, ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
@@ -129,12 +129,20 @@ const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 class Captured implements CapturedTransaction {
   readonly payload: Uint8Array;
   readonly frames: number;
-  changes: CapturedChanges | undefined;
+  encodedChanges: Uint8Array | undefined;
+  private changesCache: CapturedChanges | undefined;
   private pageNumbersCache: readonly number[] | undefined;
 
   constructor(payload: Uint8Array, frames: number) {
     this.payload = payload;
     this.frames = frames;
+  }
+
+  /** Decoded on first use: a node only copies encodedChanges into its log entry. */
+  get changes(): CapturedChanges | undefined {
+    if (this.encodedChanges === undefined) return undefined;
+    this.changesCache ??= capturedChanges(this.encodedChanges);
+    return this.changesCache;
   }
 
   get pageNumbers(): readonly number[] {
@@ -313,7 +321,7 @@ export class DatabaseImpl implements Database, StatementHost {
   /** Pairs each captured transaction with what the hooks recorded for it. */
   private attachChanges(capture: ChangeCapture, captured: CapturedTransaction[]): void {
     const changes = capture.take(captured.length, (table) => this.keyColumns(table));
-    for (let i = 0; i < captured.length; i++) (captured[i] as Captured).changes = changes[i];
+    for (let i = 0; i < captured.length; i++) (captured[i] as Captured).encodedChanges = changes[i];
   }
 
   /** The key columns of a WITHOUT ROWID table (undefined for a rowid table: its key is the rowid). */
