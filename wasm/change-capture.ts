@@ -69,18 +69,19 @@ const SQLITE_UPDATE = 23;
 const ROW_OVERHEAD_BYTES = 16;
 const VALUE_OVERHEAD_BYTES = 9;
 
-// A row as the hook records it in the capture's row buffer: u8 operation (the change set's
-// code), u32 table slot (OpenTransaction.tables), u32 bytes of its values, i64 rowid, u16 value
-// count, then the values already in the change set's encoding (change-set.ts). The key is
-// resolved when the transaction is taken (WITHOUT ROWID keys need schema lookups).
-const RECORD_OPERATION = 0;
-const RECORD_SLOT = 1;
-const RECORD_VALUES_BYTES = 5;
-const RECORD_ROWID = 9;
-const RECORD_COUNT = 17;
-const RECORD_HEADER_BYTES = 19;
-/** A rowid key in the change set: u16 count 1, u8 integer type, i64. */
-const ROWID_KEY_BYTES = 11;
+// The hook writes each row as the change set has it (change-set.ts), with two provisional
+// parts that `take` resolves (schema lookups cannot run in the hook): the table is a slot of
+// OpenTransaction.tables (first-seen order, not yet the sorted list's index), the key is the
+// rowid (a WITHOUT ROWID table's key is read from its values), and a delete whose table's key
+// is not known yet keeps its old values under DELETE_WITH_VALUES.
+const ROW_TABLE = 1;
+/** u8 operation, u32 table, u16 key count 1, u8 integer type, i64 rowid. */
+const ROW_ROWID = 8;
+const ROW_HEADER_BYTES = 16;
+const DELETE_WITH_VALUES = 0x83;
+const TWO_POW_32 = 2 ** 32;
+const SPARE_TRANSACTIONS_MAX = 8;
+const TWO_POW_53 = 2 ** 53;
 const ROW_BUFFER_INITIAL_BYTES = 16 * 1024;
 /** A row buffer grown past this by a large transaction is dropped once it is empty again. */
 const ROW_BUFFER_KEPT_BYTES = 256 * 1024;
@@ -111,6 +112,8 @@ interface OpenTransaction {
   /** The size estimate checked against changeSetBytesMax. */
   bytes: number;
   rowsOmitted: boolean;
+  /** Some delete kept its old values (DELETE_WITH_VALUES). */
+  deletesWithValues: boolean;
   /** Table names by slot, in the order first seen (a name may repeat after a schema change). */
   tables: string[];
   /** Tells whether a table name's cached slot belongs to this transaction. */
@@ -184,6 +187,9 @@ export class ChangeCapture {
   private readonly valueSlot: Pointer;
   private open: OpenTransaction | undefined;
   private readonly done: (OpenTransaction | undefined)[] = [];
+  /** Transactions taken, to record the next ones in (they are never handed out). */
+  private readonly spare: OpenTransaction[] = [];
+  private readonly taken: (Uint8Array | undefined)[] = [];
   private generation = 0;
   private readonly keyColumns = new Map<string, KeyColumns>();
   /** Table names by the pointer SQLite passes (its schema's own copy), checked byte for byte. */
@@ -194,6 +200,7 @@ export class ChangeCapture {
   private rowBytes: Uint8Array = new Uint8Array(ROW_BUFFER_INITIAL_BYTES);
   private rowView: DataView = new DataView(this.rowBytes.buffer);
   private rowLength = 0;
+  private heap: Uint8Array = new Uint8Array(0);
   private heapWords: Int32Array = new Int32Array(0);
 
   constructor(
@@ -247,10 +254,9 @@ export class ChangeCapture {
   }
 
   row(db: Pointer, op: number, zDb: Pointer, zTable: Pointer, oldKey: bigint, newKey: bigint): void {
-    const wasm = this.hooks.sqlite.wasm;
     // Only the main database replicates (temp tables live on the leader alone).
     if (zDb !== this.mainPointer) {
-      if (wasm.heap8u()[zDb] !== 0x6d /* 'm' */ || wasm.cstrToJs(zDb) !== 'main') return;
+      if (this.heapTo(zDb + 1)[zDb] !== 0x6d /* 'm' */ || this.hooks.sqlite.wasm.cstrToJs(zDb) !== 'main') return;
       this.mainPointer = zDb;
     }
     const open = this.openTransaction();
@@ -259,53 +265,61 @@ export class ChangeCapture {
     const x = this.x;
     const columns = x.sqlite3_preupdate_count(db);
     const isDelete = op === SQLITE_DELETE;
-    // A delete keeps its old values only while the key may have to be read from them.
-    const table = open.tables[slot]!;
-    const keepValues = !isDelete || this.keyColumns.get(table) !== undefined || !this.keyColumns.has(table);
+    let keepValues = true;
+    let operation = op === SQLITE_INSERT ? OPERATION_INSERT : op === SQLITE_UPDATE ? OPERATION_UPDATE : OPERATION_DELETE;
+    if (isDelete) {
+      // A delete keeps its old values only while its key may have to be read from them.
+      const table = open.tables[slot]!;
+      keepValues = this.keyColumns.get(table) !== undefined || !this.keyColumns.has(table);
+      if (keepValues) operation = DELETE_WITH_VALUES;
+    }
     const bytesMax = this.options.changeSetBytesMax;
     let at = this.rowLength;
     let rows = 1;
+    this.room(at + 2 * ROW_HEADER_BYTES + 2 + columns * 9);
     if (op === SQLITE_UPDATE && oldKey !== newKey) {
       // The rowid changed: the old row is gone, a new one exists.
-      this.room(at + 2 * RECORD_HEADER_BYTES);
-      this.writeRecordHeader(at, OPERATION_DELETE, slot, oldKey);
-      at += RECORD_HEADER_BYTES;
+      this.writeRowHeader(at, OPERATION_DELETE, slot, oldKey);
+      at += ROW_HEADER_BYTES;
+      operation = OPERATION_INSERT;
       rows = 2;
-    } else this.room(at + RECORD_HEADER_BYTES);
-    const operation = op === SQLITE_INSERT || rows === 2 ? OPERATION_INSERT : op === SQLITE_UPDATE ? OPERATION_UPDATE : OPERATION_DELETE;
-    this.writeRecordHeader(at, operation, slot, isDelete ? oldKey : newKey);
+    }
+    this.writeRowHeader(at, operation, slot, isDelete ? oldKey : newKey);
+    const countAt = at + ROW_HEADER_BYTES;
+    let w = keepValues ? countAt + 2 : countAt;
     const read = isDelete ? x.sqlite3_preupdate_old : x.sqlite3_preupdate_new;
-    const valueSlotWord = this.valueSlot >> 2;
-    const valuesStart = at + RECORD_HEADER_BYTES;
-    let w = valuesStart;
+    const valueSlot = this.valueSlot;
     let bytes = ROW_OVERHEAD_BYTES;
     for (let i = 0; i < columns; i++) {
-      if (read(db, i, this.valueSlot) !== 0) {
-        if (keepValues) {
-          this.room(w + 1);
-          this.rowBytes[w++] = VALUE_NULL;
-        }
+      if (read(db, i, valueSlot) !== 0) {
+        if (keepValues) this.rowBytes[w++] = VALUE_NULL;
         continue;
       }
-      const value = this.heapWordsNow()[valueSlotWord]!;
+      const value = this.heapWordsTo(valueSlot + 4)[valueSlot >> 2]!;
       bytes += VALUE_OVERHEAD_BYTES;
       switch (x.sqlite3_value_type(value)) {
         case SQLITE_INTEGER: {
-          const integer = x.sqlite3_value_int64(value);
-          if (keepValues) w = this.writeInteger(w, integer);
+          if (!keepValues) break;
+          // As a double first: below 2^53 it is exact, and no BigInt is made for it.
+          const approximate = x.sqlite3_value_double(value);
+          this.rowBytes[w] = VALUE_INTEGER;
+          if (approximate < TWO_POW_53 && approximate > -TWO_POW_53) writeSafeInt64(this.rowView, w + 1, approximate);
+          else this.rowView.setBigInt64(w + 1, x.sqlite3_value_int64(value), true);
+          w += 9;
           break;
         }
         case SQLITE_FLOAT: {
           const float = x.sqlite3_value_double(value);
           if (!keepValues) break;
           // As a JS number went before: one that is a safe integer travels as an integer.
-          if (Number.isSafeInteger(float)) w = this.writeInteger(w, BigInt(float));
-          else {
-            this.room(w + 9);
+          if (Number.isSafeInteger(float)) {
+            this.rowBytes[w] = VALUE_INTEGER;
+            writeSafeInt64(this.rowView, w + 1, float);
+          } else {
             this.rowBytes[w] = VALUE_FLOAT;
             this.rowView.setFloat64(w + 1, float, true);
-            w += 9;
           }
+          w += 9;
           break;
         }
         case SQLITE_TEXT: {
@@ -313,7 +327,7 @@ export class ChangeCapture {
           const length = x.sqlite3_value_bytes(value);
           bytes += length;
           if (open.bytes + bytes > bytesMax) return this.omitRows(open);
-          if (keepValues) w = this.writeText(w, pointer, length);
+          if (keepValues) w = this.writeText(w, pointer, length, (columns - i) * 9);
           break;
         }
         case SQLITE_BLOB: {
@@ -322,26 +336,22 @@ export class ChangeCapture {
           bytes += length;
           if (open.bytes + bytes > bytesMax) return this.omitRows(open);
           if (keepValues) {
-            this.room(w + 5 + length);
+            this.room(w + 5 + length + (columns - i) * 9);
             const target = this.rowBytes;
             target[w] = VALUE_BLOB;
             this.rowView.setUint32(w + 1, length, true);
-            if (length > 0) target.set(this.hooks.sqlite.wasm.heap8u().subarray(pointer, pointer + length), w + 5);
+            if (length > 0) target.set(this.heapTo(pointer + length).subarray(pointer, pointer + length), w + 5);
             w += 5 + length;
           }
           break;
         }
         default:
-          if (keepValues) {
-            this.room(w + 1);
-            this.rowBytes[w++] = VALUE_NULL;
-          }
+          if (keepValues) this.rowBytes[w++] = VALUE_NULL;
       }
     }
     open.bytes += bytes;
     if (open.bytes > bytesMax) return this.omitRows(open);
-    this.rowView.setUint32(at + RECORD_VALUES_BYTES, w - valuesStart, true);
-    this.rowView.setUint16(at + RECORD_COUNT, keepValues ? columns : 0, true);
+    if (keepValues) this.rowView.setUint16(countAt, columns, true);
     this.rowLength = w;
     open.rowCount += rows;
   }
@@ -361,7 +371,7 @@ export class ChangeCapture {
    * the last call, paired with the WAL commits the engine found. A write transaction that wrote
    * no page (a DELETE that matched nothing) commits in SQLite but not in the WAL: empty ones go
    * first when there are more commits here than in the WAL. `lookup` answers schema questions
-   * outside the hook. Each body is the caller's to keep.
+   * outside the hook. Each body is the caller's to keep; the array is valid until the next call.
    */
   take(count: number, lookup: (table: string) => KeyColumns): (Uint8Array | undefined)[] {
     if (count === 0 && this.done.length === 0) return NOTHING;
@@ -375,10 +385,12 @@ export class ChangeCapture {
       }
       while (done.length > count) done.shift();
     }
-    const result = new Array<Uint8Array | undefined>(count);
+    const result = this.taken;
+    result.length = count;
     const missing = count - done.length;
     for (let i = 0; i < missing; i++) result[i] = undefined;
     for (let i = 0; i < done.length; i++) result[missing + i] = this.finish(done[i], lookup);
+    for (const tx of this.done) if (tx !== undefined && this.spare.length < SPARE_TRANSACTIONS_MAX) this.spare.push(tx);
     this.done.length = 0;
     if (this.open === undefined) this.emptyRowBuffer();
     return result;
@@ -392,7 +404,11 @@ export class ChangeCapture {
     let slotIndex: number[] | undefined;
     if (slots.length > 1) {
       tables = [...new Set(slots)].sort();
-      slotIndex = slots.map((name) => tables.indexOf(name));
+      for (let slot = 0; slot < slots.length; slot++) {
+        if (tables[slot] === slots[slot]) continue;
+        slotIndex = slots.map((name) => tables.indexOf(name));
+        break;
+      }
     }
     let size = 5;
     const nameBytes: Uint8Array[] = new Array<Uint8Array>(tables.length);
@@ -406,44 +422,26 @@ export class ChangeCapture {
       writeTables(body, 1, nameBytes);
       return body;
     }
-    const keys: KeyColumns[] = new Array<KeyColumns>(slots.length);
-    for (let slot = 0; slot < slots.length; slot++) keys[slot] = this.keyColumnsOf(slots[slot]!, lookup);
-    const records = this.rowBytes;
-    const view = this.rowView;
+    let keys: KeyColumns[] | undefined;
+    for (let slot = 0; slot < slots.length; slot++) {
+      const key = this.keyColumnsOf(slots[slot]!, lookup);
+      if (key === undefined) continue;
+      keys ??= new Array<KeyColumns>(slots.length);
+      keys[slot] = key;
+    }
     size += 4;
-    for (let at = tx.start; at < tx.end; ) {
-      const valuesBytes = view.getUint32(at + RECORD_VALUES_BYTES, true);
-      const key = keys[view.getUint32(at + RECORD_SLOT, true)];
-      size += 5 + (key === undefined ? ROWID_KEY_BYTES : 2 + keyBytes(records, at, key));
-      if (records[at + RECORD_OPERATION] !== OPERATION_DELETE) size += 2 + valuesBytes;
-      at += RECORD_HEADER_BYTES + valuesBytes;
+    if (keys === undefined && slotIndex === undefined && !tx.deletesWithValues) {
+      // Every row is final already: one copy.
+      const body = changeSetSlab.take(size + tx.end - tx.start);
+      const w = writeUint32(body, writeTables(body, 1, nameBytes), tx.rowCount);
+      body.set(this.rowBytes.subarray(tx.start, tx.end), w);
+      return body;
     }
-    const body = changeSetSlab.take(size);
-    let w = writeTables(body, 1, nameBytes);
-    w = writeUint32(body, w, tx.rowCount);
-    for (let at = tx.start; at < tx.end; ) {
-      const operation = records[at + RECORD_OPERATION]!;
-      const slot = view.getUint32(at + RECORD_SLOT, true);
-      const valuesBytes = view.getUint32(at + RECORD_VALUES_BYTES, true);
-      const valuesStart = at + RECORD_HEADER_BYTES;
-      body[w] = operation;
-      w = writeUint32(body, w + 1, slotIndex === undefined ? slot : slotIndex[slot]!);
-      const key = keys[slot];
-      if (key === undefined) {
-        body[w] = 1;
-        body[w + 2] = VALUE_INTEGER;
-        body.set(records.subarray(at + RECORD_ROWID, at + RECORD_ROWID + 8), w + 3);
-        w += ROWID_KEY_BYTES;
-      } else w = writeKey(body, w, records, at, key);
-      if (operation !== OPERATION_DELETE) {
-        body[w] = records[at + RECORD_COUNT]!;
-        body[w + 1] = records[at + RECORD_COUNT + 1]!;
-        body.set(records.subarray(valuesStart, valuesStart + valuesBytes), w + 2);
-        w += 2 + valuesBytes;
-      }
-      at = valuesStart + valuesBytes;
-    }
-    if (w !== size) throw new Error(`change set of ${size} bytes written as ${w}`);
+    const rowsBytes = resolveRows(this.rowBytes, tx.start, tx.end, keys, slotIndex, undefined, 0);
+    const body = changeSetSlab.take(size + rowsBytes);
+    const w = writeUint32(body, writeTables(body, 1, nameBytes), tx.rowCount);
+    const end = resolveRows(this.rowBytes, tx.start, tx.end, keys, slotIndex, body, w);
+    if (end !== body.length) throw new Error(`change set of ${body.length} bytes written as ${end}`);
     return body;
   }
 
@@ -494,8 +492,15 @@ export class ChangeCapture {
   }
 
   private openTransaction(): OpenTransaction {
-    this.open ??= { start: this.rowLength, end: this.rowLength, rowCount: 0, bytes: 0, rowsOmitted: false, tables: [], generation: ++this.generation };
-    return this.open;
+    if (this.open !== undefined) return this.open;
+    const open = this.spare.pop() ?? { start: 0, end: 0, rowCount: 0, bytes: 0, rowsOmitted: false, deletesWithValues: false, tables: [], generation: 0 };
+    open.start = open.end = this.rowLength;
+    open.rowCount = open.bytes = 0;
+    open.rowsOmitted = open.deletesWithValues = false;
+    open.tables.length = 0;
+    open.generation = ++this.generation;
+    this.open = open;
+    return open;
   }
 
   /** Keeps only the table list of `open`: its rows so far go. */
@@ -531,48 +536,57 @@ export class ChangeCapture {
     this.rowView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  private writeRecordHeader(at: number, operation: number, slot: number, rowid: bigint): void {
+  private writeRowHeader(at: number, operation: number, slot: number, rowid: bigint): void {
     const view = this.rowView;
-    view.setUint8(at + RECORD_OPERATION, operation);
-    view.setUint32(at + RECORD_SLOT, slot, true);
-    view.setUint32(at + RECORD_VALUES_BYTES, 0, true);
-    view.setBigInt64(at + RECORD_ROWID, rowid, true);
-    view.setUint16(at + RECORD_COUNT, 0, true);
+    view.setUint8(at, operation);
+    view.setUint32(at + ROW_TABLE, slot, true);
+    view.setUint16(at + ROW_TABLE + 4, 1, true);
+    view.setUint8(at + ROW_TABLE + 6, VALUE_INTEGER);
+    view.setBigInt64(at + ROW_ROWID, rowid, true);
+    if (operation === DELETE_WITH_VALUES) this.open!.deletesWithValues = true;
   }
 
-  private writeInteger(w: number, value: bigint): number {
-    this.room(w + 9);
-    this.rowBytes[w] = VALUE_INTEGER;
-    this.rowView.setBigInt64(w + 1, value, true);
-    return w + 9;
-  }
-
-  /** Writes SQLite's UTF-8 as it is when it is ASCII; other text is decoded and encoded again, as any invalid sequence must become U+FFFD. */
-  private writeText(w: number, pointer: Pointer, length: number): number {
-    this.room(w + 5 + length);
-    const heap = this.hooks.sqlite.wasm.heap8u();
+  /**
+   * Writes SQLite's UTF-8 as it is when it is ASCII; other text is decoded and encoded again, as
+   * any invalid sequence must become U+FFFD. Keeps `reserveBytes` of room after it.
+   */
+  private writeText(w: number, pointer: Pointer, length: number, reserveBytes: number): number {
+    this.room(w + 5 + length + reserveBytes);
     this.rowBytes[w] = VALUE_TEXT;
     if (length === 0) {
       this.rowView.setUint32(w + 1, 0, true);
       return w + 5;
     }
-    if (isAscii(heap, this.heapWordsNow(), pointer, length)) {
+    const heap = this.heapTo(pointer + length);
+    if (isAscii(heap, this.heapWordsTo(pointer + length), pointer, length)) {
       this.rowView.setUint32(w + 1, length, true);
       this.rowBytes.set(heap.subarray(pointer, pointer + length), w + 5);
       return w + 5 + length;
     }
     const text = textDecoder.decode(heap.subarray(pointer, pointer + length));
-    this.room(w + 5 + text.length * 3);
+    this.room(w + 5 + text.length * 3 + reserveBytes);
     const { written } = utf8Encoder.encodeInto(text, this.rowBytes.subarray(w + 5));
     this.rowView.setUint32(w + 1, written, true);
     return w + 5 + written;
   }
 
-  /** The WASM heap as 32-bit words (a new view when the memory grew). */
-  private heapWordsNow(): Int32Array {
-    const buffer = this.hooks.sqlite.wasm.heap8u().buffer;
-    if (this.heapWords.buffer !== buffer) this.heapWords = new Int32Array(buffer);
+  /**
+   * The WASM heap, holding at least `end` bytes. A view is kept between calls: growing the
+   * memory detaches it (length 0), so a view too short for `end` is the sign to take a new one.
+   */
+  private heapTo(end: number): Uint8Array {
+    if (end > this.heap.length) this.refreshHeap();
+    return this.heap;
+  }
+
+  private heapWordsTo(end: number): Int32Array {
+    if (end > this.heapWords.byteLength) this.refreshHeap();
     return this.heapWords;
+  }
+
+  private refreshHeap(): void {
+    this.heap = this.hooks.sqlite.wasm.heap8u();
+    this.heapWords = new Int32Array(this.heap.buffer, 0, this.heap.buffer.byteLength >> 2);
   }
 }
 
@@ -609,42 +623,79 @@ function valueSize(bytes: Uint8Array, at: number): number {
   }
 }
 
-/** Where each value of the record at `at` starts. */
-function valueOffsets(records: Uint8Array, at: number): number[] {
-  const count = records[at + RECORD_COUNT]! | (records[at + RECORD_COUNT + 1]! << 8);
-  const offsets: number[] = new Array<number>(count);
-  let w = at + RECORD_HEADER_BYTES;
-  for (let i = 0; i < count; i++) {
-    offsets[i] = w;
-    w += valueSize(records, w);
-  }
-  return offsets;
-}
-
-/** Bytes of the key values of a WITHOUT ROWID row (a column the record lacks is a null). */
-function keyBytes(records: Uint8Array, at: number, key: number[]): number {
-  const offsets = valueOffsets(records, at);
+/**
+ * Resolves the provisional rows in `records[start, end)` (see ROW_HEADER_BYTES): table slots to
+ * indexes, rowids to the declared key of WITHOUT ROWID tables (`keys` by slot; a column the
+ * row lacks is a null), DELETE_WITH_VALUES to a delete. Writes into `out` at `w` and returns
+ * where it ended; without `out`, returns the bytes it would write.
+ */
+function resolveRows(records: Uint8Array, start: number, end: number, keys: KeyColumns[] | undefined, slotIndex: number[] | undefined, out: Uint8Array | undefined, w: number): number {
+  const offsets: number[] = [];
   let bytes = 0;
-  for (const column of key) bytes += column < offsets.length ? valueSize(records, offsets[column]!) : 1;
-  return bytes;
+  for (let at = start; at < end; ) {
+    const operation = records[at]!;
+    const slot = readUint32(records, at + ROW_TABLE);
+    const hasValues = operation !== OPERATION_DELETE;
+    let valuesEnd = at + ROW_HEADER_BYTES;
+    let count = 0;
+    if (hasValues) {
+      count = records[valuesEnd]! | (records[valuesEnd + 1]! << 8);
+      valuesEnd += 2;
+      offsets.length = 0;
+      for (let i = 0; i < count; i++) {
+        offsets.push(valuesEnd);
+        valuesEnd += valueSize(records, valuesEnd);
+      }
+    }
+    const key = keys?.[slot];
+    const keepsValues = hasValues && operation !== DELETE_WITH_VALUES;
+    if (out !== undefined) {
+      out[w] = operation === DELETE_WITH_VALUES ? OPERATION_DELETE : operation;
+      writeUint32(out, w + 1, slotIndex === undefined ? slot : slotIndex[slot]!);
+    }
+    let rowBytes = 5;
+    if (key === undefined) {
+      out?.set(records.subarray(at + ROW_TABLE + 4, at + ROW_HEADER_BYTES), w + rowBytes);
+      rowBytes += ROW_HEADER_BYTES - ROW_TABLE - 4;
+    } else {
+      if (out !== undefined) {
+        out[w + rowBytes] = key.length & 0xff;
+        out[w + rowBytes + 1] = key.length >>> 8;
+      }
+      rowBytes += 2;
+      for (const column of key) {
+        if (column >= count) {
+          if (out !== undefined) out[w + rowBytes] = VALUE_NULL;
+          rowBytes += 1;
+          continue;
+        }
+        const valueAt = offsets[column]!;
+        const size = valueSize(records, valueAt);
+        out?.set(records.subarray(valueAt, valueAt + size), w + rowBytes);
+        rowBytes += size;
+      }
+    }
+    if (keepsValues) {
+      const valuesStart = at + ROW_HEADER_BYTES;
+      out?.set(records.subarray(valuesStart, valuesEnd), w + rowBytes);
+      rowBytes += valuesEnd - valuesStart;
+    }
+    if (out !== undefined) w += rowBytes;
+    bytes += rowBytes;
+    at = valuesEnd;
+  }
+  return out === undefined ? bytes : w;
 }
 
-function writeKey(body: Uint8Array, w: number, records: Uint8Array, at: number, key: number[]): number {
-  const offsets = valueOffsets(records, at);
-  body[w] = key.length & 0xff;
-  body[w + 1] = key.length >>> 8;
-  w += 2;
-  for (const column of key) {
-    if (column >= offsets.length) {
-      body[w++] = VALUE_NULL;
-      continue;
-    }
-    const start = offsets[column]!;
-    const size = valueSize(records, start);
-    body.set(records.subarray(start, start + size), w);
-    w += size;
-  }
-  return w;
+/** Writes a safe integer as a little-endian i64 (two's complement), without a BigInt. */
+function writeSafeInt64(view: DataView, at: number, value: number): void {
+  const high = Math.floor(value / TWO_POW_32);
+  view.setUint32(at, value - high * TWO_POW_32, true);
+  view.setInt32(at + 4, high, true);
+}
+
+function readUint32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
 }
 
 function writeUint32(body: Uint8Array, w: number, value: number): number {

@@ -320,9 +320,11 @@ export class DatabaseImpl implements Database, StatementHost {
 
   /** Pairs each captured transaction with what the hooks recorded for it. */
   private attachChanges(capture: ChangeCapture, captured: CapturedTransaction[]): void {
-    const changes = capture.take(captured.length, (table) => this.keyColumns(table));
+    const changes = capture.take(captured.length, this.lookupKeyColumns);
     for (let i = 0; i < captured.length; i++) (captured[i] as Captured).encodedChanges = changes[i];
   }
+
+  private readonly lookupKeyColumns = (table: string): number[] | undefined => this.keyColumns(table);
 
   /** The key columns of a WITHOUT ROWID table (undefined for a rowid table: its key is the rowid). */
   private keyColumns(table: string): number[] | undefined {

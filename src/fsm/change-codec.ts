@@ -7,7 +7,12 @@
  *   u32 table (index into the table list), u16 key values, the key values, and (insert/update)
  *   u16 values, the values. A value: u8 type (0 null, 1 integer: i64, 2 float: f64,
  *   3 text: u32 bytes + UTF-8, 4 blob: u32 bytes + bytes).
+ *
+ * Everything after timeMs is the change set body the engine writes while it captures
+ * (wasm/change-set.ts): a leader copies it into the entry as it is (EncodedTransactionChanges).
  */
+import { ByteSlab } from '../../wasm/byte-slab.ts';
+import { ChangeSetFormatError, decodeChangeSetBody } from '../../wasm/change-set.ts';
 import type { Value } from '../protocol/values.ts';
 import type { RowChange, RowOperation, TransactionChanges } from './commit-events.ts';
 
@@ -20,12 +25,48 @@ export class ChangeCodecError extends Error {
 }
 
 const OPERATION_CODES: Record<RowOperation, number> = { insert: 1, update: 2, delete: 3 };
-const OPERATIONS: (RowOperation | undefined)[] = [undefined, 'insert', 'update', 'delete'];
 const VALUES_MAX = 0xffff;
+const TIME_BYTES = 8;
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
-const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Encoded change sets are cut from shared blocks (the entry copies them at once): no backing store per transaction. */
+const changeSetSlab = new ByteSlab(64 * 1024, 16 * 1024);
+
+/**
+ * A transaction's changes as the engine captured them: its change set body (wasm/change-set.ts)
+ * and the commit time. Encoding it copies the body; the fields are decoded only if read.
+ */
+export class EncodedTransactionChanges implements TransactionChanges {
+  private decoded: { tables: string[]; rows: RowChange[] | undefined; rowsOmitted: boolean } | undefined;
+
+  constructor(
+    readonly timeMs: number,
+    /** The body: the caller hands it over and does not change it. */
+    readonly body: Uint8Array,
+  ) {}
+
+  get tables(): string[] {
+    return this.decode().tables;
+  }
+
+  get rows(): RowChange[] | undefined {
+    return this.decode().rows;
+  }
+
+  get rowsOmitted(): boolean {
+    return this.decode().rowsOmitted;
+  }
+
+  private decode(): { tables: string[]; rows: RowChange[] | undefined; rowsOmitted: boolean } {
+    if (this.decoded === undefined) {
+      try {
+        this.decoded = decodeChangeSetBody(this.body);
+      } catch (error) {
+        throw error instanceof ChangeSetFormatError ? new ChangeCodecError(error.message) : error;
+      }
+    }
+    return this.decoded;
+  }
+}
 
 class ByteWriter {
   private bytes: Uint8Array;
@@ -33,8 +74,8 @@ class ByteWriter {
   length = 0;
 
   constructor(initialBytes: number) {
-    this.bytes = new Uint8Array(initialBytes);
-    this.view = new DataView(this.bytes.buffer);
+    this.bytes = changeSetSlab.take(initialBytes);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
   }
 
   private room(bytes: number): void {
@@ -83,64 +124,17 @@ class ByteWriter {
     this.length += bytes.length;
   }
 
+  /** A u32 length and the UTF-8 of `text`, encoded in place. */
+  text(text: string): void {
+    this.room(4 + text.length * 3);
+    const { written } = utf8Encoder.encodeInto(text, this.bytes.subarray(this.length + 4));
+    this.view.setUint32(this.length, written, true);
+    this.length += 4 + written;
+  }
+
   /** The bytes written: a view, valid until the next write (callers copy it into their message). */
   result(): Uint8Array {
     return this.bytes.subarray(0, this.length);
-  }
-}
-
-class ByteReader {
-  private offset = 0;
-  private readonly view: DataView;
-
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-
-  private need(bytes: number): number {
-    if (this.offset + bytes > this.bytes.length) throw new ChangeCodecError(`truncated at byte ${this.offset} (${bytes} more needed, ${this.bytes.length - this.offset} left)`);
-    const at = this.offset;
-    this.offset += bytes;
-    return at;
-  }
-
-  u8(): number {
-    return this.bytes[this.need(1)]!;
-  }
-
-  u16(): number {
-    return this.view.getUint16(this.need(2), true);
-  }
-
-  u32(): number {
-    return this.view.getUint32(this.need(4), true);
-  }
-
-  i64(): bigint {
-    return this.view.getBigInt64(this.need(8), true);
-  }
-
-  f64(): number {
-    return this.view.getFloat64(this.need(8), true);
-  }
-
-  chunk(): Uint8Array {
-    const length = this.u32();
-    const at = this.need(length);
-    return this.bytes.subarray(at, at + length);
-  }
-
-  text(): string {
-    try {
-      return utf8Decoder.decode(this.chunk());
-    } catch (error) {
-      if (error instanceof ChangeCodecError) throw error;
-      throw new ChangeCodecError('text is not valid UTF-8');
-    }
-  }
-
-  get done(): boolean {
-    return this.offset === this.bytes.length;
   }
 }
 
@@ -164,6 +158,12 @@ function valueBytes(value: Value): number {
 }
 
 export function encodeChanges(changes: TransactionChanges): Uint8Array {
+  if (changes instanceof EncodedTransactionChanges) {
+    const bytes = changeSetSlab.take(TIME_BYTES + changes.body.length);
+    new DataView(bytes.buffer, bytes.byteOffset, TIME_BYTES).setFloat64(0, changes.timeMs, true);
+    bytes.set(changes.body, TIME_BYTES);
+    return bytes;
+  }
   const writer = new ByteWriter(estimateBytes(changes));
   writer.f64(changes.timeMs);
   const omitted = changes.rowsOmitted || changes.rows === undefined;
@@ -172,7 +172,7 @@ export function encodeChanges(changes: TransactionChanges): Uint8Array {
   const tableIndex = new Map<string, number>();
   changes.tables.forEach((table, i) => {
     tableIndex.set(table, i);
-    writer.chunk(utf8Encoder.encode(table));
+    writer.text(table);
   });
   if (omitted) return writer.result();
   const rows = changes.rows!;
@@ -209,7 +209,7 @@ function writeValue(writer: ByteWriter, value: Value): void {
       return writer.i64(value);
     case 'string':
       writer.u8(3);
-      return writer.chunk(utf8Encoder.encode(value));
+      return writer.text(value);
     case 'boolean':
       writer.u8(1);
       return writer.i64(value ? 1n : 0n);
@@ -219,61 +219,19 @@ function writeValue(writer: ByteWriter, value: Value): void {
         return writer.chunk(value);
       }
       writer.u8(3);
-      return writer.chunk(utf8Encoder.encode(value.toISOString()));
+      return writer.text(value.toISOString());
   }
 }
 
 export function decodeChanges(bytes: Uint8Array): TransactionChanges {
-  const reader = new ByteReader(bytes);
-  const timeMs = reader.f64();
-  const flags = reader.u8();
-  if (flags > 1) throw new ChangeCodecError(`unknown flags ${flags}`);
-  const tableCount = reader.u32();
-  if (tableCount > bytes.length) throw new ChangeCodecError(`${tableCount} tables in ${bytes.length} bytes`);
-  const tables: string[] = [];
-  for (let i = 0; i < tableCount; i++) tables.push(reader.text());
-  if (flags === 1) {
-    if (!reader.done) throw new ChangeCodecError('bytes after the table list of a change without rows');
-    return { timeMs, tables, rowsOmitted: true };
+  if (bytes.length < TIME_BYTES) throw new ChangeCodecError(`truncated at byte 0 (${TIME_BYTES} more needed, ${bytes.length} left)`);
+  const timeMs = new DataView(bytes.buffer, bytes.byteOffset, TIME_BYTES).getFloat64(0, true);
+  let body: ReturnType<typeof decodeChangeSetBody>;
+  try {
+    body = decodeChangeSetBody(bytes, TIME_BYTES);
+  } catch (error) {
+    throw error instanceof ChangeSetFormatError ? new ChangeCodecError(error.message) : error;
   }
-  const rowCount = reader.u32();
-  if (rowCount > bytes.length) throw new ChangeCodecError(`${rowCount} rows in ${bytes.length} bytes`);
-  const rows: RowChange[] = [];
-  for (let i = 0; i < rowCount; i++) {
-    const operation = OPERATIONS[reader.u8()];
-    if (operation === undefined) throw new ChangeCodecError(`row ${i} has an unknown operation`);
-    const table = tables[reader.u32()];
-    if (table === undefined) throw new ChangeCodecError(`row ${i} names a table outside the list`);
-    const primaryKey = readValues(reader);
-    rows.push(operation === 'delete' ? { operation, table, primaryKey } : { operation, table, primaryKey, values: readValues(reader) });
-  }
-  if (!reader.done) throw new ChangeCodecError('bytes after the last row');
-  return { timeMs, tables, rows, rowsOmitted: false };
-}
-
-function readValues(reader: ByteReader): Value[] {
-  const count = reader.u16();
-  const values: Value[] = new Array<Value>(count);
-  for (let i = 0; i < count; i++) values[i] = readValue(reader);
-  return values;
-}
-
-function readValue(reader: ByteReader): Value {
-  const type = reader.u8();
-  switch (type) {
-    case 0:
-      return null;
-    case 1: {
-      const value = reader.i64();
-      return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
-    }
-    case 2:
-      return reader.f64();
-    case 3:
-      return reader.text();
-    case 4:
-      return reader.chunk().slice();
-    default:
-      throw new ChangeCodecError(`unknown value type ${type}`);
-  }
+  const { tables, rows } = body;
+  return rows === undefined ? { timeMs, tables, rowsOmitted: true } : { timeMs, tables, rows, rowsOmitted: false };
 }

@@ -8,6 +8,7 @@
  * frames of a transaction that Raft has not committed.
  */
 import type { CapturedTransaction, Database } from '../../wasm/index.ts';
+import { EncodedTransactionChanges } from './change-codec.ts';
 import { CommandKind, encodeCommand, encodeTransaction } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
@@ -83,7 +84,10 @@ export class ReplicatedDatabase {
       throw error;
     }
     for (const tx of captured) {
-      const changes = tx.changes && { timeMs: (this.options.wallClockMs ?? Date.now)(), ...tx.changes };
+      // The engine's encoded change set goes into the entry as it is (no decoding on the leader).
+      const changes = tx.encodedChanges
+        ? new EncodedTransactionChanges((this.options.wallClockMs ?? Date.now)(), tx.encodedChanges)
+        : tx.changes && { timeMs: (this.options.wallClockMs ?? Date.now)(), ...tx.changes };
       const commands = encodeTransaction(this.name, tx.payload, this.options.proposalBytesMax, changes);
       let last: ProposeResult | undefined;
       try {
