@@ -104,4 +104,61 @@ describe('change capture (pre-update hook)', () => {
     db.abort();
     expect(changesOf(db, 'INSERT INTO t VALUES (3)')[0]!.rows).toEqual([{ operation: 'insert', table: 't', primaryKey: [1], values: [3] }]);
   });
+
+  it('keeps a text value exactly, a leading U+FEFF included, and turns invalid UTF-8 into U+FFFD', () => {
+    const db = fresh();
+    changesOf(db, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)');
+    for (const text of ['\uFEFFbom first', 'plain ascii', 'é à ü ✓ 😀', '', 'a\u0000b']) {
+      expect(changesOf(db, 'INSERT INTO t(v) VALUES (?)', [text])[0]!.rows![0]!.values![1]).toBe(text);
+    }
+    // x'C328' is not UTF-8: cast to text it reads as U+FFFD followed by '('.
+    expect(changesOf(db, "INSERT INTO t(v) VALUES (CAST(x'41C328' AS TEXT))")[0]!.rows![0]!.values![1]).toBe('A\uFFFD(');
+  });
+
+  it('records every value type, large integers and floats that are whole numbers included', () => {
+    const db = fresh();
+    changesOf(db, 'CREATE TABLE t(id INTEGER PRIMARY KEY, a, b, c, d, e, f)');
+    const [tx] = changesOf(db, "INSERT INTO t VALUES (-9007199254740993, 9007199254740991, -4294967297, 2.0, -0.5, x'', NULL)");
+    expect(tx!.rows).toEqual([
+      { operation: 'insert', table: 't', primaryKey: [-9007199254740993n], values: [-9007199254740993n, 9007199254740991, -4294967297, 2, -0.5, new Uint8Array(0), null] },
+    ]);
+    expect(changesOf(db, 'UPDATE t SET a = 9223372036854775807, b = -1e300')[0]!.rows![0]!.values!.slice(1, 3)).toEqual([9223372036854775807n, -1e300]);
+  });
+
+  it('keeps rows larger than its buffer whole, and the next transactions after them', () => {
+    const db = fresh();
+    db.captureChanges({ changeSetBytesMax: 1 << 20 });
+    changesOf(db, 'CREATE TABLE t(id INTEGER PRIMARY KEY, v, w)');
+    const big = new Uint8Array(3000).map((_, i) => i & 0xff);
+    run(db, 'BEGIN');
+    for (let i = 1; i <= 12; i++) run(db, 'INSERT INTO t VALUES (?, zeroblob(?), ?)', [i, i, big]);
+    const [tx] = changesOf(db, 'COMMIT');
+    expect(tx!.rowsOmitted).toBe(false);
+    expect(tx!.rows).toEqual(Array.from({ length: 12 }, (_, i) => ({ operation: 'insert', table: 't', primaryKey: [i + 1], values: [i + 1, new Uint8Array(i + 1), big] })));
+    expect(changesOf(db, "INSERT INTO t VALUES (99, 'after', 1)")[0]!.rows).toEqual([{ operation: 'insert', table: 't', primaryKey: [99], values: [99, 'after', 1] }]);
+  });
+
+  it('lists tables sorted and indexes rows by that list, whatever order they changed in', () => {
+    const db = fresh();
+    changesOf(db, 'CREATE TABLE zeta(v); CREATE TABLE alpha(v); CREATE TABLE mid(k TEXT PRIMARY KEY, v) WITHOUT ROWID');
+    const [tx] = changesOf(db, "BEGIN; INSERT INTO zeta VALUES (1); INSERT INTO mid VALUES ('k', 2); INSERT INTO alpha VALUES (3); DELETE FROM mid; DELETE FROM zeta; COMMIT");
+    expect(tx).toEqual({
+      tables: ['alpha', 'mid', 'zeta'],
+      rows: [
+        { operation: 'insert', table: 'zeta', primaryKey: [1], values: [1] },
+        { operation: 'insert', table: 'mid', primaryKey: ['k'], values: ['k', 2] },
+        { operation: 'insert', table: 'alpha', primaryKey: [1], values: [3] },
+        { operation: 'delete', table: 'mid', primaryKey: ['k'] },
+        { operation: 'delete', table: 'zeta', primaryKey: [1] },
+      ],
+      rowsOmitted: false,
+    });
+    // Known keys now: a delete of a rowid table no longer keeps its old values, of a WITHOUT ROWID one still does.
+    run(db, "INSERT INTO zeta VALUES (5); INSERT INTO mid VALUES ('j', 6)");
+    ship(db, [follower.open(db.name)]);
+    expect(changesOf(db, 'BEGIN; DELETE FROM zeta; DELETE FROM mid; COMMIT')[0]!.rows).toEqual([
+      { operation: 'delete', table: 'zeta', primaryKey: [1] },
+      { operation: 'delete', table: 'mid', primaryKey: ['j'] },
+    ]);
+  });
 });

@@ -3,7 +3,7 @@
  * changes, and every replica's state machine emits the same CommittedTransaction for them.
  */
 import { describe, expect, test } from 'vitest';
-import { decodeChanges, encodeChanges } from '../../src/fsm/change-codec.ts';
+import { decodeChanges, EncodedTransactionChanges, encodeChanges } from '../../src/fsm/change-codec.ts';
 import { CommandKind, decodeCommand, encodeCommand, encodeTransaction } from '../../src/fsm/commands.ts';
 import type { CommittedTransaction, TransactionChanges } from '../../src/fsm/commit-events.ts';
 import type { Replicator } from '../../src/fsm/replicated-database.ts';
@@ -148,5 +148,38 @@ describe('command codec with changes', () => {
     cut[4 + 2] = 0xff; // changes length beyond the command
     expect(() => decodeCommand(cut)).toThrow(/overrun/);
     expect(() => encodeTransaction('db', new Uint8Array(10), 1 << 20, changes)).not.toThrow();
+  });
+
+  test("the engine's change set is the bytes the codec writes for its decoded changes", async () => {
+    const engine = await Engine.create({ changeCapture: { changeSetBytesMax: 4096 } });
+    const db = engine.open('bytes');
+    const statements = [
+      'CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE kv(k TEXT, n INTEGER, v, PRIMARY KEY (n, k)) WITHOUT ROWID',
+      "INSERT INTO t VALUES (1, 'é'), (2, x'00ff'), (3, 1.5), (4, 2.0), (5, NULL), (9223372036854775807, -9007199254740993)",
+      "BEGIN; INSERT INTO kv VALUES ('\uFEFFk', 1, 'v'); UPDATE t SET id = 6 WHERE id = 1; DELETE FROM t WHERE id = 2; DELETE FROM kv; COMMIT",
+      'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO t(v) SELECT hex(randomblob(100)) FROM n',
+    ];
+    for (const sql of statements) {
+      let rest = sql;
+      for (let statement = db.prepare(rest); statement; statement = db.prepare(rest)) {
+        while (statement.step());
+        statement.finalize();
+        rest = statement.tail;
+      }
+      const captured = db.takeCaptured();
+      db.confirm(captured.length);
+      for (const tx of captured) {
+        const encoded = new EncodedTransactionChanges(1234.5, tx.encodedChanges!);
+        const generic = encodeChanges({ timeMs: 1234.5, ...tx.changes! });
+        expect(encodeChanges(encoded)).toEqual(generic);
+        expect(decodeChanges(generic)).toEqual({ timeMs: 1234.5, ...tx.changes! });
+        expect({ tables: encoded.tables, rows: encoded.rows, rowsOmitted: encoded.rowsOmitted }).toEqual(tx.changes);
+      }
+    }
+  });
+
+  test('a text value that starts with U+FEFF keeps it', () => {
+    const bom: TransactionChanges = { timeMs: 1, tables: ['\uFEFFt'], rows: [{ operation: 'insert', table: '\uFEFFt', primaryKey: [1], values: ['\uFEFFv'] }], rowsOmitted: false };
+    expect(decodeChanges(encodeChanges(bom))).toEqual(bom);
   });
 });
