@@ -475,7 +475,7 @@ export class ChangeCapture {
 
   /** The name at `zTable`, decoded once per pointer (a reused pointer with other bytes is decoded again). */
   private tableName(zTable: Pointer): TableName {
-    const heap = this.hooks.sqlite.wasm.heap8u();
+    const heap = this.heapTo(zTable + 1);
     const known = this.names.get(zTable);
     if (known) {
       const bytes = known.bytes;
