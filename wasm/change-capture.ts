@@ -82,9 +82,9 @@ const DELETE_WITH_VALUES = 0x83;
 const TWO_POW_32 = 2 ** 32;
 const SPARE_TRANSACTIONS_MAX = 8;
 const TWO_POW_53 = 2 ** 53;
-const ROW_BUFFER_INITIAL_BYTES = 16 * 1024;
+const ROW_BUFFER_INITIAL_BYTES = 4 * 1024;
 /** A row buffer grown past this by a large transaction is dropped once it is empty again. */
-const ROW_BUFFER_KEPT_BYTES = 256 * 1024;
+const ROW_BUFFER_KEPT_BYTES = 64 * 1024;
 
 interface ValueExports {
   sqlite3_preupdate_hook(db: Pointer, callback: Pointer, context: Pointer): Pointer;
