@@ -4,11 +4,16 @@
 //
 // Cheapest of the two ways the build offers: SQLite's pre-update hook (one JS call per changed
 // row, reading only the new values; the session extension would add a changeset to build, walk
-// and free per transaction and still lacks the full new row of an update). Rows collect in JS;
-// the commit hook closes a transaction, the rollback hook drops it. What the hook cannot see is
-// marked by the statement that does it (statement.ts): DDL (no hook fires for sqlite_schema)
-// adds SCHEMA_TABLE to the tables, and ROLLBACK TO (rows it undid were already recorded) keeps
-// only the table list (rowsOmitted). Above `changeSetBytesMax` only the table list is kept too.
+// and free per transaction and still lacks the full new row of an update). The hook writes each
+// row's values straight from SQLite's memory into one buffer, already in the change set's
+// encoding (change-set.ts): no JS value per column, no text decoded to be encoded again. The
+// commit hook closes a transaction, the rollback hook drops it; `take` cuts each committed one
+// into its change set body, which a node copies into the log entry without decoding it.
+//
+// What the hook cannot see is marked by the statement that does it (statement.ts): DDL (no hook
+// fires for sqlite_schema) adds SCHEMA_TABLE to the tables, and ROLLBACK TO (rows it undid were
+// already recorded) keeps only the table list (rowsOmitted). Above `changeSetBytesMax` only the
+// table list is kept too.
 //
 // Primary keys: the rowid for rowid tables (the hook's key); for WITHOUT ROWID tables the
 // declared key columns, read from the values after the commit (schema lookups cannot run
@@ -175,12 +180,7 @@ export class ChangeCaptureHooks {
   }
 }
 
-/**
- * The capture of one database: its open transaction and the committed ones not yet taken. The
- * hook writes each row's values straight from SQLite's memory into one row buffer, in the
- * change set's encoding (no JS value per column, no string decoded to be encoded again);
- * `take` turns each transaction into its change set body with one copy.
- */
+/** The capture of one database: its open transaction and the committed ones not yet taken. */
 export class ChangeCapture {
   private readonly x: ValueExports;
   private readonly id: number;
