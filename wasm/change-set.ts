@@ -55,6 +55,9 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 class BodyReader {
   offset: number;
   private readonly view: DataView;
+  /** Where blob values may start: the first row. */
+  sharedFrom = 0;
+  private shared: Uint8Array | undefined;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -64,7 +67,7 @@ class BodyReader {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  private need(bytes: number): number {
+  need(bytes: number): number {
     if (this.offset + bytes > this.bytes.length) throw new ChangeSetFormatError(`truncated at byte ${this.offset} (${bytes} more needed, ${this.bytes.length - this.offset} left)`);
     const at = this.offset;
     this.offset += bytes;
@@ -109,6 +112,47 @@ class BodyReader {
   get done(): boolean {
     return this.offset === this.bytes.length;
   }
+
+  values(): SqlValue[] {
+    const count = this.u16();
+    const values: SqlValue[] = new Array<SqlValue>(count);
+    for (let i = 0; i < count; i++) values[i] = this.value();
+    return values;
+  }
+
+  value(): SqlValue {
+    const type = this.u8();
+    switch (type) {
+      case VALUE_NULL:
+        return null;
+      case VALUE_INTEGER: {
+        const value = this.i64();
+        return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
+      }
+      case VALUE_FLOAT:
+        return this.f64();
+      case VALUE_TEXT:
+        return this.text();
+      case VALUE_BLOB:
+        return this.blob();
+      default:
+        throw new ChangeSetFormatError(`unknown value type ${type}`);
+    }
+  }
+
+  /**
+   * A blob of a small change set is a view into one copy of the bytes from `sharedFrom` on (one
+   * allocation per change set, not per blob): whoever keeps the value keeps that copy, at most
+   * SHARED_BLOBS_BYTES_MAX. A larger change set copies each blob on its own.
+   */
+  private blob(): Uint8Array {
+    const length = this.u32();
+    const at = this.need(length);
+    if (length === 0) return new Uint8Array(0);
+    if (this.bytes.length - this.sharedFrom > SHARED_BLOBS_BYTES_MAX) return this.bytes.slice(at, at + length);
+    this.shared ??= this.bytes.slice(this.sharedFrom);
+    return this.shared.subarray(at - this.sharedFrom, at - this.sharedFrom + length);
+  }
 }
 
 /** Reads the body that starts at `offset` and runs to the end of `bytes`; throws ChangeSetFormatError on bad bytes. */
@@ -126,53 +170,16 @@ export function decodeChangeSetBody(bytes: Uint8Array, offset = 0): ChangeSetBod
   }
   const rowCount = reader.u32();
   if (rowCount > bytes.length) throw new ChangeSetFormatError(`${rowCount} rows in ${bytes.length} bytes`);
-  // Blob values of a small change set are views into one copy of its rows (one allocation per
-  // change set, not per blob): whoever keeps a value keeps that copy, at most SHARED_BLOBS_BYTES_MAX.
-  let blobs: Uint8Array | undefined;
-  const rowsStart = reader.offset;
-  const shareBlobs = bytes.length - rowsStart <= SHARED_BLOBS_BYTES_MAX;
-  const rows: ChangeSetRow[] = [];
+  reader.sharedFrom = reader.offset;
+  const rows: ChangeSetRow[] = new Array<ChangeSetRow>(rowCount);
   for (let i = 0; i < rowCount; i++) {
     const operation = OPERATIONS[reader.u8()];
     if (operation === undefined) throw new ChangeSetFormatError(`row ${i} has an unknown operation`);
     const table = tables[reader.u32()];
     if (table === undefined) throw new ChangeSetFormatError(`row ${i} names a table outside the list`);
-    const primaryKey = readValues();
-    rows.push(operation === 'delete' ? { operation, table, primaryKey } : { operation, table, primaryKey, values: readValues() });
+    const primaryKey = reader.values();
+    rows[i] = operation === 'delete' ? { operation, table, primaryKey } : { operation, table, primaryKey, values: reader.values() };
   }
   if (!reader.done) throw new ChangeSetFormatError('bytes after the last row');
   return { tables, rows, rowsOmitted: false };
-
-  function readValues(): SqlValue[] {
-    const count = reader.u16();
-    const values: SqlValue[] = new Array<SqlValue>(count);
-    for (let i = 0; i < count; i++) values[i] = readValue();
-    return values;
-  }
-
-  function readValue(): SqlValue {
-    const type = reader.u8();
-    switch (type) {
-      case VALUE_NULL:
-        return null;
-      case VALUE_INTEGER: {
-        const value = reader.i64();
-        return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
-      }
-      case VALUE_FLOAT:
-        return reader.f64();
-      case VALUE_TEXT:
-        return reader.text();
-      case VALUE_BLOB: {
-        const chunk = reader.chunk();
-        if (chunk.length === 0) return new Uint8Array(0);
-        if (!shareBlobs) return chunk.slice();
-        blobs ??= bytes.slice(rowsStart);
-        const at = chunk.byteOffset - bytes.byteOffset - rowsStart;
-        return blobs.subarray(at, at + chunk.length);
-      }
-      default:
-        throw new ChangeSetFormatError(`unknown value type ${type}`);
-    }
-  }
 }
