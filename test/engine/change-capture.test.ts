@@ -161,4 +161,17 @@ describe('change capture (pre-update hook)', () => {
       { operation: 'delete', table: 'mid', primaryKey: ['j'] },
     ]);
   });
+
+  it('reads values right when SQLite grows its memory inside the hook (a large zeroblob is expanded there)', () => {
+    const db = fresh();
+    db.captureChanges({ changeSetBytesMax: 64 << 20 });
+    changesOf(db, 'CREATE TABLE t(id INTEGER PRIMARY KEY, z, r, s)');
+    const [tx] = changesOf(db, "INSERT INTO t VALUES (1, zeroblob(12 << 20), randomblob(3 << 20), 'after the blobs')");
+    const values = tx!.rows![0]!.values!;
+    expect((values[1] as Uint8Array).length).toBe(12 << 20);
+    expect((values[1] as Uint8Array).every((byte) => byte === 0)).toBe(true);
+    const [[stored]] = run(db, 'SELECT r FROM t');
+    expect(values[2]).toEqual(stored);
+    expect(values[3]).toBe('after the blobs');
+  });
 });
