@@ -11,7 +11,6 @@
  * Everything after timeMs is the change set body the engine writes while it captures
  * (wasm/change-set.ts): a leader copies it into the entry as it is (EncodedTransactionChanges).
  */
-import { ByteSlab } from '../../wasm/byte-slab.ts';
 import { ChangeSetFormatError, decodeChangeSetBody } from '../../wasm/change-set.ts';
 import type { Value } from '../protocol/values.ts';
 import type { RowChange, RowOperation, TransactionChanges } from './commit-events.ts';
@@ -28,8 +27,8 @@ const OPERATION_CODES: Record<RowOperation, number> = { insert: 1, update: 2, de
 const VALUES_MAX = 0xffff;
 const TIME_BYTES = 8;
 const utf8Encoder = new TextEncoder();
-/** Encoded change sets are cut from shared blocks (the entry copies them at once): no backing store per transaction. */
-const changeSetSlab = new ByteSlab(64 * 1024, 16 * 1024);
+const WRITER_INITIAL_BYTES = 16 * 1024;
+const WRITER_KEPT_BYTES = 2 * 1024 * 1024;
 
 /**
  * A transaction's changes as the engine captured them: its change set body (wasm/change-set.ts)
@@ -74,8 +73,25 @@ class ByteWriter {
   length = 0;
 
   constructor(initialBytes: number) {
-    this.bytes = changeSetSlab.take(initialBytes);
-    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    this.bytes = new Uint8Array(initialBytes);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  /** Starts over, with room for `bytes`; a buffer a large change set grew is let go. */
+  start(bytes: number): void {
+    this.length = 0;
+    if (this.bytes.length > WRITER_KEPT_BYTES && bytes <= WRITER_KEPT_BYTES) {
+      this.bytes = new Uint8Array(WRITER_INITIAL_BYTES);
+      this.view = new DataView(this.bytes.buffer);
+    }
+    this.room(bytes);
+  }
+
+  /** `bytes` as they are. */
+  raw(bytes: Uint8Array): void {
+    this.room(bytes.length);
+    this.bytes.set(bytes, this.length);
+    this.length += bytes.length;
   }
 
   private room(bytes: number): void {
@@ -138,6 +154,8 @@ class ByteWriter {
   }
 }
 
+const sharedWriter = new ByteWriter(WRITER_INITIAL_BYTES);
+
 /** About the encoded size, so that the writer rarely grows (each growth copies). */
 function estimateBytes(changes: TransactionChanges): number {
   let bytes = 64;
@@ -157,14 +175,20 @@ function valueBytes(value: Value): number {
   return 9;
 }
 
+/**
+ * The bytes of `changes`: a view into a buffer this module writes every change set in, valid
+ * until the next call. Callers copy it into their entry or message at once: no array per
+ * transaction to allocate and collect.
+ */
 export function encodeChanges(changes: TransactionChanges): Uint8Array {
+  const writer = sharedWriter;
   if (changes instanceof EncodedTransactionChanges) {
-    const bytes = changeSetSlab.take(TIME_BYTES + changes.body.length);
-    new DataView(bytes.buffer, bytes.byteOffset, TIME_BYTES).setFloat64(0, changes.timeMs, true);
-    bytes.set(changes.body, TIME_BYTES);
-    return bytes;
+    writer.start(TIME_BYTES + changes.body.length);
+    writer.f64(changes.timeMs);
+    writer.raw(changes.body);
+    return writer.result();
   }
-  const writer = new ByteWriter(estimateBytes(changes));
+  writer.start(estimateBytes(changes));
   writer.f64(changes.timeMs);
   const omitted = changes.rowsOmitted || changes.rows === undefined;
   writer.u8(omitted ? 1 : 0);
