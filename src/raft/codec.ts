@@ -23,9 +23,11 @@ class Writer {
   private view: DataView;
   private pos = 0;
 
-  constructor(capacityBytes = 256) {
-    this.buf = new Uint8Array(capacityBytes);
+  /** `startBytes`: bytes left zero at the front for the caller (finish() includes them). */
+  constructor(capacityBytes = 256, startBytes = 0) {
+    this.buf = new Uint8Array(Math.max(capacityBytes, startBytes));
     this.view = new DataView(this.buf.buffer);
+    this.pos = startBytes;
   }
 
   private ensure(n: number): void {
@@ -117,7 +119,7 @@ class Reader {
     return hi * 0x100000000 + lo;
   }
 
-  /** A view into the reader's buffer (callers pass a private copy of the input). */
+  /** A view into the reader's buffer (a private copy of the input, or input handed over). */
   bytes(n: number, field: string): Uint8Array {
     this.need(n, field);
     const b = this.buf.subarray(this.pos, this.pos + n);
@@ -256,14 +258,27 @@ function isEntryType(v: number): v is EntryType {
   return v >= EntryType.Normal && v <= EntryType.Configuration;
 }
 
-/** Bytes of a message without entry data, snapshot data and addresses, with room to spare. */
-const MESSAGE_FIXED_BYTES = 128;
+/** Bytes of a message before its entries and snapshot: 2 u8, 6 u64, u8 reject, 2 u64, u32 entry count. */
+const MESSAGE_HEADER_BYTES = 1 + 1 + 6 * 8 + 1 + 2 * 8 + 4;
+/** Bytes of an entry besides its data: term, index, type, data length. */
+const ENTRY_HEADER_BYTES = 8 + 8 + 1 + 4;
 
 export function encodeMessage(m: Message): Uint8Array {
-  let estimate = MESSAGE_FIXED_BYTES + m.entries.length * 21;
-  for (const e of m.entries) estimate += e.data.length;
-  if (m.snapshot) estimate += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
-  const w = new Writer(estimate);
+  return encodeMessageWithHeadroom(m, 0);
+}
+
+/**
+ * The message's encoding after `headroomBytes` zero bytes that the caller fills (a transport's
+ * frame header): the encoding goes to the wire in the buffer it was written into, uncopied.
+ * Without a snapshot chunk the buffer is exactly as large as it must be.
+ */
+export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Uint8Array {
+  if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
+  let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
+  for (const e of m.entries) size += e.data.length;
+  // Addresses are measured as they are written: the Writer grows for a chunk's configuration.
+  if (m.snapshot) size += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
+  const w = new Writer(headroomBytes + size, headroomBytes);
   w.u8(MESSAGE_VERSION);
   w.u8(m.type);
   w.u64(m.from);
@@ -275,7 +290,6 @@ export function encodeMessage(m: Message): Uint8Array {
   w.u8(m.reject ? 1 : 0);
   w.u64(m.rejectHint);
   w.u64(m.context);
-  if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
   w.u32(m.entries.length);
   for (const e of m.entries) {
     w.u64(e.term);
@@ -296,14 +310,22 @@ export function encodeMessage(m: Message): Uint8Array {
     w.bytes(s.data);
   }
   const out = w.finish();
-  if (out.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  if (out.length - headroomBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length - headroomBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
   return out;
 }
 
-export function decodeMessage(bytes: Uint8Array): Message {
+/**
+ * How decodeMessage may hold on to its input. 'copy': it decodes from a private copy, so the
+ * caller may reuse its buffer. 'adopt': the caller hands the bytes over (a transport's freshly
+ * received message) and entries and chunks are views into them, unless they are a small part
+ * of a larger buffer that the views would keep alive, which is copied still.
+ */
+export type MessageInput = 'copy' | 'adopt';
+
+export function decodeMessage(bytes: Uint8Array, input: MessageInput = 'copy'): Message {
   if (bytes.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`message is ${bytes.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
-  // One private copy; entries and chunks are views into it, so the caller may reuse its buffer.
-  const r = new Reader(bytes.slice(), 'raft message');
+  const adopt = input === 'adopt' && bytes.byteLength * 2 >= bytes.buffer.byteLength;
+  const r = new Reader(adopt ? bytes : bytes.slice(), 'raft message');
   const v = r.u8('version');
   if (v !== MESSAGE_VERSION) throw new RaftCodecError(`raft message version ${v} is not supported (expected ${MESSAGE_VERSION})`);
   const type = r.u8('type');

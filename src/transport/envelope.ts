@@ -79,20 +79,40 @@ export function encodeHello(hello: Omit<HelloFrame, 'kind' | 'version'>): Uint8A
 }
 
 export function encodeData(data: Omit<DataFrame, 'kind'>): Uint8Array {
-  if (!isNodeId(data.from) || !isNodeId(data.to)) {
-    throw new RangeError(`node ids must be positive safe integers, got from=${data.from} to=${data.to}`);
-  }
-  if (!Number.isInteger(data.hops) || data.hops < 0 || data.hops > HOPS_MAX) {
-    throw new RangeError(`hops must be 0..${HOPS_MAX}, got ${data.hops}`);
-  }
   const bytes = new Uint8Array(DATA_HEADER_BYTES + data.payload.byteLength);
-  const view = new DataView(bytes.buffer);
-  bytes[0] = FRAME_KIND_DATA;
-  bytes[1] = data.hops;
-  view.setBigUint64(2, BigInt(data.from), true);
-  view.setBigUint64(10, BigInt(data.to), true);
+  writeDataHeader(bytes, data.hops, data.from, data.to);
   bytes.set(data.payload, DATA_HEADER_BYTES);
   return bytes;
+}
+
+/**
+ * Writes a DATA header into the first DATA_HEADER_BYTES of `frame`, whose payload its producer
+ * already put after them: the payload reaches the wire without a copy into a new frame.
+ */
+export function writeDataHeader(frame: Uint8Array, hops: number, from: number, to: number): void {
+  if (!isNodeId(from) || !isNodeId(to)) {
+    throw new RangeError(`node ids must be positive safe integers, got from=${from} to=${to}`);
+  }
+  if (!Number.isInteger(hops) || hops < 0 || hops > HOPS_MAX) {
+    throw new RangeError(`hops must be 0..${HOPS_MAX}, got ${hops}`);
+  }
+  if (frame.byteLength < DATA_HEADER_BYTES) throw new RangeError(`a data frame needs ${DATA_HEADER_BYTES} header bytes, got ${frame.byteLength}`);
+  frame[0] = FRAME_KIND_DATA;
+  frame[1] = hops;
+  writeNodeId(frame, 2, from);
+  writeNodeId(frame, 10, to);
+}
+
+/** A u64 little-endian node id (a safe integer) without a DataView or a BigInt. */
+function writeNodeId(bytes: Uint8Array, offset: number, id: number): void {
+  let low = id % 0x100000000;
+  let high = Math.floor(id / 0x100000000);
+  for (let i = 0; i < 4; i++) {
+    bytes[offset + i] = low & 0xff;
+    low >>>= 8;
+    bytes[offset + 4 + i] = high & 0xff;
+    high >>>= 8;
+  }
 }
 
 export function encodePing(): Uint8Array {
@@ -149,9 +169,11 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
 }
 
 function readNodeId(view: DataView, offset: number): number | undefined {
-  const value = view.getBigUint64(offset, true);
-  if (value === 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-  return Number(value);
+  const low = view.getUint32(offset, true);
+  const high = view.getUint32(offset + 4, true);
+  // Above 2^53 - 1 (high word past 21 bits) or zero: not a node id.
+  if (high >= 0x200000 || (high === 0 && low === 0)) return undefined;
+  return high * 0x100000000 + low;
 }
 
 function readString(
