@@ -146,7 +146,7 @@ function cpuMs(pid: number | undefined): { all: number; main: number } | undefin
 }
 
 /** CPU ms per operation of each process in `pids` between two readings, the leader (if known) marked, and their sum. */
-function cpuPerOpLine(pids: (number | undefined)[], leaderIndex: number | undefined, before: ReturnType<typeof cpuMs>[], ops: number): string {
+function cpuPerOpLine(pids: (number | undefined)[], leaderIndex: number | undefined, before: ReturnType<typeof cpuMs>[], ops: number, withMainThread: boolean): string {
   const after = pids.map(cpuMs);
   let total = 0;
   const perNode = pids.map((_, i) => {
@@ -154,21 +154,21 @@ function cpuPerOpLine(pids: (number | undefined)[], leaderIndex: number | undefi
     const all = a && b ? (a.all - b.all) / ops : NaN;
     const main = a && b ? (a.main - b.main) / ops : NaN;
     total += all;
-    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)} (main thread ${main.toFixed(3)})`;
+    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)}${withMainThread ? ` (main thread ${main.toFixed(3)})` : ''}`;
   });
   return `    CPU ms per operation: ${perNode.join(', ')}; all nodes ${total.toFixed(3)}`;
 }
 
 /**
  * Runs a row and reads each node's CPU time around it; on our cluster also the leader's latency
- * anatomy. A dqlite-demo process has one thread doing the work, so its "main thread" is its all.
+ * anatomy and our nodes' main (JavaScript) thread share (dqlite-demo's threads are Go's and libuv's).
  */
 async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
   const pids = cluster ? cluster.nodes.map((n) => n.process?.pid) : [];
   if (!(cluster instanceof TestCluster)) {
     const cpuBefore = pids.map(cpuMs);
     const result = await run();
-    if (cluster) result.cpuPerOp = cpuPerOpLine(pids, undefined, cpuBefore, Math.max(1, result.ops));
+    if (cluster) result.cpuPerOp = cpuPerOpLine(pids, undefined, cpuBefore, Math.max(1, result.ops), false);
     return result;
   }
   const leaderIndex = await cluster.waitForLeader();
@@ -176,7 +176,7 @@ async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, la
   const before = await scrapeAnatomy(leader);
   const cpuBefore = pids.map(cpuMs);
   const result = await run();
-  result.cpuPerOp = cpuPerOpLine(pids, leaderIndex, cpuBefore, Math.max(1, result.ops));
+  result.cpuPerOp = cpuPerOpLine(pids, leaderIndex, cpuBefore, Math.max(1, result.ops), true);
   result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
   return result;
 }
