@@ -18,52 +18,59 @@ export const MESSAGE_ENTRIES_MAX = 65536;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Little-endian writes straight into the bytes: no DataView to allocate per message. */
 class Writer {
   private buf: Uint8Array;
-  private view: DataView;
   private pos = 0;
 
   /** `startBytes`: bytes left zero at the front for the caller (finish() includes them). */
   constructor(capacityBytes = 256, startBytes = 0) {
     this.buf = new Uint8Array(Math.max(capacityBytes, startBytes));
-    this.view = new DataView(this.buf.buffer);
     this.pos = startBytes;
   }
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(1, this.buf.length * 2);
     while (size < this.pos + n) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
-    this.view = new DataView(next.buffer);
   }
 
   u8(v: number): void {
     this.ensure(1);
-    this.view.setUint8(this.pos, v);
-    this.pos += 1;
+    this.buf[this.pos++] = v;
   }
 
   u16(v: number): void {
     this.ensure(2);
-    this.view.setUint16(this.pos, v, true);
+    const b = this.buf;
+    b[this.pos] = v & 0xff;
+    b[this.pos + 1] = (v >>> 8) & 0xff;
     this.pos += 2;
   }
 
   u32(v: number): void {
     this.ensure(4);
-    this.view.setUint32(this.pos, v, true);
-    this.pos += 4;
+    this.put32(v);
   }
 
   u64(v: number): void {
     if (!Number.isSafeInteger(v) || v < 0) throw new RaftCodecError(`cannot encode ${v}: not an integer in 0..2^53-1`);
     this.ensure(8);
-    this.view.setUint32(this.pos, v % 0x100000000, true);
-    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
-    this.pos += 8;
+    this.put32(v % 0x100000000);
+    this.put32(Math.floor(v / 0x100000000));
+  }
+
+  private put32(v: number): void {
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = v & 0xff;
+    b[p + 1] = (v >>> 8) & 0xff;
+    b[p + 2] = (v >>> 16) & 0xff;
+    b[p + 3] = (v >>> 24) & 0xff;
+    this.pos = p + 4;
   }
 
   bytes(b: Uint8Array): void {
@@ -72,18 +79,15 @@ class Writer {
     this.pos += b.length;
   }
 
-  /** A view of the written bytes (no copy: the writer is not used afterwards). */
+  /** The written bytes (no copy: the writer is not used afterwards). */
   finish(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+    return this.pos === this.buf.length ? this.buf : this.buf.subarray(0, this.pos);
   }
 }
 
 class Reader {
-  private readonly view: DataView;
   private pos = 0;
-  constructor(private readonly buf: Uint8Array, private readonly what: string) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
+  constructor(private readonly buf: Uint8Array, private readonly what: string) {}
 
   private need(n: number, field: string): void {
     if (this.pos + n > this.buf.length) {
@@ -93,30 +97,35 @@ class Reader {
 
   u8(field: string): number {
     this.need(1, field);
-    return this.view.getUint8(this.pos++);
+    return this.buf[this.pos++]!;
   }
 
   u16(field: string): number {
     this.need(2, field);
-    const v = this.view.getUint16(this.pos, true);
+    const b = this.buf;
+    const v = b[this.pos]! | (b[this.pos + 1]! << 8);
     this.pos += 2;
     return v;
   }
 
   u32(field: string): number {
     this.need(4, field);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
+    return this.get32();
   }
 
   u64(field: string): number {
     this.need(8, field);
-    const lo = this.view.getUint32(this.pos, true);
-    const hi = this.view.getUint32(this.pos + 4, true);
-    this.pos += 8;
+    const lo = this.get32();
+    const hi = this.get32();
     if (hi >= 0x200000) throw new RaftCodecError(`${this.what}: ${field} exceeds 2^53-1`);
     return hi * 0x100000000 + lo;
+  }
+
+  private get32(): number {
+    const b = this.buf;
+    const p = this.pos;
+    this.pos = p + 4;
+    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16) | (b[p + 3]! << 24)) >>> 0;
   }
 
   /** A view into the reader's buffer (a private copy of the input, or input handed over). */

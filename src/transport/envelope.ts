@@ -132,14 +132,13 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
     return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds the limit of ${messageBytesMax}` };
   }
   if (bytes.byteLength === 0) return { ok: false, reason: 'empty message' };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const kind = bytes[0];
   if (kind === FRAME_KIND_DATA) {
     if (bytes.byteLength < DATA_HEADER_BYTES) return { ok: false, reason: 'truncated data frame header' };
     const hops = bytes[1]!;
     if (hops > HOPS_MAX) return { ok: false, reason: `data frame hop count ${hops} exceeds ${HOPS_MAX}` };
-    const from = readNodeId(view, 2);
-    const to = readNodeId(view, 10);
+    const from = readNodeId(bytes, 2);
+    const to = readNodeId(bytes, 10);
     if (from === undefined || to === undefined) return { ok: false, reason: 'data frame node id out of range' };
     return { ok: true, frame: { kind: 'data', hops, from, to, payload: bytes.subarray(DATA_HEADER_BYTES) } };
   }
@@ -150,11 +149,12 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
   if (kind === FRAME_KIND_HELLO) {
     let offset = 1;
     if (bytes.byteLength < 1 + 1 + 8 + 2) return { ok: false, reason: 'truncated hello frame' };
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const version = bytes[offset++]!;
     if (version !== PROTOCOL_VERSION) {
       return { ok: false, reason: `peer protocol version ${version} is not supported (this node speaks ${PROTOCOL_VERSION})` };
     }
-    const nodeId = readNodeId(view, offset);
+    const nodeId = readNodeId(bytes, offset);
     if (nodeId === undefined) return { ok: false, reason: 'hello node id out of range' };
     offset += 8;
     const address = readString(bytes, view, offset, HELLO_ADDRESS_BYTES_MAX);
@@ -168,12 +168,16 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
   return { ok: false, reason: `unknown frame kind 0x${kind!.toString(16).padStart(2, '0')}` };
 }
 
-function readNodeId(view: DataView, offset: number): number | undefined {
-  const low = view.getUint32(offset, true);
-  const high = view.getUint32(offset + 4, true);
+function readNodeId(bytes: Uint8Array, offset: number): number | undefined {
+  const low = readU32(bytes, offset);
+  const high = readU32(bytes, offset + 4);
   // Above 2^53 - 1 (high word past 21 bits) or zero: not a node id.
   if (high >= 0x200000 || (high === 0 && low === 0)) return undefined;
   return high * 0x100000000 + low;
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>> 0;
 }
 
 function readString(
