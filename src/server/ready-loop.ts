@@ -113,10 +113,7 @@ export class ReadyLoop {
           const waiting = this.handle(ready);
           if (waiting) {
             waiting.then(
-              () => {
-                this.finish(ready);
-                this.run();
-              },
+              () => this.resume(ready),
               (error: unknown) => {
                 this.processing = false;
                 this.fail(error);
@@ -134,6 +131,18 @@ export class ReadyLoop {
     }
     this.processing = false;
     if (!this.stopped && this.raft.hasReady()) this.schedule();
+  }
+
+  /** After a Ready that waited for the disk: finish it and go on. */
+  private resume(ready: Ready): void {
+    try {
+      this.finish(ready);
+    } catch (error) {
+      this.processing = false;
+      this.fail(error);
+      return;
+    }
+    this.run();
   }
 
   private finish(ready: Ready): void {
