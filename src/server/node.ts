@@ -18,7 +18,7 @@ import { StateMachine } from '../fsm/state-machine.ts';
 import { resolveLimits, type Limits } from '../limits.ts';
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageWithHeadroom,
   MemoryStorage,
   MessageType,
   RaftNode,
@@ -30,7 +30,7 @@ import {
   type StateName,
 } from '../raft/index.ts';
 import type { ByteStream, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
-import { PeerTransport, type TransportStats } from '../transport/index.ts';
+import { PEER_FRAME_HEADROOM_BYTES, PeerTransport, type TransportStats } from '../transport/index.ts';
 import { AdminPolicy } from './admin-policy.ts';
 import { NodeMetrics } from './metrics.ts';
 import { AppliedWaiters } from './applied-waiters.ts';
@@ -313,7 +313,7 @@ export class ClusterNode implements GatewayHost {
           this.updatePeers();
         },
         send: (messages) => {
-          for (const message of messages) this.transport.send(message.to, encodeMessage(message));
+          for (const message of messages) this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
@@ -366,7 +366,8 @@ export class ClusterNode implements GatewayHost {
     }
     let message;
     try {
-      message = decodeMessage(bytes);
+      // The transport hands each received payload over: entries may stay views into it.
+      message = decodeMessage(bytes, 'adopt');
     } catch (error) {
       // Thrown to the transport, which closes the connection that carried it and logs why.
       throw new Error(`malformed Raft message from node ${from}: ${(error as Error).message}`);

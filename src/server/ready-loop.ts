@@ -81,7 +81,7 @@ export class ReadyLoop {
     }
     if (!this.raft.hasReady()) return;
     this.processing = true;
-    void this.run().catch((error: unknown) => this.fail(error));
+    this.run();
   }
 
   stop(): void {
@@ -99,21 +99,55 @@ export class ReadyLoop {
     this.handler.fatal(error);
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Handles Readies one after the other, in this turn while none has to wait: only a new term or
+   * vote, or a snapshot from the leader, waits for the disk (the appends go to the LogWriter
+   * without waiting), and the loop goes on once that is done. No promise per Ready otherwise.
+   */
+  private run(): void {
     try {
       do {
         this.again = false;
         while (this.raft.hasReady() && !this.stopped) {
           const ready = this.raft.ready();
-          await this.handle(ready);
-          this.raft.advance(ready);
-          this.handler.committed(this.raft.committedIndex());
+          const waiting = this.handle(ready);
+          if (waiting) {
+            waiting.then(
+              () => this.resume(ready),
+              (error: unknown) => {
+                this.processing = false;
+                this.fail(error);
+              },
+            );
+            return;
+          }
+          this.finish(ready);
         }
       } while (this.again && !this.stopped);
-    } finally {
+    } catch (error) {
       this.processing = false;
+      this.fail(error);
+      return;
     }
+    this.processing = false;
     if (!this.stopped && this.raft.hasReady()) this.schedule();
+  }
+
+  /** After a Ready that waited for the disk: finish it and go on. */
+  private resume(ready: Ready): void {
+    try {
+      this.finish(ready);
+    } catch (error) {
+      this.processing = false;
+      this.fail(error);
+      return;
+    }
+    this.run();
+  }
+
+  private finish(ready: Ready): void {
+    this.raft.advance(ready);
+    this.handler.committed(this.raft.committedIndex());
   }
 
   /** A batch is durable: Raft may count and apply it. */
@@ -127,7 +161,17 @@ export class ReadyLoop {
     this.schedule();
   }
 
-  private async handle(ready: Ready): Promise<void> {
+  /** Undefined when the Ready was handled in full; a promise when it waits for the disk first. */
+  private handle(ready: Ready): Promise<void> | undefined {
+    const hardState = ready.hardState;
+    const newTermOrVote = hardState !== undefined && (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote);
+    if (ready.snapshot || newTermOrVote) return this.handleAfterWrites(ready);
+    if (hardState) this.memory.setHardState(hardState);
+    this.handleRest(ready);
+    return undefined;
+  }
+
+  private async handleAfterWrites(ready: Ready): Promise<void> {
     if (ready.snapshot) {
       await this.writer.idle();
       // A local snapshot still being written would otherwise replace this newer one on disk.
@@ -137,11 +181,21 @@ export class ReadyLoop {
       this.handler.restore(ready.snapshot);
     }
     if (ready.hardState) await this.saveHardState(ready.hardState);
+    this.handleRest(ready);
+  }
+
+  private handleRest(ready: Ready): void {
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
     if (ready.entries.length > 0) this.writer.write(ready.entries);
-    const acknowledgements = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
-    this.handler.send(acknowledgements.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
-    if (acknowledgements.length > 0) this.writer.afterDurable(() => this.handler.send(acknowledgements));
+    let acknowledgements = 0;
+    for (const m of ready.messages) if (m.type === MessageType.AppendResponse) acknowledgements++;
+    if (acknowledgements === 0) {
+      this.handler.send(ready.messages);
+    } else {
+      this.handler.send(ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
+      const held = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
+      this.writer.afterDurable(() => this.handler.send(held));
+    }
     if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
     this.handler.readStates(ready.readStates);

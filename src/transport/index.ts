@@ -3,6 +3,7 @@ export {
   PeerTransportError,
   PEER_WEBSOCKET_PATH,
   CLUSTER_KEY_HEADER,
+  PEER_FRAME_HEADROOM_BYTES,
   type PeerAddress,
   type PeerTransportOptions,
   type TransportStats,
@@ -11,6 +12,7 @@ export {
 export {
   encodeHello,
   encodeData,
+  writeDataHeader,
   encodePing,
   decodeFrame,
   constantTimeEqual,
