@@ -15,6 +15,7 @@ import {
   decodePayload,
   encodePayload,
   payloadPageNumbers,
+  StagedPayload,
 } from './captured-payload.ts';
 import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
@@ -87,6 +88,19 @@ export interface Database {
   // --- followers ---
   /** Appends a captured transaction from another engine; validates fully first, throws EngineError and leaves the replica unchanged on bad input. */
   apply(payload: Uint8Array): void;
+  /**
+   * The next slice of another engine's transaction (the first slice starts it), checked and
+   * appended to the WAL past the confirmed state, without its commit frame: no read, no
+   * snapshot and no reopened connection sees any of it until `commitStaged()`. Throws EngineError
+   * on bad input; what was staged stays until `discardStaged()`.
+   */
+  stage(slice: Uint8Array): void;
+  /** The staged transaction is complete and committed: it becomes the confirmed state. Throws EngineError when it is incomplete. */
+  commitStaged(): void;
+  /** Drops the staged transaction, if any: the WAL returns to the confirmed state. */
+  discardStaged(): void;
+  /** Bytes of the staged transaction received so far; undefined when none is staged. */
+  stagedBytes(): number | undefined;
   // --- checkpoint / snapshot ---
   /** Frames in the confirmed part of the WAL. */
   walFrameCount(): number;
@@ -170,6 +184,8 @@ export class DatabaseImpl implements Database, StatementHost {
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
   private scannedSyncCount = -1;
+  /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
+  private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
   private capture: ChangeCapture | undefined;
 
@@ -258,6 +274,7 @@ export class DatabaseImpl implements Database, StatementHost {
 
   takeCaptured(): CapturedTransaction[] {
     this.assertNotClosed();
+    this.assertNothingStaged('take captured transactions');
     const captured: CapturedTransaction[] = [];
     const wal = this.context.vfs.file(this.walPath);
     if (this.db === 0 || wal === undefined) return captured;
@@ -334,6 +351,7 @@ export class DatabaseImpl implements Database, StatementHost {
 
   abort(): void {
     this.assertNotClosed();
+    this.staged = undefined;
     this.pendingEnds = [];
     this.capture?.reset();
     const wal = this.context.vfs.file(this.walPath);
@@ -360,12 +378,8 @@ export class DatabaseImpl implements Database, StatementHost {
 
   apply(payload: Uint8Array): void {
     this.assertNotClosed();
-    if (this.pendingEnds.length > 0) {
-      throw new EngineError('PENDING', `cannot apply another node's transaction with ${this.pendingEnds.length} of our own pending: abort() first`);
-    }
-    if (this.inTransaction()) {
-      throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
-    }
+    this.assertNothingStaged('apply another transaction');
+    this.assertCanApply();
     const decoded = decodePayload(payload);
     let wal = this.context.vfs.ensureFile(this.walPath);
     if (wal.size > this.confirmedEnd && findCommitEnds(wal, this.capturedEnd, this.pageSizeBytes).length > 0) {
@@ -393,6 +407,81 @@ export class DatabaseImpl implements Database, StatementHost {
     this.confirmedVersion++;
   }
 
+  stage(slice: Uint8Array): void {
+    this.assertNotClosed();
+    if (!this.staged) {
+      this.assertCanApply();
+      const walBefore = this.context.vfs.ensureFile(this.walPath);
+      if (walBefore.size > this.confirmedEnd && findCommitEnds(walBefore, this.capturedEnd, this.pageSizeBytes).length > 0) {
+        throw new EngineError('PENDING', 'cannot stage another node\'s transaction: this replica committed transactions never taken with takeCaptured(); take and abort() them first');
+      }
+      // Nothing past the confirmed end is ours to keep (frames of a rolled-back transaction).
+      walBefore.truncate(this.confirmedEnd);
+      // The connection's WAL index must not outlive the bytes about to be written under it.
+      if (this.db !== 0) this.closeConnection();
+      const staged: { payload: StagedPayload; end: number } = {
+        end: this.confirmedEnd,
+        payload: new StagedPayload({
+          begin: (header) => {
+            // Only a transaction that starts the WAL can be the first one an empty replica takes.
+            if (header.hasWalHeader && header.pageSize !== this.pageSizeBytes && this.holdsNothing()) this.recreateEmpty(header.pageSize);
+            const wal = this.context.vfs.ensureFile(this.walPath);
+            const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+            return { pageSize: this.pageSizeBytes, replica };
+          },
+          append: (bytes) => {
+            const wal = this.context.vfs.ensureFile(this.walPath);
+            const end = staged.end + bytes.length;
+            if (!wal.reserve(end)) {
+              throw new EngineError('LIMIT', `WAL would grow to ${end} bytes, above its limit of ${wal.sizeMaxBytes} bytes: checkpoint more often`);
+            }
+            wal.write(bytes, staged.end);
+            staged.end = end;
+          },
+        }),
+      };
+      this.staged = staged;
+    }
+    this.staged.payload.take(slice);
+  }
+
+  commitStaged(): void {
+    this.assertNotClosed();
+    const staged = this.staged;
+    if (!staged) throw new EngineError('NOT_PENDING', 'commitStaged() but no transaction is staged');
+    staged.payload.finish();
+    this.staged = undefined;
+    // A connection opened meanwhile (a read on this replica) knows the WAL without this commit.
+    if (this.db !== 0) this.closeConnection();
+    this.confirmedEnd = this.capturedEnd = staged.end;
+    this.confirmedVersion++;
+  }
+
+  discardStaged(): void {
+    this.assertNotClosed();
+    if (!this.staged) return;
+    this.staged = undefined;
+    if (this.db !== 0) this.closeConnection();
+    this.context.vfs.file(this.walPath)?.truncate(this.confirmedEnd);
+  }
+
+  stagedBytes(): number | undefined {
+    return this.staged?.payload.receivedBytes;
+  }
+
+  private assertCanApply(): void {
+    if (this.pendingEnds.length > 0) {
+      throw new EngineError('PENDING', `cannot apply another node's transaction with ${this.pendingEnds.length} of our own pending: abort() first`);
+    }
+    if (this.inTransaction()) {
+      throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
+    }
+  }
+
+  private assertNothingStaged(what: string): void {
+    if (this.staged) throw new EngineError('STAGED', `cannot ${what} while another node's transaction is staged: commitStaged() or discardStaged() first`);
+  }
+
   // --- checkpoint / snapshot -----------------------------------------------------------------
 
   walFrameCount(): number {
@@ -401,6 +490,7 @@ export class DatabaseImpl implements Database, StatementHost {
 
   checkpoint(): void {
     this.assertNotClosed();
+    this.assertNothingStaged('checkpoint');
     if (this.pendingEnds.length > 0) {
       throw new EngineError('PENDING', `cannot checkpoint with ${this.pendingEnds.length} pending transactions: confirm() or abort() them first`);
     }

@@ -113,10 +113,13 @@ function commandBody(command: Command): Uint8Array | undefined {
  */
 export function encodeTransaction(database: string, payload: Uint8Array, proposalBytesMax: number, changes?: TransactionChanges): Uint8Array[] {
   const nameBytes = utf8Encoder.encode(database).length;
-  if (changes) {
+  const framesBytesMin = HEADER_BYTES + nameBytes + payload.length;
+  if (changes && framesBytesMin + CHANGES_LENGTH_BYTES < proposalBytesMax) {
+    // Only a payload that could fit with its changes is encoded to find out: a load of hundreds
+    // of MiB would otherwise be copied whole here, only to be thrown away.
     const frames = encodeCommand({ kind: CommandKind.Frames, database, payload, changes });
     if (frames.length <= proposalBytesMax) return [frames];
-  } else if (HEADER_BYTES + nameBytes + payload.length <= proposalBytesMax) {
+  } else if (!changes && framesBytesMin <= proposalBytesMax) {
     return [encodeCommand({ kind: CommandKind.Frames, database, payload })];
   }
   const sliceBytes = proposalBytesMax - HEADER_BYTES - nameBytes - PART_FIELDS_BYTES;

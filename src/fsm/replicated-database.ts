@@ -114,21 +114,47 @@ export class ReplicatedDatabase {
   }
 
   /**
-   * A committed TX_PART at `index`: nothing reaches the engine yet (the state machine stages the
-   * bytes). If it is not one of our own pending transaction's parts, another leader's entries
-   * took the place of ours.
+   * A committed TX_PART at `index`: whether it is a part of our own pending transaction, which
+   * the engine already holds (nothing to apply). If it is not, another leader's entries took
+   * the place of ours: our pending transactions are aborted, and the part is another node's.
    */
-  applyPart(index: number, term: number): void {
+  isOwnPart(index: number, term: number): boolean {
     const head = this.pending[0];
-    if (!head) return;
+    if (!head) return false;
     // Same term, before our commit: one of our parts, or of a transaction we abandoned before it.
-    if (head.term === term && index < head.index) return;
+    if (head.term === term && index < head.index) return true;
     this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+    return false;
   }
 
-  /** A committed TX_COMMIT: confirms our own pending transaction, or applies the staged parts joined. */
-  applyCommit(index: number, term: number, join: () => Uint8Array): void {
-    this.applyTransaction(index, term, join);
+  /** The next part of another node's transaction: checked and staged in the engine, seen by no read. */
+  stagePart(bytes: Uint8Array): void {
+    assert(this.pending.length === 0, `a part of another node's transaction arrived with ${this.pending.length} of our own pending`);
+    this.engine.stage(bytes);
+  }
+
+  /** A committed TX_COMMIT of another node's transaction staged in the engine: it becomes the committed state. */
+  commitStaged(): void {
+    assert(this.pending.length === 0, `the commit of another node's transaction arrived with ${this.pending.length} of our own pending`);
+    this.engine.commitStaged();
+  }
+
+  /**
+   * A committed TX_COMMIT of a transaction whose parts were our own: confirms it. If ours was
+   * aborted meanwhile (this node stepped down), the parts kept from the log are applied now.
+   */
+  applyOwnCommit(index: number, term: number, parts: readonly Uint8Array[]): void {
+    const head = this.pending[0];
+    if (head && head.index === index && head.term === term) {
+      this.engine.confirm(1);
+      this.pending.shift();
+      head.committed.resolve();
+      return;
+    }
+    if (this.pending.length > 0) this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+    this.engine.discardStaged();
+    for (const part of parts) this.engine.stage(part);
+    this.engine.commitStaged();
   }
 
   private applyTransaction(index: number, term: number, payload: () => Uint8Array): void {

@@ -62,6 +62,18 @@ function exec(sm: StateMachine, name: string, sql: string): void {
 }
 
 /** Rows of `sql` on the committed state (the read view clients read from). */
+/** Rows as the database's own connection (reopened on the WAL as it is now) reads them. */
+function connectionRows(sm: StateMachine, name: string, sql: string): unknown[][] {
+  const statement = sm.database(name).engine.prepare(sql)!;
+  const rows: unknown[][] = [];
+  try {
+    while (statement.step()) rows.push(statement.row());
+  } finally {
+    statement.finalize();
+  }
+  return rows;
+}
+
 function committedRows(sm: StateMachine, name: string, sql: string): unknown[][] {
   const view = sm.database(name).engine.readView();
   view.catchUp();
@@ -112,12 +124,17 @@ describe('a transaction larger than one proposal', () => {
     for (const entry of entries) expect(entry.data.length).toBeLessThanOrEqual(PROPOSAL_BYTES_MAX);
 
     const [follower] = replicas;
-    const walBefore = follower!.database('app').engine.files().wal;
+    const confirmedBefore = follower!.database('app').engine.snapshot();
+    const walBytesBefore = confirmedBefore.wal.length;
     applyAll(follower!, parts);
-    // Staged outside the engine: the files and the reads are as before the transaction.
+    // Staged in the engine's WAL past the committed state, without its commit frame: the
+    // committed files, the read view and a connection opened on the WAL now all see nothing of it.
     expect(follower!.stagedTransaction).toEqual({ database: 'app', parts: parts.length, staged: parts.length, bytes: expect.any(Number) });
-    expect(follower!.database('app').engine.files().wal).toEqual(walBefore);
+    expect(follower!.database('app').engine.stagedBytes()).toBe(follower!.stagedTransaction!.bytes);
+    expect(follower!.database('app').engine.files().wal.length).toBeGreaterThan(walBytesBefore + 300000);
+    expect(follower!.database('app').engine.snapshot()).toEqual(confirmedBefore);
     expect(committedRows(follower!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    expect(connectionRows(follower!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
     // The leader holds the frames as pending; its reads do not see them either.
     applyAll(leader, parts);
     expect(committedRows(leader, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
