@@ -96,6 +96,18 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
  * headers, a snapshot chunk's metadata with the cluster configuration, the transport envelope.
  */
 export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
+/**
+ * Committed entry bytes a node applies in one turn of the event loop: past them (the parts of a
+ * transaction of hundreds of MiB, each checked and staged as it is applied) the Ready loop lets
+ * timers and peer messages run before it takes the next Ready, so heartbeats keep going out and
+ * appends keep being acknowledged while a large transaction applies.
+ */
+export const APPLIED_BYTES_PER_TURN_MAX = 4 * MiB;
+/**
+ * Entry data bytes one Raft log write takes (at least one entry); what was handed over beyond
+ * goes in the next write, so no single write encodes and checksums hundreds of MiB at once.
+ */
+export const LOG_WRITE_BYTES_MAX = 16 * MiB;
 /** A log record's header: u32 length, u32 CRC, u64 term, u64 index, u8 type. */
 export const LOG_RECORD_FRAMING_BYTES = 25;
 /** Room in a commit entry beside the row changes: the command header and the table list. */

@@ -327,6 +327,7 @@ export class ClusterNode implements GatewayHost {
         fatal: (error) => this.fatal(error),
       },
       () => this.runtime.clock.nowMs(),
+      () => new Promise((resolve) => this.runtime.clock.setTimeout(resolve, 0)),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();

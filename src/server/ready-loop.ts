@@ -10,7 +10,10 @@
  * - a new term or vote is durable before any message of its Ready leaves (the loop waits for
  *   the writes in flight, then saves it);
  * - a snapshot from the leader is installed with no write in flight.
- * Ticks and peer messages that arrive while the loop works make it run again.
+ * Ticks and peer messages that arrive while the loop works make it run again. After a Ready
+ * that applied more than APPLIED_BYTES_PER_TURN_MAX (a part of a large transaction) the loop
+ * yields to the event loop before the next, so that a long run of such Readies does not hold
+ * back the heartbeats and acknowledgements that keep the leader in place.
  *
  * Also the start-up half of persistence: loading the log into Raft's in-memory storage.
  */
@@ -27,6 +30,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/index.ts';
+import { APPLIED_BYTES_PER_TURN_MAX } from '../limits.ts';
 import { LogWriter } from './log-writer.ts';
 import type { RaftLog } from './raft-log.ts';
 import type { SnapshotWriter } from './snapshot-writer.ts';
@@ -65,6 +69,8 @@ export class ReadyLoop {
     private readonly snapshots: SnapshotWriter,
     private readonly handler: ReadyHandler,
     private readonly nowMs: () => number,
+    /** Resolves on a later turn of the event loop (after timers and I/O); from the runtime's clock. */
+    private readonly yieldTurn: () => Promise<void> = () => Promise.resolve(),
   ) {
     const hardState = memory.hardState();
     this.durableTerm = hardState.term;
@@ -108,6 +114,7 @@ export class ReadyLoop {
           await this.handle(ready);
           this.raft.advance(ready);
           this.handler.committed(this.raft.committedIndex());
+          if (appliedBytes(ready) > APPLIED_BYTES_PER_TURN_MAX) await this.yieldTurn();
         }
       } while (this.again && !this.stopped);
     } finally {
@@ -173,6 +180,12 @@ export interface RecoveredState {
  * Loads the durable log into `memory`. With `bootstrap` and empty storage, writes the first
  * configuration of a new cluster (this node its only voter) and makes it durable.
  */
+function appliedBytes(ready: Ready): number {
+  let bytes = 0;
+  for (const entry of ready.committedEntries) bytes += entry.data.length;
+  return bytes;
+}
+
 export async function recoverRaftState(log: RaftLog, memory: MemoryStorage, bootstrap: Configuration | undefined): Promise<RecoveredState> {
   const loaded = await log.load();
   const repairs = loaded.repairs;
