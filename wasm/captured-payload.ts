@@ -38,6 +38,15 @@ export const PAYLOAD_FRAMES_MAX = 1 << 20;
 export interface CapturedTransaction {
   /** Compact binary form, ready to be a Raft entry (see captured-payload.ts for the layout). */
   readonly payload: Uint8Array;
+  /** Bytes of `payload`. */
+  readonly payloadBytes: number;
+  /**
+   * Copies `length` bytes of the payload from `offset` into `target` at `targetOffset`, without
+   * making the whole payload (a transaction larger than takeCaptured's `copyBytesMax` is not
+   * copied when taken: it is read from the WAL, while it is pending or confirmed and not yet
+   * checkpointed).
+   */
+  readPayload(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
   readonly frames: number;
   readonly pageNumbers?: readonly number[];
   /** What it changed, when the database captures changes (change-capture.ts). */
@@ -60,18 +69,44 @@ export function bytesSource(bytes: Uint8Array): ByteSource {
 
 /** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
 export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+  const payload = payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start);
+  writePayloadHeader(payload, 0, start, end, pageSize);
+  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
+  return payload;
+}
+
+function writePayloadHeader(target: Uint8Array, targetOffset: number, start: number, end: number, pageSize: number): void {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  const payload = payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start);
-  const view = new DataView(payload.buffer, payload.byteOffset, PAYLOAD_HEADER_BYTES);
+  const view = new DataView(target.buffer, target.byteOffset + targetOffset, PAYLOAD_HEADER_BYTES);
   view.setUint32(0, PAYLOAD_MAGIC);
-  payload[4] = PAYLOAD_VERSION;
-  payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
+  view.setUint8(4, PAYLOAD_VERSION);
+  view.setUint8(5, hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0);
+  view.setUint16(6, 0);
   view.setUint32(8, pageSize);
   view.setUint32(12, frames);
-  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
-  return payload;
+}
+
+/**
+ * Copies bytes `[offset, offset + length)` of the payload `encodePayload(wal, start, end,
+ * pageSize)` would make into `target` at `targetOffset`, reading the WAL directly.
+ */
+export function readPayloadRange(wal: ByteSource, start: number, end: number, pageSize: number, target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+  const payloadBytes = PAYLOAD_HEADER_BYTES + end - start;
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > payloadBytes) {
+    throw new EngineError('LIMIT', `payload bytes ${offset}..${offset + length} are outside its ${payloadBytes} bytes`);
+  }
+  if (offset < PAYLOAD_HEADER_BYTES && length > 0) {
+    const header = new Uint8Array(PAYLOAD_HEADER_BYTES);
+    writePayloadHeader(header, 0, start, end, pageSize);
+    const n = Math.min(length, PAYLOAD_HEADER_BYTES - offset);
+    target.set(header.subarray(offset, offset + n), targetOffset);
+    targetOffset += n;
+    offset += n;
+    length -= n;
+  }
+  if (length > 0) wal.readInto(target, targetOffset, start + offset - PAYLOAD_HEADER_BYTES, length);
 }
 
 export interface DecodedPayload {

@@ -14,7 +14,9 @@ import {
   describeReplicaWal,
   decodePayload,
   encodePayload,
+  PAYLOAD_HEADER_BYTES,
   payloadPageNumbers,
+  readPayloadRange,
   StagedPayload,
 } from './captured-payload.ts';
 import { ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
@@ -73,8 +75,12 @@ export interface Database {
   inTransaction(): boolean;
   interrupt(): void;
   // --- capture on the leader ---
-  /** Transactions that committed in SQLite since the last call, oldest first; each is also recorded as pending. */
-  takeCaptured(): CapturedTransaction[];
+  /**
+   * Transactions that committed in SQLite since the last call, oldest first; each is also
+   * recorded as pending. One whose payload is larger than `copyBytesMax` is not copied: its
+   * payload is read from the WAL when asked for (readPayload), until it is aborted or checkpointed.
+   */
+  takeCaptured(copyBytesMax?: number): CapturedTransaction[];
   /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state. */
   confirm(count?: number): void;
   /**
@@ -138,20 +144,53 @@ const textDecoder = new TextDecoder();
 const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 
 class Captured implements CapturedTransaction {
-  readonly payload: Uint8Array;
   readonly frames: number;
+  readonly payloadBytes: number;
   changes: CapturedChanges | undefined;
   private pageNumbersCache: readonly number[] | undefined;
+  private payloadCopy: Uint8Array | undefined;
 
-  constructor(payload: Uint8Array, frames: number) {
-    this.payload = payload;
+  /** `payload` copied when taken, or `inWal`: where its bytes are, read when asked for. */
+  constructor(payload: Uint8Array | undefined, frames: number, private readonly inWal?: WalRange) {
+    this.payloadCopy = payload;
     this.frames = frames;
+    this.payloadBytes = payload ? payload.length : PAYLOAD_HEADER_BYTES + inWal!.end - inWal!.start;
+  }
+
+  get payload(): Uint8Array {
+    if (!this.payloadCopy) {
+      const payload = new Uint8Array(this.payloadBytes);
+      this.readPayload(payload, 0, 0, payload.length);
+      this.payloadCopy = payload;
+    }
+    return this.payloadCopy;
+  }
+
+  readPayload(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    if (this.payloadCopy) {
+      target.set(this.payloadCopy.subarray(offset, offset + length), targetOffset);
+      return;
+    }
+    const range = this.inWal!;
+    if (!range.readable()) {
+      throw new EngineError('NOT_PENDING', 'the transaction is no longer in the WAL (aborted or checkpointed): its payload was not copied when taken');
+    }
+    readPayloadRange(range.wal, range.start, range.end, range.pageSize, target, targetOffset, offset, length);
   }
 
   get pageNumbers(): readonly number[] {
     this.pageNumbersCache ??= payloadPageNumbers(this.payload);
     return this.pageNumbersCache;
   }
+}
+
+/** A captured transaction's bytes left in the WAL, readable until the WAL drops or rewrites them. */
+interface WalRange {
+  readonly wal: MemoryFile;
+  readonly start: number;
+  readonly end: number;
+  readonly pageSize: number;
+  readable(): boolean;
 }
 
 /** Page size declared by a main database file's header, or 0 when there is no valid header. */
@@ -184,6 +223,8 @@ export class DatabaseImpl implements Database, StatementHost {
   private capturedEnd = 0;
   private pendingEnds: number[] = [];
   private scannedSyncCount = -1;
+  /** Bumped whenever WAL bytes past the start may be dropped or rewritten (abort, checkpoint, restore). */
+  private walDropCount = 0;
   /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
   private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
@@ -272,7 +313,7 @@ export class DatabaseImpl implements Database, StatementHost {
 
   // --- capture on the leader ----------------------------------------------------------------
 
-  takeCaptured(): CapturedTransaction[] {
+  takeCaptured(copyBytesMax = Infinity): CapturedTransaction[] {
     this.assertNotClosed();
     this.assertNothingStaged('take captured transactions');
     const captured: CapturedTransaction[] = [];
@@ -288,7 +329,7 @@ export class DatabaseImpl implements Database, StatementHost {
         throw new EngineError('LIMIT', `${this.pendingEnds.length} transactions pending, the limit: confirm() or abort() some before taking more`);
       }
       this.scannedSyncCount = wal.syncCount;
-      this.scanCommits(wal, captured);
+      this.scanCommits(wal, captured, copyBytesMax);
     }
     if (this.capture) this.attachChanges(this.capture, captured);
     // Frames past the last commit with no transaction open were rolled back: drop them so the
@@ -351,6 +392,7 @@ export class DatabaseImpl implements Database, StatementHost {
 
   abort(): void {
     this.assertNotClosed();
+    this.walDropCount++;
     this.staged = undefined;
     this.pendingEnds = [];
     this.capture?.reset();
@@ -491,6 +533,7 @@ export class DatabaseImpl implements Database, StatementHost {
   checkpoint(): void {
     this.assertNotClosed();
     this.assertNothingStaged('checkpoint');
+    this.walDropCount++;
     if (this.pendingEnds.length > 0) {
       throw new EngineError('PENDING', `cannot checkpoint with ${this.pendingEnds.length} pending transactions: confirm() or abort() them first`);
     }
@@ -763,13 +806,19 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   /** Records each transaction SQLite committed after `capturedEnd` as pending and captures it. */
-  private scanCommits(wal: MemoryFile, captured: CapturedTransaction[]): void {
+  private scanCommits(wal: MemoryFile, captured: CapturedTransaction[], copyBytesMax: number): void {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
     let start = this.capturedEnd;
     for (const end of findCommitEnds(wal, start, pageSize)) {
       const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
-      captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
+      if (PAYLOAD_HEADER_BYTES + end - start > copyBytesMax) {
+        const generation = this.walDropCount;
+        const range: WalRange = { wal, start, end, pageSize, readable: () => !this.closed && this.walDropCount === generation };
+        captured.push(new Captured(undefined, frames, range));
+      } else {
+        captured.push(new Captured(encodePayload(wal, start, end, pageSize), frames));
+      }
       this.pendingEnds.push(end);
       start = end;
     }

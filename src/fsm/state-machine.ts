@@ -61,6 +61,12 @@ export interface StateMachineOptions {
   changeSetBytesMax?: number;
   /** Wall clock stamped on captured changes; default Date.now. */
   wallClockMs?: () => number;
+  /**
+   * Make a transaction that goes in parts a part at a time, with a turn of the event loop (the
+   * clock's timer) after each, before proposing it (ReplicatedDatabase.proposeCaptured): a node
+   * sets it so that heartbeats go on during the COMMIT of a large load. Default: in one call.
+   */
+  proposePartsGradually?: boolean;
   /** Test-only: see UnsafeSwitches.keepTransactionOnRefusedProposal. */
   keepTransactionOnRefusedProposal?: boolean;
   /** Test-only: see UnsafeSwitches.snapshotBetweenParts. */
@@ -399,6 +405,7 @@ export class StateMachine {
       databaseBytesMax: this.options.databaseBytesMax ?? LIMITS.databaseBytesMax,
       ...(this.options.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
       ...(this.options.wallClockMs && { wallClockMs: this.options.wallClockMs }),
+      ...(this.options.proposePartsGradually && { yieldTurn: () => new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 0)) }),
     });
     return holder.db;
   }

@@ -784,6 +784,7 @@ function newStateMachine(
     },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
+    proposePartsGradually: true,
     log,
   });
 }
