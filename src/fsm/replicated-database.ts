@@ -149,6 +149,9 @@ export class ReplicatedDatabase {
     this.preparing = job;
     this.loop.pause();
     try {
+      // The COMMIT that captured them already took this turn.
+      await yieldTurn();
+      if (job.cancelled) return;
       const entries: Uint8Array[][] = [];
       for (const { plan } of transactions) {
         if (plan.frames) {
