@@ -104,6 +104,12 @@ export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
  */
 export const APPLIED_BYTES_PER_TURN_MAX = 4 * MiB;
 /**
+ * Entry bytes of the messages a node sends in one turn of the event loop (at least one message):
+ * each Append is encoded and copied as it is sent, and a Ready that sends the parts of a large
+ * transaction to several followers would otherwise hold the loop for all of them at once.
+ */
+export const SENT_BYTES_PER_TURN_MAX = 16 * MiB;
+/**
  * Entry data bytes one Raft log write takes (at least one entry); what was handed over beyond
  * goes in the next write, so no single write encodes and checksums hundreds of MiB at once.
  */

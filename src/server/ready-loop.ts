@@ -13,7 +13,8 @@
  * Ticks and peer messages that arrive while the loop works make it run again. After a Ready
  * that applied more than APPLIED_BYTES_PER_TURN_MAX (a part of a large transaction) the loop
  * yields to the event loop before the next, so that a long run of such Readies does not hold
- * back the heartbeats and acknowledgements that keep the leader in place.
+ * back the heartbeats and acknowledgements that keep the leader in place; likewise between the
+ * messages of one Ready past SENT_BYTES_PER_TURN_MAX of entries.
  *
  * Also the start-up half of persistence: loading the log into Raft's in-memory storage.
  */
@@ -30,7 +31,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/index.ts';
-import { APPLIED_BYTES_PER_TURN_MAX } from '../limits.ts';
+import { APPLIED_BYTES_PER_TURN_MAX, SENT_BYTES_PER_TURN_MAX } from '../limits.ts';
 import { LogWriter } from './log-writer.ts';
 import type { RaftLog } from './raft-log.ts';
 import type { SnapshotWriter } from './snapshot-writer.ts';
@@ -147,7 +148,7 @@ export class ReadyLoop {
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
     if (ready.entries.length > 0) this.writer.write(ready.entries);
     const acknowledgements = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
-    this.handler.send(acknowledgements.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
+    await this.sendPaced(acknowledgements.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
     if (acknowledgements.length > 0) this.writer.afterDurable(() => this.handler.send(acknowledgements));
     if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
@@ -156,6 +157,29 @@ export class ReadyLoop {
   }
 
   /** Term and vote must be durable before any message that depends on them leaves. */
+  /**
+   * Sends `messages` in order; past SENT_BYTES_PER_TURN_MAX of entries (the Appends of a large
+   * transaction's parts, each encoded and copied as it is sent) the rest waits for a later turn
+   * of the event loop, so a Ready with Appends for several followers does not hold it for long.
+   */
+  private async sendPaced(messages: readonly Message[]): Promise<void> {
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const entryBytes = entriesBytes(messages[i]!.entries);
+      if (bytes > 0 && bytes + entryBytes > SENT_BYTES_PER_TURN_MAX) {
+        this.handler.send(messages.slice(from, i));
+        await this.yieldTurn();
+        if (this.stopped) return;
+        from = i;
+        bytes = 0;
+      }
+      bytes += entryBytes;
+    }
+    if (from === 0) this.handler.send(messages);
+    else this.handler.send(messages.slice(from));
+  }
+
   private async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote) {
       // The meta file is written alone: no append runs beside it.
@@ -181,8 +205,12 @@ export interface RecoveredState {
  * configuration of a new cluster (this node its only voter) and makes it durable.
  */
 function appliedBytes(ready: Ready): number {
+  return entriesBytes(ready.committedEntries);
+}
+
+function entriesBytes(entries: readonly Entry[]): number {
   let bytes = 0;
-  for (const entry of ready.committedEntries) bytes += entry.data.length;
+  for (const entry of entries) bytes += entry.data.length;
   return bytes;
 }
 
