@@ -15,8 +15,8 @@
  * state, without its commit frame, so no read sees it), so the work of a transaction of hundreds
  * of MiB is spread over its parts, one Ready each, and its TX_COMMIT only moves the committed
  * end. The leader's own parts are already in its engine: it keeps the entries' bytes (views, not
- * copies) in case it steps down before the commit and must apply them as another node's. Any other entry
- * arriving while parts are staged (another command, the next leader's first entry) proves the
+ * copies) in case it steps down before the commit and must apply them as another node's. Any
+ * other entry arriving while parts are staged (another command, the next leader's first entry) proves the
  * commit can no longer come: the staged parts are dropped. A TX_COMMIT (or a later part) whose
  * earlier parts are not staged stops the node. No snapshot is taken while parts are staged, so a
  * snapshot never falls between a transaction's parts and its commit, and a restart replays the
