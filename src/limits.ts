@@ -96,6 +96,24 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
  * headers, a snapshot chunk's metadata with the cluster configuration, the transport envelope.
  */
 export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
+/**
+ * Committed entry bytes a node applies in one turn of the event loop: past them (the parts of a
+ * transaction of hundreds of MiB, each checked and staged as it is applied) the Ready loop lets
+ * timers and peer messages run before it takes the next Ready, so heartbeats keep going out and
+ * appends keep being acknowledged while a large transaction applies.
+ */
+export const APPLIED_BYTES_PER_TURN_MAX = 4 * MiB;
+/**
+ * Entry bytes of the messages a node sends in one turn of the event loop (at least one message):
+ * each Append is encoded and copied as it is sent, and a Ready that sends the parts of a large
+ * transaction to several followers would otherwise hold the loop for all of them at once.
+ */
+export const SENT_BYTES_PER_TURN_MAX = 16 * MiB;
+/**
+ * Entry data bytes one Raft log write takes (at least one entry); what was handed over beyond
+ * goes in the next write, so no single write encodes and checksums hundreds of MiB at once.
+ */
+export const LOG_WRITE_BYTES_MAX = 16 * MiB;
 /** A log record's header: u32 length, u32 CRC, u64 term, u64 index, u8 type. */
 export const LOG_RECORD_FRAMING_BYTES = 25;
 /** Room in a commit entry beside the row changes: the command header and the table list. */

@@ -338,6 +338,7 @@ export class ClusterNode implements GatewayHost {
         fatal: (error) => this.fatal(error),
       },
       () => this.runtime.clock.nowMs(),
+      () => new Promise((resolve) => this.runtime.clock.setTimeout(resolve, 0)),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
@@ -771,6 +772,7 @@ function newStateMachine(
     },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
+    proposePartsGradually: true,
     log,
   });
 }
