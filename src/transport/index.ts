@@ -4,6 +4,7 @@ export {
   PEER_WEBSOCKET_PATH,
   CLUSTER_KEY_HEADER,
   PEER_FRAME_HEADROOM_BYTES,
+  PEER_IDLE_TIMEOUT_MS_DEFAULT,
   type PeerAddress,
   type PeerTransportOptions,
   type TransportStats,

@@ -21,6 +21,9 @@ export const CLUSTER_KEY_HEADER = 'x-dqlite-cluster-key';
 /** Bytes a payload for `sendFramed` leaves free in front of it, for the frame's header. */
 export const PEER_FRAME_HEADROOM_BYTES = DATA_HEADER_BYTES;
 
+/** A peer connection silent this long is closed, unless the node sets its own (it scales it with its tick). */
+export const PEER_IDLE_TIMEOUT_MS_DEFAULT = 5000;
+
 export interface PeerAddress {
   id: number;
   /** `host:port`, or '' for a node that cannot listen (a browser node). */
@@ -69,7 +72,8 @@ export interface PeerTransportOptions {
   keepaliveIntervalMs?: number;
   /**
    * An open connection on which nothing arrived for this long is closed (and redialed if
-   * wanted): a silently dead peer or a black-holed link must not hold our traffic. Default 5000.
+   * wanted): a silently dead peer or a black-holed link must not hold our traffic. Default
+   * PEER_IDLE_TIMEOUT_MS_DEFAULT.
    */
   idleTimeoutMs?: number;
   /** `wss://` instead of `ws://`. */
@@ -210,7 +214,7 @@ export class PeerTransport {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
       sendBufferBytesMax: options.sendBufferBytesMax ?? Math.max(2 * maxMessageBytes, 16 * MIB),
       keepaliveIntervalMs: options.keepaliveIntervalMs ?? 1000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 5000,
+      idleTimeoutMs: options.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS_DEFAULT,
       dialEagerly: options.dialEagerly ?? options.selfAddress === '',
       secure: options.secure ?? false,
       onLog: options.onLog,
