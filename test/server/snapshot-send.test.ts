@@ -13,7 +13,7 @@ import type { DurableFileReader, DurableStorage, MessageChannel, Runtime } from 
 import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
 import { Engine } from '../../wasm/index.ts';
 import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
-import { streamPair, until } from './harness.ts';
+import { channelPair, streamPair, until } from './harness.ts';
 
 const KiB = 1024;
 const chunkBytes = 64 * KiB;
@@ -23,51 +23,6 @@ const settings: Partial<NodeOptions> = {
   snapshotTrailingEntries: 4,
   limits: { snapshotChunkBytesMax: chunkBytes, logTrailingBytesMax: 64 * KiB, appendBytesMax: 64 * KiB },
 };
-
-/** Two connected message channels; each send arrives whole, later, in order. */
-function channelPair(leftAddress: string, rightAddress: string): [MessageChannel, MessageChannel] {
-  const make = (remoteAddress: string) => {
-    const handlers: ((message: Uint8Array) => void)[] = [];
-    const closes: ((error?: Error) => void)[] = [];
-    let closed = false;
-    let peer!: { deliver(message: Uint8Array): void; end(): void };
-    const end = (): void => {
-      if (closed) return;
-      closed = true;
-      setImmediate(() => closes.forEach((h) => h()));
-    };
-    const channel: MessageChannel = {
-      send(message) {
-        if (closed) return false;
-        const copy = message.slice();
-        setImmediate(() => peer.deliver(copy));
-        return true;
-      },
-      onMessage: (handler) => void handlers.push(handler),
-      onClose: (handler) => void closes.push(handler),
-      close() {
-        end();
-        setImmediate(() => peer.end());
-      },
-      remoteAddress,
-    };
-    return {
-      channel,
-      deliver: (message: Uint8Array) => {
-        if (!closed) handlers.forEach((h) => h(message));
-      },
-      end,
-      connect(other: { deliver(message: Uint8Array): void; end(): void }) {
-        peer = other;
-      },
-    };
-  };
-  const left = make(rightAddress);
-  const right = make(leftAddress);
-  left.connect(right);
-  right.connect(left);
-  return [left.channel, right.channel];
-}
 
 /** What the leader read of its snapshot file. */
 interface SnapshotReads {
