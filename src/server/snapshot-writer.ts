@@ -2,14 +2,16 @@
  * Stores snapshots in the background. The state machine's copy is taken in the Ready loop (it
  * must match the applied index exactly); encoding it, writing and fsyncing the file and
  * compacting the log happen here while the loop goes on sending heartbeats and committing
- * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
+ * entries. The copy's frozen views are read twice and never encoded whole: once for the data's
+ * checksum (the file's header holds it, before the data), then encoded a piece of
+ * `log.snapshotWriteBytesMax` at a time into one buffer that each write of the file reuses. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
  * an older local snapshot never lands on top of it.
  */
-import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.ts';
+import { encodeSnapshotInPieces, snapshotEncodedBytes, snapshotEncodingCrc } from '../fsm/snapshot-codec.ts';
+import type { StateCopy } from '../fsm/state-machine.ts';
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { RaftLogError, type RaftLog } from './raft-log.ts';
-import { sealSnapshotFile, snapshotFileHeaderBytes } from './raft-log-format.ts';
 
 export interface SnapshotWriterHost {
   log: RaftLog;
@@ -43,7 +45,7 @@ export class SnapshotWriter {
     return this.running !== undefined;
   }
 
-  /** Bytes the snapshot being written holds: its encoding (the frozen state copy shares the databases' memory; 0 when idle). */
+  /** Bytes the snapshot being written holds: the piece its encoding goes through (the frozen state copy shares the databases' memory; 0 when idle). */
   get heldBytes(): number {
     return this.inFlightBytes;
   }
@@ -71,30 +73,44 @@ export class SnapshotWriter {
     // The frozen views share the databases' memory: only chunks written meanwhile are extra.
     this.inFlightBytes = 0;
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
-    // and let it run between slices of the copy: heartbeats must not wait for a large encode.
+    // and let it run between slices: heartbeats must not wait for a large snapshot.
     await this.yieldToTimers();
     const meta = { index: copy.index, term, configuration };
-    // Encoded straight into the file's bytes: the data is not copied again to be written.
-    const file = await encodeStateCopyGradually(copy, () => this.yieldToTimers(), snapshotFileHeaderBytes(meta));
-    const data = sealSnapshotFile(file, meta);
-    job.copy.release();
-    this.inFlightBytes += file.length;
-    if (data.length > this.host.snapshotBytesMax) {
-      this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
+    const dataBytes = snapshotEncodedBytes(copy.files);
+    if (dataBytes > this.host.snapshotBytesMax) {
+      this.host.skipped(copy.index, `it would be ${dataBytes} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
     }
-    await this.yieldToTimers();
+    const pause = (): Promise<void> => this.yieldToTimers();
+    const crc = await snapshotEncodingCrc(copy.files, pause);
+    const pieceBytes = Math.min(this.host.log.snapshotWriteBytesMax, dataBytes);
     try {
-      await this.host.log.saveSnapshot({ meta, data }, compactIndex, file);
+      await this.host.log.saveSnapshotData(
+        meta,
+        {
+          bytes: dataBytes,
+          crc,
+          writeTo: async (write, pieceBytesMax) => {
+            if (pieceBytes > pieceBytesMax) throw new Error(`invariant violated: pieces of ${pieceBytes} bytes, above ${pieceBytesMax}`);
+            const piece = new Uint8Array(pieceBytes);
+            this.inFlightBytes = piece.length;
+            const encoded = await encodeSnapshotInPieces(copy.files, piece, write, pause);
+            if (encoded !== dataBytes) throw new Error(`invariant violated: ${encoded} bytes encoded, not ${dataBytes}`);
+          },
+        },
+        compactIndex,
+      );
     } catch (error) {
       // A full disk refused the snapshot before it touched the old one: the next one tries again.
       if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
       this.host.skipped(copy.index, error.message);
       return;
+    } finally {
+      this.inFlightBytes = 0;
     }
-    this.host.memory.createSnapshot(copy.index, configuration, data);
+    job.copy.release();
     // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
-    this.host.memory.releaseSnapshotData();
+    this.host.memory.createStoredSnapshot(copy.index, configuration, dataBytes);
     this.host.memory.compact(compactIndex);
     this.host.stored(copy.index, compactIndex);
   }
