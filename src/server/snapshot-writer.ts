@@ -83,6 +83,7 @@ export class SnapshotWriter {
     }
     const pause = (): Promise<void> => this.yieldToTimers();
     const crc = await snapshotEncodingCrc(copy.files, pause);
+    await this.yieldToTimers();
     const pieceBytes = Math.min(this.host.log.snapshotWriteBytesMax, dataBytes);
     try {
       await this.host.log.saveSnapshotData(

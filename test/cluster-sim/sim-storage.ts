@@ -216,17 +216,19 @@ class SimDiskHandle implements DurableStorage {
   }
 
   async openAtomicWriter(name: string): Promise<DurableFileWriter> {
-    await this.wait(this.latency.writeMs);
-    // The temporary file: a crash loses it whole, as the host removes a dead writer's temporary file.
+    if (this.fence.fenced) return frozen();
+    // The temporary file: a crash loses it whole, as the host removes a dead writer's temporary
+    // file. Its writes and fsync take the time of one writeAtomic, at the commit: the same
+    // schedule (and random draws) as when the snapshot was written whole.
     let pieces: Uint8Array[] | undefined = [];
     let bytes = 0;
     return {
       write: async (piece) => {
+        if (this.fence.fenced) return frozen();
         if (!pieces) throw new Error(`write ${name}: the writer is closed`);
         // Copied: the caller reuses its piece.
         pieces.push(piece.slice());
         bytes += piece.length;
-        await this.wait(this.latency.writeMs);
       },
       commit: async () => {
         if (!pieces) throw new Error(`commit ${name}: the writer is closed`);
@@ -237,7 +239,7 @@ class SimDiskHandle implements DurableStorage {
           offset += piece.length;
         }
         pieces = undefined;
-        await this.wait(this.latency.syncMs);
+        await this.wait(this.latency.writeMs + this.latency.syncMs);
         this.disk.replace(name, file);
       },
       abort: async () => {
