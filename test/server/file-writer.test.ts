@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { DirectoryStorage, type HostFileSystem } from '../../src/server/directory-storage.ts';
-import { nodeFileSystem, openDirectoryStorage } from '../../runtimes/node/index.ts';
+import { openDirectoryStorage } from '../../runtimes/node/index.ts';
+import { nodeFileSystem } from '../../runtimes/node/storage.ts';
 
 const temporaries = (dir: string): string[] => readdirSync(dir).filter((name) => name.startsWith('.tmp-'));
 
