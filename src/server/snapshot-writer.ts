@@ -2,10 +2,12 @@
  * Stores snapshots in the background. The state machine's copy is taken in the Ready loop (it
  * must match the applied index exactly); encoding it, writing and fsyncing the file and
  * compacting the log happen here while the loop goes on sending heartbeats and committing
- * entries. The copy's frozen views are read twice and never encoded whole: once for the data's
- * checksum (the file's header holds it, before the data), then encoded a piece of
- * `log.snapshotWriteBytesMax` at a time into one buffer that each write of the file reuses. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
+ * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
  * an older local snapshot never lands on top of it.
+ *
+ * The copy's frozen views are read twice and never encoded whole: once for the data's checksum
+ * (the file's header holds it, before the data), then encoded `log.snapshotWriteBytesMax` bytes at
+ * a time into one buffer that every write of the file reuses (docs/memory.md).
  */
 import { encodeSnapshotInPieces, snapshotEncodedBytes, snapshotEncodingCrc } from '../fsm/snapshot-codec.ts';
 import type { StateCopy } from '../fsm/state-machine.ts';
@@ -97,6 +99,9 @@ export class SnapshotWriter {
             this.inFlightBytes = piece.length;
             const encoded = await encodeSnapshotInPieces(copy.files, piece, write, pause);
             if (encoded !== dataBytes) throw new Error(`invariant violated: ${encoded} bytes encoded, not ${dataBytes}`);
+            // Every byte is written: end the copy-on-write sharing before the fsync, which can take
+            // seconds for a large file while every write meanwhile would copy a chunk.
+            copy.release();
           },
         },
         compactIndex,
@@ -109,7 +114,6 @@ export class SnapshotWriter {
     } finally {
       this.inFlightBytes = 0;
     }
-    job.copy.release();
     // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
     this.host.memory.createStoredSnapshot(copy.index, configuration, dataBytes);
     this.host.memory.compact(compactIndex);
