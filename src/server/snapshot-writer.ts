@@ -83,10 +83,12 @@ export class SnapshotWriter {
       this.host.skipped(copy.index, `it would be ${dataBytes} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
     }
+    // The one buffer every piece of the encoding goes through, held (and reported) until the end.
+    const piece = new Uint8Array(Math.min(this.host.log.snapshotWriteBytesMax, dataBytes));
+    this.inFlightBytes = piece.length;
     const pause = (): Promise<void> => this.yieldToTimers();
     const crc = await snapshotEncodingCrc(copy.files, pause);
     await this.yieldToTimers();
-    const pieceBytes = Math.min(this.host.log.snapshotWriteBytesMax, dataBytes);
     try {
       await this.host.log.saveSnapshotData(
         meta,
@@ -94,9 +96,7 @@ export class SnapshotWriter {
           bytes: dataBytes,
           crc,
           writeTo: async (write, pieceBytesMax) => {
-            if (pieceBytes > pieceBytesMax) throw new Error(`invariant violated: pieces of ${pieceBytes} bytes, above ${pieceBytesMax}`);
-            const piece = new Uint8Array(pieceBytes);
-            this.inFlightBytes = piece.length;
+            if (piece.length > pieceBytesMax) throw new Error(`invariant violated: pieces of ${piece.length} bytes, above ${pieceBytesMax}`);
             const encoded = await encodeSnapshotInPieces(copy.files, piece, write, pause);
             if (encoded !== dataBytes) throw new Error(`invariant violated: ${encoded} bytes encoded, not ${dataBytes}`);
             // Every byte is written: end the copy-on-write sharing before the fsync, which can take
