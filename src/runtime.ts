@@ -67,6 +67,11 @@ export interface DurableFileWriter {
    * Nothing of it is visible under the name before `commit`.
    */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Overwrites bytes [offset, offset + bytes.length) of what was already written (a header whose
+   * checksum is known only at the end); the caller may reuse `bytes` once this resolves.
+   */
+  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
   /** Makes the file durable, then replaces the name's file with it atomically. */
   commit(): Promise<void>;
   /** Throws away what was written; the name keeps its file. Harmless after a failed write or commit. */

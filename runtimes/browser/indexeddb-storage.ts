@@ -117,7 +117,8 @@ export class IndexedDbStorage implements DurableStorage {
       await done(tx);
     });
     this.writing.add(name);
-    let sequence = 0;
+    /** Bytes of each chunk written, in order: chunk i is [tempName, i]. */
+    const chunkBytes: number[] = [];
     let open = true;
     const finish = (): void => {
       open = false;
@@ -132,14 +133,41 @@ export class IndexedDbStorage implements DurableStorage {
           assertOpen('write');
           // Not durable yet, and need not be: the commit rewrites every chunk in a strict transaction.
           const tx = this.db.transaction(STORE, 'readwrite');
-          tx.objectStore(STORE).put(bytes.slice(), [tempName, sequence] satisfies ChunkKey);
+          tx.objectStore(STORE).put(bytes.slice(), [tempName, chunkBytes.length] satisfies ChunkKey);
           try {
             await done(tx);
           } catch (error) {
             finish();
             throw error;
           }
-          sequence++;
+          chunkBytes.push(bytes.byteLength);
+        }),
+      writeAt: (offset, bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          const size = chunkBytes.reduce((a, b) => a + b, 0);
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > size) {
+            throw new IndexedDbStorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${size} are)`);
+          }
+          // Each chunk the range touches is read, patched and put back.
+          let start = 0;
+          for (let i = 0; i < chunkBytes.length && start < offset + bytes.byteLength; start += chunkBytes[i]!, i++) {
+            const end = start + chunkBytes[i]!;
+            if (end <= offset) continue;
+            const key: ChunkKey = [tempName, i];
+            const chunk = (await request(this.db.transaction(STORE, 'readonly').objectStore(STORE).get(key))) as Uint8Array;
+            const from = Math.max(offset, start);
+            const to = Math.min(offset + bytes.byteLength, end);
+            chunk.set(bytes.subarray(from - offset, to - offset), from - start);
+            const tx = this.db.transaction(STORE, 'readwrite');
+            tx.objectStore(STORE).put(chunk, key);
+            try {
+              await done(tx);
+            } catch (error) {
+              finish();
+              throw error;
+            }
+          }
         }),
       commit: () =>
         this.serialize(name, async () => {

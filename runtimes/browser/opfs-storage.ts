@@ -201,6 +201,19 @@ export class OpfsStorage implements DurableStorage {
           }
           size += bytes.byteLength;
         }),
+      writeAt: (offset, bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > size) {
+            throw new OpfsStorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${size} are)`);
+          }
+          try {
+            writeAll(temp, bytes, offset);
+          } catch (error) {
+            finish();
+            throw error;
+          }
+        }),
       commit: () =>
         this.serialize(name, async () => {
           assertOpen('commit');

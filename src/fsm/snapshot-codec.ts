@@ -5,7 +5,6 @@
  * Layout (little-endian): magic "DQWS", u32 version, u32 database count, then per database:
  * u32 name length, name, u64 main length, main bytes, u64 wal length, wal bytes.
  */
-import { crc32Update } from '../util/crc32.ts';
 
 export interface DatabaseFiles {
   name: string;
@@ -99,29 +98,6 @@ export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode
     yield walLength;
     yield* pieces(d.wal, sliceBytes);
   }
-}
-
-/**
- * The CRC-32 of the encoding of `databases`, computed over the files' own bytes (nothing is
- * encoded), with `pause()` after every `sliceBytes`: a snapshot file's header holds its data's
- * checksum, so the file can be written from the start, a piece at a time, once this is known.
- */
-export async function snapshotEncodingCrc(
-  databases: readonly DatabaseFilesToEncode[],
-  pause: () => Promise<void>,
-  sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
-): Promise<number> {
-  let crc = 0;
-  let sincePause = 0;
-  for (const part of snapshotEncodingParts(databases, sliceBytes)) {
-    crc = crc32Update(crc, part);
-    sincePause += part.length;
-    if (sincePause >= sliceBytes) {
-      sincePause = 0;
-      await pause();
-    }
-  }
-  return crc;
 }
 
 /**

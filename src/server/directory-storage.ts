@@ -22,7 +22,10 @@ const TEMP_PREFIX = '.tmp-';
 export interface HostFile {
   /** Writes at the file's position (its end, for an append handle); returns the bytes written. */
   write(bytes: Uint8Array): Promise<number>;
-  /** Writes at byte `position` (handles from `openInPlace` only); returns the bytes written. */
+  /**
+   * Writes at byte `position` (handles from `openInPlace` and `openEmpty` only: an append handle
+   * writes at the end whatever the position); returns the bytes written.
+   */
   writeAt?(bytes: Uint8Array, position: number): Promise<number>;
   /** Makes the file's data and size durable (fdatasync). */
   syncData(): Promise<void>;
@@ -64,7 +67,7 @@ export interface HostFileSystem {
    * durable when they return where `appendsDurable` says so for append handles.
    */
   openInPlace?(path: string): Promise<HostFile>;
-  /** Creates `path`, or empties it, for writing from the start. */
+  /** Creates `path`, or empties it, for writing from the start (its handle has `writeAt`). */
   openEmpty(path: string): Promise<HostFile>;
   /** Opens an existing file to sync or truncate it. */
   openExisting(path: string): Promise<HostFile>;
@@ -202,8 +205,15 @@ export class DirectoryStorage implements DurableStorage {
       await this.files.remove(tempPath).catch(() => undefined);
       throw this.ioError(`replace ${name}`, error);
     }
+    const writeAt = file.writeAt?.bind(file);
+    if (!writeAt) {
+      await file.close().catch(() => undefined);
+      await this.files.remove(tempPath).catch(() => undefined);
+      throw new StorageError('IO', `replace ${name}: this host's new files cannot be written at a position`);
+    }
     let state: 'open' | 'committing' | 'done' = 'open';
     let tail: Promise<unknown> = Promise.resolve();
+    let sizeBytes = 0;
     const discard = async (): Promise<void> => {
       state = 'done';
       if (this.writers.get(name) !== discard) return;
@@ -223,6 +233,24 @@ export class DirectoryStorage implements DurableStorage {
           assertWritable('write');
           try {
             await writeAll(file, bytes);
+          } catch (error) {
+            await discard();
+            throw this.ioError(`replace ${name}`, error);
+          }
+          sizeBytes += bytes.byteLength;
+        });
+        tail = result.catch(() => undefined);
+        return result;
+      },
+      writeAt: (offset, bytes) => {
+        const result = tail.then(async () => {
+          assertWritable('write');
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > sizeBytes) {
+            throw new StorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${sizeBytes} are)`);
+          }
+          try {
+            let done = 0;
+            while (done < bytes.byteLength) done += await writeAt(bytes.subarray(done), offset + done);
           } catch (error) {
             await discard();
             throw this.ioError(`replace ${name}`, error);

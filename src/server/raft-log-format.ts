@@ -320,6 +320,11 @@ export function encodeSnapshotFileHeader(meta: Snapshot['meta'], dataCrc: number
   return header;
 }
 
+/** Where the data's CRC-32 is in a snapshot file whose header is `header` (see encodeSnapshotFileHeader). */
+export function snapshotFileDataCrcOffset(header: Uint8Array): number {
+  return header.length - 8;
+}
+
 /** Snapshot file: u32 meta length, JSON meta, u32 CRC of the data, u32 CRC of the meta, data. */
 export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array {
   const header = encodeSnapshotFileHeader(snapshot.meta, crc32(snapshot.data));

@@ -33,19 +33,15 @@ import {
   SEGMENT_PREFIX,
   segmentFirstIndex,
   segmentName,
+  snapshotFileDataCrcOffset,
 } from './raft-log-format.ts';
 import { DiskSpaceGauge, isDiskFullError, type DiskSpaceOptions } from './disk-space.ts';
-import { crc32 } from '../util/crc32.ts';
+import { crc32Update } from '../util/crc32.ts';
 
-/**
- * A snapshot's data to store, written a piece at a time (RaftLog.saveSnapshotData): the file's
- * header, before the data, holds its size and checksum, so both are known first.
- */
+/** A snapshot's data to store, written a piece at a time (RaftLog.saveSnapshotData). */
 export interface SnapshotDataSource {
   /** Bytes of the data. */
   readonly bytes: number;
-  /** CRC-32 of the data. */
-  readonly crc: number;
   /**
    * Writes the data, in order, through `write`, in pieces of at most `pieceBytesMax` bytes; a piece
    * may be reused once its write resolved.
@@ -57,7 +53,6 @@ export interface SnapshotDataSource {
 export function snapshotDataInMemory(data: Uint8Array): SnapshotDataSource {
   return {
     bytes: data.length,
-    crc: crc32(data),
     async writeTo(write, pieceBytesMax) {
       for (let offset = 0; offset < data.length; offset += pieceBytesMax) await write(data.subarray(offset, offset + pieceBytesMax));
     },
@@ -426,21 +421,31 @@ export class RaftLog {
     await this.guard('remove compacted segments', () => this.compact(compactIndex));
   }
 
-  /** Writes the snapshot file (header, then the data a piece at a time) and returns its size. */
+  /**
+   * Writes the snapshot file and returns its size: its header, the data a piece at a time with its
+   * checksum computed over the pieces as they are written, then the checksum into the header (the
+   * file is renamed into place only after that, so no reader sees the header without it).
+   */
   private async writeSnapshotFile(meta: Snapshot['meta'], source: SnapshotDataSource, what: string, options: { fullIsHarmless?: boolean }): Promise<number> {
-    const header = encodeSnapshotFileHeader(meta, source.crc);
+    const header = encodeSnapshotFileHeader(meta, 0);
+    const crcOffset = snapshotFileDataCrcOffset(header);
     const fileBytes = header.length + source.bytes;
     const pieceBytesMax = this.snapshotWriteBytesMax;
     let written = 0;
+    let crc = 0;
     const counted = (piece: Uint8Array): void => {
       if (piece.length === 0 || piece.length > pieceBytesMax) {
         throw new RaftLogError('RAFT_LOG', `a piece of the snapshot's data has ${piece.length} bytes, not 1..${pieceBytesMax}`);
       }
       written += piece.length;
       if (written > source.bytes) throw new RaftLogError('RAFT_LOG', `the snapshot's data runs past its ${source.bytes} bytes`);
+      crc = crc32Update(crc, piece);
     };
-    const complete = (): void => {
+    const crcBytes = (): Uint8Array => {
       if (written !== source.bytes) throw new RaftLogError('RAFT_LOG', `the snapshot's data ended after ${written} of its ${source.bytes} bytes`);
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, crc >>> 0, true);
+      return bytes;
     };
     const openWriter = this.storage.openAtomicWriter?.bind(this.storage);
     await this.guard(what, async () => {
@@ -452,7 +457,7 @@ export class RaftLog {
           counted(piece);
           file.set(piece, header.length + written - piece.length);
         }, pieceBytesMax);
-        complete();
+        file.set(crcBytes(), crcOffset);
         await this.storage.writeAtomic('snapshot', file);
         return;
       }
@@ -463,7 +468,7 @@ export class RaftLog {
           counted(piece);
           await writer.write(piece);
         }, pieceBytesMax);
-        complete();
+        await writer.writeAt(crcOffset, crcBytes());
         await writer.commit();
       } catch (error) {
         await writer.abort().catch(() => undefined);

@@ -5,11 +5,11 @@
  * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
  * an older local snapshot never lands on top of it.
  *
- * The copy's frozen views are read twice and never encoded whole: once for the data's checksum
- * (the file's header holds it, before the data), then encoded `log.snapshotWriteBytesMax` bytes at
- * a time into one buffer that every write of the file reuses (docs/memory.md).
+ * The copy's frozen views are never encoded whole: they are encoded `log.snapshotWriteBytesMax`
+ * bytes at a time into one buffer that every write of the file reuses, and released once the last
+ * piece is written (docs/memory.md).
  */
-import { encodeSnapshotInPieces, snapshotEncodedBytes, snapshotEncodingCrc } from '../fsm/snapshot-codec.ts';
+import { encodeSnapshotInPieces, snapshotEncodedBytes } from '../fsm/snapshot-codec.ts';
 import type { StateCopy } from '../fsm/state-machine.ts';
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
@@ -87,14 +87,12 @@ export class SnapshotWriter {
     const piece = new Uint8Array(Math.min(this.host.log.snapshotWriteBytesMax, dataBytes));
     this.inFlightBytes = piece.length;
     const pause = (): Promise<void> => this.yieldToTimers();
-    const crc = await snapshotEncodingCrc(copy.files, pause);
     await this.yieldToTimers();
     try {
       await this.host.log.saveSnapshotData(
         meta,
         {
           bytes: dataBytes,
-          crc,
           writeTo: async (write, pieceBytesMax) => {
             if (piece.length > pieceBytesMax) throw new Error(`invariant violated: pieces of ${piece.length} bytes, above ${pieceBytesMax}`);
             const encoded = await encodeSnapshotInPieces(copy.files, piece, write, pause);

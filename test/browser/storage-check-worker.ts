@@ -37,6 +37,7 @@ async function check(open: () => Promise<DurableStorage & { close(): Promise<voi
   await writer.write(piece);
   piece.set(enc('def'));
   await writer.write(piece);
+  await writer.writeAt(2, enc('CD'));
   result.beforeCommit = text(await storage.read('big'));
   result.listedWhileWriting = await storage.list();
   try {

@@ -230,6 +230,18 @@ class SimDiskHandle implements DurableStorage {
         pieces.push(piece.slice());
         bytes += piece.length;
       },
+      writeAt: async (offset, patch) => {
+        if (this.fence.fenced) return frozen();
+        if (!pieces) throw new Error(`write ${name}: the writer is closed`);
+        if (offset < 0 || offset + patch.length > bytes) throw new Error(`write ${name}: bytes ${offset}..${offset + patch.length} are not written yet`);
+        let start = 0;
+        for (const piece of pieces) {
+          const from = Math.max(offset, start);
+          const to = Math.min(offset + patch.length, start + piece.length);
+          if (from < to) piece.set(patch.subarray(from - offset, to - offset), from - start);
+          start += piece.length;
+        }
+      },
       commit: async () => {
         if (!pieces) throw new Error(`commit ${name}: the writer is closed`);
         const file = new Uint8Array(bytes);

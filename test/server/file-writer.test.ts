@@ -1,6 +1,6 @@
 /**
  * Atomic writers of the directory storage on real files (Node): a file written a piece at a time
- * replaces its name only on commit; until then, and after an abort, a failed write or a closed
+ * (and patched where written) replaces its name only on commit; until then, and after an abort, a failed write or a closed
  * storage, the name keeps its old file and no temporary file is left behind.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -42,6 +42,10 @@ describe('DirectoryStorage.openAtomicWriter', () => {
       expect(temporaries(dir)).toHaveLength(1);
       await expect(storage.writeAtomic('snapshot', new Uint8Array(1))).rejects.toThrow(/a writer of it is open/);
       await expect(storage.openAtomicWriter!('snapshot')).rejects.toThrow(/already open/);
+      // A header patched at the end, across two pieces; nothing past what was written.
+      await writer.writeAt(99_998, new Uint8Array([1, 2, 3, 4]));
+      expected.splice(99_998, 4, 1, 2, 3, 4);
+      await expect(writer.writeAt(499_999, new Uint8Array(2))).rejects.toThrow(/not all written yet/);
       await writer.commit();
       expect(new Uint8Array(readFileSync(join(dir, 'snapshot')))).toEqual(new Uint8Array(expected));
       expect(temporaries(dir)).toEqual([]);

@@ -31,6 +31,7 @@ function gateSnapshotWrites(storage: DurableStorage): { storage: DurableStorage;
             await gate;
             await writer.write(bytes);
           },
+          writeAt: (offset, bytes) => writer.writeAt(offset, bytes),
           commit: () => writer.commit(),
           abort: () => writer.abort(),
         };

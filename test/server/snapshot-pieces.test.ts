@@ -59,6 +59,7 @@ function watchSnapshotWrites(storage: DurableStorage, writes: SnapshotWrites): D
           writes.sizes.push(bytes.length);
           await writer.write(bytes);
         },
+        writeAt: (offset, bytes) => writer.writeAt(offset, bytes),
         commit: () => writer.commit(),
         abort: () => writer.abort(),
       };
