@@ -14,9 +14,12 @@ export interface DatabaseFiles {
 
 /**
  * A file's bytes to encode: one array, or the chunks of a frozen view of the engine's file
- * (wasm/memory-file.ts), of which the first `length` bytes count.
+ * (wasm/memory-file.ts), of which the first `length` bytes count. With `releaseChunk`, each chunk
+ * is let go as soon as the encoding is past it (see snapshotEncodingParts).
  */
-export type FileBytes = Uint8Array | { readonly length: number; readonly chunks: readonly Uint8Array[] };
+export type FileBytes =
+  | Uint8Array
+  | { readonly length: number; readonly chunks: readonly Uint8Array[]; releaseChunk?(index: number): void };
 
 /** A database's files to encode into a snapshot. */
 export interface DatabaseFilesToEncode {
@@ -25,14 +28,21 @@ export interface DatabaseFilesToEncode {
   wal: FileBytes;
 }
 
-/** The bytes of `file` as consecutive views of at most `sliceBytes` each. */
+/**
+ * The bytes of `file` as consecutive views of at most `sliceBytes` each. A chunk of a view with
+ * `releaseChunk` is released when the view after its last slice is asked for: the caller copied
+ * that slice by then.
+ */
 function* pieces(file: FileBytes, sliceBytes: number): Generator<Uint8Array> {
   const arrays = file instanceof Uint8Array ? [file] : file.chunks;
+  const releaseChunk = file instanceof Uint8Array ? undefined : file.releaseChunk?.bind(file);
   let left = file.length;
-  for (const array of arrays) {
+  for (let index = 0; index < arrays.length; index++) {
     if (left <= 0) return;
+    const array = arrays[index]!;
     const n = Math.min(left, array.length);
     for (let offset = 0; offset < n; offset += sliceBytes) yield array.subarray(offset, Math.min(n, offset + sliceBytes));
+    releaseChunk?.(index);
     left -= n;
   }
 }
@@ -74,7 +84,9 @@ export function snapshotEncodedBytes(databases: readonly DatabaseFilesToEncode[]
 /**
  * The encoding of `databases` as consecutive parts, copying nothing: small arrays for the
  * headers, and views (at most `sliceBytes` each) of the files' own bytes. Concatenated, they are
- * the bytes `encodeSnapshot` returns.
+ * the bytes `encodeSnapshot` returns. A part is valid only until the next is asked for: the
+ * frozen views' chunks are released as the encoding passes them (later writes to the database
+ * then change them in place), so the caller copies each part first.
  */
 export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode[], sliceBytes: number): Generator<Uint8Array> {
   if (!(sliceBytes > 0)) throw new RangeError(`sliceBytes must be positive, got ${sliceBytes}`);

@@ -15,6 +15,7 @@ import {
 import { decodeSnapshotFile, encodeSnapshotFile, encodeSnapshotFileHeader } from '../../src/server/raft-log-format.ts';
 import { crc32 } from '../../src/util/crc32.ts';
 import { concatBytes } from '../../src/util/bytes.ts';
+import { CHUNK_BYTES, MemoryFile } from '../../wasm/memory-file.ts';
 
 /** `bytes` as a frozen view gives them: chunks of `chunkBytes`, the last one longer than what counts. */
 function chunked(bytes: Uint8Array, chunkBytes: number): FileBytes {
@@ -92,6 +93,30 @@ describe('a snapshot encoded in pieces', () => {
     if (typeof decoded === 'string') throw new Error(decoded);
     expect(decoded.meta).toEqual(meta);
     expect(decodeSnapshot(decoded.data)).toEqual(whole);
+  });
+
+  it('from a frozen engine file written meanwhile, is the frozen bytes; a chunk is released once encoded, not before', async () => {
+    const file = new MemoryFile(64 * CHUNK_BYTES, new Uint8Array(4 * CHUNK_BYTES).map((_, i) => i % 253));
+    const before = file.copy();
+    const frozen = file.freeze();
+    const expected = encodeSnapshot([{ name: 'app', main: before, wal: new Uint8Array(0) }]);
+    const written: Uint8Array[] = [];
+    await encodeSnapshotInPieces(
+      [{ name: 'app', main: frozen, wal: new Uint8Array(0) }],
+      new Uint8Array(CHUNK_BYTES / 2),
+      async (piece) => {
+        // A write to the last chunk before the encoding reached it: the engine copies the chunk.
+        if (written.length === 0) file.write(new Uint8Array([0xaa]), 3 * CHUNK_BYTES + 7);
+        written.push(piece.slice());
+      },
+      async () => {},
+    );
+    expect(concatBytes(written)).toEqual(expected);
+    expect(frozen.chunks[3]![7]).toBe(before[3 * CHUNK_BYTES + 7]);
+    // Encoded, the first chunk is no longer shared: a write changes it in place.
+    file.write(new Uint8Array([0xbb]), 7);
+    expect(frozen.chunks[0]![7]).toBe(0xbb);
+    frozen.release();
   });
 
   it('a damaged byte in the data is caught by the file checksum', () => {
