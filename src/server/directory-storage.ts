@@ -206,10 +206,11 @@ export class DirectoryStorage implements DurableStorage {
       throw this.ioError(`replace ${name}`, error);
     }
     const writeAt = file.writeAt?.bind(file);
-    if (!writeAt) {
+    // Checked again: another writer of the name may have opened while this one waited.
+    if (!writeAt || this.writers.has(name)) {
       await file.close().catch(() => undefined);
       await this.files.remove(tempPath).catch(() => undefined);
-      throw new StorageError('IO', `replace ${name}: this host's new files cannot be written at a position`);
+      throw new StorageError('IO', writeAt ? `replace ${name}: a writer of it is already open` : `replace ${name}: this host's new files cannot be written at a position`);
     }
     let state: 'open' | 'committing' | 'done' = 'open';
     let tail: Promise<unknown> = Promise.resolve();
