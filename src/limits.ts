@@ -36,6 +36,11 @@ export interface Limits {
   snapshotChunkBytesMax: number;
   /** Largest snapshot a node takes or accepts: every database's main file and WAL. */
   snapshotBytesMax: number;
+  /**
+   * Bytes of one write of a snapshot file: a snapshot is encoded and written this much at a time,
+   * so this is what a node holds of its encoding, whatever the databases' size.
+   */
+  snapshotWriteBytesMax: number;
   /** Largest record of the Raft log on disk: one entry with its header. */
   logRecordBytesMax: number;
   /**
@@ -80,6 +85,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   appendInflightBytesMax: 32 * MiB,
   snapshotChunkBytesMax: 1 * MiB,
   snapshotBytesMax: 2 * GiB + 64 * MiB,
+  snapshotWriteBytesMax: 1 * MiB,
   logRecordBytesMax: 256 * MiB,
   logTrailingBytesMax: 16 * MiB,
   logSegmentBytesMax: 8 * MiB,
@@ -162,6 +168,7 @@ export function validateLimits(limits: Limits): void {
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);
   atLeast('snapshotBytesMax', limits.snapshotChunkBytesMax, 'a snapshot chunk cannot be larger than a snapshot');
+  atLeast('snapshotBytesMax', limits.snapshotWriteBytesMax, 'a write of a snapshot file cannot be larger than a snapshot');
   atLeast('clientResultBytesMax', limits.liveResultBytesMax, `a live query's result goes to clients (liveResultBytesMax ${limits.liveResultBytesMax})`);
   if (problems.length > 0) throw new LimitsError(problems);
 }

@@ -39,7 +39,7 @@ import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
-import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
   engine: Engine;
@@ -419,9 +419,4 @@ export class StateMachine {
 /** Encodes a state copy as the snapshot bytes Raft carries. */
 export function encodeStateCopy(copy: StateCopy): Uint8Array {
   return encodeSnapshot(copy.files);
-}
-
-/** `encodeStateCopy` a slice at a time, with `pause()` between slices, after `prefixBytes` left for a file header. */
-export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>, prefixBytes = 0): Promise<Uint8Array> {
-  return encodeSnapshotGradually(copy.files, pause, undefined, prefixBytes);
 }

@@ -130,6 +130,7 @@ export class ClusterNode implements GatewayHost {
     this.log = new RaftLog(options.storage, {
       diskSpace: { nowMs: () => this.runtime.clock.nowMs() },
       segmentBytesMax: this.limits.logSegmentBytesMax,
+      snapshotWriteBytesMax: this.limits.snapshotWriteBytesMax,
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
