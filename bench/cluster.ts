@@ -7,8 +7,8 @@
  *     nearest: readFrom 'any') at that consistency level, writes still to the leader
  * For each dqlite-wasm row it prints the leader's latency anatomy: the time of each stage of a
  * write (execute, persist, quorum, apply, answer) from its /metrics before and after the row.
- * It also prints the CPU time each dqlite-wasm node spent per operation of the row (user + system,
- * from /proc): a figure the load of other processes on the machine moves far less than ops/s.
+ * It also prints the CPU time each node of either system spent per successful operation of the
+ * row (user + system, from /proc): a figure the load of other processes moves less than ops/s.
  * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
  *                         [--spread linearizable,lease,session,stale | --spread none]
  *                         [--systems dqlite,dqlite-wasm] [--cpu-prof DIR (profiles of our nodes)]
@@ -36,7 +36,7 @@ interface Result {
   latenciesMs: number[];
   /** dqlite-wasm: where the leader's write time went (write-anatomy.ts). */
   anatomy?: string;
-  /** dqlite-wasm: CPU ms per operation of each node, the leader marked. */
+  /** CPU ms per operation of each node (dqlite-wasm: the leader marked). */
   cpuPerOp?: string;
 }
 
@@ -145,24 +145,39 @@ function cpuMs(pid: number | undefined): { all: number; main: number } | undefin
   }
 }
 
-/** Runs a row; on our cluster, with the leader's latency anatomy and each node's CPU per operation. */
-async function measured(cluster: TestCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
-  if (!cluster) return run();
+/** CPU ms per operation of each process in `pids` between two readings, the leader (if known) marked, and their sum. */
+function cpuPerOpLine(pids: (number | undefined)[], leaderIndex: number | undefined, before: ReturnType<typeof cpuMs>[], ops: number, withMainThread: boolean): string {
+  const after = pids.map(cpuMs);
+  let total = 0;
+  const perNode = pids.map((_, i) => {
+    const [b, a] = [before[i], after[i]];
+    const all = a && b ? (a.all - b.all) / ops : NaN;
+    const main = a && b ? (a.main - b.main) / ops : NaN;
+    total += all;
+    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)}${withMainThread ? ` (main thread ${main.toFixed(3)})` : ''}`;
+  });
+  return `    CPU ms per operation: ${perNode.join(', ')}; all nodes ${total.toFixed(3)}`;
+}
+
+/**
+ * Runs a row and reads each node's CPU time around it; on our cluster also the leader's latency
+ * anatomy and our nodes' main (JavaScript) thread share (dqlite-demo's threads are Go's and libuv's).
+ */
+async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
+  const pids = cluster ? cluster.nodes.map((n) => n.process?.pid) : [];
+  if (!(cluster instanceof TestCluster)) {
+    const cpuBefore = pids.map(cpuMs);
+    const result = await run();
+    if (cluster) result.cpuPerOp = cpuPerOpLine(pids, undefined, cpuBefore, Math.max(1, result.ops), false);
+    return result;
+  }
   const leaderIndex = await cluster.waitForLeader();
   const leader = cluster.nodes[leaderIndex]!.address;
   const before = await scrapeAnatomy(leader);
-  const cpuBefore = cluster.nodes.map((n) => cpuMs(n.process?.pid));
+  const cpuBefore = pids.map(cpuMs);
   const result = await run();
-  const cpuAfter = cluster.nodes.map((n) => cpuMs(n.process?.pid));
+  result.cpuPerOp = cpuPerOpLine(pids, leaderIndex, cpuBefore, Math.max(1, result.ops), true);
   result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
-  const ops = Math.max(1, result.ops);
-  const perOp = cluster.nodes.map((n, i) => {
-    const [b, a] = [cpuBefore[i], cpuAfter[i]];
-    const all = a && b ? (a.all - b.all) / ops : NaN;
-    const main = a && b ? (a.main - b.main) / ops : NaN;
-    return `node ${i + 1}${i === leaderIndex ? ' (leader)' : ''} ${all.toFixed(3)} (main thread ${main.toFixed(3)})`;
-  });
-  result.cpuPerOp = `    CPU ms per operation: ${perOp.join(', ')}`;
   return result;
 }
 
@@ -191,7 +206,7 @@ async function main(): Promise<void> {
           if (!cluster) continue;
           const servers = cluster.addresses;
           process.stdout.write(`  ${system} ${workload} ${writers} writer(s)... `);
-          const r = await measured(system === 'dqlite-wasm' ? ours : undefined, `${workload} ${writers}`, () => runWorkload(system, [...servers], workload, writers));
+          const r = await measured(cluster, `${workload} ${writers}`, () => runWorkload(system, [...servers], workload, writers));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
@@ -227,7 +242,9 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const r of results) if (r.anatomy) console.log(`\n${r.anatomy}\n${r.cpuPerOp ?? ''}`);
+  console.log('\nCPU per operation (user + system, from /proc, successful operations):');
+  for (const r of results) if (r.cpuPerOp) console.log(`  ${r.system} ${r.spread ? `${r.workload} any:${r.spread}` : r.workload} ${r.writers}:\n${r.cpuPerOp}`);
+  for (const r of results) if (r.anatomy) console.log(`\n${r.anatomy}`);
   const kinds = results.filter((r) => r.errors > 0);
   if (kinds.length > 0) {
     console.log('\nerrors by kind:');

@@ -2,7 +2,10 @@
  * `npm run import:large [-- --mib 200]`: imports a large SQLite file (made by Debian's sqlite3:
  * rows of 1 KiB random blobs) into a fresh 3-node cluster with `dqlite-wasm import`, then prints
  * the time, each node's peak resident memory (VmHWM from /proc) and its growth over the idle
- * node, and checks that every node holds the same rows. Linux only (reads /proc).
+ * node, and checks that every node holds the same rows. It also checks that the leader stayed
+ * in place: the leader and term before the import are those after it, once every node applied
+ * it and the checkpoint that follows, and no node started an election meanwhile; the run fails
+ * otherwise. Linux only (reads /proc).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -22,6 +25,11 @@ function flag(name: string, fallback: number): number {
 function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** Checkpoints the node has applied (its /status `checkpoints`). */
+function checkpoints(status: object): number {
+  return Number((status as { checkpoints?: number }).checkpoints ?? 0);
 }
 
 function mib(bytes: number): string {
@@ -68,6 +76,9 @@ async function main(): Promise<void> {
   let sampler: ReturnType<typeof setInterval> | undefined;
   try {
     const leader = await cluster.waitForLeader();
+    const before = await cluster.status(leader);
+    const checkpointsBefore = await Promise.all(cluster.nodes.map((_, i) => cluster.status(i).then(checkpoints)));
+    const outputBefore = cluster.nodes.map((n) => n.output.length);
     const pids = cluster.nodes.map((n) => n.process!.pid!);
     const idle = pids.map((pid) => statusField(pid, 'VmRSS'));
     const started = Date.now();
@@ -93,11 +104,19 @@ async function main(): Promise<void> {
       return applied.every((index) => index >= leaderStatus.commitIndex) ? true : undefined;
     });
     const appliedMs = Date.now() - started;
+    // A WAL this long is checkpointed right after: part of the import's cost, and of the risk.
+    await waitFor('every node to checkpoint the import', 600_000, async () => {
+      const counts = await Promise.all(cluster.nodes.map((_, i) => cluster.status(i).then(checkpoints)));
+      return counts.every((count, i) => count > checkpointsBefore[i]!) ? true : undefined;
+    });
+    const checkpointedMs = Date.now() - started;
     if (sampler) {
       clearInterval(sampler);
       console.log(`resident memory (${pids.map((_, i) => (i === leader ? 'leader' : 'follower')).join(' / ')}):\n  ${timeline.join('\n  ')}`);
     }
-    console.log(`\nimport of ${mib(fileBytes)}: answered in ${(importedMs / 1000).toFixed(1)} s (${(fileBytes / MiB / (importedMs / 1000)).toFixed(1)} MiB/s), applied on every node in ${(appliedMs / 1000).toFixed(1)} s`);
+    console.log(
+      `\nimport of ${mib(fileBytes)}: answered in ${(importedMs / 1000).toFixed(1)} s (${(fileBytes / MiB / (importedMs / 1000)).toFixed(1)} MiB/s), applied on every node in ${(appliedMs / 1000).toFixed(1)} s, checkpointed on every node in ${(checkpointedMs / 1000).toFixed(1)} s`,
+    );
     console.log('node      role      idle RSS   peak RSS (VmHWM)   peak − idle   peak ÷ file');
     pids.forEach((pid, i) => {
       const peak = statusField(pid, 'VmHWM');
@@ -111,6 +130,14 @@ async function main(): Promise<void> {
       if (`${count}|${bytes}` !== expected) throw new Error(`${address} holds ${count}|${bytes}, the file ${expected}`);
     }
     console.log(`every node holds ${expected} (rows|blob bytes), as the file does`);
+    const after = await Promise.all(cluster.nodes.map((_, i) => cluster.status(i)));
+    const elections = cluster.nodes.flatMap((n, i) => n.output.slice(outputBefore[i]).join('').split('\n').filter((line) => /state (pre)?candidate/.test(line)));
+    console.log(`leader before: node ${leader + 1} (id ${before.leaderId}), term ${before.term}`);
+    console.log(`leader after:  ${after.map((s, i) => `node ${i + 1} sees ${s.leaderId === before.leaderId ? `node ${leader + 1}` : `id ${s.leaderId}`} in term ${s.term}`).join('; ')}`);
+    console.log(`elections started during the import: ${elections.length}${elections.length > 0 ? `\n  ${elections.join('\n  ')}` : ''}`);
+    if (elections.length > 0 || after.some((s) => s.leaderId !== before.leaderId || s.term !== before.term)) {
+      throw new Error(`the leader changed during the import: node ${leader + 1} (id ${before.leaderId}) led term ${before.term} before it`);
+    }
   } catch (error) {
     clearInterval(sampler);
     console.error(cluster.dumpOutput());

@@ -287,6 +287,8 @@ async function cluster(flags: ParsedFlags): Promise<void> {
   }
   const self = fileURLToPath(new URL('./dqlite-wasm', import.meta.url).href.replace('/dist/bin/', '/bin/'));
   const children: ChildProcess[] = [];
+  // Taken at spawn: a child may be gone before the head start is over.
+  const exits: Promise<unknown>[] = [];
   const spawnNode = (i: number): ChildProcess => {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
@@ -294,13 +296,9 @@ async function cluster(flags: ParsedFlags): Promise<void> {
     // Spawned as `node bin/dqlite-wasm`, not through the launcher: the allocator settings are given here.
     const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: withAllocatorDefaults(process.env, process.platform) });
     children.push(child);
+    exits.push(new Promise((resolve) => child.once('exit', resolve)));
     return child;
   };
-  spawnNode(0);
-  // Later nodes join through the first; a short head start lets it elect itself.
-  await new Promise((r) => setTimeout(r, 1500));
-  for (let i = 1; i < nodes; i++) spawnNode(i);
-  console.log(tls ? tls.banner(addresses, dir) : bannerText(addresses, dir));
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;
@@ -312,9 +310,17 @@ async function cluster(flags: ParsedFlags): Promise<void> {
       process.exit(0);
     }, 5000).unref();
   };
+  // Before the first node exists: a signal during the head start must not leave it running alone.
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
-  await Promise.all(children.map((c) => new Promise((r) => c.on('exit', r))));
+  spawnNode(0);
+  // Later nodes join through the first; a short head start lets it elect itself.
+  await new Promise((r) => setTimeout(r, 1500));
+  if (!stopping) {
+    for (let i = 1; i < nodes; i++) spawnNode(i);
+    console.log(tls ? tls.banner(addresses, dir) : bannerText(addresses, dir));
+  }
+  await Promise.all(exits);
   process.exit(0);
 }
 

@@ -36,6 +36,11 @@ export interface Limits {
   snapshotChunkBytesMax: number;
   /** Largest snapshot a node takes or accepts: every database's main file and WAL. */
   snapshotBytesMax: number;
+  /**
+   * Bytes of one write of a snapshot file: a snapshot is encoded and written this much at a time,
+   * so this is what a node holds of its encoding, whatever the databases' size.
+   */
+  snapshotWriteBytesMax: number;
   /** Largest record of the Raft log on disk: one entry with its header. */
   logRecordBytesMax: number;
   /**
@@ -80,6 +85,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   appendInflightBytesMax: 32 * MiB,
   snapshotChunkBytesMax: 1 * MiB,
   snapshotBytesMax: 2 * GiB + 64 * MiB,
+  snapshotWriteBytesMax: 1 * MiB,
   logRecordBytesMax: 256 * MiB,
   logTrailingBytesMax: 16 * MiB,
   logSegmentBytesMax: 8 * MiB,
@@ -96,6 +102,24 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
  * headers, a snapshot chunk's metadata with the cluster configuration, the transport envelope.
  */
 export const PEER_MESSAGE_FRAMING_BYTES = 64 * KiB;
+/**
+ * Committed entry bytes a node applies in one turn of the event loop: past them (the parts of a
+ * transaction of hundreds of MiB, each checked and staged as it is applied) the Ready loop lets
+ * timers and peer messages run before it takes the next Ready, so heartbeats keep going out and
+ * appends keep being acknowledged while a large transaction applies.
+ */
+export const APPLIED_BYTES_PER_TURN_MAX = 4 * MiB;
+/**
+ * Entry bytes of the messages a node sends in one turn of the event loop (at least one message):
+ * each Append is encoded and copied as it is sent, and a Ready that sends the parts of a large
+ * transaction to several followers would otherwise hold the loop for all of them at once.
+ */
+export const SENT_BYTES_PER_TURN_MAX = 16 * MiB;
+/**
+ * Entry data bytes one Raft log write takes (at least one entry); what was handed over beyond
+ * goes in the next write, so no single write encodes and checksums hundreds of MiB at once.
+ */
+export const LOG_WRITE_BYTES_MAX = 16 * MiB;
 /** A log record's header: u32 length, u32 CRC, u64 term, u64 index, u8 type. */
 export const LOG_RECORD_FRAMING_BYTES = 25;
 /** Room in a commit entry beside the row changes: the command header and the table list. */
@@ -144,6 +168,7 @@ export function validateLimits(limits: Limits): void {
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('snapshotBytesMax', 2 * limits.databaseBytesMax + SNAPSHOT_FRAMING_BYTES, `a snapshot must hold the largest database's main file and WAL (2 × databaseBytesMax ${limits.databaseBytesMax}) plus its framing`);
   atLeast('snapshotBytesMax', limits.snapshotChunkBytesMax, 'a snapshot chunk cannot be larger than a snapshot');
+  atLeast('snapshotBytesMax', limits.snapshotWriteBytesMax, 'a write of a snapshot file cannot be larger than a snapshot');
   atLeast('clientResultBytesMax', limits.liveResultBytesMax, `a live query's result goes to clients (liveResultBytesMax ${limits.liveResultBytesMax})`);
   if (problems.length > 0) throw new LimitsError(problems);
 }

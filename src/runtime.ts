@@ -56,6 +56,28 @@ export interface DurableFileReader {
   close(): Promise<void>;
 }
 
+/**
+ * A file written a piece at a time that replaces its name atomically when committed
+ * (`DurableStorage.openAtomicWriter`): the same result as one `writeAtomic` of all the pieces, with
+ * no more than a piece in memory.
+ */
+export interface DurableFileWriter {
+  /**
+   * Appends `bytes` to the file being written; the caller may reuse them once this resolves.
+   * Nothing of it is visible under the name before `commit`.
+   */
+  write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Overwrites bytes [offset, offset + bytes.length) of what was already written (a header whose
+   * checksum is known only at the end); the caller may reuse `bytes` once this resolves.
+   */
+  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Makes the file durable, then replaces the name's file with it atomically. */
+  commit(): Promise<void>;
+  /** Throws away what was written; the name keeps its file. Harmless after a failed write or commit. */
+  abort(): Promise<void>;
+}
+
 /** Durable storage under one directory (a data dir, an OPFS directory, an IndexedDB store). */
 export interface DurableStorage {
   /** Whole file contents, or undefined when the file does not exist. */
@@ -68,6 +90,14 @@ export interface DurableStorage {
   openReader?(name: string): Promise<DurableFileReader | undefined>;
   /** Replace a file atomically (write to a temporary name, fsync, rename). */
   writeAtomic(name: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Optional: begins replacing `name` atomically by a file written a piece at a time (a temporary
+   * file, appended to, then fsynced and renamed over the name on `commit`). Where a host offers it,
+   * a snapshot is written a piece at a time and never held whole in memory; elsewhere it is
+   * joined into one buffer for `writeAtomic`. One writer per name at a time, and no `writeAtomic`
+   * of that name while it is open.
+   */
+  openAtomicWriter?(name: string): Promise<DurableFileWriter>;
   /** Append to a file, creating it. Not durable until `sync`. */
   append(name: string, bytes: Uint8Array): Promise<void>;
   /**

@@ -42,6 +42,15 @@ export interface CapturedTransaction {
    * payload back, detaching this array (length 0). Copy it to keep it longer.
    */
   readonly payload: Uint8Array;
+  /** Bytes of `payload`. */
+  readonly payloadBytes: number;
+  /**
+   * Copies `length` bytes of the payload from `offset` into `target` at `targetOffset`, without
+   * making the whole payload (a transaction larger than takeCaptured's `copyBytesMax` is not
+   * copied when taken: it is read from the WAL, while it is pending or confirmed and not yet
+   * checkpointed).
+   */
+  readPayload(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
   readonly frames: number;
   readonly pageNumbers?: readonly number[];
   /** What it changed, when the database captures changes (change-capture.ts). */
@@ -74,20 +83,45 @@ const takeFromSlab = (lengthBytes: number): Uint8Array => payloadSlab.take(lengt
  * `allocate` gives the array to fill (every byte is written: its contents do not matter).
  */
 export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number, allocate = takeFromSlab): Uint8Array {
+  const payload = allocate(PAYLOAD_HEADER_BYTES + end - start);
+  writePayloadHeader(payload, 0, start, end, pageSize);
+  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
+  return payload;
+}
+
+function writePayloadHeader(target: Uint8Array, targetOffset: number, start: number, end: number, pageSize: number): void {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  const payload = allocate(PAYLOAD_HEADER_BYTES + end - start);
-  const view = new DataView(payload.buffer, payload.byteOffset, PAYLOAD_HEADER_BYTES);
+  const view = new DataView(target.buffer, target.byteOffset + targetOffset, PAYLOAD_HEADER_BYTES);
   view.setUint32(0, PAYLOAD_MAGIC);
-  payload[4] = PAYLOAD_VERSION;
-  payload[5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
-  payload[6] = 0;
-  payload[7] = 0;
+  view.setUint8(4, PAYLOAD_VERSION);
+  view.setUint8(5, hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0);
+  // Written, not assumed zero: a recycled array holds an earlier payload's bytes.
+  view.setUint16(6, 0);
   view.setUint32(8, pageSize);
   view.setUint32(12, frames);
-  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
-  return payload;
+}
+
+/**
+ * Copies bytes `[offset, offset + length)` of the payload `encodePayload(wal, start, end,
+ * pageSize)` would make into `target` at `targetOffset`, reading the WAL directly.
+ */
+export function readPayloadRange(wal: ByteSource, start: number, end: number, pageSize: number, target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+  const payloadBytes = PAYLOAD_HEADER_BYTES + end - start;
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > payloadBytes) {
+    throw new EngineError('LIMIT', `payload bytes ${offset}..${offset + length} are outside its ${payloadBytes} bytes`);
+  }
+  if (offset < PAYLOAD_HEADER_BYTES && length > 0) {
+    const header = new Uint8Array(PAYLOAD_HEADER_BYTES);
+    writePayloadHeader(header, 0, start, end, pageSize);
+    const n = Math.min(length, PAYLOAD_HEADER_BYTES - offset);
+    target.set(header.subarray(offset, offset + n), targetOffset);
+    targetOffset += n;
+    offset += n;
+    length -= n;
+  }
+  if (length > 0) wal.readInto(target, targetOffset, start + offset - PAYLOAD_HEADER_BYTES, length);
 }
 
 export interface DecodedPayload {
@@ -98,33 +132,48 @@ export interface DecodedPayload {
   readonly walBytes: Uint8Array;
 }
 
-/** Checks the payload's own framing (not its fit with a replica). Throws EngineError. */
-export function decodePayload(payload: Uint8Array): DecodedPayload {
-  if (payload.length < PAYLOAD_HEADER_BYTES) {
-    throw new EngineError('TRUNCATED', `transaction payload is ${payload.length} bytes, shorter than its ${PAYLOAD_HEADER_BYTES}-byte header`);
-  }
-  const magic = readUint32BigEndian(payload, 0);
+/** What the 16-byte payload header says. */
+export interface PayloadHeader {
+  readonly pageSize: number;
+  readonly frames: number;
+  readonly hasWalHeader: boolean;
+  /** Bytes of the whole payload, header included. */
+  readonly payloadBytes: number;
+}
+
+/** Checks the 16-byte header at the start of `bytes` (at least 16 bytes long). Throws EngineError. */
+export function decodePayloadHeader(bytes: Uint8Array): PayloadHeader {
+  const magic = readUint32BigEndian(bytes, 0);
   if (magic !== PAYLOAD_MAGIC) {
     throw new EngineError('BAD_PAYLOAD', `transaction payload has magic 0x${magic.toString(16)}, expected 0x${PAYLOAD_MAGIC.toString(16)}`);
   }
-  if (payload[4] !== PAYLOAD_VERSION) {
-    throw new EngineError('BAD_PAYLOAD', `transaction payload format version ${payload[4]} is not supported (expected ${PAYLOAD_VERSION})`);
+  if (bytes[4] !== PAYLOAD_VERSION) {
+    throw new EngineError('BAD_PAYLOAD', `transaction payload format version ${bytes[4]} is not supported (expected ${PAYLOAD_VERSION})`);
   }
-  const flags = payload[5]!;
-  if ((flags & ~PAYLOAD_FLAG_WAL_HEADER) !== 0 || payload[6] !== 0 || payload[7] !== 0) {
+  const flags = bytes[5]!;
+  if ((flags & ~PAYLOAD_FLAG_WAL_HEADER) !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
     throw new EngineError('BAD_PAYLOAD', `transaction payload has unknown flags 0x${flags.toString(16)} or non-zero reserved bytes`);
   }
-  const pageSize = readUint32BigEndian(payload, 8);
+  const pageSize = readUint32BigEndian(bytes, 8);
   if (!isValidPageSize(pageSize)) {
     throw new EngineError('PAGE_SIZE', `transaction payload declares page size ${pageSize}, not a power of two in 512..65536`);
   }
-  const frames = readUint32BigEndian(payload, 12);
+  const frames = readUint32BigEndian(bytes, 12);
   if (frames < 1) throw new EngineError('BAD_PAYLOAD', 'transaction payload holds no frames');
   if (frames > PAYLOAD_FRAMES_MAX) {
     throw new EngineError('LIMIT', `transaction payload holds ${frames} frames, above the limit of ${PAYLOAD_FRAMES_MAX}`);
   }
   const hasWalHeader = (flags & PAYLOAD_FLAG_WAL_HEADER) !== 0;
-  const expectedBytes = PAYLOAD_HEADER_BYTES + (hasWalHeader ? WAL_HEADER_BYTES : 0) + frames * (WAL_FRAME_HEADER_BYTES + pageSize);
+  const payloadBytes = PAYLOAD_HEADER_BYTES + (hasWalHeader ? WAL_HEADER_BYTES : 0) + frames * (WAL_FRAME_HEADER_BYTES + pageSize);
+  return { pageSize, frames, hasWalHeader, payloadBytes };
+}
+
+/** Checks the payload's own framing (not its fit with a replica). Throws EngineError. */
+export function decodePayload(payload: Uint8Array): DecodedPayload {
+  if (payload.length < PAYLOAD_HEADER_BYTES) {
+    throw new EngineError('TRUNCATED', `transaction payload is ${payload.length} bytes, shorter than its ${PAYLOAD_HEADER_BYTES}-byte header`);
+  }
+  const { pageSize, frames, hasWalHeader, payloadBytes: expectedBytes } = decodePayloadHeader(payload);
   if (payload.length < expectedBytes) {
     throw new EngineError('TRUNCATED', `transaction payload is ${payload.length} bytes, but its ${frames} frames of ${pageSize}-byte pages need ${expectedBytes}`);
   }
@@ -169,51 +218,75 @@ export function describeReplicaWal(sizeBytes: number, pageSize: number, readUint
  * reads but never modifies the replica.
  */
 export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, replica: ReplicaWal): void {
-  const walSizeBytes = replica.sizeBytes;
   const { pageSize, frames, hasWalHeader, walBytes } = decoded;
+  const chain = startFrameChain(decoded, replicaPageSize, replica, walBytes);
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  const view = new DataView(walBytes.buffer, walBytes.byteOffset, walBytes.byteLength);
+  for (let i = 0, offset = hasWalHeader ? WAL_HEADER_BYTES : 0; i < frames; i++, offset += frameBytes) chain.check(view, offset);
+}
+
+/**
+ * The checks before the first frame: page size, WAL presence, and the WAL header the payload
+ * carries (`walHeader`, its first 32 bytes, when it has one). The chain then checks each frame.
+ */
+function startFrameChain(header: Omit<PayloadHeader, 'payloadBytes'>, replicaPageSize: number, replica: ReplicaWal, walHeader: Uint8Array): FrameChain {
+  const walSizeBytes = replica.sizeBytes;
+  const { pageSize, frames, hasWalHeader } = header;
   if (pageSize !== replicaPageSize) {
     throw new EngineError('PAGE_SIZE', `transaction has ${pageSize}-byte pages but this database uses ${replicaPageSize}-byte pages`);
   }
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
-  let headerSource: Uint8Array;
-  let seed: WalChecksum;
-  let offset: number;
   if (hasWalHeader) {
     if (walSizeBytes !== 0) {
       const existing = Math.max(0, Math.floor((walSizeBytes - WAL_HEADER_BYTES) / frameBytes));
       throw new EngineError('HAS_WAL', `transaction starts a new WAL but this replica's WAL already holds ${existing} frames (checkpoint missed?)`);
     }
-    const problem = checkWalHeader(walBytes, 0);
+    const problem = checkWalHeader(walHeader, 0);
     if (problem === 'checksum') throw new EngineError('WAL_CHECKSUM', 'the WAL header in the transaction fails its checksum');
     if (problem !== null) throw new EngineError('WAL_HEADER', `the WAL header in the transaction is invalid (${problem})`);
-    const headerPageSize = walHeaderPageSize(decodeWalHeader(walBytes, 0));
+    const headerPageSize = walHeaderPageSize(decodeWalHeader(walHeader, 0));
     if (headerPageSize !== pageSize) {
       throw new EngineError('PAGE_SIZE', `the transaction's WAL header says ${headerPageSize}-byte pages, its payload says ${pageSize}`);
     }
-    headerSource = walBytes;
-    seed = { s1: readUint32BigEndian(walBytes, 24), s2: readUint32BigEndian(walBytes, 28) };
-    offset = WAL_HEADER_BYTES;
-  } else {
-    if (walSizeBytes === 0) {
-      throw new EngineError('NO_WAL', 'transaction continues a WAL that this replica does not have (its WAL is empty: missed the transaction that started it?)');
-    }
-    if (walSizeBytes < WAL_HEADER_BYTES || (walSizeBytes - WAL_HEADER_BYTES) % frameBytes !== 0) {
-      throw new EngineError('WAL_HEADER', `this replica's WAL is ${walSizeBytes} bytes, not a header plus whole ${pageSize}-byte frames`);
-    }
-    headerSource = replica.header;
-    seed = replica.endChecksum;
-    offset = 0;
+    return new FrameChain(walHeader, { s1: readUint32BigEndian(walHeader, 24), s2: readUint32BigEndian(walHeader, 28) }, frames, pageSize);
   }
-  const magic = readUint32BigEndian(headerSource, 0);
-  const salt1 = readUint32BigEndian(headerSource, 16) | 0;
-  const salt2 = readUint32BigEndian(headerSource, 20) | 0;
-  const bigEndianWords = isBigEndianChecksum(magic);
-  const view = new DataView(walBytes.buffer, walBytes.byteOffset, walBytes.byteLength);
-  const running = new RunningWalChecksum(seed);
-  for (let i = 0; i < frames; i++, offset += frameBytes) {
+  if (walSizeBytes === 0) {
+    throw new EngineError('NO_WAL', 'transaction continues a WAL that this replica does not have (its WAL is empty: missed the transaction that started it?)');
+  }
+  if (walSizeBytes < WAL_HEADER_BYTES || (walSizeBytes - WAL_HEADER_BYTES) % frameBytes !== 0) {
+    throw new EngineError('WAL_HEADER', `this replica's WAL is ${walSizeBytes} bytes, not a header plus whole ${pageSize}-byte frames`);
+  }
+  return new FrameChain(replica.header, replica.endChecksum, frames, pageSize);
+}
+
+/** Checks a transaction's frames one after the other: salts, page number, commit marker, checksum chain. */
+class FrameChain {
+  private readonly salt1: number;
+  private readonly salt2: number;
+  private readonly bigEndianWords: boolean;
+  private readonly running: RunningWalChecksum;
+  /** Frames checked so far. */
+  checked = 0;
+
+  constructor(
+    headerSource: Uint8Array,
+    seed: WalChecksum,
+    readonly frames: number,
+    private readonly pageSize: number,
+  ) {
+    this.salt1 = readUint32BigEndian(headerSource, 16) | 0;
+    this.salt2 = readUint32BigEndian(headerSource, 20) | 0;
+    this.bigEndianWords = isBigEndianChecksum(readUint32BigEndian(headerSource, 0));
+    this.running = new RunningWalChecksum(seed);
+  }
+
+  /** Checks the next frame, at `offset` of `view`. */
+  check(view: DataView, offset: number): void {
+    const i = this.checked;
+    const frames = this.frames;
     const pageNumber = view.getUint32(offset);
     const commitPageCount = view.getUint32(offset + 4);
-    if (view.getInt32(offset + 8) !== salt1 || view.getInt32(offset + 12) !== salt2) {
+    if (view.getInt32(offset + 8) !== this.salt1 || view.getInt32(offset + 12) !== this.salt2) {
       throw new EngineError('WAL_SALT', `frame ${i + 1} of ${frames} (page ${pageNumber}) carries salts of another WAL than this replica's`);
     }
     if (pageNumber === 0) throw new EngineError('BAD_PAYLOAD', `frame ${i + 1} of ${frames} names page 0`);
@@ -221,9 +294,128 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, re
     if (isLast ? commitPageCount === 0 : commitPageCount !== 0) {
       throw new EngineError('NO_COMMIT', `frame ${i + 1} of ${frames}: ${isLast ? 'the last frame is not a commit frame' : 'a commit marker before the last frame'}`);
     }
-    running.addFrame(view, offset, pageSize, bigEndianWords);
-    if (!running.matches(view, offset + 16)) {
+    this.running.addFrame(view, offset, this.pageSize, this.bigEndianWords);
+    if (!this.running.matches(view, offset + 16)) {
       throw new EngineError('WAL_CHECKSUM', `frame ${i + 1} of ${frames} (page ${pageNumber}) fails its checksum`);
     }
+    this.checked = i + 1;
+  }
+}
+
+/** Where the WAL bytes of a staged payload go, and what the replica it continues looks like. */
+export interface StagingTarget {
+  /** Called once, when the payload header is known: the replica's page size and WAL then. */
+  begin(header: PayloadHeader): { pageSize: number; replica: ReplicaWal };
+  /** Appends checked WAL bytes after those appended before. */
+  append(bytes: Uint8Array): void;
+}
+
+/**
+ * A payload that arrives a slice at a time (the parts of a transaction larger than one Raft
+ * entry, cut anywhere), checked as it comes with exactly the checks of decodePayload and
+ * checkAppend, and appended to the replica's WAL frame by frame. The last frame, the commit
+ * frame, is held back until `finish()`: until then the WAL holds no commit of this transaction,
+ * so no connection that opens it sees any of it. Throws EngineError on bad input; what was
+ * appended before stays for the caller to cut off.
+ */
+export class StagedPayload {
+  private header: PayloadHeader | undefined;
+  private chain: FrameChain | undefined;
+  /** A unit (payload header, WAL header, frame) split across slices, gathered here. */
+  private carry = new Uint8Array(PAYLOAD_HEADER_BYTES);
+  private carried = 0;
+  private walHeaderTaken = false;
+  private lastFrame: Uint8Array | undefined;
+  /** Payload bytes taken so far. */
+  receivedBytes = 0;
+
+  constructor(private readonly target: StagingTarget) {}
+
+  /** The payload's next bytes. */
+  take(slice: Uint8Array): void {
+    let at = 0;
+    // Whole frames lying in `slice` are appended as one run, straight from it.
+    let runStart = -1;
+    const flush = (end: number): void => {
+      if (runStart >= 0 && end > runStart) this.target.append(slice.subarray(runStart, end));
+      runStart = -1;
+    };
+    while (at < slice.length) {
+      const need = this.unitBytes();
+      if (need === 0) {
+        flush(at);
+        throw new EngineError('BAD_PAYLOAD', `transaction payload has ${this.receivedBytes + slice.length - at - this.header!.payloadBytes} bytes after its last frame`);
+      }
+      if (this.carried > 0 || slice.length - at < need) {
+        flush(at);
+        const n = Math.min(need - this.carried, slice.length - at);
+        if (this.carry.length < need) {
+          const grown = new Uint8Array(need);
+          grown.set(this.carry.subarray(0, this.carried));
+          this.carry = grown;
+        }
+        this.carry.set(slice.subarray(at, at + n), this.carried);
+        this.carried += n;
+        at += n;
+        this.receivedBytes += n;
+        if (this.carried === need) {
+          this.carried = 0;
+          // The carry is reused: what is kept or appended from it is copied.
+          const unit = this.carry.slice(0, need);
+          if (this.unit(unit)) this.target.append(unit);
+        }
+        continue;
+      }
+      const unit = slice.subarray(at, at + need);
+      const append = this.unit(unit);
+      if (append && runStart < 0) runStart = at;
+      if (!append) flush(at);
+      at += need;
+      this.receivedBytes += need;
+    }
+    flush(at);
+  }
+
+  /** Every byte arrived: the held-back commit frame is appended. Throws when the payload is short. */
+  finish(): void {
+    const header = this.header;
+    if (!header || this.receivedBytes !== header.payloadBytes || !this.lastFrame) {
+      const expected = header ? `, but its ${header.frames} frames of ${header.pageSize}-byte pages need ${header.payloadBytes}` : `, shorter than its ${PAYLOAD_HEADER_BYTES}-byte header`;
+      throw new EngineError('TRUNCATED', `transaction payload is ${this.receivedBytes} bytes${expected}`);
+    }
+    this.target.append(this.lastFrame);
+    this.lastFrame = undefined;
+  }
+
+  /** Bytes of the next unit to check; 0 once the payload is complete. */
+  private unitBytes(): number {
+    const header = this.header;
+    if (!header) return PAYLOAD_HEADER_BYTES;
+    if (header.hasWalHeader && !this.walHeaderTaken) return WAL_HEADER_BYTES;
+    return this.chain && this.chain.checked === header.frames ? 0 : WAL_FRAME_HEADER_BYTES + header.pageSize;
+  }
+
+  /** Checks one whole unit; true when it is to be appended now. */
+  private unit(bytes: Uint8Array): boolean {
+    if (!this.header) {
+      this.header = decodePayloadHeader(bytes);
+      if (!this.header.hasWalHeader) this.chain = this.startChain(new Uint8Array(0));
+      return false;
+    }
+    if (!this.chain) {
+      this.walHeaderTaken = true;
+      this.chain = this.startChain(bytes);
+      return true;
+    }
+    this.chain.check(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0);
+    if (this.chain.checked < this.chain.frames) return true;
+    this.lastFrame = bytes.slice();
+    return false;
+  }
+
+  private startChain(walHeader: Uint8Array): FrameChain {
+    const header = this.header!;
+    const { pageSize, replica } = this.target.begin(header);
+    return startFrameChain(header, pageSize, replica, walHeader);
   }
 }

@@ -14,7 +14,10 @@ import {
   describeReplicaWal,
   decodePayload,
   encodePayload,
+  PAYLOAD_HEADER_BYTES,
   payloadPageNumbers,
+  readPayloadRange,
+  StagedPayload,
 } from './captured-payload.ts';
 import { capturedChanges, ChangeCapture, type CapturedChanges, type ChangeCaptureHooks, type ChangeCaptureOptions } from './change-capture.ts';
 import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
@@ -73,9 +76,13 @@ export interface Database {
   inTransaction(): boolean;
   interrupt(): void;
   // --- capture on the leader ---
-  /** Transactions that committed in SQLite since the last call, oldest first; each is also recorded as pending. */
-  takeCaptured(): CapturedTransaction[];
-  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state (their payloads are no longer valid). */
+  /**
+   * Transactions that committed in SQLite since the last call, oldest first; each is also
+   * recorded as pending. One whose payload is larger than `copyBytesMax` is not copied: its
+   * payload is read from the WAL when asked for (readPayload), until it is aborted or checkpointed.
+   */
+  takeCaptured(copyBytesMax?: number): CapturedTransaction[];
+  /** Raft committed the oldest `count` (default 1) pending transactions: they become the confirmed state (their copied payloads are no longer valid). */
   confirm(count?: number): void;
   /**
    * Records, per transaction committed from now on, the tables and rows it changed
@@ -88,6 +95,19 @@ export interface Database {
   // --- followers ---
   /** Appends a captured transaction from another engine; validates fully first, throws EngineError and leaves the replica unchanged on bad input. */
   apply(payload: Uint8Array): void;
+  /**
+   * The next slice of another engine's transaction (the first slice starts it), checked and
+   * appended to the WAL past the confirmed state, without its commit frame: no read, no
+   * snapshot and no reopened connection sees any of it until `commitStaged()`. Throws EngineError
+   * on bad input; what was staged stays until `discardStaged()`.
+   */
+  stage(slice: Uint8Array): void;
+  /** The staged transaction is complete and committed: it becomes the confirmed state. Throws EngineError when it is incomplete. */
+  commitStaged(): void;
+  /** Drops the staged transaction, if any: the WAL returns to the confirmed state. */
+  discardStaged(): void;
+  /** Bytes of the staged transaction received so far; undefined when none is staged. */
+  stagedBytes(): number | undefined;
   // --- checkpoint / snapshot ---
   /** Frames in the confirmed part of the WAL. */
   walFrameCount(): number;
@@ -127,15 +147,39 @@ const textDecoder = new TextDecoder();
 const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 
 class Captured implements CapturedTransaction {
-  readonly payload: Uint8Array;
   readonly frames: number;
+  readonly payloadBytes: number;
   encodedChanges: Uint8Array | undefined;
   private changesCache: CapturedChanges | undefined;
   private pageNumbersCache: readonly number[] | undefined;
+  private payloadCopy: Uint8Array | undefined;
 
-  constructor(payload: Uint8Array, frames: number) {
-    this.payload = payload;
+  /** `payload` copied when taken, or `inWal`: where its bytes are, read when asked for. */
+  constructor(payload: Uint8Array | undefined, frames: number, private readonly inWal?: WalRange) {
+    this.payloadCopy = payload;
     this.frames = frames;
+    this.payloadBytes = payload ? payload.length : PAYLOAD_HEADER_BYTES + inWal!.end - inWal!.start;
+  }
+
+  get payload(): Uint8Array {
+    if (!this.payloadCopy) {
+      const payload = new Uint8Array(this.payloadBytes);
+      this.readPayload(payload, 0, 0, payload.length);
+      this.payloadCopy = payload;
+    }
+    return this.payloadCopy;
+  }
+
+  readPayload(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    if (this.payloadCopy) {
+      target.set(this.payloadCopy.subarray(offset, offset + length), targetOffset);
+      return;
+    }
+    const range = this.inWal!;
+    if (!range.readable()) {
+      throw new EngineError('NOT_PENDING', 'the transaction is no longer in the WAL (aborted or checkpointed): its payload was not copied when taken');
+    }
+    readPayloadRange(range.wal, range.start, range.end, range.pageSize, target, targetOffset, offset, length);
   }
 
   /** Decoded on first use: a node only copies encodedChanges into its log entry. */
@@ -149,6 +193,15 @@ class Captured implements CapturedTransaction {
     this.pageNumbersCache ??= payloadPageNumbers(this.payload);
     return this.pageNumbersCache;
   }
+}
+
+/** A captured transaction's bytes left in the WAL, readable until the WAL drops or rewrites them. */
+interface WalRange {
+  readonly wal: MemoryFile;
+  readonly start: number;
+  readonly end: number;
+  readonly pageSize: number;
+  readable(): boolean;
 }
 
 /** Page size declared by a main database file's header, or 0 when there is no valid header. */
@@ -190,6 +243,10 @@ export class DatabaseImpl implements Database, StatementHost {
     return piece.bytes;
   };
   private scannedSyncCount = -1;
+  /** Bumped whenever WAL bytes past the start may be dropped or rewritten (abort, checkpoint, restore). */
+  private walDropCount = 0;
+  /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
+  private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
   private capture: ChangeCapture | undefined;
   /** The replica's WAL header, read into this for each apply (no allocation per transaction). */
@@ -278,8 +335,9 @@ export class DatabaseImpl implements Database, StatementHost {
 
   // --- capture on the leader ----------------------------------------------------------------
 
-  takeCaptured(): CapturedTransaction[] {
+  takeCaptured(copyBytesMax = Infinity): CapturedTransaction[] {
     this.assertNotClosed();
+    this.assertNothingStaged('take captured transactions');
     const captured: CapturedTransaction[] = [];
     const wal = this.context.vfs.file(this.walPath);
     if (this.db === 0 || wal === undefined) return captured;
@@ -293,7 +351,7 @@ export class DatabaseImpl implements Database, StatementHost {
         throw new EngineError('LIMIT', `${this.pendingEnds.length} transactions pending, the limit: confirm() or abort() some before taking more`);
       }
       this.scannedSyncCount = wal.syncCount;
-      this.scanCommits(wal, captured);
+      this.scanCommits(wal, captured, copyBytesMax);
     }
     if (this.capture) this.attachChanges(this.capture, captured);
     // Frames past the last commit with no transaction open were rolled back: drop them so the
@@ -366,6 +424,8 @@ export class DatabaseImpl implements Database, StatementHost {
 
   abort(): void {
     this.assertNotClosed();
+    this.walDropCount++;
+    this.staged = undefined;
     this.dropPending();
     this.capture?.reset();
     const wal = this.context.vfs.file(this.walPath);
@@ -392,12 +452,8 @@ export class DatabaseImpl implements Database, StatementHost {
 
   apply(payload: Uint8Array): void {
     this.assertNotClosed();
-    if (this.pendingEnds.length > 0) {
-      throw new EngineError('PENDING', `cannot apply another node's transaction with ${this.pendingEnds.length} of our own pending: abort() first`);
-    }
-    if (this.inTransaction()) {
-      throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
-    }
+    this.assertNothingStaged('apply another transaction');
+    this.assertCanApply();
     const decoded = decodePayload(payload);
     let wal = this.context.vfs.ensureFile(this.walPath);
     if (wal.size > this.confirmedEnd && findCommitEnds(wal, this.capturedEnd, this.pageSizeBytes).length > 0) {
@@ -427,6 +483,81 @@ export class DatabaseImpl implements Database, StatementHost {
     this.confirmedVersion++;
   }
 
+  stage(slice: Uint8Array): void {
+    this.assertNotClosed();
+    if (!this.staged) {
+      this.assertCanApply();
+      const walBefore = this.context.vfs.ensureFile(this.walPath);
+      if (walBefore.size > this.confirmedEnd && findCommitEnds(walBefore, this.capturedEnd, this.pageSizeBytes).length > 0) {
+        throw new EngineError('PENDING', 'cannot stage another node\'s transaction: this replica committed transactions never taken with takeCaptured(); take and abort() them first');
+      }
+      // Nothing past the confirmed end is ours to keep (frames of a rolled-back transaction).
+      walBefore.truncate(this.confirmedEnd);
+      // The connection's WAL index must not outlive the bytes about to be written under it.
+      if (this.db !== 0) this.closeConnection();
+      const staged: { payload: StagedPayload; end: number } = {
+        end: this.confirmedEnd,
+        payload: new StagedPayload({
+          begin: (header) => {
+            // Only a transaction that starts the WAL can be the first one an empty replica takes.
+            if (header.hasWalHeader && header.pageSize !== this.pageSizeBytes && this.holdsNothing()) this.recreateEmpty(header.pageSize);
+            const wal = this.context.vfs.ensureFile(this.walPath);
+            const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+            return { pageSize: this.pageSizeBytes, replica };
+          },
+          append: (bytes) => {
+            const wal = this.context.vfs.ensureFile(this.walPath);
+            const end = staged.end + bytes.length;
+            if (!wal.reserve(end)) {
+              throw new EngineError('LIMIT', `WAL would grow to ${end} bytes, above its limit of ${wal.sizeMaxBytes} bytes: checkpoint more often`);
+            }
+            wal.write(bytes, staged.end);
+            staged.end = end;
+          },
+        }),
+      };
+      this.staged = staged;
+    }
+    this.staged.payload.take(slice);
+  }
+
+  commitStaged(): void {
+    this.assertNotClosed();
+    const staged = this.staged;
+    if (!staged) throw new EngineError('NOT_PENDING', 'commitStaged() but no transaction is staged');
+    staged.payload.finish();
+    this.staged = undefined;
+    // A connection opened meanwhile (a read on this replica) knows the WAL without this commit.
+    if (this.db !== 0) this.closeConnection();
+    this.confirmedEnd = this.capturedEnd = staged.end;
+    this.confirmedVersion++;
+  }
+
+  discardStaged(): void {
+    this.assertNotClosed();
+    if (!this.staged) return;
+    this.staged = undefined;
+    if (this.db !== 0) this.closeConnection();
+    this.context.vfs.file(this.walPath)?.truncate(this.confirmedEnd);
+  }
+
+  stagedBytes(): number | undefined {
+    return this.staged?.payload.receivedBytes;
+  }
+
+  private assertCanApply(): void {
+    if (this.pendingEnds.length > 0) {
+      throw new EngineError('PENDING', `cannot apply another node's transaction with ${this.pendingEnds.length} of our own pending: abort() first`);
+    }
+    if (this.inTransaction()) {
+      throw new EngineError('IN_TRANSACTION', 'cannot apply another node\'s transaction while an SQL transaction is open: abort() first');
+    }
+  }
+
+  private assertNothingStaged(what: string): void {
+    if (this.staged) throw new EngineError('STAGED', `cannot ${what} while another node's transaction is staged: commitStaged() or discardStaged() first`);
+  }
+
   // --- checkpoint / snapshot -----------------------------------------------------------------
 
   walFrameCount(): number {
@@ -435,6 +566,8 @@ export class DatabaseImpl implements Database, StatementHost {
 
   checkpoint(): void {
     this.assertNotClosed();
+    this.assertNothingStaged('checkpoint');
+    this.walDropCount++;
     if (this.pendingEnds.length > 0) {
       throw new EngineError('PENDING', `cannot checkpoint with ${this.pendingEnds.length} pending transactions: confirm() or abort() them first`);
     }
@@ -718,14 +851,20 @@ export class DatabaseImpl implements Database, StatementHost {
   }
 
   /** Records each transaction SQLite committed after `capturedEnd` as pending and captures it. */
-  private scanCommits(wal: MemoryFile, captured: CapturedTransaction[]): void {
+  private scanCommits(wal: MemoryFile, captured: CapturedTransaction[], copyBytesMax: number): void {
     const pageSize = this.pageSizeBytes;
     const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
     let start = this.capturedEnd;
     for (let end = nextCommitEnd(wal, start, pageSize); end !== 0; end = nextCommitEnd(wal, end, pageSize)) {
       const frames = (end - start - (start === 0 ? WAL_HEADER_BYTES : 0)) / frameBytes;
       this.lastPayloadBlock = undefined;
-      captured.push(new Captured(encodePayload(wal, start, end, pageSize, this.allocatePayload), frames));
+      if (PAYLOAD_HEADER_BYTES + end - start > copyBytesMax) {
+        const generation = this.walDropCount;
+        const range: WalRange = { wal, start, end, pageSize, readable: () => !this.closed && this.walDropCount === generation };
+        captured.push(new Captured(undefined, frames, range));
+      } else {
+        captured.push(new Captured(encodePayload(wal, start, end, pageSize, this.allocatePayload), frames));
+      }
       this.pendingEnds.push(end);
       this.pendingBlocks.push(this.lastPayloadBlock);
       start = end;

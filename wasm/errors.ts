@@ -24,6 +24,7 @@ export type EngineErrorCode =
   | 'BAD_PAYLOAD'
   | 'BAD_SNAPSHOT'
   | 'PENDING'
+  | 'STAGED'
   | 'NOT_PENDING'
   | 'IN_TRANSACTION'
   | 'LIMIT'

@@ -21,6 +21,11 @@ export interface FrozenBytes {
   /** The chunks; the last may hold bytes past `length`. */
   readonly chunks: readonly Uint8Array[];
   release(): void;
+  /**
+   * Optional: ends the sharing of chunk `index` alone (once its bytes were copied out), so that
+   * later writes to it copy nothing; the view must not read that chunk after it.
+   */
+  releaseChunk?(index: number): void;
 }
 
 /**
@@ -97,18 +102,24 @@ export class MemoryFile {
     if (!(end >= 0 && end <= this.size)) throw new EngineError('LIMIT', `cannot freeze ${end} bytes of a ${this.size}-byte file`);
     const chunks = this.chunks.slice(0, Math.ceil(end / CHUNK_BYTES));
     for (const chunk of chunks) this.frozen.set(chunk, (this.frozen.get(chunk) ?? 0) + 1);
-    let released = false;
+    const held = chunks.map(() => true);
+    const letGo = (index: number): void => {
+      if (!held[index]) return;
+      held[index] = false;
+      const chunk = chunks[index]!;
+      const holders = this.frozen.get(chunk) ?? 0;
+      if (holders <= 1) this.frozen.delete(chunk);
+      else this.frozen.set(chunk, holders - 1);
+    };
     return {
       length: end,
       chunks,
       release: () => {
-        if (released) return;
-        released = true;
-        for (const chunk of chunks) {
-          const holders = this.frozen.get(chunk) ?? 0;
-          if (holders <= 1) this.frozen.delete(chunk);
-          else this.frozen.set(chunk, holders - 1);
-        }
+        for (let index = 0; index < chunks.length; index++) letGo(index);
+      },
+      releaseChunk: (index) => {
+        if (!(Number.isInteger(index) && index >= 0 && index < chunks.length)) throw new EngineError('LIMIT', `no chunk ${index} in a view of ${chunks.length}`);
+        letGo(index);
       },
     };
   }

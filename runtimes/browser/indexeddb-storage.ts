@@ -2,13 +2,16 @@
  * `DurableStorage` in IndexedDB, for browsers without OPFS sync access handles. Each file is a
  * run of chunks keyed [name, sequence]; `append` buffers in memory and `sync` writes the buffered
  * chunks in one transaction with strict durability, so a file on disk is always a prefix of what
- * was appended, never a torn chunk.
+ * was appended, never a torn chunk. An atomic writer stores its pieces as the chunks of
+ * `.tmp-NAME`; its commit moves them under NAME in one transaction (a cursor, one chunk at a time),
+ * so NAME is the old file or the new one, never a mix.
  */
 import { concatBytes } from '../../src/util/bytes.ts';
-import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableFileWriter, DurableStorage } from '../../src/runtime.ts';
 import { validateName } from './opfs-storage.ts';
 
 const STORE = 'chunks';
+const TEMP_PREFIX = '.tmp-';
 /** Bound on bytes appended but not yet synced, per storage: a node syncs long before this. */
 export const INDEXEDDB_UNSYNCED_BYTES_MAX = 256 * 1024 * 1024;
 
@@ -47,6 +50,8 @@ export class IndexedDbStorage implements DurableStorage {
   /** Per file: the next chunk sequence number and chunks not yet written. */
   private readonly files = new Map<string, { nextSequence: number; unsynced: Uint8Array[] }>();
   private unsyncedBytes = 0;
+  /** Names with an atomic writer open. */
+  private readonly writing = new Set<string>();
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -90,6 +95,7 @@ export class IndexedDbStorage implements DurableStorage {
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    if (this.writing.has(name)) return Promise.reject(new IndexedDbStorageError('IO', `replace ${name}: a writer of it is open`));
     return this.serialize(name, async () => {
       this.dropUnsynced(name);
       const tx = this.db.transaction(STORE, 'readwrite', { durability: 'strict' });
@@ -99,6 +105,99 @@ export class IndexedDbStorage implements DurableStorage {
       await done(tx);
       this.files.set(name, { nextSequence: 1, unsynced: [] });
     });
+  }
+
+  async openAtomicWriter(name: string): Promise<DurableFileWriter> {
+    if (this.writing.has(name)) throw new IndexedDbStorageError('IO', `replace ${name}: a writer of it is already open`);
+    const tempName = TEMP_PREFIX + name;
+    await this.serialize(name, async () => {
+      // What a crashed writer left.
+      const tx = this.db.transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).delete(range(tempName));
+      await done(tx);
+    });
+    this.writing.add(name);
+    /** Bytes of each chunk written, in order: chunk i is [tempName, i]. */
+    const chunkBytes: number[] = [];
+    let open = true;
+    const finish = (): void => {
+      open = false;
+      this.writing.delete(name);
+    };
+    const assertOpen = (what: string): void => {
+      if (!open) throw new IndexedDbStorageError('CLOSED', `${what} ${name}: the writer is closed`);
+    };
+    return {
+      write: (bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          // Not durable yet, and need not be: the commit rewrites every chunk in a strict transaction.
+          const tx = this.db.transaction(STORE, 'readwrite');
+          tx.objectStore(STORE).put(bytes.slice(), [tempName, chunkBytes.length] satisfies ChunkKey);
+          try {
+            await done(tx);
+          } catch (error) {
+            finish();
+            throw error;
+          }
+          chunkBytes.push(bytes.byteLength);
+        }),
+      writeAt: (offset, bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          const size = chunkBytes.reduce((a, b) => a + b, 0);
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > size) {
+            throw new IndexedDbStorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${size} are)`);
+          }
+          // Each chunk the range touches is read, patched and put back.
+          let start = 0;
+          for (let i = 0; i < chunkBytes.length && start < offset + bytes.byteLength; start += chunkBytes[i]!, i++) {
+            const end = start + chunkBytes[i]!;
+            if (end <= offset) continue;
+            const key: ChunkKey = [tempName, i];
+            const chunk = (await request(this.db.transaction(STORE, 'readonly').objectStore(STORE).get(key))) as Uint8Array;
+            const from = Math.max(offset, start);
+            const to = Math.min(offset + bytes.byteLength, end);
+            chunk.set(bytes.subarray(from - offset, to - offset), from - start);
+            const tx = this.db.transaction(STORE, 'readwrite');
+            tx.objectStore(STORE).put(chunk, key);
+            try {
+              await done(tx);
+            } catch (error) {
+              finish();
+              throw error;
+            }
+          }
+        }),
+      commit: () =>
+        this.serialize(name, async () => {
+          assertOpen('commit');
+          finish();
+          this.dropUnsynced(name);
+          const tx = this.db.transaction(STORE, 'readwrite', { durability: 'strict' });
+          const store = tx.objectStore(STORE);
+          store.delete(range(name));
+          let next = 0;
+          const cursor = store.openCursor(range(tempName));
+          cursor.onsuccess = () => {
+            const at = cursor.result;
+            if (!at) return;
+            store.put(at.value as Uint8Array, [name, next++] satisfies ChunkKey);
+            at.delete();
+            at.continue();
+          };
+          await done(tx);
+          this.files.set(name, { nextSequence: next, unsynced: [] });
+        }),
+      abort: () =>
+        this.serialize(name, async () => {
+          if (!open) return;
+          finish();
+          const tx = this.db.transaction(STORE, 'readwrite');
+          tx.objectStore(STORE).delete(range(tempName));
+          await done(tx);
+        }),
+    };
   }
 
   append(name: string, bytes: Uint8Array): Promise<void> {
@@ -145,7 +244,8 @@ export class IndexedDbStorage implements DurableStorage {
     this.assertOpen();
     await this.tail;
     const keys = (await request(this.db.transaction(STORE, 'readonly').objectStore(STORE).getAllKeys())) as unknown as ChunkKey[];
-    const names = new Set(keys.map((key) => key[0]));
+    // A temporary file (an atomic writer's, or one a crash left) is no file of the storage.
+    const names = new Set(keys.map((key) => key[0]).filter((name) => !name.startsWith('.')));
     for (const [name, file] of this.files) if (file.unsynced.length > 0) names.add(name);
     return [...names].sort();
   }

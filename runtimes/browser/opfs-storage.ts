@@ -6,20 +6,23 @@
  * OPFS has no atomic rename-over: `writeAtomic` writes and flushes `.tmp-NAME`, renames it to
  * `.done-NAME` (now known complete), removes NAME and moves `.done-NAME` into place. A crash
  * after the removal leaves only the complete `.done-NAME`, which `read` and `list` finish moving;
- * a crash before it leaves the old NAME, and a partial `.tmp-NAME` is never read.
+ * a crash before it leaves the old NAME, and a partial `.tmp-NAME` is never read. An atomic writer
+ * writes `.tmp-NAME` a piece at a time and finishes the same way on commit.
  *
  * A worker that was terminated (a crashed or killed node) releases its access handles some time
  * after it is gone; a node restarted on the same directory meanwhile finds its files locked. Every
  * handle is therefore opened with a bounded retry (`lockWaitMs`), and a lock that outlasts it is a
  * `LOCKED` error that says what holds it.
  */
-import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableFileWriter, DurableStorage } from '../../src/runtime.ts';
 
 export const OPFS_NAME_BYTES_MAX = 200;
 /** How long opening a file waits for another (or a terminated) worker to release it. */
 export const OPFS_LOCK_WAIT_MS_DEFAULT = 10_000;
 const LOCK_RETRY_MS = 50;
 const TEMP_PREFIX = '.tmp-';
+/** Bytes copied at a time where a rename must copy a file. */
+const OPFS_COPY_PIECE_BYTES = 1024 * 1024;
 const DONE_PREFIX = '.done-';
 
 /** The parts of the OPFS API we use (typed here: the DOM lib lacks some of them for workers). */
@@ -67,6 +70,8 @@ export class OpfsStorage implements DurableStorage {
   private readonly tails = new Map<string, Promise<unknown>>();
   /** Per name, how often it was replaced, removed or cut: a reader of an older one must not read the new file. */
   private readonly generations = new Map<string, number>();
+  /** Names with an atomic writer open: their `.tmp-NAME` is being written. */
+  private readonly writing = new Set<string>();
   private closed = false;
 
   private constructor(
@@ -146,8 +151,8 @@ export class OpfsStorage implements DurableStorage {
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    if (this.writing.has(name)) return Promise.reject(new OpfsStorageError('IO', `replace ${name}: a writer of it is open`));
     return this.serialize(name, async () => {
-      this.changed(name);
       const tempName = TEMP_PREFIX + name;
       this.closeHandle(tempName);
       const temp = await this.accessHandle(await this.directory.getFileHandle(tempName, { create: true }));
@@ -158,11 +163,83 @@ export class OpfsStorage implements DurableStorage {
       } finally {
         temp.close();
       }
-      await this.rename(tempName, DONE_PREFIX + name);
-      this.closeHandle(name);
-      await this.directory.removeEntry(name).catch(() => undefined);
-      await this.rename(DONE_PREFIX + name, name);
+      await this.moveIntoPlace(name);
     });
+  }
+
+  /** Writes `.tmp-NAME` a piece at a time (each write in the storage's queue); the commit flushes it and moves it into place as writeAtomic does. */
+  async openAtomicWriter(name: string): Promise<DurableFileWriter> {
+    if (this.writing.has(name)) throw new OpfsStorageError('IO', `replace ${name}: a writer of it is already open`);
+    const tempName = TEMP_PREFIX + name;
+    const temp = await this.serialize(name, async () => {
+      this.closeHandle(tempName);
+      const handle = await this.accessHandle(await this.directory.getFileHandle(tempName, { create: true }));
+      handle.truncate(0);
+      return handle;
+    });
+    this.writing.add(name);
+    let size = 0;
+    let open = true;
+    const finish = (): void => {
+      if (!open) return;
+      open = false;
+      this.writing.delete(name);
+      temp.close();
+    };
+    const assertOpen = (what: string): void => {
+      if (!open) throw new OpfsStorageError('CLOSED', `${what} ${name}: the writer is closed`);
+    };
+    return {
+      write: (bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          try {
+            writeAll(temp, bytes, size);
+          } catch (error) {
+            finish();
+            throw error;
+          }
+          size += bytes.byteLength;
+        }),
+      writeAt: (offset, bytes) =>
+        this.serialize(name, async () => {
+          assertOpen('write');
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > size) {
+            throw new OpfsStorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${size} are)`);
+          }
+          try {
+            writeAll(temp, bytes, offset);
+          } catch (error) {
+            finish();
+            throw error;
+          }
+        }),
+      commit: () =>
+        this.serialize(name, async () => {
+          assertOpen('commit');
+          try {
+            temp.flush();
+          } finally {
+            finish();
+          }
+          await this.moveIntoPlace(name);
+        }),
+      abort: () =>
+        this.serialize(name, async () => {
+          if (!open) return;
+          finish();
+          await this.directory.removeEntry(tempName).catch(() => undefined);
+        }),
+    };
+  }
+
+  /** `.tmp-NAME`, written and flushed, replaces NAME (see the top of this file). */
+  private async moveIntoPlace(name: string): Promise<void> {
+    this.changed(name);
+    await this.rename(TEMP_PREFIX + name, DONE_PREFIX + name);
+    this.closeHandle(name);
+    await this.directory.removeEntry(name).catch(() => undefined);
+    await this.rename(DONE_PREFIX + name, name);
   }
 
   append(name: string, bytes: Uint8Array): Promise<void> {
@@ -242,15 +319,24 @@ export class OpfsStorage implements DurableStorage {
       await temp.move(name);
       return;
     }
-    // Without move(): copy, flush, then drop the temporary file.
+    // Without move(): copy (a bounded piece at a time: a snapshot is as large as the databases), flush, then drop the temporary file.
     const source = await this.accessHandle(temp);
     try {
-      const bytes = new Uint8Array(source.getSize());
-      source.read(bytes, { at: 0 });
+      const size = source.getSize();
+      const piece = new Uint8Array(Math.min(size, OPFS_COPY_PIECE_BYTES));
       const target = await this.accessHandle(await this.directory.getFileHandle(name, { create: true }));
       try {
         target.truncate(0);
-        writeAll(target, bytes, 0);
+        for (let at = 0; at < size; at += piece.length) {
+          const bytes = piece.subarray(0, Math.min(piece.length, size - at));
+          let done = 0;
+          while (done < bytes.length) {
+            const n = source.read(bytes.subarray(done), { at: at + done });
+            if (n <= 0) throw new OpfsStorageError('IO', `rename ${from}: file ended early at ${at + done} of ${size} bytes`);
+            done += n;
+          }
+          writeAll(target, bytes, at);
+        }
         target.flush();
       } finally {
         target.close();

@@ -16,6 +16,16 @@ export {
 function hostFile(file: Deno.FsFile): HostFile {
   return {
     write: (bytes) => file.write(bytes),
+    // Seek, write, back to the end: the storage runs one operation on a file at a time, and uses
+    // positions only on files it writes from the start (never on an append handle).
+    async writeAt(bytes, position) {
+      await file.seek(position, Deno.SeekMode.Start);
+      try {
+        return await file.write(bytes);
+      } finally {
+        await file.seek(0, Deno.SeekMode.End);
+      }
+    },
     syncData: () => file.syncData(),
     truncate: (size) => file.truncate(size),
     close: async () => file.close(),

@@ -105,47 +105,87 @@ function commandBody(command: Command): Uint8Array | undefined {
   }
 }
 
+/** A transaction's payload, read a range at a time (the engine's CapturedTransaction is one). */
+export interface PayloadSource {
+  readonly payloadBytes: number;
+  readPayload(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
+}
+
+function payloadSource(payload: Uint8Array): PayloadSource {
+  return {
+    payloadBytes: payload.length,
+    readPayload: (target, targetOffset, offset, length) => target.set(payload.subarray(offset, offset + length), targetOffset),
+  };
+}
+
 /**
- * The entries that carry one captured transaction: one FRAMES command when it fits
- * `proposalBytesMax`, else TX_PART commands of at most `proposalBytesMax` bytes each and a
- * TX_COMMIT. Parts are plain slices of the payload (not frame-aligned): only the whole payload
- * means anything, and the engine validates it whole at the commit.
+ * How one captured transaction goes into entries: one FRAMES command (`frames`) when it fits
+ * `proposalBytesMax`, else `parts` TX_PART commands of at most `proposalBytesMax` bytes each,
+ * made one at a time by `part(i)` (each copies its slice of the payload once), and a TX_COMMIT.
+ * Parts are plain slices of the payload (not frame-aligned): only the whole payload means
+ * anything, and the engine checks it as the parts arrive.
  */
-export function encodeTransaction(database: string, payload: Uint8Array, proposalBytesMax: number, changes?: TransactionChanges): Uint8Array[] {
+export interface TransactionEntries {
+  readonly frames?: Uint8Array;
+  readonly parts: number;
+  part(index: number): Uint8Array;
+  commit(): Uint8Array;
+}
+
+export function planTransaction(database: string, payload: Uint8Array | PayloadSource, proposalBytesMax: number, changes?: TransactionChanges): TransactionEntries {
+  const source = payload instanceof Uint8Array ? payloadSource(payload) : payload;
+  const payloadBytes = source.payloadBytes;
   const nameBytes = utf8Encoder.encode(database).length;
-  if (changes) {
-    const frames = encodeCommand({ kind: CommandKind.Frames, database, payload, changes });
-    if (frames.length <= proposalBytesMax) return [frames];
-  } else if (HEADER_BYTES + nameBytes + payload.length <= proposalBytesMax) {
-    return [encodeCommand({ kind: CommandKind.Frames, database, payload })];
+  const framesBytesMin = HEADER_BYTES + nameBytes + payloadBytes;
+  // Only a payload that could fit is made whole to find out: a load of hundreds of MiB would
+  // otherwise be copied here, only to be thrown away.
+  if (framesBytesMin + (changes ? CHANGES_LENGTH_BYTES : 0) <= proposalBytesMax) {
+    const whole = payload instanceof Uint8Array ? payload : new Uint8Array(payloadBytes);
+    if (!(payload instanceof Uint8Array)) source.readPayload(whole, 0, 0, payloadBytes);
+    const frames = encodeCommand({ kind: CommandKind.Frames, database, payload: whole, ...(changes && { changes }) });
+    if (frames.length <= proposalBytesMax) return { frames, parts: 0, part: () => { throw new CommandCodecError('a FRAMES entry has no parts'); }, commit: () => frames };
   }
   const sliceBytes = proposalBytesMax - HEADER_BYTES - nameBytes - PART_FIELDS_BYTES;
   if (sliceBytes < 1) throw new CommandCodecError(`proposalBytesMax ${proposalBytesMax} leaves no room for a transaction part`);
-  const parts = Math.ceil(payload.length / sliceBytes);
-  const commands: Uint8Array[] = [];
+  const parts = Math.ceil(payloadBytes / sliceBytes);
   // The header and name every part starts with (a CHECKPOINT is exactly that: no body).
   const head = encodeCommand({ kind: CommandKind.Checkpoint, database });
-  for (let part = 0; part < parts; part++) {
-    const bytes = payload.subarray(part * sliceBytes, Math.min(payload.length, (part + 1) * sliceBytes));
-    // Written in place (what encodeCommand gives for this part, byte for byte): the slice is
-    // copied once, not into a body and then again into the command. A load of hundreds of MiB
-    // is copied here while the leader's loop waits.
-    const command = new Uint8Array(head.length + PART_FIELDS_BYTES + bytes.length);
-    command.set(head);
-    command[0] = CommandKind.TransactionPart;
-    const view = new DataView(command.buffer, head.length, PART_FIELDS_BYTES);
-    view.setUint32(0, part, true);
-    view.setUint32(4, parts, true);
-    command.set(bytes, head.length + PART_FIELDS_BYTES);
-    commands.push(command);
-  }
-  let commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length, ...(changes && { changes }) });
-  if (commit.length > proposalBytesMax && changes) {
-    // changeSetBytesMax keeps rows well below a proposal; a huge table list still must not stop the write.
-    commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length, changes: { timeMs: changes.timeMs, tables: changes.tables, rowsOmitted: true } });
-  }
-  if (commit.length > proposalBytesMax) commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes: payload.length });
-  commands.push(commit);
+  return {
+    parts,
+    part(index) {
+      if (!Number.isInteger(index) || index < 0 || index >= parts) throw new CommandCodecError(`part ${index} of ${parts} does not exist`);
+      const offset = index * sliceBytes;
+      const length = Math.min(payloadBytes, offset + sliceBytes) - offset;
+      // Written in place (what encodeCommand gives for this part, byte for byte): the slice is
+      // copied once, straight from the source.
+      const command = new Uint8Array(head.length + PART_FIELDS_BYTES + length);
+      command.set(head);
+      command[0] = CommandKind.TransactionPart;
+      const view = new DataView(command.buffer, head.length, PART_FIELDS_BYTES);
+      view.setUint32(0, index, true);
+      view.setUint32(4, parts, true);
+      source.readPayload(command, head.length + PART_FIELDS_BYTES, offset, length);
+      return command;
+    },
+    commit() {
+      let commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes, ...(changes && { changes }) });
+      if (commit.length > proposalBytesMax && changes) {
+        // changeSetBytesMax keeps rows well below a proposal; a huge table list still must not stop the write.
+        commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes, changes: { timeMs: changes.timeMs, tables: changes.tables, rowsOmitted: true } });
+      }
+      if (commit.length > proposalBytesMax) commit = encodeCommand({ kind: CommandKind.TransactionCommit, database, parts, payloadBytes });
+      return commit;
+    },
+  };
+}
+
+/** Every entry of `planTransaction` at once: the FRAMES command, or the parts and the commit. */
+export function encodeTransaction(database: string, payload: Uint8Array | PayloadSource, proposalBytesMax: number, changes?: TransactionChanges): Uint8Array[] {
+  const plan = planTransaction(database, payload, proposalBytesMax, changes);
+  if (plan.frames) return [plan.frames];
+  const commands: Uint8Array[] = [];
+  for (let part = 0; part < plan.parts; part++) commands.push(plan.part(part));
+  commands.push(plan.commit());
   return commands;
 }
 

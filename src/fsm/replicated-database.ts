@@ -9,13 +9,13 @@
  */
 import type { CapturedTransaction, Database } from '../../wasm/index.ts';
 import { EncodedTransactionChanges } from './change-codec.ts';
-import { CommandKind, encodeCommand, encodeTransaction } from './commands.ts';
+import { CommandKind, encodeCommand, planTransaction, type TransactionEntries } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
 import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
 
 export interface PendingTransaction {
-  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts. */
+  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts (Infinity, term -1, while its parts are being made). */
   index: number;
   term: number;
   committed: Deferred<void>;
@@ -38,6 +38,11 @@ export interface ReplicatedDatabaseOptions {
   databaseBytesMax: number;
   /** The leader's wall clock (ms since the epoch), stamped on each transaction's changes; default Date.now. */
   wallClockMs?: () => number;
+  /**
+   * Resolves on a later turn of the event loop: a transaction that goes in parts is then made a
+   * part at a time (proposeCaptured). Without it, everything happens in one call.
+   */
+  yieldTurn?: () => Promise<void>;
   /** Test-only: undo the fix that drops engine-held transactions when a proposal is refused. */
   keepTransactionOnRefusedProposal?: boolean;
 }
@@ -46,6 +51,8 @@ export class ReplicatedDatabase {
   readonly loop: DatabaseLoop;
   private pending: PendingTransaction[] = [];
   private checkpointProposed: ProposeResult | undefined;
+  /** The parts of pending transactions being made (proposeCaptured with yieldTurn); the loop is paused meanwhile. */
+  private preparing: { cancelled: boolean } | undefined;
 
   constructor(
     readonly name: string,
@@ -67,49 +74,118 @@ export class ReplicatedDatabase {
 
   /**
    * Proposes every transaction the last statement committed in SQLite. Leader only. One larger
-   * than a proposal goes as consecutive TX_PART entries and a TX_COMMIT, all proposed in this
-   * one synchronous call: nothing else can enter the log between them (state-machine.ts relies
-   * on it to know when a staged transaction was abandoned).
+   * than a proposal goes as consecutive TX_PART entries and a TX_COMMIT, all proposed in one
+   * synchronous call: nothing else can enter the log between them (state-machine.ts relies on it
+   * to know when a staged transaction was abandoned).
+   *
+   * With `yieldTurn` (a node), the parts of such a transaction are made one at a time first,
+   * each copied straight from the WAL, with a turn of the event loop after each, so that a load
+   * of hundreds of MiB does not hold back heartbeats; meanwhile the database's loop is paused
+   * (no other statement runs on it) and the transactions wait as pending, with no log index
+   * yet. Only then are the entries proposed, together.
    */
   proposeCaptured(replicator: Replicator): void {
-    const captured: CapturedTransaction[] = this.engine.takeCaptured();
-    const oversized = captured.find((tx) => tx.payload.length > this.options.databaseBytesMax);
+    const captured: CapturedTransaction[] = this.engine.takeCaptured(this.options.proposalBytesMax);
+    const oversized = captured.find((tx) => tx.payloadBytes > this.options.databaseBytesMax);
     if (oversized) {
       // The engine's file limit keeps this from happening; if it ever does, nothing leaves.
       const error = new NodeError(
         SQLITE_TOOBIG,
-        `transaction of ${oversized.payload.length} bytes exceeds databaseBytesMax (${this.options.databaseBytesMax} bytes), the largest database this cluster holds: it was rolled back and nothing was replicated; split it into smaller transactions`,
+        `transaction of ${oversized.payloadBytes} bytes exceeds databaseBytesMax (${this.options.databaseBytesMax} bytes), the largest database this cluster holds: it was rolled back and nothing was replicated; split it into smaller transactions`,
       );
-      this.abortPending(`another transaction on this database was too large to replicate (${oversized.payload.length} bytes)`);
+      this.abortPending(`another transaction on this database was too large to replicate (${oversized.payloadBytes} bytes)`);
       throw error;
     }
-    for (const tx of captured) {
+    const plans = captured.map((tx) => {
       // The engine's encoded change set goes into the entry as it is (no decoding on the leader).
       const changes = tx.encodedChanges
         ? new EncodedTransactionChanges((this.options.wallClockMs ?? Date.now)(), tx.encodedChanges)
         : tx.changes && { timeMs: (this.options.wallClockMs ?? Date.now)(), ...tx.changes };
-      const commands = encodeTransaction(this.name, tx.payload, this.options.proposalBytesMax, changes);
-      let last: ProposeResult | undefined;
-      try {
-        for (const command of commands) {
-          const result = replicator.propose(command);
-          assert(
-            last === undefined || (result.index === last.index + 1 && result.term === last.term),
-            `the parts of one transaction must be consecutive entries of one term: ${result.index}/${result.term} after ${last?.index}/${last?.term}`,
-          );
-          last = result;
-        }
-      } catch (error) {
-        // Some or none of this transaction reached the log, and no commit of it: drop it and
-        // everything still pending, because the engine can only go back to the last confirmed
-        // state. Parts already proposed are discarded by every replica (state-machine.ts).
-        this.abortPending(error instanceof Error ? error.message : String(error));
-        throw error;
+      return planTransaction(this.name, tx, this.options.proposalBytesMax, changes);
+    });
+    const yieldTurn = this.options.yieldTurn;
+    if (yieldTurn && plans.some((plan) => plan.parts > 0)) {
+      const transactions = plans.map((plan) => ({ plan, pending: { index: Infinity, term: -1, committed: deferred<void>() } }));
+      for (const { pending } of transactions) this.pending.push(pending);
+      assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
+      void this.proposeGradually(replicator, transactions, yieldTurn);
+      return;
+    }
+    for (const plan of plans) {
+      const commands: Uint8Array[] = [];
+      if (plan.frames) commands.push(plan.frames);
+      else {
+        for (let part = 0; part < plan.parts; part++) commands.push(plan.part(part));
+        commands.push(plan.commit());
       }
-      this.pending.push({ index: last!.index, term: last!.term, committed: deferred<void>() });
+      const last = this.proposeAll(replicator, commands, true);
+      this.pending.push({ index: last.index, term: last.term, committed: deferred<void>() });
     }
     // Confirming by count is only right while both sides list the same transactions.
     assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
+  }
+
+  /** Proposes one transaction's entries in one synchronous call; a refusal aborts everything pending. */
+  private proposeAll(replicator: Replicator, commands: readonly Uint8Array[], rethrow: boolean): ProposeResult {
+    let last: ProposeResult | undefined;
+    try {
+      for (const command of commands) {
+        const result = replicator.propose(command);
+        assert(
+          last === undefined || (result.index === last.index + 1 && result.term === last.term),
+          `the parts of one transaction must be consecutive entries of one term: ${result.index}/${result.term} after ${last?.index}/${last?.term}`,
+        );
+        last = result;
+      }
+    } catch (error) {
+      // Some or none of this transaction reached the log, and no commit of it: drop it and
+      // everything still pending, because the engine can only go back to the last confirmed
+      // state. Parts already proposed are discarded by every replica (state-machine.ts).
+      this.abortPending(error instanceof Error ? error.message : String(error));
+      if (rethrow) throw error;
+    }
+    return last!;
+  }
+
+  /** The asynchronous half of proposeCaptured: parts made a turn at a time, then everything proposed in order. */
+  private async proposeGradually(replicator: Replicator, transactions: { plan: TransactionEntries; pending: PendingTransaction }[], yieldTurn: () => Promise<void>): Promise<void> {
+    const job = { cancelled: false };
+    this.preparing = job;
+    this.loop.pause();
+    try {
+      // The COMMIT that captured them already took this turn.
+      await yieldTurn();
+      if (job.cancelled) return;
+      const entries: Uint8Array[][] = [];
+      for (const { plan } of transactions) {
+        if (plan.frames) {
+          entries.push([plan.frames]);
+          continue;
+        }
+        const commands: Uint8Array[] = [];
+        for (let part = 0; part < plan.parts; part++) {
+          commands.push(plan.part(part));
+          await yieldTurn();
+          // Aborted meanwhile (leadership lost): the WAL no longer holds the transaction.
+          if (job.cancelled) return;
+        }
+        commands.push(plan.commit());
+        entries.push(commands);
+      }
+      for (let i = 0; i < transactions.length; i++) {
+        const last = this.proposeAll(replicator, entries[i]!, false);
+        if (job.cancelled) return;
+        transactions[i]!.pending.index = last.index;
+        transactions[i]!.pending.term = last.term;
+      }
+    } catch (error) {
+      if (!job.cancelled) this.abortPending(`the transaction could not be proposed: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      if (this.preparing === job) {
+        this.preparing = undefined;
+        this.loop.resume();
+      }
+    }
   }
 
   /** Applies a committed FRAMES entry: confirms our own pending transaction or appends a peer's. */
@@ -118,21 +194,47 @@ export class ReplicatedDatabase {
   }
 
   /**
-   * A committed TX_PART at `index`: nothing reaches the engine yet (the state machine stages the
-   * bytes). If it is not one of our own pending transaction's parts, another leader's entries
-   * took the place of ours.
+   * A committed TX_PART at `index`: whether it is a part of our own pending transaction, which
+   * the engine already holds (nothing to apply). If it is not, another leader's entries took
+   * the place of ours: our pending transactions are aborted, and the part is another node's.
    */
-  applyPart(index: number, term: number): void {
+  isOwnPart(index: number, term: number): boolean {
     const head = this.pending[0];
-    if (!head) return;
+    if (!head) return false;
     // Same term, before our commit: one of our parts, or of a transaction we abandoned before it.
-    if (head.term === term && index < head.index) return;
+    if (head.term === term && index < head.index) return true;
     this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+    return false;
   }
 
-  /** A committed TX_COMMIT: confirms our own pending transaction, or applies the staged parts joined. */
-  applyCommit(index: number, term: number, join: () => Uint8Array): void {
-    this.applyTransaction(index, term, join);
+  /** The next part of another node's transaction: checked and staged in the engine, seen by no read. */
+  stagePart(bytes: Uint8Array): void {
+    assert(this.pending.length === 0, `a part of another node's transaction arrived with ${this.pending.length} of our own pending`);
+    this.engine.stage(bytes);
+  }
+
+  /** A committed TX_COMMIT of another node's transaction staged in the engine: it becomes the committed state. */
+  commitStaged(): void {
+    assert(this.pending.length === 0, `the commit of another node's transaction arrived with ${this.pending.length} of our own pending`);
+    this.engine.commitStaged();
+  }
+
+  /**
+   * A committed TX_COMMIT of a transaction whose parts were our own: confirms it. If ours was
+   * aborted meanwhile (this node stepped down), the parts kept from the log are applied now.
+   */
+  applyOwnCommit(index: number, term: number, parts: readonly Uint8Array[]): void {
+    const head = this.pending[0];
+    if (head && head.index === index && head.term === term) {
+      this.engine.confirm(1);
+      this.pending.shift();
+      head.committed.resolve();
+      return;
+    }
+    if (this.pending.length > 0) this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
+    this.engine.discardStaged();
+    for (const part of parts) this.engine.stage(part);
+    this.engine.commitStaged();
   }
 
   private applyTransaction(index: number, term: number, payload: () => Uint8Array): void {
@@ -176,6 +278,11 @@ export class ReplicatedDatabase {
   abortPending(reason: string): void {
     const aborted = this.pending;
     this.pending = [];
+    if (this.preparing) {
+      this.preparing.cancelled = true;
+      this.preparing = undefined;
+      this.loop.resume();
+    }
     if (this.checkpointProposed) {
       this.checkpointProposed = undefined;
       this.loop.resume();

@@ -14,9 +14,12 @@ export interface DatabaseFiles {
 
 /**
  * A file's bytes to encode: one array, or the chunks of a frozen view of the engine's file
- * (wasm/memory-file.ts), of which the first `length` bytes count.
+ * (wasm/memory-file.ts), of which the first `length` bytes count. With `releaseChunk`, each chunk
+ * is let go as soon as the encoding is past it (see snapshotEncodingParts).
  */
-export type FileBytes = Uint8Array | { readonly length: number; readonly chunks: readonly Uint8Array[] };
+export type FileBytes =
+  | Uint8Array
+  | { readonly length: number; readonly chunks: readonly Uint8Array[]; releaseChunk?(index: number): void };
 
 /** A database's files to encode into a snapshot. */
 export interface DatabaseFilesToEncode {
@@ -25,14 +28,21 @@ export interface DatabaseFilesToEncode {
   wal: FileBytes;
 }
 
-/** The bytes of `file` as consecutive views of at most `sliceBytes` each. */
+/**
+ * The bytes of `file` as consecutive views of at most `sliceBytes` each. A chunk of a view with
+ * `releaseChunk` is released when the view after its last slice is asked for: the caller copied
+ * that slice by then.
+ */
 function* pieces(file: FileBytes, sliceBytes: number): Generator<Uint8Array> {
   const arrays = file instanceof Uint8Array ? [file] : file.chunks;
+  const releaseChunk = file instanceof Uint8Array ? undefined : file.releaseChunk?.bind(file);
   let left = file.length;
-  for (const array of arrays) {
+  for (let index = 0; index < arrays.length; index++) {
     if (left <= 0) return;
+    const array = arrays[index]!;
     const n = Math.min(left, array.length);
     for (let offset = 0; offset < n; offset += sliceBytes) yield array.subarray(offset, Math.min(n, offset + sliceBytes));
+    releaseChunk?.(index);
     left -= n;
   }
 }
@@ -52,76 +62,97 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeSnapshot(databases: readonly DatabaseFilesToEncode[]): Uint8Array {
-  const { bytes, copies } = layOut(databases);
-  for (const { at, file } of copies) {
-    let offset = at;
-    for (const piece of pieces(file, SNAPSHOT_ENCODE_SLICE_BYTES)) {
-      bytes.set(piece, offset);
-      offset += piece.length;
-    }
+  const bytes = new Uint8Array(snapshotEncodedBytes(databases));
+  let offset = 0;
+  for (const part of snapshotEncodingParts(databases, SNAPSHOT_ENCODE_SLICE_BYTES)) {
+    bytes.set(part, offset);
+    offset += part.length;
   }
   return bytes;
 }
 
-/** Bytes copied between two pauses of `encodeSnapshotGradually`. */
+/** Bytes encoded between two pauses of the gradual encodings below. */
 export const SNAPSHOT_ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 
-/**
- * The same bytes as `encodeSnapshot`, copied a slice at a time with `pause()` between slices,
- * so that encoding a large snapshot never holds the thread for long. With `prefixBytes`, the
- * result has that many bytes before the snapshot (left zero, for a file header: the snapshot
- * then goes to disk without another copy).
- */
-export async function encodeSnapshotGradually(
-  databases: readonly DatabaseFilesToEncode[],
-  pause: () => Promise<void>,
-  sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
-  prefixBytes = 0,
-): Promise<Uint8Array> {
-  const { bytes, copies } = layOut(databases, prefixBytes);
-  let sincePause = 0;
-  for (const { at, file } of copies) {
-    let offset = at;
-    for (const piece of pieces(file, sliceBytes)) {
-      bytes.set(piece, offset);
-      offset += piece.length;
-      sincePause += piece.length;
-      if (sincePause >= sliceBytes) {
-        sincePause = 0;
-        await pause();
-      }
-    }
-  }
-  return bytes;
+/** Bytes of the encoding of `databases` (the length of what `encodeSnapshot` returns), without encoding them. */
+export function snapshotEncodedBytes(databases: readonly DatabaseFilesToEncode[]): number {
+  let size = 12;
+  for (const d of databases) size += 4 + utf8Encoder.encode(d.name).length + 8 + d.main.length + 8 + d.wal.length;
+  return size;
 }
 
-/** The encoded snapshot (after `prefixBytes`) with every header written, and where each file's bytes go. */
-function layOut(databases: readonly DatabaseFilesToEncode[], prefixBytes = 0): { bytes: Uint8Array; copies: { at: number; file: FileBytes }[] } {
-  const names = databases.map((d) => utf8Encoder.encode(d.name));
-  let size = 12;
-  databases.forEach((d, i) => {
-    size += 4 + names[i]!.length + 8 + d.main.length + 8 + d.wal.length;
-  });
-  const whole = new Uint8Array(prefixBytes + size);
-  const bytes = whole.subarray(prefixBytes);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * The encoding of `databases` as consecutive parts, copying nothing: small arrays for the
+ * headers, and views (at most `sliceBytes` each) of the files' own bytes. Concatenated, they are
+ * the bytes `encodeSnapshot` returns. A part is valid only until the next is asked for: the
+ * frozen views' chunks are released as the encoding passes them (later writes to the database
+ * then change them in place), so the caller copies each part first.
+ */
+export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode[], sliceBytes: number): Generator<Uint8Array> {
+  if (!(sliceBytes > 0)) throw new RangeError(`sliceBytes must be positive, got ${sliceBytes}`);
+  const header = new Uint8Array(12);
+  const view = new DataView(header.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, VERSION, true);
   view.setUint32(8, databases.length, true);
-  const copies: { at: number; file: FileBytes }[] = [];
-  let offset = 12;
-  databases.forEach((d, i) => {
-    const name = names[i]!;
-    view.setUint32(offset, name.length, true);
-    bytes.set(name, offset + 4);
-    offset += 4 + name.length;
-    for (const file of [d.main, d.wal]) {
-      view.setBigUint64(offset, BigInt(file.length), true);
-      copies.push({ at: prefixBytes + offset + 8, file });
-      offset += 8 + file.length;
+  yield header;
+  for (const d of databases) {
+    const name = utf8Encoder.encode(d.name);
+    const before = new Uint8Array(4 + name.length + 8);
+    const beforeView = new DataView(before.buffer);
+    beforeView.setUint32(0, name.length, true);
+    before.set(name, 4);
+    beforeView.setBigUint64(4 + name.length, BigInt(d.main.length), true);
+    yield before;
+    yield* pieces(d.main, sliceBytes);
+    const walLength = new Uint8Array(8);
+    new DataView(walLength.buffer).setBigUint64(0, BigInt(d.wal.length), true);
+    yield walLength;
+    yield* pieces(d.wal, sliceBytes);
+  }
+}
+
+/**
+ * Encodes `databases` a piece at a time into `piece` (reused for every piece): `write` gets each
+ * full piece, then the last, shorter one, and must be done with it when its promise resolves.
+ * `pause()` runs after every `sliceBytes` encoded. Returns the bytes encoded: what the node holds
+ * of the encoding at any time is one piece, whatever the databases' size.
+ */
+export async function encodeSnapshotInPieces(
+  databases: readonly DatabaseFilesToEncode[],
+  piece: Uint8Array,
+  write: (piece: Uint8Array) => Promise<void>,
+  pause: () => Promise<void>,
+  sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
+): Promise<number> {
+  if (piece.length === 0) throw new RangeError('the piece to encode into must not be empty');
+  let filled = 0;
+  let total = 0;
+  let sincePause = 0;
+  for (const part of snapshotEncodingParts(databases, Math.min(sliceBytes, piece.length))) {
+    let offset = 0;
+    while (offset < part.length) {
+      const n = Math.min(part.length - offset, piece.length - filled);
+      piece.set(part.subarray(offset, offset + n), filled);
+      filled += n;
+      offset += n;
+      if (filled === piece.length) {
+        await write(piece);
+        total += filled;
+        sincePause += filled;
+        filled = 0;
+        if (sincePause >= sliceBytes) {
+          sincePause = 0;
+          await pause();
+        }
+      }
     }
-  });
-  return { bytes: whole, copies };
+  }
+  if (filled > 0) {
+    await write(piece.subarray(0, filled));
+    total += filled;
+  }
+  return total;
 }
 
 export function decodeSnapshot(bytes: Uint8Array): DatabaseFiles[] {

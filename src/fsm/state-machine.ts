@@ -10,9 +10,13 @@
  *
  * Transactions larger than one proposal arrive as TX_PART entries and a TX_COMMIT (commands.ts).
  * The leader proposes them in one synchronous call, so in the log they are consecutive entries of
- * one term with nothing between them. The parts are staged here (never in the engine, so no
- * read sees them) and the transaction is applied whole at its TX_COMMIT. Any other entry
- * arriving while parts are staged (another command, the next leader's first entry) proves the
+ * one term with nothing between them. Each part of another node's transaction is checked and
+ * staged in the engine as it is applied (Database.stage: appended to the WAL past the committed
+ * state, without its commit frame, so no read sees it), so the work of a transaction of hundreds
+ * of MiB is spread over its parts, one Ready each, and its TX_COMMIT only moves the committed
+ * end. The leader's own parts are already in its engine: it keeps the entries' bytes (views, not
+ * copies) in case it steps down before the commit and must apply them as another node's. Any
+ * other entry arriving while parts are staged (another command, the next leader's first entry) proves the
  * commit can no longer come: the staged parts are dropped. A TX_COMMIT (or a later part) whose
  * earlier parts are not staged stops the node. No snapshot is taken while parts are staged, so a
  * snapshot never falls between a transaction's parts and its commit, and a restart replays the
@@ -35,7 +39,7 @@ import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
-import { decodeSnapshot, encodeSnapshot, encodeSnapshotGradually, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
   engine: Engine;
@@ -57,6 +61,12 @@ export interface StateMachineOptions {
   changeSetBytesMax?: number;
   /** Wall clock stamped on captured changes; default Date.now. */
   wallClockMs?: () => number;
+  /**
+   * Make a transaction that goes in parts a part at a time, with a turn of the event loop (the
+   * clock's timer) after each, before proposing it (ReplicatedDatabase.proposeCaptured): a node
+   * sets it so that heartbeats go on during the COMMIT of a large load. Default: in one call.
+   */
+  proposePartsGradually?: boolean;
   /** Test-only: see UnsafeSwitches.keepTransactionOnRefusedProposal. */
   keepTransactionOnRefusedProposal?: boolean;
   /** Test-only: see UnsafeSwitches.snapshotBetweenParts. */
@@ -81,6 +91,11 @@ interface StagedTransaction {
   firstIndex: number;
   lastIndex: number;
   parts: number;
+  /** Parts applied so far. */
+  received: number;
+  /** Staged in the engine (another node's), or our own pending transaction's parts, kept here. */
+  inEngine: boolean;
+  /** The parts' bytes (views into the entries), kept for our own transaction only. */
   chunks: Uint8Array[];
   bytes: number;
 }
@@ -115,7 +130,7 @@ export class StateMachine {
   /** The open large transaction's database and parts staged so far, if one is open. */
   get stagedTransaction(): { database: string; parts: number; staged: number; bytes: number } | undefined {
     const staged = this.staged;
-    return staged && { database: staged.database, parts: staged.parts, staged: staged.chunks.length, bytes: staged.bytes };
+    return staged && { database: staged.database, parts: staged.parts, staged: staged.received, bytes: staged.bytes };
   }
 
   /** Large transactions whose parts were dropped because their commit could no longer come. */
@@ -189,11 +204,11 @@ export class StateMachine {
     const db = this.database(command.database);
     try {
       if (command.kind === CommandKind.TransactionPart) {
-        this.stagePart(entry, command);
-        db.applyPart(entry.index, entry.term);
+        this.stagePart(entry, command, db);
       } else if (command.kind === CommandKind.TransactionCommit) {
         const staged = this.takeStaged(entry, command);
-        db.applyCommit(entry.index, entry.term, () => joinChunks(staged));
+        if (staged.inEngine) db.commitStaged();
+        else db.applyOwnCommit(entry.index, entry.term, staged.chunks);
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
         if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
@@ -217,7 +232,7 @@ export class StateMachine {
     const staged = this.staged;
     if (!staged) return true;
     if (command.kind !== CommandKind.TransactionPart && command.kind !== CommandKind.TransactionCommit) return false;
-    if (command.kind === CommandKind.TransactionPart && command.part !== staged.chunks.length) return false;
+    if (command.kind === CommandKind.TransactionPart && command.part !== staged.received) return false;
     return command.database === staged.database && entry.term === staged.term && entry.index === staged.lastIndex + 1 && command.parts === staged.parts;
   }
 
@@ -227,38 +242,57 @@ export class StateMachine {
     if (!staged) return;
     this.staged = undefined;
     this.discardedCount++;
+    if (staged.inEngine) this.databases.get(staged.database)?.engine.discardStaged();
     this.options.log(
-      `dropped ${staged.chunks.length} of ${staged.parts} parts (${staged.bytes} bytes) of a transaction on database ${staged.database} (entries ${staged.firstIndex}..${staged.lastIndex}, term ${staged.term}): entry ${entry.index} of term ${entry.term} came before its commit`,
+      `dropped ${staged.received} of ${staged.parts} parts (${staged.bytes} bytes) of a transaction on database ${staged.database} (entries ${staged.firstIndex}..${staged.lastIndex}, term ${staged.term}): entry ${entry.index} of term ${entry.term} came before its commit`,
     );
   }
 
-  private stagePart(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionPart }>): void {
+  private stagePart(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionPart }>, db: ReplicatedDatabase): void {
     const fail = (reason: string): never => {
       throw new ApplyError(entry.index, entry.term, reason, new Error('a committed entry cannot be skipped: this node stops'));
     };
     const databaseBytesMax = this.options.databaseBytesMax ?? LIMITS.databaseBytesMax;
+    const own = db.isOwnPart(entry.index, entry.term);
+    let staged = this.staged;
     if (command.part === 0) {
-      assert(this.staged === undefined, 'a new transaction started while another was staged');
-      this.staged = { database: command.database, term: entry.term, firstIndex: entry.index, lastIndex: entry.index, parts: command.parts, chunks: [command.bytes], bytes: command.bytes.length };
+      assert(staged === undefined, 'a new transaction started while another was staged');
+      staged = { database: command.database, term: entry.term, firstIndex: entry.index, lastIndex: entry.index, parts: command.parts, received: 0, inEngine: !own, chunks: [], bytes: 0 };
+      this.staged = staged;
+    } else if (!staged || staged.received !== command.part) {
+      fail(`part ${command.part + 1} of ${command.parts} of a transaction on database ${command.database} arrived without its earlier parts (${staged ? staged.received : 0} staged)`);
+    }
+    staged = staged!;
+    // A transaction's parts share one term: another node's never become ours.
+    assert(!(own && staged.inEngine), `part ${command.part + 1} of ${command.parts} is this node's own, unlike the parts before it`);
+    if (!own && !staged.inEngine) {
+      // Ours until this node stepped down (its pending transaction was aborted): the next
+      // leader committing it, the parts kept so far go to the engine now, as another node's.
+      db.engine.discardStaged();
+      for (const chunk of staged.chunks) db.stagePart(chunk);
+      staged.chunks = [];
+      staged.inEngine = true;
+    }
+    if (staged.bytes + command.bytes.length > databaseBytesMax) {
+      fail(`the staged transaction on database ${command.database} holds ${staged.bytes + command.bytes.length} bytes, above databaseBytesMax (${databaseBytesMax} bytes)`);
+    }
+    if (staged.inEngine) {
+      const inEngine = db.engine.stagedBytes() ?? 0;
+      if (inEngine !== staged.bytes) fail(`the engine holds ${inEngine} bytes of the staged transaction on database ${command.database}, this node counted ${staged.bytes}`);
+      db.stagePart(command.bytes);
     } else {
-      const staged = this.staged;
-      if (!staged || staged.chunks.length !== command.part) {
-        fail(`part ${command.part + 1} of ${command.parts} of a transaction on database ${command.database} arrived without its earlier parts (${staged ? staged.chunks.length : 0} staged)`);
-      }
-      staged!.chunks.push(command.bytes);
-      staged!.bytes += command.bytes.length;
-      staged!.lastIndex = entry.index;
+      staged.chunks.push(command.bytes);
     }
-    if (this.staged!.bytes > databaseBytesMax) {
-      fail(`the staged transaction on database ${command.database} holds ${this.staged!.bytes} bytes, above databaseBytesMax (${databaseBytesMax} bytes)`);
-    }
+    staged.received++;
+    staged.bytes += command.bytes.length;
+    staged.lastIndex = entry.index;
   }
 
   private takeStaged(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionCommit }>): StagedTransaction {
     const staged = this.staged;
     this.staged = undefined;
-    if (!staged || staged.chunks.length !== command.parts || staged.bytes !== command.payloadBytes) {
-      const have = staged ? `${staged.chunks.length} parts of ${staged.bytes} bytes are staged` : 'none of its parts are staged';
+    if (!staged || staged.received !== command.parts || staged.bytes !== command.payloadBytes) {
+      const have = staged ? `${staged.received} parts of ${staged.bytes} bytes are staged` : 'none of its parts are staged';
       throw new ApplyError(
         entry.index,
         entry.term,
@@ -320,6 +354,7 @@ export class StateMachine {
     }
     const names = new Set(files.map((f) => f.name));
     // A snapshot never falls inside a transaction: staged parts are before it, or not in it.
+    if (this.staged?.inEngine) this.databases.get(this.staged.database)?.engine.discardStaged();
     this.staged = undefined;
     const removed: string[] = [];
     for (const [name, db] of this.databases) {
@@ -370,6 +405,7 @@ export class StateMachine {
       databaseBytesMax: this.options.databaseBytesMax ?? LIMITS.databaseBytesMax,
       ...(this.options.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
       ...(this.options.wallClockMs && { wallClockMs: this.options.wallClockMs }),
+      ...(this.options.proposePartsGradually && { yieldTurn: () => new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 0)) }),
     });
     return holder.db;
   }
@@ -380,22 +416,7 @@ export class StateMachine {
   }
 }
 
-function joinChunks(staged: StagedTransaction): Uint8Array {
-  const payload = new Uint8Array(staged.bytes);
-  let offset = 0;
-  for (const chunk of staged.chunks) {
-    payload.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return payload;
-}
-
 /** Encodes a state copy as the snapshot bytes Raft carries. */
 export function encodeStateCopy(copy: StateCopy): Uint8Array {
   return encodeSnapshot(copy.files);
-}
-
-/** `encodeStateCopy` a slice at a time, with `pause()` between slices, after `prefixBytes` left for a file header. */
-export function encodeStateCopyGradually(copy: StateCopy, pause: () => Promise<void>, prefixBytes = 0): Promise<Uint8Array> {
-  return encodeSnapshotGradually(copy.files, pause, undefined, prefixBytes);
 }

@@ -7,6 +7,7 @@
 import { SqliteFileError, SqliteFileStage, standaloneImage, type StagedSqliteFile } from '../../wasm/index.ts';
 import { DqliteError } from '../client/errors.ts';
 import type { TypedValue } from '../protocol/index.ts';
+import { isBoundedWaitTimeout } from '../server/bounded-wait.ts';
 import type { LeaderLink } from './leader-link.ts';
 import { statementErrorText } from './leader-link.ts';
 import type { HttpApiHost } from './api-host.ts';
@@ -207,8 +208,8 @@ export function commitRefusal(error: unknown): Error {
   if (error instanceof DqliteError && (error.code === SQLITE_TOOBIG || (error.code & 0xff) === SQLITE_FULL)) {
     return new HttpApiError(413, `/db/load: the database replicates as one transaction, and ${text}: nothing changed`);
   }
-  if (error instanceof DqliteError && error.isLeadershipLost && /^timed out after \d+ ms/.test(error.message)) {
-    // BoundedWait (src/server/bounded-wait.ts) raises the same code on a commit timeout.
+  if (error instanceof DqliteError && error.isLeadershipLost && isBoundedWaitTimeout(error.message)) {
+    // A commit timeout has the leadership-lost code too: only its message tells them apart.
     return new HttpApiError(503, `/db/load: no quorum acknowledged the COMMIT within the commit timeout, so the load may or may not have been applied: ${text}; check the cluster (a majority of voters up), raise --commit-timeout-ms for large loads, and check the database before loading again`);
   }
   if (error instanceof DqliteError && error.isLeadershipLost) {

@@ -18,50 +18,59 @@ export const MESSAGE_ENTRIES_MAX = 65536;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Little-endian writes straight into the bytes: no DataView to allocate per message. */
 class Writer {
   private buf: Uint8Array;
-  private view: DataView;
   private pos = 0;
 
-  constructor(capacityBytes = 256) {
-    this.buf = new Uint8Array(capacityBytes);
-    this.view = new DataView(this.buf.buffer);
+  /** `startBytes`: bytes left zero at the front for the caller (finish() includes them). */
+  constructor(capacityBytes = 256, startBytes = 0) {
+    this.buf = new Uint8Array(Math.max(capacityBytes, startBytes));
+    this.pos = startBytes;
   }
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(1, this.buf.length * 2);
     while (size < this.pos + n) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
-    this.view = new DataView(next.buffer);
   }
 
   u8(v: number): void {
     this.ensure(1);
-    this.view.setUint8(this.pos, v);
-    this.pos += 1;
+    this.buf[this.pos++] = v;
   }
 
   u16(v: number): void {
     this.ensure(2);
-    this.view.setUint16(this.pos, v, true);
+    const b = this.buf;
+    b[this.pos] = v & 0xff;
+    b[this.pos + 1] = (v >>> 8) & 0xff;
     this.pos += 2;
   }
 
   u32(v: number): void {
     this.ensure(4);
-    this.view.setUint32(this.pos, v, true);
-    this.pos += 4;
+    this.put32(v);
   }
 
   u64(v: number): void {
     if (!Number.isSafeInteger(v) || v < 0) throw new RaftCodecError(`cannot encode ${v}: not an integer in 0..2^53-1`);
     this.ensure(8);
-    this.view.setUint32(this.pos, v % 0x100000000, true);
-    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
-    this.pos += 8;
+    this.put32(v % 0x100000000);
+    this.put32(Math.floor(v / 0x100000000));
+  }
+
+  private put32(v: number): void {
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = v & 0xff;
+    b[p + 1] = (v >>> 8) & 0xff;
+    b[p + 2] = (v >>> 16) & 0xff;
+    b[p + 3] = (v >>> 24) & 0xff;
+    this.pos = p + 4;
   }
 
   bytes(b: Uint8Array): void {
@@ -70,18 +79,15 @@ class Writer {
     this.pos += b.length;
   }
 
-  /** A view of the written bytes (no copy: the writer is not used afterwards). */
+  /** The written bytes (no copy: the writer is not used afterwards). */
   finish(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+    return this.pos === this.buf.length ? this.buf : this.buf.subarray(0, this.pos);
   }
 }
 
 class Reader {
-  private readonly view: DataView;
   private pos = 0;
-  constructor(private readonly buf: Uint8Array, private readonly what: string) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
+  constructor(private readonly buf: Uint8Array, private readonly what: string) {}
 
   private need(n: number, field: string): void {
     if (this.pos + n > this.buf.length) {
@@ -91,33 +97,38 @@ class Reader {
 
   u8(field: string): number {
     this.need(1, field);
-    return this.view.getUint8(this.pos++);
+    return this.buf[this.pos++]!;
   }
 
   u16(field: string): number {
     this.need(2, field);
-    const v = this.view.getUint16(this.pos, true);
+    const b = this.buf;
+    const v = b[this.pos]! | (b[this.pos + 1]! << 8);
     this.pos += 2;
     return v;
   }
 
   u32(field: string): number {
     this.need(4, field);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
+    return this.get32();
   }
 
   u64(field: string): number {
     this.need(8, field);
-    const lo = this.view.getUint32(this.pos, true);
-    const hi = this.view.getUint32(this.pos + 4, true);
-    this.pos += 8;
+    const lo = this.get32();
+    const hi = this.get32();
     if (hi >= 0x200000) throw new RaftCodecError(`${this.what}: ${field} exceeds 2^53-1`);
     return hi * 0x100000000 + lo;
   }
 
-  /** A view into the reader's buffer (callers pass a private copy of the input). */
+  private get32(): number {
+    const b = this.buf;
+    const p = this.pos;
+    this.pos = p + 4;
+    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16) | (b[p + 3]! << 24)) >>> 0;
+  }
+
+  /** A view into the reader's buffer (a private copy of the input, or input handed over). */
   bytes(n: number, field: string): Uint8Array {
     this.need(n, field);
     const b = this.buf.subarray(this.pos, this.pos + n);
@@ -256,14 +267,27 @@ function isEntryType(v: number): v is EntryType {
   return v >= EntryType.Normal && v <= EntryType.Configuration;
 }
 
-/** Bytes of a message without entry data, snapshot data and addresses, with room to spare. */
-const MESSAGE_FIXED_BYTES = 128;
+/** Bytes of a message before its entries and snapshot: 2 u8, 6 u64, u8 reject, 2 u64, u32 entry count. */
+const MESSAGE_HEADER_BYTES = 1 + 1 + 6 * 8 + 1 + 2 * 8 + 4;
+/** Bytes of an entry besides its data: term, index, type, data length. */
+const ENTRY_HEADER_BYTES = 8 + 8 + 1 + 4;
 
 export function encodeMessage(m: Message): Uint8Array {
-  let estimate = MESSAGE_FIXED_BYTES + m.entries.length * 21;
-  for (const e of m.entries) estimate += e.data.length;
-  if (m.snapshot) estimate += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
-  const w = new Writer(estimate);
+  return encodeMessageWithHeadroom(m, 0);
+}
+
+/**
+ * The message's encoding after `headroomBytes` zero bytes that the caller fills (a transport's
+ * frame header): the encoding goes to the wire in the buffer it was written into, uncopied.
+ * Without a snapshot chunk the buffer is exactly as large as it must be.
+ */
+export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Uint8Array {
+  if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
+  let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
+  for (const e of m.entries) size += e.data.length;
+  // Addresses are measured as they are written: the Writer grows for a chunk's configuration.
+  if (m.snapshot) size += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
+  const w = new Writer(headroomBytes + size, headroomBytes);
   w.u8(MESSAGE_VERSION);
   w.u8(m.type);
   w.u64(m.from);
@@ -275,7 +299,6 @@ export function encodeMessage(m: Message): Uint8Array {
   w.u8(m.reject ? 1 : 0);
   w.u64(m.rejectHint);
   w.u64(m.context);
-  if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
   w.u32(m.entries.length);
   for (const e of m.entries) {
     w.u64(e.term);
@@ -296,14 +319,22 @@ export function encodeMessage(m: Message): Uint8Array {
     w.bytes(s.data);
   }
   const out = w.finish();
-  if (out.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  if (out.length - headroomBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length - headroomBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
   return out;
 }
 
-export function decodeMessage(bytes: Uint8Array): Message {
+/**
+ * How decodeMessage may hold on to its input. 'copy': it decodes from a private copy, so the
+ * caller may reuse its buffer. 'adopt': the caller hands the bytes over (a transport's freshly
+ * received message) and entries and chunks are views into them, unless they are a small part
+ * of a larger buffer that the views would keep alive, which is copied still.
+ */
+export type MessageInput = 'copy' | 'adopt';
+
+export function decodeMessage(bytes: Uint8Array, input: MessageInput = 'copy'): Message {
   if (bytes.length > MESSAGE_BYTES_MAX) throw new RaftCodecError(`message is ${bytes.length} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
-  // One private copy; entries and chunks are views into it, so the caller may reuse its buffer.
-  const r = new Reader(bytes.slice(), 'raft message');
+  const adopt = input === 'adopt' && bytes.byteLength * 2 >= bytes.buffer.byteLength;
+  const r = new Reader(adopt ? bytes : bytes.slice(), 'raft message');
   const v = r.u8('version');
   if (v !== MESSAGE_VERSION) throw new RaftCodecError(`raft message version ${v} is not supported (expected ${MESSAGE_VERSION})`);
   const type = r.u8('type');

@@ -59,7 +59,9 @@ export type { RaftConfig, RaftStatus, ProgressStatus, RaftTestBug } from './raft
 export { RaftNode } from './raft.ts';
 export {
   encodeMessage,
+  encodeMessageWithHeadroom,
   decodeMessage,
+  type MessageInput,
   encodeConfChange,
   decodeConfChange,
   encodeConfiguration,

@@ -280,6 +280,19 @@ export class MemoryStorage implements RaftStorage {
     return this.snap;
   }
 
+  /**
+   * Records a snapshot the application took at applied index `index` and stored durably without
+   * holding its `dataBytes` bytes of data (as createSnapshot, then releaseSnapshotData): the chunks
+   * the core asks for are read back (takeSnapshotChunksWanted).
+   */
+  createStoredSnapshot(index: number, configuration: Configuration, dataBytes: number): Snapshot {
+    if (!(Number.isSafeInteger(dataBytes) && dataBytes >= 0)) throw new RaftError('INVALID_ARGUMENT', `snapshot data of ${dataBytes} bytes`);
+    this.createSnapshot(index, configuration, new Uint8Array(0));
+    this.releaseSnapshotData();
+    this.snapDataBytes = dataBytes;
+    return this.snap;
+  }
+
   /** Discards entries up to and including `index`, which must be covered by the snapshot. */
   compact(index: number): void {
     const offset = this.ents[0]!.index;

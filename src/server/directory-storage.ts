@@ -5,11 +5,12 @@
  * directory written under one runtime opens under the other.
  *
  * Layout: one file per storage name; `LOCK` (the directory lock) is never one; a replace
- * writes `.tmp-<pid>-<n>-<name>`, syncs it, renames it over the name and syncs the directory.
+ * writes `.tmp-<pid>-<n>-<name>`, syncs it, renames it over the name and syncs the directory (a
+ * writer that replaces it a piece at a time appends to such a file).
  * Every operation on a file runs after the previous one on that file finished, because
  * concurrent writes to one file may land in any order.
  */
-import type { DurableFileReader, DurableStorage } from '../runtime.ts';
+import type { DurableFileReader, DurableFileWriter, DurableStorage } from '../runtime.ts';
 
 /** File names longer than this are refused (most file systems stop at 255 bytes). */
 export const STORAGE_NAME_BYTES_MAX = 200;
@@ -21,7 +22,10 @@ const TEMP_PREFIX = '.tmp-';
 export interface HostFile {
   /** Writes at the file's position (its end, for an append handle); returns the bytes written. */
   write(bytes: Uint8Array): Promise<number>;
-  /** Writes at byte `position` (handles from `openInPlace` only); returns the bytes written. */
+  /**
+   * Writes at byte `position` (handles from `openInPlace` and `openEmpty` only: an append handle
+   * writes at the end whatever the position); returns the bytes written.
+   */
   writeAt?(bytes: Uint8Array, position: number): Promise<number>;
   /** Makes the file's data and size durable (fdatasync). */
   syncData(): Promise<void>;
@@ -63,7 +67,7 @@ export interface HostFileSystem {
    * durable when they return where `appendsDurable` says so for append handles.
    */
   openInPlace?(path: string): Promise<HostFile>;
-  /** Creates `path`, or empties it, for writing from the start. */
+  /** Creates `path`, or empties it, for writing from the start (its handle has `writeAt`). */
   openEmpty(path: string): Promise<HostFile>;
   /** Opens an existing file to sync or truncate it. */
   openExisting(path: string): Promise<HostFile>;
@@ -110,6 +114,8 @@ export class DirectoryStorage implements DurableStorage {
   /** Files created by this process whose directory entry is not yet durable. */
   private readonly namesNeedingDirectorySync = new Set<string>();
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** The open atomic writers, by name, each with what discards its temporary file. */
+  private readonly writers = new Map<string, () => Promise<void>>();
   private closed = false;
   private tempCounter = 0;
   /**
@@ -161,10 +167,9 @@ export class DirectoryStorage implements DurableStorage {
   }
 
   writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    if (this.writers.has(name)) return Promise.reject(new StorageError('IO', `replace ${name}: a writer of it is open`));
     return this.serialize(name, { changes: true }, async () => {
-      // The rename replaces the inode: an append handle on the old one would write into the void.
-      await this.closeAppendHandle(name);
-      const tempPath = this.path(`${TEMP_PREFIX}${this.files.pid}-${this.tempCounter++}-${name}`);
+      const tempPath = this.temporaryPath(name);
       try {
         const file = await this.files.openEmpty(tempPath);
         try {
@@ -178,15 +183,130 @@ export class DirectoryStorage implements DurableStorage {
         await this.files.remove(tempPath).catch(() => undefined);
         throw this.ioError(`replace ${name}`, error);
       }
-      try {
-        await this.files.rename(tempPath, this.path(name));
-        await this.files.syncDirectory(this.directory);
-        this.namesNeedingDirectorySync.delete(name);
-      } catch (error) {
-        await this.files.remove(tempPath).catch(() => undefined);
-        throw this.fail(`replace ${name}`, error);
-      }
+      await this.renameOver(tempPath, name);
     });
+  }
+
+  /**
+   * The pieces go to a temporary file as they come (outside `name`'s queue: nothing reads that
+   * file); the commit syncs it and takes its turn on `name` to rename it over, as writeAtomic does.
+   * A failure before the rename harms nothing but the temporary file, which is removed.
+   */
+  async openAtomicWriter(name: string): Promise<DurableFileWriter> {
+    this.assertOpen();
+    validateStorageName(name);
+    this.assertNotFailed();
+    if (this.writers.has(name)) throw new StorageError('IO', `replace ${name}: a writer of it is already open`);
+    const tempPath = this.temporaryPath(name);
+    let file: HostFile;
+    try {
+      file = await this.files.openEmpty(tempPath);
+    } catch (error) {
+      await this.files.remove(tempPath).catch(() => undefined);
+      throw this.ioError(`replace ${name}`, error);
+    }
+    const writeAt = file.writeAt?.bind(file);
+    // Checked again: another writer of the name may have opened while this one waited.
+    if (!writeAt || this.writers.has(name)) {
+      await file.close().catch(() => undefined);
+      await this.files.remove(tempPath).catch(() => undefined);
+      throw new StorageError('IO', writeAt ? `replace ${name}: a writer of it is already open` : `replace ${name}: this host's new files cannot be written at a position`);
+    }
+    let state: 'open' | 'committing' | 'done' = 'open';
+    let tail: Promise<unknown> = Promise.resolve();
+    let sizeBytes = 0;
+    const discard = async (): Promise<void> => {
+      state = 'done';
+      if (this.writers.get(name) !== discard) return;
+      this.writers.delete(name);
+      await file.close().catch(() => undefined);
+      await this.files.remove(tempPath).catch(() => undefined);
+    };
+    this.writers.set(name, discard);
+    const assertWritable = (what: string): void => {
+      this.assertOpen();
+      if (state !== 'open') throw new StorageError('CLOSED', `${what} ${name}: the writer is ${state === 'done' ? 'closed' : 'committing'}`);
+      this.assertNotFailed();
+    };
+    return {
+      write: (bytes) => {
+        const result = tail.then(async () => {
+          assertWritable('write');
+          try {
+            await writeAll(file, bytes);
+          } catch (error) {
+            await discard();
+            throw this.ioError(`replace ${name}`, error);
+          }
+          sizeBytes += bytes.byteLength;
+        });
+        tail = result.catch(() => undefined);
+        return result;
+      },
+      writeAt: (offset, bytes) => {
+        const result = tail.then(async () => {
+          assertWritable('write');
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.byteLength > sizeBytes) {
+            throw new StorageError('IO', `write ${name}: bytes ${offset}..${offset + bytes.byteLength} are not all written yet (${sizeBytes} are)`);
+          }
+          try {
+            let done = 0;
+            while (done < bytes.byteLength) done += await writeAt(bytes.subarray(done), offset + done);
+          } catch (error) {
+            await discard();
+            throw this.ioError(`replace ${name}`, error);
+          }
+        });
+        tail = result.catch(() => undefined);
+        return result;
+      },
+      commit: async () => {
+        await tail;
+        assertWritable('commit');
+        state = 'committing';
+        try {
+          await file.syncData();
+          await file.close();
+        } catch (error) {
+          await discard();
+          throw this.ioError(`replace ${name}`, error);
+        }
+        // The file is closed: from here only the rename is left, and renameOver cleans up after it.
+        this.writers.delete(name);
+        try {
+          await this.serialize(name, { changes: true }, () => this.renameOver(tempPath, name));
+        } catch (error) {
+          // Refused before its turn (the storage closed or failed meanwhile): the name is untouched.
+          await this.files.remove(tempPath).catch(() => undefined);
+          throw error;
+        } finally {
+          state = 'done';
+        }
+      },
+      abort: async () => {
+        await tail;
+        if (state === 'committing') return;
+        await discard();
+      },
+    };
+  }
+
+  private temporaryPath(name: string): string {
+    return this.path(`${TEMP_PREFIX}${this.files.pid}-${this.tempCounter++}-${name}`);
+  }
+
+  /** Renames the synced temporary file over `name` (in `name`'s turn); a failure poisons the storage. */
+  private async renameOver(tempPath: string, name: string): Promise<void> {
+    // The rename replaces the inode: an append handle on the old one would write into the void.
+    await this.closeAppendHandle(name);
+    try {
+      await this.files.rename(tempPath, this.path(name));
+      await this.files.syncDirectory(this.directory);
+      this.namesNeedingDirectorySync.delete(name);
+    } catch (error) {
+      await this.files.remove(tempPath).catch(() => undefined);
+      throw this.fail(`replace ${name}`, error);
+    }
   }
 
   append(name: string, bytes: Uint8Array): Promise<void> {
@@ -297,6 +417,7 @@ export class DirectoryStorage implements DurableStorage {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.tails.values()]);
+    await Promise.allSettled([...this.writers.values()].map((discard) => discard()));
     const handles = [...this.appendHandles.values(), ...this.inPlaceHandles.values()];
     this.appendHandles.clear();
     this.inPlaceHandles.clear();

@@ -6,8 +6,14 @@
  *
  * `afterDurable` runs a callback once every entry handed over before it is durable: for the
  * acknowledgements that report them.
+ *
+ * One write takes at most LOG_WRITE_BYTES_MAX of entry data (at least one entry): encoding and
+ * checksumming the records is synchronous, and the parts of a transaction of hundreds of MiB
+ * handed over together would hold the event loop for seconds. The rest waits at the head of the
+ * next batch, with the callbacks that wait for it.
  */
 import type { Entry } from '../raft/index.ts';
+import { LOG_WRITE_BYTES_MAX } from '../limits.ts';
 import type { RaftLog } from './raft-log.ts';
 
 interface Batch {
@@ -54,7 +60,14 @@ export class LogWriter {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private start(batch: Batch): void {
+  private start(whole: Batch): void {
+    let batch = whole;
+    const count = entriesWithin(whole.entries, LOG_WRITE_BYTES_MAX);
+    if (count < whole.entries.length) {
+      // Nothing waits while a write starts: the rest is the next batch, ahead of later hand-overs.
+      this.waiting = { entries: whole.entries.slice(count), callbacks: whole.callbacks };
+      batch = { entries: whole.entries.slice(0, count), callbacks: [] };
+    }
     this.writing = batch;
     const startedMs = this.nowMs();
     this.log
@@ -87,4 +100,12 @@ export class LogWriter {
     if (next) for (const callback of next.callbacks) callback();
     this.releaseIdleWaiters();
   }
+}
+
+/** How many of the first `entries` fit `bytesMax` of data together (at least one). */
+function entriesWithin(entries: readonly Entry[], bytesMax: number): number {
+  let bytes = entries[0]!.data.length;
+  let count = 1;
+  while (count < entries.length && bytes + entries[count]!.data.length <= bytesMax) bytes += entries[count++]!.data.length;
+  return count;
 }

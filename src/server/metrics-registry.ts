@@ -70,11 +70,18 @@ abstract class LabelledMetric<Value> implements Metric {
   protected abstract renderSeries(lines: string[], labels: Labels, value: Value): void;
 
   protected seriesFor(labels: Labels): { labels: Labels; value: Value } | undefined {
-    const names = Object.keys(labels);
-    if (names.length !== this.labelNames.length || !this.labelNames.every((label) => label in labels)) {
-      throw new Error(`${this.name} takes labels [${this.labelNames.join(', ')}], got [${names.join(', ')}]`);
+    // Runs for every observation of every write: checked and keyed without building arrays.
+    let given = 0;
+    for (const name in labels) if (Object.hasOwn(labels, name)) given++;
+    let key = '';
+    for (let i = 0; i < this.labelNames.length; i++) {
+      const value = labels[this.labelNames[i]!];
+      if (value === undefined) given = -1;
+      key = i === 0 ? (value ?? '') : `${key}\u0000${value ?? ''}`;
     }
-    const key = this.labelNames.map((label) => labels[label]).join('\u0000');
+    if (given !== this.labelNames.length) {
+      throw new Error(`${this.name} takes labels [${this.labelNames.join(', ')}], got [${Object.keys(labels).join(', ')}]`);
+    }
     let entry = this.series.get(key);
     if (!entry) {
       // Past the bound new combinations are not recorded: the metric stays, memory does not grow.

@@ -18,7 +18,7 @@ import { StateMachine } from '../fsm/state-machine.ts';
 import { resolveLimits, type Limits } from '../limits.ts';
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageWithHeadroom,
   MemoryStorage,
   MessageType,
   RaftNode,
@@ -30,7 +30,7 @@ import {
   type StateName,
 } from '../raft/index.ts';
 import type { ByteStream, MessageChannel, Runtime, TimerHandle } from '../runtime.ts';
-import { PeerTransport, type TransportStats } from '../transport/index.ts';
+import { PEER_FRAME_HEADROOM_BYTES, PeerTransport, type TransportStats } from '../transport/index.ts';
 import { AdminPolicy } from './admin-policy.ts';
 import { NodeMetrics } from './metrics.ts';
 import { AppliedWaiters } from './applied-waiters.ts';
@@ -130,6 +130,7 @@ export class ClusterNode implements GatewayHost {
     this.log = new RaftLog(options.storage, {
       diskSpace: { nowMs: () => this.runtime.clock.nowMs() },
       segmentBytesMax: this.limits.logSegmentBytesMax,
+      snapshotWriteBytesMax: this.limits.snapshotWriteBytesMax,
       ...(this.unsafe.truncateOnCorruption && { unsafeForTesting: { truncateOnCorruption: true } }),
     });
     const clock = this.runtime.clock;
@@ -313,7 +314,7 @@ export class ClusterNode implements GatewayHost {
           this.updatePeers();
         },
         send: (messages) => {
-          for (const message of messages) this.transport.send(message.to, encodeMessage(message));
+          for (const message of messages) this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
@@ -338,6 +339,7 @@ export class ClusterNode implements GatewayHost {
         fatal: (error) => this.fatal(error),
       },
       () => this.runtime.clock.nowMs(),
+      () => new Promise((resolve) => this.runtime.clock.setTimeout(resolve, 0)),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
@@ -366,7 +368,8 @@ export class ClusterNode implements GatewayHost {
     }
     let message;
     try {
-      message = decodeMessage(bytes);
+      // The transport hands each received payload over: entries may stay views into it.
+      message = decodeMessage(bytes, 'adopt');
     } catch (error) {
       // Thrown to the transport, which closes the connection that carried it and logs why.
       throw new Error(`malformed Raft message from node ${from}: ${(error as Error).message}`);
@@ -770,6 +773,7 @@ function newStateMachine(
     },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
+    proposePartsGradually: true,
     log,
   });
 }

@@ -305,37 +305,32 @@ export function decodeMeta(bytes: Uint8Array): { term: number; vote: number } | 
   return { term: Number(view.getBigUint64(8, true)), vote: Number(view.getBigUint64(16, true)) };
 }
 
-/** Bytes before the data in the snapshot file of `meta` (see encodeSnapshotFile). */
-export function snapshotFileHeaderBytes(meta: Snapshot['meta']): number {
-  return 12 + utf8Encoder.encode(JSON.stringify(meta)).length;
+/**
+ * The bytes of the snapshot file of `meta` before its data, whose CRC-32 is `dataCrc`: the file is
+ * these, then the data (written a piece at a time after them, or joined by encodeSnapshotFile).
+ */
+export function encodeSnapshotFileHeader(meta: Snapshot['meta'], dataCrc: number): Uint8Array {
+  const metaBytes = utf8Encoder.encode(JSON.stringify(meta));
+  const header = new Uint8Array(12 + metaBytes.length);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, metaBytes.length, true);
+  header.set(metaBytes, 4);
+  view.setUint32(4 + metaBytes.length, dataCrc >>> 0, true);
+  view.setUint32(8 + metaBytes.length, crc32(metaBytes), true);
+  return header;
 }
 
-/**
- * Completes a snapshot file whose data the caller already wrote after its first
- * snapshotFileHeaderBytes(meta) bytes: the same bytes as encodeSnapshotFile, without a second
- * copy of the data. Returns the data's view.
- */
-export function sealSnapshotFile(file: Uint8Array, meta: Snapshot['meta']): Uint8Array {
-  const metaBytes = utf8Encoder.encode(JSON.stringify(meta));
-  const data = file.subarray(12 + metaBytes.length);
-  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  view.setUint32(0, metaBytes.length, true);
-  file.set(metaBytes, 4);
-  view.setUint32(4 + metaBytes.length, crc32(data), true);
-  view.setUint32(8 + metaBytes.length, crc32(metaBytes), true);
-  return data;
+/** Where the data's CRC-32 is in a snapshot file whose header is `header` (see encodeSnapshotFileHeader). */
+export function snapshotFileDataCrcOffset(header: Uint8Array): number {
+  return header.length - 8;
 }
 
 /** Snapshot file: u32 meta length, JSON meta, u32 CRC of the data, u32 CRC of the meta, data. */
 export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array {
-  const meta = utf8Encoder.encode(JSON.stringify(snapshot.meta));
-  const bytes = new Uint8Array(12 + meta.length + snapshot.data.length);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, meta.length, true);
-  bytes.set(meta, 4);
-  view.setUint32(4 + meta.length, crc32(snapshot.data), true);
-  view.setUint32(8 + meta.length, crc32(meta), true);
-  bytes.set(snapshot.data, 12 + meta.length);
+  const header = encodeSnapshotFileHeader(snapshot.meta, crc32(snapshot.data));
+  const bytes = new Uint8Array(header.length + snapshot.data.length);
+  bytes.set(header, 0);
+  bytes.set(snapshot.data, header.length);
   return bytes;
 }
 

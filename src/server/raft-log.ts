@@ -15,6 +15,7 @@
  * fsync the kernel may have dropped the dirty pages and a retry would report success for data
  * that is not on disk ("fsyncgate"), so nothing is retried.
  */
+import { LIMITS } from '../limits.ts';
 import type { DurableFileReader, DurableStorage } from '../runtime.ts';
 import type { Entry, HardState, Snapshot } from '../raft/index.ts';
 import {
@@ -23,7 +24,7 @@ import {
   encodeMeta,
   encodeRecordInto,
   encodeSegmentHeader,
-  encodeSnapshotFile,
+  encodeSnapshotFileHeader,
   ENTRY_BYTES_MAX,
   META_BYTES,
   parseSegment,
@@ -32,8 +33,31 @@ import {
   SEGMENT_PREFIX,
   segmentFirstIndex,
   segmentName,
+  snapshotFileDataCrcOffset,
 } from './raft-log-format.ts';
 import { DiskSpaceGauge, isDiskFullError, type DiskSpaceOptions } from './disk-space.ts';
+import { crc32Update } from '../util/crc32.ts';
+
+/** A snapshot's data to store, written a piece at a time (RaftLog.saveSnapshotData). */
+export interface SnapshotDataSource {
+  /** Bytes of the data. */
+  readonly bytes: number;
+  /**
+   * Writes the data, in order, through `write`, in pieces of at most `pieceBytesMax` bytes; a piece
+   * may be reused once its write resolved.
+   */
+  writeTo(write: (piece: Uint8Array) => Promise<void>, pieceBytesMax: number): Promise<void>;
+}
+
+/** A source of the data of a snapshot already in memory: views of it, nothing copied. */
+export function snapshotDataInMemory(data: Uint8Array): SnapshotDataSource {
+  return {
+    bytes: data.length,
+    async writeTo(write, pieceBytesMax) {
+      for (let offset = 0; offset < data.length; offset += pieceBytesMax) await write(data.subarray(offset, offset + pieceBytesMax));
+    },
+  };
+}
 
 export interface LoadedRaftState {
   hardState: HardState;
@@ -125,6 +149,8 @@ export interface RaftLogOptions {
   unsafeForTesting?: { truncateOnCorruption?: boolean };
   /** Bytes after which a segment is closed (default SEGMENT_BYTES_DEFAULT); one larger append fills a segment alone. */
   segmentBytesMax?: number;
+  /** Bytes of one write of the snapshot file (default LIMITS.snapshotWriteBytesMax). */
+  snapshotWriteBytesMax?: number;
 }
 
 export class RaftLog {
@@ -137,6 +163,8 @@ export class RaftLog {
   private readonly truncateOnCorruption: boolean;
   private readonly preallocateBytes: number;
   private readonly segmentBytesMax: number;
+  /** Bytes of one write of a snapshot file: what a snapshot being written holds of its encoding. */
+  readonly snapshotWriteBytesMax: number;
 
   constructor(
     private readonly storage: DurableStorage,
@@ -146,6 +174,10 @@ export class RaftLog {
     this.truncateOnCorruption = options.unsafeForTesting?.truncateOnCorruption === true;
     this.preallocateBytes = storage.writeAt ? (options.preallocateBytes ?? SEGMENT_PREALLOCATE_BYTES) : 0;
     this.segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
+    this.snapshotWriteBytesMax = options.snapshotWriteBytesMax ?? LIMITS.snapshotWriteBytesMax;
+    if (!(Number.isSafeInteger(this.snapshotWriteBytesMax) && this.snapshotWriteBytesMax > 0)) {
+      throw new RaftLogError('RAFT_LOG', `snapshotWriteBytesMax must be a positive integer, got ${this.snapshotWriteBytesMax}`);
+    }
   }
 
   /**
@@ -373,15 +405,77 @@ export class RaftLog {
     segment.fileBytes = segment.bytes;
   }
 
+  /** Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`). */
+  async saveSnapshot(snapshot: Snapshot, compactIndex: number): Promise<void> {
+    await this.saveSnapshotData(snapshot.meta, snapshotDataInMemory(snapshot.data), compactIndex);
+  }
+
   /**
-   * Stores a snapshot durably, then drops the segments it makes unnecessary (up to `compactIndex`).
-   * `file`: the snapshot already encoded as its file (sealSnapshotFile), saving a copy.
+   * Stores the snapshot of `meta` whose data `source` writes a piece at a time, then drops the
+   * segments it makes unnecessary (up to `compactIndex`). The file replaces the previous snapshot
+   * only once it is whole and durable: a failure or a crash before leaves the previous one.
    */
-  async saveSnapshot(snapshot: Snapshot, compactIndex: number, file?: Uint8Array): Promise<void> {
-    const bytes = file ?? encodeSnapshotFile(snapshot);
-    await this.guard('save a snapshot', () => this.storage.writeAtomic('snapshot', bytes), { fullIsHarmless: true });
-    this.space.consumed(bytes.length);
+  async saveSnapshotData(meta: Snapshot['meta'], source: SnapshotDataSource, compactIndex: number): Promise<void> {
+    const fileBytes = await this.writeSnapshotFile(meta, source, 'save a snapshot', { fullIsHarmless: true });
+    this.space.consumed(fileBytes);
     await this.guard('remove compacted segments', () => this.compact(compactIndex));
+  }
+
+  /**
+   * Writes the snapshot file and returns its size: its header, the data a piece at a time with its
+   * checksum computed over the pieces as they are written, then the checksum into the header (the
+   * file is renamed into place only after that, so no reader sees the header without it).
+   */
+  private async writeSnapshotFile(meta: Snapshot['meta'], source: SnapshotDataSource, what: string, options: { fullIsHarmless?: boolean }): Promise<number> {
+    const header = encodeSnapshotFileHeader(meta, 0);
+    const crcOffset = snapshotFileDataCrcOffset(header);
+    const fileBytes = header.length + source.bytes;
+    const pieceBytesMax = this.snapshotWriteBytesMax;
+    let written = 0;
+    let crc = 0;
+    const counted = (piece: Uint8Array): void => {
+      if (piece.length === 0 || piece.length > pieceBytesMax) {
+        throw new RaftLogError('RAFT_LOG', `a piece of the snapshot's data has ${piece.length} bytes, not 1..${pieceBytesMax}`);
+      }
+      written += piece.length;
+      if (written > source.bytes) throw new RaftLogError('RAFT_LOG', `the snapshot's data runs past its ${source.bytes} bytes`);
+      crc = crc32Update(crc, piece);
+    };
+    const crcBytes = (): Uint8Array => {
+      if (written !== source.bytes) throw new RaftLogError('RAFT_LOG', `the snapshot's data ended after ${written} of its ${source.bytes} bytes`);
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, crc >>> 0, true);
+      return bytes;
+    };
+    const openWriter = this.storage.openAtomicWriter?.bind(this.storage);
+    await this.guard(what, async () => {
+      if (!openWriter) {
+        // A host without a streaming writer: the file is joined in memory, as a whole.
+        const file = new Uint8Array(fileBytes);
+        file.set(header, 0);
+        await source.writeTo(async (piece) => {
+          counted(piece);
+          file.set(piece, header.length + written - piece.length);
+        }, pieceBytesMax);
+        file.set(crcBytes(), crcOffset);
+        await this.storage.writeAtomic('snapshot', file);
+        return;
+      }
+      const writer = await openWriter('snapshot');
+      try {
+        await writer.write(header);
+        await source.writeTo(async (piece) => {
+          counted(piece);
+          await writer.write(piece);
+        }, pieceBytesMax);
+        await writer.writeAt(crcOffset, crcBytes());
+        await writer.commit();
+      } catch (error) {
+        await writer.abort().catch(() => undefined);
+        throw error;
+      }
+    }, options);
+    return fileBytes;
   }
 
   /**
@@ -408,7 +502,7 @@ export class RaftLog {
 
   /** After installing a snapshot from the leader, the whole local log is superseded. */
   async resetToSnapshot(snapshot: Snapshot): Promise<void> {
-    await this.guard('save the snapshot from the leader', () => this.storage.writeAtomic('snapshot', encodeSnapshotFile(snapshot)));
+    await this.writeSnapshotFile(snapshot.meta, snapshotDataInMemory(snapshot.data), 'save the snapshot from the leader', {});
     await this.guard('remove the superseded log', async () => {
       for (const segment of this.segments) await this.storage.remove(segment.name);
     });

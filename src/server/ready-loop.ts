@@ -10,7 +10,11 @@
  * - a new term or vote is durable before any message of its Ready leaves (the loop waits for
  *   the writes in flight, then saves it);
  * - a snapshot from the leader is installed with no write in flight.
- * Ticks and peer messages that arrive while the loop works make it run again.
+ * Ticks and peer messages that arrive while the loop works make it run again. After a Ready
+ * that applied more than APPLIED_BYTES_PER_TURN_MAX (a part of a large transaction) the loop
+ * yields to the event loop before the next, so that a long run of such Readies does not hold
+ * back the heartbeats and acknowledgements that keep the leader in place; likewise between the
+ * messages of one Ready past SENT_BYTES_PER_TURN_MAX of entries.
  *
  * Also the start-up half of persistence: loading the log into Raft's in-memory storage.
  */
@@ -27,6 +31,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/index.ts';
+import { APPLIED_BYTES_PER_TURN_MAX, SENT_BYTES_PER_TURN_MAX } from '../limits.ts';
 import { LogWriter } from './log-writer.ts';
 import type { RaftLog } from './raft-log.ts';
 import type { SnapshotWriter } from './snapshot-writer.ts';
@@ -65,6 +70,8 @@ export class ReadyLoop {
     private readonly snapshots: SnapshotWriter,
     private readonly handler: ReadyHandler,
     private readonly nowMs: () => number,
+    /** Resolves on a later turn of the event loop (after timers and I/O); from the runtime's clock. */
+    private readonly yieldTurn: () => Promise<void> = () => Promise.resolve(),
   ) {
     const hardState = memory.hardState();
     this.durableTerm = hardState.term;
@@ -81,7 +88,7 @@ export class ReadyLoop {
     }
     if (!this.raft.hasReady()) return;
     this.processing = true;
-    void this.run().catch((error: unknown) => this.fail(error));
+    this.run();
   }
 
   stop(): void {
@@ -99,21 +106,71 @@ export class ReadyLoop {
     this.handler.fatal(error);
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Handles Readies one after the other, in this turn while none has to wait: only a new term or
+   * vote, or a snapshot from the leader, waits for the disk (the appends go to the LogWriter
+   * without waiting), and the loop goes on once that is done; and a Ready with large parts (past
+   * APPLIED_BYTES_PER_TURN_MAX or SENT_BYTES_PER_TURN_MAX) goes on in a later turn. No promise per
+   * Ready otherwise.
+   */
+  private run(): void {
     try {
       do {
         this.again = false;
         while (this.raft.hasReady() && !this.stopped) {
           const ready = this.raft.ready();
-          await this.handle(ready);
-          this.raft.advance(ready);
-          this.handler.committed(this.raft.committedIndex());
+          const waiting = this.handle(ready);
+          if (waiting) {
+            waiting.then(
+              () => this.resume(ready),
+              (error: unknown) => {
+                this.processing = false;
+                this.fail(error);
+              },
+            );
+            return;
+          }
+          this.finish(ready);
+          if (this.yieldAfter(ready)) return;
         }
       } while (this.again && !this.stopped);
-    } finally {
+    } catch (error) {
       this.processing = false;
+      this.fail(error);
+      return;
     }
+    this.processing = false;
     if (!this.stopped && this.raft.hasReady()) this.schedule();
+  }
+
+  /** After a Ready that waited for the disk: finish it and go on. */
+  private resume(ready: Ready): void {
+    try {
+      this.finish(ready);
+    } catch (error) {
+      this.processing = false;
+      this.fail(error);
+      return;
+    }
+    if (!this.yieldAfter(ready)) this.run();
+  }
+
+  /** After a Ready that applied much (a part of a large transaction): go on in a later turn. */
+  private yieldAfter(ready: Ready): boolean {
+    if (appliedBytes(ready) <= APPLIED_BYTES_PER_TURN_MAX) return false;
+    this.yieldTurn().then(
+      () => this.run(),
+      (error: unknown) => {
+        this.processing = false;
+        this.fail(error);
+      },
+    );
+    return true;
+  }
+
+  private finish(ready: Ready): void {
+    this.raft.advance(ready);
+    this.handler.committed(this.raft.committedIndex());
   }
 
   /** A batch is durable: Raft may count and apply it. */
@@ -127,7 +184,16 @@ export class ReadyLoop {
     this.schedule();
   }
 
-  private async handle(ready: Ready): Promise<void> {
+  /** Undefined when the Ready was handled in full; a promise when it waits for the disk first. */
+  private handle(ready: Ready): Promise<void> | undefined {
+    const hardState = ready.hardState;
+    const newTermOrVote = hardState !== undefined && (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote);
+    if (ready.snapshot || newTermOrVote) return this.handleAfterWrites(ready);
+    if (hardState) this.memory.setHardState(hardState);
+    return this.handleRest(ready);
+  }
+
+  private async handleAfterWrites(ready: Ready): Promise<void> {
     if (ready.snapshot) {
       await this.writer.idle();
       // A local snapshot still being written would otherwise replace this newer one on disk.
@@ -137,11 +203,31 @@ export class ReadyLoop {
       this.handler.restore(ready.snapshot);
     }
     if (ready.hardState) await this.saveHardState(ready.hardState);
+    await this.handleRest(ready);
+  }
+
+  /** Undefined when done in this turn; a promise when its sends go on in later turns. */
+  private handleRest(ready: Ready): Promise<void> | undefined {
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
     if (ready.entries.length > 0) this.writer.write(ready.entries);
-    const acknowledgements = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
-    this.handler.send(acknowledgements.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse));
-    if (acknowledgements.length > 0) this.writer.afterDurable(() => this.handler.send(acknowledgements));
+    let acknowledgements = 0;
+    for (const m of ready.messages) if (m.type === MessageType.AppendResponse) acknowledgements++;
+    const outgoing = acknowledgements === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse);
+    const paced = this.sendPaced(outgoing);
+    if (!paced) {
+      this.handleAfterSends(ready, acknowledgements);
+      return undefined;
+    }
+    return paced.then(() => {
+      if (!this.stopped) this.handleAfterSends(ready, acknowledgements);
+    });
+  }
+
+  private handleAfterSends(ready: Ready, acknowledgements: number): void {
+    if (acknowledgements > 0) {
+      const held = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
+      this.writer.afterDurable(() => this.handler.send(held));
+    }
     if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
     this.handler.readStates(ready.readStates);
@@ -149,6 +235,27 @@ export class ReadyLoop {
   }
 
   /** Term and vote must be durable before any message that depends on them leaves. */
+  /**
+   * Sends `messages` in order; past SENT_BYTES_PER_TURN_MAX of entries (the Appends of a large
+   * transaction's parts, each encoded and copied as it is sent) the rest waits for a later turn
+   * of the event loop, so a Ready with Appends for several followers does not hold it for long.
+   * Undefined when all went in this turn.
+   */
+  private sendPaced(messages: readonly Message[]): Promise<void> | undefined {
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const entryBytes = entriesBytes(messages[i]!.entries);
+      if (bytes > 0 && bytes + entryBytes > SENT_BYTES_PER_TURN_MAX) {
+        this.handler.send(messages.slice(0, i));
+        const rest = messages.slice(i);
+        return this.yieldTurn().then(() => (this.stopped ? undefined : this.sendPaced(rest)));
+      }
+      bytes += entryBytes;
+    }
+    this.handler.send(messages);
+    return undefined;
+  }
+
   private async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote) {
       // The meta file is written alone: no append runs beside it.
@@ -167,6 +274,16 @@ export interface RecoveredState {
   bootstrapped: boolean;
   /** What the loader repaired (a torn tail cut, leftovers removed), one line each, for the log. */
   repairs: string[];
+}
+
+function appliedBytes(ready: Ready): number {
+  return entriesBytes(ready.committedEntries);
+}
+
+function entriesBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.data.length;
+  return bytes;
 }
 
 /**

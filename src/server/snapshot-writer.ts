@@ -4,12 +4,16 @@
  * compacting the log happen here while the loop goes on sending heartbeats and committing
  * entries. One snapshot at a time; a snapshot installed from the leader waits for `idle()`, so
  * an older local snapshot never lands on top of it.
+ *
+ * The copy's frozen views are never encoded whole: they are encoded `log.snapshotWriteBytesMax`
+ * bytes at a time into one buffer that every write of the file reuses, and released once the last
+ * piece is written (docs/memory.md).
  */
-import { encodeStateCopyGradually, type StateCopy } from '../fsm/state-machine.ts';
+import { encodeSnapshotInPieces, snapshotEncodedBytes } from '../fsm/snapshot-codec.ts';
+import type { StateCopy } from '../fsm/state-machine.ts';
 import type { Configuration, MemoryStorage } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { RaftLogError, type RaftLog } from './raft-log.ts';
-import { sealSnapshotFile, snapshotFileHeaderBytes } from './raft-log-format.ts';
 
 export interface SnapshotWriterHost {
   log: RaftLog;
@@ -43,7 +47,7 @@ export class SnapshotWriter {
     return this.running !== undefined;
   }
 
-  /** Bytes the snapshot being written holds: its encoding (the frozen state copy shares the databases' memory; 0 when idle). */
+  /** Bytes the snapshot being written holds: the piece its encoding goes through (the frozen state copy shares the databases' memory; 0 when idle). */
   get heldBytes(): number {
     return this.inFlightBytes;
   }
@@ -71,30 +75,45 @@ export class SnapshotWriter {
     // The frozen views share the databases' memory: only chunks written meanwhile are extra.
     this.inFlightBytes = 0;
     // Let the Ready loop finish the Ready that asked for this snapshot before the CPU goes here,
-    // and let it run between slices of the copy: heartbeats must not wait for a large encode.
+    // and let it run between slices: heartbeats must not wait for a large snapshot.
     await this.yieldToTimers();
     const meta = { index: copy.index, term, configuration };
-    // Encoded straight into the file's bytes: the data is not copied again to be written.
-    const file = await encodeStateCopyGradually(copy, () => this.yieldToTimers(), snapshotFileHeaderBytes(meta));
-    const data = sealSnapshotFile(file, meta);
-    job.copy.release();
-    this.inFlightBytes += file.length;
-    if (data.length > this.host.snapshotBytesMax) {
-      this.host.skipped(copy.index, `it would be ${data.length} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
+    const dataBytes = snapshotEncodedBytes(copy.files);
+    if (dataBytes > this.host.snapshotBytesMax) {
+      this.host.skipped(copy.index, `it would be ${dataBytes} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
     }
+    // The one buffer every piece of the encoding goes through, held (and reported) until the end.
+    const piece = new Uint8Array(Math.min(this.host.log.snapshotWriteBytesMax, dataBytes));
+    this.inFlightBytes = piece.length;
+    const pause = (): Promise<void> => this.yieldToTimers();
     await this.yieldToTimers();
     try {
-      await this.host.log.saveSnapshot({ meta, data }, compactIndex, file);
+      await this.host.log.saveSnapshotData(
+        meta,
+        {
+          bytes: dataBytes,
+          writeTo: async (write, pieceBytesMax) => {
+            if (piece.length > pieceBytesMax) throw new Error(`invariant violated: pieces of ${piece.length} bytes, above ${pieceBytesMax}`);
+            const encoded = await encodeSnapshotInPieces(copy.files, piece, write, pause);
+            if (encoded !== dataBytes) throw new Error(`invariant violated: ${encoded} bytes encoded, not ${dataBytes}`);
+            // Every byte is written: end the copy-on-write sharing before the fsync, which can take
+            // seconds for a large file while every write meanwhile would copy a chunk.
+            copy.release();
+          },
+        },
+        compactIndex,
+      );
     } catch (error) {
       // A full disk refused the snapshot before it touched the old one: the next one tries again.
       if (!(error instanceof RaftLogError && error.code === 'DISK_FULL')) throw error;
       this.host.skipped(copy.index, error.message);
       return;
+    } finally {
+      this.inFlightBytes = 0;
     }
-    this.host.memory.createSnapshot(copy.index, configuration, data);
     // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
-    this.host.memory.releaseSnapshotData();
+    this.host.memory.createStoredSnapshot(copy.index, configuration, dataBytes);
     this.host.memory.compact(compactIndex);
     this.host.stored(copy.index, compactIndex);
   }

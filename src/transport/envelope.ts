@@ -79,20 +79,40 @@ export function encodeHello(hello: Omit<HelloFrame, 'kind' | 'version'>): Uint8A
 }
 
 export function encodeData(data: Omit<DataFrame, 'kind'>): Uint8Array {
-  if (!isNodeId(data.from) || !isNodeId(data.to)) {
-    throw new RangeError(`node ids must be positive safe integers, got from=${data.from} to=${data.to}`);
-  }
-  if (!Number.isInteger(data.hops) || data.hops < 0 || data.hops > HOPS_MAX) {
-    throw new RangeError(`hops must be 0..${HOPS_MAX}, got ${data.hops}`);
-  }
   const bytes = new Uint8Array(DATA_HEADER_BYTES + data.payload.byteLength);
-  const view = new DataView(bytes.buffer);
-  bytes[0] = FRAME_KIND_DATA;
-  bytes[1] = data.hops;
-  view.setBigUint64(2, BigInt(data.from), true);
-  view.setBigUint64(10, BigInt(data.to), true);
+  writeDataHeader(bytes, data.hops, data.from, data.to);
   bytes.set(data.payload, DATA_HEADER_BYTES);
   return bytes;
+}
+
+/**
+ * Writes a DATA header into the first DATA_HEADER_BYTES of `frame`, whose payload its producer
+ * already put after them: the payload reaches the wire without a copy into a new frame.
+ */
+export function writeDataHeader(frame: Uint8Array, hops: number, from: number, to: number): void {
+  if (!isNodeId(from) || !isNodeId(to)) {
+    throw new RangeError(`node ids must be positive safe integers, got from=${from} to=${to}`);
+  }
+  if (!Number.isInteger(hops) || hops < 0 || hops > HOPS_MAX) {
+    throw new RangeError(`hops must be 0..${HOPS_MAX}, got ${hops}`);
+  }
+  if (frame.byteLength < DATA_HEADER_BYTES) throw new RangeError(`a data frame needs ${DATA_HEADER_BYTES} header bytes, got ${frame.byteLength}`);
+  frame[0] = FRAME_KIND_DATA;
+  frame[1] = hops;
+  writeNodeId(frame, 2, from);
+  writeNodeId(frame, 10, to);
+}
+
+/** A u64 little-endian node id (a safe integer) without a DataView or a BigInt. */
+function writeNodeId(bytes: Uint8Array, offset: number, id: number): void {
+  let low = id % 0x100000000;
+  let high = Math.floor(id / 0x100000000);
+  for (let i = 0; i < 4; i++) {
+    bytes[offset + i] = low & 0xff;
+    low >>>= 8;
+    bytes[offset + 4 + i] = high & 0xff;
+    high >>>= 8;
+  }
 }
 
 export function encodePing(): Uint8Array {
@@ -112,14 +132,13 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
     return { ok: false, reason: `message of ${bytes.byteLength} bytes exceeds the limit of ${messageBytesMax}` };
   }
   if (bytes.byteLength === 0) return { ok: false, reason: 'empty message' };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const kind = bytes[0];
   if (kind === FRAME_KIND_DATA) {
     if (bytes.byteLength < DATA_HEADER_BYTES) return { ok: false, reason: 'truncated data frame header' };
     const hops = bytes[1]!;
     if (hops > HOPS_MAX) return { ok: false, reason: `data frame hop count ${hops} exceeds ${HOPS_MAX}` };
-    const from = readNodeId(view, 2);
-    const to = readNodeId(view, 10);
+    const from = readNodeId(bytes, 2);
+    const to = readNodeId(bytes, 10);
     if (from === undefined || to === undefined) return { ok: false, reason: 'data frame node id out of range' };
     return { ok: true, frame: { kind: 'data', hops, from, to, payload: bytes.subarray(DATA_HEADER_BYTES) } };
   }
@@ -130,11 +149,12 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
   if (kind === FRAME_KIND_HELLO) {
     let offset = 1;
     if (bytes.byteLength < 1 + 1 + 8 + 2) return { ok: false, reason: 'truncated hello frame' };
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const version = bytes[offset++]!;
     if (version !== PROTOCOL_VERSION) {
       return { ok: false, reason: `peer protocol version ${version} is not supported (this node speaks ${PROTOCOL_VERSION})` };
     }
-    const nodeId = readNodeId(view, offset);
+    const nodeId = readNodeId(bytes, offset);
     if (nodeId === undefined) return { ok: false, reason: 'hello node id out of range' };
     offset += 8;
     const address = readString(bytes, view, offset, HELLO_ADDRESS_BYTES_MAX);
@@ -148,10 +168,16 @@ export function decodeFrame(bytes: Uint8Array, messageBytesMax: number): DecodeR
   return { ok: false, reason: `unknown frame kind 0x${kind!.toString(16).padStart(2, '0')}` };
 }
 
-function readNodeId(view: DataView, offset: number): number | undefined {
-  const value = view.getBigUint64(offset, true);
-  if (value === 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-  return Number(value);
+function readNodeId(bytes: Uint8Array, offset: number): number | undefined {
+  const low = readU32(bytes, offset);
+  const high = readU32(bytes, offset + 4);
+  // Above 2^53 - 1 (high word past 21 bits) or zero: not a node id.
+  if (high >= 0x200000 || (high === 0 && low === 0)) return undefined;
+  return high * 0x100000000 + low;
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>> 0;
 }
 
 function readString(

@@ -3,6 +3,8 @@ export {
   PeerTransportError,
   PEER_WEBSOCKET_PATH,
   CLUSTER_KEY_HEADER,
+  PEER_FRAME_HEADROOM_BYTES,
+  PEER_IDLE_TIMEOUT_MS_DEFAULT,
   type PeerAddress,
   type PeerTransportOptions,
   type TransportStats,
@@ -11,6 +13,7 @@ export {
 export {
   encodeHello,
   encodeData,
+  writeDataHeader,
   encodePing,
   decodeFrame,
   constantTimeEqual,

@@ -9,6 +9,7 @@ import {
   encodePing,
   isNodeId,
   withNextHop,
+  writeDataHeader,
   type HelloFrame,
 } from './envelope.ts';
 import { probePeer } from './peer-probe.ts';
@@ -17,6 +18,11 @@ import { probePeer } from './peer-probe.ts';
 export const PEER_WEBSOCKET_PATH = '/raft';
 /** Upgrade header carrying the cluster key where the dialer can set headers (not browsers). */
 export const CLUSTER_KEY_HEADER = 'x-dqlite-cluster-key';
+/** Bytes a payload for `sendFramed` leaves free in front of it, for the frame's header. */
+export const PEER_FRAME_HEADROOM_BYTES = DATA_HEADER_BYTES;
+
+/** A peer connection silent this long is closed, unless the node sets its own (it scales it with its tick). */
+export const PEER_IDLE_TIMEOUT_MS_DEFAULT = 5000;
 
 export interface PeerAddress {
   id: number;
@@ -66,7 +72,8 @@ export interface PeerTransportOptions {
   keepaliveIntervalMs?: number;
   /**
    * An open connection on which nothing arrived for this long is closed (and redialed if
-   * wanted): a silently dead peer or a black-holed link must not hold our traffic. Default 5000.
+   * wanted): a silently dead peer or a black-holed link must not hold our traffic. Default
+   * PEER_IDLE_TIMEOUT_MS_DEFAULT.
    */
   idleTimeoutMs?: number;
   /** `wss://` instead of `ws://`. */
@@ -207,7 +214,7 @@ export class PeerTransport {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
       sendBufferBytesMax: options.sendBufferBytesMax ?? Math.max(2 * maxMessageBytes, 16 * MIB),
       keepaliveIntervalMs: options.keepaliveIntervalMs ?? 1000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 5000,
+      idleTimeoutMs: options.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS_DEFAULT,
       dialEagerly: options.dialEagerly ?? options.selfAddress === '',
       secure: options.secure ?? false,
       onLog: options.onLog,
@@ -262,20 +269,41 @@ export class PeerTransport {
 
   /** Best effort; never blocks. See `stats()` for what was dropped and why. */
   send(to: number, payload: Uint8Array): void {
+    if (!this.sendable(to, DATA_HEADER_BYTES + payload.byteLength)) return;
+    this.route(to, encodeData({ hops: 0, from: this.options.selfId, to, payload }));
+  }
+
+  /**
+   * As `send`, for a payload its producer encoded after PEER_FRAME_HEADROOM_BYTES bytes it left
+   * free: the transport writes its header there and sends `frame` as it is, saving a copy of the
+   * payload (a Raft append's entries) per peer. `frame` is the transport's from then on.
+   */
+  sendFramed(to: number, frame: Uint8Array): void {
+    if (frame.byteLength < DATA_HEADER_BYTES) throw new RangeError(`a framed payload needs ${DATA_HEADER_BYTES} bytes of headroom, got ${frame.byteLength} bytes in all`);
+    if (!this.sendable(to, frame.byteLength)) return;
+    writeDataHeader(frame, 0, this.options.selfId, to);
+    this.route(to, frame);
+  }
+
+  /** Whether a frame of `frameBytes` to `to` may go; counts (and logs) the drop when not. */
+  private sendable(to: number, frameBytes: number): boolean {
     if (this.closed) {
       this.counters.droppedClosed++;
-      return;
+      return false;
     }
     if (!isNodeId(to) || to === this.options.selfId) {
       this.counters.droppedUnreachable++;
-      return;
+      return false;
     }
-    if (DATA_HEADER_BYTES + payload.byteLength > this.options.maxMessageBytes) {
+    if (frameBytes > this.options.maxMessageBytes) {
       this.counters.droppedOversized++;
-      this.log('warn', `dropped a ${payload.byteLength}-byte message: above maxMessageBytes ${this.options.maxMessageBytes}`, to);
-      return;
+      this.log('warn', `dropped a ${frameBytes - DATA_HEADER_BYTES}-byte message: above maxMessageBytes ${this.options.maxMessageBytes}`, to);
+      return false;
     }
-    const frame = encodeData({ hops: 0, from: this.options.selfId, to, payload });
+    return true;
+  }
+
+  private route(to: number, frame: Uint8Array): void {
     const connection = this.openConnectionTo(to);
     if (connection) {
       this.transmit(connection, frame);
@@ -301,6 +329,10 @@ export class PeerTransport {
     else this.counters.droppedUnreachable++;
   }
 
+  /**
+   * `payload` is the handler's to keep: channels deliver each message in a buffer of its own
+   * that they never reuse, and the transport hands on a view of it.
+   */
   onMessage(handler: (from: number, payload: Uint8Array) => void): void {
     this.handlers.push(handler);
   }

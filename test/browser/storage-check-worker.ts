@@ -29,6 +29,30 @@ async function check(open: () => Promise<DurableStorage & { close(): Promise<voi
   await storage.remove('meta');
   await storage.remove('meta');
   result.afterRemove = await storage.list();
+  // A file written a piece at a time (one buffer reused) replaces its name on commit only.
+  await storage.writeAtomic('big', enc('old'));
+  const writer = await storage.openAtomicWriter!('big');
+  const piece = new Uint8Array(3);
+  piece.set(enc('abc'));
+  await writer.write(piece);
+  piece.set(enc('def'));
+  await writer.write(piece);
+  await writer.writeAt(2, enc('CD'));
+  result.beforeCommit = text(await storage.read('big'));
+  result.listedWhileWriting = await storage.list();
+  try {
+    await storage.writeAtomic('big', enc('x'));
+    result.replaceWhileWriting = 'accepted';
+  } catch {
+    result.replaceWhileWriting = 'rejected';
+  }
+  await writer.commit();
+  result.committed = text(await storage.read('big'));
+  const aborted = await storage.openAtomicWriter!('big');
+  await aborted.write(enc('zzz'));
+  await aborted.abort();
+  result.afterAbort = text(await storage.read('big'));
+  await storage.remove('big');
   await storage.writeAtomic('snap', enc('0123456789'));
   const reader = await storage.openReader!('snap');
   result.rangeSize = reader?.sizeBytes;

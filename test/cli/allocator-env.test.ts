@@ -104,11 +104,42 @@ describe.runIf(process.platform === 'linux')('the dqlite-wasm command and glibc 
     let output = '';
     cluster.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     await nodeUp(`127.0.0.1:${port}`);
-    // Its signal handlers are in place once it printed the banner.
+    // The banner: every node it runs was started.
     await waitFor('the banner', 30_000, async () => (output.includes('Press Ctrl-C') ? true : undefined));
     const [nodePid] = readFileSync(`/proc/${cluster.pid}/task/${cluster.pid}/children`, 'utf8').trim().split(' ').map(Number);
     expect(nodePid).toBeGreaterThan(0);
     expect(allocatorEnvironOf(nodePid!)).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '262144' });
     expect(await stop(cluster, 'SIGTERM')).toEqual({ code: 0, signal: null });
+  }, 90_000);
+
+  test('SIGTERM during `dqlite-wasm cluster`\'s head start stops the node it already started', async () => {
+    const port = await freePort();
+    const cluster = spawn(process.execPath, [COMMAND, 'cluster', '--nodes', '3', '--base-port', String(port), '--dir', join(scratch, 'head-start')], {
+      cwd: ROOT,
+      env: environment(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    started.push(cluster);
+    const childrenOf = (pid: number): number[] =>
+      readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+    // The first node is spawned; the others wait out a head start of 1.5 s.
+    const [first] = await waitFor('the first node process', 30_000, async () => {
+      const pids = childrenOf(cluster.pid!);
+      return pids.length > 0 ? pids : undefined;
+    });
+    const exited = await stop(cluster, 'SIGTERM');
+    const alive = (pid: number): boolean => {
+      try {
+        return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2]!.startsWith('Z');
+      } catch {
+        return false;
+      }
+    };
+    try {
+      expect(exited).toEqual({ code: 0, signal: null });
+      await waitFor('the first node to stop', 20_000, async () => (alive(first!) ? undefined : true));
+    } finally {
+      if (alive(first!)) process.kill(first!, 'SIGKILL');
+    }
   }, 90_000);
 });

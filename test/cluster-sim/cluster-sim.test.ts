@@ -86,6 +86,12 @@ describe('whole-cluster simulation', () => {
     expect(result.stats.nemesis.rebuilds).toBe(1);
   });
 
+  it('the nemesis goes on while every node is down (the log-damage case crashes all three)', async () => {
+    // This seed drew a crash of "a running node" with none running: the run stopped.
+    const result = await runClusterSimulation({ seed: 1872008532, nodes: 3, steps: 400 });
+    expect(result.ok, report(result, 400)).toBe(true);
+  });
+
   describe('catches every test-only bug switch', () => {
     for (const [bug, name] of Object.entries(BUG_SWITCHES) as [BugName, keyof UnsafeSwitches][]) {
       it.skipIf(!implemented(name))(`--bug ${bug} (${name}) fails a run`, async () => {

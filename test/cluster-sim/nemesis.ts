@@ -120,7 +120,7 @@ export class Nemesis {
     switch (fault) {
       case 'crash-leader':
       case 'crash-node': {
-        const target = fault === 'crash-leader' ? leader : this.rng.pick(this.cluster.running());
+        const target = fault === 'crash-leader' ? leader : this.pickRunning();
         // Now and then more than a minority goes down: the cluster must stall, not break.
         if (!target || (down >= downMax && !this.rng.chance(0.1))) return;
         this.crash(target, target === leader ? 'leader' : 'follower');
@@ -128,7 +128,7 @@ export class Nemesis {
       }
       case 'crash-mid-write': {
         // The process dies between a write and its fsync: the tail may be torn.
-        const target = leader && this.rng.chance(0.6) ? leader : this.rng.pick(this.cluster.running());
+        const target = leader && this.rng.chance(0.6) ? leader : this.pickRunning();
         if (!target || down >= downMax) return;
         const incarnation = target.incarnation;
         target.disk.crashOnNextAppend(() =>
@@ -333,6 +333,12 @@ export class Nemesis {
     this.scheduler.after(restartMs, () => {
       if (!target.incarnation && !this.cluster.isOut(target)) void this.cluster.start(target);
     });
+  }
+
+  /** A running node, or undefined while every node is down (the log-damage case crashes them all). */
+  private pickRunning(): NodeSlot | undefined {
+    const running = this.cluster.running();
+    return running.length === 0 ? undefined : this.rng.pick(running);
   }
 
   /** Kills `target`; it restarts after `restartMs`, or only when the caller says so ('caller'). */

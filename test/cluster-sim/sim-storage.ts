@@ -1,12 +1,13 @@
 /**
  * In-memory durable storage with a crash model. A `SimDisk` outlives node incarnations; each
  * incarnation gets a `DurableStorage` handle on it. Writes land in the "page cache" at once and
- * become durable at `sync` (appends, truncations) or when `writeAtomic` completes. A crash keeps
+ * become durable at `sync` (appends, truncations) or when `writeAtomic` (or an atomic writer's
+ * commit) completes; what an atomic writer wrote before is in no file. A crash keeps
  * what was durable and may keep a prefix of each file's unsynced tail, possibly ending in
  * garbage (a torn write). Every operation takes virtual time; a crashed incarnation's handle
  * never completes anything again, as a dead process would not.
  */
-import type { DurableFileReader, DurableStorage } from '../../src/runtime.ts';
+import type { DurableFileReader, DurableFileWriter, DurableStorage } from '../../src/runtime.ts';
 import type { Prng } from '../sim/prng.ts';
 import type { FencedClock } from './scheduler.ts';
 
@@ -212,6 +213,51 @@ class SimDiskHandle implements DurableStorage {
     const copy = bytes.slice();
     await this.wait(this.latency.writeMs + this.latency.syncMs);
     this.disk.replace(name, copy);
+  }
+
+  async openAtomicWriter(name: string): Promise<DurableFileWriter> {
+    if (this.fence.fenced) return frozen();
+    // The temporary file: a crash loses it whole, as the host removes a dead writer's temporary
+    // file. Its writes and fsync take the time of one writeAtomic, at the commit: the same
+    // schedule (and random draws) as when the snapshot was written whole.
+    let pieces: Uint8Array[] | undefined = [];
+    let bytes = 0;
+    return {
+      write: async (piece) => {
+        if (this.fence.fenced) return frozen();
+        if (!pieces) throw new Error(`write ${name}: the writer is closed`);
+        // Copied: the caller reuses its piece.
+        pieces.push(piece.slice());
+        bytes += piece.length;
+      },
+      writeAt: async (offset, patch) => {
+        if (this.fence.fenced) return frozen();
+        if (!pieces) throw new Error(`write ${name}: the writer is closed`);
+        if (offset < 0 || offset + patch.length > bytes) throw new Error(`write ${name}: bytes ${offset}..${offset + patch.length} are not written yet`);
+        let start = 0;
+        for (const piece of pieces) {
+          const from = Math.max(offset, start);
+          const to = Math.min(offset + patch.length, start + piece.length);
+          if (from < to) piece.set(patch.subarray(from - offset, to - offset), from - start);
+          start += piece.length;
+        }
+      },
+      commit: async () => {
+        if (!pieces) throw new Error(`commit ${name}: the writer is closed`);
+        const file = new Uint8Array(bytes);
+        let offset = 0;
+        for (const piece of pieces) {
+          file.set(piece, offset);
+          offset += piece.length;
+        }
+        pieces = undefined;
+        await this.wait(this.latency.writeMs + this.latency.syncMs);
+        this.disk.replace(name, file);
+      },
+      abort: async () => {
+        pieces = undefined;
+      },
+    };
   }
 
   async append(name: string, bytes: Uint8Array): Promise<void> {

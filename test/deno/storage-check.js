@@ -33,6 +33,24 @@ result.listed = await storage.list();
 await storage.remove('meta');
 await storage.remove('meta');
 result.afterRemove = await storage.list();
+// A file written a piece at a time (one buffer reused), patched where written, replaces its name on commit only.
+await storage.writeAtomic('big', enc('old'));
+const writer = await storage.openAtomicWriter('big');
+const piece = new Uint8Array(3);
+piece.set(enc('abc'));
+await writer.write(piece);
+piece.set(enc('def'));
+await writer.write(piece);
+await writer.writeAt(2, enc('CD'));
+result.beforeCommit = text(await storage.read('big'));
+await writer.commit();
+result.committed = text(await storage.read('big'));
+const aborted = await storage.openAtomicWriter('big');
+await aborted.write(enc('zzz'));
+await aborted.abort();
+result.afterAbort = text(await storage.read('big'));
+result.temporaries = [...Deno.readDirSync(dir)].filter((entry) => entry.name.startsWith('.tmp-')).length;
+await storage.remove('big');
 try {
   await storage.append('../escape', enc('x'));
   result.badName = 'accepted';

@@ -3,7 +3,7 @@
  * TX_PART entries and a TX_COMMIT, replicas stage the parts outside the engine and apply the
  * transaction whole at the commit, and every way the commit can fail to come leaves nothing.
  */
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { CommandKind, decodeCommand, encodeCommand, encodeTransaction } from '../../src/fsm/commands.ts';
 import { ApplyError } from '../../src/fsm/errors.ts';
 import type { Replicator } from '../../src/fsm/replicated-database.ts';
@@ -14,10 +14,20 @@ import { Engine } from '../../wasm/index.ts';
 const PROPOSAL_BYTES_MAX = 64 * 1024;
 const stillClock = { nowMs: () => 0, setTimeout: () => ({ cancel() {} }) };
 
-async function machine(options: { snapshotBetweenParts?: boolean; databaseBytesMax?: number; lines?: string[] } = {}): Promise<StateMachine> {
+/** The node's clock: real timers, so a gradual proposal takes real turns of the event loop. */
+const timerClock = {
+  nowMs: () => performance.now(),
+  setTimeout: (callback: () => void, delayMs: number) => {
+    const timer = setTimeout(callback, delayMs);
+    return { cancel: () => clearTimeout(timer) };
+  },
+};
+
+async function machine(options: { snapshotBetweenParts?: boolean; databaseBytesMax?: number; lines?: string[]; gradual?: boolean } = {}): Promise<StateMachine> {
   return new StateMachine({
     engine: await Engine.create(),
-    clock: stillClock,
+    clock: options.gradual ? timerClock : stillClock,
+    ...(options.gradual && { proposePartsGradually: true }),
     busyTimeoutMs: 1000,
     databaseQueuedTasksMax: 100,
     proposalBytesMax: PROPOSAL_BYTES_MAX,
@@ -62,6 +72,18 @@ function exec(sm: StateMachine, name: string, sql: string): void {
 }
 
 /** Rows of `sql` on the committed state (the read view clients read from). */
+/** Rows as the database's own connection (reopened on the WAL as it is now) reads them. */
+function connectionRows(sm: StateMachine, name: string, sql: string): unknown[][] {
+  const statement = sm.database(name).engine.prepare(sql)!;
+  const rows: unknown[][] = [];
+  try {
+    while (statement.step()) rows.push(statement.row());
+  } finally {
+    statement.finalize();
+  }
+  return rows;
+}
+
 function committedRows(sm: StateMachine, name: string, sql: string): unknown[][] {
   const view = sm.database(name).engine.readView();
   view.catchUp();
@@ -112,12 +134,17 @@ describe('a transaction larger than one proposal', () => {
     for (const entry of entries) expect(entry.data.length).toBeLessThanOrEqual(PROPOSAL_BYTES_MAX);
 
     const [follower] = replicas;
-    const walBefore = follower!.database('app').engine.files().wal;
+    const confirmedBefore = follower!.database('app').engine.snapshot();
+    const walBytesBefore = confirmedBefore.wal.length;
     applyAll(follower!, parts);
-    // Staged outside the engine: the files and the reads are as before the transaction.
+    // Staged in the engine's WAL past the committed state, without its commit frame: the
+    // committed files, the read view and a connection opened on the WAL now all see nothing of it.
     expect(follower!.stagedTransaction).toEqual({ database: 'app', parts: parts.length, staged: parts.length, bytes: expect.any(Number) });
-    expect(follower!.database('app').engine.files().wal).toEqual(walBefore);
+    expect(follower!.database('app').engine.stagedBytes()).toBe(follower!.stagedTransaction!.bytes);
+    expect(follower!.database('app').engine.files().wal.length).toBeGreaterThan(walBytesBefore + 300000);
+    expect(follower!.database('app').engine.snapshot()).toEqual(confirmedBefore);
     expect(committedRows(follower!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    expect(connectionRows(follower!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
     // The leader holds the frames as pending; its reads do not see them either.
     applyAll(leader, parts);
     expect(committedRows(leader, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
@@ -260,6 +287,112 @@ describe('a transaction larger than one proposal', () => {
     const restarted = await machine();
     restarted.restore(encodeStateCopy(copy), copy.index, 1);
     expect(() => applyAll(restarted, log.entries.slice(copy.index))).toThrow(ApplyError);
+  });
+
+  test('a part whose frames fail their checksum stops the apply at that part; the committed state is untouched and dropping the staged bytes restores the WAL', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const { entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(300000))');
+    const follower = replicas[0]!;
+    const engine = follower.database('app').engine;
+    const confirmed = engine.snapshot();
+    const walBefore = engine.files().wal;
+    applyAll(follower, entries.slice(0, 1));
+    const corrupt = { ...entries[1]!, data: entries[1]!.data.slice() };
+    corrupt.data[corrupt.data.length >> 1] ^= 0xff; // inside a frame wholly in this part: its checksum no longer matches
+    let failure: unknown;
+    try {
+      follower.apply(corrupt, undefined);
+    } catch (error) {
+      failure = error;
+    }
+    expect(failure).toBeInstanceOf(ApplyError);
+    expect(String(failure)).toMatch(new RegExp(`entry ${corrupt.index}.*database app refused a transaction part`));
+    expect(String((failure as ApplyError).cause)).toMatch(/fails its checksum/);
+    expect(follower.appliedIndex).toBe(corrupt.index - 1);
+    expect(engine.snapshot()).toEqual(confirmed);
+    expect(committedRows(follower, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    engine.discardStaged();
+    expect(engine.stagedBytes()).toBeUndefined();
+    expect(engine.files().wal).toEqual(walBefore);
+  });
+
+  test('a leader that steps down between its own parts applies the rest, and the commit, as another node\'s', async () => {
+    const { leader, replicas, log } = await cluster(1);
+    const { entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(300000))');
+    const parts = entries.slice(0, -1);
+    expect(parts.length).toBeGreaterThan(3);
+    // Two of its own parts applied (the engine holds them as pending), then leadership is lost.
+    applyAll(leader, parts.slice(0, 2));
+    leader.abortPending('this node is no longer the leader');
+    expect(leader.database('app').engine.pendingCount()).toBe(0);
+    // The next leader commits the rest: the kept parts go to the engine, the later ones follow.
+    applyAll(leader, [...parts.slice(2), entries[entries.length - 1]!]);
+    applyAll(replicas[0]!, entries);
+    expect(committedRows(leader, 'app', 'SELECT length(x) FROM t')).toEqual([[300000]]);
+    expect(leader.database('app').engine.files()).toEqual(replicas[0]!.database('app').engine.files());
+  });
+
+  test('on a node, the parts are made a turn at a time while the database loop waits, then proposed together', async () => {
+    const leader = await machine({ gradual: true });
+    const follower = await machine();
+    const log = new RecordingLog(1, 1);
+    const db = leader.database('app');
+    exec(leader, 'app', 'CREATE TABLE t (x BLOB)');
+    db.proposeCaptured(log);
+    expect(log.entries.length).toBe(1); // small: proposed at once, as always
+    applyAll(leader, log.entries);
+    applyAll(follower, log.entries);
+
+    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(400000))');
+    let timerRanAt: number | undefined;
+    setTimeout(() => (timerRanAt = log.entries.length), 0);
+    db.proposeCaptured(log);
+    // Nothing proposed yet, and the database's loop holds other statements back.
+    expect(log.entries.length).toBe(1);
+    expect(db.pendingCount).toBe(1);
+    let otherRan = false;
+    const other = db.loop.submit(1, () => (otherRan = true));
+    await Promise.resolve();
+    expect(otherRan).toBe(false);
+    const barrier = db.commitBarrier()!;
+    await vi.waitFor(() => expect(log.entries.length).toBeGreaterThan(1), { timeout: 10_000 });
+    await other;
+    expect(otherRan).toBe(true);
+    // A timer set before ran while the parts were made, before any was proposed.
+    expect(timerRanAt).toBe(1);
+    const entries = log.entries.slice(1);
+    expect(entries.length).toBeGreaterThan(6);
+    expect(entries.map((e) => e.index)).toEqual(entries.map((_, i) => 2 + i));
+    expect(kinds(entries)).toEqual([...entries.slice(0, -1).map(() => CommandKind.TransactionPart), CommandKind.TransactionCommit]);
+    let committed = false;
+    void barrier.then(() => (committed = true));
+    applyAll(leader, entries);
+    applyAll(follower, entries);
+    await Promise.resolve();
+    expect(committed).toBe(true);
+    expect(committedRows(follower, 'app', 'SELECT length(x) FROM t')).toEqual([[400000]]);
+    expect(follower.database('app').engine.files()).toEqual(db.engine.files());
+  });
+
+  test('a leadership loss while the parts are being made proposes nothing and fails the write', async () => {
+    const leader = await machine({ gradual: true });
+    const log = new RecordingLog(1, 1);
+    const db = leader.database('app');
+    exec(leader, 'app', 'CREATE TABLE t (x BLOB)');
+    db.proposeCaptured(log);
+    applyAll(leader, log.entries);
+    exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(400000))');
+    db.proposeCaptured(log);
+    const barrier = db.commitBarrier()!;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    leader.abortPending('this node is no longer the leader');
+    await expect(barrier).rejects.toThrow(/no longer the leader/);
+    // The loop runs again, the engine is back at the committed state, and nothing more is proposed.
+    expect(await db.loop.submit(1, () => 'ran')).toBe('ran');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(log.entries.length).toBe(1);
+    expect(db.engine.pendingCount()).toBe(0);
+    expect(committedRows(leader, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
   });
 
   test('the codec refuses malformed parts and commits; small transactions stay one FRAMES entry', () => {

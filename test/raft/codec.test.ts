@@ -7,6 +7,7 @@ import {
   encodeConfChange,
   encodeConfiguration,
   encodeMessage,
+  encodeMessageWithHeadroom,
   EntryType,
   MessageType,
   RaftCodecError,
@@ -80,6 +81,40 @@ describe('message codec', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('encodes after zeroed headroom the same bytes, in a buffer of exactly that size without a snapshot chunk', () => {
+    fc.assert(
+      fc.property(message, fc.integer({ min: 0, max: 40 }), (m, headroom) => {
+        const plain = encodeMessage(m);
+        const framed = encodeMessageWithHeadroom(m, headroom);
+        expect(framed.subarray(0, headroom)).toEqual(new Uint8Array(headroom));
+        expect(framed.subarray(headroom)).toEqual(plain);
+        if (!m.snapshot) expect(framed.buffer.byteLength).toBe(headroom + plain.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('adopts handed-over input (entries are views into it) but copies a small view of a larger buffer', () => {
+    const m: Message = {
+      type: MessageType.Append, from: 1, to: 2, term: 3, logTerm: 2, index: 9, commit: 8, reject: false, rejectHint: 0, context: 0,
+      entries: [{ term: 3, index: 10, type: EntryType.Normal, data: new Uint8Array(4096).fill(7) }],
+    };
+    const framed = encodeMessageWithHeadroom(m, 18);
+    const adopted = decodeMessage(framed.subarray(18), 'adopt');
+    expect(adopted).toEqual(m);
+    expect(adopted.entries[0]!.data.buffer).toBe(framed.buffer);
+    // The default copies: the caller may reuse its buffer.
+    expect(decodeMessage(framed.subarray(18)).entries[0]!.data.buffer).not.toBe(framed.buffer);
+    // A message that is a small part of a big buffer is copied even when adopted, so that a
+    // kept entry does not keep the whole buffer alive.
+    const big = new Uint8Array(64 * 1024);
+    const small = encodeMessage({ ...m, entries: [{ term: 3, index: 10, type: EntryType.Normal, data: new Uint8Array([1, 2, 3]) }] });
+    big.set(small, 100);
+    const copied = decodeMessage(big.subarray(100, 100 + small.length), 'adopt');
+    expect(copied.entries[0]!.data).toEqual(new Uint8Array([1, 2, 3]));
+    expect(copied.entries[0]!.data.buffer).not.toBe(big.buffer);
   });
 
   it('every truncation of a valid message is a RaftCodecError', () => {

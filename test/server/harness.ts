@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Database } from '../../src/client/index.ts';
-import type { ByteStream, DurableStorage } from '../../src/runtime.ts';
+import type { ByteStream, DurableStorage, MessageChannel } from '../../src/runtime.ts';
 import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
 import { Engine } from '../../wasm/index.ts';
 import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
@@ -52,6 +52,22 @@ export function streamPair(leftAddress: string, rightAddress: string): [ByteStre
   left.connect(right.side);
   right.connect(left.side);
   return [left.stream, right.stream];
+}
+
+/**
+ * Two connected message channels (peers' WebSockets in a test), over streamPair: each send
+ * arrives whole, later, in order, as streamPair delivers each write as one chunk.
+ */
+export function channelPair(leftAddress: string, rightAddress: string): [MessageChannel, MessageChannel] {
+  const asChannel = (stream: ByteStream): MessageChannel => ({
+    send: (message) => stream.write(message),
+    onMessage: (handler) => stream.onData(handler),
+    onClose: (handler) => stream.onClose(handler),
+    close: () => stream.close(),
+    remoteAddress: stream.remoteAddress,
+  });
+  const [left, right] = streamPair(leftAddress, rightAddress);
+  return [asChannel(left), asChannel(right)];
 }
 
 export interface TestNode {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { openDirectoryStorage, type NodeDirectoryStorage } from '../../runtimes/node/storage.ts';
 import { EntryType, type Entry } from '../../src/raft/index.ts';
+import { LOG_WRITE_BYTES_MAX } from '../../src/limits.ts';
 import { LogWriter } from '../../src/server/log-writer.ts';
 import { RaftLog } from '../../src/server/raft-log.ts';
 
@@ -82,6 +83,26 @@ describe('LogWriter', () => {
     expect(events).toEqual(['ack before any write']);
     await writer.idle();
     expect(events).toEqual(['ack before any write', 'durable 1', 'ack 1', 'durable 3', 'ack 3']);
+  });
+
+  test('a hand-over larger than LOG_WRITE_BYTES_MAX goes to the disk in writes of at most that much, its acknowledgement after the last', async () => {
+    const log = await openLog();
+    const events: string[] = [];
+    const writer = new LogWriter(log, () => performance.now(), (written) => events.push(`durable ${written.map((e) => e.index).join(',')}`), (error) => {
+      throw error;
+    });
+    const entryBytes = Math.floor(LOG_WRITE_BYTES_MAX / 2.5);
+    const large = entries(1, 5).map((entry) => ({ ...entry, data: new Uint8Array(entryBytes).fill(entry.index) }));
+    writer.write(large);
+    writer.afterDurable(() => events.push('ack 5'));
+    writer.write(entries(6, 6));
+    writer.afterDurable(() => events.push('ack 6'));
+    await writer.idle();
+    // Two entries fit one write; the one handed over later joins the rest, and both
+    // acknowledgements wait for the write that holds entry 5.
+    expect(events).toEqual(['durable 1,2', 'durable 3,4', 'durable 5,6', 'ack 5', 'ack 6']);
+    const reloaded = await (await openLog()).load();
+    expect(reloaded.entries.map((e) => [e.index, e.data.length, e.data[0]])).toEqual([...large.map((e) => [e.index, entryBytes, e.index]), [6, 2, 6]]);
   });
 
   test('a failed write is reported once, and idle() still resolves so the node can stop', async () => {

@@ -7,11 +7,12 @@ import { afterEach, describe, expect, test } from 'vitest';
 import type { DurableStorage } from '../../src/runtime.ts';
 import { startTestNode, until, type TestNode } from './harness.ts';
 
-/** Real storage whose snapshot file replacement waits until `release()`. */
+/** Real storage whose writes of a snapshot file (written a piece at a time) wait until `release()`. */
 function gateSnapshotWrites(storage: DurableStorage): { storage: DurableStorage; held: () => number; release: () => void } {
   let held = 0;
   let open: () => void = () => {};
   let gate = new Promise<void>((resolve) => (open = resolve));
+  const openWriter = storage.openAtomicWriter!.bind(storage);
   return {
     storage: {
       read: (name) => storage.read(name),
@@ -20,12 +21,20 @@ function gateSnapshotWrites(storage: DurableStorage): { storage: DurableStorage;
       truncate: (name, size) => storage.truncate(name, size),
       remove: (name) => storage.remove(name),
       list: () => storage.list(),
-      async writeAtomic(name, bytes) {
-        if (name === 'snapshot') {
-          held++;
-          await gate;
-        }
-        await storage.writeAtomic(name, bytes);
+      writeAtomic: (name, bytes) => storage.writeAtomic(name, bytes),
+      async openAtomicWriter(name) {
+        const writer = await openWriter(name);
+        if (name !== 'snapshot') return writer;
+        return {
+          async write(bytes) {
+            held++;
+            await gate;
+            await writer.write(bytes);
+          },
+          writeAt: (offset, bytes) => writer.writeAt(offset, bytes),
+          commit: () => writer.commit(),
+          abort: () => writer.abort(),
+        };
       },
     },
     held: () => held,

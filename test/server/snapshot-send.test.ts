@@ -13,7 +13,7 @@ import type { DurableFileReader, DurableStorage, MessageChannel, Runtime } from 
 import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
 import { Engine } from '../../wasm/index.ts';
 import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
-import { streamPair, until } from './harness.ts';
+import { channelPair, streamPair, until } from './harness.ts';
 
 const KiB = 1024;
 const chunkBytes = 64 * KiB;
@@ -24,49 +24,13 @@ const settings: Partial<NodeOptions> = {
   limits: { snapshotChunkBytesMax: chunkBytes, logTrailingBytesMax: 64 * KiB, appendBytesMax: 64 * KiB },
 };
 
-/** Two connected message channels; each send arrives whole, later, in order. */
-function channelPair(leftAddress: string, rightAddress: string): [MessageChannel, MessageChannel] {
-  const make = (remoteAddress: string) => {
-    const handlers: ((message: Uint8Array) => void)[] = [];
-    const closes: ((error?: Error) => void)[] = [];
-    let closed = false;
-    let peer!: { deliver(message: Uint8Array): void; end(): void };
-    const end = (): void => {
-      if (closed) return;
-      closed = true;
-      setImmediate(() => closes.forEach((h) => h()));
-    };
-    const channel: MessageChannel = {
-      send(message) {
-        if (closed) return false;
-        const copy = message.slice();
-        setImmediate(() => peer.deliver(copy));
-        return true;
-      },
-      onMessage: (handler) => void handlers.push(handler),
-      onClose: (handler) => void closes.push(handler),
-      close() {
-        end();
-        setImmediate(() => peer.end());
-      },
-      remoteAddress,
-    };
-    return {
-      channel,
-      deliver: (message: Uint8Array) => {
-        if (!closed) handlers.forEach((h) => h(message));
-      },
-      end,
-      connect(other: { deliver(message: Uint8Array): void; end(): void }) {
-        peer = other;
-      },
-    };
-  };
-  const left = make(rightAddress);
-  const right = make(leftAddress);
-  left.connect(right);
-  right.connect(left);
-  return [left.channel, right.channel];
+/**
+ * A snapshot is on disk and no other is being written: the applied index is less than a snapshot
+ * threshold past it (a snapshot being written has not yet moved the snapshot index).
+ */
+function snapshotSettled(node: ClusterNode): boolean {
+  const status = node.status();
+  return status.snapshots > 0 && status.appliedIndex - status.snapshotIndex < settings.snapshotThresholdEntries! && status.memory.snapshotBytes === 0;
 }
 
 /** What the leader read of its snapshot file. */
@@ -87,6 +51,7 @@ function countSnapshotReads(storage: DurableStorage, reads: SnapshotReads): Dura
       return storage.read(name);
     },
     writeAtomic: (name, bytes) => storage.writeAtomic(name, bytes),
+    openAtomicWriter: storage.openAtomicWriter?.bind(storage),
     append: (name, bytes) => storage.append(name, bytes),
     writeAt: storage.writeAt,
     sync: (name) => storage.sync(name),
@@ -210,7 +175,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
     // About 1.3 MB of rows: a snapshot of about 20 chunks.
     for (let i = 1; i <= 40; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
-    await until('a snapshot on disk', 10_000, () => leader.node.status().snapshots > 0 && leader.node.status().memory.snapshotBytes === 0);
+    await until('a snapshot on disk, and none being written', 10_000, () => snapshotSettled(leader.node));
     const snapshotFileBytes = statSync(join(leader.dir, 'snapshot')).size;
     expect(snapshotFileBytes).toBeGreaterThan(10 * chunkBytes);
 
@@ -250,7 +215,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     const db = await clientOf(leader);
     await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
     for (let i = 1; i <= 30; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
-    await until('a snapshot on disk', 10_000, () => leader.node.status().snapshots > 0 && leader.node.status().memory.snapshotBytes === 0);
+    await until('a snapshot on disk, and none being written', 10_000, () => snapshotSettled(leader.node));
     // Stop snapshots from replacing the file: no more writes. Flip one byte near the end of its data.
     const path = join(leader.dir, 'snapshot');
     const size = statSync(path).size;

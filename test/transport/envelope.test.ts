@@ -5,6 +5,7 @@ import {
   decodeFrame,
   encodeData,
   encodeHello,
+  writeDataHeader,
   DATA_HEADER_BYTES,
   HELLO_KEY_BYTES_MAX,
 } from '../../src/transport/index.ts';
@@ -19,6 +20,37 @@ describe('peer envelope codec', () => {
         expect(decoded).toEqual({ ok: true, frame: { kind: 'data', from, to, hops, payload } });
       }),
     );
+  });
+
+  it('writes the data header of earlier versions (u64 little-endian ids) in place', () => {
+    fc.assert(
+      fc.property(nodeId, nodeId, fc.integer({ min: 0, max: 1 }), fc.uint8Array({ maxLength: 64 }), (from, to, hops, payload) => {
+        const reference = new Uint8Array(DATA_HEADER_BYTES + payload.length);
+        const view = new DataView(reference.buffer);
+        reference[0] = 0xd2;
+        reference[1] = hops;
+        view.setBigUint64(2, BigInt(from), true);
+        view.setBigUint64(10, BigInt(to), true);
+        reference.set(payload, DATA_HEADER_BYTES);
+        expect(encodeData({ from, to, hops, payload })).toEqual(reference);
+        const inPlace = new Uint8Array(DATA_HEADER_BYTES + payload.length);
+        inPlace.set(payload, DATA_HEADER_BYTES);
+        writeDataHeader(inPlace, hops, from, to);
+        expect(inPlace).toEqual(reference);
+      }),
+    );
+    expect(() => writeDataHeader(new Uint8Array(DATA_HEADER_BYTES), 0, 0, 1)).toThrow(RangeError);
+    expect(() => writeDataHeader(new Uint8Array(DATA_HEADER_BYTES - 1), 0, 1, 2)).toThrow(RangeError);
+  });
+
+  it('rejects node ids of zero or above 2^53 - 1 in data frames', () => {
+    for (const id of [0n, 2n ** 53n, 2n ** 64n - 1n]) {
+      const bytes = encodeData({ from: 1, to: 2, hops: 0, payload: new Uint8Array(1) });
+      new DataView(bytes.buffer).setBigUint64(2, id, true);
+      expect(decodeFrame(bytes, 1 << 20)).toEqual({ ok: false, reason: 'data frame node id out of range' });
+    }
+    const largest = encodeData({ from: Number.MAX_SAFE_INTEGER, to: 2, hops: 0, payload: new Uint8Array(0) });
+    expect(decodeFrame(largest, 1 << 20)).toMatchObject({ ok: true, frame: { from: Number.MAX_SAFE_INTEGER } });
   });
 
   it('round-trips hello frames', () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { dialWebSocket, nodeClock } from '../../runtimes/node/index.ts';
-import { CLUSTER_KEY_HEADER, encodeData, encodeHello, PeerTransport, PeerTransportError } from '../../src/transport/index.ts';
+import { CLUSTER_KEY_HEADER, encodeData, encodeHello, PEER_FRAME_HEADROOM_BYTES, PeerTransport, PeerTransportError } from '../../src/transport/index.ts';
 import type { MessageChannel } from '../../src/runtime.ts';
 import { dialWithoutHeaders, encode, startNode, type TestNode } from './helpers.ts';
 
@@ -50,6 +50,33 @@ describe('PeerTransport over the real listener', () => {
     expect(a.transport.stats()).toMatchObject({ dialsStarted: 1, messagesSent: 300, messagesReceived: 50 });
     expect(a.transport.reachablePeers()).toEqual([2]);
     expect(b.transport.reachablePeers()).toEqual([1]);
+  });
+
+  it('sends payloads framed in place by their producer like copied ones, in order with them', async () => {
+    const a = await node(1);
+    const b = await node(2);
+    const peers = [
+      { id: 1, address: a.address },
+      { id: 2, address: b.address },
+    ];
+    a.transport.setPeers(peers);
+    b.transport.setPeers(peers);
+    const framed = (text: string): Uint8Array => {
+      const payload = encode(text);
+      const frame = new Uint8Array(PEER_FRAME_HEADROOM_BYTES + payload.length);
+      frame.set(payload, PEER_FRAME_HEADROOM_BYTES);
+      return frame;
+    };
+    const sent = Array.from({ length: 40 }, (_, index) => `f${index}`);
+    sent.forEach((text, index) => (index % 2 === 0 ? a.transport.sendFramed(2, framed(text)) : a.transport.send(2, encode(text))));
+    await expect.poll(() => b.received.length).toBe(40);
+    expect(texts(b, 1)).toEqual(sent);
+    expect(a.transport.stats()).toMatchObject({ messagesSent: 40 });
+    // Too short to hold the header: a caller's bug, not a network condition.
+    expect(() => a.transport.sendFramed(2, new Uint8Array(PEER_FRAME_HEADROOM_BYTES - 1))).toThrow(RangeError);
+    a.transport.close();
+    a.transport.sendFramed(2, framed('late'));
+    expect(a.transport.stats().droppedClosed).toBe(1);
   });
 
   it('refuses a peer with the wrong cluster key, in the upgrade header and in the hello', async () => {
