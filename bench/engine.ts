@@ -8,7 +8,9 @@
 // wall time and in CPU time (process.cpuUsage, all threads: the collector's included).
 // Run: npm run bench:engine   (or node --import ./scripts/ts-loader.mjs bench/engine.ts)
 // Env: BENCH_TRANSACTIONS, BENCH_ROUNDS; BENCH_CHANGE_CAPTURE=1 has the leader record each
-// transaction's row changes too (wasm/change-capture.ts), to price the change feed's capture.
+// transaction's row changes too (wasm/change-capture.ts), to price the change feed's capture;
+// BENCH_CHANGE_CAPTURE=compare only runs the engine side, alternating a leader with capture and
+// one without (same process), and prints capture's CPU time per transaction.
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 import { Engine } from '../wasm/index.ts';
 
@@ -51,7 +53,9 @@ function startTiming(): () => Timing {
 // One module and one pair of engines for all rounds, as a node keeps one engine: each round
 // opens fresh databases, so rounds differ only in the work measured, not in WASM instances.
 const plainSqlite = await sqlite3InitModule();
-const leaderEngine = await Engine.create(process.env['BENCH_CHANGE_CAPTURE'] === '1' ? { changeCapture: { changeSetBytesMax: 64 * 1024 } } : {});
+const CAPTURE = process.env['BENCH_CHANGE_CAPTURE'];
+const CAPTURE_OPTIONS = { changeCapture: { changeSetBytesMax: 64 * 1024 } };
+const leaderEngine = await Engine.create(CAPTURE === '1' ? CAPTURE_OPTIONS : {});
 const followerEngine = await Engine.create();
 let roundCounter = 0;
 
@@ -72,9 +76,9 @@ async function plainMemory(blobs: Uint8Array[]): Promise<Timing> {
   return timing;
 }
 
-async function engineCaptureApply(blobs: Uint8Array[]): Promise<Timing & { payloadBytes: number; checkpoints: number }> {
+async function engineCaptureApply(blobs: Uint8Array[], leaderOf: Engine = leaderEngine): Promise<Timing & { payloadBytes: number; checkpoints: number }> {
   const name = `bench-${++roundCounter}`;
-  const leader = leaderEngine.open(name);
+  const leader = leaderOf.open(name);
   const follower = followerEngine.open(name);
   const create = leader.prepare('CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)')!;
   create.step();
@@ -164,6 +168,18 @@ async function kvwriteBytesPerTransaction(pageSize: number, transactions: number
 }
 
 const blobs = Array.from({ length: TRANSACTIONS }, (_, i) => rowBlob(i));
+if (CAPTURE === 'compare') {
+  const capturingEngine = await Engine.create(CAPTURE_OPTIONS);
+  const perTransactionUs: number[] = [];
+  for (let round = 0; round <= ROUNDS * 2; round++) {
+    const captured = await engineCaptureApply(blobs, capturingEngine);
+    const plain = await engineCaptureApply(blobs);
+    if (round > 0) perTransactionUs.push(((captured.cpuMs - plain.cpuMs) * 1000) / TRANSACTIONS);
+  }
+  perTransactionUs.sort((a, b) => a - b);
+  console.log(`change capture: ${perTransactionUs[perTransactionUs.length >> 1]!.toFixed(2)} µs CPU per transaction (median of ${perTransactionUs.length} alternated round pairs)`);
+  process.exit(0);
+}
 console.log(`engine benchmark: ${TRANSACTIONS} single-row transactions of ${ROW_BYTES} B; 1 warm-up + ${ROUNDS} rounds, best of each`);
 console.log('engine side: capture on a leader, apply to one follower, checkpoint both every 1000 WAL frames');
 const rate = (t: Timing) => `${((TRANSACTIONS / t.wallMs) * 1000).toFixed(0)} tx/s`;
