@@ -25,7 +25,6 @@ import {
   upgradeRefusal,
 } from './host.ts';
 import type { HttpApiRequest, HttpApiResponse } from '../http/request.ts';
-import { joinCluster, JoinRefusedError } from './join.ts';
 import { ClusterNode } from './node.ts';
 import { NODE_DEFAULTS, type UnsafeSwitches } from './node-options.ts';
 
@@ -315,6 +314,8 @@ export async function startMember(options: MemberOptions, host: MemberHost): Pro
     log(`${host.label ?? 'node'} ${identity.id} listening on ${listener.address}${tls ? ` with mutual TLS as "${tls.subject}"` : ''} (data in ${options.dir})`);
 
     if (joining) {
+      // Joining (and the client it dials with) loads only for a new member that joins.
+      const { joinCluster, JoinRefusedError } = await import('./join.ts');
       try {
         await joinCluster({
           dial: host.joinDial ? host.joinDial(key.key) : authenticatedDial(runtime.dialWebSocket, key.key, tls !== undefined),
