@@ -15,7 +15,6 @@ import { parseAllowList } from '../src/server/admin-policy.ts';
 import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts';
 import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwitches } from '../src/server/node-options.ts';
 import type { MemberOptions, RunningMember } from '../src/server/startup.ts';
-import { runShellCommand } from '../runtimes/node/shell.ts';
 import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
 import { withAllocatorDefaults } from './allocator.ts';
 import { bannerText } from './banner.ts';
@@ -363,8 +362,11 @@ export async function runCommand(args: readonly string[], host: CliHost): Promis
         }
       }
     }
-  } else if (command === 'shell') await runShellCommand([...rest]);
-  else if (command === 'backup' || command === 'import') await runBackupImport(command, [...rest]);
+  } else if (command === 'shell') {
+    // The shell (its client, readline) loads only for `shell`: a node never runs it.
+    const { runShellCommand } = await import('../runtimes/node/shell.ts');
+    await runShellCommand([...rest]);
+  } else if (command === 'backup' || command === 'import') await runBackupImport(command, [...rest]);
   else if (command === undefined || command === 'help' || command === '--help' || command === '-h') console.log(USAGE);
   else throw new UsageError(`unknown command "${command}": use start, cluster, client-token, cert, backup, import, shell or help`);
 }

@@ -30,10 +30,7 @@ const DATABASE_NAME_BYTES_MAX = 256;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const ENDPOINTS = '/db/execute, /db/query, /db/request, /db/backup, /db/load, /db/changes, /nodes, /readyz';
 
-/** Whether the API answers `path` (everything else stays with the host's own routes). */
-export function isHttpApiPath(path: string): boolean {
-  return path === '/db' || path.startsWith('/db/') || path === '/nodes' || path === '/readyz';
-}
+export { isHttpApiPath } from './paths.ts';
 
 export class HttpApi {
   private readonly link: LeaderLink;

@@ -2,7 +2,8 @@
  * What every host (Node, Deno, browser) does the same way around a node: its identity file, the
  * WebSocket paths it serves, and its HTTP status answers. Host-neutral: only `src/` types.
  */
-import { httpApiFor, isHttpApiPath, type HttpApiRequest, type HttpApiResponse } from '../http/index.ts';
+import type { HttpApiRequest, HttpApiResponse } from '../http/index.ts';
+import { isHttpApiPath } from '../http/paths.ts';
 import type { ByteStream, DialStream, DurableStorage, MessageChannel } from '../runtime.ts';
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { crc32 } from '../util/crc32.ts';
@@ -167,6 +168,8 @@ export async function httpResponse(
     const refusal = access.refusal({ headers: request.headers, query: request.query }, "this node's HTTP API");
     if (refusal) return { status: refusal.status, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: refusal.reason }) };
   }
+  // The API's modules load at its first request: a node that is never asked never holds them.
+  const { httpApiFor } = await import('../http/cluster-node-host.ts');
   const answer = await httpApiFor(node, dialStream).answer(request);
   return origin === undefined ? answer : { ...answer, headers: { ...answer.headers, ...corsHeaders(origin, false) } };
 }
