@@ -224,27 +224,25 @@ export class ReplicatedDatabase {
    * aborted meanwhile (this node stepped down), the parts kept from the log are applied now.
    */
   applyOwnCommit(index: number, term: number, parts: readonly Uint8Array[]): void {
-    const head = this.pending[0];
-    if (head && head.index === index && head.term === term) {
-      this.engine.confirm(1);
-      this.pending.shift();
-      head.committed.resolve();
-      return;
-    }
+    if (this.confirmOwn(index, term)) return;
     if (this.pending.length > 0) this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
     this.engine.discardStaged();
     for (const part of parts) this.engine.stage(part);
     this.engine.commitStaged();
   }
 
-  private applyTransaction(index: number, term: number, payload: () => Uint8Array): void {
+  /** Whether entry (index, term) is our oldest pending transaction: then it is confirmed. */
+  private confirmOwn(index: number, term: number): boolean {
     const head = this.pending[0];
-    if (head && head.index === index && head.term === term) {
-      this.engine.confirm(1);
-      this.pending.shift();
-      head.committed.resolve();
-      return;
-    }
+    if (!head || head.index !== index || head.term !== term) return false;
+    this.engine.confirm(1);
+    this.pending.shift();
+    head.committed.resolve();
+    return true;
+  }
+
+  private applyTransaction(index: number, term: number, payload: () => Uint8Array): void {
+    if (this.confirmOwn(index, term)) return;
     if (this.pending.length > 0) {
       // Another leader's entry took the place of ours: our pending frames are not the log.
       this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);

@@ -372,23 +372,11 @@ export function decodeSnapshotFileHeader(prefix: Uint8Array): SnapshotFileHeader
 
 /** The snapshot, or a sentence saying why the bytes are not a whole snapshot file. */
 export function decodeSnapshotFile(bytes: Uint8Array): Snapshot | string {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < 12) return `it has only ${bytes.length} bytes`;
-  const metaBytes = view.getUint32(0, true);
-  if (12 + metaBytes > bytes.length) return `its metadata length ${metaBytes} runs past the end of the file`;
-  const meta = bytes.subarray(4, 4 + metaBytes);
-  if (crc32(meta) !== view.getUint32(8 + metaBytes, true)) return 'its metadata fails its checksum';
+  const header = decodeSnapshotFileHeader(bytes);
+  if (typeof header === 'string') return header;
+  if (!('meta' in header)) return `its metadata length ${header.headerBytes - 12} runs past the end of the file`;
   // A view, not a copy: the file's bytes are read for this snapshot alone.
-  const data = bytes.subarray(12 + metaBytes);
-  if (crc32(data) !== view.getUint32(4 + metaBytes, true)) return 'its data fails its checksum';
-  let parsed: Snapshot['meta'];
-  try {
-    parsed = JSON.parse(utf8Decoder.decode(meta)) as Snapshot['meta'];
-  } catch (error) {
-    return `its metadata is not JSON (${(error as Error).message})`;
-  }
-  if (!Number.isSafeInteger(parsed.index) || !Number.isSafeInteger(parsed.term) || !parsed.configuration) {
-    return 'its metadata lacks an index, a term or a configuration';
-  }
-  return { meta: parsed, data };
+  const data = bytes.subarray(header.dataOffset);
+  if (crc32(data) !== header.dataCrc) return 'its data fails its checksum';
+  return { meta: header.meta, data };
 }
