@@ -92,6 +92,12 @@ describe('whole-cluster simulation', () => {
     expect(result.ok, report(result, 400)).toBe(true);
   });
 
+  it('a log is damaged only while every node is a voter (a spare left by an unfinished change would leave no quorum)', async () => {
+    // This seed damaged a voter's log while another node was still a spare: the run never got a leader back.
+    const result = await runClusterSimulation({ seed: 5006, nodes: 3, steps: 400 });
+    expect(result.ok, report(result, 400)).toBe(true);
+  });
+
   describe('catches every test-only bug switch', () => {
     for (const [bug, name] of Object.entries(BUG_SWITCHES) as [BugName, keyof UnsafeSwitches][]) {
       it.skipIf(!implemented(name))(`--bug ${bug} (${name}) fails a run`, async () => {

@@ -258,6 +258,10 @@ export class Nemesis {
         if (this.logDamageDone) return;
         this.logDamageArmed = true;
         if (!leader || down > 0 || this.partitioned || this.membershipBusy) return;
+        // A node left a spare by a membership change that did not finish would leave two voters:
+        // with the damaged one out, no quorum, and nothing an operator could do but rebuild.
+        const voters = new Set((this.cluster.status(leader)?.members ?? []).filter((m) => m.role === 'voter').map((m) => m.id));
+        if (slots.some((s) => !voters.has(s.id))) return;
         this.logDamageDone = true;
         this.logDamageArmed = false;
         const followers = this.cluster.running().filter((s) => s !== leader);
