@@ -388,6 +388,11 @@ export class Nemesis {
         this.trace(`nemesis: ${what} done`);
         return true;
       } catch (error) {
+        // An add whose answer was lost was applied: the retry finds the node a member already.
+        if (request.type === 'add' && /is already a member/.test((error as Error).message)) {
+          this.trace(`nemesis: ${what} done (an earlier attempt was applied)`);
+          return true;
+        }
         this.trace(`nemesis: ${what} failed: ${(error as Error).message}`);
         await this.scheduler.sleep(200 + this.rng.int(500));
       }
