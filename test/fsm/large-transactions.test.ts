@@ -71,10 +71,8 @@ function exec(sm: StateMachine, name: string, sql: string): void {
   }
 }
 
-/** Rows of `sql` on the committed state (the read view clients read from). */
-/** Rows as the database's own connection (reopened on the WAL as it is now) reads them. */
-function connectionRows(sm: StateMachine, name: string, sql: string): unknown[][] {
-  const statement = sm.database(name).engine.prepare(sql)!;
+/** Every row of `statement`, which is finalized. */
+function allRows(statement: { step(): boolean; row(): unknown[]; finalize(): void }): unknown[][] {
   const rows: unknown[][] = [];
   try {
     while (statement.step()) rows.push(statement.row());
@@ -84,17 +82,16 @@ function connectionRows(sm: StateMachine, name: string, sql: string): unknown[][
   return rows;
 }
 
+/** Rows as the database's own connection (reopened on the WAL as it is now) reads them. */
+function connectionRows(sm: StateMachine, name: string, sql: string): unknown[][] {
+  return allRows(sm.database(name).engine.prepare(sql)!);
+}
+
+/** Rows of `sql` on the committed state (the read view clients read from). */
 function committedRows(sm: StateMachine, name: string, sql: string): unknown[][] {
   const view = sm.database(name).engine.readView();
   view.catchUp();
-  const statement = view.prepare(sql)!;
-  const rows: unknown[][] = [];
-  try {
-    while (statement.step()) rows.push(statement.row());
-  } finally {
-    statement.finalize();
-  }
-  return rows;
+  return allRows(view.prepare(sql)!);
 }
 
 function applyAll(sm: StateMachine, entries: Entry[]): void {

@@ -14,8 +14,11 @@ function dataOf(length: number, seed: number): Uint8Array {
   return new Uint8Array(length).map((_, i) => (i * 7 + seed) & 0xff);
 }
 
-/** A cluster whose leader took a snapshot of `data` and released it; `lagging` missed everything it covers. */
-function laggingCluster(data: Uint8Array): { h: Harness; leader: HarnessNode; lagging: NodeId; index: number } {
+/**
+ * A cluster whose leader took a snapshot of `data` and released it (unless `keepData`); `lagging`
+ * missed everything it covers and is still isolated.
+ */
+function laggingCluster(data: Uint8Array, keepData = false): { h: Harness; leader: HarnessNode; lagging: NodeId; index: number } {
   const h = new Harness([1, 2, 3], { snapshotChunkBytes: chunkBytes });
   const leader = h.electLeader();
   h.tick(undefined, 2);
@@ -25,7 +28,7 @@ function laggingCluster(data: Uint8Array): { h: Harness; leader: HarnessNode; la
   const index = leader.raft.status().applied;
   leader.storage.createSnapshot(index, leader.raft.configurationAt(index), data);
   leader.storage.compact(index);
-  leader.storage.releaseSnapshotData();
+  if (!keepData) leader.storage.releaseSnapshotData();
   return { h, leader, lagging, index };
 }
 
@@ -136,16 +139,8 @@ describe('sending a snapshot a chunk at a time', () => {
   });
 
   it('sends the data held in memory at once, and finishes a snapshot replaced by a newer one while its data was held', () => {
-    const h = new Harness([1, 2, 3], { snapshotChunkBytes: chunkBytes });
-    const leader = h.electLeader();
-    h.tick(undefined, 2);
-    const lagging = [1, 2, 3].find((id) => id !== leader.id)!;
-    h.isolate(lagging);
-    for (let i = 0; i < 20; i++) h.propose(leader, `e${i}`);
-    const index = leader.raft.status().applied;
     const data = dataOf(420, 5);
-    leader.storage.createSnapshot(index, leader.raft.configurationAt(index), data);
-    leader.storage.compact(index);
+    const { h, leader, lagging, index } = laggingCluster(data, true);
     h.heal();
     // The first chunk goes; then a newer snapshot arrives while the first is still being sent.
     h.tick([leader.id], 2);

@@ -80,3 +80,16 @@ export async function startNode(id: number, options: StartOptions = {}): Promise
 /** A dialer that drops upgrade headers, as a browser's WebSocket does. */
 export const dialWithoutHeaders: DialWebSocket = (url, options) =>
   dialWebSocket(url, options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
+
+/** Nodes 1 and 2, started by `start` (which tracks them for cleanup), each knowing both. */
+export async function startPeerPair(start: (id: number) => Promise<TestNode>): Promise<[TestNode, TestNode]> {
+  const a = await start(1);
+  const b = await start(2);
+  const peers = [
+    { id: 1, address: a.address },
+    { id: 2, address: b.address },
+  ];
+  a.transport.setPeers(peers);
+  b.transport.setPeers(peers);
+  return [a, b];
+}

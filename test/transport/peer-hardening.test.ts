@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DialWebSocket } from '../../src/runtime.ts';
 import { dialWebSocket } from '../../runtimes/node/index.ts';
-import { encode, startNode, type TestNode } from './helpers.ts';
+import { encode, startNode, startPeerPair, type TestNode } from './helpers.ts';
 
 const nodes: TestNode[] = [];
 async function node(...args: Parameters<typeof startNode>): Promise<TestNode> {
@@ -20,14 +20,7 @@ afterEach(async () => {
 
 describe('peer input hardening', () => {
   it('closes the connection whose payload the handler refuses, logs why, and recovers', async () => {
-    const a = await node(1);
-    const b = await node(2);
-    const peers = [
-      { id: 1, address: a.address },
-      { id: 2, address: b.address },
-    ];
-    a.transport.setPeers(peers);
-    b.transport.setPeers(peers);
+    const [a, b] = await startPeerPair(node);
     b.transport.onMessage((_from, payload) => {
       if (payload[0] === 0xff) throw new Error('not a Raft message');
     });

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { dialWebSocket, nodeClock } from '../../runtimes/node/index.ts';
 import { CLUSTER_KEY_HEADER, encodeData, encodeHello, PEER_FRAME_HEADROOM_BYTES, PeerTransport, PeerTransportError } from '../../src/transport/index.ts';
 import type { MessageChannel } from '../../src/runtime.ts';
-import { dialWithoutHeaders, encode, startNode, type TestNode } from './helpers.ts';
+import { dialWithoutHeaders, encode, startNode, startPeerPair, type TestNode } from './helpers.ts';
 
 const nodes: TestNode[] = [];
 async function node(...args: Parameters<typeof startNode>): Promise<TestNode> {
@@ -29,14 +29,7 @@ async function rawPeer(target: TestNode, key = 'cluster-secret'): Promise<{ chan
 
 describe('PeerTransport over the real listener', () => {
   it('delivers messages in order both ways over one connection', async () => {
-    const a = await node(1);
-    const b = await node(2);
-    const peers = [
-      { id: 1, address: a.address },
-      { id: 2, address: b.address },
-    ];
-    a.transport.setPeers(peers);
-    b.transport.setPeers(peers);
+    const [a, b] = await startPeerPair(node);
     const sent = Array.from({ length: 300 }, (_, index) => `m${index}`);
     for (const text of sent) a.transport.send(2, encode(text));
     await expect.poll(() => b.received.length).toBe(300);
@@ -53,14 +46,7 @@ describe('PeerTransport over the real listener', () => {
   });
 
   it('sends payloads framed in place by their producer like copied ones, in order with them', async () => {
-    const a = await node(1);
-    const b = await node(2);
-    const peers = [
-      { id: 1, address: a.address },
-      { id: 2, address: b.address },
-    ];
-    a.transport.setPeers(peers);
-    b.transport.setPeers(peers);
+    const [a, b] = await startPeerPair(node);
     const framed = (text: string): Uint8Array => {
       const payload = encode(text);
       const frame = new Uint8Array(PEER_FRAME_HEADROOM_BYTES + payload.length);
