@@ -29,6 +29,13 @@ interface SchemaEntry {
 /** Bound on the values bound in one INSERT: the dqlite wire format (schema 0) carries at most 255. */
 const PARAMS_PER_INSERT_MAX = 255;
 const ROWS_PER_INSERT_MAX = 200;
+/**
+ * Bound on the bytes of the values bound in one INSERT (a row larger than this goes alone).
+ * Each INSERT is encoded, executed and captured in one go, without a turn of the event loop:
+ * 200 rows of 100 KiB blobs in one statement held the leader's loop long enough, on a busy
+ * machine, for the followers to elect a new leader mid-load.
+ */
+export const INSERT_VALUE_BYTES_MAX = 1024 * 1024;
 
 /**
  * Longest stretch the replay runs without giving the event loop a turn. Each statement on the
@@ -113,6 +120,7 @@ async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink,
   let sliceStartMs = performance.now();
   let batch: TypedValue[] = [];
   let batchRows = 0;
+  let batchBytes = 0;
   const flush = async (): Promise<void> => {
     if (batchRows === 0) return;
     await sink.exec(insertHead + Array.from({ length: batchRows }, () => tuple).join(', '), batch);
@@ -120,6 +128,7 @@ async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink,
     onRows(copied);
     batch = [];
     batchRows = 0;
+    batchBytes = 0;
     if (performance.now() - sliceStartMs >= REPLAY_SLICE_MS) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       sliceStartMs = performance.now();
@@ -129,15 +138,29 @@ async function copyRows(source: EngineDatabase, table: string, sink: ReplaySink,
     while (select.step()) {
       const values = select.row();
       const types = select.rowTypes();
+      const rowBytes = valueBytes(values);
+      if (batchRows > 0 && batchBytes + rowBytes > INSERT_VALUE_BYTES_MAX) await flush();
       for (let i = 0; i < values.length; i++) batch.push(typed(values[i]!, types[i]!));
       batchRows++;
-      if (batchRows === rowsPerInsert) await flush();
+      batchBytes += rowBytes;
+      if (batchRows === rowsPerInsert || batchBytes >= INSERT_VALUE_BYTES_MAX) await flush();
     }
     await flush();
   } finally {
     select.finalize();
   }
   return copied;
+}
+
+/** About what a row's values weigh once bound (text counted as its UTF-16 length, a lower bound). */
+function valueBytes(values: readonly (null | number | bigint | string | Uint8Array)[]): number {
+  let bytes = 0;
+  for (const value of values) {
+    if (value instanceof Uint8Array) bytes += value.byteLength;
+    else if (typeof value === 'string') bytes += value.length;
+    else bytes += 8;
+  }
+  return bytes;
 }
 
 function hasRowid(source: EngineDatabase, table: string): boolean {
