@@ -128,7 +128,8 @@ function originMatches(rule: OriginRule, origin: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-function header(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
+/** The first value of an HTTP request header (node:http gives repeated ones as an array). */
+export function header(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

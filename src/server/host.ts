@@ -8,7 +8,7 @@ import type { ByteStream, DialStream, DurableStorage, MessageChannel } from '../
 import { PEER_WEBSOCKET_PATH } from '../transport/index.ts';
 import { crc32 } from '../util/crc32.ts';
 import { byteStreamFromChannel } from './channel-stream.ts';
-import type { ClientAccess } from './client-access.ts';
+import { header, type ClientAccess } from './client-access.ts';
 import type { ConnectionSecurity } from './startup.ts';
 import { PROMETHEUS_CONTENT_TYPE } from './metrics-registry.ts';
 import type { ClusterNode } from './node.ts';
@@ -159,8 +159,7 @@ export async function httpResponse(
   access?: ClientAccess,
 ): Promise<HttpApiResponse> {
   if (!node || !isHttpApiPath(request.path)) return statusResponse(node, request.path);
-  const originHeader = request.headers['origin'];
-  const origin = Array.isArray(originHeader) ? originHeader[0] : originHeader;
+  const origin = header(request.headers, 'origin');
   // A preflight grants nothing by itself (it carries no credentials); the request it clears is judged.
   if (request.method === 'OPTIONS' && origin !== undefined) return { status: 204, headers: corsHeaders(origin, true), body: '' };
   if (!request.connection?.secure) {
