@@ -20,6 +20,8 @@ export interface FrozenBytes {
   readonly length: number;
   /** The chunks; the last may hold bytes past `length`. */
   readonly chunks: readonly Uint8Array[];
+  /** Bytes the view alone keeps alive: its chunks that writes replaced in the file by copies. */
+  readonly heldBytes: number;
   release(): void;
   /**
    * Optional: ends the sharing of chunk `index` alone (once its bytes were copied out), so that
@@ -27,6 +29,9 @@ export interface FrozenBytes {
    */
   releaseChunk?(index: number): void;
 }
+
+/** The view of a file that does not exist: no bytes. */
+export const NOTHING_FROZEN: FrozenBytes = Object.freeze({ length: 0, chunks: [], heldBytes: 0, release: () => {} });
 
 /**
  * Chunks given back by deleted or shrunk files, handed to growing ones. A fresh chunk costs its
@@ -103,6 +108,8 @@ export class MemoryFile {
     const chunks = this.chunks.slice(0, Math.ceil(end / CHUNK_BYTES));
     for (const chunk of chunks) this.frozen.set(chunk, (this.frozen.get(chunk) ?? 0) + 1);
     const held = chunks.map(() => true);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const file = this;
     const letGo = (index: number): void => {
       if (!held[index]) return;
       held[index] = false;
@@ -114,6 +121,11 @@ export class MemoryFile {
     return {
       length: end,
       chunks,
+      get heldBytes(): number {
+        let replaced = 0;
+        for (let index = 0; index < chunks.length; index++) if (held[index] && file.chunks[index] !== chunks[index]) replaced++;
+        return replaced * CHUNK_BYTES;
+      },
       release: () => {
         for (let index = 0; index < chunks.length; index++) letGo(index);
       },

@@ -81,6 +81,8 @@ export interface StateMachineOptions {
 export interface StateCopy {
   index: number;
   files: DatabaseFilesToEncode[];
+  /** Bytes only this copy keeps alive: what writes since it was taken changed (copy-on-write). */
+  heldBytes(): number;
   release(): void;
 }
 
@@ -330,6 +332,7 @@ export class StateMachine {
     return {
       index: this.applied,
       files: frozen,
+      heldBytes: () => frozen.reduce((sum, f) => sum + f.main.heldBytes + f.wal.heldBytes, 0),
       release: () => {
         for (const f of frozen) {
           f.main.release();
