@@ -10,7 +10,7 @@
  * for `--seconds` each (then each system writes what it manages).
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
  *                                [--source installed|build|ts] [--settle-ms 3000] [--idle-settle-ms 30000] [--node-flags "--max-semi-space-size=2"]
- *                                [--large-mb 200 [--large-update-seconds 60] [--catch-up no] [--compare no]] [--malloc-tuned command|yes|no]
+ *                                [--large-mb 200 [--large-update-seconds 60] [--catch-up no] [--trace FILE] [--compare no]] [--malloc-tuned command|yes|no]
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
  * RSS per node against the database's size, and at each node's peak what it held by part
  * (status.memory) and by mapping (/proc/PID/smaps); then (unless `--catch-up no`) a follower
@@ -18,7 +18,7 @@
  * grows while the follower catches up.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +74,8 @@ if (!['command', 'yes', 'no'].includes(MALLOC_TUNED)) throw new Error(`--malloc-
 /** `no`: only the large-database row. */
 const COMPARE = flag('compare', 'yes') !== 'no';
 const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
+/** A file to which the large-database row appends, every 250 ms of the updates, each node's RSS and status.memory (JSON lines). */
+const LARGE_TRACE = flag('trace', '');
 /** `no`: the large-database row ends after the updates, without a follower catching up by snapshot. */
 const LARGE_CATCH_UP = flag('catch-up', 'yes') !== 'no';
 /** Extra flags for our node processes (e.g. "--max-semi-space-size=2"; docs/memory.md). */
@@ -102,20 +104,18 @@ function rssBytes(pid: number | undefined): number {
 
 /**
  * Resident bytes of process `pid` by kind of mapping (/proc/PID/smaps): the `node` binary's
- * pages, other files (shared libraries), glibc's heap (`[heap]`), the WASM memory (the one
- * anonymous reservation of a GiB or more) and the other anonymous mappings (V8's heap, array
- * buffers of 128 KiB or more, glibc's other arenas).
+ * pages, other files (shared libraries), glibc's heap (`[heap]`) and the anonymous mappings
+ * (V8's heap, array buffers of 128 KiB or more, the WASM memory, glibc's other arenas).
  */
 function rssByMapping(pid: number | undefined): Record<string, number> {
-  const parts: Record<string, number> = { node: 0, files: 0, heap: 0, wasm: 0, anonymous: 0, other: 0 };
+  const parts: Record<string, number> = { node: 0, files: 0, heap: 0, anonymous: 0, other: 0 };
   if (pid === undefined) return parts;
   let kind = 'other';
   for (const text of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(text);
     if (header) {
       const path = header[3]!;
-      const sizeBytes = parseInt(header[2]!, 16) - parseInt(header[1]!, 16);
-      if (path === '') kind = sizeBytes >= 1024 * MiB ? 'wasm' : 'anonymous';
+      if (path === '') kind = 'anonymous';
       else if (path === '[heap]') kind = 'heap';
       else if (path.startsWith('[')) kind = 'other';
       else kind = /\/node$/.test(path) ? 'node' : 'files';
@@ -275,8 +275,22 @@ async function largeDatabase(): Promise<void> {
     const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
     const atPeak: ({ rss: number; memory: NodeMemory; mappings: Record<string, number> } | undefined)[] = [undefined, undefined, undefined];
     const sampling = [false, false, false];
+    const tracing = [false, false, false];
+    const traceStarted = performance.now();
     const sampler = setInterval(() => {
       for (const i of [0, 1, 2]) {
+        if (LARGE_TRACE && !tracing[i]) {
+          tracing[i] = true;
+          const t = Math.round(performance.now() - traceStarted);
+          void cluster
+            .status(i)
+            .then((status) => {
+              const record = { t, node: i + 1, state: status.state, rss: rssBytes(pid(i)), snapshots: status.snapshots, checkpoints: status.checkpoints, ...status.memory };
+              appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
+            })
+            .catch(() => undefined)
+            .finally(() => (tracing[i] = false));
+        }
         const rss = rssBytes(pid(i));
         peaks[i] = Math.max(peaks[i]!, rss);
         if (sampling[i] || rss < (atPeak[i]?.rss ?? 0) + 4 * MiB) continue;
@@ -312,7 +326,7 @@ async function largeDatabase(): Promise<void> {
       const m = sample.mappings;
       console.log(
         `    node ${i + 1}: RSS ${mib(sample.rss)}: ${memoryLine(sample.memory)}; ` +
-          `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, wasm ${mib(m['wasm']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
+          `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
       );
     }
     if (!LARGE_CATCH_UP) return;
