@@ -263,48 +263,20 @@ async function largeDatabase(): Promise<void> {
     const rows = Math.floor((LARGE_MB * MiB) / 4096);
     const batch = 1024;
     const started = performance.now();
+    const loading = peakSampler(cluster, 'load');
     for (let first = 1; first <= rows; first += batch) {
       const last = Math.min(rows, first + batch - 1);
       await db.exec('WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?) INSERT INTO big SELECT x, randomblob(4096) FROM c', [first, last]);
       if ((last / batch) % 10 === 0) process.stdout.write(`  loaded ${last} of ${rows} rows (${mib(last * 4096)} MiB)\n`);
     }
     await db.close();
-    console.log(`  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-    // The peak of each node's RSS while it is updated (snapshots of the whole database included),
-    // and what the node held then, by part and by mapping (sampled again as the peak grows).
-    const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
-    const atPeak: ({ rss: number; memory: NodeMemory; mappings: Record<string, number> } | undefined)[] = [undefined, undefined, undefined];
-    const sampling = [false, false, false];
-    const tracing = [false, false, false];
-    const traceStarted = performance.now();
-    const sampler = setInterval(() => {
-      for (const i of [0, 1, 2]) {
-        if (LARGE_TRACE && !tracing[i]) {
-          tracing[i] = true;
-          const t = Math.round(performance.now() - traceStarted);
-          void cluster
-            .status(i)
-            .then((status) => {
-              const record = { t, node: i + 1, state: status.state, rss: rssBytes(pid(i)), snapshots: status.snapshots, checkpoints: status.checkpoints, ...status.memory };
-              appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
-            })
-            .catch(() => undefined)
-            .finally(() => (tracing[i] = false));
-        }
-        const rss = rssBytes(pid(i));
-        peaks[i] = Math.max(peaks[i]!, rss);
-        if (sampling[i] || rss < (atPeak[i]?.rss ?? 0) + 4 * MiB) continue;
-        sampling[i] = true;
-        const mappings = rssByMapping(pid(i));
-        void cluster
-          .status(i)
-          .then((status) => (atPeak[i] = { rss, memory: status.memory, mappings }))
-          .catch(() => undefined)
-          .finally(() => (sampling[i] = false));
-      }
-    }, 250);
+    loading.stop();
+    console.log(`  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s; peak RSS while loaded ${loading.peaks.map(mib).join(' / ')} MiB`);
+    loading.print();
+    const updating = peakSampler(cluster, 'update');
     const updated = await updates(servers, rows, LARGE_UPDATE_SECONDS);
-    clearInterval(sampler);
+    updating.stop();
+    const peaks = updating.peaks;
     // Measured between snapshots: none in flight on any node.
     await waitFor('no snapshot in flight', 120_000, async () =>
       (await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)))).every((s) => s.memory.snapshotBytes === 0) ? true : undefined,
@@ -320,15 +292,7 @@ async function largeDatabase(): Promise<void> {
           `peak ${mib(peaks[i]!)} MiB = ${(peaks[i]! / dbBytes).toFixed(2)}×, data dir ${mib(dirBytes(cluster.nodes[i]!.dir))} MiB; ${memoryLine(status.memory)}`,
       );
     }
-    console.log('  at each node\'s peak (sampled when RSS grew by 4 MiB or more; MiB):');
-    for (const [i, sample] of atPeak.entries()) {
-      if (!sample) continue;
-      const m = sample.mappings;
-      console.log(
-        `    node ${i + 1}: RSS ${mib(sample.rss)}: ${memoryLine(sample.memory)}; ` +
-          `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
-      );
-    }
+    updating.print();
     if (!LARGE_CATCH_UP) return;
 
     // A follower misses more than the trailing log: it must catch up by snapshot.
@@ -362,6 +326,67 @@ async function largeDatabase(): Promise<void> {
   } finally {
     await cluster.destroy();
   }
+}
+
+interface PeakSample {
+  rss: number;
+  memory: NodeMemory;
+  mappings: Record<string, number>;
+}
+
+/**
+ * Samples each node's RSS every 250 ms until `stop()`: its peak, and what the node held at it, by
+ * part (status.memory) and by mapping (/proc/PID/smaps), sampled again whenever RSS grew by 4 MiB
+ * or more; with `--trace`, every sample as a JSON line.
+ */
+function peakSampler(cluster: TestCluster, phase: string): { peaks: number[]; stop(): void; print(): void } {
+  const pid = (i: number): number | undefined => cluster.nodes[i]!.process?.pid;
+  const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
+  const atPeak: (PeakSample | undefined)[] = [undefined, undefined, undefined];
+  const sampling = [false, false, false];
+  const tracing = [false, false, false];
+  const started = performance.now();
+  const sampler = setInterval(() => {
+    for (const i of [0, 1, 2]) {
+      if (LARGE_TRACE && !tracing[i]) {
+        tracing[i] = true;
+        const t = Math.round(performance.now() - started);
+        void cluster
+          .status(i)
+          .then((status) => {
+            const record = { phase, t, node: i + 1, state: status.state, rss: rssBytes(pid(i)), snapshots: status.snapshots, checkpoints: status.checkpoints, ...status.memory };
+            appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
+          })
+          .catch(() => undefined)
+          .finally(() => (tracing[i] = false));
+      }
+      const rss = rssBytes(pid(i));
+      peaks[i] = Math.max(peaks[i]!, rss);
+      if (sampling[i] || rss < (atPeak[i]?.rss ?? 0) + 4 * MiB) continue;
+      sampling[i] = true;
+      const mappings = rssByMapping(pid(i));
+      void cluster
+        .status(i)
+        .then((status) => (atPeak[i] = { rss, memory: status.memory, mappings }))
+        .catch(() => undefined)
+        .finally(() => (sampling[i] = false));
+    }
+  }, 250);
+  return {
+    peaks,
+    stop: () => clearInterval(sampler),
+    print: () => {
+      console.log(`  at each node's peak of the ${phase} (sampled when RSS grew by 4 MiB or more; MiB):`);
+      for (const [i, sample] of atPeak.entries()) {
+        if (!sample) continue;
+        const m = sample.mappings;
+        console.log(
+          `    node ${i + 1}: RSS ${mib(sample.rss)}: ${memoryLine(sample.memory)}; ` +
+            `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
+        );
+      }
+    },
+  };
 }
 
 /**
