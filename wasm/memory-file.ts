@@ -26,8 +26,9 @@ const GRANULES_PER_CHUNK_MASK = (1 << GRANULES_PER_CHUNK_SHIFT) - 1;
  * The bytes of a file as they were when frozen (MemoryFile.freeze), without a copy: the view
  * shares the file's chunks, and a write to a shared chunk first saves, in the view, the old bytes
  * of each 4 KiB granule it changes (copy-on-write, the writer paying, a granule at a time). What
- * the view holds of its own (`heldBytes`) is thus what was written since it was taken, within
- * the bytes it still shares, rounded up to granules: a checkpoint while a snapshot of a 200 MiB
+ * the view saves (`savedBytes`; `heldBytes` counts the 256 KiB blocks they are kept in) is thus
+ * what was written since it was taken, within the bytes it still shares, rounded up to granules:
+ * a checkpoint while a snapshot of a 200 MiB
  * database is written saves its few MiB of pages, where copying whole chunks copied most of the
  * main file. `releaseBelow` ends the sharing of the bytes the reader is done with, `release` of
  * all of them (later writes then save nothing); neither may be read after.
@@ -252,6 +253,7 @@ export class MemoryFile implements MemoryFileViews {
     return view;
   }
 
+  /** For the file's frozen views: one of them no longer shares `chunk`. */
   unshare(chunk: Uint8Array): void {
     const holders = this.frozen.get(chunk);
     if (holders === undefined) throw new EngineError('LIMIT', 'invariant violated: a frozen view let go of a chunk it did not share');
@@ -259,6 +261,7 @@ export class MemoryFile implements MemoryFileViews {
     else this.frozen.set(chunk, holders - 1);
   }
 
+  /** For the file's frozen views: `view` is released. */
   forget(view: FrozenView): void {
     const index = this.frozenViews.indexOf(view);
     if (index >= 0) this.frozenViews.splice(index, 1);
