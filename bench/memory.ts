@@ -10,13 +10,15 @@
  * for `--seconds` each (then each system writes what it manages).
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
  *                                [--source installed|build|ts] [--settle-ms 3000] [--idle-settle-ms 30000] [--node-flags "--max-semi-space-size=2"]
- *                                [--large-mb 200 [--large-update-seconds 60] [--compare no]] [--malloc-tuned command|yes|no]
+ *                                [--large-mb 200 [--large-update-seconds 60] [--catch-up no] [--trace FILE] [--compare no]] [--malloc-tuned command|yes|no]
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
- * RSS per node against the database's size, then a follower killed, left behind by more than its
- * trailing log, and restarted: how much the leader's RSS grows while the follower catches up.
+ * RSS per node against the database's size, and at each node's peak what it held by part
+ * (status.memory) and by mapping (/proc/PID/smaps); then (unless `--catch-up no`) a follower
+ * killed, left behind by more than its trailing log, and restarted: how much the leader's RSS
+ * grows while the follower catches up.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +74,10 @@ if (!['command', 'yes', 'no'].includes(MALLOC_TUNED)) throw new Error(`--malloc-
 /** `no`: only the large-database row. */
 const COMPARE = flag('compare', 'yes') !== 'no';
 const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
+/** A file to which the large-database row appends, every 250 ms of the updates, each node's RSS and status.memory (JSON lines). */
+const LARGE_TRACE = flag('trace', '');
+/** `no`: the large-database row ends after the updates, without a follower catching up by snapshot. */
+const LARGE_CATCH_UP = flag('catch-up', 'yes') !== 'no';
 /** Extra flags for our node processes (e.g. "--max-semi-space-size=2"; docs/memory.md). */
 const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
 
@@ -94,6 +100,31 @@ function rssBytes(pid: number | undefined): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
   return match ? Number(match[1]) * 1024 : 0;
+}
+
+/**
+ * Resident bytes of process `pid` by kind of mapping (/proc/PID/smaps): the `node` binary's
+ * pages, other files (shared libraries), glibc's heap (`[heap]`) and the anonymous mappings
+ * (V8's heap, array buffers of 128 KiB or more, the WASM memory, glibc's other arenas).
+ */
+function rssByMapping(pid: number | undefined): Record<string, number> {
+  const parts: Record<string, number> = { node: 0, files: 0, heap: 0, anonymous: 0, other: 0 };
+  if (pid === undefined) return parts;
+  let kind = 'other';
+  for (const text of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(text);
+    if (header) {
+      const path = header[3]!;
+      if (path === '') kind = 'anonymous';
+      else if (path === '[heap]') kind = 'heap';
+      else if (path.startsWith('[')) kind = 'other';
+      else kind = /\/node$/.test(path) ? 'node' : 'files';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(text);
+    if (rss) parts[kind]! += Number(rss[1]) * 1024;
+  }
+  return parts;
 }
 
 /** Bytes of the files under `path` (apparent sizes, as `du -b`). */
@@ -232,18 +263,20 @@ async function largeDatabase(): Promise<void> {
     const rows = Math.floor((LARGE_MB * MiB) / 4096);
     const batch = 1024;
     const started = performance.now();
+    const loading = peakSampler(cluster, 'load');
     for (let first = 1; first <= rows; first += batch) {
       const last = Math.min(rows, first + batch - 1);
       await db.exec('WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?) INSERT INTO big SELECT x, randomblob(4096) FROM c', [first, last]);
       if ((last / batch) % 10 === 0) process.stdout.write(`  loaded ${last} of ${rows} rows (${mib(last * 4096)} MiB)\n`);
     }
     await db.close();
-    console.log(`  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-    // The peak of each node's RSS while it is updated (snapshots of the whole database included).
-    const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
-    const sampler = setInterval(() => peaks.forEach((peak, i) => (peaks[i] = Math.max(peak, rssBytes(pid(i))))), 250);
+    loading.stop();
+    console.log(`  loaded ${rows} rows in ${((performance.now() - started) / 1000).toFixed(0)} s; peak RSS while loaded ${loading.peaks.map(mib).join(' / ')} MiB`);
+    loading.print();
+    const updating = peakSampler(cluster, 'update');
     const updated = await updates(servers, rows, LARGE_UPDATE_SECONDS);
-    clearInterval(sampler);
+    updating.stop();
+    const peaks = updating.peaks;
     // Measured between snapshots: none in flight on any node.
     await waitFor('no snapshot in flight', 120_000, async () =>
       (await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)))).every((s) => s.memory.snapshotBytes === 0) ? true : undefined,
@@ -259,6 +292,8 @@ async function largeDatabase(): Promise<void> {
           `peak ${mib(peaks[i]!)} MiB = ${(peaks[i]! / dbBytes).toFixed(2)}×, data dir ${mib(dirBytes(cluster.nodes[i]!.dir))} MiB; ${memoryLine(status.memory)}`,
       );
     }
+    updating.print();
+    if (!LARGE_CATCH_UP) return;
 
     // A follower misses more than the trailing log: it must catch up by snapshot.
     const leader = await cluster.waitForLeader();
@@ -291,6 +326,67 @@ async function largeDatabase(): Promise<void> {
   } finally {
     await cluster.destroy();
   }
+}
+
+interface PeakSample {
+  rss: number;
+  memory: NodeMemory;
+  mappings: Record<string, number>;
+}
+
+/**
+ * Samples each node's RSS every 250 ms until `stop()`: its peak, and what the node held at it, by
+ * part (status.memory) and by mapping (/proc/PID/smaps), sampled again whenever RSS grew by 4 MiB
+ * or more; with `--trace`, every sample as a JSON line.
+ */
+function peakSampler(cluster: TestCluster, phase: string): { peaks: number[]; stop(): void; print(): void } {
+  const pid = (i: number): number | undefined => cluster.nodes[i]!.process?.pid;
+  const peaks = [0, 1, 2].map((i) => rssBytes(pid(i)));
+  const atPeak: (PeakSample | undefined)[] = [undefined, undefined, undefined];
+  const sampling = [false, false, false];
+  const tracing = [false, false, false];
+  const started = performance.now();
+  const sampler = setInterval(() => {
+    for (const i of [0, 1, 2]) {
+      if (LARGE_TRACE && !tracing[i]) {
+        tracing[i] = true;
+        const t = Math.round(performance.now() - started);
+        void cluster
+          .status(i)
+          .then((status) => {
+            const record = { phase, t, node: i + 1, state: status.state, rss: rssBytes(pid(i)), snapshots: status.snapshots, checkpoints: status.checkpoints, ...status.memory };
+            appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
+          })
+          .catch(() => undefined)
+          .finally(() => (tracing[i] = false));
+      }
+      const rss = rssBytes(pid(i));
+      peaks[i] = Math.max(peaks[i]!, rss);
+      if (sampling[i] || rss < (atPeak[i]?.rss ?? 0) + 4 * MiB) continue;
+      sampling[i] = true;
+      const mappings = rssByMapping(pid(i));
+      void cluster
+        .status(i)
+        .then((status) => (atPeak[i] = { rss, memory: status.memory, mappings }))
+        .catch(() => undefined)
+        .finally(() => (sampling[i] = false));
+    }
+  }, 250);
+  return {
+    peaks,
+    stop: () => clearInterval(sampler),
+    print: () => {
+      console.log(`  at each node's peak of the ${phase} (sampled when RSS grew by 4 MiB or more; MiB):`);
+      for (const [i, sample] of atPeak.entries()) {
+        if (!sample) continue;
+        const m = sample.mappings;
+        console.log(
+          `    node ${i + 1}: RSS ${mib(sample.rss)}: ${memoryLine(sample.memory)}; ` +
+            `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
+        );
+      }
+    },
+  };
 }
 
 /**

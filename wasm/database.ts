@@ -23,7 +23,7 @@ import { capturedChanges, ChangeCapture, type CapturedChanges, type ChangeCaptur
 import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
-import type { FrozenBytes, MemoryFile } from './memory-file.ts';
+import { NOTHING_FROZEN, type FrozenBytes, type MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
 import {
   SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -54,8 +54,6 @@ export interface FrozenSnapshot {
   main: FrozenBytes;
   wal: FrozenBytes;
 }
-
-const NOTHING_FROZEN: FrozenBytes = Object.freeze({ length: 0, chunks: [], release: () => {} });
 
 export interface DatabaseSnapshot {
   main: Uint8Array;

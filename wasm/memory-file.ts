@@ -12,21 +12,163 @@ const SMALL_COPY_BYTES = 32;
 export const FILE_BYTES_LIMIT = 2 ** 31;
 
 /**
- * The bytes of a file as they were when frozen (MemoryFile.freeze): its chunks, shared with the
- * file until a write copies the one it changes. `release()` ends the sharing (then later writes
- * copy nothing); the view must not be read after it.
+ * Bytes a frozen view saves at a time (SQLite's default page size, so a checkpoint's page writes
+ * are whole granules): a write to a frozen chunk saves the old bytes of the granules it changes,
+ * not of the whole 256 KiB chunk.
+ */
+const GRANULE_SHIFT = 12;
+export const GRANULE_BYTES = 1 << GRANULE_SHIFT;
+const GRANULE_MASK = GRANULE_BYTES - 1;
+const GRANULES_PER_CHUNK_SHIFT = CHUNK_SHIFT - GRANULE_SHIFT;
+const GRANULES_PER_CHUNK_MASK = (1 << GRANULES_PER_CHUNK_SHIFT) - 1;
+
+/**
+ * The bytes of a file as they were when frozen (MemoryFile.freeze), without a copy: the view
+ * shares the file's chunks, and a write to a shared chunk first saves, in the view, the old bytes
+ * of each 4 KiB granule it changes (copy-on-write, the writer paying, a granule at a time). What
+ * the view saves (`savedBytes`; `heldBytes` counts the 256 KiB blocks they are kept in) is thus
+ * what was written since it was taken, within the bytes it still shares, rounded up to granules:
+ * a checkpoint while a snapshot of a 200 MiB
+ * database is written saves its few MiB of pages, where copying whole chunks copied most of the
+ * main file. `releaseBelow` ends the sharing of the bytes the reader is done with, `release` of
+ * all of them (later writes then save nothing); neither may be read after.
  */
 export interface FrozenBytes {
   readonly length: number;
-  /** The chunks; the last may hold bytes past `length`. */
-  readonly chunks: readonly Uint8Array[];
+  /** Bytes the view holds of its own: the blocks its saved granules are kept in. */
+  readonly heldBytes: number;
+  /** Bytes of the granules saved and not released. */
+  readonly savedBytes: number;
+  /** Copies `length` bytes from `offset` (all below `this.length`, none released) into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
+  /** Lets go of the bytes below `offset` (the reader copied them out): writes there save nothing for this view any more. */
+  releaseBelow(offset: number): void;
   release(): void;
-  /**
-   * Optional: ends the sharing of chunk `index` alone (once its bytes were copied out), so that
-   * later writes to it copy nothing; the view must not read that chunk after it.
-   */
-  releaseChunk?(index: number): void;
 }
+
+/** A file's frozen view; the file calls `preserve` before every write to a chunk the view shares. */
+class FrozenView implements FrozenBytes {
+  /** Granules below this one are released. */
+  private releasedGranules = 0;
+  /** Chunks below this index are released (their sharing ended in the file). */
+  private releasedChunks = 0;
+  /** Saved granule (index in the file) → slot of its saved bytes in `blocks`. */
+  private readonly saved = new Map<number, number>();
+  /** The saved bytes, a granule per slot, in chunk-sized blocks from the file's pool. */
+  private readonly blocks: Uint8Array[] = [];
+  private readonly freeSlots: number[] = [];
+  private slotsUsed = 0;
+  private done = false;
+
+  constructor(
+    private readonly file: MemoryFileViews,
+    readonly length: number,
+    private readonly chunks: readonly Uint8Array[],
+    private readonly pool: ChunkPool,
+  ) {}
+
+  get heldBytes(): number {
+    return this.blocks.length * CHUNK_BYTES;
+  }
+
+  get savedBytes(): number {
+    return this.saved.size * GRANULE_BYTES;
+  }
+
+  /** Saves the granules of `[start, end)` of chunk `index` (which is `chunk`) that the view shares and has not saved. */
+  preserve(index: number, chunk: Uint8Array, start: number, end: number): void {
+    // A chunk that truncation took out of the file and growth replaced is not the view's.
+    if (this.chunks[index] !== chunk) return;
+    const base = index * CHUNK_BYTES;
+    // Bytes past the view's end (a WAL's frames after the frozen ones) are not its own.
+    const limit = Math.min(end, this.length - base);
+    if (start >= limit) return;
+    const first = Math.max((base + start) >>> GRANULE_SHIFT, this.releasedGranules);
+    const last = (base + limit - 1) >>> GRANULE_SHIFT;
+    for (let granule = first; granule <= last; granule++) {
+      if (this.saved.has(granule)) continue;
+      const slot = this.freeSlots.pop() ?? this.slotsUsed++;
+      if (slot >>> GRANULES_PER_CHUNK_SHIFT === this.blocks.length) this.blocks.push(this.pool.take());
+      const from = (granule & GRANULES_PER_CHUNK_MASK) << GRANULE_SHIFT;
+      this.blocks[slot >>> GRANULES_PER_CHUNK_SHIFT]!.set(chunk.subarray(from, from + GRANULE_BYTES), (slot & GRANULES_PER_CHUNK_MASK) << GRANULE_SHIFT);
+      this.saved.set(granule, slot);
+    }
+  }
+
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+    if (this.done || !(offset >= 0 && offset + length <= this.length) || offset >>> GRANULE_SHIFT < this.releasedGranules) {
+      throw new EngineError('LIMIT', `cannot read ${length} bytes at ${offset} of a frozen view of ${this.length} bytes${this.done ? ', released' : ` released below granule ${this.releasedGranules}`}`);
+    }
+    while (length > 0) {
+      const granule = offset >>> GRANULE_SHIFT;
+      const slot = this.saved.size === 0 ? undefined : this.saved.get(granule);
+      let source: Uint8Array;
+      let from: number;
+      let count: number;
+      if (slot === undefined) {
+        // Straight from the shared chunk, up to its end or the next saved granule.
+        const within = offset & CHUNK_MASK;
+        count = Math.min(length, CHUNK_BYTES - within);
+        if (this.saved.size !== 0) count = Math.min(count, GRANULE_BYTES - (offset & GRANULE_MASK));
+        source = this.chunks[offset >>> CHUNK_SHIFT]!;
+        from = within;
+      } else {
+        count = Math.min(length, GRANULE_BYTES - (offset & GRANULE_MASK));
+        source = this.blocks[slot >>> GRANULES_PER_CHUNK_SHIFT]!;
+        from = ((slot & GRANULES_PER_CHUNK_MASK) << GRANULE_SHIFT) + (offset & GRANULE_MASK);
+      }
+      target.set(source.subarray(from, from + count), targetOffset);
+      offset += count;
+      targetOffset += count;
+      length -= count;
+    }
+  }
+
+  releaseBelow(offset: number): void {
+    if (this.done) return;
+    const granules = offset >= this.length ? Math.ceil(this.length / GRANULE_BYTES) : Math.floor(offset / GRANULE_BYTES);
+    for (let granule = this.releasedGranules; granule < granules; granule++) {
+      const slot = this.saved.get(granule);
+      if (slot === undefined) continue;
+      this.saved.delete(granule);
+      this.freeSlots.push(slot);
+    }
+    if (granules > this.releasedGranules) this.releasedGranules = granules;
+    const chunks = offset >= this.length ? this.chunks.length : Math.floor(offset / CHUNK_BYTES);
+    for (; this.releasedChunks < chunks; this.releasedChunks++) this.file.unshare(this.chunks[this.releasedChunks]!);
+    if (this.releasedChunks === this.chunks.length) this.release();
+  }
+
+  release(): void {
+    if (this.done) return;
+    this.done = true;
+    for (; this.releasedChunks < this.chunks.length; this.releasedChunks++) this.file.unshare(this.chunks[this.releasedChunks]!);
+    this.file.forget(this);
+    this.saved.clear();
+    for (const block of this.blocks) this.pool.give(block);
+    this.blocks.length = 0;
+  }
+}
+
+/** What a frozen view asks of its file. */
+interface MemoryFileViews {
+  /** The view no longer shares `chunk`. */
+  unshare(chunk: Uint8Array): void;
+  /** The view is released: the file calls it no more. */
+  forget(view: FrozenView): void;
+}
+
+/** The view of a file that does not exist: no bytes. */
+export const NOTHING_FROZEN: FrozenBytes = Object.freeze({
+  length: 0,
+  heldBytes: 0,
+  savedBytes: 0,
+  readInto: (_target: Uint8Array, _targetOffset: number, offset: number, length: number): void => {
+    if (offset !== 0 || length !== 0) throw new EngineError('LIMIT', `cannot read ${length} bytes at ${offset} of an empty view`);
+  },
+  releaseBelow: () => {},
+  release: () => {},
+});
 
 /**
  * Chunks given back by deleted or shrunk files, handed to growing ones. A fresh chunk costs its
@@ -67,14 +209,16 @@ const NO_POOL = new ChunkPool(0);
  * A growable in-memory file. Bytes past `size` are stale (truncation does not clear them: a
  * checkpoint truncates megabytes of WAL); growing zero-fills, as a real file reads zeros there.
  */
-export class MemoryFile {
+export class MemoryFile implements MemoryFileViews {
   size = 0;
   /** Incremented by every xSync: lets the engine skip work when SQLite committed nothing. */
   syncCount = 0;
   readonly sizeMaxBytes: number;
   private readonly chunks: Uint8Array[] = [];
-  /** Chunks frozen views share, with how many views hold each: a write copies such a chunk first. */
+  /** Chunks frozen views share, with how many views share each: a write to one saves what it changes in them first. */
   private readonly frozen = new Map<Uint8Array, number>();
+  /** The frozen views not yet released. */
+  private readonly frozenViews: FrozenView[] = [];
 
   private readonly pool: ChunkPool;
   /** Set by releaseChunks: the file is gone, its chunks belong to the pool. */
@@ -95,43 +239,40 @@ export class MemoryFile {
   }
 
   /**
-   * The first `end` bytes as they are now, without copying them: later writes copy each chunk
-   * they change (copy-on-write), so a snapshot costs only the chunks written while it is held.
+   * The first `end` bytes as they are now, without copying them: while the view shares them,
+   * a write saves in it the granules it changes (copy-on-write), so a snapshot costs only what
+   * is written while it is held.
    */
   freeze(end = this.size): FrozenBytes {
     if (!(end >= 0 && end <= this.size)) throw new EngineError('LIMIT', `cannot freeze ${end} bytes of a ${this.size}-byte file`);
     const chunks = this.chunks.slice(0, Math.ceil(end / CHUNK_BYTES));
+    const view = new FrozenView(this, end, chunks, this.pool);
+    if (chunks.length === 0) return view;
     for (const chunk of chunks) this.frozen.set(chunk, (this.frozen.get(chunk) ?? 0) + 1);
-    const held = chunks.map(() => true);
-    const letGo = (index: number): void => {
-      if (!held[index]) return;
-      held[index] = false;
-      const chunk = chunks[index]!;
-      const holders = this.frozen.get(chunk) ?? 0;
-      if (holders <= 1) this.frozen.delete(chunk);
-      else this.frozen.set(chunk, holders - 1);
-    };
-    return {
-      length: end,
-      chunks,
-      release: () => {
-        for (let index = 0; index < chunks.length; index++) letGo(index);
-      },
-      releaseChunk: (index) => {
-        if (!(Number.isInteger(index) && index >= 0 && index < chunks.length)) throw new EngineError('LIMIT', `no chunk ${index} in a view of ${chunks.length}`);
-        letGo(index);
-      },
-    };
+    this.frozenViews.push(view);
+    return view;
   }
 
-  /** Chunk `index`, copied first if a frozen view shares it. */
-  private writable(index: number): Uint8Array {
+  /** For the file's frozen views: one of them no longer shares `chunk`. */
+  unshare(chunk: Uint8Array): void {
+    const holders = this.frozen.get(chunk);
+    if (holders === undefined) throw new EngineError('LIMIT', 'invariant violated: a frozen view let go of a chunk it did not share');
+    if (holders <= 1) this.frozen.delete(chunk);
+    else this.frozen.set(chunk, holders - 1);
+  }
+
+  /** For the file's frozen views: `view` is released. */
+  forget(view: FrozenView): void {
+    const index = this.frozenViews.indexOf(view);
+    if (index >= 0) this.frozenViews.splice(index, 1);
+  }
+
+  /** Chunk `index`, about to be written in `[start, end)`: the frozen views sharing it save those bytes first. */
+  private writable(index: number, start: number, end: number): Uint8Array {
     const chunk = this.chunks[index]!;
     if (this.frozen.size === 0 || !this.frozen.has(chunk)) return chunk;
-    const copy = this.pool.take();
-    copy.set(chunk);
-    this.chunks[index] = copy;
-    return copy;
+    for (const view of this.frozenViews) view.preserve(index, chunk, start, end);
+    return chunk;
   }
 
   /** Makes room for `sizeBytes` (without changing `size`); false when that exceeds `sizeMaxBytes`. */
@@ -165,7 +306,7 @@ export class MemoryFile {
     const end = offset + length;
     const within = offset & CHUNK_MASK;
     if (within + length <= CHUNK_BYTES) {
-      const chunk = this.writable(offset >>> CHUNK_SHIFT);
+      const chunk = this.writable(offset >>> CHUNK_SHIFT, within, within + length);
       // A WAL frame header (24 bytes) is written on its own: a loop beats making a subarray.
       if (length <= SMALL_COPY_BYTES) {
         for (let i = 0; i < length; i++) chunk[within + i] = source[sourceOffset + i]!;
@@ -176,7 +317,7 @@ export class MemoryFile {
       while (length > 0) {
         const start = offset & CHUNK_MASK;
         const count = Math.min(length, CHUNK_BYTES - start);
-        this.writable(offset >>> CHUNK_SHIFT).set(source.subarray(sourceOffset, sourceOffset + count), start);
+        this.writable(offset >>> CHUNK_SHIFT, start, start + count).set(source.subarray(sourceOffset, sourceOffset + count), start);
         offset += count;
         sourceOffset += count;
         length -= count;
@@ -274,7 +415,7 @@ export class MemoryFile {
     while (from < to) {
       const start = from & CHUNK_MASK;
       const count = Math.min(to - from, CHUNK_BYTES - start);
-      this.writable(from >>> CHUNK_SHIFT).fill(0, start, start + count);
+      this.writable(from >>> CHUNK_SHIFT, start, start + count).fill(0, start, start + count);
       from += count;
     }
   }

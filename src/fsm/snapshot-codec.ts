@@ -13,13 +13,19 @@ export interface DatabaseFiles {
 }
 
 /**
- * A file's bytes to encode: one array, or the chunks of a frozen view of the engine's file
- * (wasm/memory-file.ts), of which the first `length` bytes count. With `releaseChunk`, each chunk
- * is let go as soon as the encoding is past it (see snapshotEncodingParts).
+ * A file's bytes to encode: one array, or a frozen view of the engine's file (wasm/memory-file.ts),
+ * which copies its bytes out on request. With `releaseBelow`, the encoding lets go of the bytes
+ * it copied out as it goes (see encodeSnapshotInPieces).
  */
-export type FileBytes =
-  | Uint8Array
-  | { readonly length: number; readonly chunks: readonly Uint8Array[]; releaseChunk?(index: number): void };
+export type FileBytes = Uint8Array | FrozenFileBytes;
+
+export interface FrozenFileBytes {
+  readonly length: number;
+  /** Copies `length` bytes from `offset` (within the first `this.length`) into `target` at `targetOffset`. */
+  readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void;
+  /** The bytes below `offset` were copied out: they are not read again. */
+  releaseBelow?(offset: number): void;
+}
 
 /** A database's files to encode into a snapshot. */
 export interface DatabaseFilesToEncode {
@@ -28,23 +34,10 @@ export interface DatabaseFilesToEncode {
   wal: FileBytes;
 }
 
-/**
- * The bytes of `file` as consecutive views of at most `sliceBytes` each. A chunk of a view with
- * `releaseChunk` is released when the view after its last slice is asked for: the caller copied
- * that slice by then.
- */
-function* pieces(file: FileBytes, sliceBytes: number): Generator<Uint8Array> {
-  const arrays = file instanceof Uint8Array ? [file] : file.chunks;
-  const releaseChunk = file instanceof Uint8Array ? undefined : file.releaseChunk?.bind(file);
-  let left = file.length;
-  for (let index = 0; index < arrays.length; index++) {
-    if (left <= 0) return;
-    const array = arrays[index]!;
-    const n = Math.min(left, array.length);
-    for (let offset = 0; offset < n; offset += sliceBytes) yield array.subarray(offset, Math.min(n, offset + sliceBytes));
-    releaseChunk?.(index);
-    left -= n;
-  }
+/** Copies `length` bytes of `bytes` from `offset` into `target` at `targetOffset`. */
+function copyOut(bytes: FileBytes, target: Uint8Array, targetOffset: number, offset: number, length: number): void {
+  if (bytes instanceof Uint8Array) target.set(bytes.subarray(offset, offset + length), targetOffset);
+  else bytes.readInto(target, targetOffset, offset, length);
 }
 
 export class SnapshotCodecError extends Error {
@@ -64,14 +57,14 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 export function encodeSnapshot(databases: readonly DatabaseFilesToEncode[]): Uint8Array {
   const bytes = new Uint8Array(snapshotEncodedBytes(databases));
   let offset = 0;
-  for (const part of snapshotEncodingParts(databases, SNAPSHOT_ENCODE_SLICE_BYTES)) {
-    bytes.set(part, offset);
+  for (const part of snapshotEncodingParts(databases)) {
+    copyOut(part, bytes, offset, 0, part.length);
     offset += part.length;
   }
   return bytes;
 }
 
-/** Bytes encoded between two pauses of the gradual encodings below. */
+/** Bytes encoded between two pauses of encodeSnapshotInPieces. */
 export const SNAPSHOT_ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 
 /** Bytes of the encoding of `databases` (the length of what `encodeSnapshot` returns), without encoding them. */
@@ -83,13 +76,9 @@ export function snapshotEncodedBytes(databases: readonly DatabaseFilesToEncode[]
 
 /**
  * The encoding of `databases` as consecutive parts, copying nothing: small arrays for the
- * headers, and views (at most `sliceBytes` each) of the files' own bytes. Concatenated, they are
- * the bytes `encodeSnapshot` returns. A part is valid only until the next is asked for: the
- * frozen views' chunks are released as the encoding passes them (later writes to the database
- * then change them in place), so the caller copies each part first.
+ * headers, and the files' own bytes. Concatenated, they are the bytes `encodeSnapshot` returns.
  */
-export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode[], sliceBytes: number): Generator<Uint8Array> {
-  if (!(sliceBytes > 0)) throw new RangeError(`sliceBytes must be positive, got ${sliceBytes}`);
+function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode[]): Generator<FileBytes> {
   const header = new Uint8Array(12);
   const view = new DataView(header.buffer);
   view.setUint32(0, MAGIC, true);
@@ -104,11 +93,11 @@ export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode
     before.set(name, 4);
     beforeView.setBigUint64(4 + name.length, BigInt(d.main.length), true);
     yield before;
-    yield* pieces(d.main, sliceBytes);
+    yield d.main;
     const walLength = new Uint8Array(8);
     new DataView(walLength.buffer).setBigUint64(0, BigInt(d.wal.length), true);
     yield walLength;
-    yield* pieces(d.wal, sliceBytes);
+    yield d.wal;
   }
 }
 
@@ -116,7 +105,9 @@ export function* snapshotEncodingParts(databases: readonly DatabaseFilesToEncode
  * Encodes `databases` a piece at a time into `piece` (reused for every piece): `write` gets each
  * full piece, then the last, shorter one, and must be done with it when its promise resolves.
  * `pause()` runs after every `sliceBytes` encoded. Returns the bytes encoded: what the node holds
- * of the encoding at any time is one piece, whatever the databases' size.
+ * of the encoding at any time is one piece, whatever the databases' size. A frozen file's bytes
+ * are released (`releaseBelow`) as soon as they are in the piece, before its write: writes to the
+ * database meanwhile then save nothing for them.
  */
 export async function encodeSnapshotInPieces(
   databases: readonly DatabaseFilesToEncode[],
@@ -126,17 +117,20 @@ export async function encodeSnapshotInPieces(
   sliceBytes = SNAPSHOT_ENCODE_SLICE_BYTES,
 ): Promise<number> {
   if (piece.length === 0) throw new RangeError('the piece to encode into must not be empty');
+  if (!(sliceBytes > 0)) throw new RangeError(`sliceBytes must be positive, got ${sliceBytes}`);
   let filled = 0;
   let total = 0;
   let sincePause = 0;
-  for (const part of snapshotEncodingParts(databases, Math.min(sliceBytes, piece.length))) {
+  for (const part of snapshotEncodingParts(databases)) {
+    const release = part instanceof Uint8Array ? undefined : part.releaseBelow?.bind(part);
     let offset = 0;
     while (offset < part.length) {
       const n = Math.min(part.length - offset, piece.length - filled);
-      piece.set(part.subarray(offset, offset + n), filled);
+      copyOut(part, piece, filled, offset, n);
       filled += n;
       offset += n;
       if (filled === piece.length) {
+        release?.(offset);
         await write(piece);
         total += filled;
         sincePause += filled;
@@ -147,6 +141,7 @@ export async function encodeSnapshotInPieces(
         }
       }
     }
+    release?.(part.length);
   }
   if (filled > 0) {
     await write(piece.subarray(0, filled));

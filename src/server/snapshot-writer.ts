@@ -40,6 +40,7 @@ export interface SnapshotJob {
 export class SnapshotWriter {
   private running: Promise<void> | undefined;
   private inFlightBytes = 0;
+  private job: SnapshotJob | undefined;
 
   constructor(private readonly host: SnapshotWriterHost) {}
 
@@ -47,9 +48,13 @@ export class SnapshotWriter {
     return this.running !== undefined;
   }
 
-  /** Bytes the snapshot being written holds: the piece its encoding goes through (the frozen state copy shares the databases' memory; 0 when idle). */
+  /**
+   * Bytes the snapshot being written holds: the piece its encoding goes through, and what the
+   * databases' writes since it was taken changed, which its frozen state copy alone keeps (the
+   * rest of the copy is the databases' own memory); 0 when idle.
+   */
   get heldBytes(): number {
-    return this.inFlightBytes;
+    return this.inFlightBytes + (this.job?.copy.heldBytes() ?? 0);
   }
 
   /** Resolves when no snapshot is being written (never rejects: failures go to `host.failed`). */
@@ -59,11 +64,13 @@ export class SnapshotWriter {
 
   start(job: SnapshotJob): void {
     if (this.running) throw new Error('invariant violated: a snapshot is already being written');
+    this.job = job;
     this.running = this.write(job)
       .catch((error: unknown) => this.host.failed(error))
       .finally(() => {
         // Ends the copy-on-write sharing in every case: writes then copy nothing.
         job.copy.release();
+        this.job = undefined;
         this.running = undefined;
         this.inFlightBytes = 0;
         this.host.finished?.();

@@ -15,17 +15,23 @@ import {
 import { decodeSnapshotFile, encodeSnapshotFile, encodeSnapshotFileHeader } from '../../src/server/raft-log-format.ts';
 import { crc32 } from '../../src/util/crc32.ts';
 import { concatBytes } from '../../src/util/bytes.ts';
-import { CHUNK_BYTES, MemoryFile } from '../../wasm/memory-file.ts';
+import { CHUNK_BYTES, GRANULE_BYTES, MemoryFile } from '../../wasm/memory-file.ts';
 
-/** `bytes` as a frozen view gives them: chunks of `chunkBytes`, the last one longer than what counts. */
-function chunked(bytes: Uint8Array, chunkBytes: number): FileBytes {
-  const chunks: Uint8Array[] = [];
-  for (let offset = 0; offset < bytes.length; offset += chunkBytes) {
-    const chunk = new Uint8Array(chunkBytes).fill(0xee);
-    chunk.set(bytes.subarray(offset, offset + chunkBytes));
-    chunks.push(chunk);
-  }
-  return { length: bytes.length, chunks };
+/** `bytes` as a frozen view gives them: copied out on request, released as the encoding goes, never read below what it released. */
+function frozenLike(bytes: Uint8Array): FileBytes {
+  let releasedBelow = 0;
+  return {
+    length: bytes.length,
+    readInto(target, targetOffset, offset, length) {
+      expect(offset).toBeGreaterThanOrEqual(releasedBelow);
+      expect(offset + length).toBeLessThanOrEqual(bytes.length);
+      target.set(bytes.subarray(offset, offset + length), targetOffset);
+    },
+    releaseBelow(offset) {
+      expect(offset).toBeGreaterThanOrEqual(releasedBelow);
+      releasedBelow = offset;
+    },
+  };
 }
 
 const main = new Uint8Array(5000).map((_, i) => (i * 31) & 0xff);
@@ -35,7 +41,7 @@ const whole = [
   { name: 'émoji-db', main: new Uint8Array(1).fill(9), wal: new Uint8Array(0) },
   { name: 'empty', main: new Uint8Array(0), wal: new Uint8Array(0) },
 ];
-const asViews: DatabaseFilesToEncode[] = whole.map((d) => ({ name: d.name, main: chunked(d.main, 1024), wal: chunked(d.wal, 1000) }));
+const asViews = (): DatabaseFilesToEncode[] => whole.map((d) => ({ name: d.name, main: frozenLike(d.main), wal: frozenLike(d.wal) }));
 const meta = { index: 42, term: 3, configuration: { members: [{ id: 1, address: '127.0.0.1:9001', role: 'voter' as const }] } };
 
 async function inPieces(databases: readonly DatabaseFilesToEncode[], pieceBytes: number): Promise<{ bytes: Uint8Array; sizes: number[]; buffers: Set<ArrayBufferLike>; pauses: number }> {
@@ -60,12 +66,12 @@ async function inPieces(databases: readonly DatabaseFilesToEncode[], pieceBytes:
 }
 
 describe('a snapshot encoded in pieces', () => {
-  it('is the whole-buffer encoding, whatever the piece size, from chunked views or whole arrays', async () => {
+  it('is the whole-buffer encoding, whatever the piece size, from frozen views or whole arrays', async () => {
     const expected = encodeSnapshot(whole);
-    expect(snapshotEncodedBytes(asViews)).toBe(expected.length);
-    expect(encodeSnapshot(asViews)).toEqual(expected);
+    expect(snapshotEncodedBytes(asViews())).toBe(expected.length);
+    expect(encodeSnapshot(asViews())).toEqual(expected);
     for (const pieceBytes of [1, 7, 512, 1024, 4096, expected.length, expected.length + 100]) {
-      for (const databases of [whole, asViews]) {
+      for (const databases of [whole, asViews()]) {
         const { bytes, sizes, buffers } = await inPieces(databases, pieceBytes);
         expect(bytes).toEqual(expected);
         // Every piece but the last is full, and all are views of the one buffer.
@@ -80,13 +86,13 @@ describe('a snapshot encoded in pieces', () => {
 
   it('pauses between slices', async () => {
     const expected = encodeSnapshot(whole);
-    const { pauses } = await inPieces(asViews, 512);
+    const { pauses } = await inPieces(asViews(), 512);
     expect(pauses).toBeGreaterThanOrEqual(Math.floor(expected.length / 2048) - 1);
   });
 
   it('behind its file header, is the file the whole-buffer encoding gives, and reads back', async () => {
     const data = encodeSnapshot(whole);
-    const { bytes } = await inPieces(asViews, 1000);
+    const { bytes } = await inPieces(asViews(), 1000);
     const file = concatBytes([encodeSnapshotFileHeader(meta, crc32(bytes)), bytes]);
     expect(file).toEqual(encodeSnapshotFile({ meta, data }));
     const decoded = decodeSnapshotFile(file);
@@ -95,7 +101,7 @@ describe('a snapshot encoded in pieces', () => {
     expect(decodeSnapshot(decoded.data)).toEqual(whole);
   });
 
-  it('from a frozen engine file written meanwhile, is the frozen bytes; a chunk is released once encoded, not before', async () => {
+  it('from a frozen engine file written meanwhile, is the frozen bytes; bytes are released once in a piece, not before', async () => {
     const file = new MemoryFile(64 * CHUNK_BYTES, new Uint8Array(4 * CHUNK_BYTES).map((_, i) => i % 253));
     const before = file.copy();
     const frozen = file.freeze();
@@ -105,17 +111,24 @@ describe('a snapshot encoded in pieces', () => {
       [{ name: 'app', main: frozen, wal: new Uint8Array(0) }],
       new Uint8Array(CHUNK_BYTES / 2),
       async (piece) => {
-        // A write to the last chunk before the encoding reached it: the engine copies the chunk.
-        if (written.length === 0) file.write(new Uint8Array([0xaa]), 3 * CHUNK_BYTES + 7);
+        if (written.length === 0) {
+          // A write to the last chunk, which the encoding has not reached: its old bytes are saved.
+          file.write(new Uint8Array([0xaa]), 3 * CHUNK_BYTES + 7);
+          expect(frozen.savedBytes).toBe(GRANULE_BYTES);
+          // A write to bytes already in this piece: released, nothing saved.
+          file.write(new Uint8Array([0xbb]), 7);
+          expect(frozen.savedBytes).toBe(GRANULE_BYTES);
+        }
         written.push(piece.slice());
       },
       async () => {},
     );
     expect(concatBytes(written)).toEqual(expected);
-    expect(frozen.chunks[3]![7]).toBe(before[3 * CHUNK_BYTES + 7]);
-    // Encoded, the first chunk is no longer shared: a write changes it in place.
-    file.write(new Uint8Array([0xbb]), 7);
-    expect(frozen.chunks[0]![7]).toBe(0xbb);
+    // Encoded to the end, the view shares nothing: writes save nothing, and its blocks are gone.
+    expect(frozen.heldBytes).toBe(0);
+    file.write(new Uint8Array([0xcc]), 2 * CHUNK_BYTES);
+    expect(frozen.savedBytes).toBe(0);
+    expect(file.slice(0, 8)[7]).toBe(0xbb);
     frozen.release();
   });
 

@@ -3,7 +3,7 @@ import { CommandCodecError, CommandKind, encodeCommand } from '../../src/fsm/com
 import { ApplyError } from '../../src/fsm/errors.ts';
 import type { Replicator } from '../../src/fsm/replicated-database.ts';
 import { decodeSnapshot } from '../../src/fsm/snapshot-codec.ts';
-import { encodeStateCopy, StateMachine } from '../../src/fsm/state-machine.ts';
+import { encodeStateCopy, StateMachine, type StateMachineOptions } from '../../src/fsm/state-machine.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { encodeConfChange, encodeConfiguration, EntryType, type Entry } from '../../src/raft/index.ts';
 import { Engine } from '../../wasm/index.ts';
@@ -11,9 +11,9 @@ import { Engine } from '../../wasm/index.ts';
 /** Timers that never fire: these tests apply entries directly and wait for nothing. */
 const stillClock = { nowMs: () => 0, setTimeout: () => ({ cancel() {} }) };
 
-async function machine(options: { keepTransactionOnRefusedProposal?: boolean } = {}): Promise<StateMachine> {
+async function machine(options: Partial<Pick<StateMachineOptions, 'engine' | 'keepTransactionOnRefusedProposal' | 'snapshotThresholdBytes' | 'compaction'>> = {}): Promise<StateMachine> {
   return new StateMachine({
-    engine: await Engine.create(),
+    engine: options.engine ?? (await Engine.create()),
     clock: stillClock,
     busyTimeoutMs: 1000,
     databaseQueuedTasksMax: 100,
@@ -134,6 +134,43 @@ describe('state machine', () => {
     sm.snapshotStarted(4);
     expect(sm.snapshotDue()).toBe(false);
     expect(sm.compactionIndex(4)).toBe(2);
+  });
+
+  test('a snapshot is also due once the entries since the last one hold snapshotThresholdBytes and half the databases, however few they are', async () => {
+    const leader = await machine();
+    const thresholdBytes = 64 * 1024;
+    const engine = await Engine.create();
+    const follower = await machine({ engine, snapshotThresholdBytes: thresholdBytes, compaction: { snapshotThresholdEntries: 1000, trailingEntries: 10 } });
+    const commands = [
+      ...capture(leader, 'app', 'CREATE TABLE t (x)'),
+      ...Array.from({ length: 40 }, () => capture(leader, 'app', 'INSERT INTO t VALUES (randomblob(20000))')).flat(),
+    ];
+    let index = 0;
+    let bytes = 0;
+    const applyNext = (): void => {
+      const command = commands[index]!;
+      follower.apply(normal(++index, command), undefined);
+      bytes += command.length;
+    };
+    // What the databases hold in memory (status.memory.databasesBytes).
+    const databasesBytes = (): number => engine.filesBytes();
+    while (bytes < thresholdBytes) {
+      expect(follower.snapshotDue()).toBe(false);
+      applyNext();
+    }
+    // Past the threshold, but less than half of what the databases hold: not yet.
+    expect(bytes).toBeLessThan(databasesBytes() / 2);
+    expect(follower.snapshotDue()).toBe(false);
+    while (!follower.snapshotDue()) applyNext();
+    expect(index).toBeLessThan(commands.length);
+    expect(bytes).toBeGreaterThanOrEqual(databasesBytes() / 2);
+    const copy = follower.snapshot();
+    follower.snapshotStarted(copy.index);
+    copy.release();
+    // Counted again from the snapshot.
+    expect(follower.snapshotDue()).toBe(false);
+    applyNext();
+    expect(follower.snapshotDue()).toBe(false);
   });
 });
 
