@@ -303,11 +303,14 @@ export class StateMachine {
     return staged;
   }
 
-  /** Whether enough was applied since the last snapshot to take a new one. */
-  snapshotDue(): boolean {
+  /**
+   * Whether enough was applied since the last snapshot to take a new one; `entryBytes` (data
+   * bytes of a held entry) applies the policy's byte threshold.
+   */
+  snapshotDue(entryBytes?: (index: number) => number | undefined): boolean {
     // A snapshot between a transaction's parts and its commit would lose the parts (see the header).
     if (this.staged && !this.options.snapshotBetweenParts) return false;
-    return snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction);
+    return snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction, entryBytes);
   }
 
   /**

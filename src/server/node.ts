@@ -429,7 +429,7 @@ export class ClusterNode implements GatewayHost {
 
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
   private maybeSnapshot(): void {
-    if (this.snapshots.busy || !this.fsm.snapshotDue()) return;
+    if (this.snapshots.busy || !this.fsm.snapshotDue((index) => this.memory.entryBytes(index))) return;
     const copy = this.fsm.snapshot();
     const term = this.raft.termAt(copy.index);
     assert(term !== undefined, `no term known for applied index ${copy.index}`);
@@ -770,6 +770,7 @@ function newStateMachine(
       snapshotThresholdEntries: settings.snapshotThresholdEntries,
       trailingEntries: settings.snapshotTrailingEntries,
       trailingBytesMax: limits.logTrailingBytesMax,
+      snapshotThresholdBytes: limits.snapshotLogBytesMax,
     },
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),

@@ -1,0 +1,93 @@
+/**
+ * A snapshot is due by the bytes of log applied since the last one, not only by their count: a
+ * few large entries (a load's 16 MiB parts) used to stay in every node's memory until 1024
+ * more entries came. On a real node, a transaction of a few dozen parts is followed by a
+ * snapshot and the log it held is compacted down to the trailing budget.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { EntryType, MemoryStorage, snapshotDue, type Entry } from '../../src/raft/index.ts';
+import { LimitsError, resolveLimits } from '../../src/limits.ts';
+import { startTestNode, until, type TestNode } from '../server/harness.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const cfg = { members: [{ id: 1, address: 'a', role: 'voter' as const }] };
+
+function sized(from: number, to: number, bytes: number): Entry[] {
+  const out: Entry[] = [];
+  for (let i = from; i <= to; i++) out.push({ index: i, term: 1, type: EntryType.Normal, data: new Uint8Array(bytes) });
+  return out;
+}
+
+describe('snapshot due by bytes', () => {
+  it('counts the data applied since the last snapshot, beside the entry count', () => {
+    const s = new MemoryStorage();
+    s.append(sized(1, 10, 1000));
+    const policy = { snapshotThresholdEntries: 1024, trailingEntries: 8192, snapshotThresholdBytes: 5000 };
+    const held = (i: number): number | undefined => s.entryBytes(i);
+    // Entries 6..10 hold 5000 bytes past a snapshot at 5; 7..10 only 4000.
+    expect(snapshotDue(10, 5, policy, held)).toBe(true);
+    expect(snapshotDue(10, 6, policy, held)).toBe(false);
+    // Only what is applied counts: entries 6..9.
+    expect(snapshotDue(9, 5, policy, held)).toBe(false);
+    // Without the byte threshold, or without the sizes, the count alone decides.
+    expect(snapshotDue(10, 0, { ...policy, snapshotThresholdBytes: undefined }, held)).toBe(false);
+    expect(snapshotDue(10, 0, policy)).toBe(false);
+    expect(snapshotDue(1024, 0, policy, held)).toBe(true);
+  });
+
+  it('stops counting at an entry it does not hold', () => {
+    const s = new MemoryStorage();
+    s.append(sized(1, 10, 1000));
+    s.createSnapshot(8, cfg, new Uint8Array(1));
+    s.compact(8);
+    const policy = { snapshotThresholdEntries: 1024, trailingEntries: 8192, snapshotThresholdBytes: 1500 };
+    expect(snapshotDue(10, 8, policy, (i) => s.entryBytes(i))).toBe(true);
+    // Entries 1..8 are gone: 9 and 10 are all there is to count.
+    expect(snapshotDue(10, 0, { ...policy, snapshotThresholdBytes: 2500 }, (i) => s.entryBytes(i))).toBe(false);
+  });
+
+  it('the threshold must exceed one largest proposal twice', () => {
+    expect(() => resolveLimits({ snapshotLogBytesMax: 16 * MiB })).toThrow(LimitsError);
+    expect(() => resolveLimits({ snapshotLogBytesMax: 16 * MiB })).toThrow(/snapshotLogBytesMax \(16777216 bytes\) must be at least 33554432 bytes/);
+    expect(resolveLimits({ snapshotLogBytesMax: 32 * MiB }).snapshotLogBytesMax).toBe(32 * MiB);
+  });
+});
+
+describe('a node after a transaction of many parts', () => {
+  let open: TestNode | undefined;
+  afterEach(async () => {
+    await open?.close();
+    open = undefined;
+  });
+
+  it('takes a snapshot and compacts the parts down to the trailing budget', async () => {
+    // Parts of at most 1 MiB, a snapshot due after 4 MiB of log, 1 MiB of log kept before it.
+    const limits = {
+      proposalBytesMax: 1 * MiB,
+      clientRequestBytesMax: 1 * MiB,
+      changeSetBytesMax: 256 * KiB,
+      logTrailingBytesMax: 1 * MiB,
+      snapshotLogBytesMax: 4 * MiB,
+    };
+    open = await startTestNode({ limits });
+    const node = open.node;
+    await until('leadership', 10_000, () => node.isLeader());
+    const db = await open.client('app');
+    await db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
+    const before = node.status();
+    // One transaction of about 12 MiB of pages: a dozen parts and a commit, far below the
+    // 1024 entries that make a snapshot due by count.
+    await db.exec('WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1500) INSERT INTO t SELECT n, randomblob(8000) FROM c');
+    const written = node.status();
+    expect(written.lastIndex - before.lastIndex).toBeGreaterThan(10);
+    expect(written.lastIndex - before.lastIndex).toBeLessThan(100);
+    await until('a snapshot after the transaction, stored, and the log compacted', 20_000, () => {
+      const status = node.status();
+      return status.snapshotIndex >= written.lastIndex - 2 && status.memory.snapshotBytes === 0 && status.memory.logBytes <= limits.logTrailingBytesMax + limits.proposalBytesMax;
+    });
+    expect(node.status().snapshots).toBeGreaterThan(before.snapshots);
+    const rows = await db.queryRaw('SELECT count(*), sum(length(v)) FROM t');
+    expect(rows.rows[0]).toEqual([1500, 1500 * 8000]);
+  }, 60_000);
+});
