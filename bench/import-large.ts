@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestCluster, waitFor } from '../test/helpers/cluster.ts';
 import type { NodeMemory } from '../src/server/memory-usage.ts';
+import { withAllocatorDefaults } from '../bin/allocator.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
@@ -63,6 +64,11 @@ async function main(): Promise<void> {
   const expected = execFileSync('sqlite3', [file, 'SELECT count(*), sum(length(data)) FROM blobs'], { encoding: 'utf8' }).trim();
   console.log(`file: ${mib(fileBytes)} (${fileBytes} bytes), rows|blob bytes: ${expected}`);
 
+  // The nodes get the allocator settings the `dqlite-wasm` command gives them (bin/allocator.ts):
+  // they are spawned as `node bin/dqlite-wasm`, which skips the launcher's shell lines, and
+  // without them glibc keeps freed chunks resident (docs/memory.md). --untuned-malloc: without.
+  if (!process.argv.includes('--untuned-malloc')) Object.assign(process.env, withAllocatorDefaults(process.env, process.platform));
+  console.log(`allocator: ${['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].map((name) => `${name}=${process.env[name] ?? '(glibc default)'}`).join(' ')}`);
   // --cpu-prof: each node writes a CPU profile into ./import-large-profiles when it stops.
   const profile = process.argv.includes('--cpu-prof');
   const cluster = await TestCluster.start({

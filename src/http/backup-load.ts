@@ -151,6 +151,7 @@ async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSql
     // The rows are in the transaction now: free the uploaded copy before COMMIT, when the
     // leader briefly holds the transaction's WAL, its payload and its Raft entries at once.
     staged.discard();
+    host.collectGarbage?.();
     progress.committing(counts.rows);
     try {
       await exec('COMMIT', []);

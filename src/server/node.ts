@@ -417,6 +417,11 @@ export class ClusterNode implements GatewayHost {
     }
   }
 
+  /** A full garbage collection now, where the runtime offers one (the HTTP API's load, before its COMMIT). */
+  collectGarbage(): void {
+    this.runtime.collectGarbage?.call(this.runtime);
+  }
+
   /**
    * A snapshot's bytes were just dropped: ask the host for a full collection once the code that
    * held them has returned (V8 would otherwise leave them resident for long; docs/memory.md).
