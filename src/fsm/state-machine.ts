@@ -51,6 +51,13 @@ export interface StateMachineOptions {
   /** The leader replicates a checkpoint once a database's WAL holds this many frames. */
   walFramesMax: number;
   compaction: CompactionPolicy;
+  /**
+   * While this says so, applying a transaction proposes no checkpoint (the node: while a large
+   * transaction's parts are still in its in-memory log, until the snapshot that compacts them is
+   * stored, so that the checkpoint's copy into the main file does not overlap them); the node
+   * proposes the checkpoint afterwards (ReplicatedDatabase.maybeProposeCheckpoint).
+   */
+  checkpointHeld?: () => boolean;
   /** Largest database file or WAL; default the limits table's. */
   databaseBytesMax?: number;
   /**
@@ -210,11 +217,11 @@ export class StateMachine {
         if (staged.inEngine) db.commitStaged();
         else db.applyOwnCommit(entry.index, entry.term, staged.chunks);
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
-        if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
+        if (leader && !this.options.checkpointHeld?.()) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
         db.applyFrames(entry.index, entry.term, command.payload);
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
-        if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
+        if (leader && !this.options.checkpointHeld?.()) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else {
         db.applyCheckpoint(entry.index);
         this.checkpointCount++;

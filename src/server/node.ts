@@ -135,7 +135,7 @@ export class ClusterNode implements GatewayHost {
     });
     const clock = this.runtime.clock;
     this.engine = options.engine;
-    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false);
+    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false, () => this.checkpointHeld());
     this.transport = new PeerTransport({
       selfId: this.id,
       selfAddress: this.address,
@@ -251,7 +251,10 @@ export class ClusterNode implements GatewayHost {
       },
       skipped: (index, reason) => this.write(`no snapshot at index ${index}: ${reason}; the log is kept whole`),
       failed: (error) => this.fatal(error),
-      finished: () => this.collectGarbageSoon(),
+      finished: () => {
+        this.collectGarbageSoon();
+        this.proposeHeldCheckpoints();
+      },
     });
   }
 
@@ -430,6 +433,23 @@ export class ClusterNode implements GatewayHost {
     const collect = this.runtime.collectGarbage;
     if (!collect || this.stopped) return;
     this.runtime.clock.setTimeout(() => collect.call(this.runtime), GARBAGE_COLLECTION_DELAY_MS);
+  }
+
+  /**
+   * Whether the leader holds back checkpoints: while its in-memory log holds more than snapshots
+   * keep it to (a load's parts) and the snapshot that compacts it is due or being written. A
+   * checkpoint then would copy the whole WAL into the main file while the log still holds the
+   * same bytes: three copies of the transaction at once on every node.
+   */
+  private checkpointHeld(): boolean {
+    if (this.memory.entriesBytes() <= this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax) return false;
+    return this.snapshots.busy || this.fsm.snapshotDue((index) => this.memory.entryBytes(index));
+  }
+
+  /** A snapshot is over: the checkpoints it held back (checkpointHeld) are proposed now. */
+  private proposeHeldCheckpoints(): void {
+    if (this.stopped || !this.isLeader() || this.checkpointHeld()) return;
+    for (const db of this.fsm.all()) db.maybeProposeCheckpoint(this, this.settings.walFramesMax);
   }
 
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
@@ -761,6 +781,7 @@ function newStateMachine(
   unsafe: UnsafeSwitches,
   log: (line: string) => void,
   changeCapture: boolean,
+  checkpointHeld: () => boolean,
 ): StateMachine {
   return new StateMachine({
     engine,
@@ -777,6 +798,7 @@ function newStateMachine(
       trailingBytesMax: limits.logTrailingBytesMax,
       snapshotThresholdBytes: limits.snapshotLogBytesMax,
     },
+    checkpointHeld,
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
     proposePartsGradually: true,
