@@ -58,6 +58,8 @@ export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts'
 
 /** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
 const GARBAGE_COLLECTION_DELAY_MS = 100;
+/** Longest wait for the followers' snapshots before a held-back checkpoint (see snapshotFinished). */
+const CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX = 10_000;
 
 export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
@@ -112,6 +114,10 @@ export class ClusterNode implements GatewayHost {
   private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
+  /** When the snapshot being written started, if it is to compact a large log (see snapshotFinished). */
+  private largeSnapshotStartedMs: number | undefined;
+  /** Checkpoints wait for the followers' snapshots (see snapshotFinished). */
+  private checkpointsHeldForFollowers = false;
   private readonly onFatal: ((error: Error) => void) | undefined;
 
   private constructor(options: NodeOptions) {
@@ -253,7 +259,7 @@ export class ClusterNode implements GatewayHost {
       failed: (error) => this.fatal(error),
       finished: () => {
         this.collectGarbageSoon();
-        this.proposeHeldCheckpoints();
+        this.snapshotFinished();
       },
     });
   }
@@ -442,11 +448,38 @@ export class ClusterNode implements GatewayHost {
    * same bytes: three copies of the transaction at once on every node.
    */
   private checkpointHeld(): boolean {
-    if (this.memory.entriesBytes() <= this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax) return false;
+    if (this.checkpointsHeldForFollowers) return true;
+    if (!this.logHoldsLargeEntries()) return false;
     return this.snapshots.busy || this.fsm.snapshotDue((index) => this.memory.entryBytes(index));
   }
 
-  /** A snapshot is over: the checkpoints it held back (checkpointHeld) are proposed now. */
+  /** More log in memory than snapshots keep it to: a large transaction's parts, not yet compacted. */
+  private logHoldsLargeEntries(): boolean {
+    return this.memory.entriesBytes() > this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+  }
+
+  /**
+   * A snapshot is over. If it compacted a large log, the followers are taking theirs at the same
+   * index, started when they applied it, a little after this node: the checkpoints it held back
+   * wait as long again as its own snapshot took (at most CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX)
+   * before they are proposed.
+   */
+  private snapshotFinished(): void {
+    const startedMs = this.largeSnapshotStartedMs;
+    this.largeSnapshotStartedMs = undefined;
+    if (startedMs === undefined || !this.isLeader()) {
+      this.proposeHeldCheckpoints();
+      return;
+    }
+    const holdMs = Math.min(Math.max(0, this.runtime.clock.nowMs() - startedMs), CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX);
+    this.checkpointsHeldForFollowers = true;
+    this.runtime.clock.setTimeout(() => {
+      this.checkpointsHeldForFollowers = false;
+      this.proposeHeldCheckpoints();
+    }, holdMs);
+  }
+
+  /** The checkpoints held back (checkpointHeld) are proposed once nothing holds them any more. */
   private proposeHeldCheckpoints(): void {
     if (this.stopped || !this.isLeader() || this.checkpointHeld()) return;
     for (const db of this.fsm.all()) db.maybeProposeCheckpoint(this, this.settings.walFramesMax);
@@ -459,6 +492,7 @@ export class ClusterNode implements GatewayHost {
     const term = this.raft.termAt(copy.index);
     assert(term !== undefined, `no term known for applied index ${copy.index}`);
     this.fsm.snapshotStarted(copy.index);
+    this.largeSnapshotStartedMs = this.logHoldsLargeEntries() ? this.runtime.clock.nowMs() : undefined;
     this.snapshots.start({
       copy,
       term,
