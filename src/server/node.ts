@@ -58,6 +58,8 @@ export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts'
 
 /** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
 const GARBAGE_COLLECTION_DELAY_MS = 100;
+/** File memory an apply must free for the node to ask for a garbage collection after it (see collectGarbageSoon). */
+const FREED_FILE_BYTES_COLLECTED_MIN = 64 * 2 ** 20;
 /** Longest wait for the followers' snapshots before a held-back checkpoint (see snapshotFinished). */
 const CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX = 10_000;
 
@@ -327,10 +329,13 @@ export class ClusterNode implements GatewayHost {
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
+          const filesBytesBefore = this.engine.filesBytes();
           for (const entry of entries) {
             this.fsm.apply(entry, this.isLeader() ? this : undefined);
             this.metrics.writes.applied(entry.index);
           }
+          // A checkpoint of a load's WAL drops hundreds of MiB of chunks at once.
+          if (filesBytesBefore - this.engine.filesBytes() >= FREED_FILE_BYTES_COLLECTED_MIN) this.collectGarbageSoon();
           this.metrics.applied(entries.length, this.runtime.clock.nowMs() - applyStartedMs);
         },
         readStates: (states) => this.reads.confirmed(states),
