@@ -58,8 +58,8 @@ export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts'
 
 /** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
 const GARBAGE_COLLECTION_DELAY_MS = 100;
-/** File memory an apply must free for the node to ask for a garbage collection after it (see collectGarbageSoon). */
-const FREED_FILE_BYTES_COLLECTED_MIN = 64 * 2 ** 20;
+/** WAL bytes a checkpoint must drop for the node to ask for a garbage collection after it (see collectGarbageSoon). */
+const CHECKPOINTED_WAL_BYTES_COLLECTED_MIN = 64 * 2 ** 20;
 /** Longest wait for the followers' snapshots before a held-back checkpoint (see snapshotFinished). */
 const CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX = 10_000;
 
@@ -329,13 +329,13 @@ export class ClusterNode implements GatewayHost {
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
-          const filesBytesBefore = this.engine.filesBytes();
+          const walBytesBefore = this.walBytes();
           for (const entry of entries) {
             this.fsm.apply(entry, this.isLeader() ? this : undefined);
             this.metrics.writes.applied(entry.index);
           }
           // A checkpoint of a load's WAL drops hundreds of MiB of chunks at once.
-          if (filesBytesBefore - this.engine.filesBytes() >= FREED_FILE_BYTES_COLLECTED_MIN) this.collectGarbageSoon();
+          if (walBytesBefore - this.walBytes() >= CHECKPOINTED_WAL_BYTES_COLLECTED_MIN) this.collectGarbageSoon();
           this.metrics.applied(entries.length, this.runtime.clock.nowMs() - applyStartedMs);
         },
         readStates: (states) => this.reads.confirmed(states),
@@ -429,6 +429,13 @@ export class ClusterNode implements GatewayHost {
       this.reads.rejectAll();
       this.appliedWaiters.rejectAll(leadershipLost('this node stopped being the leader while waiting for the log'));
     }
+  }
+
+  /** Bytes of the frames in every database's WAL (an estimate: frames of the database's page size). */
+  private walBytes(): number {
+    let bytes = 0;
+    for (const db of this.fsm.all()) bytes += db.engine.walFrameCount() * db.engine.pageSize;
+    return bytes;
   }
 
   /** A full garbage collection now, where the runtime offers one (the HTTP API's load, before its COMMIT). */
