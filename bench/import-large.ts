@@ -5,7 +5,10 @@
  * node, and checks that every node holds the same rows. It also checks that the leader stayed
  * in place: the leader and term before the import are those after it, once every node applied
  * it and the checkpoint that follows, and no node started an election meanwhile; the run fails
- * otherwise. Linux only (reads /proc).
+ * otherwise. It then waits (`--settle-s`, 10 s) and prints each node's RSS with what its
+ * /status counts (log, databases, WASM memory). `--timeline`: every node's RSS and /status parts
+ * every 250 ms. The nodes get the allocator settings of the `dqlite-wasm` command
+ * (`--untuned-malloc`: glibc's defaults). Linux only (reads /proc).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
