@@ -5,7 +5,10 @@
  * node, and checks that every node holds the same rows. It also checks that the leader stayed
  * in place: the leader and term before the import are those after it, once every node applied
  * it and the checkpoint that follows, and no node started an election meanwhile; the run fails
- * otherwise. Linux only (reads /proc).
+ * otherwise. It then waits (`--settle-s`, 10 s) and prints each node's RSS with what its
+ * /status counts (log, databases, WASM memory). `--timeline`: every node's RSS and /status parts
+ * every 250 ms. The nodes get the allocator settings of the `dqlite-wasm` command
+ * (`--untuned-malloc`: glibc's defaults). Linux only (reads /proc).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -13,6 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestCluster, waitFor } from '../test/helpers/cluster.ts';
+import type { NodeMemory } from '../src/server/memory-usage.ts';
+import { withAllocatorDefaults } from '../bin/allocator.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
@@ -62,6 +67,11 @@ async function main(): Promise<void> {
   const expected = execFileSync('sqlite3', [file, 'SELECT count(*), sum(length(data)) FROM blobs'], { encoding: 'utf8' }).trim();
   console.log(`file: ${mib(fileBytes)} (${fileBytes} bytes), rows|blob bytes: ${expected}`);
 
+  // The nodes get the allocator settings the `dqlite-wasm` command gives them (bin/allocator.ts):
+  // they are spawned as `node bin/dqlite-wasm`, which skips the launcher's shell lines, and
+  // without them glibc keeps freed chunks resident (docs/memory.md). --untuned-malloc: without.
+  if (!process.argv.includes('--untuned-malloc')) Object.assign(process.env, withAllocatorDefaults(process.env, process.platform));
+  console.log(`allocator: ${['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].map((name) => `${name}=${process.env[name] ?? '(glibc default)'}`).join(' ')}`);
   // --cpu-prof: each node writes a CPU profile into ./import-large-profiles when it stops.
   const profile = process.argv.includes('--cpu-prof');
   const cluster = await TestCluster.start({
@@ -82,10 +92,27 @@ async function main(): Promise<void> {
     const pids = cluster.nodes.map((n) => n.process!.pid!);
     const idle = pids.map((pid) => statusField(pid, 'VmRSS'));
     const started = Date.now();
-    // --timeline: every node's resident memory every 250 ms, to see which copies overlap.
+    // --timeline: every node's resident memory every 250 ms, to see which copies overlap, with
+    // the parts its /status reports (log, databases, snapshot, JS heap with its array buffers)
+    // when the node answers within the sample's turn.
     const timeline: string[] = [];
+    const parts: string[] = pids.map(() => '');
+    const sampleParts = (i: number): void => {
+      void cluster
+        .status(i)
+        .then((s) => {
+          const m = (s as { memory?: NodeMemory }).memory;
+          parts[i] = m ? `log ${mib(m.logBytes)} db ${mib(m.databasesBytes)} snap ${mib(m.snapshotBytes)} js ${m.jsHeapBytes === null ? '?' : mib(m.jsHeapBytes)}` : '';
+        })
+        .catch(() => {
+          parts[i] = 'busy';
+        });
+    };
     sampler = process.argv.includes('--timeline')
-      ? setInterval(() => timeline.push(`${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid) => mib(statusField(pid, 'VmRSS'))).join(' / ')}`), 250)
+      ? setInterval(() => {
+          timeline.push(`${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid, i) => `${mib(statusField(pid, 'VmRSS'))} (${parts[i]})`).join(' / ')}`);
+          pids.forEach((_, i) => sampleParts(i));
+        }, 250)
       : undefined;
     const args = [join(ROOT, 'bin/dqlite-wasm'), 'import', '-s', cluster.addresses[leader]!, 'main', file];
     const result = await new Promise<{ code: number; stderr: string; stdout: string }>((resolve) => {
@@ -117,12 +144,20 @@ async function main(): Promise<void> {
     console.log(
       `\nimport of ${mib(fileBytes)}: answered in ${(importedMs / 1000).toFixed(1)} s (${(fileBytes / MiB / (importedMs / 1000)).toFixed(1)} MiB/s), applied on every node in ${(appliedMs / 1000).toFixed(1)} s, checkpointed on every node in ${(checkpointedMs / 1000).toFixed(1)} s`,
     );
-    console.log('node      role      idle RSS   peak RSS (VmHWM)   peak − idle   peak ÷ file');
+    const peaks = pids.map((pid) => statusField(pid, 'VmHWM'));
+    // What a node still holds once the import settled: its snapshot written, the log compacted,
+    // garbage collected (--settle-s, default 10 s after every node checkpointed).
+    const settleMs = flag('--settle-s', 10) * 1000;
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    const settled = await Promise.all(cluster.nodes.map((_, i) => cluster.status(i)));
+    console.log(`node      role      idle RSS   peak RSS (VmHWM)   peak − idle   peak ÷ file   RSS ${settleMs / 1000} s after   what /status counts then`);
     pids.forEach((pid, i) => {
-      const peak = statusField(pid, 'VmHWM');
+      const peak = peaks[i]!;
       const role = i === leader ? 'leader' : 'follower';
+      const m = (settled[i] as { memory?: NodeMemory }).memory;
+      const counted = m ? `log ${mib(m.logBytes)}, databases ${mib(m.databasesBytes)}, snapshot ${mib(m.snapshotBytes)}, wasm ${mib(m.wasmBytes)}` : '';
       console.log(
-        `node ${i + 1}    ${role.padEnd(8)}  ${mib(idle[i]!).padStart(8)}   ${mib(peak).padStart(16)}   ${mib(peak - idle[i]!).padStart(11)}   ${(peak / fileBytes).toFixed(2).padStart(11)}`,
+        `node ${i + 1}    ${role.padEnd(8)}  ${mib(idle[i]!).padStart(8)}   ${mib(peak).padStart(16)}   ${mib(peak - idle[i]!).padStart(11)}   ${(peak / fileBytes).toFixed(2).padStart(11)}   ${mib(statusField(pid, 'VmRSS')).padStart(11)}   ${counted}`,
       );
     });
     for (const address of cluster.addresses) {

@@ -49,6 +49,12 @@ export interface Limits {
    */
   logTrailingBytesMax: number;
   /**
+   * Entry data bytes applied since the latest snapshot after which a node takes a new one (beside
+   * the entry count, snapshotThresholdEntries): bounds the log a node holds in memory after a
+   * few large transactions, such as a load's parts.
+   */
+  snapshotLogBytesMax: number;
+  /**
    * Bytes after which a log segment file is closed (an append that alone is larger fills one
    * segment by itself): segments are deleted whole once a snapshot covers them.
    */
@@ -88,6 +94,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotWriteBytesMax: 1 * MiB,
   logRecordBytesMax: 256 * MiB,
   logTrailingBytesMax: 16 * MiB,
+  snapshotLogBytesMax: 64 * MiB,
   logSegmentBytesMax: 8 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
   changeSetBytesMax: 1 * MiB,
@@ -163,6 +170,7 @@ export function validateLimits(limits: Limits): void {
   }
   atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
   atLeast('logTrailingBytesMax', limits.appendBytesMax, `a follower just behind the snapshot must get at least one full Append from the kept log (appendBytesMax ${limits.appendBytesMax})`);
+  atLeast('snapshotLogBytesMax', 2 * limits.proposalBytesMax, `a snapshot is due after this much log, and must not be due after every one of the largest proposals (2 × proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
   atLeast('proposalBytesMax', limits.changeSetBytesMax + CHANGE_SET_FRAMING_BYTES, `a transaction's commit entry must carry its changes (changeSetBytesMax ${limits.changeSetBytesMax}) plus ${CHANGE_SET_FRAMING_BYTES} bytes for its table list`);
   atLeast('databaseBytesMax', limits.proposalBytesMax, `a follower's WAL must take the largest proposal (proposalBytesMax ${limits.proposalBytesMax})`);

@@ -41,14 +41,6 @@ import { ApplyError, assert } from './errors.ts';
 import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
 import { decodeSnapshot, encodeSnapshot, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
-/**
- * Entry bytes since the last snapshot that make a snapshot due (see snapshotDue): every entry
- * since the latest snapshot is held in memory, so a bulk load of 200 MiB in 4 MiB transactions
- * (50 entries, far from the 1024 of snapshotThresholdEntries) held a second copy of the database
- * in the log until the next snapshot.
- */
-export const SNAPSHOT_THRESHOLD_BYTES = 64 * 1024 * 1024;
-
 export interface StateMachineOptions {
   engine: Engine;
   clock: Pick<Clock, 'nowMs' | 'setTimeout'>;
@@ -60,11 +52,12 @@ export interface StateMachineOptions {
   walFramesMax: number;
   compaction: CompactionPolicy;
   /**
-   * A snapshot is also due once the entries applied since the last one hold this many data bytes
-   * (or half of what the databases hold in memory, if that is more), however few they are; default
-   * SNAPSHOT_THRESHOLD_BYTES. See snapshotDue.
+   * While this says so, applying a transaction proposes no checkpoint (the node: while a large
+   * transaction's parts are still in its in-memory log, until the snapshot that compacts them is
+   * stored, so that the checkpoint's copy into the main file does not overlap them); the node
+   * proposes the checkpoint afterwards (ReplicatedDatabase.maybeProposeCheckpoint).
    */
-  snapshotThresholdBytes?: number;
+  checkpointHeld?: () => boolean;
   /** Largest database file or WAL; default the limits table's. */
   databaseBytesMax?: number;
   /**
@@ -229,11 +222,11 @@ export class StateMachine {
         if (staged.inEngine) db.commitStaged();
         else db.applyOwnCommit(entry.index, entry.term, staged.chunks);
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
-        if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
+        if (leader && !this.options.checkpointHeld?.()) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
         db.applyFrames(entry.index, entry.term, command.payload);
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
-        if (leader) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
+        if (leader && !this.options.checkpointHeld?.()) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else {
         db.applyCheckpoint(entry.index);
         this.checkpointCount++;
@@ -324,17 +317,18 @@ export class StateMachine {
 
   /**
    * Whether enough was applied since the last snapshot to take a new one: `snapshotThresholdEntries`
-   * entries, or entries of `snapshotThresholdBytes` data bytes, or of half of what the databases
-   * hold in memory (engine.filesBytes) if that is more (the log until the next snapshot then holds at most about half a database more
-   * than the trailing log, and a bulk load is written out in snapshots of a geometric series of
-   * sizes, about three times its size in all, rather than once per 64 MiB).
+   * entries, or, with the policy's `snapshotThresholdBytes`, entries of that many data bytes and
+   * of half of what the databases hold in memory (engine.filesBytes), however few they are. The
+   * log until the next snapshot then holds at most about half a database more than the trailing
+   * log, and a bulk load is written out in snapshots of a geometric series of sizes, about three
+   * times its size in all, rather than once per threshold.
    */
   snapshotDue(): boolean {
     // A snapshot between a transaction's parts and its commit would lose the parts (see the header).
     if (this.staged && !this.options.snapshotBetweenParts) return false;
     if (snapshotDue(this.applied, this.lastSnapshotIndex, this.options.compaction)) return true;
-    if (this.applied === this.lastSnapshotIndex) return false;
-    const thresholdBytes = this.options.snapshotThresholdBytes ?? SNAPSHOT_THRESHOLD_BYTES;
+    const thresholdBytes = this.options.compaction.snapshotThresholdBytes;
+    if (thresholdBytes === undefined || this.applied === this.lastSnapshotIndex) return false;
     if (this.appliedBytesSinceSnapshot < thresholdBytes) return false;
     return this.appliedBytesSinceSnapshot >= this.options.engine.filesBytes() / 2;
   }

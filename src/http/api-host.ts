@@ -42,4 +42,10 @@ export interface HttpApiHost {
   log?(line: string): void;
   /** This node's applied log and commit events, for `/db/changes` (absent: not served). */
   changeLog?(): ChangeLogSource;
+  /**
+   * A full garbage collection now, where the host offers one: a load drops its copy of a whole
+   * uploaded file before its COMMIT, which would otherwise stay resident beside the WAL and the
+   * parts until the collector happens to run.
+   */
+  collectGarbage?(): void;
 }

@@ -18,6 +18,8 @@ import { quoteName, replayDatabase, ReplayError, type ReplayCounts } from './sql
 export const LOAD_BODY_BYTES_MAX = 2 ** 30;
 /** Bound on uploaded SQL text: it is run whole, and what it builds must fit one transaction. */
 export const LOAD_SQL_BYTES_MAX = 64 * 2 ** 20;
+/** Upload bytes received between two garbage collections (see receive). */
+const RECEIVE_GARBAGE_BYTES = 16 * 2 ** 20;
 const SQL_CONTENT_TYPES = /^(text\/plain|application\/sql|text\/x-sql)\b/i;
 
 /** Marks a backup request a node forwarded to the leader, so it is never forwarded again. */
@@ -81,7 +83,7 @@ export async function loadDatabase(link: LeaderLink, host: HttpApiHost, request:
   try {
     const staged = (await sharedStage()).begin();
     try {
-      await receive(request, staged);
+      await receive(host, request, staged);
       const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
       if (asSql && staged.sizeBytes > LOAD_SQL_BYTES_MAX) throw tooLarge(staged.sizeBytes, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
       return await replayInto(link, host, staged, database, replace, asSql);
@@ -93,11 +95,22 @@ export async function loadDatabase(link: LeaderLink, host: HttpApiHost, request:
   }
 }
 
-async function receive(request: HttpApiRequest, staged: StagedSqliteFile): Promise<void> {
+async function receive(host: HttpApiHost, request: HttpApiRequest, staged: StagedSqliteFile): Promise<void> {
   const declared = Number(header(request, 'content-length') ?? NaN);
   if (Number.isFinite(declared) && declared > LOAD_BODY_BYTES_MAX) throw tooLarge(declared, LOAD_BODY_BYTES_MAX, '/db/load');
+  let collectAtBytes = RECEIVE_GARBAGE_BYTES;
   try {
-    if (request.body) for await (const chunk of request.body) staged.append(chunk);
+    if (request.body) {
+      for await (const chunk of request.body) {
+        staged.append(chunk);
+        // Each chunk the socket delivered is garbage once copied into the stage: collected this
+        // often, they do not pile up beside the staged file (V8 alone lets them reach tens of MiB).
+        if (staged.sizeBytes >= collectAtBytes) {
+          collectAtBytes = staged.sizeBytes + RECEIVE_GARBAGE_BYTES;
+          host.collectGarbage?.();
+        }
+      }
+    }
   } catch (error) {
     if (error instanceof SqliteFileError && error.code === 'TOO_LARGE') throw tooLarge(staged.sizeBytes, LOAD_BODY_BYTES_MAX, '/db/load');
     throw error;
@@ -151,6 +164,7 @@ async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSql
     // The rows are in the transaction now: free the uploaded copy before COMMIT, when the
     // leader briefly holds the transaction's WAL, its payload and its Raft entries at once.
     staged.discard();
+    host.collectGarbage?.();
     progress.committing(counts.rows);
     try {
       await exec('COMMIT', []);

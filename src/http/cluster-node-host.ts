@@ -16,6 +16,7 @@ export function httpApiHostFor(node: ClusterNode, dialStream: DialStream | undef
     },
     log: (line) => node.logLine(line),
     changeLog: () => node.changeLog(),
+    collectGarbage: () => node.collectGarbage(),
     snapshotDatabase(name) {
       return node.existingDatabase(name)?.engine.snapshot();
     },

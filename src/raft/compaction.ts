@@ -1,13 +1,21 @@
 /**
  * When to snapshot and how much log to keep after it: dqlite's defaults are a snapshot every
  * 1024 applied entries, keeping the 8192 entries before it so that briefly lagging followers
- * catch up from the log instead of receiving a whole snapshot. The kept entries are also
+ * catch up from the log instead of receiving a whole snapshot. A snapshot is also due once the
+ * entries applied since the last one hold `snapshotThresholdBytes` of data, however few they
+ * are: a load of hundreds of MiB is a few dozen entries of 16 MiB, which the count alone would
+ * keep in memory until 1024 more entries came. The kept entries are also
  * bounded by bytes (`trailingBytesMax`): 8192 entries of 4 KiB pages each would otherwise hold
  * 64 MiB or more in memory per node, whatever the database's size. A follower further behind
  * than what is kept gets a snapshot instead, as it would behind 8192 entries.
  */
 export interface CompactionPolicy {
   snapshotThresholdEntries: number;
+  /**
+   * Data bytes of the entries applied since the last snapshot that make one due (once they are
+   * also half of what the databases hold: StateMachine.snapshotDue); undefined: by count only.
+   */
+  snapshotThresholdBytes?: number;
   trailingEntries: number;
   /** Data bytes of the entries kept before a snapshot; undefined: bounded by count only. */
   trailingBytesMax?: number;
@@ -15,7 +23,11 @@ export interface CompactionPolicy {
 
 export const defaultCompactionPolicy: CompactionPolicy = { snapshotThresholdEntries: 1024, trailingEntries: 8192 };
 
-/** True when `applied` is far enough past the last snapshot to take a new one. */
+/**
+ * True when `applied` is far enough past the last snapshot, by count, to take a new one. The
+ * byte threshold is the state machine's to apply: it counts the data it applied since the last
+ * snapshot (StateMachine.snapshotDue).
+ */
 export function snapshotDue(applied: number, lastSnapshotIndex: number, policy: CompactionPolicy = defaultCompactionPolicy): boolean {
   return applied - lastSnapshotIndex >= policy.snapshotThresholdEntries;
 }

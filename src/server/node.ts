@@ -58,6 +58,10 @@ export type { NodeOptions, NodeStatus, UnsafeSwitches } from './node-options.ts'
 
 /** After dropping a snapshot's bytes, the wait before asking for a collection: the Ready that held them is done by then. */
 const GARBAGE_COLLECTION_DELAY_MS = 100;
+/** WAL bytes a checkpoint must drop for the node to ask for a garbage collection after it (see collectGarbageSoon). */
+const CHECKPOINTED_WAL_BYTES_COLLECTED_MIN = 64 * 2 ** 20;
+/** Longest wait for the followers' snapshots before a held-back checkpoint (see snapshotFinished). */
+const CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX = 10_000;
 
 export class ClusterNode implements GatewayHost {
   readonly id: NodeId;
@@ -112,6 +116,10 @@ export class ClusterNode implements GatewayHost {
   private nextGatewayId = 1;
   private seedPeers: { id: NodeId; address: string }[];
   private readonly write: (line: string) => void;
+  /** When the snapshot being written started, if it is to compact a large log (see snapshotFinished). */
+  private largeSnapshotStartedMs: number | undefined;
+  /** Checkpoints wait for the followers' snapshots (see snapshotFinished). */
+  private checkpointsHeldForFollowers = false;
   private readonly onFatal: ((error: Error) => void) | undefined;
 
   private constructor(options: NodeOptions) {
@@ -135,7 +143,7 @@ export class ClusterNode implements GatewayHost {
     });
     const clock = this.runtime.clock;
     this.engine = options.engine;
-    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false);
+    this.fsm = newStateMachine(options.engine, this.runtime, this.settings, this.limits, this.unsafe, this.write, options.changeCapture !== false, () => this.checkpointHeld());
     this.transport = new PeerTransport({
       selfId: this.id,
       selfAddress: this.address,
@@ -251,7 +259,10 @@ export class ClusterNode implements GatewayHost {
       },
       skipped: (index, reason) => this.write(`no snapshot at index ${index}: ${reason}; the log is kept whole`),
       failed: (error) => this.fatal(error),
-      finished: () => this.collectGarbageSoon(),
+      finished: () => {
+        this.collectGarbageSoon();
+        this.snapshotFinished();
+      },
     });
   }
 
@@ -318,10 +329,13 @@ export class ClusterNode implements GatewayHost {
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
+          const walBytesBefore = this.walBytes();
           for (const entry of entries) {
             this.fsm.apply(entry, this.isLeader() ? this : undefined);
             this.metrics.writes.applied(entry.index);
           }
+          // A checkpoint of a load's WAL drops hundreds of MiB of chunks at once.
+          if (walBytesBefore - this.walBytes() >= CHECKPOINTED_WAL_BYTES_COLLECTED_MIN) this.collectGarbageSoon();
           this.metrics.applied(entries.length, this.runtime.clock.nowMs() - applyStartedMs);
         },
         readStates: (states) => this.reads.confirmed(states),
@@ -417,6 +431,18 @@ export class ClusterNode implements GatewayHost {
     }
   }
 
+  /** Bytes of the frames in every database's WAL (an estimate: frames of the database's page size). */
+  private walBytes(): number {
+    let bytes = 0;
+    for (const db of this.fsm.all()) bytes += db.engine.walFrameCount() * db.engine.pageSize;
+    return bytes;
+  }
+
+  /** A full garbage collection now, where the runtime offers one (the HTTP API's load, before its COMMIT). */
+  collectGarbage(): void {
+    this.runtime.collectGarbage?.call(this.runtime);
+  }
+
   /**
    * A snapshot's bytes were just dropped: ask the host for a full collection once the code that
    * held them has returned (V8 would otherwise leave them resident for long; docs/memory.md).
@@ -427,6 +453,50 @@ export class ClusterNode implements GatewayHost {
     this.runtime.clock.setTimeout(() => collect.call(this.runtime), GARBAGE_COLLECTION_DELAY_MS);
   }
 
+  /**
+   * Whether the leader holds back checkpoints: while its in-memory log holds more than snapshots
+   * keep it to (a load's parts) and the snapshot that compacts it is due or being written. A
+   * checkpoint then would copy the whole WAL into the main file while the log still holds the
+   * same bytes: three copies of the transaction at once on every node.
+   */
+  private checkpointHeld(): boolean {
+    if (this.checkpointsHeldForFollowers) return true;
+    if (!this.logHoldsLargeEntries()) return false;
+    return this.snapshots.busy || this.fsm.snapshotDue();
+  }
+
+  /** More log in memory than snapshots keep it to: a large transaction's parts, not yet compacted. */
+  private logHoldsLargeEntries(): boolean {
+    return this.memory.entriesBytes() > this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+  }
+
+  /**
+   * A snapshot is over. If it compacted a large log, the followers are taking theirs at the same
+   * index, started when they applied it, a little after this node: the checkpoints it held back
+   * wait as long again as its own snapshot took (at most CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX)
+   * before they are proposed.
+   */
+  private snapshotFinished(): void {
+    const startedMs = this.largeSnapshotStartedMs;
+    this.largeSnapshotStartedMs = undefined;
+    if (startedMs === undefined || !this.isLeader()) {
+      this.proposeHeldCheckpoints();
+      return;
+    }
+    const holdMs = Math.min(Math.max(0, this.runtime.clock.nowMs() - startedMs), CHECKPOINT_HOLD_AFTER_SNAPSHOT_MS_MAX);
+    this.checkpointsHeldForFollowers = true;
+    this.runtime.clock.setTimeout(() => {
+      this.checkpointsHeldForFollowers = false;
+      this.proposeHeldCheckpoints();
+    }, holdMs);
+  }
+
+  /** The checkpoints held back (checkpointHeld) are proposed once nothing holds them any more. */
+  private proposeHeldCheckpoints(): void {
+    if (this.stopped || !this.isLeader() || this.checkpointHeld()) return;
+    for (const db of this.fsm.all()) db.maybeProposeCheckpoint(this, this.settings.walFramesMax);
+  }
+
   /** Starts a snapshot when one is due: a copy now, at the applied index; the write in the background. */
   private maybeSnapshot(): void {
     if (this.snapshots.busy || !this.fsm.snapshotDue()) return;
@@ -434,6 +504,7 @@ export class ClusterNode implements GatewayHost {
     const term = this.raft.termAt(copy.index);
     assert(term !== undefined, `no term known for applied index ${copy.index}`);
     this.fsm.snapshotStarted(copy.index);
+    this.largeSnapshotStartedMs = this.logHoldsLargeEntries() ? this.runtime.clock.nowMs() : undefined;
     this.snapshots.start({
       copy,
       term,
@@ -756,6 +827,7 @@ function newStateMachine(
   unsafe: UnsafeSwitches,
   log: (line: string) => void,
   changeCapture: boolean,
+  checkpointHeld: () => boolean,
 ): StateMachine {
   return new StateMachine({
     engine,
@@ -770,7 +842,9 @@ function newStateMachine(
       snapshotThresholdEntries: settings.snapshotThresholdEntries,
       trailingEntries: settings.snapshotTrailingEntries,
       trailingBytesMax: limits.logTrailingBytesMax,
+      snapshotThresholdBytes: limits.snapshotLogBytesMax,
     },
+    checkpointHeld,
     ...(unsafe.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
     ...(unsafe.snapshotBetweenParts && { snapshotBetweenParts: true }),
     proposePartsGradually: true,

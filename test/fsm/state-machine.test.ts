@@ -11,7 +11,7 @@ import { Engine } from '../../wasm/index.ts';
 /** Timers that never fire: these tests apply entries directly and wait for nothing. */
 const stillClock = { nowMs: () => 0, setTimeout: () => ({ cancel() {} }) };
 
-async function machine(options: Partial<Pick<StateMachineOptions, 'engine' | 'keepTransactionOnRefusedProposal' | 'snapshotThresholdBytes' | 'compaction'>> = {}): Promise<StateMachine> {
+async function machine(options: Partial<Pick<StateMachineOptions, 'engine' | 'keepTransactionOnRefusedProposal' | 'compaction'>> = {}): Promise<StateMachine> {
   return new StateMachine({
     engine: options.engine ?? (await Engine.create()),
     clock: stillClock,
@@ -140,7 +140,7 @@ describe('state machine', () => {
     const leader = await machine();
     const thresholdBytes = 64 * 1024;
     const engine = await Engine.create();
-    const follower = await machine({ engine, snapshotThresholdBytes: thresholdBytes, compaction: { snapshotThresholdEntries: 1000, trailingEntries: 10 } });
+    const follower = await machine({ engine, compaction: { snapshotThresholdEntries: 1000, trailingEntries: 10, snapshotThresholdBytes: thresholdBytes } });
     const commands = [
       ...capture(leader, 'app', 'CREATE TABLE t (x)'),
       ...Array.from({ length: 40 }, () => capture(leader, 'app', 'INSERT INTO t VALUES (randomblob(20000))')).flat(),
