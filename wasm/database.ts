@@ -248,6 +248,8 @@ export class DatabaseImpl implements Database, StatementHost {
   /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
   private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
+  /** checkpoint()'s statement, kept between checkpoints (finalized with the others on close). */
+  private checkpointStatement: Statement | undefined;
   private capture: ChangeCapture | undefined;
   /** The replica's WAL header, read into this for each apply (no allocation per transaction). */
   private readonly replicaWalHeader = new Uint8Array(WAL_HEADER_BYTES);
@@ -412,10 +414,13 @@ export class DatabaseImpl implements Database, StatementHost {
     this.confirmedEnd = this.pendingEnds[count - 1]!;
     this.confirmedVersion++;
     for (let i = 0; i < count; i++) this.context.payloadSlab.give(this.pendingBlocks[i]);
-    // Raft confirms everything taken at once, nearly always: emptying allocates nothing.
+    // Raft confirms everything taken at once, nearly always: emptying allocates nothing. Popped,
+    // not cut with `length = 0`: the length setter is a runtime call (a few % of a transaction).
     if (count === this.pendingEnds.length) {
-      this.pendingEnds.length = 0;
-      this.pendingBlocks.length = 0;
+      for (let i = 0; i < count; i++) {
+        this.pendingEnds.pop();
+        this.pendingBlocks.pop();
+      }
     } else {
       this.pendingEnds.splice(0, count);
       this.pendingBlocks.splice(0, count);
@@ -588,13 +593,15 @@ export class DatabaseImpl implements Database, StatementHost {
       }
       wal.truncate(this.capturedEnd);
     }
-    const statement = this.context.guard.lift(() => this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!);
+    // Prepared once per connection, and stepped with the guard lifted too: a step re-prepares a
+    // statement whose schema changed, and the guard refuses this pragma to everyone else.
+    const guard = this.context.guard;
+    const statement = (this.checkpointStatement ??= guard.lift(() => this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!));
     let busy: unknown;
     try {
-      statement.step();
-      busy = statement.row()[0];
+      busy = guard.lift(() => (statement.step() ? statement.row()[0] : undefined));
     } finally {
-      statement.finalize();
+      statement.reset();
     }
     if (busy !== 0 || (wal !== undefined && wal.size !== 0)) {
       throw new EngineError('SETUP', `checkpoint did not complete (busy=${String(busy)}, WAL ${wal?.size ?? 0} bytes)`);
