@@ -101,58 +101,22 @@ function sumBigEndianWords(view: DataView, start: number, end: number, sums: Int
 /**
  * SQLite's checksum over a page, in WebAssembly. A follower checks every replicated page, and in
  * JS that loop costs about 0.7 µs per 4 KiB page in the engine (each DataView or typed-array read
- * checks its bounds, and each pair of words waits for the one before). Here the page is cut into
- * four lanes summed side by side from zero and joined after: one pair of words maps the sums
- * (a, b) to M·(a, b) + (x0, x0 + x1) with M = [[1, 1], [1, 2]], so a lane of L pairs maps them to
- * M^L·(a, b) + (the lane's sums from zero), all mod 2^32. Copying the page into the module's
- * memory and summing it there costs about a third of the JS loop.
+ * checks its bounds, and each pair of words waits for the one before). The checksum is linear:
+ * one pair of words maps the sums (a, b) to M·(a, b) + (x0, x0 + x1), M = [[1, 1], [1, 2]], so
+ * over n pairs (a, b) becomes M^n·(a, b) + Σ_k M^(n-1-k)·(x_2k, x_2k + x_2k+1), all mod 2^32: a
+ * fixed weight per word and page size. The kernel sums word × weight four words at a time (SIMD
+ * multiplies, no chain between the words) and adds M^n·(a, b); copying the page into its memory
+ * and summing it there costs about a third of the JS loop.
  *
- * `sum(start, pairs, a, b, m00, m01, m10, m11)` sums `pairs` (a multiple of 4) little-endian word
- * pairs from byte `start` continuing from (a, b), M^(pairs/4) given as m00..m11, and stores the
- * sums as two words at byte 0. Hand-assembled (no toolchain); the tests compare it with the loop.
+ * `sum(start, end, a, b, m00, m01, m10, m11)` sums the little-endian words of bytes [start, end)
+ * (a multiple of 16 long) continuing from (a, b), M^n given as m00..m11, with the weights of the
+ * word at byte i at i + 64 KiB (a's) and i + 128 KiB (b's), and stores the sums as two words at
+ * byte 0. Hand-assembled (no toolchain); the tests compare it with the loop for every page size.
  */
-const CHECKSUM_KERNEL_PAGE_OFFSET = 64;
+const KERNEL_PAGE_OFFSET = 64;
+const KERNEL_WEIGHTS_A_DISTANCE = 65536;
+const KERNEL_WEIGHTS_B_DISTANCE = 2 * 65536;
 const CHECKSUM_KERNEL_BYTES = (() => {
-  const get = (index: number) => [0x20, index];
-  const set = (index: number) => [0x21, index];
-  const tee = (index: number) => [0x22, index];
-  const add = 0x6a;
-  const mul = 0x6c;
-  const load = (offset: number) => [0x28, 2, offset];
-  const constant = (value: number) => [0x41, value];
-  // Locals: params 0 p, 1 pairs, 2 a, 3 b, 4..7 m00 m01 m10 m11; 8 q (lane bytes), 9..11 lane
-  // pointers, 12 end, 13..20 the lanes' (a, b), 21 t.
-  const lanePointer = [0, 9, 10, 11];
-  const laneSums = [13, 15, 17, 19];
-  const step: number[] = [];
-  for (let lane = 0; lane < 4; lane++) {
-    const pointer = lanePointer[lane]!;
-    const a = laneSums[lane]!;
-    const b = a + 1;
-    step.push(...get(a), ...get(pointer), ...load(0), add, ...get(b), add, ...set(a));
-    step.push(...get(b), ...get(pointer), ...load(4), add, ...get(a), add, ...set(b));
-  }
-  for (const pointer of lanePointer) step.push(...get(pointer), ...constant(8), add, ...set(pointer));
-  const join: number[] = [];
-  for (const a of laneSums) {
-    join.push(...get(4), ...get(2), mul, ...get(5), ...get(3), mul, add, ...get(a), add, ...set(21));
-    join.push(...get(6), ...get(2), mul, ...get(7), ...get(3), mul, add, ...get(a + 1), add, ...set(3));
-    join.push(...get(21), ...set(2));
-  }
-  const body = [
-    1, 14, 0x7f, // 14 i32 locals
-    ...get(1), ...constant(1), 0x74, ...set(8), // q = pairs * 2 (pairs / 4 lanes, 8 bytes a pair)
-    ...get(0), ...get(8), add, ...tee(9), ...set(12),
-    ...get(9), ...get(8), add, ...set(10),
-    ...get(10), ...get(8), add, ...set(11),
-    0x02, 0x40, ...get(0), ...get(12), 0x4f, 0x0d, 0, // block; br_if p >= end
-    0x03, 0x40, ...step, ...get(0), ...get(12), 0x49, 0x0d, 0, 0x0b, // loop ... br_if p < end
-    0x0b,
-    ...join,
-    ...constant(0), ...get(2), 0x36, 2, 0,
-    ...constant(0), ...get(3), 0x36, 2, 4,
-    0x0b,
-  ];
   const leb = (value: number) => {
     const out: number[] = [];
     do {
@@ -163,25 +127,58 @@ const CHECKSUM_KERNEL_BYTES = (() => {
     } while (value !== 0);
     return out;
   };
+  const get = (index: number) => [0x20, ...leb(index)];
+  const set = (index: number) => [0x21, ...leb(index)];
+  const tee = (index: number) => [0x22, ...leb(index)];
+  const add = 0x6a;
+  const mul = 0x6c;
+  const simd = (op: number) => [0xfd, ...leb(op)];
+  const v128Load = (offset: number) => [...simd(0x00), 0, ...leb(offset)];
+  const i32x4Add = simd(0xae);
+  const i32x4Mul = simd(0xb5);
+  const laneSum = (local: number) => [
+    ...get(local), ...simd(0x1b), 0,
+    ...get(local), ...simd(0x1b), 1, add,
+    ...get(local), ...simd(0x1b), 2, add,
+    ...get(local), ...simd(0x1b), 3, add,
+  ];
+  // Params: 0 p, 1 end, 2 a, 3 b, 4..7 m00 m01 m10 m11; v128 locals: 8 words, 9 a's sums, 10 b's.
+  const body = [
+    1, 3, 0x7b,
+    0x02, 0x40, ...get(0), ...get(1), 0x4f, 0x0d, 0, // block; br_if p >= end
+    0x03, 0x40,
+    ...get(0), ...v128Load(0), ...set(8),
+    ...get(9), ...get(0), ...v128Load(KERNEL_WEIGHTS_A_DISTANCE), ...get(8), ...i32x4Mul, ...i32x4Add, ...set(9),
+    ...get(10), ...get(0), ...v128Load(KERNEL_WEIGHTS_B_DISTANCE), ...get(8), ...i32x4Mul, ...i32x4Add, ...set(10),
+    ...get(0), 0x41, 16, add, ...tee(0), ...get(1), 0x49, 0x0d, 0, // br_if p < end
+    0x0b, 0x0b,
+    0x41, 0, ...get(4), ...get(2), mul, ...get(5), ...get(3), mul, add, ...laneSum(9), add, 0x36, 2, 0,
+    0x41, 0, ...get(6), ...get(2), mul, ...get(7), ...get(3), mul, add, ...laneSum(10), add, 0x36, 2, 4,
+    0x0b,
+  ];
   const section = (id: number, content: number[]) => [id, ...leb(content.length), ...content];
   const name = (text: string) => [text.length, ...Array.from(text, (c) => c.charCodeAt(0))];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [1, 0x60, 8, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
     ...section(3, [1, 0]),
-    ...section(5, [1, 0, 2]), // 2 pages: a 64 KiB page after the 64-byte header
+    ...section(5, [1, 0, 4]), // 4 pages: the page at 64, its weights at 64 KiB + 64 and 128 KiB + 64
     ...section(7, [2, ...name('memory'), 2, 0, ...name('sum'), 0, 0]),
     ...section(10, [1, ...leb(body.length), ...body]),
   ]);
 })();
 
 interface ChecksumKernel {
-  readonly sum: (start: number, pairs: number, a: number, b: number, m00: number, m01: number, m10: number, m11: number) => void;
+  readonly sum: (start: number, end: number, a: number, b: number, m00: number, m01: number, m10: number, m11: number) => void;
   readonly bytes: Uint8Array;
   readonly words: Int32Array;
+  /** The page size the weights in memory and `power` are for (0: none yet). */
+  pageSize: number;
+  /** M^(pageSize / 8). */
+  readonly power: Int32Array;
 }
 
-/** The kernel, or undefined where WebAssembly is missing or the host is big-endian (the loop then serves). */
+/** The kernel, or undefined where WebAssembly (with SIMD) is missing or the host is big-endian: the loop serves then. */
 const checksumKernel: ChecksumKernel | undefined = (() => {
   if (typeof WebAssembly !== 'object' || new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) return undefined;
   try {
@@ -190,50 +187,49 @@ const checksumKernel: ChecksumKernel | undefined = (() => {
     return {
       sum: instance.exports['sum'] as ChecksumKernel['sum'],
       bytes: new Uint8Array(memory.buffer),
-      words: new Int32Array(memory.buffer, 0, 2),
+      words: new Int32Array(memory.buffer),
+      pageSize: 0,
+      power: new Int32Array(4),
     };
   } catch {
     return undefined;
   }
 })();
 
-/** M^n mod 2^32 (see the kernel), for the lane length of the last page size asked for. */
-let lanePowerPairs = -1;
-const lanePower = new Int32Array(4);
-function setLanePower(pairs: number): void {
-  let r0 = 1, r1 = 0, r2 = 0, r3 = 1;
-  let m0 = 1, m1 = 1, m2 = 1, m3 = 2;
-  for (let n = pairs; n > 0; n >>>= 1) {
-    if ((n & 1) !== 0) {
-      const t0 = (Math.imul(r0, m0) + Math.imul(r1, m2)) | 0;
-      const t1 = (Math.imul(r0, m1) + Math.imul(r1, m3)) | 0;
-      const t2 = (Math.imul(r2, m0) + Math.imul(r3, m2)) | 0;
-      r3 = (Math.imul(r2, m1) + Math.imul(r3, m3)) | 0;
-      r0 = t0;
-      r1 = t1;
-      r2 = t2;
-    }
-    const s0 = (Math.imul(m0, m0) + Math.imul(m1, m2)) | 0;
-    const s1 = (Math.imul(m0, m1) + Math.imul(m1, m3)) | 0;
-    const s2 = (Math.imul(m2, m0) + Math.imul(m3, m2)) | 0;
-    m3 = (Math.imul(m2, m1) + Math.imul(m3, m3)) | 0;
-    m0 = s0;
-    m1 = s1;
-    m2 = s2;
+/** Writes the kernel's weights for `pageSize`-byte pages and M^(pageSize / 8). */
+function setKernelPageSize(kernel: ChecksumKernel, pageSize: number): void {
+  const words = kernel.words;
+  const weightsA = (KERNEL_PAGE_OFFSET + KERNEL_WEIGHTS_A_DISTANCE) >>> 2;
+  const weightsB = (KERNEL_PAGE_OFFSET + KERNEL_WEIGHTS_B_DISTANCE) >>> 2;
+  // [p, q; r, s] = M^(n-1-k) for pair k, from the last pair back: pair k adds
+  // (p + q)·x_2k + q·x_2k+1 to a and (r + s)·x_2k + s·x_2k+1 to b.
+  let p = 1, q = 0, r = 0, s = 1;
+  for (let k = (pageSize >>> 3) - 1; k >= 0; k--) {
+    words[weightsA + 2 * k] = (p + q) | 0;
+    words[weightsA + 2 * k + 1] = q;
+    words[weightsB + 2 * k] = (r + s) | 0;
+    words[weightsB + 2 * k + 1] = s;
+    // Times M = [[1, 1], [1, 2]] on the right.
+    const nextQ = (p + 2 * q) | 0;
+    const nextS = (r + 2 * s) | 0;
+    p = (p + q) | 0;
+    q = nextQ;
+    r = (r + s) | 0;
+    s = nextS;
   }
-  lanePower[0] = r0;
-  lanePower[1] = r1;
-  lanePower[2] = r2;
-  lanePower[3] = r3;
-  lanePowerPairs = pairs;
+  kernel.power[0] = p;
+  kernel.power[1] = q;
+  kernel.power[2] = r;
+  kernel.power[3] = s;
+  kernel.pageSize = pageSize;
 }
 
 /** Continues `sums` over the little-endian words of the page at `pageStart` of `view`, in the kernel. */
 function sumPageInKernel(kernel: ChecksumKernel, view: DataView, pageStart: number, pageSize: number, sums: Int32Array): void {
-  const lanePairs = pageSize >>> 5;
-  if (lanePairs !== lanePowerPairs) setLanePower(lanePairs);
-  kernel.bytes.set(new Uint8Array(view.buffer, view.byteOffset + pageStart, pageSize), CHECKSUM_KERNEL_PAGE_OFFSET);
-  kernel.sum(CHECKSUM_KERNEL_PAGE_OFFSET, pageSize >>> 3, sums[0]!, sums[1]!, lanePower[0]!, lanePower[1]!, lanePower[2]!, lanePower[3]!);
+  if (pageSize !== kernel.pageSize) setKernelPageSize(kernel, pageSize);
+  kernel.bytes.set(new Uint8Array(view.buffer, view.byteOffset + pageStart, pageSize), KERNEL_PAGE_OFFSET);
+  const power = kernel.power;
+  kernel.sum(KERNEL_PAGE_OFFSET, KERNEL_PAGE_OFFSET + pageSize, sums[0]!, sums[1]!, power[0]!, power[1]!, power[2]!, power[3]!);
   sums[0] = kernel.words[0]!;
   sums[1] = kernel.words[1]!;
 }
