@@ -29,6 +29,7 @@ import {
 } from './wal-format.ts';
 
 export const PAYLOAD_MAGIC = 0x44515458;
+const PAYLOAD_MAGIC_BYTES = new Uint8Array([PAYLOAD_MAGIC >>> 24, (PAYLOAD_MAGIC >>> 16) & 0xff, (PAYLOAD_MAGIC >>> 8) & 0xff, PAYLOAD_MAGIC & 0xff]);
 export const PAYLOAD_VERSION = 1;
 export const PAYLOAD_HEADER_BYTES = 16;
 export const PAYLOAD_FLAG_WAL_HEADER = 1;
@@ -76,25 +77,35 @@ export function bytesSource(bytes: Uint8Array): ByteSource {
   };
 }
 
-const takeFromSlab = (lengthBytes: number): Uint8Array => payloadSlab.take(lengthBytes);
+/** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
+export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+  return encodePayloadInto(payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start), wal, start, end, pageSize);
+}
 
 /**
- * Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included.
- * `allocate` gives the array to fill (every byte is written: its contents do not matter).
+ * encodePayload into `target`, exactly `PAYLOAD_HEADER_BYTES + end - start` long (every byte is
+ * written: its contents do not matter); returns it. The caller allocates: a callback passed in
+ * would be a new function per database, and V8 drops optimized code at each new call target.
  */
-export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number, allocate = takeFromSlab): Uint8Array {
-  const payload = allocate(PAYLOAD_HEADER_BYTES + end - start);
-  writePayloadHeader(payload, 0, start, end, pageSize);
-  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
-  return payload;
+export function encodePayloadInto(target: Uint8Array, wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+  if (target.length !== PAYLOAD_HEADER_BYTES + end - start) {
+    throw new RangeError(`a payload of WAL bytes ${start}..${end} is ${PAYLOAD_HEADER_BYTES + end - start} bytes, not ${target.length}`);
+  }
+  writePayloadHeader(target, 0, start, end, pageSize);
+  wal.readInto(target, PAYLOAD_HEADER_BYTES, start, end - start);
+  return target;
 }
 
 function writePayloadHeader(target: Uint8Array, targetOffset: number, start: number, end: number, pageSize: number): void {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  // Byte by byte, not through a DataView: making one costs more than these sixteen stores.
-  writeUint32BigEndian(target, targetOffset, PAYLOAD_MAGIC);
+  // Byte by byte, not through a DataView: making one costs more than these sixteen stores. The
+  // magic as literal bytes: as a value it is past V8's small integers, unlike the other fields.
+  target[targetOffset] = PAYLOAD_MAGIC_BYTES[0]!;
+  target[targetOffset + 1] = PAYLOAD_MAGIC_BYTES[1]!;
+  target[targetOffset + 2] = PAYLOAD_MAGIC_BYTES[2]!;
+  target[targetOffset + 3] = PAYLOAD_MAGIC_BYTES[3]!;
   target[targetOffset + 4] = PAYLOAD_VERSION;
   target[targetOffset + 5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
   // Written, not assumed zero: a recycled array holds an earlier payload's bytes.
@@ -212,12 +223,20 @@ export interface ReplicaWal {
   readonly endChecksum: WalChecksum;
 }
 
-/** Describes the first `sizeBytes` of a WAL held as `read(offset, length)`. */
-export function describeReplicaWal(sizeBytes: number, pageSize: number, readUint32: (offset: number) => number, header: Uint8Array): ReplicaWal {
+/** Big-endian 32-bit values of a WAL (a MemoryFile has them). */
+export interface WalWords {
+  uint32(offset: number): number;
+}
+
+/**
+ * Describes the first `sizeBytes` of the WAL `wal`. An object with a method, not a callback: the
+ * method is one function for every file, a callback a new one per database (and a deopt at each).
+ */
+export function describeReplicaWal(sizeBytes: number, pageSize: number, wal: WalWords, header: Uint8Array): ReplicaWal {
   if (sizeBytes < WAL_HEADER_BYTES) return { sizeBytes, header, endChecksum: { s1: 0, s2: 0 } };
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const checksumOffset = sizeBytes === WAL_HEADER_BYTES ? 24 : sizeBytes - frameBytes + 16;
-  return { sizeBytes, header, endChecksum: { s1: readUint32(checksumOffset), s2: readUint32(checksumOffset + 4) } };
+  return { sizeBytes, header, endChecksum: { s1: wal.uint32(checksumOffset), s2: wal.uint32(checksumOffset + 4) } };
 }
 
 /**
