@@ -29,6 +29,7 @@ import {
 } from './wal-format.ts';
 
 export const PAYLOAD_MAGIC = 0x44515458;
+const PAYLOAD_MAGIC_BYTES = new Uint8Array([PAYLOAD_MAGIC >>> 24, (PAYLOAD_MAGIC >>> 16) & 0xff, (PAYLOAD_MAGIC >>> 8) & 0xff, PAYLOAD_MAGIC & 0xff]);
 export const PAYLOAD_VERSION = 1;
 export const PAYLOAD_HEADER_BYTES = 16;
 export const PAYLOAD_FLAG_WAL_HEADER = 1;
@@ -76,31 +77,49 @@ export function bytesSource(bytes: Uint8Array): ByteSource {
   };
 }
 
-const takeFromSlab = (lengthBytes: number): Uint8Array => payloadSlab.take(lengthBytes);
+/** Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included. */
+export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+  return encodePayloadInto(payloadSlab.take(PAYLOAD_HEADER_BYTES + end - start), wal, start, end, pageSize);
+}
 
 /**
- * Copies WAL bytes `[start, end)` into a new payload; `start` 0 means the WAL header is included.
- * `allocate` gives the array to fill (every byte is written: its contents do not matter).
+ * encodePayload into `target`, exactly `PAYLOAD_HEADER_BYTES + end - start` long (every byte is
+ * written: its contents do not matter); returns it. The caller allocates: a callback passed in
+ * would be a new function per database, and V8 drops optimized code at each new call target.
  */
-export function encodePayload(wal: ByteSource, start: number, end: number, pageSize: number, allocate = takeFromSlab): Uint8Array {
-  const payload = allocate(PAYLOAD_HEADER_BYTES + end - start);
-  writePayloadHeader(payload, 0, start, end, pageSize);
-  wal.readInto(payload, PAYLOAD_HEADER_BYTES, start, end - start);
-  return payload;
+export function encodePayloadInto(target: Uint8Array, wal: ByteSource, start: number, end: number, pageSize: number): Uint8Array {
+  if (target.length !== PAYLOAD_HEADER_BYTES + end - start) {
+    throw new RangeError(`a payload of WAL bytes ${start}..${end} is ${PAYLOAD_HEADER_BYTES + end - start} bytes, not ${target.length}`);
+  }
+  writePayloadHeader(target, 0, start, end, pageSize);
+  wal.readInto(target, PAYLOAD_HEADER_BYTES, start, end - start);
+  return target;
 }
 
 function writePayloadHeader(target: Uint8Array, targetOffset: number, start: number, end: number, pageSize: number): void {
   const hasHeader = start === 0;
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const frames = (end - start - (hasHeader ? WAL_HEADER_BYTES : 0)) / frameBytes;
-  const view = new DataView(target.buffer, target.byteOffset + targetOffset, PAYLOAD_HEADER_BYTES);
-  view.setUint32(0, PAYLOAD_MAGIC);
-  view.setUint8(4, PAYLOAD_VERSION);
-  view.setUint8(5, hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0);
+  // Byte by byte, not through a DataView: making one costs more than these sixteen stores. The
+  // magic as literal bytes: as a value it is past V8's small integers, unlike the other fields.
+  target[targetOffset] = PAYLOAD_MAGIC_BYTES[0]!;
+  target[targetOffset + 1] = PAYLOAD_MAGIC_BYTES[1]!;
+  target[targetOffset + 2] = PAYLOAD_MAGIC_BYTES[2]!;
+  target[targetOffset + 3] = PAYLOAD_MAGIC_BYTES[3]!;
+  target[targetOffset + 4] = PAYLOAD_VERSION;
+  target[targetOffset + 5] = hasHeader ? PAYLOAD_FLAG_WAL_HEADER : 0;
   // Written, not assumed zero: a recycled array holds an earlier payload's bytes.
-  view.setUint16(6, 0);
-  view.setUint32(8, pageSize);
-  view.setUint32(12, frames);
+  target[targetOffset + 6] = 0;
+  target[targetOffset + 7] = 0;
+  writeUint32BigEndian(target, targetOffset + 8, pageSize);
+  writeUint32BigEndian(target, targetOffset + 12, frames);
+}
+
+function writeUint32BigEndian(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value >>> 24;
+  target[offset + 1] = value >>> 16;
+  target[offset + 2] = value >>> 8;
+  target[offset + 3] = value;
 }
 
 /**
@@ -204,12 +223,20 @@ export interface ReplicaWal {
   readonly endChecksum: WalChecksum;
 }
 
-/** Describes the first `sizeBytes` of a WAL held as `read(offset, length)`. */
-export function describeReplicaWal(sizeBytes: number, pageSize: number, readUint32: (offset: number) => number, header: Uint8Array): ReplicaWal {
+/** Big-endian 32-bit values of a WAL (a MemoryFile has them). */
+export interface WalWords {
+  uint32(offset: number): number;
+}
+
+/**
+ * Describes the first `sizeBytes` of the WAL `wal`. An object with a method, not a callback: the
+ * method is one function for every file, a callback a new one per database (and a deopt at each).
+ */
+export function describeReplicaWal(sizeBytes: number, pageSize: number, wal: WalWords, header: Uint8Array): ReplicaWal {
   if (sizeBytes < WAL_HEADER_BYTES) return { sizeBytes, header, endChecksum: { s1: 0, s2: 0 } };
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const checksumOffset = sizeBytes === WAL_HEADER_BYTES ? 24 : sizeBytes - frameBytes + 16;
-  return { sizeBytes, header, endChecksum: { s1: readUint32(checksumOffset), s2: readUint32(checksumOffset + 4) } };
+  return { sizeBytes, header, endChecksum: { s1: wal.uint32(checksumOffset), s2: wal.uint32(checksumOffset + 4) } };
 }
 
 /**
@@ -219,7 +246,8 @@ export function describeReplicaWal(sizeBytes: number, pageSize: number, readUint
  */
 export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, replica: ReplicaWal): void {
   const { pageSize, frames, hasWalHeader, walBytes } = decoded;
-  const chain = startFrameChain(decoded, replicaPageSize, replica, walBytes);
+  // One chain serves every call (a follower checks one payload per transaction): no allocation.
+  const chain = startFrameChain(decoded, replicaPageSize, replica, walBytes, appendChain);
   const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
   const view = new DataView(walBytes.buffer, walBytes.byteOffset, walBytes.byteLength);
   for (let i = 0, offset = hasWalHeader ? WAL_HEADER_BYTES : 0; i < frames; i++, offset += frameBytes) chain.check(view, offset);
@@ -229,7 +257,7 @@ export function checkAppend(decoded: DecodedPayload, replicaPageSize: number, re
  * The checks before the first frame: page size, WAL presence, and the WAL header the payload
  * carries (`walHeader`, its first 32 bytes, when it has one). The chain then checks each frame.
  */
-function startFrameChain(header: Omit<PayloadHeader, 'payloadBytes'>, replicaPageSize: number, replica: ReplicaWal, walHeader: Uint8Array): FrameChain {
+function startFrameChain(header: Omit<PayloadHeader, 'payloadBytes'>, replicaPageSize: number, replica: ReplicaWal, walHeader: Uint8Array, chain: FrameChain): FrameChain {
   const walSizeBytes = replica.sizeBytes;
   const { pageSize, frames, hasWalHeader } = header;
   if (pageSize !== replicaPageSize) {
@@ -248,7 +276,7 @@ function startFrameChain(header: Omit<PayloadHeader, 'payloadBytes'>, replicaPag
     if (headerPageSize !== pageSize) {
       throw new EngineError('PAGE_SIZE', `the transaction's WAL header says ${headerPageSize}-byte pages, its payload says ${pageSize}`);
     }
-    return new FrameChain(walHeader, { s1: readUint32BigEndian(walHeader, 24), s2: readUint32BigEndian(walHeader, 28) }, frames, pageSize);
+    return chain.start(walHeader, readUint32BigEndian(walHeader, 24), readUint32BigEndian(walHeader, 28), frames, pageSize);
   }
   if (walSizeBytes === 0) {
     throw new EngineError('NO_WAL', 'transaction continues a WAL that this replica does not have (its WAL is empty: missed the transaction that started it?)');
@@ -256,28 +284,30 @@ function startFrameChain(header: Omit<PayloadHeader, 'payloadBytes'>, replicaPag
   if (walSizeBytes < WAL_HEADER_BYTES || (walSizeBytes - WAL_HEADER_BYTES) % frameBytes !== 0) {
     throw new EngineError('WAL_HEADER', `this replica's WAL is ${walSizeBytes} bytes, not a header plus whole ${pageSize}-byte frames`);
   }
-  return new FrameChain(replica.header, replica.endChecksum, frames, pageSize);
+  return chain.start(replica.header, replica.endChecksum.s1, replica.endChecksum.s2, frames, pageSize);
 }
 
 /** Checks a transaction's frames one after the other: salts, page number, commit marker, checksum chain. */
 class FrameChain {
-  private readonly salt1: number;
-  private readonly salt2: number;
-  private readonly bigEndianWords: boolean;
-  private readonly running: RunningWalChecksum;
+  private salt1 = 0;
+  private salt2 = 0;
+  private bigEndianWords = false;
+  private readonly running = new RunningWalChecksum({ s1: 0, s2: 0 });
+  frames = 0;
+  private pageSize = 0;
   /** Frames checked so far. */
   checked = 0;
 
-  constructor(
-    headerSource: Uint8Array,
-    seed: WalChecksum,
-    readonly frames: number,
-    private readonly pageSize: number,
-  ) {
+  /** Starts over for `frames` frames continuing the WAL whose header is `headerSource`, from the running checksum (s1, s2). */
+  start(headerSource: Uint8Array, s1: number, s2: number, frames: number, pageSize: number): this {
     this.salt1 = readUint32BigEndian(headerSource, 16) | 0;
     this.salt2 = readUint32BigEndian(headerSource, 20) | 0;
     this.bigEndianWords = isBigEndianChecksum(readUint32BigEndian(headerSource, 0));
-    this.running = new RunningWalChecksum(seed);
+    this.running.reset(s1, s2);
+    this.frames = frames;
+    this.pageSize = pageSize;
+    this.checked = 0;
+    return this;
   }
 
   /** Checks the next frame, at `offset` of `view`. */
@@ -301,6 +331,8 @@ class FrameChain {
     this.checked = i + 1;
   }
 }
+
+const appendChain = new FrameChain();
 
 /** Where the WAL bytes of a staged payload go, and what the replica it continues looks like. */
 export interface StagingTarget {
@@ -416,6 +448,6 @@ export class StagedPayload {
   private startChain(walHeader: Uint8Array): FrameChain {
     const header = this.header!;
     const { pageSize, replica } = this.target.begin(header);
-    return startFrameChain(header, pageSize, replica, walHeader);
+    return startFrameChain(header, pageSize, replica, walHeader, new FrameChain());
   }
 }

@@ -386,12 +386,15 @@ export class ChangeCapture {
       while (done.length > count) done.shift();
     }
     const result = this.taken;
-    result.length = count;
+    // Resized by push and pop, not by setting `length`: that setter is a runtime call, and this
+    // runs once per transaction.
+    while (result.length > count) result.pop();
+    while (result.length < count) result.push(undefined);
     const missing = count - done.length;
     for (let i = 0; i < missing; i++) result[i] = undefined;
     for (let i = 0; i < done.length; i++) result[missing + i] = this.finish(done[i], lookup);
     for (const tx of this.done) if (tx !== undefined && this.spare.length < SPARE_TRANSACTIONS_MAX) this.spare.push(tx);
-    this.done.length = 0;
+    while (this.done.length > 0) this.done.pop();
     if (this.open === undefined) this.emptyRowBuffer();
     return result;
   }
@@ -641,9 +644,9 @@ function resolveRows(records: Uint8Array, start: number, end: number, keys: KeyC
     if (hasValues) {
       count = records[valuesEnd]! | (records[valuesEnd + 1]! << 8);
       valuesEnd += 2;
-      offsets.length = 0;
+      // Overwritten, not emptied first (`length = 0` is a runtime call): only [0, count) is read.
       for (let i = 0; i < count; i++) {
-        offsets.push(valuesEnd);
+        offsets[i] = valuesEnd;
         valuesEnd += valueSize(records, valuesEnd);
       }
     }

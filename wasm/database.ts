@@ -14,6 +14,7 @@ import {
   describeReplicaWal,
   decodePayload,
   encodePayload,
+  encodePayloadInto,
   PAYLOAD_HEADER_BYTES,
   payloadPageNumbers,
   readPayloadRange,
@@ -234,18 +235,15 @@ export class DatabaseImpl implements Database, StatementHost {
   /** The slab block of each pending transaction's payload, in the order of `pendingEnds`. */
   private pendingBlocks: (SlabBlock | undefined)[] = [];
   private lastPayloadBlock: SlabBlock | undefined;
-  private readonly allocatePayload = (lengthBytes: number): Uint8Array => {
-    // encodePayload writes every byte: no zero-fill first.
-    const piece = this.context.payloadSlab.take(lengthBytes, false);
-    this.lastPayloadBlock = piece.block;
-    return piece.bytes;
-  };
+
   private scannedSyncCount = -1;
   /** Bumped whenever WAL bytes past the start may be dropped or rewritten (abort, checkpoint, restore). */
   private walDropCount = 0;
   /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
   private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
+  /** checkpoint()'s statement, kept between checkpoints (finalized with the others on close). */
+  private checkpointStatement: Statement | undefined;
   private capture: ChangeCapture | undefined;
   /** The replica's WAL header, read into this for each apply (no allocation per transaction). */
   private readonly replicaWalHeader = new Uint8Array(WAL_HEADER_BYTES);
@@ -410,10 +408,13 @@ export class DatabaseImpl implements Database, StatementHost {
     this.confirmedEnd = this.pendingEnds[count - 1]!;
     this.confirmedVersion++;
     for (let i = 0; i < count; i++) this.context.payloadSlab.give(this.pendingBlocks[i]);
-    // Raft confirms everything taken at once, nearly always: emptying allocates nothing.
+    // Raft confirms everything taken at once, nearly always: emptying allocates nothing. Popped,
+    // not cut with `length = 0`: the length setter is a runtime call (a few % of a transaction).
     if (count === this.pendingEnds.length) {
-      this.pendingEnds.length = 0;
-      this.pendingBlocks.length = 0;
+      for (let i = 0; i < count; i++) {
+        this.pendingEnds.pop();
+        this.pendingBlocks.pop();
+      }
     } else {
       this.pendingEnds.splice(0, count);
       this.pendingBlocks.splice(0, count);
@@ -462,7 +463,7 @@ export class DatabaseImpl implements Database, StatementHost {
     const pageSize = adopt ? decoded.pageSize : this.pageSizeBytes;
     // checkAppend reads the header only of a WAL that holds one.
     if (this.confirmedEnd >= WAL_HEADER_BYTES) wal.readInto(this.replicaWalHeader, 0, 0, WAL_HEADER_BYTES);
-    const replica = describeReplicaWal(this.confirmedEnd, pageSize, wal.uint32Reader, this.replicaWalHeader);
+    const replica = describeReplicaWal(this.confirmedEnd, pageSize, wal, this.replicaWalHeader);
     checkAppend(decoded, pageSize, replica);
     const newEnd = this.confirmedEnd + decoded.walBytes.length;
     if (!wal.reserve(newEnd)) {
@@ -500,7 +501,7 @@ export class DatabaseImpl implements Database, StatementHost {
             // Only a transaction that starts the WAL can be the first one an empty replica takes.
             if (header.hasWalHeader && header.pageSize !== this.pageSizeBytes && this.holdsNothing()) this.recreateEmpty(header.pageSize);
             const wal = this.context.vfs.ensureFile(this.walPath);
-            const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, (offset) => wal.uint32(offset), wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
+            const replica = describeReplicaWal(this.confirmedEnd, this.pageSizeBytes, wal, wal.slice(0, Math.min(WAL_HEADER_BYTES, this.confirmedEnd)));
             return { pageSize: this.pageSizeBytes, replica };
           },
           append: (bytes) => {
@@ -586,13 +587,15 @@ export class DatabaseImpl implements Database, StatementHost {
       }
       wal.truncate(this.capturedEnd);
     }
-    const statement = this.context.guard.lift(() => this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!);
+    // Prepared once per connection, and stepped with the guard lifted too: a step re-prepares a
+    // statement whose schema changed, and the guard refuses this pragma to everyone else.
+    const guard = this.context.guard;
+    const statement = (this.checkpointStatement ??= guard.lift(() => this.prepare('PRAGMA wal_checkpoint(TRUNCATE)')!));
     let busy: unknown;
     try {
-      statement.step();
-      busy = statement.row()[0];
+      busy = guard.lift(() => (statement.step() ? statement.row()[0] : undefined));
     } finally {
-      statement.finalize();
+      statement.reset();
     }
     if (busy !== 0 || (wal !== undefined && wal.size !== 0)) {
       throw new EngineError('SETUP', `checkpoint did not complete (busy=${String(busy)}, WAL ${wal?.size ?? 0} bytes)`);
@@ -848,6 +851,14 @@ export class DatabaseImpl implements Database, StatementHost {
     this.confirmedEnd = this.capturedEnd = 0;
   }
 
+  /** An array for a payload, from the engine's slab; its block is `lastPayloadBlock` then. */
+  private allocatePayload(lengthBytes: number): Uint8Array {
+    // encodePayloadInto writes every byte: no zero-fill first.
+    const piece = this.context.payloadSlab.take(lengthBytes, false);
+    this.lastPayloadBlock = piece.block;
+    return piece.bytes;
+  }
+
   /** Records each transaction SQLite committed after `capturedEnd` as pending and captures it. */
   private scanCommits(wal: MemoryFile, captured: CapturedTransaction[], copyBytesMax: number): void {
     const pageSize = this.pageSizeBytes;
@@ -861,7 +872,7 @@ export class DatabaseImpl implements Database, StatementHost {
         const range: WalRange = { wal, start, end, pageSize, readable: () => !this.closed && this.walDropCount === generation };
         captured.push(new Captured(undefined, frames, range));
       } else {
-        captured.push(new Captured(encodePayload(wal, start, end, pageSize, this.allocatePayload), frames));
+        captured.push(new Captured(encodePayloadInto(this.allocatePayload(PAYLOAD_HEADER_BYTES + end - start), wal, start, end, pageSize), frames));
       }
       this.pendingEnds.push(end);
       this.pendingBlocks.push(this.lastPayloadBlock);
@@ -936,7 +947,7 @@ export function checkSnapshot(snapshot: DatabaseSnapshot): number {
         const commit = readFrameCommitPageCount(wal, offset);
         offset += frameBytes;
         if (commit !== 0) {
-          const replica: ReplicaWal = describeReplicaWal(end, pageSize, (at) => readUint32BigEndian(wal, at), wal.subarray(0, WAL_HEADER_BYTES));
+          const replica: ReplicaWal = describeReplicaWal(end, pageSize, { uint32: (at) => readUint32BigEndian(wal, at) }, wal.subarray(0, WAL_HEADER_BYTES));
           checkAppend(decodePayload(encodePayload(bytesSource(wal), end, offset, pageSize)), pageSize, replica);
           end = offset;
         }

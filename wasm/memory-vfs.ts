@@ -66,6 +66,9 @@ export class MemoryVfs {
   private readonly views = new Map<string, ReadViewTarget>();
   private readonly pool: ChunkPool;
   private tempFileCounter = 0;
+  /** The handle looked up last: a commit's writes, reads and sync all go to one file, the WAL. */
+  private lastHandlePointer: Pointer = 0;
+  private lastHandle: OpenFile | undefined;
   /** Cached view of the WASM heap; growing the memory detaches its buffer (length 0) or leaves the view short: either way `heap()` refreshes it. */
   private heapView: Uint8Array = new Uint8Array(0);
 
@@ -180,6 +183,7 @@ export class MemoryVfs {
 
   xOpen(_pVfs: Pointer, zName: Pointer, pFile: Pointer, flags: number, pOutFlags: Pointer, ioMethods: Pointer): number {
     const wasm = this.sqlite.wasm;
+    this.forgetLastHandle();
     const path = zName === 0 ? `temp-${++this.tempFileCounter}` : (wasm.cstrToJs(zName) ?? '');
     const view = this.views.get(path);
     if (view !== undefined) {
@@ -261,7 +265,22 @@ export class MemoryVfs {
     return this.heapView;
   }
 
+  /** The open file behind an sqlite3_file pointer SQLite passes (one it opened and has not closed). */
+  private handle(pFile: Pointer): OpenFile {
+    if (pFile === this.lastHandlePointer) return this.lastHandle!;
+    const handle = this.open.get(pFile)!;
+    this.lastHandlePointer = pFile;
+    this.lastHandle = handle;
+    return handle;
+  }
+
+  private forgetLastHandle(): void {
+    this.lastHandlePointer = 0;
+    this.lastHandle = undefined;
+  }
+
   xClose(pFile: Pointer): number {
+    this.forgetLastHandle();
     const handle = this.open.get(pFile);
     if (handle === undefined) return SQLITE_OK;
     this.open.delete(pFile);
@@ -270,7 +289,7 @@ export class MemoryVfs {
   }
 
   xRead(pFile: Pointer, pDest: Pointer, amountBytes: number, offset: bigint): number {
-    const handle = this.open.get(pFile)!;
+    const handle = this.handle(pFile);
     const start = Number(offset);
     const heap = this.heap(pDest + amountBytes);
     const source: { readInto(target: Uint8Array, targetOffset: number, offset: number, length: number): void } = handle.view ?? handle.file!;
@@ -287,7 +306,7 @@ export class MemoryVfs {
   }
 
   xWrite(pFile: Pointer, pSource: Pointer, amountBytes: number, offset: bigint): number {
-    const file = this.open.get(pFile)!.file;
+    const file = this.handle(pFile).file;
     if (file === undefined) return SQLITE_READONLY;
     const start = Number(offset);
     if (!file.reserve(start + amountBytes)) return SQLITE_FULL;
@@ -296,7 +315,7 @@ export class MemoryVfs {
   }
 
   xTruncate(pFile: Pointer, sizeBytes: bigint): number {
-    const file = this.open.get(pFile)!.file;
+    const file = this.handle(pFile).file;
     if (file === undefined) return SQLITE_READONLY;
     const size = Number(sizeBytes);
     if (size > file.sizeMaxBytes) return SQLITE_FULL;
@@ -305,14 +324,14 @@ export class MemoryVfs {
   }
 
   xSync(pFile: Pointer, _flags: number): number {
-    const file = this.open.get(pFile)!.file;
+    const file = this.handle(pFile).file;
     // The writer's commit detection counts syncs of the real file; a view's sync is nothing.
     if (file !== undefined) file.syncCount++;
     return SQLITE_OK;
   }
 
   xFileSize(pFile: Pointer, pSize: Pointer): number {
-    const handle = this.open.get(pFile)!;
+    const handle = this.handle(pFile);
     const size = handle.view === undefined ? handle.file!.size : handle.view.sizeBytes();
     this.sqlite.wasm.poke64(pSize, BigInt(size));
     return SQLITE_OK;

@@ -59,25 +59,36 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeCommand(command: Command): Uint8Array {
-  const name = command.kind === CommandKind.Barrier ? new Uint8Array(0) : utf8Encoder.encode(command.database);
+  const body = commandBody(command);
+  const changes = (command.kind === CommandKind.Frames || command.kind === CommandKind.TransactionCommit) ? command.changes : undefined;
+  const { bytes, bodyOffset } = commandWithHead(command.kind, command.kind === CommandKind.Barrier ? '' : command.database, changes, body?.length ?? 0);
+  if (body) bytes.set(body, bodyOffset);
+  return bytes;
+}
+
+/**
+ * A command's array, `bodyBytes` long past its head (kind, version, database name, change set),
+ * with the head written: the caller writes the body at `bodyOffset`.
+ */
+function commandWithHead(kind: CommandKind, database: string, changes: TransactionChanges | undefined, bodyBytes: number): { bytes: Uint8Array; bodyOffset: number } {
+  const name = database === '' ? new Uint8Array(0) : utf8Encoder.encode(database);
   if (name.length > DATABASE_NAME_BYTES_MAX) {
     throw new CommandCodecError(`database name is ${name.length} bytes, at most ${DATABASE_NAME_BYTES_MAX} allowed`);
   }
-  const body = commandBody(command);
-  const changes = (command.kind === CommandKind.Frames || command.kind === CommandKind.TransactionCommit) && command.changes ? encodeChanges(command.changes) : undefined;
-  const changesBytes = changes ? CHANGES_LENGTH_BYTES + changes.length : 0;
-  const bytes = new Uint8Array(HEADER_BYTES + name.length + changesBytes + (body?.length ?? 0));
-  bytes[0] = command.kind;
-  bytes[1] = changes ? COMMAND_VERSION_WITH_CHANGES : COMMAND_VERSION;
+  const encodedChanges = changes ? encodeChanges(changes) : undefined;
+  const changesBytes = encodedChanges ? CHANGES_LENGTH_BYTES + encodedChanges.length : 0;
+  const bodyOffset = HEADER_BYTES + name.length + changesBytes;
+  const bytes = new Uint8Array(bodyOffset + bodyBytes);
+  bytes[0] = kind;
+  bytes[1] = encodedChanges ? COMMAND_VERSION_WITH_CHANGES : COMMAND_VERSION;
   bytes[2] = name.length & 0xff;
   bytes[3] = name.length >>> 8;
   bytes.set(name, HEADER_BYTES);
-  if (changes) {
-    new DataView(bytes.buffer).setUint32(HEADER_BYTES + name.length, changes.length, true);
-    bytes.set(changes, HEADER_BYTES + name.length + CHANGES_LENGTH_BYTES);
+  if (encodedChanges) {
+    new DataView(bytes.buffer).setUint32(HEADER_BYTES + name.length, encodedChanges.length, true);
+    bytes.set(encodedChanges, HEADER_BYTES + name.length + CHANGES_LENGTH_BYTES);
   }
-  if (body) bytes.set(body, HEADER_BYTES + name.length + changesBytes);
-  return bytes;
+  return { bytes, bodyOffset };
 }
 
 function commandBody(command: Command): Uint8Array | undefined {
@@ -140,9 +151,10 @@ export function planTransaction(database: string, payload: Uint8Array | PayloadS
   // Only a payload that could fit is made whole to find out: a load of hundreds of MiB would
   // otherwise be copied here, only to be thrown away.
   if (framesBytesMin + (changes ? CHANGES_LENGTH_BYTES : 0) <= proposalBytesMax) {
-    const whole = payload instanceof Uint8Array ? payload : new Uint8Array(payloadBytes);
-    if (!(payload instanceof Uint8Array)) source.readPayload(whole, 0, 0, payloadBytes);
-    const frames = encodeCommand({ kind: CommandKind.Frames, database, payload: whole, ...(changes && { changes }) });
+    // What encodeCommand makes of a FRAMES command, byte for byte, with the payload read into it
+    // straight from the source: one array and one copy per transaction, not two of each.
+    const { bytes: frames, bodyOffset } = commandWithHead(CommandKind.Frames, database, changes, payloadBytes);
+    source.readPayload(frames, bodyOffset, 0, payloadBytes);
     if (frames.length <= proposalBytesMax) return { frames, parts: 0, part: () => { throw new CommandCodecError('a FRAMES entry has no parts'); }, commit: () => frames };
   }
   const sliceBytes = proposalBytesMax - HEADER_BYTES - nameBytes - PART_FIELDS_BYTES;

@@ -160,6 +160,9 @@ export class RaftLog {
   private failure: RaftLogError | undefined;
   private readonly space: DiskSpaceGauge;
   private appending = false;
+  /** The array growing appends are written from (see growthBuffer), and how many of its first bytes the last one wrote. */
+  private growth: Uint8Array | undefined;
+  private growthBufferWrittenBytes = 0;
   private readonly truncateOnCorruption: boolean;
   private readonly preallocateBytes: number;
   private readonly segmentBytesMax: number;
@@ -370,8 +373,8 @@ export class RaftLog {
     const grows = writeAt !== undefined && end > target.fileBytes;
     // Never past the segment's size: the zeros would be cut again when it closes.
     const fileBytes = grows ? Math.max(end, Math.min(end + this.preallocateBytes, this.segmentBytesMax)) : Math.max(target.fileBytes, end);
-    const buffer = new Uint8Array(grows ? fileBytes - target.bytes : total);
-    const view = new DataView(buffer.buffer);
+    const buffer = grows ? this.growthBuffer(fileBytes - target.bytes, total) : new Uint8Array(total);
+    const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     const offsets: number[] = [];
     let offset = 0;
     if (withHeader) {
@@ -391,6 +394,28 @@ export class RaftLog {
     this.space.consumed(fileBytes - Math.max(target.fileBytes, target.bytes));
     target.bytes += total;
     target.fileBytes = fileBytes;
+  }
+
+  /**
+   * A zero-filled array of `lengthBytes` for an append that grows the file, whose first
+   * `recordsBytes` the caller then writes: the records, then the zeros preallocated after them.
+   * One array serves every growth (appends run one at a time and the storage is done with the
+   * bytes once the write resolves): only what the last one wrote is zeroed again, instead of a
+   * fresh megabyte being allocated and faulted in each time.
+   */
+  private growthBuffer(lengthBytes: number, recordsBytes: number): Uint8Array {
+    let buffer = this.growth;
+    if (buffer === undefined || buffer.length < lengthBytes) {
+      // One large append (a big transaction) gets an array of its own, not kept.
+      if (lengthBytes > 2 * this.preallocateBytes) return new Uint8Array(lengthBytes);
+      buffer = new Uint8Array(Math.max(lengthBytes, this.preallocateBytes));
+      this.growth = buffer;
+    } else {
+      buffer.fill(0, 0, this.growthBufferWrittenBytes);
+    }
+    // Recorded before the records are written: a failed encoding leaves no stale bytes behind.
+    this.growthBufferWrittenBytes = recordsBytes;
+    return buffer.subarray(0, lengthBytes);
   }
 
   /**

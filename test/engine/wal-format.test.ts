@@ -101,6 +101,23 @@ describe('WAL checksum', () => {
     }
   });
 
+  it('computes frame checksums like the reference for every page size, seeds that wrap, aligned or not', () => {
+    // Little-endian pages go through the WebAssembly kernel (four lanes joined by a matrix power),
+    // big-endian ones through the loop: both must be SQLite's checksum, for every lane length.
+    for (let pageSize = 512; pageSize <= 65536; pageSize *= 2) {
+      for (const bigEndian of [false, true]) {
+        const frame = pseudoRandomBytes(24 + pageSize, pageSize + (bigEndian ? 1 : 0));
+        for (const seed of [{ s1: 0, s2: 0 }, { s1: 0xffffffff, s2: 0xfffffffe }, { s1: pageSize * 2654435761 >>> 0, s2: 0x80000000 }]) {
+          const expected = referenceChecksum(frame.subarray(24), bigEndian, referenceChecksum(frame.subarray(0, 8), bigEndian, seed));
+          expect(walFrameChecksum(frame, 0, pageSize, bigEndian, seed), `${pageSize}-byte page`).toEqual(expected);
+          const unaligned = new Uint8Array(frame.length + 5).subarray(5);
+          unaligned.set(frame);
+          expect(walFrameChecksum(unaligned, 0, pageSize, bigEndian, seed), `${pageSize}-byte page, unaligned`).toEqual(expected);
+        }
+      }
+    }
+  });
+
   it('refuses lengths that are not a multiple of 8 and ranges outside the buffer', () => {
     expect(() => walChecksum(new Uint8Array(12), 0, 12, false, { s1: 0, s2: 0 })).toThrow(RangeError);
     expect(() => walChecksum(new Uint8Array(8), 4, 8, false, { s1: 0, s2: 0 })).toThrow(RangeError);

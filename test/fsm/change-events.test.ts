@@ -142,6 +142,22 @@ describe('command codec with changes', () => {
     expect(decodeCommand(commitOld)).toEqual({ kind: CommandKind.TransactionCommit, database: 'db', parts: 2, payloadBytes: 10 });
   });
 
+  test('a FRAMES entry read from a payload source is what encodeCommand makes of the whole payload', () => {
+    const payload = new Uint8Array(5000).map((_, i) => (i * 7 + 3) & 0xff);
+    // A source like the engine's captured transaction: read a range at a time, never whole.
+    const source = {
+      payloadBytes: payload.length,
+      readPayload: (target: Uint8Array, targetOffset: number, offset: number, length: number) => target.set(payload.subarray(offset, offset + length), targetOffset),
+    };
+    for (const withChanges of [false, true]) {
+      const expected = encodeCommand({ kind: CommandKind.Frames, database: 'dé', payload, ...(withChanges && { changes }) });
+      const entries = encodeTransaction('dé', source, 1 << 20, withChanges ? changes : undefined);
+      expect(entries).toHaveLength(1);
+      expect(entries[0]).toEqual(expected);
+      expect(decodeCommand(entries[0]!)).toEqual({ kind: CommandKind.Frames, database: 'dé', payload, ...(withChanges && { changes }) });
+    }
+  });
+
   test('damaged change bytes are a codec error, not a crash', () => {
     const bytes = encodeCommand({ kind: CommandKind.Frames, database: 'db', payload: new Uint8Array([1]), changes });
     const cut = bytes.slice();
