@@ -133,14 +133,21 @@ describe('frozen views of a memory file', () => {
   });
 });
 
-describe('frozen snapshot of a database', () => {
-  it('equals the copied snapshot at the time, whatever is written after', async () => {
-    const engine = await Engine.create();
-    const db = engine.open('cow');
-    const exec = (sql: string): void => {
+/** A database whose every statement is committed and shipped at once, as a leader's would be. */
+async function shippingDatabase(): Promise<{ db: ReturnType<Engine['open']>; exec: (sql: string) => void }> {
+  const db = (await Engine.create()).open('cow');
+  return {
+    db,
+    exec: (sql) => {
       run(db, sql);
       ship(db, []);
-    };
+    },
+  };
+}
+
+describe('frozen snapshot of a database', () => {
+  it('equals the copied snapshot at the time, whatever is written after', async () => {
+    const { db, exec } = await shippingDatabase();
     exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
     for (let i = 0; i < 200; i++) exec(`INSERT INTO t VALUES (${i}, randomblob(2000))`);
     db.checkpoint();
@@ -160,12 +167,7 @@ describe('frozen snapshot of a database', () => {
   });
 
   it('a checkpoint of random pages while a snapshot is frozen saves those pages, not the chunks they fall in', async () => {
-    const engine = await Engine.create();
-    const db = engine.open('cow');
-    const exec = (sql: string): void => {
-      run(db, sql);
-      ship(db, []);
-    };
+    const { db, exec } = await shippingDatabase();
     exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)');
     // About 16 MiB of rows, a page each: 64 chunks of the main file.
     const rows = 4000;
