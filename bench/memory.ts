@@ -67,9 +67,9 @@ const MiB = 1024 * 1024;
 /** The large-database row: a database of this many MiB, bulk-loaded, then updated at random (0: skipped). */
 const LARGE_MB = Number(flag('large-mb', '0'));
 /**
- * glibc's allocator settings of our nodes (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072:
- * fewer arenas, and every 256 KiB chunk mapped on its own, so freed memory goes back to the
- * system; docs/memory.md). `command` (default): what the command gives them (`installed`: set by
+ * glibc's allocator settings of our nodes (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=32768:
+ * fewer arenas, and every allocation of 32 KiB or more mapped on its own, so freed memory goes
+ * back to the system; docs/memory.md). `command` (default): what the command gives them (`installed`: set by
  * the launcher on Linux; `build` and `ts`: glibc's defaults); `yes`: set in their environment;
  * `no`: glibc's defaults (DQLITE_WASM_TUNE_MALLOC=0 for the launcher). dqlite runs as it is.
  */
