@@ -11,6 +11,12 @@
  * Usage: npm run bench:memory -- [--rows 3000] [--seconds S] [--rounds 2] [--writers 8] [--value-bytes 4096]
  *                                [--source installed|build|ts] [--settle-ms 3000] [--idle-settle-ms 30000] [--node-flags "--max-semi-space-size=2"]
  *                                [--large-mb 200 [--large-update-seconds 60] [--catch-up no] [--trace FILE] [--compare no]] [--malloc-tuned command|yes|no]
+ *                                [--idle-only yes [--first-statement no] [--runs 2] [--write-seconds 10]] [--build no]
+ * `--idle-only yes`: dqlite-wasm alone, only the idle row: a 3-node cluster, one CREATE TABLE
+ * (none with `--first-statement no`), `--idle-settle-ms` of quiet, then each node's RSS and
+ * where it is (/proc/PID/smaps); `--runs` clusters one after another, and the median over all
+ * their nodes. `--write-seconds`: then a timed round of kvwrite on each cluster (rows written: what a
+ * setting costs writes, measured beside what it saves). `--build no`: use dist/ as it is.
  * `--large-mb`: dqlite-wasm alone, a database of that size bulk-loaded and updated at random;
  * RSS per node against the database's size, and at each node's peak what it held by part
  * (status.memory) and by mapping (/proc/PID/smaps); then (unless `--catch-up no`) a follower
@@ -63,9 +69,9 @@ const MiB = 1024 * 1024;
 /** The large-database row: a database of this many MiB, bulk-loaded, then updated at random (0: skipped). */
 const LARGE_MB = Number(flag('large-mb', '0'));
 /**
- * glibc's allocator settings of our nodes (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072:
- * fewer arenas, and every 256 KiB chunk mapped on its own, so freed memory goes back to the
- * system; docs/memory.md). `command` (default): what the command gives them (`installed`: set by
+ * glibc's allocator settings of our nodes (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=32768:
+ * fewer arenas, and every allocation of 32 KiB or more mapped on its own, so freed memory goes
+ * back to the system; docs/memory.md). `command` (default): what the command gives them (`installed`: set by
  * the launcher on Linux; `build` and `ts`: glibc's defaults); `yes`: set in their environment;
  * `no`: glibc's defaults (DQLITE_WASM_TUNE_MALLOC=0 for the launcher). dqlite runs as it is.
  */
@@ -80,6 +86,15 @@ const LARGE_TRACE = flag('trace', '');
 const LARGE_CATCH_UP = flag('catch-up', 'yes') !== 'no';
 /** Extra flags for our node processes (e.g. "--max-semi-space-size=2"; docs/memory.md). */
 const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
+/** `yes`: only the idle row of dqlite-wasm, `RUNS` times (see the usage above). */
+const IDLE_ONLY = flag('idle-only', 'no') === 'yes';
+/** `no`: the idle-only run sends no statement before its wait. */
+const FIRST_STATEMENT = flag('first-statement', 'yes') !== 'no';
+const RUNS = Number(flag('runs', '2'));
+/** The idle-only run's timed write round after its idle row (0: none). */
+const WRITE_SECONDS = Number(flag('write-seconds', '0'));
+/** `no`: dist/ is used as it is (it must be built). */
+const BUILD = flag('build', 'yes') !== 'no';
 
 type System = 'dqlite' | 'dqlite-wasm';
 
@@ -102,29 +117,12 @@ function rssBytes(pid: number | undefined): number {
   return match ? Number(match[1]) * 1024 : 0;
 }
 
-/**
- * Resident bytes of process `pid` by kind of mapping (/proc/PID/smaps): the `node` binary's
- * pages, other files (shared libraries), glibc's heap (`[heap]`) and the anonymous mappings
- * (V8's heap, array buffers of 128 KiB or more, the WASM memory, glibc's other arenas).
- */
-function rssByMapping(pid: number | undefined): Record<string, number> {
-  const parts: Record<string, number> = { node: 0, files: 0, heap: 0, anonymous: 0, other: 0 };
-  if (pid === undefined) return parts;
-  let kind = 'other';
-  for (const text of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(text);
-    if (header) {
-      const path = header[3]!;
-      if (path === '') kind = 'anonymous';
-      else if (path === '[heap]') kind = 'heap';
-      else if (path.startsWith('[')) kind = 'other';
-      else kind = /\/node$/.test(path) ? 'node' : 'files';
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(text);
-    if (rss) parts[kind]! += Number(rss[1]) * 1024;
-  }
-  return parts;
+/** CPU time process `pid` has used so far, user and system, in ms (/proc/PID/stat). */
+function cpuTimes(pid: number | undefined): { userMs: number; systemMs: number } {
+  if (pid === undefined) return { userMs: 0, systemMs: 0 };
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in ticks of 10 ms.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { userMs: Number(fields[11]) * 10, systemMs: Number(fields[12]) * 10 };
 }
 
 /** Bytes of the files under `path` (apparent sizes, as `du -b`). */
@@ -142,7 +140,7 @@ function key(writer: number, n: number): string {
   return `w${writer}-${String(n).padStart(12, '0')}`.padEnd(32, '.');
 }
 
-async function round(servers: string[], seconds: number): Promise<{ ops: number; errors: number }> {
+async function round(servers: string[], seconds: number, rowsMax = ROWS): Promise<{ ops: number; errors: number }> {
   const value = new Uint8Array(VALUE_BYTES).map((_, i) => (i * 31 + 7) & 0xff);
   const clients: Database[] = await Promise.all(Array.from({ length: WRITERS }, () => connect({ servers, database: 'memory', timeoutMs: 30_000 })));
   const deadline = performance.now() + seconds * 1000;
@@ -153,7 +151,7 @@ async function round(servers: string[], seconds: number): Promise<{ ops: number;
     clients.map(async (client, w) => {
       let n = 0;
       // With ROWS, the writers stop once that many rows were written between them.
-      while (performance.now() < deadline && (ROWS === 0 || ops < ROWS)) {
+      while (performance.now() < deadline && (rowsMax === 0 || ops < rowsMax)) {
         try {
           await client.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [key(w, base + n), value]);
           n++;
@@ -170,6 +168,9 @@ async function round(servers: string[], seconds: number): Promise<{ ops: number;
   await Promise.all(clients.map((c) => c.close()));
   return { ops, errors };
 }
+
+/** A round of `seconds` that writes as many rows as it manages. */
+const timedRound = (servers: string[], seconds: number): Promise<{ ops: number; errors: number }> => round(servers, seconds, 0);
 
 async function rows(servers: string[]): Promise<{ rows: number; valueBytes: number }> {
   const db = await connect({ servers, database: 'memory', timeoutMs: 30_000 });
@@ -364,7 +365,7 @@ function peakSampler(cluster: TestCluster, phase: string): { peaks: number[]; st
       peaks[i] = Math.max(peaks[i]!, rss);
       if (sampling[i] || rss < (atPeak[i]?.rss ?? 0) + 4 * MiB) continue;
       sampling[i] = true;
-      const mappings = rssByMapping(pid(i));
+      const mappings = pid(i) === undefined ? {} : residentByMapping(pid(i)!);
       void cluster
         .status(i)
         .then((status) => (atPeak[i] = { rss, memory: status.memory, mappings }))
@@ -382,7 +383,7 @@ function peakSampler(cluster: TestCluster, phase: string): { peaks: number[]; st
         const m = sample.mappings;
         console.log(
           `    node ${i + 1}: RSS ${mib(sample.rss)}: ${memoryLine(sample.memory)}; ` +
-            `mappings: anonymous ${mib(m['anonymous']!)}, glibc heap ${mib(m['heap']!)}, node binary ${mib(m['node']!)}, libraries ${mib(m['files']!)}, other ${mib(m['other']!)}`,
+            `mappings: ${Object.entries(m).map(([name, bytes]) => `${name} ${mib(bytes)}`).join(', ')}`,
         );
       }
     },
@@ -412,7 +413,7 @@ let ourNodeOptions: ClusterOptions | undefined;
 /** How our nodes start, per SOURCE and MALLOC_TUNED (they inherit this process's environment); builds once. */
 function ourNodes(): ClusterOptions {
   if (ourNodeOptions) return ourNodeOptions;
-  if (SOURCE !== 'ts') {
+  if (SOURCE !== 'ts' && BUILD) {
     console.log('building the package (tsc -p tsconfig.build.json)...');
     execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
   }
@@ -459,7 +460,90 @@ function idleLine(rss: number, memory: NodeMemory | undefined): string {
   return `${mib(rss)} MiB (js heap ${mib(heap)}, wasm ${mib(memory.wasmBytes)}, rest ${mib(rss - heap - memory.wasmBytes)})`;
 }
 
+/**
+ * Resident bytes of process `pid` by kind of mapping (/proc/PID/smaps): the `node` binary's file
+ * pages, glibc's heap, other anonymous memory (V8's heap, array buffers mapped on their own, the
+ * WASM memory, thread stacks, glibc's other arenas), shared libraries and other files.
+ */
+function residentByMapping(pid: number): Record<string, number> {
+  const parts: Record<string, number> = { node: 0, 'glibc heap': 0, anonymous: 0, libraries: 0, 'other files': 0 };
+  let kind = 'anonymous';
+  for (const lineText of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(lineText);
+    if (mapping) {
+      const name = mapping[1]!;
+      if (name === '') kind = 'anonymous';
+      else if (name === '[heap]') kind = 'glibc heap';
+      else if (name.startsWith('[')) kind = 'anonymous';
+      else if (/\/node[^/]*$/.test(name)) kind = 'node';
+      else if (/\.so(\.|$)/.test(name)) kind = 'libraries';
+      else kind = 'other files';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(lineText);
+    if (rss) parts[kind]! += Number(rss[1]) * 1024;
+  }
+  return parts;
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/** The idle row alone, RUNS times: each node's RSS and its parts, and the median over every node. */
+async function idleOnly(): Promise<void> {
+  const nodes = ourNodes();
+  console.log(`idle: 3 dqlite-wasm nodes, ${FIRST_STATEMENT ? 'one CREATE TABLE' : 'no statement'}, ${IDLE_SETTLE_MS / 1000} s quiet, ${RUNS} runs`);
+  const all: number[] = [];
+  const written: number[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    const cluster = await TestCluster.start({ nodes: 3, ...nodes });
+    try {
+      const pids = cluster.nodes.map((n) => n.process?.pid);
+      describeOurNodes(pids);
+      if (FIRST_STATEMENT) {
+        const setup = await connect({ servers: cluster.addresses, database: 'memory', timeoutMs: 30_000 });
+        await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
+        await setup.close();
+      }
+      await sleep(IDLE_SETTLE_MS);
+      const memory = await Promise.all(cluster.nodes.map(async (n) => (await cluster.status(n.index)).memory));
+      for (const [i, pid] of pids.entries()) {
+        const rss = rssBytes(pid);
+        all.push(rss);
+        const parts = Object.entries(residentByMapping(pid!)).map(([name, bytes]) => `${name} ${(bytes / MiB).toFixed(1)}`);
+        console.log(`  run ${run} node ${i + 1}: ${idleLine(rss, memory[i])}; resident by mapping (MiB): ${parts.join(', ')}`);
+      }
+      if (WRITE_SECONDS > 0) {
+        if (!FIRST_STATEMENT) throw new Error('--write-seconds needs the first statement (the table)');
+        const cpuBefore = pids.map(cpuTimes);
+        const work = await timedRound(cluster.addresses, WRITE_SECONDS);
+        const cpu = pids.map((pid, i) => {
+          const after = cpuTimes(pid);
+          return { userMs: after.userMs - cpuBefore[i]!.userMs, systemMs: after.systemMs - cpuBefore[i]!.systemMs };
+        });
+        written.push(work.ops);
+        const perRow = (ms: number): string => (ms / Math.max(1, work.ops)).toFixed(2);
+        console.log(
+          `  run ${run}: ${work.ops} rows in ${WRITE_SECONDS} s (${WRITERS} writers, ${VALUE_BYTES}-byte values), ${work.errors} errors; ` +
+            `CPU ms per row, user + system, of the 3 nodes: ${perRow(sum(cpu.map((c) => c.userMs)))} + ${perRow(sum(cpu.map((c) => c.systemMs)))} (a figure other processes' load moves less than rows)`,
+        );
+      }
+    } finally {
+      await cluster.destroy();
+    }
+  }
+  console.log(`  per node: ${all.map(mib).join(', ')} MiB; median ${mib(median(all))}, max ${mib(Math.max(...all))} (target ≤ 70)`);
+  if (written.length > 0) console.log(`  rows written per run: ${written.join(', ')}`);
+}
+
 async function main(): Promise<void> {
+  if (IDLE_ONLY) {
+    await idleOnly();
+    return;
+  }
   if (!COMPARE) {
     await largeDatabase();
     return;

@@ -16,7 +16,7 @@ import { deriveClientToken, parseOrigins } from '../src/server/client-access.ts'
 import { NODE_DEFAULTS, parseUnsafeSwitches, UNSAFE_SWITCH_NAMES, type UnsafeSwitches } from '../src/server/node-options.ts';
 import type { MemberOptions, RunningMember } from '../src/server/startup.ts';
 import type { TlsOptionsPem } from '../runtimes/node/tls.ts';
-import { withAllocatorDefaults } from './allocator.ts';
+import { launcherNodeFlags, withAllocatorDefaults } from './allocator.ts';
 import { bannerText } from './banner.ts';
 import { BACKUP_IMPORT_USAGE, runBackupImport } from './backup-import.ts';
 import { CERT_USAGE, certCommand, CertUsageError, localClusterTls, readTlsFlags } from './cert.ts';
@@ -56,9 +56,10 @@ export const USAGE = `usage:
       --tls-client-cert websocket-optional: browsers without a client certificate may open
         WebSockets (peers still prove the cluster key); default "require".
       The cluster key may also come from DQLITE_WASM_CLUSTER_KEY.
-      On Linux the command runs the node with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+      On Linux the command runs the node with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=32768
       (glibc's allocator gives freed memory back); values already set are kept, and
-      DQLITE_WASM_TUNE_MALLOC=0 sets none.
+      DQLITE_WASM_TUNE_MALLOC=0 sets none. DQLITE_WASM_NODE_FLAGS="--flag ..." gives the node
+      Node.js flags (none by default).
       --admin-allow ADDR[,ADDR...]|none: who may add, assign, remove, transfer and weight without
       credentials (IPs, IPv4 blocks like 10.0.0.0/8, loopback; default loopback). Others need the
       cluster key (over the /dqlite WebSocket) or, with TLS, a client certificate.
@@ -292,8 +293,8 @@ async function cluster(flags: ParsedFlags): Promise<void> {
     const args = ['start', '--address', addresses[i]!, '--dir', joinPath(dir, `node${i + 1}`), '--cluster-key-file', keyFile];
     if (i > 0) args.push('--join', addresses.slice(0, i).join(','));
     args.push(...(tls?.nodeArgs(i) ?? []));
-    // Spawned as `node bin/dqlite-wasm`, not through the launcher: the allocator settings are given here.
-    const child = spawn(process.execPath, [self, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: withAllocatorDefaults(process.env, process.platform) });
+    // Spawned as `node bin/dqlite-wasm`, not through the launcher: its allocator settings and Node.js flags are given here.
+    const child = spawn(process.execPath, [...launcherNodeFlags(process.env), self, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: withAllocatorDefaults(process.env, process.platform) });
     children.push(child);
     exits.push(new Promise((resolve) => child.once('exit', resolve)));
     return child;

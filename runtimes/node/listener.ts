@@ -1,5 +1,6 @@
 import { createServer as createNetServer, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { httpDate } from './http-date.ts';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { ByteStream, MessageChannel } from '../../src/runtime.ts';
@@ -162,6 +163,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   });
 
   const httpServer = createHttpServer({ maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (request, response) => {
+    // Our own Date header: Node.js's would load ICU's time zone data into the node (http-date.ts).
+    response.sendDate = false;
+    response.setHeader('date', httpDate(Date.now()));
     if (options.tls && !connectionOf(request.socket).secure) {
       request.resume();
       response.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });

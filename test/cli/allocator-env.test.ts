@@ -72,7 +72,7 @@ describe.runIf(process.platform === 'linux')('the dqlite-wasm command and glibc 
   test('a node started by the command has them, is itself the Node.js process, and stops cleanly on SIGTERM', async () => {
     const { child, output } = await startNode('defaults', environment());
     const pid = child.pid!;
-    expect(allocatorEnvironOf(pid)).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' });
+    expect(allocatorEnvironOf(pid)).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '32768' });
     // The launcher replaced itself with Node.js: no shell left as a parent, no second process.
     expect(readlinkSync(`/proc/${pid}/exe`)).toBe(readlinkSync(`/proc/${process.pid}/exe`));
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
@@ -83,7 +83,7 @@ describe.runIf(process.platform === 'linux')('the dqlite-wasm command and glibc 
 
   test('a value the user set is kept, the other one still defaults', async () => {
     const { child } = await startNode('explicit', environment({ MALLOC_ARENA_MAX: '4' }));
-    expect(allocatorEnvironOf(child.pid!)).toEqual({ MALLOC_ARENA_MAX: '4', MALLOC_MMAP_THRESHOLD_: '131072' });
+    expect(allocatorEnvironOf(child.pid!)).toEqual({ MALLOC_ARENA_MAX: '4', MALLOC_MMAP_THRESHOLD_: '32768' });
     expect(await stop(child, 'SIGINT')).toEqual({ code: 0, signal: null });
   }, 90_000);
 
