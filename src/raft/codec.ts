@@ -282,11 +282,27 @@ export function encodeMessage(m: Message): Uint8Array {
  * Without a snapshot chunk the buffer is exactly as large as it must be.
  */
 export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Uint8Array {
+  return encodeMessageParts(m, headroomBytes, true);
+}
+
+/**
+ * The encoding of a Snapshot message up to its chunk's data, after `headroomBytes` zero bytes:
+ * encodeMessageWithHeadroom's bytes are these followed by the chunk's data. A sender whose chunk
+ * has this many free bytes in front of it in its own buffer writes them there and sends the
+ * chunk where it was read, uncopied.
+ */
+export function encodeSnapshotMessagePrefix(m: Message, headroomBytes: number): Uint8Array {
+  if (!m.snapshot) throw new RaftCodecError('a snapshot message prefix needs a message with a snapshot chunk');
+  if (m.entries.length > 0) throw new RaftCodecError('a snapshot message prefix needs a message without entries');
+  return encodeMessageParts(m, headroomBytes, false);
+}
+
+function encodeMessageParts(m: Message, headroomBytes: number, withChunkData: boolean): Uint8Array {
   if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
   let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
   for (const e of m.entries) size += e.data.length;
   // Addresses are measured as they are written: the Writer grows for a chunk's configuration.
-  if (m.snapshot) size += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
+  if (m.snapshot) size += (withChunkData ? m.snapshot.data.length : 0) + 64 + m.snapshot.meta.configuration.members.length * 48;
   const w = new Writer(headroomBytes + size, headroomBytes);
   w.u8(MESSAGE_VERSION);
   w.u8(m.type);
@@ -316,10 +332,11 @@ export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Ui
     w.u64(s.offset);
     w.u64(s.totalBytes);
     w.u32(s.data.length);
-    w.bytes(s.data);
+    if (withChunkData) w.bytes(s.data);
   }
   const out = w.finish();
-  if (out.length - headroomBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length - headroomBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  const encodedBytes = out.length - headroomBytes + (withChunkData ? 0 : (s?.data.length ?? 0));
+  if (encodedBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${encodedBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
   return out;
 }
 

@@ -60,6 +60,7 @@ export { RaftNode } from './raft.ts';
 export {
   encodeMessage,
   encodeMessageWithHeadroom,
+  encodeSnapshotMessagePrefix,
   decodeMessage,
   type MessageInput,
   encodeConfChange,

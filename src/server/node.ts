@@ -314,7 +314,12 @@ export class ClusterNode implements GatewayHost {
           this.updatePeers();
         },
         send: (messages) => {
-          for (const message of messages) this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
+          for (const message of messages) {
+            // A snapshot chunk read for it goes out in the buffer it was read into (SnapshotChunkReader).
+            const chunk = this.snapshotChunks.frameInPlace(message, PEER_FRAME_HEADROOM_BYTES);
+            if (chunk) this.transport.sendFramed(message.to, chunk.frame, chunk.released);
+            else this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
+          }
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();

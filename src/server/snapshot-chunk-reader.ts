@@ -14,8 +14,17 @@
  * The data's checksum is computed over the chunks as they are read, in order: the chunk that ends
  * the data is only given out once the whole data matched it, so a follower never installs a
  * damaged snapshot (it installs on the last chunk).
+ *
+ * Where the file can be read into a given buffer (`DurableFileReader.readInto`), a chunk is read
+ * into a buffer of this reader's, after free bytes for its message's header, and lent to the
+ * core: `frameInPlace` writes the message's header in front of the chunk, and the frame goes to
+ * the socket where the chunk was read, uncopied; once the socket wrote it (`released`) the
+ * buffer reads the next chunk. So sending a snapshot allocates nothing per chunk, and leaves no
+ * garbage for the collector: a leader whose collector ran late grew by tens of MiB of chunks
+ * and frames sent (docs/memory.md). A buffer whose chunk was never framed (the core lost
+ * interest, the node stopped leading) is left to the collector.
  */
-import type { MemoryStorage, SnapshotChunkRequest } from '../raft/index.ts';
+import { encodeMessageWithHeadroom, encodeSnapshotMessagePrefix, MessageType, type MemoryStorage, type Message, type SnapshotChunkRequest } from '../raft/index.ts';
 import type { Clock, DurableFileReader, TimerHandle } from '../runtime.ts';
 import { crc32Update } from '../util/crc32.ts';
 import type { RaftLog } from './raft-log.ts';
@@ -25,6 +34,23 @@ import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type Snapsho
 export const SNAPSHOT_READER_IDLE_MS = 10_000;
 /** Snapshot files open at once: the latest, and the one before for a follower still being sent it. */
 const SNAPSHOT_READERS_MAX = 2;
+/**
+ * Bytes a chunk buffer keeps free in front of its chunk for the frame's and the message's header
+ * (128 bytes and the snapshot's configuration, about 30 bytes and an address per member): a
+ * larger header is encoded beside the chunk, which is then copied once.
+ */
+export const SNAPSHOT_CHUNK_PREFIX_BYTES_MAX = 4096;
+/** Chunk buffers kept for the next chunks while a snapshot file is open: one per follower being sent a chunk, for a couple of them. */
+const CHUNK_BUFFERS_FREE_MAX = 2;
+
+/** A chunk read into one of this reader's buffers, lent to the core until its frame is written. */
+interface LentChunk {
+  /** The whole buffer: SNAPSHOT_CHUNK_PREFIX_BYTES_MAX free bytes, then the chunk. */
+  buffer: Uint8Array;
+  chunk: Uint8Array;
+  /** Its message's header was written in front of it: it is on its way to the socket. */
+  framed: boolean;
+}
 
 interface OpenSnapshot {
   index: number;
@@ -57,6 +83,10 @@ export class SnapshotChunkReader {
   /** Bytes of chunks being read now (for tests and the memory report). */
   private inFlightBytes = 0;
   private inFlightBytesPeak = 0;
+  /** The chunks read into this reader's buffers and not yet written, by their chunk's ArrayBuffer (weakly: one the core dropped is garbage). */
+  private readonly lent = new WeakMap<ArrayBufferLike, LentChunk>();
+  private readonly freeBuffers: Uint8Array[] = [];
+  private buffersAllocated = 0;
 
   constructor(private readonly host: SnapshotChunkReaderHost) {}
 
@@ -67,6 +97,43 @@ export class SnapshotChunkReader {
 
   get heldBytes(): number {
     return this.inFlightBytes;
+  }
+
+  /** Chunk buffers this reader allocated since it was made: with buffers reused, a few, however many chunks it read. */
+  get chunkBuffersAllocated(): number {
+    return this.buffersAllocated;
+  }
+
+  /** Bytes of the free chunk buffers kept for the next chunks (none once every snapshot file was closed). */
+  get freeBufferBytes(): number {
+    let bytes = 0;
+    for (const buffer of this.freeBuffers) bytes += buffer.length;
+    return bytes;
+  }
+
+  /**
+   * The frame of `message` built where its chunk was read, when it carries a chunk this reader
+   * lent (undefined otherwise: encode it as any other message): its header, then the chunk, after
+   * `headroomBytes` for the transport's header. `released` gives the buffer back once the frame
+   * was written (or dropped); until then nothing else writes it.
+   */
+  frameInPlace(message: Message, headroomBytes: number): { frame: Uint8Array; released: () => void } | undefined {
+    const chunk = message.snapshot?.data;
+    if (message.type !== MessageType.Snapshot || !chunk) return undefined;
+    const lent = this.lent.get(chunk.buffer);
+    if (!lent || lent.chunk !== chunk || lent.framed) return undefined;
+    lent.framed = true;
+    const released = (): void => this.giveBack(lent);
+    const prefix = encodeSnapshotMessagePrefix(message, headroomBytes);
+    if (prefix.length > chunk.byteOffset - lent.buffer.byteOffset) {
+      // A header beyond the room left for it: copy the chunk once, beside it.
+      const frame = encodeMessageWithHeadroom(message, headroomBytes);
+      released();
+      return { frame, released: () => undefined };
+    }
+    const start = chunk.byteOffset - lent.buffer.byteOffset - prefix.length;
+    lent.buffer.set(prefix, start);
+    return { frame: lent.buffer.subarray(start, start + prefix.length + chunk.length), released };
   }
 
   /** Reads the chunks the core asked for since the last call. */
@@ -98,6 +165,7 @@ export class SnapshotChunkReader {
     this.idleTimer?.cancel();
     await this.tail;
     await Promise.allSettled(this.open.splice(0).map((open) => open.file.close()));
+    this.freeBuffers.length = 0;
   }
 
   private async readChunk(request: SnapshotChunkRequest): Promise<Uint8Array | 'unavailable'> {
@@ -111,27 +179,66 @@ export class SnapshotChunkReader {
       // The chunk that completes the follower's copy: first make sure the data before it is whole.
       while (open.verifiedBytes < request.offset) {
         const length = Math.min(Math.max(request.length, 1), request.offset - open.verifiedBytes);
-        this.verify(open, open.verifiedBytes, await this.readData(open, open.verifiedBytes, length));
+        const read = await this.readData(open, open.verifiedBytes, length);
+        this.verify(open, open.verifiedBytes, read.chunk);
+        // Only checked, never lent: its buffer reads the next range.
+        if (read.buffer) this.giveBack({ buffer: read.buffer, chunk: read.chunk, framed: true });
       }
     }
-    const data = await this.readData(open, request.offset, request.length);
-    this.verify(open, request.offset, data);
+    const read = await this.readData(open, request.offset, request.length);
+    if (read.buffer) this.lent.set(read.chunk.buffer, { buffer: read.buffer, chunk: read.chunk, framed: false });
+    this.verify(open, request.offset, read.chunk);
     if (end === open.dataBytes && open.crc !== open.header.dataCrc) {
       throw new Error(`the snapshot file fails its data checksum (its data is damaged): not sent`);
     }
-    return data;
+    return read.chunk;
   }
 
-  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<Uint8Array> {
+  /** Bytes [offset, offset + length) of the data: into a buffer of this reader's where the file reads into one (`buffer` is then set). */
+  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<{ chunk: Uint8Array; buffer?: Uint8Array }> {
     this.inFlightBytes += length;
     this.inFlightBytesPeak = Math.max(this.inFlightBytesPeak, this.inFlightBytes);
     try {
-      const data = await open.file.read(open.header.dataOffset + offset, length);
-      if (data.length !== length) throw new Error(`read ${data.length} bytes at ${offset} of its data, not ${length}`);
-      return data;
+      const position = open.header.dataOffset + offset;
+      if (open.file.readInto) {
+        const buffer = this.takeBuffer(length);
+        const chunk = buffer.subarray(SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length);
+        try {
+          await open.file.readInto(position, chunk);
+        } catch (error) {
+          this.giveBack({ buffer, chunk, framed: true });
+          throw error;
+        }
+        return { chunk, buffer };
+      }
+      const chunk = await open.file.read(position, length);
+      if (chunk.length !== length) throw new Error(`read ${chunk.length} bytes at ${offset} of its data, not ${length}`);
+      return { chunk };
     } finally {
       this.inFlightBytes -= length;
     }
+  }
+
+  /** A free buffer with room for a chunk of `length` bytes after its prefix, or a new one. */
+  private takeBuffer(length: number): Uint8Array {
+    const bytes = SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length;
+    const at = this.freeBuffers.findIndex((buffer) => buffer.length >= bytes);
+    if (at >= 0) return this.freeBuffers.splice(at, 1)[0]!;
+    this.buffersAllocated++;
+    return new Uint8Array(bytes);
+  }
+
+  /** A lent buffer back from the socket (or never lent): kept for the next chunk while a snapshot file is open. */
+  private giveBack(lent: LentChunk): void {
+    if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
+    if (this.stopped || this.open.length === 0 || this.freeBuffers.includes(lent.buffer)) return;
+    if (this.freeBuffers.length >= CHUNK_BUFFERS_FREE_MAX) {
+      // Keep the largest: chunks are as long as the core's chunk size but the last of a snapshot.
+      const smallest = this.freeBuffers.reduce((min, buffer, i) => (buffer.length < this.freeBuffers[min]!.length ? i : min), 0);
+      if (this.freeBuffers[smallest]!.length >= lent.buffer.length) return;
+      this.freeBuffers.splice(smallest, 1);
+    }
+    this.freeBuffers.push(lent.buffer);
   }
 
   private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {
@@ -190,6 +297,8 @@ export class SnapshotChunkReader {
           await open.file.close().catch(() => undefined);
         }
         if (this.open.length > 0) this.scheduleIdleClose();
+        // Nothing left to send from: an idle leader keeps no chunk buffers.
+        else this.freeBuffers.length = 0;
       });
     }, SNAPSHOT_READER_IDLE_MS);
   }
