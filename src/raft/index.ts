@@ -61,6 +61,8 @@ export {
   encodeMessage,
   encodeMessageWithHeadroom,
   encodeSnapshotMessagePrefix,
+  encodeMessageInto,
+  encodedMessageBytes,
   decodeMessage,
   type MessageInput,
   encodeConfChange,

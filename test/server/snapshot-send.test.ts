@@ -12,6 +12,7 @@ import { connect, type Database } from '../../src/client/index.ts';
 import type { DurableFileReader, DurableStorage, MessageChannel, Runtime } from '../../src/runtime.ts';
 import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
 import { Engine } from '../../wasm/index.ts';
+import { POOLED_FRAME_BYTES_MIN } from '../../src/server/frame-pool.ts';
 import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
 import { channelPair, streamPair, until } from './harness.ts';
 
@@ -45,10 +46,13 @@ interface SnapshotReads {
   intoBuffers: Set<ArrayBufferLike>;
   /** Frames the node sent that are views into one of those buffers: chunks sent where they were read. */
   framesInReadBuffers: number;
+  /** The node's other frames of POOLED_FRAME_BYTES_MIN or more (appends), and the distinct buffers they were in. */
+  largeFrames: number;
+  largeFrameBuffers: Set<ArrayBufferLike>;
 }
 
 function newReads(): SnapshotReads {
-  return { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0, readsInto: 0, intoBuffers: new Set(), framesInReadBuffers: 0 };
+  return { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0, readsInto: 0, intoBuffers: new Set(), framesInReadBuffers: 0, largeFrames: 0, largeFrameBuffers: new Set() };
 }
 
 /** The real directory storage, with every read of the snapshot file counted. */
@@ -138,6 +142,10 @@ describe('a snapshot sent from disk a chunk at a time', () => {
       send(message, released) {
         const reads = readsBy.get(sender);
         if (reads?.intoBuffers.has(message.buffer)) reads.framesInReadBuffers++;
+        else if (reads && message.length >= POOLED_FRAME_BYTES_MIN) {
+          reads.largeFrames++;
+          reads.largeFrameBuffers.add(message.buffer);
+        }
         const sent = channel.send(message.slice());
         released?.();
         return sent;
@@ -260,6 +268,14 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     expect(reads.concurrentMax).toBe(1);
     expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
     expect(reads.intoBuffers.size).toBeLessThanOrEqual(3);
+    expect(await rowsOf(restarted)).toEqual(await rowsOf(leader));
+
+    // Appends to a follower that keeps up: each in one of a few buffers, reused once written.
+    const framesBefore = reads.largeFrames;
+    for (let i = 1; i <= 30; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('the follower to keep up', 30_000, () => restarted.node.status().appliedIndex >= leader.node.status().commitIndex);
+    expect(reads.largeFrames - framesBefore).toBeGreaterThanOrEqual(30);
+    expect(reads.largeFrameBuffers.size).toBeLessThanOrEqual(6);
     expect(await rowsOf(restarted)).toEqual(await rowsOf(leader));
     // What the leader reports holding for snapshots stays within a chunk or two (none in flight now).
     expect(leader.node.status().memory.snapshotBytes).toBeLessThanOrEqual(2 * chunkBytes);
