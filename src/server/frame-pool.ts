@@ -1,6 +1,6 @@
 /**
- * Buffers for the leader's large peer frames (appends of entries), reused once the socket wrote
- * them. A frame is garbage as soon as it is written; a leader sending a follower the log after a
+ * Buffers for the leader's large peer frames (appends of entries, and the snapshot chunks read
+ * into them: SnapshotChunkReader), reused once the socket wrote them. A frame is garbage as soon as it is written; a leader sending a follower the log after a
  * snapshot, or replicating a write load, would otherwise leave a fresh buffer of up to
  * `appendBytesMax` per message to the collector, which lets tens of MiB of them pile up in RSS
  * before it runs (docs/memory.md). A frame the channel never hands back (a host that cannot tell
@@ -28,6 +28,11 @@ export class FramePool {
   /** Whether a frame of `frameBytes` comes from this pool. */
   serves(frameBytes: number): boolean {
     return frameBytes >= POOLED_FRAME_BYTES_MIN && frameBytes <= this.bufferBytes;
+  }
+
+  /** Whether a buffer of this pool holds `bytes` (a snapshot chunk and the room before it). */
+  holds(bytes: number): boolean {
+    return bytes <= this.bufferBytes;
   }
 
   /** A buffer for a frame it serves: a free one, or a new one. Give it back once written. */

@@ -51,7 +51,7 @@ import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
-import { SnapshotChunkReader } from './snapshot-chunk-reader.ts';
+import { SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SnapshotChunkReader } from './snapshot-chunk-reader.ts';
 import { FramePool } from './frame-pool.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
@@ -234,8 +234,11 @@ export class ClusterNode implements GatewayHost {
       },
     );
     this.handOver = new HandOverPolicy(this.address === '', this.settings.leaderWithoutAddressHandOverMs);
-    this.frames = new FramePool(PEER_FRAME_HEADROOM_BYTES + this.limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES);
+    this.frames = new FramePool(
+      Math.max(PEER_FRAME_HEADROOM_BYTES + this.limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + this.limits.snapshotChunkBytesMax),
+    );
     this.snapshotChunks = new SnapshotChunkReader({
+      frames: this.frames,
       log: this.log,
       memory: this.memory,
       clock,

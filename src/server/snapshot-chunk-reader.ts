@@ -16,17 +16,19 @@
  * damaged snapshot (it installs on the last chunk).
  *
  * Where the file can be read into a given buffer (`DurableFileReader.readInto`), a chunk is read
- * into a buffer of this reader's, after free bytes for its message's header, and lent to the
- * core: `frameInPlace` writes the message's header in front of the chunk, and the frame goes to
- * the socket where the chunk was read, uncopied; once the socket wrote it (`released`) the
- * buffer reads the next chunk. So sending a snapshot allocates nothing per chunk, and leaves no
- * garbage for the collector: a leader whose collector ran late grew by tens of MiB of chunks
- * and frames sent (docs/memory.md). A buffer whose chunk was never framed (the core lost
- * interest, the node stopped leading) is left to the collector.
+ * into a buffer of the node's frame pool, after free bytes for its message's header, and lent to
+ * the core: `frameInPlace` writes the message's header in front of the chunk, and the frame goes
+ * to the socket where the chunk was read, uncopied; once the socket wrote it (`released`) the
+ * buffer goes back to the pool, for the next chunk or the appends that follow the snapshot. So
+ * sending a snapshot allocates nothing per chunk, and leaves no garbage for the collector: a
+ * leader whose collector ran late grew by tens of MiB of chunks and frames sent
+ * (docs/memory.md). A buffer whose chunk was never framed (the core lost interest, the node
+ * stopped leading) is left to the collector.
  */
 import { encodeMessageWithHeadroom, encodeSnapshotMessagePrefix, MessageType, type MemoryStorage, type Message, type SnapshotChunkRequest } from '../raft/index.ts';
 import type { Clock, DurableFileReader, TimerHandle } from '../runtime.ts';
 import { crc32Update } from '../util/crc32.ts';
+import type { FramePool } from './frame-pool.ts';
 import type { RaftLog } from './raft-log.ts';
 import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type SnapshotFileHeader } from './raft-log-format.ts';
 
@@ -40,13 +42,13 @@ const SNAPSHOT_READERS_MAX = 2;
  * larger header is encoded beside the chunk, which is then copied once.
  */
 export const SNAPSHOT_CHUNK_PREFIX_BYTES_MAX = 4096;
-/** Chunk buffers kept for the next chunks while a snapshot file is open: one per follower being sent a chunk, for a couple of them. */
-const CHUNK_BUFFERS_FREE_MAX = 2;
 
 /** A chunk read into one of this reader's buffers, lent to the core until its frame is written. */
 interface LentChunk {
   /** The whole buffer: SNAPSHOT_CHUNK_PREFIX_BYTES_MAX free bytes, then the chunk. */
   buffer: Uint8Array;
+  /** Taken from the frame pool (else made for this chunk alone: one longer than the pool's buffers). */
+  pooled: boolean;
   chunk: Uint8Array;
   /** Its message's header was written in front of it: it is on its way to the socket. */
   framed: boolean;
@@ -67,6 +69,8 @@ export interface SnapshotChunkReaderHost {
   log: Pick<RaftLog, 'openSnapshotReader'>;
   memory: MemoryStorage;
   clock: Pick<Clock, 'nowMs' | 'setTimeout'>;
+  /** The buffers chunks are read into and sent from, shared with the node's other large frames. */
+  frames: FramePool;
   /** Chunks were handed to storage: let the core send them (RaftNode.snapshotChunksReady) and process its Ready. */
   chunksReady(): void;
   /** One line for the node's log. */
@@ -85,8 +89,6 @@ export class SnapshotChunkReader {
   private inFlightBytesPeak = 0;
   /** The chunks read into this reader's buffers and not yet written, by their chunk's ArrayBuffer (weakly: one the core dropped is garbage). */
   private readonly lent = new WeakMap<ArrayBufferLike, LentChunk>();
-  private readonly freeBuffers: Uint8Array[] = [];
-  private buffersAllocated = 0;
 
   constructor(private readonly host: SnapshotChunkReaderHost) {}
 
@@ -97,18 +99,6 @@ export class SnapshotChunkReader {
 
   get heldBytes(): number {
     return this.inFlightBytes;
-  }
-
-  /** Chunk buffers this reader allocated since it was made: with buffers reused, a few, however many chunks it read. */
-  get chunkBuffersAllocated(): number {
-    return this.buffersAllocated;
-  }
-
-  /** Bytes of the free chunk buffers kept for the next chunks (none once every snapshot file was closed). */
-  get freeBufferBytes(): number {
-    let bytes = 0;
-    for (const buffer of this.freeBuffers) bytes += buffer.length;
-    return bytes;
   }
 
   /**
@@ -165,7 +155,6 @@ export class SnapshotChunkReader {
     this.idleTimer?.cancel();
     await this.tail;
     await Promise.allSettled(this.open.splice(0).map((open) => open.file.close()));
-    this.freeBuffers.length = 0;
   }
 
   private async readChunk(request: SnapshotChunkRequest): Promise<Uint8Array | 'unavailable'> {
@@ -182,11 +171,11 @@ export class SnapshotChunkReader {
         const read = await this.readData(open, open.verifiedBytes, length);
         this.verify(open, open.verifiedBytes, read.chunk);
         // Only checked, never lent: its buffer reads the next range.
-        if (read.buffer) this.giveBack({ buffer: read.buffer, chunk: read.chunk, framed: true });
+        if (read.lent) this.giveBack(read.lent);
       }
     }
     const read = await this.readData(open, request.offset, request.length);
-    if (read.buffer) this.lent.set(read.chunk.buffer, { buffer: read.buffer, chunk: read.chunk, framed: false });
+    if (read.lent) this.lent.set(read.chunk.buffer, read.lent);
     this.verify(open, request.offset, read.chunk);
     if (end === open.dataBytes && open.crc !== open.header.dataCrc) {
       throw new Error(`the snapshot file fails its data checksum (its data is damaged): not sent`);
@@ -194,22 +183,25 @@ export class SnapshotChunkReader {
     return read.chunk;
   }
 
-  /** Bytes [offset, offset + length) of the data: into a buffer of this reader's where the file reads into one (`buffer` is then set). */
-  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<{ chunk: Uint8Array; buffer?: Uint8Array }> {
+  /** Bytes [offset, offset + length) of the data: into a pool's buffer where the file reads into one (`lent` is then set, not yet framed). */
+  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<{ chunk: Uint8Array; lent?: LentChunk }> {
     this.inFlightBytes += length;
     this.inFlightBytesPeak = Math.max(this.inFlightBytesPeak, this.inFlightBytes);
     try {
       const position = open.header.dataOffset + offset;
       if (open.file.readInto) {
-        const buffer = this.takeBuffer(length);
+        const bytes = SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length;
+        const pooled = this.host.frames.holds(bytes);
+        const buffer = pooled ? this.host.frames.take(this.host.clock.nowMs()) : new Uint8Array(bytes);
         const chunk = buffer.subarray(SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length);
+        const lent: LentChunk = { buffer, pooled, chunk, framed: false };
         try {
           await open.file.readInto(position, chunk);
         } catch (error) {
-          this.giveBack({ buffer, chunk, framed: true });
+          this.giveBack(lent);
           throw error;
         }
-        return { chunk, buffer };
+        return { chunk, lent };
       }
       const chunk = await open.file.read(position, length);
       if (chunk.length !== length) throw new Error(`read ${chunk.length} bytes at ${offset} of its data, not ${length}`);
@@ -219,26 +211,10 @@ export class SnapshotChunkReader {
     }
   }
 
-  /** A free buffer with room for a chunk of `length` bytes after its prefix, or a new one. */
-  private takeBuffer(length: number): Uint8Array {
-    const bytes = SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length;
-    const at = this.freeBuffers.findIndex((buffer) => buffer.length >= bytes);
-    if (at >= 0) return this.freeBuffers.splice(at, 1)[0]!;
-    this.buffersAllocated++;
-    return new Uint8Array(bytes);
-  }
-
-  /** A lent buffer back from the socket (or never lent): kept for the next chunk while a snapshot file is open. */
+  /** A chunk's buffer is written (or was never lent): back to the pool it came from. */
   private giveBack(lent: LentChunk): void {
     if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
-    if (this.stopped || this.open.length === 0 || this.freeBuffers.includes(lent.buffer)) return;
-    if (this.freeBuffers.length >= CHUNK_BUFFERS_FREE_MAX) {
-      // Keep the largest: chunks are as long as the core's chunk size but the last of a snapshot.
-      const smallest = this.freeBuffers.reduce((min, buffer, i) => (buffer.length < this.freeBuffers[min]!.length ? i : min), 0);
-      if (this.freeBuffers[smallest]!.length >= lent.buffer.length) return;
-      this.freeBuffers.splice(smallest, 1);
-    }
-    this.freeBuffers.push(lent.buffer);
+    if (lent.pooled) this.host.frames.give(lent.buffer);
   }
 
   private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {
@@ -297,8 +273,6 @@ export class SnapshotChunkReader {
           await open.file.close().catch(() => undefined);
         }
         if (this.open.length > 0) this.scheduleIdleClose();
-        // Nothing left to send from: an idle leader keeps no chunk buffers.
-        else this.freeBuffers.length = 0;
       });
     }, SNAPSHOT_READER_IDLE_MS);
   }
