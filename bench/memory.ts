@@ -341,8 +341,8 @@ async function largeDatabase(): Promise<void> {
     const growthBy = (kind: string): string => `${kind} ${(((mappingsAtPeak[kind] ?? 0) - (mappingsBefore[kind] ?? 0)) / MiB).toFixed(1)}`;
     console.log(
       `  node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
-        `leader RSS peak ${mib(peak)} MiB, growth ${mib(peak - before)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
-        `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${mib(heapPeak - heapBefore)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
+        `leader RSS peak ${mib(peak)} MiB, growth ${((peak - before) / MiB).toFixed(1)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
+        `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${((heapPeak - heapBefore) / MiB).toFixed(1)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
         `growth by mapping at the peak (MiB): ${['anonymous', 'heap', 'node', 'files'].map(growthBy).join(', ')}`,
     );
   } finally {
