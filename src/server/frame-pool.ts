@@ -12,8 +12,11 @@
 export const POOLED_FRAME_BYTES_MIN = 16 * 1024;
 /** Free buffers kept: frames in flight to a couple of followers at once. */
 const FREE_BUFFERS_MAX = 4;
-/** An idle pool drops its free buffers after this long without a frame taken: an idle leader holds none. */
-export const FRAME_POOL_IDLE_MS = 10_000;
+/**
+ * An idle pool drops its free buffers after this long without a frame taken: an idle leader holds
+ * none, and the collection a node asks for once its writes stopped (10–20 s later) takes them.
+ */
+export const FRAME_POOL_IDLE_MS = 2_000;
 
 export class FramePool {
   private readonly free: Uint8Array[] = [];
