@@ -43,7 +43,7 @@ const SNAPSHOT_READERS_MAX = 2;
  */
 export const SNAPSHOT_CHUNK_PREFIX_BYTES_MAX = 4096;
 
-/** A chunk read into one of this reader's buffers, lent to the core until its frame is written. */
+/** A chunk read into a buffer of the frame pool, lent to the core until its frame is written. */
 interface LentChunk {
   /** The whole buffer: SNAPSHOT_CHUNK_PREFIX_BYTES_MAX free bytes, then the chunk. */
   buffer: Uint8Array;
@@ -87,7 +87,7 @@ export class SnapshotChunkReader {
   /** Bytes of chunks being read now (for tests and the memory report). */
   private inFlightBytes = 0;
   private inFlightBytesPeak = 0;
-  /** The chunks read into this reader's buffers and not yet written, by their chunk's ArrayBuffer (weakly: one the core dropped is garbage). */
+  /** The chunks read into the pool's buffers and not yet written, by their buffer (weakly: one whose chunk the core dropped is left to the collector). */
   private readonly lent = new WeakMap<ArrayBufferLike, LentChunk>();
 
   constructor(private readonly host: SnapshotChunkReaderHost) {}
