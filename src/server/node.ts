@@ -85,7 +85,7 @@ export class ClusterNode implements GatewayHost {
   private readonly snapshots: SnapshotWriter;
   /** Reads chunks of the snapshot file for followers being sent it. */
   private readonly snapshotChunks: SnapshotChunkReader;
-  /** Buffers of the appends sent, reused once written (frame-pool.ts). */
+  /** Buffers of the large frames sent (appends, snapshot chunks), reused once written (frame-pool.ts). */
   private readonly frames: FramePool;
   private readonly waits: BoundedWait;
   private readonly appliedWaiters = new AppliedWaiters();
