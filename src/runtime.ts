@@ -24,7 +24,12 @@ export interface ByteStream {
 
 /** A message-oriented duplex (a WebSocket, or an in-page channel): each send arrives whole. */
 export interface MessageChannel {
-  send(message: Uint8Array): boolean;
+  /**
+   * Sends `message` whole. `released`, where the channel can tell: called once the channel no
+   * longer reads `message` (it is on the network, or dropped), so the sender may reuse its
+   * buffer. A channel that hands the bytes themselves to the other side never calls it.
+   */
+  send(message: Uint8Array, released?: () => void): boolean;
   onMessage(handler: (message: Uint8Array) => void): void;
   onClose(handler: (error?: Error) => void): void;
   /** Bytes accepted by `send` but not yet handed to the network, where the host can tell. */
@@ -53,6 +58,12 @@ export interface DurableFileReader {
    * in-memory store) the reader goes on reading the old file; elsewhere such reads reject.
    */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional: fills `bytes` with the file's bytes from `offset` (as `read` of `bytes.length`),
+   * rejecting where the file ends before. The caller reuses one buffer across reads: a snapshot
+   * sent a chunk at a time then allocates nothing per chunk.
+   */
+  readInto?(offset: number, bytes: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -60,9 +60,11 @@ export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: st
     get bufferedBytes(): number {
       return socket.bufferedAmount;
     },
-    send(message: Uint8Array): boolean {
+    send(message: Uint8Array, released?: () => void): boolean {
       if (closed || socket.readyState !== WebSocket.OPEN) return false;
-      socket.send(message, { binary: true });
+      // ws writes the bytes as they are (no masking, see zeroMask) and calls back once the socket wrote them.
+      if (released) socket.send(message, { binary: true }, () => released());
+      else socket.send(message, { binary: true });
       return true;
     },
     onMessage(handler: (message: Uint8Array) => void): void {

@@ -23,9 +23,9 @@ class Writer {
   private buf: Uint8Array;
   private pos = 0;
 
-  /** `startBytes`: bytes left zero at the front for the caller (finish() includes them). */
-  constructor(capacityBytes = 256, startBytes = 0) {
-    this.buf = new Uint8Array(Math.max(capacityBytes, startBytes));
+  /** `startBytes`: bytes left at the front for the caller (finish() includes them); `into`: the buffer to write, else a new one. */
+  constructor(capacityBytes = 256, startBytes = 0, into?: Uint8Array) {
+    this.buf = into ?? new Uint8Array(Math.max(capacityBytes, startBytes));
     this.pos = startBytes;
   }
 
@@ -282,12 +282,52 @@ export function encodeMessage(m: Message): Uint8Array {
  * Without a snapshot chunk the buffer is exactly as large as it must be.
  */
 export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Uint8Array {
+  return encodeMessageParts(m, headroomBytes, true);
+}
+
+/**
+ * The encoding of a Snapshot message up to its chunk's data, after `headroomBytes` zero bytes:
+ * encodeMessageWithHeadroom's bytes are these followed by the chunk's data. A sender whose chunk
+ * has this many free bytes in front of it in its own buffer writes them there and sends the
+ * chunk where it was read, uncopied.
+ */
+export function encodeSnapshotMessagePrefix(m: Message, headroomBytes: number): Uint8Array {
+  if (!m.snapshot) throw new RaftCodecError('a snapshot message prefix needs a message with a snapshot chunk');
+  if (m.entries.length > 0) throw new RaftCodecError('a snapshot message prefix needs a message without entries');
+  return encodeMessageParts(m, headroomBytes, false);
+}
+
+/**
+ * Bytes of the encoding of `m`, a message without a snapshot chunk (whose configuration's size is
+ * only known once written): what encodeMessageInto needs after the headroom.
+ */
+export function encodedMessageBytes(m: Message): number {
+  if (m.snapshot) throw new RaftCodecError('the encoded size of a message with a snapshot chunk is known once it is encoded');
+  let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
+  for (const e of m.entries) size += e.data.length;
+  return size;
+}
+
+/**
+ * As encodeMessageWithHeadroom, into the front of `buffer` (a sender's reused frame buffer, of at
+ * least `headroomBytes` + encodedMessageBytes(m)): the view of it that holds the frame. The
+ * headroom's bytes are left as they were, for the caller to overwrite.
+ */
+export function encodeMessageInto(m: Message, headroomBytes: number, buffer: Uint8Array): Uint8Array {
+  const needed = headroomBytes + encodedMessageBytes(m);
+  if (buffer.length < needed) throw new RaftCodecError(`a ${buffer.length}-byte buffer cannot hold a ${needed}-byte frame`);
+  const out = encodeMessageParts(m, headroomBytes, true, buffer.subarray(0, needed));
+  if (out.buffer !== buffer.buffer) throw new RaftCodecError('the message outgrew the buffer it was encoded into');
+  return out;
+}
+
+function encodeMessageParts(m: Message, headroomBytes: number, withChunkData: boolean, into?: Uint8Array): Uint8Array {
   if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
   let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
   for (const e of m.entries) size += e.data.length;
   // Addresses are measured as they are written: the Writer grows for a chunk's configuration.
-  if (m.snapshot) size += m.snapshot.data.length + 64 + m.snapshot.meta.configuration.members.length * 48;
-  const w = new Writer(headroomBytes + size, headroomBytes);
+  if (m.snapshot) size += (withChunkData ? m.snapshot.data.length : 0) + 64 + m.snapshot.meta.configuration.members.length * 48;
+  const w = new Writer(headroomBytes + size, headroomBytes, into);
   w.u8(MESSAGE_VERSION);
   w.u8(m.type);
   w.u64(m.from);
@@ -316,10 +356,11 @@ export function encodeMessageWithHeadroom(m: Message, headroomBytes: number): Ui
     w.u64(s.offset);
     w.u64(s.totalBytes);
     w.u32(s.data.length);
-    w.bytes(s.data);
+    if (withChunkData) w.bytes(s.data);
   }
   const out = w.finish();
-  if (out.length - headroomBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${out.length - headroomBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
+  const encodedBytes = out.length - headroomBytes + (withChunkData ? 0 : (s?.data.length ?? 0));
+  if (encodedBytes > MESSAGE_BYTES_MAX) throw new RaftCodecError(`encoded message is ${encodedBytes} bytes, over the ${MESSAGE_BYTES_MAX} limit`);
   return out;
 }
 

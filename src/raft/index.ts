@@ -60,6 +60,9 @@ export { RaftNode } from './raft.ts';
 export {
   encodeMessage,
   encodeMessageWithHeadroom,
+  encodeSnapshotMessagePrefix,
+  encodeMessageInto,
+  encodedMessageBytes,
   decodeMessage,
   type MessageInput,
   encodeConfChange,

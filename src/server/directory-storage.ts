@@ -553,11 +553,9 @@ function rangeReader(
   let closed = false;
   // One read at a time: a host may implement a positioned read as seek, then read.
   let tail: Promise<unknown> = Promise.resolve();
-  const read = async (offset: number, length: number): Promise<Uint8Array> => {
+  const fill = async (offset: number, bytes: Uint8Array): Promise<void> => {
     assertOpen();
     if (closed) throw new StorageError('CLOSED', `read ${name}: the reader is closed`);
-    const end = Math.min(file.sizeBytes, offset + length);
-    const bytes = new Uint8Array(Math.max(0, end - offset));
     let done = 0;
     try {
       while (done < bytes.length) {
@@ -568,18 +566,31 @@ function rangeReader(
     } catch (error) {
       throw ioError(`read ${name} at byte ${offset}`, error);
     }
-    if (done < bytes.length) throw new StorageError('IO', `read ${name}: it ended at byte ${offset + done}, before ${end}`);
-    return bytes;
+    if (done < bytes.length) throw new StorageError('IO', `read ${name}: it ended at byte ${offset + done}, before ${offset + bytes.length}`);
   };
+  const queued = <T>(run: () => Promise<T>): Promise<T> => {
+    const result = tail.then(run);
+    tail = result.catch(() => undefined);
+    return result;
+  };
+  const invalid = (offset: number, length: number): Promise<never> | undefined =>
+    !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
+      ? Promise.reject(new StorageError('IO', `read ${name}: offset and length must be non-negative integers, got ${offset} and ${length}`))
+      : undefined;
   return {
     sizeBytes: file.sizeBytes,
     read(offset, length) {
-      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-        return Promise.reject(new StorageError('IO', `read ${name}: offset and length must be non-negative integers, got ${offset} and ${length}`));
-      }
-      const result = tail.then(() => read(offset, length));
-      tail = result.catch(() => undefined);
-      return result;
+      return (
+        invalid(offset, length) ??
+        queued(async () => {
+          const bytes = new Uint8Array(Math.max(0, Math.min(file.sizeBytes, offset + length) - offset));
+          await fill(offset, bytes);
+          return bytes;
+        })
+      );
+    },
+    readInto(offset, bytes) {
+      return invalid(offset, bytes.length) ?? queued(() => fill(offset, bytes));
     },
     async close() {
       if (closed) return;

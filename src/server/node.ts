@@ -15,11 +15,14 @@ import { CommandKind } from '../fsm/commands.ts';
 import { assert, leadershipLost, NodeError, notLeader, SQLITE_ERROR, SQLITE_FULL } from '../fsm/errors.ts';
 import type { ProposeResult, ReplicatedDatabase } from '../fsm/replicated-database.ts';
 import { StateMachine } from '../fsm/state-machine.ts';
-import { resolveLimits, type Limits } from '../limits.ts';
+import { PEER_MESSAGE_FRAMING_BYTES, resolveLimits, type Limits } from '../limits.ts';
 import {
   decodeMessage,
+  encodedMessageBytes,
+  encodeMessageInto,
   encodeMessageWithHeadroom,
   MemoryStorage,
+  type Message,
   MessageType,
   RaftNode,
   type Configuration,
@@ -48,7 +51,8 @@ import { ReadBarrier } from './read-barrier.ts';
 import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
-import { SnapshotChunkReader } from './snapshot-chunk-reader.ts';
+import { SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SnapshotChunkReader } from './snapshot-chunk-reader.ts';
+import { FramePool } from './frame-pool.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
 import type { TypedValue } from '../protocol/index.ts';
@@ -85,6 +89,8 @@ export class ClusterNode implements GatewayHost {
   private readonly snapshots: SnapshotWriter;
   /** Reads chunks of the snapshot file for followers being sent it. */
   private readonly snapshotChunks: SnapshotChunkReader;
+  /** Buffers of the large frames sent (appends, snapshot chunks), reused once written (frame-pool.ts). */
+  private readonly frames: FramePool;
   private readonly waits: BoundedWait;
   private readonly appliedWaiters = new AppliedWaiters();
   private readonly reads: ReadBarrier;
@@ -236,7 +242,11 @@ export class ClusterNode implements GatewayHost {
       },
     );
     this.handOver = new HandOverPolicy(this.address === '', this.settings.leaderWithoutAddressHandOverMs);
+    this.frames = new FramePool(
+      Math.max(PEER_FRAME_HEADROOM_BYTES + this.limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + this.limits.snapshotChunkBytesMax),
+    );
     this.snapshotChunks = new SnapshotChunkReader({
+      frames: this.frames,
       log: this.log,
       memory: this.memory,
       clock,
@@ -325,7 +335,7 @@ export class ClusterNode implements GatewayHost {
           this.updatePeers();
         },
         send: (messages) => {
-          for (const message of messages) this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
+          for (const message of messages) this.sendMessage(message);
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
@@ -364,6 +374,7 @@ export class ClusterNode implements GatewayHost {
       this.handOverIfDue();
       if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
       this.snapshotChunks.readWanted();
+      this.frames.trim(this.runtime.clock.nowMs());
       this.loop.schedule();
     }, this.settings.tickMs);
     this.loop.schedule();
@@ -372,6 +383,25 @@ export class ClusterNode implements GatewayHost {
   }
 
   // ---------------------------------------------------------------- raft driving
+
+  /**
+   * Encodes `message` after the transport's header and sends it. A snapshot chunk read for it goes
+   * out in the buffer it was read into (SnapshotChunkReader); a large append is encoded into a
+   * buffer of the frame pool, given back once the socket wrote it; anything else into a new one.
+   */
+  private sendMessage(message: Message): void {
+    const chunk = this.snapshotChunks.frameInPlace(message, PEER_FRAME_HEADROOM_BYTES);
+    if (chunk) {
+      this.transport.sendFramed(message.to, chunk.frame, chunk.released);
+      return;
+    }
+    if (!message.snapshot && this.frames.serves(PEER_FRAME_HEADROOM_BYTES + encodedMessageBytes(message))) {
+      const buffer = this.frames.take(this.runtime.clock.nowMs());
+      this.transport.sendFramed(message.to, encodeMessageInto(message, PEER_FRAME_HEADROOM_BYTES, buffer), () => this.frames.give(buffer));
+      return;
+    }
+    this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
+  }
 
   private receivePeerMessage(from: NodeId, bytes: Uint8Array): void {
     if (this.stopped) return;

@@ -14,10 +14,21 @@
  * The data's checksum is computed over the chunks as they are read, in order: the chunk that ends
  * the data is only given out once the whole data matched it, so a follower never installs a
  * damaged snapshot (it installs on the last chunk).
+ *
+ * Where the file can be read into a given buffer (`DurableFileReader.readInto`), a chunk is read
+ * into a buffer of the node's frame pool, after free bytes for its message's header, and lent to
+ * the core: `frameInPlace` writes the message's header in front of the chunk, and the frame goes
+ * to the socket where the chunk was read, uncopied; once the socket wrote it (`released`) the
+ * buffer goes back to the pool, for the next chunk or the appends that follow the snapshot. So
+ * sending a snapshot allocates nothing per chunk, and leaves no garbage for the collector: a
+ * leader whose collector ran late grew by tens of MiB of chunks and frames sent
+ * (docs/memory.md). A buffer whose chunk was never framed (the core lost interest, the node
+ * stopped leading) is left to the collector.
  */
-import type { MemoryStorage, SnapshotChunkRequest } from '../raft/index.ts';
+import { encodeMessageWithHeadroom, encodeSnapshotMessagePrefix, MessageType, type MemoryStorage, type Message, type SnapshotChunkRequest } from '../raft/index.ts';
 import type { Clock, DurableFileReader, TimerHandle } from '../runtime.ts';
 import { crc32Update } from '../util/crc32.ts';
+import type { FramePool } from './frame-pool.ts';
 import type { RaftLog } from './raft-log.ts';
 import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type SnapshotFileHeader } from './raft-log-format.ts';
 
@@ -25,6 +36,23 @@ import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type Snapsho
 export const SNAPSHOT_READER_IDLE_MS = 10_000;
 /** Snapshot files open at once: the latest, and the one before for a follower still being sent it. */
 const SNAPSHOT_READERS_MAX = 2;
+/**
+ * Bytes a chunk buffer keeps free in front of its chunk for the frame's and the message's header
+ * (128 bytes and the snapshot's configuration, about 30 bytes and an address per member): a
+ * larger header is encoded beside the chunk, which is then copied once.
+ */
+export const SNAPSHOT_CHUNK_PREFIX_BYTES_MAX = 4096;
+
+/** A chunk read into a buffer of the frame pool, lent to the core until its frame is written. */
+interface LentChunk {
+  /** The whole buffer: SNAPSHOT_CHUNK_PREFIX_BYTES_MAX free bytes, then the chunk. */
+  buffer: Uint8Array;
+  /** Taken from the frame pool (else made for this chunk alone: one longer than the pool's buffers). */
+  pooled: boolean;
+  chunk: Uint8Array;
+  /** Its message's header was written in front of it: it is on its way to the socket. */
+  framed: boolean;
+}
 
 interface OpenSnapshot {
   index: number;
@@ -41,6 +69,8 @@ export interface SnapshotChunkReaderHost {
   log: Pick<RaftLog, 'openSnapshotReader'>;
   memory: MemoryStorage;
   clock: Pick<Clock, 'nowMs' | 'setTimeout'>;
+  /** The buffers chunks are read into and sent from, shared with the node's other large frames. */
+  frames: FramePool;
   /** Chunks were handed to storage: let the core send them (RaftNode.snapshotChunksReady) and process its Ready. */
   chunksReady(): void;
   /** One line for the node's log. */
@@ -57,6 +87,8 @@ export class SnapshotChunkReader {
   /** Bytes of chunks being read now (for tests and the memory report). */
   private inFlightBytes = 0;
   private inFlightBytesPeak = 0;
+  /** The chunks read into the pool's buffers and not yet written, by their buffer (weakly: one whose chunk the core dropped is left to the collector). */
+  private readonly lent = new WeakMap<ArrayBufferLike, LentChunk>();
 
   constructor(private readonly host: SnapshotChunkReaderHost) {}
 
@@ -67,6 +99,31 @@ export class SnapshotChunkReader {
 
   get heldBytes(): number {
     return this.inFlightBytes;
+  }
+
+  /**
+   * The frame of `message` built where its chunk was read, when it carries a chunk this reader
+   * lent (undefined otherwise: encode it as any other message): its header, then the chunk, after
+   * `headroomBytes` for the transport's header. `released` gives the buffer back once the frame
+   * was written (or dropped); until then nothing else writes it.
+   */
+  frameInPlace(message: Message, headroomBytes: number): { frame: Uint8Array; released: () => void } | undefined {
+    const chunk = message.snapshot?.data;
+    if (message.type !== MessageType.Snapshot || !chunk) return undefined;
+    const lent = this.lent.get(chunk.buffer);
+    if (!lent || lent.chunk !== chunk || lent.framed) return undefined;
+    lent.framed = true;
+    const released = (): void => this.giveBack(lent);
+    const prefix = encodeSnapshotMessagePrefix(message, headroomBytes);
+    if (prefix.length > chunk.byteOffset - lent.buffer.byteOffset) {
+      // A header beyond the room left for it: copy the chunk once, beside it.
+      const frame = encodeMessageWithHeadroom(message, headroomBytes);
+      released();
+      return { frame, released: () => undefined };
+    }
+    const start = chunk.byteOffset - lent.buffer.byteOffset - prefix.length;
+    lent.buffer.set(prefix, start);
+    return { frame: lent.buffer.subarray(start, start + prefix.length + chunk.length), released };
   }
 
   /** Reads the chunks the core asked for since the last call. */
@@ -111,27 +168,53 @@ export class SnapshotChunkReader {
       // The chunk that completes the follower's copy: first make sure the data before it is whole.
       while (open.verifiedBytes < request.offset) {
         const length = Math.min(Math.max(request.length, 1), request.offset - open.verifiedBytes);
-        this.verify(open, open.verifiedBytes, await this.readData(open, open.verifiedBytes, length));
+        const read = await this.readData(open, open.verifiedBytes, length);
+        this.verify(open, open.verifiedBytes, read.chunk);
+        // Only checked, never lent: its buffer reads the next range.
+        if (read.lent) this.giveBack(read.lent);
       }
     }
-    const data = await this.readData(open, request.offset, request.length);
-    this.verify(open, request.offset, data);
+    const read = await this.readData(open, request.offset, request.length);
+    if (read.lent) this.lent.set(read.chunk.buffer, read.lent);
+    this.verify(open, request.offset, read.chunk);
     if (end === open.dataBytes && open.crc !== open.header.dataCrc) {
       throw new Error(`the snapshot file fails its data checksum (its data is damaged): not sent`);
     }
-    return data;
+    return read.chunk;
   }
 
-  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<Uint8Array> {
+  /** Bytes [offset, offset + length) of the data: into a pool's buffer where the file reads into one (`lent` is then set, not yet framed). */
+  private async readData(open: OpenSnapshot, offset: number, length: number): Promise<{ chunk: Uint8Array; lent?: LentChunk }> {
     this.inFlightBytes += length;
     this.inFlightBytesPeak = Math.max(this.inFlightBytesPeak, this.inFlightBytes);
     try {
-      const data = await open.file.read(open.header.dataOffset + offset, length);
-      if (data.length !== length) throw new Error(`read ${data.length} bytes at ${offset} of its data, not ${length}`);
-      return data;
+      const position = open.header.dataOffset + offset;
+      if (open.file.readInto) {
+        const bytes = SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length;
+        const pooled = this.host.frames.holds(bytes);
+        const buffer = pooled ? this.host.frames.take(this.host.clock.nowMs()) : new Uint8Array(bytes);
+        const chunk = buffer.subarray(SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length);
+        const lent: LentChunk = { buffer, pooled, chunk, framed: false };
+        try {
+          await open.file.readInto(position, chunk);
+        } catch (error) {
+          this.giveBack(lent);
+          throw error;
+        }
+        return { chunk, lent };
+      }
+      const chunk = await open.file.read(position, length);
+      if (chunk.length !== length) throw new Error(`read ${chunk.length} bytes at ${offset} of its data, not ${length}`);
+      return { chunk };
     } finally {
       this.inFlightBytes -= length;
     }
+  }
+
+  /** A chunk's buffer is written (or was never lent): back to the pool it came from. */
+  private giveBack(lent: LentChunk): void {
+    if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
+    if (lent.pooled) this.host.frames.give(lent.buffer);
   }
 
   private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {

@@ -126,10 +126,16 @@ interface Connection {
   lastSentMs: number;
 }
 
+/** A frame waiting for a connection, and who wants to hear when the transport is done with it. */
+interface QueuedFrame {
+  frame: Uint8Array;
+  released: (() => void) | undefined;
+}
+
 interface PeerLink {
   readonly id: number;
   address: string;
-  queue: Uint8Array[];
+  queue: QueuedFrame[];
   queueBytes: number;
   dialing: boolean;
   /** Set once something was sent to this peer (or eagerly): only wanted peers get redialed. */
@@ -270,19 +276,24 @@ export class PeerTransport {
   /** Best effort; never blocks. See `stats()` for what was dropped and why. */
   send(to: number, payload: Uint8Array): void {
     if (!this.sendable(to, DATA_HEADER_BYTES + payload.byteLength)) return;
-    this.route(to, encodeData({ hops: 0, from: this.options.selfId, to, payload }));
+    this.route(to, encodeData({ hops: 0, from: this.options.selfId, to, payload }), undefined);
   }
 
   /**
    * As `send`, for a payload its producer encoded after PEER_FRAME_HEADROOM_BYTES bytes it left
    * free: the transport writes its header there and sends `frame` as it is, saving a copy of the
-   * payload (a Raft append's entries) per peer. `frame` is the transport's from then on.
+   * payload (a Raft append's entries) per peer. `frame` is the transport's from then on; with
+   * `released`, until it calls that (the frame was written to the network or dropped, and the
+   * caller may reuse its buffer): where the connection cannot tell when it wrote a frame, never.
    */
-  sendFramed(to: number, frame: Uint8Array): void {
+  sendFramed(to: number, frame: Uint8Array, released?: () => void): void {
     if (frame.byteLength < DATA_HEADER_BYTES) throw new RangeError(`a framed payload needs ${DATA_HEADER_BYTES} bytes of headroom, got ${frame.byteLength} bytes in all`);
-    if (!this.sendable(to, frame.byteLength)) return;
+    if (!this.sendable(to, frame.byteLength)) {
+      released?.();
+      return;
+    }
     writeDataHeader(frame, 0, this.options.selfId, to);
-    this.route(to, frame);
+    this.route(to, frame, released);
   }
 
   /** Whether a frame of `frameBytes` to `to` may go; counts (and logs) the drop when not. */
@@ -303,30 +314,34 @@ export class PeerTransport {
     return true;
   }
 
-  private route(to: number, frame: Uint8Array): void {
+  private route(to: number, frame: Uint8Array, released: (() => void) | undefined): void {
     const connection = this.openConnectionTo(to);
     if (connection) {
-      this.transmit(connection, frame);
+      this.transmit(connection, frame, released);
       return;
     }
     const link = this.links.get(to);
     if (link && link.address !== '') {
       link.wanted = true;
       if (link.dialing) {
-        this.enqueue(link, frame);
+        this.enqueue(link, frame, released);
       } else if (this.options.clock.nowMs() >= link.nextDialAtMs) {
-        this.enqueue(link, frame);
+        this.enqueue(link, frame, released);
         this.dial(link);
       } else {
         this.counters.droppedUnreachable++;
+        released?.();
         this.scheduleRetry(link);
       }
       return;
     }
     // A node without an address (a browser) is reached through a listening node it dialed.
     const relay = this.relayConnection();
-    if (relay) this.transmit(relay, frame);
-    else this.counters.droppedUnreachable++;
+    if (relay) this.transmit(relay, frame, released);
+    else {
+      this.counters.droppedUnreachable++;
+      released?.();
+    }
   }
 
   /**
@@ -448,18 +463,21 @@ export class PeerTransport {
     return undefined;
   }
 
-  private transmit(connection: Connection, frame: Uint8Array): void {
-    if (this.sendFrame(connection, frame)) this.counters.messagesSent++;
+  private transmit(connection: Connection, frame: Uint8Array, released: (() => void) | undefined): void {
+    if (this.sendFrame(connection, frame, released)) this.counters.messagesSent++;
   }
 
-  /** Counts the drop itself when it returns false. */
-  private sendFrame(connection: Connection, frame: Uint8Array): boolean {
+  /** Counts the drop itself when it returns false; `released` hears of the frame either way. */
+  private sendFrame(connection: Connection, frame: Uint8Array, released?: () => void): boolean {
     if ((connection.channel.bufferedBytes ?? 0) + frame.byteLength > this.options.sendBufferBytesMax) {
       this.counters.droppedQueueFull++;
+      released?.();
       return false;
     }
-    if (!connection.channel.send(frame)) {
+    const release = released && onceOnly(released);
+    if (!(release ? connection.channel.send(frame, release) : connection.channel.send(frame))) {
       this.counters.droppedUnreachable++;
+      release?.();
       return false;
     }
     this.counters.bytesSent += frame.byteLength;
@@ -497,19 +515,22 @@ export class PeerTransport {
     }
   }
 
-  private enqueue(link: PeerLink, frame: Uint8Array): void {
+  private enqueue(link: PeerLink, frame: Uint8Array, released: (() => void) | undefined): void {
     if (link.queue.length >= this.options.queueMessagesMax || link.queueBytes + frame.byteLength > this.options.queueBytesMax) {
       this.counters.droppedQueueFull++;
+      released?.();
       return;
     }
-    link.queue.push(frame);
+    link.queue.push({ frame, released });
     link.queueBytes += frame.byteLength;
   }
 
   private dropQueue(link: PeerLink): void {
     this.counters.droppedUnreachable += link.queue.length;
+    const dropped = link.queue;
     link.queue = [];
     link.queueBytes = 0;
+    for (const queued of dropped) queued.released?.();
   }
 
   private dial(link: PeerLink): void {
@@ -667,7 +688,7 @@ export class PeerTransport {
       const queued = link.queue;
       link.queue = [];
       link.queueBytes = 0;
-      for (const frame of queued) this.transmit(connection, frame);
+      for (const { frame, released } of queued) this.transmit(connection, frame, released);
     }
   }
 
@@ -773,6 +794,16 @@ export class PeerTransport {
     if (remoteAddress !== undefined) event.remoteAddress = remoteAddress;
     this.options.onLog?.(event);
   }
+}
+
+/** `callback`, run at most once however often the channel calls it. */
+function onceOnly(callback: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    callback();
+  };
 }
 
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {

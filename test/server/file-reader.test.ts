@@ -1,6 +1,7 @@
 /**
  * Ranged reads of the directory storage on real files (Node): a reader reads the file as it was
- * opened, a range at a time, and keeps reading it after a newer file was renamed over its name.
+ * opened, a range at a time (into a new buffer, or into the caller's), and keeps reading it after
+ * a newer file was renamed over its name.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,14 @@ describe('DirectoryStorage.openReader', () => {
       const second = new Uint8Array(1000).fill(7);
       await storage.writeAtomic('snapshot', second);
       expect(await reader.read(299_000, 1000)).toEqual(first.subarray(299_000));
+      // Into the caller's buffer, the same one again and again; past the end is an error, not a short read.
+      const into = new Uint8Array(64_000);
+      for (const offset of [0, 64_000, 200_000]) {
+        await reader.readInto!(offset, into);
+        expect(into).toEqual(first.subarray(offset, offset + into.length));
+      }
+      await expect(reader.readInto!(first.length - 10, into.subarray(0, 100))).rejects.toThrow(/ended at byte 300000/);
+      await expect(reader.readInto!(-1, into)).rejects.toThrow(/non-negative integers/);
       const newer = (await storage.openReader!('snapshot'))!;
       expect(newer.sizeBytes).toBe(second.length);
       expect(await newer.read(0, 2000)).toEqual(second);
@@ -44,6 +53,7 @@ describe('DirectoryStorage.openReader', () => {
       expect(both).toEqual([first.subarray(0, 10), first.subarray(10, 20)]);
       await reader.close();
       await expect(reader.read(0, 1)).rejects.toThrow(/closed/);
+      await expect(reader.readInto!(0, into)).rejects.toThrow(/closed/);
     } finally {
       await storage.close();
     }

@@ -12,6 +12,9 @@ import { connect, type Database } from '../../src/client/index.ts';
 import type { DurableFileReader, DurableStorage, MessageChannel, Runtime } from '../../src/runtime.ts';
 import { ClusterNode, type NodeOptions } from '../../src/server/node.ts';
 import { Engine } from '../../wasm/index.ts';
+import { POOLED_FRAME_BYTES_MIN } from '../../src/server/frame-pool.ts';
+import { MessageType } from '../../src/raft/index.ts';
+import { PEER_FRAME_HEADROOM_BYTES } from '../../src/transport/index.ts';
 import { nodeRuntime, openDirectoryStorage } from '../../runtimes/node/index.ts';
 import { channelPair, streamPair, until } from './harness.ts';
 
@@ -40,6 +43,18 @@ interface SnapshotReads {
   concurrent: number;
   concurrentMax: number;
   bytes: number;
+  /** Ranges read into a buffer the reader gave (readInto), and the distinct buffers it gave. */
+  readsInto: number;
+  intoBuffers: Set<ArrayBufferLike>;
+  /** Frames the node sent that are views into one of those buffers: chunks sent where they were read. */
+  framesInReadBuffers: number;
+  /** The node's other frames of POOLED_FRAME_BYTES_MIN or more (appends), and the distinct buffers they were in. */
+  largeFrames: number;
+  largeFrameBuffers: Set<ArrayBufferLike>;
+}
+
+function newReads(): SnapshotReads {
+  return { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0, readsInto: 0, intoBuffers: new Set(), framesInReadBuffers: 0, largeFrames: 0, largeFrameBuffers: new Set() };
 }
 
 /** The real directory storage, with every read of the snapshot file counted. */
@@ -74,6 +89,18 @@ function countSnapshotReads(storage: DurableStorage, reads: SnapshotReads): Dura
             reads.concurrent--;
           }
         },
+        async readInto(offset, bytes) {
+          reads.ranges.push({ offset, length: bytes.length });
+          reads.readsInto++;
+          reads.intoBuffers.add(bytes.buffer);
+          reads.concurrentMax = Math.max(reads.concurrentMax, ++reads.concurrent);
+          try {
+            await file.readInto!(offset, bytes);
+            reads.bytes += bytes.length;
+          } finally {
+            reads.concurrent--;
+          }
+        },
         close: () => file.close(),
       };
     },
@@ -100,8 +127,38 @@ describe('a snapshot sent from disk a chunk at a time', () => {
       await member.closeStorage();
     }
     nodes.clear();
+    readsBy.clear();
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
+
+  /** What the leader's snapshot reads were counted in, to see which frames it sent from them. */
+  const readsBy = new Map<string, SnapshotReads>();
+
+  /**
+   * As a socket does: the bytes are copied out as they are sent, and the sender hears that it
+   * may reuse its buffer.
+   */
+  function networkChannel(channel: MessageChannel, sender: string): MessageChannel {
+    return {
+      ...channel,
+      send(message, released) {
+        const reads = readsBy.get(sender);
+        // After the envelope's header, a Raft message's version byte, then its type.
+        const snapshotChunk = message.length > PEER_FRAME_HEADROOM_BYTES + 1 && message[PEER_FRAME_HEADROOM_BYTES + 1] === MessageType.Snapshot;
+        if (snapshotChunk && reads?.intoBuffers.has(message.buffer)) reads.framesInReadBuffers++;
+        else if (reads && !snapshotChunk && message.length >= POOLED_FRAME_BYTES_MIN) {
+          reads.largeFrames++;
+          reads.largeFrameBuffers.add(message.buffer);
+        }
+        const sent = channel.send(message.slice());
+        released?.();
+        return sent;
+      },
+      onMessage: (handler) => channel.onMessage(handler),
+      onClose: (handler) => channel.onClose(handler),
+      close: (reason) => channel.close(reason),
+    };
+  }
 
   function runtimeFor(address: string): Runtime {
     return {
@@ -110,8 +167,8 @@ describe('a snapshot sent from disk a chunk at a time', () => {
         const target = nodes.get(new URL(url).host);
         if (!target) throw new Error(`connection refused by ${url}`);
         const [mine, theirs] = channelPair(address, new URL(url).host);
-        target.acceptPeer(theirs, { ...(options?.headers ?? {}) });
-        return mine;
+        target.acceptPeer(networkChannel(theirs, new URL(url).host), { ...(options?.headers ?? {}) });
+        return networkChannel(mine, address);
       },
     };
   }
@@ -119,6 +176,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
   async function start(id: number, address: string, dir: string, options: { bootstrap?: boolean; reads?: SnapshotReads }): Promise<Member> {
     const base = await openDirectoryStorage(dir);
     const storage = options.reads ? countSnapshotReads(base, options.reads) : base;
+    if (options.reads) readsBy.set(address, options.reads);
     const lines: string[] = [];
     const node = await ClusterNode.start({
       id,
@@ -166,7 +224,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
   }
 
   test('a follower far behind catches up by snapshot; the leader reads one chunk range at a time, never the whole file', async () => {
-    const reads: SnapshotReads = { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0 };
+    const reads = newReads();
     const leader = await start(1, '127.0.0.1:1', newDir(), { bootstrap: true, reads });
     await until('leadership', 10_000, () => leader.node.isLeader());
     // Start-up read the (missing) snapshot file whole, as it must; from here on nothing may.
@@ -192,6 +250,14 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     // Each byte of the file was read about once (the header, and a chunk again if one was lost).
     expect(reads.bytes).toBeGreaterThanOrEqual(snapshotFileBytes - 1024);
     expect(reads.bytes).toBeLessThan(2 * snapshotFileBytes);
+    // The chunks were read into a couple of buffers, reused, and sent from them uncopied.
+    const chunksSent = Math.ceil(snapshotFileBytes / chunkBytes);
+    expect(reads.readsInto).toBeGreaterThanOrEqual(chunksSent - 1);
+    expect(reads.intoBuffers.size).toBeLessThanOrEqual(3);
+    expect(reads.framesInReadBuffers).toBeGreaterThanOrEqual(chunksSent - 1);
+    // Those shared buffers carried each chunk intact: the follower holds what the leader holds.
+    const rowsOf = async (member: Member): Promise<Uint8Array[]> => (await (await clientOf(member)).query('SELECT v FROM t ORDER BY id')).rows.map((row) => (row as { v: Uint8Array }).v);
+    expect(await rowsOf(follower)).toEqual(await rowsOf(leader));
 
     // Restarted after the log moved on past what it has: again by snapshot, from the newer file.
     await stop(follower);
@@ -205,8 +271,18 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     expect(reads.wholeReads).toBe(0);
     expect(reads.concurrentMax).toBe(1);
     expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
+    expect(reads.intoBuffers.size).toBeLessThanOrEqual(3);
+    expect(await rowsOf(restarted)).toEqual(await rowsOf(leader));
+
     // What the leader reports holding for snapshots stays within a chunk or two (none in flight now).
     expect(leader.node.status().memory.snapshotBytes).toBeLessThanOrEqual(2 * chunkBytes);
+    // Appends to a follower that keeps up: each in one of a few buffers, reused once written.
+    const framesBefore = reads.largeFrames;
+    for (let i = 1; i <= 30; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
+    await until('the follower to keep up', 30_000, () => restarted.node.status().appliedIndex >= leader.node.status().commitIndex);
+    expect(reads.largeFrames - framesBefore).toBeGreaterThanOrEqual(30);
+    expect(reads.largeFrameBuffers.size).toBeLessThanOrEqual(6);
+    expect(await rowsOf(restarted)).toEqual(await rowsOf(leader));
   }, 60_000);
 
   test('a snapshot file whose data is damaged is not sent whole: the follower never installs it', async () => {

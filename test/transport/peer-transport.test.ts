@@ -65,6 +65,41 @@ describe('PeerTransport over the real listener', () => {
     expect(a.transport.stats().droppedClosed).toBe(1);
   });
 
+  it('hands a framed payload back to its producer once the socket wrote it, and at once when it drops it', async () => {
+    const [a, b] = await startPeerPair(node);
+    const framed = (text: string): Uint8Array => {
+      const payload = encode(text.padEnd(40_000, '.'));
+      const frame = new Uint8Array(PEER_FRAME_HEADROOM_BYTES + payload.length);
+      frame.set(payload, PEER_FRAME_HEADROOM_BYTES);
+      return frame;
+    };
+    const releasedBy = { a: 0, b: 0 };
+    // The first ones wait for the dial (as many as the connect queue holds); all go over a's
+    // outbound connection, b answers on its inbound one.
+    for (let index = 0; index < 5; index++) a.transport.sendFramed(2, framed(`a${index}`), () => releasedBy.a++);
+    expect(releasedBy.a).toBe(0);
+    await expect.poll(() => b.received.length).toBe(5);
+    for (let index = 5; index < 20; index++) a.transport.sendFramed(2, framed(`a${index}`), () => releasedBy.a++);
+    await expect.poll(() => b.received.length).toBe(20);
+    await expect.poll(() => releasedBy.a).toBe(20);
+    for (let index = 0; index < 20; index++) b.transport.sendFramed(1, framed(`b${index}`), () => releasedBy.b++);
+    // Not before the socket wrote it: ws calls back after the write, never inside send.
+    expect(releasedBy.b).toBe(0);
+    await expect.poll(() => a.received.length).toBe(20);
+    await expect.poll(() => releasedBy.b).toBe(20);
+    expect(texts(b, 1).map((text) => text.replace(/\.+$/, ''))).toEqual(Array.from({ length: 20 }, (_, index) => `a${index}`));
+
+    let dropped = 0;
+    a.transport.sendFramed(2, new Uint8Array(PEER_FRAME_HEADROOM_BYTES + 70_000), () => dropped++);
+    expect(dropped).toBe(1);
+    expect(a.transport.stats().droppedOversized).toBe(1);
+    a.transport.close();
+    a.transport.sendFramed(2, framed('late'), () => dropped++);
+    expect(dropped).toBe(2);
+    // Each frame was handed back once.
+    expect(releasedBy).toEqual({ a: 20, b: 20 });
+  });
+
   it('refuses a peer with the wrong cluster key, in the upgrade header and in the hello', async () => {
     const a = await node(1);
     const intruder = await node(3, { clusterKey: 'wrong-secret' });
