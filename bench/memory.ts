@@ -320,13 +320,14 @@ async function largeDatabase(): Promise<void> {
     const heapBefore = leaderStatus.memory.jsHeapBytes ?? 0;
     let heapPeak = heapBefore;
     let snapshotPartPeak = 0;
-    const mappingsBefore = rssByMapping(pid(leader));
+    const residentOfLeader = (): Record<string, number> => (pid(leader) === undefined ? {} : residentByMapping(pid(leader)!));
+    const mappingsBefore = residentOfLeader();
     let mappingsAtPeak = mappingsBefore;
     await waitFor('the follower to catch up', 600_000, async () => {
       const rss = rssBytes(pid(leader));
       if (rss > peak) {
         peak = rss;
-        mappingsAtPeak = rssByMapping(pid(leader));
+        mappingsAtPeak = residentOfLeader();
       }
       const [l, f] = await Promise.all([cluster.status(leader), cluster.status(follower).catch(() => undefined)]);
       heapPeak = Math.max(heapPeak, l.memory.jsHeapBytes ?? 0);
@@ -344,7 +345,7 @@ async function largeDatabase(): Promise<void> {
       `  node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
         `leader RSS peak ${mib(peak)} MiB, growth ${((peak - before) / MiB).toFixed(1)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
         `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${((heapPeak - heapBefore) / MiB).toFixed(1)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
-        `growth by mapping at the peak (MiB): ${['anonymous', 'heap', 'node', 'files'].map(growthBy).join(', ')}`,
+        `growth by mapping at the peak (MiB): ${Object.keys(mappingsBefore).map(growthBy).join(', ')}`,
     );
   } finally {
     await cluster.destroy();
