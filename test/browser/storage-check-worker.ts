@@ -6,52 +6,22 @@
 import type { DurableStorage } from '../../src/runtime.ts';
 import { IndexedDbStorage } from '../../runtimes/browser/indexeddb-storage.ts';
 import { OpfsStorage } from '../../runtimes/browser/opfs-storage.ts';
+import { checkAtomicWriter, checkFiles, enc, text } from '../helpers/storage-contract.ts';
 
-const text = (bytes: Uint8Array | undefined): string | null => (bytes ? new TextDecoder().decode(bytes) : null);
-const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 async function check(open: () => Promise<DurableStorage & { close(): Promise<void> }>): Promise<Record<string, unknown>> {
   const result: Record<string, unknown> = {};
   const storage = await open();
-  result.missing = text(await storage.read('nothing'));
-  await storage.append('seg', enc('abc'));
-  await storage.append('seg', enc('def'));
-  await storage.sync('seg');
-  result.appended = text(await storage.read('seg'));
-  await storage.truncate('seg', 4);
-  await storage.append('seg', enc('XY'));
-  await storage.sync('seg');
-  result.truncated = text(await storage.read('seg'));
-  await storage.writeAtomic('meta', enc('one'));
-  await storage.writeAtomic('meta', enc('two'));
-  result.replaced = text(await storage.read('meta'));
-  result.listed = await storage.list();
-  await storage.remove('meta');
-  await storage.remove('meta');
-  result.afterRemove = await storage.list();
-  // A file written a piece at a time (one buffer reused) replaces its name on commit only.
-  await storage.writeAtomic('big', enc('old'));
-  const writer = await storage.openAtomicWriter!('big');
-  const piece = new Uint8Array(3);
-  piece.set(enc('abc'));
-  await writer.write(piece);
-  piece.set(enc('def'));
-  await writer.write(piece);
-  await writer.writeAt(2, enc('CD'));
-  result.beforeCommit = text(await storage.read('big'));
-  result.listedWhileWriting = await storage.list();
-  try {
-    await storage.writeAtomic('big', enc('x'));
-    result.replaceWhileWriting = 'accepted';
-  } catch {
-    result.replaceWhileWriting = 'rejected';
-  }
-  await writer.commit();
-  result.committed = text(await storage.read('big'));
-  const aborted = await storage.openAtomicWriter!('big');
-  await aborted.write(enc('zzz'));
-  await aborted.abort();
-  result.afterAbort = text(await storage.read('big'));
+  await checkFiles(storage, result);
+  await checkAtomicWriter(storage, result, async () => {
+    result.listedWhileWriting = await storage.list();
+    try {
+      await storage.writeAtomic('big', enc('x'));
+      result.replaceWhileWriting = 'accepted';
+    } catch {
+      result.replaceWhileWriting = 'rejected';
+    }
+  });
   await storage.remove('big');
   await storage.writeAtomic('snap', enc('0123456789'));
   const reader = await storage.openReader!('snap');
