@@ -303,6 +303,11 @@ export function encodeSnapshotMessagePrefix(m: Message, headroomBytes: number): 
  */
 export function encodedMessageBytes(m: Message): number {
   if (m.snapshot) throw new RaftCodecError('the encoded size of a message with a snapshot chunk is known once it is encoded');
+  return bytesWithoutChunk(m);
+}
+
+/** The encoding's bytes but for a snapshot chunk's: header, entries, and the chunk flag. */
+function bytesWithoutChunk(m: Message): number {
   let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
   for (const e of m.entries) size += e.data.length;
   return size;
@@ -323,8 +328,7 @@ export function encodeMessageInto(m: Message, headroomBytes: number, buffer: Uin
 
 function encodeMessageParts(m: Message, headroomBytes: number, withChunkData: boolean, into?: Uint8Array): Uint8Array {
   if (m.entries.length > MESSAGE_ENTRIES_MAX) throw new RaftCodecError(`message has more than ${MESSAGE_ENTRIES_MAX} entries`);
-  let size = MESSAGE_HEADER_BYTES + m.entries.length * ENTRY_HEADER_BYTES + 1;
-  for (const e of m.entries) size += e.data.length;
+  let size = bytesWithoutChunk(m);
   // Addresses are measured as they are written: the Writer grows for a chunk's configuration.
   if (m.snapshot) size += (withChunkData ? m.snapshot.data.length : 0) + 64 + m.snapshot.meta.configuration.members.length * 48;
   const w = new Writer(headroomBytes + size, headroomBytes, into);
