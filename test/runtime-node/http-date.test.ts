@@ -1,5 +1,5 @@
 /**
- * The Date header the Node listener sends (runtimes/node/http-date.ts), computed by arithmetic
+ * The Date header the Node listener sends (runtimes/node/http-date.ts), made from Date's UTC fields
  * instead of Date.prototype.toUTCString (which loads ICU's time zone data into the node): the
  * same text as toUTCString for any time, and on a real listener's answers.
  */
