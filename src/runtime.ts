@@ -30,6 +30,8 @@ export interface MessageChannel {
    * buffer. A channel that hands the bytes themselves to the other side never calls it.
    */
   send(message: Uint8Array, released?: () => void): boolean;
+  /** `send` calls `released` (else never: the bytes are the channel's for good). */
+  readonly reportsWrites?: boolean;
   onMessage(handler: (message: Uint8Array) => void): void;
   onClose(handler: (error?: Error) => void): void;
   /** Bytes accepted by `send` but not yet handed to the network, where the host can tell. */

@@ -57,6 +57,7 @@ export function messageChannelFromWebSocket(socket: WebSocket, remoteAddress: st
 
   return {
     remoteAddress,
+    reportsWrites: true,
     get bufferedBytes(): number {
       return socket.bufferedAmount;
     },

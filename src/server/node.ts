@@ -53,6 +53,7 @@ import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SnapshotChunkReader } from './snapshot-chunk-reader.ts';
 import { FramePool } from './frame-pool.ts';
+import { PeerSendPacer } from './peer-send-pacer.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
 import type { TypedValue } from '../protocol/index.ts';
@@ -91,6 +92,8 @@ export class ClusterNode implements GatewayHost {
   private readonly snapshotChunks: SnapshotChunkReader;
   /** Buffers of the large frames sent (appends, snapshot chunks), reused once written (frame-pool.ts). */
   private readonly frames: FramePool;
+  /** Lets one large frame at a time go to each peer, the next once the socket wrote it. */
+  private readonly pacer: PeerSendPacer;
   private readonly waits: BoundedWait;
   private readonly appliedWaiters = new AppliedWaiters();
   private readonly reads: ReadBarrier;
@@ -245,6 +248,10 @@ export class ClusterNode implements GatewayHost {
     this.frames = new FramePool(
       Math.max(PEER_FRAME_HEADROOM_BYTES + this.limits.appendBytesMax + PEER_MESSAGE_FRAMING_BYTES, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + this.limits.snapshotChunkBytesMax),
     );
+    this.pacer = new PeerSendPacer({
+      isLarge: (message) => !message.snapshot && this.frames.serves(PEER_FRAME_HEADROOM_BYTES + encodedMessageBytes(message)),
+      transmit: (message, large, written) => this.transmitMessage(message, large, written),
+    });
     this.snapshotChunks = new SnapshotChunkReader({
       frames: this.frames,
       log: this.log,
@@ -335,7 +342,7 @@ export class ClusterNode implements GatewayHost {
           this.updatePeers();
         },
         send: (messages) => {
-          for (const message of messages) this.sendMessage(message);
+          for (const message of messages) this.pacer.send(message);
         },
         apply: (entries) => {
           const applyStartedMs = this.runtime.clock.nowMs();
@@ -385,22 +392,30 @@ export class ClusterNode implements GatewayHost {
   // ---------------------------------------------------------------- raft driving
 
   /**
-   * Encodes `message` after the transport's header and sends it. A snapshot chunk read for it goes
-   * out in the buffer it was read into (SnapshotChunkReader); a large append is encoded into a
-   * buffer of the frame pool, given back once the socket wrote it; anything else into a new one.
+   * Encodes `message` after the transport's header and sends it, once the pacer lets it go
+   * (peer-send-pacer.ts). A snapshot chunk read for it goes out in the buffer it was read into
+   * (SnapshotChunkReader); a large append (`large`) is encoded into a buffer of the frame pool,
+   * given back once the socket wrote it; anything else into a new one.
    */
-  private sendMessage(message: Message): void {
+  private transmitMessage(message: Message, large: boolean, written: () => void): void {
     const chunk = this.snapshotChunks.frameInPlace(message, PEER_FRAME_HEADROOM_BYTES);
     if (chunk) {
-      this.transport.sendFramed(message.to, chunk.frame, chunk.released);
+      this.transport.sendFramed(message.to, chunk.frame, (reusable) => {
+        chunk.released(reusable);
+        written();
+      });
       return;
     }
-    if (!message.snapshot && this.frames.serves(PEER_FRAME_HEADROOM_BYTES + encodedMessageBytes(message))) {
+    if (large) {
       const buffer = this.frames.take(this.runtime.clock.nowMs());
-      this.transport.sendFramed(message.to, encodeMessageInto(message, PEER_FRAME_HEADROOM_BYTES, buffer), () => this.frames.give(buffer));
+      this.transport.sendFramed(message.to, encodeMessageInto(message, PEER_FRAME_HEADROOM_BYTES, buffer), (reusable) => {
+        if (reusable) this.frames.give(buffer);
+        written();
+      });
       return;
     }
     this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
+    written();
   }
 
   private receivePeerMessage(from: NodeId, bytes: Uint8Array): void {
@@ -838,6 +853,7 @@ export class ClusterNode implements GatewayHost {
     this.loop?.stop();
     this.ticker?.cancel();
     for (const gateway of this.gateways) gateway.close();
+    this.pacer.clear();
     this.transport.close();
     this.followerReads.rejectAll();
     this.fsm.abortPending('the node is stopping');

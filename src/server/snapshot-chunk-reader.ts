@@ -107,18 +107,19 @@ export class SnapshotChunkReader {
    * `headroomBytes` for the transport's header. `released` gives the buffer back once the frame
    * was written (or dropped); until then nothing else writes it.
    */
-  frameInPlace(message: Message, headroomBytes: number): { frame: Uint8Array; released: () => void } | undefined {
+  frameInPlace(message: Message, headroomBytes: number): { frame: Uint8Array; released: (reusable: boolean) => void } | undefined {
     const chunk = message.snapshot?.data;
     if (message.type !== MessageType.Snapshot || !chunk) return undefined;
     const lent = this.lent.get(chunk.buffer);
     if (!lent || lent.chunk !== chunk || lent.framed) return undefined;
     lent.framed = true;
-    const released = (): void => this.giveBack(lent);
+    // Not reusable: the channel keeps the buffer, which goes to the collector with the frame.
+    const released = (reusable: boolean): void => (reusable ? this.giveBack(lent) : this.forget(lent));
     const prefix = encodeSnapshotMessagePrefix(message, headroomBytes);
     if (prefix.length > chunk.byteOffset - lent.buffer.byteOffset) {
       // A header beyond the room left for it: copy the chunk once, beside it.
       const frame = encodeMessageWithHeadroom(message, headroomBytes);
-      released();
+      released(true);
       return { frame, released: () => undefined };
     }
     const start = chunk.byteOffset - lent.buffer.byteOffset - prefix.length;
@@ -213,8 +214,12 @@ export class SnapshotChunkReader {
 
   /** A chunk's buffer is written (or was never lent): back to the pool it came from. */
   private giveBack(lent: LentChunk): void {
-    if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
+    this.forget(lent);
     if (lent.pooled) this.host.frames.give(lent.buffer);
+  }
+
+  private forget(lent: LentChunk): void {
+    if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
   }
 
   private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {

@@ -21,6 +21,9 @@ export const CLUSTER_KEY_HEADER = 'x-dqlite-cluster-key';
 /** Bytes a payload for `sendFramed` leaves free in front of it, for the frame's header. */
 export const PEER_FRAME_HEADROOM_BYTES = DATA_HEADER_BYTES;
 
+/** Hears that the transport is done with a frame given to `sendFramed`: see there for `reusable`. */
+export type FrameReleased = (reusable: boolean) => void;
+
 /** A peer connection silent this long is closed, unless the node sets its own (it scales it with its tick). */
 export const PEER_IDLE_TIMEOUT_MS_DEFAULT = 5000;
 
@@ -129,7 +132,7 @@ interface Connection {
 /** A frame waiting for a connection, and who wants to hear when the transport is done with it. */
 interface QueuedFrame {
   frame: Uint8Array;
-  released: (() => void) | undefined;
+  released: FrameReleased | undefined;
 }
 
 interface PeerLink {
@@ -283,13 +286,14 @@ export class PeerTransport {
    * As `send`, for a payload its producer encoded after PEER_FRAME_HEADROOM_BYTES bytes it left
    * free: the transport writes its header there and sends `frame` as it is, saving a copy of the
    * payload (a Raft append's entries) per peer. `frame` is the transport's from then on; with
-   * `released`, until it calls that (the frame was written to the network or dropped, and the
-   * caller may reuse its buffer): where the connection cannot tell when it wrote a frame, never.
+   * `released`, until it calls that, once: `released(true)` when the frame was written to the
+   * network or dropped (the caller may reuse its buffer), `released(false)` as soon as it was
+   * handed to a channel that cannot tell when it wrote it (the buffer is that channel's for good).
    */
-  sendFramed(to: number, frame: Uint8Array, released?: () => void): void {
+  sendFramed(to: number, frame: Uint8Array, released?: FrameReleased): void {
     if (frame.byteLength < DATA_HEADER_BYTES) throw new RangeError(`a framed payload needs ${DATA_HEADER_BYTES} bytes of headroom, got ${frame.byteLength} bytes in all`);
     if (!this.sendable(to, frame.byteLength)) {
-      released?.();
+      released?.(true);
       return;
     }
     writeDataHeader(frame, 0, this.options.selfId, to);
@@ -314,7 +318,7 @@ export class PeerTransport {
     return true;
   }
 
-  private route(to: number, frame: Uint8Array, released: (() => void) | undefined): void {
+  private route(to: number, frame: Uint8Array, released: FrameReleased | undefined): void {
     const connection = this.openConnectionTo(to);
     if (connection) {
       this.transmit(connection, frame, released);
@@ -330,7 +334,7 @@ export class PeerTransport {
         this.dial(link);
       } else {
         this.counters.droppedUnreachable++;
-        released?.();
+        released?.(true);
         this.scheduleRetry(link);
       }
       return;
@@ -340,7 +344,7 @@ export class PeerTransport {
     if (relay) this.transmit(relay, frame, released);
     else {
       this.counters.droppedUnreachable++;
-      released?.();
+      released?.(true);
     }
   }
 
@@ -463,23 +467,26 @@ export class PeerTransport {
     return undefined;
   }
 
-  private transmit(connection: Connection, frame: Uint8Array, released: (() => void) | undefined): void {
+  private transmit(connection: Connection, frame: Uint8Array, released: FrameReleased | undefined): void {
     if (this.sendFrame(connection, frame, released)) this.counters.messagesSent++;
   }
 
   /** Counts the drop itself when it returns false; `released` hears of the frame either way. */
-  private sendFrame(connection: Connection, frame: Uint8Array, released?: () => void): boolean {
+  private sendFrame(connection: Connection, frame: Uint8Array, released?: FrameReleased): boolean {
     if ((connection.channel.bufferedBytes ?? 0) + frame.byteLength > this.options.sendBufferBytesMax) {
       this.counters.droppedQueueFull++;
-      released?.();
+      released?.(true);
       return false;
     }
     const release = released && onceOnly(released);
-    if (!(release ? connection.channel.send(frame, release) : connection.channel.send(frame))) {
+    const tells = release !== undefined && connection.channel.reportsWrites === true;
+    if (!(tells ? connection.channel.send(frame, () => release(true)) : connection.channel.send(frame))) {
       this.counters.droppedUnreachable++;
-      release?.();
+      release?.(true);
       return false;
     }
+    // The channel keeps the bytes as they are, for as long as it likes.
+    if (!tells) release?.(false);
     this.counters.bytesSent += frame.byteLength;
     connection.lastSentMs = this.options.clock.nowMs();
     return true;
@@ -515,10 +522,10 @@ export class PeerTransport {
     }
   }
 
-  private enqueue(link: PeerLink, frame: Uint8Array, released: (() => void) | undefined): void {
+  private enqueue(link: PeerLink, frame: Uint8Array, released: FrameReleased | undefined): void {
     if (link.queue.length >= this.options.queueMessagesMax || link.queueBytes + frame.byteLength > this.options.queueBytesMax) {
       this.counters.droppedQueueFull++;
-      released?.();
+      released?.(true);
       return;
     }
     link.queue.push({ frame, released });
@@ -530,7 +537,7 @@ export class PeerTransport {
     const dropped = link.queue;
     link.queue = [];
     link.queueBytes = 0;
-    for (const queued of dropped) queued.released?.();
+    for (const queued of dropped) queued.released?.(true);
   }
 
   private dial(link: PeerLink): void {
@@ -797,12 +804,12 @@ export class PeerTransport {
 }
 
 /** `callback`, run at most once however often the channel calls it. */
-function onceOnly(callback: () => void): () => void {
+function onceOnly(callback: FrameReleased): FrameReleased {
   let called = false;
-  return () => {
+  return (reusable) => {
     if (called) return;
     called = true;
-    callback();
+    callback(reusable);
   };
 }
 

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { dialWebSocket, nodeClock } from '../../runtimes/node/index.ts';
 import { CLUSTER_KEY_HEADER, encodeData, encodeHello, PEER_FRAME_HEADROOM_BYTES, PeerTransport, PeerTransportError } from '../../src/transport/index.ts';
-import type { MessageChannel } from '../../src/runtime.ts';
+import type { DialWebSocket, MessageChannel } from '../../src/runtime.ts';
 import { dialWithoutHeaders, encode, startNode, startPeerPair, type TestNode } from './helpers.ts';
 
 const nodes: TestNode[] = [];
@@ -98,6 +98,36 @@ describe('PeerTransport over the real listener', () => {
     expect(dropped).toBe(2);
     // Each frame was handed back once.
     expect(releasedBy).toEqual({ a: 20, b: 20 });
+  });
+
+  it('tells the producer its buffer is not coming back when the channel cannot tell when it wrote a frame', async () => {
+    // As Deno's and the browser's WebSockets: send takes the bytes and never calls back.
+    const silent: DialWebSocket = async (url, options) => {
+      const channel = await dialWebSocket(url, options);
+      return { remoteAddress: channel.remoteAddress, send: (message) => channel.send(message), onMessage: (handler) => channel.onMessage(handler), onClose: (handler) => channel.onClose(handler), close: (reason) => channel.close(reason) };
+    };
+    const b = await node(2);
+    const a = await node(1, { dial: silent });
+    a.transport.setPeers([{ id: 2, address: b.address }]);
+    b.transport.setPeers([{ id: 1, address: a.address }]);
+    const framed = (text: string): Uint8Array => {
+      const payload = encode(text);
+      const frame = new Uint8Array(PEER_FRAME_HEADROOM_BYTES + payload.length);
+      frame.set(payload, PEER_FRAME_HEADROOM_BYTES);
+      return frame;
+    };
+    const heard: boolean[] = [];
+    a.transport.sendFramed(2, framed('first'), (reusable) => heard.push(reusable));
+    await expect.poll(() => b.received.length).toBe(1);
+    // Sent on the open connection: heard of at once, as not reusable.
+    a.transport.sendFramed(2, framed('second'), (reusable) => heard.push(reusable));
+    expect(heard).toEqual([false, false]);
+    // A reporting channel (Node.js's) hands it back as reusable, once written.
+    const fromB: boolean[] = [];
+    b.transport.sendFramed(1, framed('back'), (reusable) => fromB.push(reusable));
+    expect(fromB).toEqual([]);
+    await expect.poll(() => fromB).toEqual([true]);
+    await expect.poll(() => texts(b, 1)).toEqual(['first', 'second']);
   });
 
   it('refuses a peer with the wrong cluster key, in the upgrade header and in the hello', async () => {
