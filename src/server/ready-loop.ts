@@ -6,7 +6,9 @@
  * count towards this node's match and are applied. Durability rules kept:
  * - an acknowledgement (AppendResponse) leaves only once every entry handed over before it is
  *   durable; messages that do not report the log (heartbeat responses, votes refused, appends a
- *   leader sends while writing its own copy, Raft thesis §10.2.1) leave at once;
+ *   leader sends while writing its own copy, Raft thesis §10.2.1) leave at once. The
+ *   acknowledgements a write releases leave together, before anything its report sets off, and
+ *   without those a later one of them supersedes (see withoutSupersededAcknowledgements);
  * - a new term or vote is durable before any message of its Ready leaves (the loop waits for
  *   the writes in flight, then saves it);
  * - a snapshot from the leader is installed with no write in flight.
@@ -62,6 +64,8 @@ export class ReadyLoop {
   private readonly writer: LogWriter;
   private durableTerm: number;
   private durableVote: number;
+  /** Acknowledgements a durable write released, sent together once all its callbacks ran. */
+  private releasedAcknowledgements: Message[] = [];
 
   constructor(
     private readonly raft: RaftNode,
@@ -76,7 +80,13 @@ export class ReadyLoop {
     const hardState = memory.hardState();
     this.durableTerm = hardState.term;
     this.durableVote = hardState.vote;
-    this.writer = new LogWriter(log, nowMs, (entries, durationMs) => this.written(entries, durationMs), (error) => this.fail(error));
+    this.writer = new LogWriter(
+      log,
+      nowMs,
+      (entries, durationMs) => this.written(entries, durationMs),
+      (error) => this.fail(error),
+      () => this.sendReleasedAcknowledgements(),
+    );
   }
 
   /** Something may have produced a Ready (a tick, a message, a proposal): process it soon. */
@@ -226,7 +236,9 @@ export class ReadyLoop {
   private handleAfterSends(ready: Ready, acknowledgements: number): void {
     if (acknowledgements > 0) {
       const held = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
-      this.writer.afterDurable(() => this.handler.send(held));
+      this.writer.afterDurable(() => {
+        for (const m of held) this.releasedAcknowledgements.push(m);
+      });
     }
     if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
@@ -234,7 +246,13 @@ export class ReadyLoop {
     this.handler.appliedReady();
   }
 
-  /** Term and vote must be durable before any message that depends on them leaves. */
+  private sendReleasedAcknowledgements(): void {
+    if (this.releasedAcknowledgements.length === 0) return;
+    const released = this.releasedAcknowledgements;
+    this.releasedAcknowledgements = [];
+    this.handler.send(withoutSupersededAcknowledgements(released));
+  }
+
   /**
    * Sends `messages` in order; past SENT_BYTES_PER_TURN_MAX of entries (the Appends of a large
    * transaction's parts, each encoded and copied as it is sent) the rest waits for a later turn
@@ -256,6 +274,7 @@ export class ReadyLoop {
     return undefined;
   }
 
+  /** Term and vote must be durable before any message that depends on them leaves. */
   private async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote) {
       // The meta file is written alone: no append runs beside it.
@@ -274,6 +293,33 @@ export interface RecoveredState {
   bootstrapped: boolean;
   /** What the loader repaired (a torn tail cut, leftovers removed), one line each, for the log. */
   repairs: string[];
+}
+
+/**
+ * `acknowledgements` (AppendResponses, in the order Raft made them) without each acceptance that
+ * a later acceptance to the same leader in the same term supersedes (its index at least as high):
+ * the leader takes from an acceptance only its index (match, next, the appends in flight up to it),
+ * so the later one tells it all the earlier one would. Under load a follower's write holds the
+ * acknowledgements of several appends, and this sends one message instead of several, which the
+ * leader then decodes and steps once. Rejections are kept, and so is their order.
+ */
+export function withoutSupersededAcknowledgements(acknowledgements: readonly Message[]): Message[] {
+  if (acknowledgements.length < 2) return [...acknowledgements];
+  const laterIndexMax = new Map<string, number>();
+  const kept: Message[] = [];
+  for (let i = acknowledgements.length - 1; i >= 0; i--) {
+    const m = acknowledgements[i]!;
+    if (m.type !== MessageType.AppendResponse || m.reject) {
+      kept.push(m);
+      continue;
+    }
+    const key = `${m.to}/${m.term}`;
+    const later = laterIndexMax.get(key);
+    if (later !== undefined && later >= m.index) continue;
+    laterIndexMax.set(key, m.index);
+    kept.push(m);
+  }
+  return kept.reverse();
 }
 
 function appliedBytes(ready: Ready): number {
