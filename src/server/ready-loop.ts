@@ -219,11 +219,15 @@ export class ReadyLoop {
   /** Undefined when done in this turn; a promise when its sends go on in later turns. */
   private handleRest(ready: Ready): Promise<void> | undefined {
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
-    if (ready.entries.length > 0) this.writer.write(ready.entries);
     let acknowledgements = 0;
     for (const m of ready.messages) if (m.type === MessageType.AppendResponse) acknowledgements++;
     const outgoing = acknowledgements === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse);
+    // A leader's appends leave before its own write starts (the first turn's, when paced): a
+    // quorum needs a follower's write too, which starts only once the append reached it and which
+    // the acknowledgement's trip back makes the longer way, while encoding and checksumming this
+    // write would hold the appends back. Acknowledgements are registered below, after the write.
     const paced = this.sendPaced(outgoing);
+    if (ready.entries.length > 0) this.writer.write(ready.entries);
     if (!paced) {
       this.handleAfterSends(ready, acknowledgements);
       return undefined;
