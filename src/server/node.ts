@@ -364,6 +364,7 @@ export class ClusterNode implements GatewayHost {
       },
       () => this.runtime.clock.nowMs(),
       () => new Promise((resolve) => this.runtime.clock.setTimeout(resolve, 0)),
+      this.runtime.clock.afterIo?.bind(this.runtime.clock),
     );
     this.configuration = this.raft.status().configuration;
     this.updatePeers();
@@ -610,7 +611,7 @@ export class ClusterNode implements GatewayHost {
       throw new NodeError(SQLITE_ERROR, `cannot replicate: ${result.error.message}`);
     }
     if (data[0] === CommandKind.Frames) this.metrics.writes.proposed(result.index);
-    this.loop.schedule();
+    this.loop.scheduleProposal();
     return { index: result.index, term: result.term };
   }
 

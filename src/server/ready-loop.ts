@@ -59,6 +59,8 @@ export interface ReadyHandler {
 
 export class ReadyLoop {
   private processing = false;
+  /** A scheduleProposal is waiting for the end of this turn's I/O. */
+  private proposalPending = false;
   private again = false;
   private stopped = false;
   private readonly writer: LogWriter;
@@ -76,6 +78,8 @@ export class ReadyLoop {
     private readonly nowMs: () => number,
     /** Resolves on a later turn of the event loop (after timers and I/O); from the runtime's clock. */
     private readonly yieldTurn: () => Promise<void> = () => Promise.resolve(),
+    /** Runs a callback after this turn's I/O callbacks (Clock.afterIo); without it, proposals are handled at once. */
+    private readonly afterIo?: (callback: () => void) => void,
   ) {
     const hardState = memory.hardState();
     this.durableTerm = hardState.term;
@@ -99,6 +103,25 @@ export class ReadyLoop {
     if (!this.raft.hasReady()) return;
     this.processing = true;
     this.run();
+  }
+
+  /**
+   * A proposal was made: process it once this turn's I/O callbacks ran, so that the proposals of
+   * the requests that arrived together make one Ready (one log write hand-over, one append per
+   * follower). Anything else that schedules meanwhile takes the proposal along at once.
+   */
+  scheduleProposal(): void {
+    if (this.stopped) return;
+    if (!this.afterIo || this.processing) {
+      this.schedule();
+      return;
+    }
+    if (this.proposalPending) return;
+    this.proposalPending = true;
+    this.afterIo(() => {
+      this.proposalPending = false;
+      this.schedule();
+    });
   }
 
   stop(): void {

@@ -1,7 +1,7 @@
 /**
  * The order of a Ready's work on a real Raft node and a real log on disk: a leader's appends leave
- * before its own log write starts, and its entries count (are committed, applied) only once that
- * write is durable.
+ * before its own log write starts, its entries count (are committed, applied) only once that
+ * write is durable, and the proposals of one turn of the event loop go out as one Ready.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,8 @@ afterEach(async () => {
   await storage?.close();
   await rm(directory, { recursive: true, force: true });
 });
+
+const timer = (handle: ReturnType<typeof setTimeout>) => ({ cancel: () => clearTimeout(handle) });
 
 /** Lets the event loop run (disk writes finish) until `done` holds. */
 async function until(what: string, done: () => boolean): Promise<void> {
@@ -49,7 +51,11 @@ class NotingLog extends RaftLog {
   }
 }
 
-test("a leader's appends leave before its own write starts; its entries apply once that write is durable", async () => {
+/**
+ * A ReadyLoop on node 1, leader of voters 1 and 2 (node 2 answers through `acknowledge`), its
+ * log on disk, its empty entry of the new term committed and applied; `events` then starts empty.
+ */
+async function leaderLoop(afterIo?: (callback: () => void) => void) {
   const events: string[] = [];
   storage = await openDirectoryStorage(directory);
   const log = new NotingLog(storage, events);
@@ -66,7 +72,7 @@ test("a leader's appends leave before its own write starts; its entries apply on
     raft,
     log,
     memory,
-    new SnapshotWriter({ log, memory, clock: { setTimeout: (callback) => ({ cancel: () => clearTimeout(setTimeout(callback, 0)) }) }, snapshotBytesMax: 1 << 20, stored: () => undefined, skipped: () => undefined, failed: (error) => failures.push(error) }),
+    new SnapshotWriter({ log, memory, clock: { setTimeout: (callback, delayMs) => timer(setTimeout(callback, delayMs)) }, snapshotBytesMax: 1 << 20, stored: () => undefined, skipped: () => undefined, failed: (error) => failures.push(error) }),
     {
       restore: () => undefined,
       stateChanged: () => undefined,
@@ -84,6 +90,8 @@ test("a leader's appends leave before its own write starts; its entries apply on
       fatal: (error) => failures.push(error),
     },
     () => performance.now(),
+    () => Promise.resolve(),
+    afterIo,
   );
   raft.campaign();
   loop.schedule();
@@ -100,6 +108,11 @@ test("a leader's appends leave before its own write starts; its entries apply on
   acknowledge(empty);
   await until('the empty entry applied', () => events.includes(`apply ${empty}`));
   events.length = 0;
+  return { events, failures, raft, loop, acknowledge };
+}
+
+test("a leader's appends leave before its own write starts; its entries apply once that write is durable", async () => {
+  const { events, failures, raft, loop, acknowledge } = await leaderLoop();
   expect(raft.propose(new Uint8Array([1, 2, 3]))).toMatchObject({ ok: true });
   const index = raft.status().lastIndex;
   loop.schedule();
@@ -109,4 +122,19 @@ test("a leader's appends leave before its own write starts; its entries apply on
   expect(failures).toEqual([]);
   // The commit goes to the follower (an empty append) before the entry is applied.
   expect(events).toEqual([`send Append ${index}..${index}`, `write ${index}..${index} starts`, `write ${index}..${index} durable`, 'send Append', `apply ${index}`]);
+});
+
+test('the proposals of one turn make one Ready: one write and one append per follower for them all', async () => {
+  const { events, failures, raft, loop, acknowledge } = await leaderLoop((callback) => setImmediate(callback));
+  expect(raft.propose(new Uint8Array([1]))).toMatchObject({ ok: true });
+  loop.scheduleProposal();
+  expect(raft.propose(new Uint8Array([2]))).toMatchObject({ ok: true });
+  loop.scheduleProposal();
+  const last = raft.status().lastIndex;
+  expect(events).toEqual([]);
+  await until('the entries written', () => events.includes(`write ${last - 1}..${last} durable`));
+  acknowledge(last);
+  await until('the entries applied', () => events.includes(`apply ${last}`));
+  expect(failures).toEqual([]);
+  expect(events).toEqual([`send Append ${last - 1}..${last}`, `write ${last - 1}..${last} starts`, `write ${last - 1}..${last} durable`, 'send Append', `apply ${last - 1}`, `apply ${last}`]);
 });
