@@ -245,12 +245,10 @@ export class ReadyLoop {
     let acknowledgements = 0;
     for (const m of ready.messages) if (m.type === MessageType.AppendResponse) acknowledgements++;
     const outgoing = acknowledgements === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse);
-    // A leader's appends leave before its own write starts (the first turn's, when paced): a
-    // quorum needs a follower's write too, which starts only once the append reached it and which
-    // the acknowledgement's trip back makes the longer way, while encoding and checksumming this
-    // write would hold the appends back. Acknowledgements are registered below, after the write.
-    const paced = this.sendPaced(outgoing);
+    // The write is on its way before the sends: a send on loopback can hand the CPU to the
+    // follower. (Sending first only moved the leader's time from quorum to persist.)
     if (ready.entries.length > 0) this.writer.write(ready.entries);
+    const paced = this.sendPaced(outgoing);
     if (!paced) {
       this.handleAfterSends(ready, acknowledgements);
       return undefined;

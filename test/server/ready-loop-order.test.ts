@@ -1,6 +1,6 @@
 /**
- * The order of a Ready's work on a real Raft node and a real log on disk: a leader's appends leave
- * before its own log write starts, its entries count (are committed, applied) only once that
+ * The order of a Ready's work on a real Raft node and a real log on disk: a leader's own log write
+ * is on its way before its appends leave, its entries count (are committed, applied) only once that
  * write is durable, and the proposals of one turn of the event loop go out as one Ready.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -111,7 +111,7 @@ async function leaderLoop(afterIo?: (callback: () => void) => void) {
   return { events, failures, raft, loop, acknowledge };
 }
 
-test("a leader's appends leave before its own write starts; its entries apply once that write is durable", async () => {
+test("a leader's own write starts before its appends leave; its entries apply once that write is durable", async () => {
   const { events, failures, raft, loop, acknowledge } = await leaderLoop();
   expect(raft.propose(new Uint8Array([1, 2, 3]))).toMatchObject({ ok: true });
   const index = raft.status().lastIndex;
@@ -121,7 +121,7 @@ test("a leader's appends leave before its own write starts; its entries apply on
   await until('the entry applied', () => events.includes(`apply ${index}`));
   expect(failures).toEqual([]);
   // The commit goes to the follower (an empty append) before the entry is applied.
-  expect(events).toEqual([`send Append ${index}..${index}`, `write ${index}..${index} starts`, `write ${index}..${index} durable`, 'send Append', `apply ${index}`]);
+  expect(events).toEqual([`write ${index}..${index} starts`, `send Append ${index}..${index}`, `write ${index}..${index} durable`, 'send Append', `apply ${index}`]);
 });
 
 test('the proposals of one turn make one Ready: one write and one append per follower for them all', async () => {
@@ -136,5 +136,5 @@ test('the proposals of one turn make one Ready: one write and one append per fol
   acknowledge(last);
   await until('the entries applied', () => events.includes(`apply ${last}`));
   expect(failures).toEqual([]);
-  expect(events).toEqual([`send Append ${last - 1}..${last}`, `write ${last - 1}..${last} starts`, `write ${last - 1}..${last} durable`, 'send Append', `apply ${last - 1}`, `apply ${last}`]);
+  expect(events).toEqual([`write ${last - 1}..${last} starts`, `send Append ${last - 1}..${last}`, `write ${last - 1}..${last} durable`, 'send Append', `apply ${last - 1}`, `apply ${last}`]);
 });
