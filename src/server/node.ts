@@ -67,7 +67,7 @@ const CHECKPOINTED_WAL_BYTES_COLLECTED_MIN = 64 * 2 ** 20;
 /**
  * Bytes a snapshot must drop (its data and the log it compacted) for the node to ask for a
  * collection after it: below, V8 frees them in its own time, and a forced full collection every
- * 1024 entries stopped every node together for 35-60 ms each time under writes (kvwrite).
+ * 1024 entries stopped every node together for 34-62 ms each time under writes (kvwrite).
  */
 const SNAPSHOT_DROPPED_BYTES_COLLECTED_MIN = 16 * 2 ** 20;
 /** Longest wait for the followers' snapshots before a held-back checkpoint (see snapshotFinished). */
