@@ -141,6 +141,12 @@ export interface Clock {
   nowMs(): number;
   setTimeout(callback: () => void, delayMs: number): TimerHandle;
   setInterval(callback: () => void, periodMs: number): TimerHandle;
+  /**
+   * Optional: runs `callback` once the I/O callbacks of this turn of the event loop ran (Node's
+   * setImmediate), before any timer. The node hands the proposals of the client requests that
+   * arrived together to Raft as one Ready there: one append per follower for all of them.
+   */
+  afterIo?(callback: () => void): void;
 }
 
 export interface Runtime {

@@ -14,4 +14,7 @@ export const nodeClock: Clock = {
     const timer = setInterval(callback, periodMs);
     return { cancel: () => clearInterval(timer) };
   },
+  afterIo(callback: () => void): void {
+    setImmediate(callback);
+  },
 };

@@ -6,8 +6,13 @@
 import { open, mkdir, readFile, readdir, rename, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
+import * as zlib from 'node:zlib';
 import { DirectoryStorage, prepareStorageDirectory, type HostFile, type HostFileSystem, type HostReadFile } from '../../src/server/directory-storage.ts';
 import { isProcessAlive } from './process-liveness.ts';
+import { useNativeCrc32 } from '../../src/util/crc32.ts';
+
+// Every log record's checksum: zlib's CRC-32 where this Node.js has it (20.15 and later).
+if (typeof zlib.crc32 === 'function') useNativeCrc32((bytes, previous) => zlib.crc32(bytes, previous));
 
 export {
   LOCK_FILE_NAME,

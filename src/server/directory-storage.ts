@@ -529,7 +529,12 @@ export class DirectoryStorage implements DurableStorage {
   }
 }
 
+/** Names found valid already: the log's few names are checked on each of its operations. */
+const validNames = new Set<string>();
+const VALID_NAMES_KEPT_MAX = 1024;
+
 export function validateStorageName(name: string): void {
+  if (validNames.has(name)) return;
   const ok =
     name.length > 0 &&
     new TextEncoder().encode(name).byteLength <= STORAGE_NAME_BYTES_MAX &&
@@ -542,6 +547,8 @@ export function validateStorageName(name: string): void {
       `invalid storage file name ${JSON.stringify(name)}: use 1..${STORAGE_NAME_BYTES_MAX} bytes without '/', '\\' or NUL, not starting with '.', not ${LOCK_FILE_NAME}`,
     );
   }
+  if (validNames.size >= VALID_NAMES_KEPT_MAX) validNames.clear();
+  validNames.add(name);
 }
 
 function rangeReader(

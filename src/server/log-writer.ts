@@ -5,7 +5,10 @@
  * starts inside the waiting batch replaces its tail, as Raft replaced those entries.
  *
  * `afterDurable` runs a callback once every entry handed over before it is durable: for the
- * acknowledgements that report them.
+ * acknowledgements that report them. The callbacks of a write run as soon as it is durable, then
+ * `released` (the caller sends what they released, together), then the next write starts, and
+ * only then is the write reported to `written`: the acknowledgements leave before the next write's
+ * encoding and before whatever the report sets off (the Ready it frees, which applies entries).
  *
  * One write takes at most LOG_WRITE_BYTES_MAX of entry data (at least one entry): encoding and
  * checksumming the records is synchronous, and the parts of a transaction of hundreds of MiB
@@ -33,6 +36,8 @@ export class LogWriter {
     private readonly nowMs: () => number,
     private readonly written: (entries: readonly Entry[], durationMs: number) => void,
     private readonly failure: (error: unknown) => void,
+    /** After a group of callbacks ran: those of a durable write, or one that ran at once. */
+    private readonly released: () => void = () => undefined,
   ) {}
 
   write(entries: readonly Entry[]): void {
@@ -50,8 +55,12 @@ export class LogWriter {
   /** Runs `callback` once everything handed over so far is durable (now, if nothing is pending). */
   afterDurable(callback: () => void): void {
     const batch = this.waiting ?? this.writing;
-    if (batch) batch.callbacks.push(callback);
-    else callback();
+    if (batch) {
+      batch.callbacks.push(callback);
+      return;
+    }
+    callback();
+    this.released();
   }
 
   /** Resolves once nothing is on the disk or waiting (or writing failed for good). */
@@ -87,18 +96,18 @@ export class LogWriter {
   }
 
   private finished(batch: Batch, durationMs: number): void {
-    this.written(batch.entries, durationMs);
-    for (const callback of batch.callbacks) callback();
     const next = this.waiting;
     this.waiting = undefined;
     this.writing = undefined;
-    if (next && next.entries.length > 0) {
-      this.start(next);
-      return;
-    }
-    // A waiting batch emptied by a replacement still owes its callbacks.
-    if (next) for (const callback of next.callbacks) callback();
-    this.releaseIdleWaiters();
+    // A waiting batch emptied by a replacement owes its callbacks now: nothing it waited for is left.
+    const owed = next && next.entries.length === 0 ? next.callbacks : [];
+    for (const callback of batch.callbacks) callback();
+    for (const callback of owed) callback();
+    if (batch.callbacks.length + owed.length > 0) this.released();
+    if (next && next.entries.length > 0) this.start(next);
+    // Hand-overs from here (the Ready the report frees) start the next write, or wait behind it.
+    this.written(batch.entries, durationMs);
+    if (!this.writing) this.releaseIdleWaiters();
   }
 }
 

@@ -83,14 +83,21 @@ export function recordBytes(entry: Entry): number {
 export function encodeRecordInto(target: Uint8Array, view: DataView, offset: number, entry: Entry, batchFirstIndex: number): number {
   const bodyBytes = LAYOUT_V2.fixedBytes + entry.data.length;
   view.setUint32(offset, bodyBytes, true);
-  view.setBigUint64(offset + 8, BigInt(entry.term), true);
-  view.setBigUint64(offset + 16, BigInt(entry.index), true);
-  view.setBigUint64(offset + 24, BigInt(batchFirstIndex), true);
+  setUint64(view, offset + 8, entry.term);
+  setUint64(view, offset + 16, entry.index);
+  setUint64(view, offset + 24, batchFirstIndex);
   target[offset + 32] = entry.type;
   target.set(entry.data, offset + 33);
   const end = offset + RECORD_HEADER_BYTES + bodyBytes;
   view.setUint32(offset + 4, crc32(target, offset + RECORD_HEADER_BYTES, end), true);
   return end;
+}
+
+/** A safe integer as a little-endian u64, in two halves: no BigInt allocated per field of every record. */
+function setUint64(view: DataView, offset: number, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${value} is not an integer in 0..2^53-1`);
+  view.setUint32(offset, value % 0x100000000, true);
+  view.setUint32(offset + 4, Math.floor(value / 0x100000000), true);
 }
 
 interface DecodedRecord {

@@ -6,7 +6,9 @@
  * count towards this node's match and are applied. Durability rules kept:
  * - an acknowledgement (AppendResponse) leaves only once every entry handed over before it is
  *   durable; messages that do not report the log (heartbeat responses, votes refused, appends a
- *   leader sends while writing its own copy, Raft thesis §10.2.1) leave at once;
+ *   leader sends while writing its own copy, Raft thesis §10.2.1) leave at once. The
+ *   acknowledgements a write releases leave together, before anything its report sets off, and
+ *   without those a later one of them supersedes (see withoutSupersededAcknowledgements);
  * - a new term or vote is durable before any message of its Ready leaves (the loop waits for
  *   the writes in flight, then saves it);
  * - a snapshot from the leader is installed with no write in flight.
@@ -57,11 +59,15 @@ export interface ReadyHandler {
 
 export class ReadyLoop {
   private processing = false;
+  /** A scheduleProposal is waiting for the end of this turn's I/O. */
+  private proposalPending = false;
   private again = false;
   private stopped = false;
   private readonly writer: LogWriter;
   private durableTerm: number;
   private durableVote: number;
+  /** Acknowledgements a durable write released, sent together once all its callbacks ran. */
+  private releasedAcknowledgements: Message[] = [];
 
   constructor(
     private readonly raft: RaftNode,
@@ -72,11 +78,19 @@ export class ReadyLoop {
     private readonly nowMs: () => number,
     /** Resolves on a later turn of the event loop (after timers and I/O); from the runtime's clock. */
     private readonly yieldTurn: () => Promise<void> = () => Promise.resolve(),
+    /** Runs a callback after this turn's I/O callbacks (Clock.afterIo); without it, proposals are handled at once. */
+    private readonly afterIo?: (callback: () => void) => void,
   ) {
     const hardState = memory.hardState();
     this.durableTerm = hardState.term;
     this.durableVote = hardState.vote;
-    this.writer = new LogWriter(log, nowMs, (entries, durationMs) => this.written(entries, durationMs), (error) => this.fail(error));
+    this.writer = new LogWriter(
+      log,
+      nowMs,
+      (entries, durationMs) => this.written(entries, durationMs),
+      (error) => this.fail(error),
+      () => this.sendReleasedAcknowledgements(),
+    );
   }
 
   /** Something may have produced a Ready (a tick, a message, a proposal): process it soon. */
@@ -89,6 +103,25 @@ export class ReadyLoop {
     if (!this.raft.hasReady()) return;
     this.processing = true;
     this.run();
+  }
+
+  /**
+   * A proposal was made: process it once this turn's I/O callbacks ran, so that the proposals of
+   * the requests that arrived together make one Ready (one log write hand-over, one append per
+   * follower). Anything else that schedules meanwhile takes the proposal along at once.
+   */
+  scheduleProposal(): void {
+    if (this.stopped) return;
+    if (!this.afterIo || this.processing) {
+      this.schedule();
+      return;
+    }
+    if (this.proposalPending) return;
+    this.proposalPending = true;
+    this.afterIo(() => {
+      this.proposalPending = false;
+      this.schedule();
+    });
   }
 
   stop(): void {
@@ -209,10 +242,12 @@ export class ReadyLoop {
   /** Undefined when done in this turn; a promise when its sends go on in later turns. */
   private handleRest(ready: Ready): Promise<void> | undefined {
     if (ready.configuration) this.handler.configurationChanged(ready.configuration);
-    if (ready.entries.length > 0) this.writer.write(ready.entries);
     let acknowledgements = 0;
     for (const m of ready.messages) if (m.type === MessageType.AppendResponse) acknowledgements++;
     const outgoing = acknowledgements === 0 ? ready.messages : ready.messages.filter((m) => m.type !== MessageType.AppendResponse);
+    // The write is on its way before the sends: a send on loopback can hand the CPU to the
+    // follower. (Sending first only moved the leader's time from quorum to persist.)
+    if (ready.entries.length > 0) this.writer.write(ready.entries);
     const paced = this.sendPaced(outgoing);
     if (!paced) {
       this.handleAfterSends(ready, acknowledgements);
@@ -226,7 +261,9 @@ export class ReadyLoop {
   private handleAfterSends(ready: Ready, acknowledgements: number): void {
     if (acknowledgements > 0) {
       const held = ready.messages.filter((m) => m.type === MessageType.AppendResponse);
-      this.writer.afterDurable(() => this.handler.send(held));
+      this.writer.afterDurable(() => {
+        for (const m of held) this.releasedAcknowledgements.push(m);
+      });
     }
     if (ready.softState) this.handler.stateChanged(ready.softState);
     this.handler.apply(ready.committedEntries);
@@ -234,7 +271,13 @@ export class ReadyLoop {
     this.handler.appliedReady();
   }
 
-  /** Term and vote must be durable before any message that depends on them leaves. */
+  private sendReleasedAcknowledgements(): void {
+    if (this.releasedAcknowledgements.length === 0) return;
+    const released = this.releasedAcknowledgements;
+    this.releasedAcknowledgements = [];
+    this.handler.send(withoutSupersededAcknowledgements(released));
+  }
+
   /**
    * Sends `messages` in order; past SENT_BYTES_PER_TURN_MAX of entries (the Appends of a large
    * transaction's parts, each encoded and copied as it is sent) the rest waits for a later turn
@@ -256,6 +299,7 @@ export class ReadyLoop {
     return undefined;
   }
 
+  /** Term and vote must be durable before any message that depends on them leaves. */
   private async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term !== this.durableTerm || hardState.vote !== this.durableVote) {
       // The meta file is written alone: no append runs beside it.
@@ -274,6 +318,33 @@ export interface RecoveredState {
   bootstrapped: boolean;
   /** What the loader repaired (a torn tail cut, leftovers removed), one line each, for the log. */
   repairs: string[];
+}
+
+/**
+ * `acknowledgements` (AppendResponses, in the order Raft made them) without each acceptance that
+ * a later acceptance to the same leader in the same term supersedes (its index at least as high):
+ * the leader takes from an acceptance only its index (match, next, the appends in flight up to it),
+ * so the later one tells it all the earlier one would. Under load a follower's write holds the
+ * acknowledgements of several appends, and this sends one message instead of several, which the
+ * leader then decodes and steps once. Rejections are kept, and so is their order.
+ */
+export function withoutSupersededAcknowledgements(acknowledgements: readonly Message[]): Message[] {
+  if (acknowledgements.length < 2) return [...acknowledgements];
+  const laterIndexMax = new Map<string, number>();
+  const kept: Message[] = [];
+  for (let i = acknowledgements.length - 1; i >= 0; i--) {
+    const m = acknowledgements[i]!;
+    if (m.type !== MessageType.AppendResponse || m.reject) {
+      kept.push(m);
+      continue;
+    }
+    const key = `${m.to}/${m.term}`;
+    const later = laterIndexMax.get(key);
+    if (later !== undefined && later >= m.index) continue;
+    laterIndexMax.set(key, m.index);
+    kept.push(m);
+  }
+  return kept.reverse();
 }
 
 function appliedBytes(ready: Ready): number {

@@ -26,8 +26,11 @@ export interface SnapshotWriterHost {
   skipped(index: number, reason: string): void;
   /** Storage failed: the node cannot go on. */
   failed(error: unknown): void;
-  /** A snapshot's work is over (stored, skipped or failed) and its bytes are garbage. */
-  finished?(): void;
+  /**
+   * A snapshot's work is over (stored, skipped or failed) and its bytes are garbage:
+   * `droppedBytes`, its data's and those of the log entries it compacted away.
+   */
+  finished?(droppedBytes: number): void;
 }
 
 export interface SnapshotJob {
@@ -41,6 +44,8 @@ export class SnapshotWriter {
   private running: Promise<void> | undefined;
   private inFlightBytes = 0;
   private job: SnapshotJob | undefined;
+  /** What the snapshot being written drops when it is done (see SnapshotWriterHost.finished). */
+  private droppedBytes = 0;
 
   constructor(private readonly host: SnapshotWriterHost) {}
 
@@ -73,7 +78,9 @@ export class SnapshotWriter {
         this.job = undefined;
         this.running = undefined;
         this.inFlightBytes = 0;
-        this.host.finished?.();
+        const dropped = this.droppedBytes;
+        this.droppedBytes = 0;
+        this.host.finished?.(dropped);
       });
   }
 
@@ -86,6 +93,7 @@ export class SnapshotWriter {
     await this.yieldToTimers();
     const meta = { index: copy.index, term, configuration };
     const dataBytes = snapshotEncodedBytes(copy.files);
+    this.droppedBytes = dataBytes;
     if (dataBytes > this.host.snapshotBytesMax) {
       this.host.skipped(copy.index, `it would be ${dataBytes} bytes, above snapshotBytesMax (${this.host.snapshotBytesMax} bytes)`);
       return;
@@ -121,7 +129,9 @@ export class SnapshotWriter {
     }
     // It is durable: a follower that needs it gets it read back from disk (docs/memory.md).
     this.host.memory.createStoredSnapshot(copy.index, configuration, dataBytes);
+    const logBytes = this.host.memory.entriesBytes();
     this.host.memory.compact(compactIndex);
+    this.droppedBytes += Math.max(0, logBytes - this.host.memory.entriesBytes());
     this.host.stored(copy.index, compactIndex);
   }
 

@@ -21,7 +21,7 @@ const BUG_SEEDS: Record<BugName, { steps: number; seeds: number[] }> = {
   'ack-before-commit': { steps: 300, seeds: [307, 305, 308, 309] },
   'reads-without-barrier': { steps: 300, seeds: [309, 200, 203, 100] },
   'keep-transaction-on-refused-proposal': { steps: 300, seeds: [300, 304, 305, 306] },
-  'statements-before-term-applied': { steps: 300, seeds: [317, 301, 302, 304, 200] },
+  'statements-before-term-applied': { steps: 300, seeds: [300, 303, 317, 301, 302] },
   'run-requests-of-departed-clients': { steps: 300, seeds: [307, 309, 311, 313] },
   'truncate-on-corruption': { steps: 100, seeds: [4, 3, 8] },
 };

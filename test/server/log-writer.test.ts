@@ -72,17 +72,53 @@ describe('LogWriter', () => {
   test('afterDurable runs once everything handed over before it is durable, in order, and at once when nothing is pending', async () => {
     const log = await openLog();
     const events: string[] = [];
-    const writer = new LogWriter(log, () => performance.now(), (written) => events.push(`durable ${written[written.length - 1]!.index}`), (error) => {
-      throw error;
-    });
+    const writer = new LogWriter(
+      log,
+      () => performance.now(),
+      (written) => events.push(`durable ${written[written.length - 1]!.index}`),
+      (error) => {
+        throw error;
+      },
+      () => events.push('released'),
+    );
     writer.afterDurable(() => events.push('ack before any write'));
     writer.write(entries(1, 1));
     writer.afterDurable(() => events.push('ack 1'));
+    writer.afterDurable(() => events.push('ack 1 again'));
     writer.write(entries(2, 3));
     writer.afterDurable(() => events.push('ack 3'));
-    expect(events).toEqual(['ack before any write']);
+    expect(events).toEqual(['ack before any write', 'released']);
     await writer.idle();
-    expect(events).toEqual(['ack before any write', 'durable 1', 'ack 1', 'durable 3', 'ack 3']);
+    // A write's callbacks run together, then `released`, before the write is reported.
+    expect(events).toEqual(['ack before any write', 'released', 'ack 1', 'ack 1 again', 'released', 'durable 1', 'ack 3', 'released', 'durable 3']);
+  });
+
+  test('the next write is on its way before the report of the last one, and what the report hands over waits behind it', async () => {
+    const log = await openLog();
+    const events: string[] = [];
+    let writer: LogWriter | undefined;
+    let reports = 0;
+    writer = new LogWriter(
+      log,
+      () => performance.now(),
+      (written) => {
+        events.push(`durable ${written.map((e) => e.index).join(',')}`);
+        // As the Ready loop does: the report frees a Ready whose entries are handed over at once.
+        if (++reports === 1) writer!.write(entries(4, 4));
+      },
+      (error) => {
+        throw error;
+      },
+    );
+    let idleResolved = false;
+    writer.write(entries(1, 1));
+    writer.write(entries(2, 3));
+    writer.afterDurable(() => events.push(`ack 3 (idle: ${String(idleResolved)})`));
+    const idle = writer.idle().then(() => (idleResolved = true));
+    await idle;
+    expect(events).toEqual(['durable 1', 'ack 3 (idle: false)', 'durable 2,3', 'durable 4']);
+    const reloaded = await (await openLog()).load();
+    expect(reloaded.entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
   });
 
   test('a hand-over larger than LOG_WRITE_BYTES_MAX goes to the disk in writes of at most that much, its acknowledgement after the last', async () => {
@@ -100,7 +136,7 @@ describe('LogWriter', () => {
     await writer.idle();
     // Two entries fit one write; the one handed over later joins the rest, and both
     // acknowledgements wait for the write that holds entry 5.
-    expect(events).toEqual(['durable 1,2', 'durable 3,4', 'durable 5,6', 'ack 5', 'ack 6']);
+    expect(events).toEqual(['durable 1,2', 'durable 3,4', 'ack 5', 'ack 6', 'durable 5,6']);
     const reloaded = await (await openLog()).load();
     expect(reloaded.entries.map((e) => [e.index, e.data.length, e.data[0]])).toEqual([...large.map((e) => [e.index, entryBytes, e.index]), [6, 2, 6]]);
   });
