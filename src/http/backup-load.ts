@@ -61,12 +61,15 @@ export async function forwardBackup(leaderAddress: string, request: HttpApiReque
   return { status: response.status, headers: answer, body: new Uint8Array(await response.arrayBuffer()) };
 }
 
-let stage: Promise<SqliteFileStage> | undefined;
-
-/** The node's scratch engine for outside SQLite files, loaded on first use. */
-export function sharedStage(): Promise<SqliteFileStage> {
-  stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
-  return stage;
+/**
+ * A scratch engine for one outside SQLite file: an SQLite WebAssembly instance of its own,
+ * dropped with the file. Checking and reading a file of hundreds of MiB grows that instance's
+ * memory (page cache, integrity_check's work: 20 MiB for a 100 MiB file), which a WebAssembly
+ * memory never gives back; one instance kept for the node's life held it for good, beside what
+ * the node's memory report counts. A new instance costs 15–40 ms.
+ */
+export function newStage(): Promise<SqliteFileStage> {
+  return SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
 }
 /** Imports run one at a time per node: each holds a whole file in memory (once: streamed into the stage). */
 let loading: Promise<unknown> = Promise.resolve();
@@ -81,7 +84,7 @@ export async function loadDatabase(link: LeaderLink, host: HttpApiHost, request:
   loading = new Promise<void>((resolve) => (done = resolve));
   await previous;
   try {
-    const staged = (await sharedStage()).begin();
+    const staged = (await newStage()).begin();
     try {
       await receive(host, request, staged);
       const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
