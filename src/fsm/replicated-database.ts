@@ -15,7 +15,7 @@ import { deferred, type Deferred } from './deferred.ts';
 import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
 
 export interface PendingTransaction {
-  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts (Infinity, term -1, while its parts are being made). */
+  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts (Infinity until that is proposed; term -1 until its first entry is). */
   index: number;
   term: number;
   committed: Deferred<void>;
@@ -69,7 +69,7 @@ export class ReplicatedDatabase {
   readonly loop: DatabaseLoop;
   private pending: PendingTransaction[] = [];
   private checkpointProposed: ProposeResult | undefined;
-  /** The parts of pending transactions being made (proposeCaptured with yieldTurn); the loop is paused meanwhile. */
+  /** The parts of pending transactions being made and proposed (proposeCaptured with yieldTurn); the loop is paused meanwhile. */
   private preparing: { cancelled: boolean } | undefined;
   /** Index of the latest of our own parts applied, and who waits for the next (proposeGradually). */
   private ownPartApplied = 0;
