@@ -7,7 +7,9 @@
  * it and the checkpoint that follows, and no node started an election meanwhile; the run fails
  * otherwise. It then waits (`--settle-s`, 10 s) and prints each node's RSS with what its
  * /status counts (log, databases, WASM memory). `--timeline`: every node's RSS and /status parts
- * every 250 ms. The nodes get the allocator settings of the `dqlite-wasm` command
+ * every 250 ms; `--smaps`: each sample also splits the node's RSS by mapping;
+ * `--heap-snapshot-at-log-mib N`: the leader writes a V8 heap snapshot once its log holds N MiB.
+ * The nodes get the allocator settings of the `dqlite-wasm` command
  * (`--untuned-malloc`: glibc's defaults). Linux only (reads /proc).
  */
 import { execFile, execFileSync } from 'node:child_process';
