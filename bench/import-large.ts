@@ -7,7 +7,9 @@
  * it and the checkpoint that follows, and no node started an election meanwhile; the run fails
  * otherwise. It then waits (`--settle-s`, 10 s) and prints each node's RSS with what its
  * /status counts (log, databases, WASM memory). `--timeline`: every node's RSS and /status parts
- * every 250 ms. The nodes get the allocator settings of the `dqlite-wasm` command
+ * every 250 ms; `--smaps`: each sample also splits the node's RSS by mapping;
+ * `--heap-snapshot-at-log-mib N`: the leader writes a V8 heap snapshot once its log holds N MiB.
+ * The nodes get the allocator settings of the `dqlite-wasm` command
  * (`--untuned-malloc`: glibc's defaults). Linux only (reads /proc).
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -35,6 +37,47 @@ function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 /** Checkpoints the node has applied (its /status `checkpoints`). */
 function checkpoints(status: object): number {
   return Number((status as { checkpoints?: number }).checkpoints ?? 0);
+}
+
+/**
+ * A process's resident memory by mapping (`/proc/PID/smaps`), in MiB: the `node` binary's
+ * pages, glibc's heap, shared libraries, each WebAssembly memory (an anonymous reservation of
+ * 1 GiB or more: the engine's, the scratch stage's), and the other anonymous maps by size (the
+ * allocator maps every allocation of 32 KiB or more on its own: array buffers, V8's pages).
+ */
+function residentByMapping(pid: number): string {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return '';
+  }
+  const sums = new Map<string, number>();
+  const wasm: number[] = [];
+  let category = '';
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const bytes = parseInt(head[2]!, 16) - parseInt(head[1]!, 16);
+      const name = head[3]!;
+      if (/\/node$/.test(name)) category = 'bin';
+      else if (name === '[heap]') category = 'glibc';
+      else if (name.startsWith('/')) category = 'libs';
+      else if (name.startsWith('[')) category = 'other';
+      else if (bytes >= 2 ** 30) category = 'wasm';
+      else if (bytes >= MiB) category = 'anon≥1M';
+      else category = 'anon<1M';
+      if (category === 'wasm') wasm.push(0);
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (!rss) continue;
+    const bytes = Number(rss[1]) * 1024;
+    if (category === 'wasm') wasm[wasm.length - 1]! += bytes;
+    else sums.set(category, (sums.get(category) ?? 0) + bytes);
+  }
+  const parts = [...sums].filter(([, bytes]) => bytes >= MiB).map(([name, bytes]) => `${name} ${(bytes / MiB).toFixed(0)}`);
+  return [...parts, `wasm ${wasm.filter((bytes) => bytes > 0).map((bytes) => (bytes / MiB).toFixed(0)).join('+')}`].join(' ');
 }
 
 function mib(bytes: number): string {
@@ -74,6 +117,10 @@ async function main(): Promise<void> {
   console.log(`allocator: ${['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].map((name) => `${name}=${process.env[name] ?? '(glibc default)'}`).join(' ')}`);
   // --cpu-prof: each node writes a CPU profile into ./import-large-profiles when it stops.
   const profile = process.argv.includes('--cpu-prof');
+  // --heap-snapshot-at-log-mib N: the leader writes a V8 heap snapshot into ./import-large-profiles
+  // once its log holds N MiB (during the COMMIT), to see what its JS heap and array buffers hold.
+  const snapshotAtLogMiB = flag('--heap-snapshot-at-log-mib', 0);
+  let snapshotTaken = false;
   const cluster = await TestCluster.start({
     nodes: 3,
     verbose: process.argv.includes('--verbose'),
@@ -81,7 +128,12 @@ async function main(): Promise<void> {
       ...(tickMs > 0 ? ['--tick-ms', String(tickMs)] : []),
       ...(commitTimeoutMs > 0 ? ['--commit-timeout-ms', String(commitTimeoutMs)] : []),
     ],
-    ...(profile && { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] }),
+    ...((profile || snapshotAtLogMiB > 0) && {
+      nodeFlags: [
+        ...(profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'import-large-profiles')] : []),
+        ...(snapshotAtLogMiB > 0 ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${join(ROOT, 'import-large-profiles')}`] : []),
+      ],
+    }),
   });
   let sampler: ReturnType<typeof setInterval> | undefined;
   try {
@@ -102,15 +154,23 @@ async function main(): Promise<void> {
         .status(i)
         .then((s) => {
           const m = (s as { memory?: NodeMemory }).memory;
+          if (m && i === leader && snapshotAtLogMiB > 0 && !snapshotTaken && m.logBytes >= snapshotAtLogMiB * MiB) {
+            snapshotTaken = true;
+            process.kill(pids[i]!, 'SIGUSR2');
+          }
           parts[i] = m ? `log ${mib(m.logBytes)} db ${mib(m.databasesBytes)} snap ${mib(m.snapshotBytes)} js ${m.jsHeapBytes === null ? '?' : mib(m.jsHeapBytes)}` : '';
         })
         .catch(() => {
           parts[i] = 'busy';
         });
     };
+    // --smaps: each sample also splits the node's RSS by mapping (residentByMapping).
+    const byMapping = process.argv.includes('--smaps');
     sampler = process.argv.includes('--timeline')
       ? setInterval(() => {
-          timeline.push(`${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid, i) => `${mib(statusField(pid, 'VmRSS'))} (${parts[i]})`).join(' / ')}`);
+          timeline.push(
+            `${((Date.now() - started) / 1000).toFixed(2)}s ${pids.map((pid, i) => `${mib(statusField(pid, 'VmRSS'))} (${parts[i]}${byMapping ? `; ${residentByMapping(pid)}` : ''})`).join(' / ')}`,
+          );
           pids.forEach((_, i) => sampleParts(i));
         }, 250)
       : undefined;

@@ -15,7 +15,7 @@ import { deferred, type Deferred } from './deferred.ts';
 import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
 
 export interface PendingTransaction {
-  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts (Infinity, term -1, while its parts are being made). */
+  /** The entry that commits it: its FRAMES entry, or the TX_COMMIT after its parts (Infinity until that is proposed; term -1 until its first entry is). */
   index: number;
   term: number;
   committed: Deferred<void>;
@@ -45,14 +45,35 @@ export interface ReplicatedDatabaseOptions {
   yieldTurn?: () => Promise<void>;
   /** Test-only: undo the fix that drops engine-held transactions when a proposal is refused. */
   keepTransactionOnRefusedProposal?: boolean;
+  /**
+   * Shared by every database of a node: held while one of them proposes a transaction's parts
+   * a few at a time (proposeGradually), so that no other database's entry is proposed between
+   * them (replicas stage one transaction at a time, state-machine.ts).
+   */
+  proposalGate?: ProposalGate;
 }
+
+/** See ReplicatedDatabaseOptions.proposalGate. */
+export interface ProposalGate {
+  held: Promise<void> | undefined;
+}
+
+/**
+ * Parts of a large transaction the leader proposes before the earliest of them is applied
+ * (committed by a quorum): what it holds beyond its log while the COMMIT of a load replicates,
+ * as entries not yet written and messages not yet sent, is a few parts, not all of them.
+ */
+export const PARTS_IN_FLIGHT_MAX = 2;
 
 export class ReplicatedDatabase {
   readonly loop: DatabaseLoop;
   private pending: PendingTransaction[] = [];
   private checkpointProposed: ProposeResult | undefined;
-  /** The parts of pending transactions being made (proposeCaptured with yieldTurn); the loop is paused meanwhile. */
+  /** The parts of pending transactions being made and proposed (proposeCaptured with yieldTurn); the loop is paused meanwhile. */
   private preparing: { cancelled: boolean } | undefined;
+  /** Index of the latest of our own parts applied, and who waits for the next (proposeGradually). */
+  private ownPartApplied = 0;
+  private ownPartWaiter: Deferred<void> | undefined;
 
   constructor(
     readonly name: string,
@@ -74,15 +95,18 @@ export class ReplicatedDatabase {
 
   /**
    * Proposes every transaction the last statement committed in SQLite. Leader only. One larger
-   * than a proposal goes as consecutive TX_PART entries and a TX_COMMIT, all proposed in one
-   * synchronous call: nothing else can enter the log between them (state-machine.ts relies on it
-   * to know when a staged transaction was abandoned).
+   * than a proposal goes as TX_PART entries and a TX_COMMIT of one term with no other Normal
+   * entry between them (state-machine.ts relies on it to know when a staged transaction was
+   * abandoned); without `yieldTurn` they are proposed in one synchronous call.
    *
-   * With `yieldTurn` (a node), the parts of such a transaction are made one at a time first,
-   * each copied straight from the WAL, with a turn of the event loop after each, so that a load
-   * of hundreds of MiB does not hold back heartbeats; meanwhile the database's loop is paused
-   * (no other statement runs on it) and the transactions wait as pending, with no log index
-   * yet. Only then are the entries proposed, together.
+   * With `yieldTurn` (a node), the parts of such a transaction are made and proposed one at a
+   * time, each copied straight from the WAL, with a turn of the event loop after each, so that
+   * a load of hundreds of MiB does not hold back heartbeats, and at most PARTS_IN_FLIGHT_MAX of
+   * them ahead of the latest applied, so that the leader holds a few parts beyond its log rather
+   * than all of them at once. Meanwhile the database's loop is paused (no other statement runs
+   * on it), the node's other databases propose nothing (the proposal gate: their transactions
+   * wait as pending, with no log index yet, as this one's does until its commit is proposed);
+   * only membership changes can enter the log between the parts.
    */
   proposeCaptured(replicator: Replicator): void {
     const captured: CapturedTransaction[] = this.engine.takeCaptured(this.options.proposalBytesMax);
@@ -104,7 +128,8 @@ export class ReplicatedDatabase {
       return planTransaction(this.name, tx, this.options.proposalBytesMax, changes);
     });
     const yieldTurn = this.options.yieldTurn;
-    if (yieldTurn && plans.some((plan) => plan.parts > 0)) {
+    // Behind another database's parts (the gate), even a small transaction waits its turn.
+    if (yieldTurn && (plans.some((plan) => plan.parts > 0) || this.options.proposalGate?.held)) {
       const transactions = plans.map((plan) => ({ plan, pending: { index: Infinity, term: -1, committed: deferred<void>() } }));
       for (const { pending } of transactions) this.pending.push(pending);
       assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
@@ -152,40 +177,71 @@ export class ReplicatedDatabase {
     const job = { cancelled: false };
     this.preparing = job;
     this.loop.pause();
+    const gate = this.options.proposalGate;
+    let releaseGate: (() => void) | undefined;
     try {
       // The COMMIT that captured them already took this turn.
       await yieldTurn();
+      while (gate?.held && !job.cancelled) await gate.held;
       if (job.cancelled) return;
-      const entries: Uint8Array[][] = [];
-      for (const { plan } of transactions) {
+      if (gate && transactions.some(({ plan }) => plan.parts > 0)) gate.held = new Promise<void>((resolve) => (releaseGate = resolve));
+      for (const { plan, pending } of transactions) {
         if (plan.frames) {
-          entries.push([plan.frames]);
+          const last = this.proposeAll(replicator, [plan.frames], false);
+          if (job.cancelled) return;
+          pending.index = last.index;
+          pending.term = last.term;
           continue;
         }
-        const commands: Uint8Array[] = [];
+        const proposed: number[] = [];
         for (let part = 0; part < plan.parts; part++) {
-          commands.push(plan.part(part));
-          await yieldTurn();
+          while (!job.cancelled && proposed.length >= PARTS_IN_FLIGHT_MAX && this.ownPartApplied < proposed[proposed.length - PARTS_IN_FLIGHT_MAX]!) {
+            this.ownPartWaiter ??= deferred<void>();
+            await this.ownPartWaiter.promise;
+          }
           // Aborted meanwhile (leadership lost): the WAL no longer holds the transaction.
           if (job.cancelled) return;
+          const result = this.proposeOne(replicator, plan.part(part), proposed, pending);
+          if (result === undefined) return;
+          await yieldTurn();
+          if (job.cancelled) return;
         }
-        commands.push(plan.commit());
-        entries.push(commands);
-      }
-      for (let i = 0; i < transactions.length; i++) {
-        const last = this.proposeAll(replicator, entries[i]!, false);
-        if (job.cancelled) return;
-        transactions[i]!.pending.index = last.index;
-        transactions[i]!.pending.term = last.term;
+        const commit = this.proposeOne(replicator, plan.commit(), proposed, pending);
+        if (commit === undefined) return;
+        pending.index = commit.index;
       }
     } catch (error) {
       if (!job.cancelled) this.abortPending(`the transaction could not be proposed: ${error instanceof Error ? error.message : String(error)}`);
     } finally {
+      if (releaseGate) {
+        gate!.held = undefined;
+        releaseGate();
+      }
       if (this.preparing === job) {
         this.preparing = undefined;
         this.loop.resume();
       }
     }
+  }
+
+  /**
+   * Proposes the next entry of a transaction going in parts (`proposed`: the indexes of those
+   * before it, one term, in order); the pending transaction takes the term, so that its parts
+   * are known as ours when they are applied. Undefined when it was refused: everything pending
+   * is aborted, and replicas drop the parts proposed so far at the next entry (state-machine.ts).
+   */
+  private proposeOne(replicator: Replicator, command: Uint8Array, proposed: number[], pending: PendingTransaction): ProposeResult | undefined {
+    let result: ProposeResult;
+    try {
+      result = replicator.propose(command);
+    } catch (error) {
+      this.abortPending(error instanceof Error ? error.message : String(error));
+      return undefined;
+    }
+    assert(proposed.length === 0 || (result.index > proposed[proposed.length - 1]! && result.term === pending.term), `the parts of one transaction must be entries of one term, in order: ${result.index}/${result.term} after ${proposed[proposed.length - 1]}/${pending.term}`);
+    proposed.push(result.index);
+    pending.term = result.term;
+    return result;
   }
 
   /** Applies a committed FRAMES entry: confirms our own pending transaction or appends a peer's. */
@@ -202,7 +258,11 @@ export class ReplicatedDatabase {
     const head = this.pending[0];
     if (!head) return false;
     // Same term, before our commit: one of our parts, or of a transaction we abandoned before it.
-    if (head.term === term && index < head.index) return true;
+    if (head.term === term && index < head.index) {
+      this.ownPartApplied = index;
+      this.wakeProposer();
+      return true;
+    }
     this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
     return false;
   }
@@ -262,6 +322,8 @@ export class ReplicatedDatabase {
   /** Leader only: propose a checkpoint when the WAL is long and nothing is in flight. */
   maybeProposeCheckpoint(replicator: Replicator, walFramesMax: number): void {
     if (this.checkpointProposed || this.pending.length > 0 || this.loop.transactionOwner !== undefined) return;
+    // Another database's parts are being proposed: nothing may go between them.
+    if (this.options.proposalGate?.held) return;
     if (this.engine.walFrameCount() < walFramesMax) return;
     try {
       this.checkpointProposed = replicator.propose(encodeCommand({ kind: CommandKind.Checkpoint, database: this.name }));
@@ -272,6 +334,13 @@ export class ReplicatedDatabase {
     }
   }
 
+  /** A proposer waiting for our parts to be applied looks again. */
+  private wakeProposer(): void {
+    const waiter = this.ownPartWaiter;
+    this.ownPartWaiter = undefined;
+    waiter?.resolve();
+  }
+
   /** Leadership is gone: every pending transaction fails and the database returns to its committed state. */
   abortPending(reason: string): void {
     const aborted = this.pending;
@@ -280,6 +349,7 @@ export class ReplicatedDatabase {
       this.preparing.cancelled = true;
       this.preparing = undefined;
       this.loop.resume();
+      this.wakeProposer();
     }
     if (this.checkpointProposed) {
       this.checkpointProposed = undefined;

@@ -9,15 +9,17 @@
  * entry the same way, so the caller stops the node rather than skip it.
  *
  * Transactions larger than one proposal arrive as TX_PART entries and a TX_COMMIT (commands.ts).
- * The leader proposes them in one synchronous call, so in the log they are consecutive entries of
- * one term with nothing between them. Each part of another node's transaction is checked and
+ * The leader proposes them in order, in one term, with no other Normal entry between them
+ * (replicated-database.ts: a node proposes them a few at a time; only a membership change can
+ * come between). Each part of another node's transaction is checked and
  * staged in the engine as it is applied (Database.stage: appended to the WAL past the committed
  * state, without its commit frame, so no read sees it), so the work of a transaction of hundreds
  * of MiB is spread over its parts, one Ready each, and its TX_COMMIT only moves the committed
  * end. The leader's own parts are already in its engine: it keeps the entries' bytes (views, not
  * copies) in case it steps down before the commit and must apply them as another node's. Any
- * other entry arriving while parts are staged (another command, the next leader's first entry) proves the
- * commit can no longer come: the staged parts are dropped. A TX_COMMIT (or a later part) whose
+ * other Normal entry arriving while parts are staged (another command), or any entry of a later
+ * term (the next leader's first entry), proves the commit can no longer come: the staged parts
+ * are dropped. A TX_COMMIT (or a later part) whose
  * earlier parts are not staged stops the node. No snapshot is taken while parts are staged, so a
  * snapshot never falls between a transaction's parts and its commit, and a restart replays the
  * parts from the log.
@@ -38,7 +40,7 @@ import { CommandKind, decodeCommand, type Command } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
-import { ReplicatedDatabase, type Replicator } from './replicated-database.ts';
+import { ReplicatedDatabase, type ProposalGate, type Replicator } from './replicated-database.ts';
 import { decodeSnapshot, encodeSnapshot, type DatabaseFiles, type DatabaseFilesToEncode } from './snapshot-codec.ts';
 
 export interface StateMachineOptions {
@@ -111,6 +113,7 @@ interface StagedTransaction {
 
 export class StateMachine {
   private readonly databases = new Map<string, ReplicatedDatabase>();
+  private readonly proposalGate: ProposalGate = { held: undefined };
   private staged: StagedTransaction | undefined;
   private discardedCount = 0;
   private applied = 0;
@@ -175,7 +178,8 @@ export class StateMachine {
    */
   apply(entry: Entry, leader: Replicator | undefined): void {
     assert(entry.index === this.applied + 1, `entry ${entry.index} applied after ${this.applied}`);
-    if (entry.type !== EntryType.Normal) this.discardStaged(entry);
+    // A membership change may go between a transaction's parts (replicated-database.ts); a new term ends them.
+    if (entry.type !== EntryType.Normal && entry.term !== this.staged?.term) this.discardStaged(entry);
     switch (entry.type) {
       case EntryType.Normal:
         this.applyCommand(entry, leader);
@@ -245,7 +249,7 @@ export class StateMachine {
     if (!staged) return true;
     if (command.kind !== CommandKind.TransactionPart && command.kind !== CommandKind.TransactionCommit) return false;
     if (command.kind === CommandKind.TransactionPart && command.part !== staged.received) return false;
-    return command.database === staged.database && entry.term === staged.term && entry.index === staged.lastIndex + 1 && command.parts === staged.parts;
+    return command.database === staged.database && entry.term === staged.term && command.parts === staged.parts;
   }
 
   /** `entry` is not part of the staged transaction: its commit can no longer come (see the header). */
@@ -432,6 +436,7 @@ export class StateMachine {
     holder.db = new ReplicatedDatabase(name, engineDb, loop, {
       proposalBytesMax: this.options.proposalBytesMax,
       databaseBytesMax: this.options.databaseBytesMax ?? LIMITS.databaseBytesMax,
+      proposalGate: this.proposalGate,
       ...(this.options.keepTransactionOnRefusedProposal && { keepTransactionOnRefusedProposal: true }),
       ...(this.options.wallClockMs && { wallClockMs: this.options.wallClockMs }),
       ...(this.options.proposePartsGradually && { yieldTurn: () => new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 0)) }),

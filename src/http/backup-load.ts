@@ -4,7 +4,7 @@
  * and replays it through one transaction on the leader: one replicated change, so every node
  * ends with the same bytes.
  */
-import { SqliteFileError, SqliteFileStage, standaloneImage, type StagedSqliteFile } from '../../wasm/index.ts';
+import { SqliteFileError, SqliteFileStage, standaloneImage, type Database, type StagedSqliteFile } from '../../wasm/index.ts';
 import { DqliteError } from '../client/errors.ts';
 import type { TypedValue } from '../protocol/index.ts';
 import { isBoundedWaitTimeout } from '../server/bounded-wait.ts';
@@ -61,12 +61,15 @@ export async function forwardBackup(leaderAddress: string, request: HttpApiReque
   return { status: response.status, headers: answer, body: new Uint8Array(await response.arrayBuffer()) };
 }
 
-let stage: Promise<SqliteFileStage> | undefined;
-
-/** The node's scratch engine for outside SQLite files, loaded on first use. */
-export function sharedStage(): Promise<SqliteFileStage> {
-  stage ??= SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
-  return stage;
+/**
+ * A scratch engine for one outside SQLite file: an SQLite WebAssembly instance of its own,
+ * dropped with the file. Checking and reading a file of hundreds of MiB grows that instance's
+ * memory (page cache, integrity_check's work: 20 MiB for a 100 MiB file), which a WebAssembly
+ * memory never gives back; one instance kept for the node's life held it for good, beside what
+ * the node's memory report counts. A new instance costs 15–40 ms.
+ */
+export function newStage(): Promise<SqliteFileStage> {
+  return SqliteFileStage.create({ fileBytesMax: LOAD_BODY_BYTES_MAX });
 }
 /** Imports run one at a time per node: each holds a whole file in memory (once: streamed into the stage). */
 let loading: Promise<unknown> = Promise.resolve();
@@ -81,14 +84,17 @@ export async function loadDatabase(link: LeaderLink, host: HttpApiHost, request:
   loading = new Promise<void>((resolve) => (done = resolve));
   await previous;
   try {
-    const staged = (await sharedStage()).begin();
+    // Held only here, so that replayInto can let go of the file and its SQLite instance before
+    // the COMMIT (a suspended async function keeps whatever its variables still reference).
+    const upload: Upload = { staged: (await newStage()).begin() };
     try {
-      await receive(host, request, staged);
+      await receive(host, request, upload.staged!);
       const asSql = SQL_CONTENT_TYPES.test(header(request, 'content-type') ?? '');
-      if (asSql && staged.sizeBytes > LOAD_SQL_BYTES_MAX) throw tooLarge(staged.sizeBytes, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
-      return await replayInto(link, host, staged, database, replace, asSql);
+      const size = upload.staged!.sizeBytes;
+      if (asSql && size > LOAD_SQL_BYTES_MAX) throw tooLarge(size, LOAD_SQL_BYTES_MAX, '/db/load of SQL text');
+      return await replayInto(link, host, upload, database, replace, asSql);
     } finally {
-      staged.discard();
+      upload.staged?.discard();
     }
   } finally {
     done();
@@ -118,11 +124,16 @@ async function receive(host: HttpApiHost, request: HttpApiRequest, staged: Stage
   if (staged.sizeBytes === 0) throw new HttpApiError(400, '/db/load: the body is empty; send an SQLite database file');
 }
 
-async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSqliteFile, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
-  const bytes = staged.sizeBytes;
-  let source;
+/** The uploaded file, until the replay is done with it. */
+interface Upload {
+  staged: StagedSqliteFile | undefined;
+}
+
+async function replayInto(link: LeaderLink, host: HttpApiHost, upload: Upload, database: string, replace: boolean, asSql: boolean): Promise<LoadOutcome> {
+  const bytes = upload.staged!.sizeBytes;
+  let source: Database | undefined;
   try {
-    source = asSql ? await staged.openAsSql() : staged.open();
+    source = asSql ? await upload.staged!.openAsSql() : upload.staged!.open();
   } catch (error) {
     if (error instanceof SqliteFileError) throw new HttpApiError(400, `/db/load refused the file, nothing changed: ${error.message}`);
     throw error;
@@ -162,8 +173,11 @@ async function replayInto(link: LeaderLink, host: HttpApiHost, staged: StagedSql
     const progress = replayProgress(host, database, bytes);
     const counts = await replayDatabase(source, { exec }, progress.rows);
     // The rows are in the transaction now: free the uploaded copy before COMMIT, when the
-    // leader briefly holds the transaction's WAL, its payload and its Raft entries at once.
-    staged.discard();
+    // leader holds the transaction's WAL and its Raft entries at once, and let go of the scratch
+    // SQLite instance too (its WebAssembly memory, 20 MiB after a 200 MiB file).
+    upload.staged!.discard();
+    upload.staged = undefined;
+    source = undefined;
     host.collectGarbage?.();
     progress.committing(counts.rows);
     try {

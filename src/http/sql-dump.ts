@@ -4,14 +4,14 @@
  * rebuilds it.
  */
 import { ValueType, type TypedValue } from '../protocol/index.ts';
-import { sharedStage } from './backup-load.ts';
+import { newStage } from './backup-load.ts';
 import { replayDatabase } from './sqlite-replay.ts';
 import { skipQuotedOrComment } from './statements.ts';
 
 export async function sqlDump(image: Uint8Array): Promise<string> {
   const lines = ['PRAGMA foreign_keys=OFF;', 'BEGIN TRANSACTION;'];
   if (image.length > 0) {
-    const staged = (await sharedStage()).begin();
+    const staged = (await newStage()).begin();
     try {
       staged.append(image);
       await replayDatabase(staged.open(), {

@@ -6,9 +6,9 @@
 import { describe, expect, test, vi } from 'vitest';
 import { CommandKind, decodeCommand, encodeCommand, encodeTransaction } from '../../src/fsm/commands.ts';
 import { ApplyError } from '../../src/fsm/errors.ts';
-import type { Replicator } from '../../src/fsm/replicated-database.ts';
+import { PARTS_IN_FLIGHT_MAX, type Replicator } from '../../src/fsm/replicated-database.ts';
 import { encodeStateCopy, StateMachine } from '../../src/fsm/state-machine.ts';
-import { EntryType, type Entry } from '../../src/raft/index.ts';
+import { encodeConfChange, EntryType, type Entry } from '../../src/raft/index.ts';
 import { Engine } from '../../wasm/index.ts';
 
 const PROPOSAL_BYTES_MAX = 64 * 1024;
@@ -329,7 +329,7 @@ describe('a transaction larger than one proposal', () => {
     expect(leader.database('app').engine.files()).toEqual(replicas[0]!.database('app').engine.files());
   });
 
-  test('on a node, the parts are made a turn at a time while the database loop waits, then proposed together', async () => {
+  test('on a node, the parts are proposed a turn at a time, at most PARTS_IN_FLIGHT_MAX ahead of the latest applied, while the database loop waits', async () => {
     const leader = await machine({ gradual: true });
     const follower = await machine();
     const log = new RecordingLog(1, 1);
@@ -341,10 +341,8 @@ describe('a transaction larger than one proposal', () => {
     applyAll(follower, log.entries);
 
     exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(400000))');
-    let timerRanAt: number | undefined;
-    setTimeout(() => (timerRanAt = log.entries.length), 0);
     db.proposeCaptured(log);
-    // Nothing proposed yet, and the database's loop holds other statements back.
+    // Nothing proposed in the COMMIT's own turn, and the database's loop holds other statements back.
     expect(log.entries.length).toBe(1);
     expect(db.pendingCount).toBe(1);
     let otherRan = false;
@@ -352,44 +350,122 @@ describe('a transaction larger than one proposal', () => {
     await Promise.resolve();
     expect(otherRan).toBe(false);
     const barrier = db.commitBarrier()!;
-    await vi.waitFor(() => expect(log.entries.length).toBeGreaterThan(1), { timeout: 10_000 });
-    await other;
-    expect(otherRan).toBe(true);
-    // A timer set before ran while the parts were made, before any was proposed.
-    expect(timerRanAt).toBe(1);
-    const entries = log.entries.slice(1);
-    expect(entries.length).toBeGreaterThan(6);
-    expect(entries.map((e) => e.index)).toEqual(entries.map((_, i) => 2 + i));
-    expect(kinds(entries)).toEqual([...entries.slice(0, -1).map(() => CommandKind.TransactionPart), CommandKind.TransactionCommit]);
     let committed = false;
     void barrier.then(() => (committed = true));
-    applyAll(leader, entries);
-    applyAll(follower, entries);
-    await Promise.resolve();
-    expect(committed).toBe(true);
+    // Apply what is proposed, one entry a turn, as a slow cluster would: the leader never has
+    // more than PARTS_IN_FLIGHT_MAX parts proposed and not applied.
+    let applied = 1;
+    let inFlightMax = 0;
+    await vi.waitFor(
+      async () => {
+        while (applied < log.entries.length) {
+          inFlightMax = Math.max(inFlightMax, log.entries.length - applied);
+          const entry = log.entries[applied++]!;
+          leader.apply(entry, undefined);
+          follower.apply(entry, undefined);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        expect(committed).toBe(true);
+      },
+      { timeout: 10_000, interval: 5 },
+    );
+    await other;
+    expect(otherRan).toBe(true);
+    const entries = log.entries.slice(1);
+    expect(entries.length).toBeGreaterThan(6);
+    expect(inFlightMax).toBe(PARTS_IN_FLIGHT_MAX);
+    expect(entries.map((e) => e.index)).toEqual(entries.map((_, i) => 2 + i));
+    expect(kinds(entries)).toEqual([...entries.slice(0, -1).map(() => CommandKind.TransactionPart), CommandKind.TransactionCommit]);
     expect(committedRows(follower, 'app', 'SELECT length(x) FROM t')).toEqual([[400000]]);
     expect(follower.database('app').engine.files()).toEqual(db.engine.files());
   });
 
-  test('a leadership loss while the parts are being made proposes nothing and fails the write', async () => {
+  test('while one database proposes its parts, another database proposes nothing: its transaction follows the commit', async () => {
     const leader = await machine({ gradual: true });
+    const follower = await machine();
+    const log = new RecordingLog(1, 1);
+    for (const name of ['big', 'small']) {
+      exec(leader, name, 'CREATE TABLE t (x BLOB)');
+      leader.database(name).proposeCaptured(log);
+    }
+    applyAll(leader, log.entries);
+    applyAll(follower, log.entries);
+    const before = log.entries.length;
+    exec(leader, 'big', 'INSERT INTO t VALUES (randomblob(400000))');
+    leader.database('big').proposeCaptured(log);
+    await vi.waitFor(() => expect(log.entries.length).toBeGreaterThan(before));
+    // A small write and a checkpoint on the other database while the parts go.
+    exec(leader, 'small', "INSERT INTO t VALUES ('small')");
+    leader.database('small').proposeCaptured(log);
+    leader.database('small').maybeProposeCheckpoint(log, 0);
+    let applied = before;
+    await vi.waitFor(
+      async () => {
+        while (applied < log.entries.length) {
+          const entry = log.entries[applied++]!;
+          leader.apply(entry, undefined);
+          follower.apply(entry, undefined);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        expect(leader.database('small').pendingCount + leader.database('big').pendingCount).toBe(0);
+      },
+      { timeout: 10_000, interval: 5 },
+    );
+    const entries = log.entries.slice(before).map((entry) => decodeCommand(entry.data));
+    const commitAt = entries.findIndex((c) => c.kind === CommandKind.TransactionCommit);
+    expect(entries.slice(0, commitAt).every((c) => c.kind === CommandKind.TransactionPart && c.database === 'big')).toBe(true);
+    expect(entries.slice(commitAt + 1).map((c) => c.kind)).toEqual([CommandKind.Frames]);
+    expect(follower.discardedTransactions).toBe(0);
+    for (const name of ['big', 'small']) expect(follower.database(name).engine.files()).toEqual(leader.database(name).engine.files());
+    expect(committedRows(follower, 'small', 'SELECT x FROM t')).toEqual([['small']]);
+  });
+
+  test('a membership change between the parts leaves them staged; an entry of a later term drops them', async () => {
+    const { leader, replicas, log } = await cluster(2);
+    const { entries } = propose(leader, log, 'INSERT INTO t VALUES (randomblob(200000))');
+    const parts = entries.slice(0, -1);
+    const change = (index: number, term: number): Entry => ({ index, term, type: EntryType.ConfChange, data: encodeConfChange({ type: 'remove', id: 9 }) });
+    // Same term: the change is applied (Raft tracks it) and the transaction goes on.
+    const renumbered = [...parts.slice(0, 2), change(parts[2]!.index, 1), ...[...parts.slice(2), entries[entries.length - 1]!].map((e) => ({ ...e, index: e.index + 1 }))];
+    applyAll(replicas[0]!, renumbered);
+    expect(replicas[0]!.discardedTransactions).toBe(0);
+    expect(committedRows(replicas[0]!, 'app', 'SELECT length(x) FROM t')).toEqual([[200000]]);
+    // A later term's change after two parts: they are dropped, nothing applied.
+    applyAll(replicas[1]!, [...parts.slice(0, 2), change(parts[2]!.index, 2)]);
+    expect(replicas[1]!.stagedTransaction).toBeUndefined();
+    expect(replicas[1]!.discardedTransactions).toBe(1);
+    expect(committedRows(replicas[1]!, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+  });
+
+  test('a leadership loss while the parts are being proposed fails the write and proposes nothing more; replicas drop what came', async () => {
+    const leader = await machine({ gradual: true });
+    const follower = await machine();
     const log = new RecordingLog(1, 1);
     const db = leader.database('app');
     exec(leader, 'app', 'CREATE TABLE t (x BLOB)');
     db.proposeCaptured(log);
     applyAll(leader, log.entries);
+    applyAll(follower, log.entries);
     exec(leader, 'app', 'INSERT INTO t VALUES (randomblob(400000))');
     db.proposeCaptured(log);
     const barrier = db.commitBarrier()!;
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Nothing is applied: the leader stops after PARTS_IN_FLIGHT_MAX parts.
+    await vi.waitFor(() => expect(log.entries.length).toBe(1 + PARTS_IN_FLIGHT_MAX));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(log.entries.length).toBe(1 + PARTS_IN_FLIGHT_MAX);
     leader.abortPending('this node is no longer the leader');
     await expect(barrier).rejects.toThrow(/no longer the leader/);
     // The loop runs again, the engine is back at the committed state, and nothing more is proposed.
     expect(await db.loop.submit(1, () => 'ran')).toBe('ran');
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(log.entries.length).toBe(1);
+    expect(log.entries.length).toBe(1 + PARTS_IN_FLIGHT_MAX);
     expect(db.engine.pendingCount()).toBe(0);
     expect(committedRows(leader, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
+    const next = new RecordingLog(log.entries.length + 1, 2);
+    const barrierEntry = next.append(EntryType.Barrier, new Uint8Array(0));
+    applyAll(follower, [...log.entries.slice(1), barrierEntry]);
+    expect(follower.discardedTransactions).toBe(1);
+    expect(committedRows(follower, 'app', 'SELECT count(*) FROM t')).toEqual([[0]]);
   });
 
   test('the codec refuses malformed parts and commits; small transactions stay one FRAMES entry', () => {
