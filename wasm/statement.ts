@@ -81,6 +81,8 @@ export class StatementImpl implements Statement {
   private finalized = false;
   /** STATEMENT_* flags of change-capture.ts: 0 for nearly every statement. */
   private readonly captureFlags: number;
+  /** The SQL text it was compiled from by Database.prepareReusable, the key it is kept under. */
+  reuseKey: string | undefined;
 
   constructor(host: StatementHost, pointer: Pointer, sql: string, tail: string) {
     this.host = host;
@@ -177,6 +179,17 @@ export class StatementImpl implements Statement {
     if (this.pointer !== 0) this.host.exports.sqlite3_reset(this.pointer);
     this.stepped = false;
     this.midRows = false;
+  }
+
+  get isFinalized(): boolean {
+    return this.finalized;
+  }
+
+  /** Reset, with every parameter NULL again and no value kept for a recompilation: ready for another user. */
+  unbind(): void {
+    this.reset();
+    if (this.pointer !== 0) this.host.exports.sqlite3_clear_bindings(this.pointer);
+    this.boundValues = null;
   }
 
   finalize(): void {

@@ -356,13 +356,14 @@ export class Gateway {
       this.beginIfDeferred(db);
       try {
         for (;;) {
-          const statement = db.engine.prepare(rest);
+          // Compiled once per text: a client sends the same statement for each of its writes.
+          const statement = db.engine.prepareReusable(rest);
           if (!statement) break;
           rest = statement.tail;
           try {
             result = runToCompletion(db, statement, statement.parameterCount > 0 ? params : []);
           } finally {
-            statement.finalize();
+            db.engine.recycle(statement);
           }
           ran++;
         }
@@ -425,11 +426,11 @@ export class Gateway {
         );
       }
     }
-    const begin = compile(db, 'BEGIN');
+    const begin = db.engine.prepareReusable('BEGIN')!;
     try {
       runToCompletion(db, begin, []);
     } finally {
-      begin.finalize();
+      db.engine.recycle(begin);
     }
     this.deferredBegins.delete(db);
   }
