@@ -93,6 +93,13 @@ export class FrameReader {
           `message of ${bodyBytes} bytes (type ${view.getUint8(4)}) exceeds the limit of ${this.messageBytesMax} bytes`,
         );
       }
+      const headerStart = at - HEADER_BYTES;
+      if (take === HEADER_BYTES && chunk.length - headerStart >= HEADER_BYTES + bodyBytes) {
+        // The whole message is in this chunk (nearly always): one copy, no parts.
+        messages.push(chunk.slice(headerStart, headerStart + HEADER_BYTES + bodyBytes));
+        at = headerStart + HEADER_BYTES + bodyBytes;
+        continue;
+      }
       this.parts = [this.headerBytes.slice()];
       this.partsBytes = HEADER_BYTES;
       this.messageBytes = HEADER_BYTES + bodyBytes;
