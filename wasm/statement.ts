@@ -40,6 +40,8 @@ export interface Statement {
   /** SQLite fundamental types of the current row: 1 int, 2 float, 3 text, 4 blob, 5 null. */
   rowTypes(): number[];
   reset(): void;
+  /** Resets it and sets every parameter NULL, keeping no bound value (nor anything it points into). */
+  unbind(): void;
   finalize(): void;
 }
 
@@ -185,7 +187,6 @@ export class StatementImpl implements Statement {
     return this.finalized;
   }
 
-  /** Reset, with every parameter NULL again and no value kept for a recompilation: ready for another user. */
   unbind(): void {
     this.reset();
     if (this.pointer !== 0) this.host.exports.sqlite3_clear_bindings(this.pointer);

@@ -160,6 +160,7 @@ export class Writer {
 
   /** The message's bytes, a copy of its own; the Writer is not used after. */
   finish(): Uint8Array {
+    // Its own buffer, not a piece of a shared one: a host's stream may transfer it (postMessage).
     const message = this.bytes.slice(0, this.offset);
     if (this.borrowed && this.bytes.length <= SCRATCH_BYTES_KEPT) scratch = { bytes: this.bytes, view: this.view };
     this.borrowed = false;

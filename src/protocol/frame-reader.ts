@@ -1,5 +1,14 @@
 import { HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, WORD_BYTES } from './constants.ts';
 import { ProtocolError } from './errors.ts';
+import { ByteSlab } from '../../wasm/byte-slab.ts';
+
+/**
+ * Where whole messages are cut from: a request or answer of a few hundred bytes to a few KiB
+ * each, each its own array buffer would cost a backing store and GC pressure (byte-slab.ts).
+ * Messages are short-lived (decoded values that outlive them are copies or small), so a block
+ * is held little longer than the messages in it.
+ */
+const messageSlab = new ByteSlab(64 * 1024, 8 * 1024);
 
 export interface FrameReaderOptions {
   /** Reject a message whose body exceeds this, before allocating it. Default 64 MiB. */
@@ -96,7 +105,9 @@ export class FrameReader {
       const headerStart = at - HEADER_BYTES;
       if (take === HEADER_BYTES && chunk.length - headerStart >= HEADER_BYTES + bodyBytes) {
         // The whole message is in this chunk (nearly always): one copy, no parts.
-        messages.push(chunk.slice(headerStart, headerStart + HEADER_BYTES + bodyBytes));
+        const message = messageSlab.take(HEADER_BYTES + bodyBytes);
+        message.set(chunk.subarray(headerStart, headerStart + HEADER_BYTES + bodyBytes));
+        messages.push(message);
         at = headerStart + HEADER_BYTES + bodyBytes;
         continue;
       }
