@@ -68,6 +68,16 @@ export interface Database {
   // --- SQL, for the node's execution loop ---
   /** Compiles the first statement of `sql`; null when `sql` holds only whitespace/comments. Throws SqliteError. */
   prepare(sql: string): Statement | null;
+  /**
+   * `prepare`, but from the idle statements `recycle` kept, by their whole SQL text: a client
+   * that sends the same statement text again (an EXEC_SQL of each write) compiles it once. The
+   * statement's columnNames are those of its first compilation (SQLite recompiles it after a
+   * schema change, but its column list is not described again): for statements whose rows are
+   * discarded. Hand it back with `recycle`, not finalize.
+   */
+  prepareReusable(sql: string): Statement | null;
+  /** Keeps a statement of `prepareReusable`, reset and unbound, for its next use (or finalizes it). */
+  recycle(statement: Statement): void;
   /** sqlite3_changes64 of the last statement. */
   changes(): number;
   lastInsertRowid(): number | bigint;
@@ -143,6 +153,12 @@ export interface DatabaseContext {
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
+/** Idle statements `recycle` keeps per database; the least recently used one goes past this. */
+const REUSABLE_STATEMENTS_MAX = 16;
+/** SQL text longer than this is compiled each time (a statement with literals in it rarely recurs). */
+const REUSABLE_SQL_CHARS_MAX = 4096;
+/** SQLite's own whitespace (not Unicode's): text of only this holds no statement. */
+const ONLY_WHITESPACE = /^[ \t\n\f\r]*$/;
 const MAIN_HEADER_MAGIC = 'SQLite format 3\u0000';
 
 class Captured implements CapturedTransaction {
@@ -242,6 +258,8 @@ export class DatabaseImpl implements Database, StatementHost {
   /** Another engine's transaction arriving in slices (stage()), and where its WAL bytes end. */
   private staged: { payload: StagedPayload; end: number } | undefined;
   private readonly statements = new Set<StatementImpl>();
+  /** Idle statements of prepareReusable by their SQL text, least recently used first (all also in `statements`). */
+  private readonly reusable = new Map<string, StatementImpl>();
   /** checkpoint()'s statement, kept between checkpoints (finalized with the others on close). */
   private checkpointStatement: Statement | undefined;
   private capture: ChangeCapture | undefined;
@@ -280,6 +298,8 @@ export class DatabaseImpl implements Database, StatementHost {
 
   prepare(sql: string): Statement | null {
     const db = this.connection();
+    // The tail after a client's last statement, nearly always: no need to ask SQLite.
+    if (ONLY_WHITESPACE.test(sql)) return null;
     const x = this.exports;
     const bytes = textEncoder.encode(sql);
     const pSql = this.scratch(bytes.length + 1 + 16);
@@ -308,6 +328,34 @@ export class DatabaseImpl implements Database, StatementHost {
       }
       if (tailByte >= bytes.length || tailByte <= startByte) return null;
       startByte = tailByte;
+    }
+  }
+
+  prepareReusable(sql: string): Statement | null {
+    if (sql.length > REUSABLE_SQL_CHARS_MAX) return this.prepare(sql);
+    const idle = this.reusable.get(sql);
+    if (idle) {
+      this.reusable.delete(sql);
+      return idle;
+    }
+    const statement = this.prepare(sql) as StatementImpl | null;
+    if (statement) statement.reuseKey = sql;
+    return statement;
+  }
+
+  recycle(statement: Statement): void {
+    const impl = statement as StatementImpl;
+    const key = impl.reuseKey;
+    if (key === undefined || this.closed || impl.isFinalized || this.reusable.has(key)) {
+      statement.finalize();
+      return;
+    }
+    impl.unbind();
+    this.reusable.set(key, impl);
+    if (this.reusable.size > REUSABLE_STATEMENTS_MAX) {
+      const [oldestKey, oldest] = this.reusable.entries().next().value!;
+      this.reusable.delete(oldestKey);
+      oldest.finalize();
     }
   }
 
@@ -661,6 +709,7 @@ export class DatabaseImpl implements Database, StatementHost {
     this.view = undefined;
     for (const statement of this.statements) statement.detach();
     this.statements.clear();
+    this.reusable.clear();
     if (this.db !== 0) this.closeConnection();
     this.capture?.dispose();
     this.capture = undefined;

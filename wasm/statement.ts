@@ -40,6 +40,8 @@ export interface Statement {
   /** SQLite fundamental types of the current row: 1 int, 2 float, 3 text, 4 blob, 5 null. */
   rowTypes(): number[];
   reset(): void;
+  /** Resets it and sets every parameter NULL, keeping no bound value (nor anything it points into). */
+  unbind(): void;
   finalize(): void;
 }
 
@@ -81,6 +83,8 @@ export class StatementImpl implements Statement {
   private finalized = false;
   /** STATEMENT_* flags of change-capture.ts: 0 for nearly every statement. */
   private readonly captureFlags: number;
+  /** The SQL text it was compiled from by Database.prepareReusable, the key it is kept under. */
+  reuseKey: string | undefined;
 
   constructor(host: StatementHost, pointer: Pointer, sql: string, tail: string) {
     this.host = host;
@@ -177,6 +181,16 @@ export class StatementImpl implements Statement {
     if (this.pointer !== 0) this.host.exports.sqlite3_reset(this.pointer);
     this.stepped = false;
     this.midRows = false;
+  }
+
+  get isFinalized(): boolean {
+    return this.finalized;
+  }
+
+  unbind(): void {
+    this.reset();
+    if (this.pointer !== 0) this.host.exports.sqlite3_clear_bindings(this.pointer);
+    this.boundValues = null;
   }
 
   finalize(): void {

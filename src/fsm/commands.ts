@@ -18,6 +18,7 @@
  * Entries without changes are written in version 1, byte for byte as before changes existed, and
  * version 1 entries decode with `changes` undefined.
  */
+import { ByteSlab } from '../../wasm/byte-slab.ts';
 import { decodeChanges, encodeChanges } from './change-codec.ts';
 import type { TransactionChanges } from './commit-events.ts';
 
@@ -56,6 +57,25 @@ const CHANGES_LENGTH_BYTES = 4;
 export const DATABASE_NAME_BYTES_MAX = 1024;
 
 const utf8Encoder = new TextEncoder();
+/**
+ * Where commands are cut from: one per write, a few KiB each, each its own array buffer would
+ * cost a backing store and GC pressure (byte-slab.ts). Log entries are released in log order,
+ * so a block is held about as long as its last entry.
+ */
+const commandSlab = new ByteSlab(64 * 1024, 16 * 1024);
+/** The UTF-8 of recent database names: encoded twice per write otherwise. */
+const encodedNames = new Map<string, Uint8Array>();
+const ENCODED_NAMES_MAX = 64;
+
+function encodedName(database: string): Uint8Array {
+  let name = encodedNames.get(database);
+  if (name === undefined) {
+    name = utf8Encoder.encode(database);
+    if (encodedNames.size >= ENCODED_NAMES_MAX) encodedNames.clear();
+    encodedNames.set(database, name);
+  }
+  return name;
+}
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeCommand(command: Command): Uint8Array {
@@ -71,21 +91,21 @@ export function encodeCommand(command: Command): Uint8Array {
  * with the head written: the caller writes the body at `bodyOffset`.
  */
 function commandWithHead(kind: CommandKind, database: string, changes: TransactionChanges | undefined, bodyBytes: number): { bytes: Uint8Array; bodyOffset: number } {
-  const name = database === '' ? new Uint8Array(0) : utf8Encoder.encode(database);
+  const name = encodedName(database);
   if (name.length > DATABASE_NAME_BYTES_MAX) {
     throw new CommandCodecError(`database name is ${name.length} bytes, at most ${DATABASE_NAME_BYTES_MAX} allowed`);
   }
   const encodedChanges = changes ? encodeChanges(changes) : undefined;
   const changesBytes = encodedChanges ? CHANGES_LENGTH_BYTES + encodedChanges.length : 0;
   const bodyOffset = HEADER_BYTES + name.length + changesBytes;
-  const bytes = new Uint8Array(bodyOffset + bodyBytes);
+  const bytes = commandSlab.take(bodyOffset + bodyBytes);
   bytes[0] = kind;
   bytes[1] = encodedChanges ? COMMAND_VERSION_WITH_CHANGES : COMMAND_VERSION;
   bytes[2] = name.length & 0xff;
   bytes[3] = name.length >>> 8;
   bytes.set(name, HEADER_BYTES);
   if (encodedChanges) {
-    new DataView(bytes.buffer).setUint32(HEADER_BYTES + name.length, encodedChanges.length, true);
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(HEADER_BYTES + name.length, encodedChanges.length, true);
     bytes.set(encodedChanges, HEADER_BYTES + name.length + CHANGES_LENGTH_BYTES);
   }
   return { bytes, bodyOffset };
@@ -146,7 +166,7 @@ export interface TransactionEntries {
 export function planTransaction(database: string, payload: Uint8Array | PayloadSource, proposalBytesMax: number, changes?: TransactionChanges): TransactionEntries {
   const source = payload instanceof Uint8Array ? payloadSource(payload) : payload;
   const payloadBytes = source.payloadBytes;
-  const nameBytes = utf8Encoder.encode(database).length;
+  const nameBytes = encodedName(database).length;
   const framesBytesMin = HEADER_BYTES + nameBytes + payloadBytes;
   // Only a payload that could fit is made whole to find out: a load of hundreds of MiB would
   // otherwise be copied here, only to be thrown away.

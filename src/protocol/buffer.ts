@@ -19,17 +19,37 @@ export function utf8Encode(text: string): Uint8Array {
   return textEncoder.encode(text);
 }
 
+/**
+ * The buffer messages are built in, lent to one Writer at a time: encoding is synchronous, so
+ * nearly every message is built in it and only `finish` allocates (one array of the message's
+ * size). A Writer that is dropped unfinished (an encoding error) keeps it; the next one makes a
+ * new one. Grown buffers beyond SCRATCH_BYTES_KEPT are not kept.
+ */
+let scratch: { bytes: Uint8Array; view: DataView } | undefined;
+const SCRATCH_BYTES_KEPT = 64 * 1024;
+
 /** Appends word-aligned little-endian fields to a growing buffer bounded by `bytesMax`. */
 export class Writer {
   private bytes: Uint8Array;
   private view: DataView;
   private offset = 0;
   private readonly bytesMax: number;
+  /** Whether `bytes` is the lent scratch buffer, given back by `finish`. */
+  private borrowed = false;
 
   constructor(bytesMax: number, initialBytes = 256) {
     this.bytesMax = bytesMax;
-    this.bytes = new Uint8Array(Math.min(initialBytes, bytesMax));
-    this.view = new DataView(this.bytes.buffer);
+    const lent = scratch;
+    if (lent) {
+      scratch = undefined;
+      this.borrowed = true;
+      this.bytes = lent.bytes;
+      this.view = lent.view;
+    } else {
+      this.borrowed = initialBytes <= 256;
+      this.bytes = new Uint8Array(this.borrowed ? 256 : Math.min(initialBytes, bytesMax));
+      this.view = new DataView(this.bytes.buffer);
+    }
   }
 
   get length(): number {
@@ -45,16 +65,19 @@ export class Writer {
         `message of at least ${needed} bytes exceeds the limit of ${this.bytesMax} bytes`,
       );
     }
-    if (needed > this.bytes.length) {
-      let size = Math.max(this.bytes.length * 2, 64);
-      while (size < needed) size *= 2;
-      const grown = new Uint8Array(Math.min(size, this.bytesMax));
-      grown.set(this.bytes.subarray(0, this.offset));
-      this.bytes = grown;
-      this.view = new DataView(grown.buffer);
-    }
+    if (needed > this.bytes.length) this.grow(needed);
     this.offset = needed;
     return start;
+  }
+
+  private grow(needed: number): void {
+    let size = Math.max(this.bytes.length * 2, 64);
+    while (size < needed) size *= 2;
+    // The lent buffer may be larger than bytesMax (another message grew it): never shrink.
+    const grown = new Uint8Array(Math.max(needed, Math.min(size, this.bytesMax)));
+    grown.set(this.bytes.subarray(0, this.offset));
+    this.bytes = grown;
+    this.view = new DataView(grown.buffer);
   }
 
   u8(value: number): void {
@@ -94,10 +117,19 @@ export class Writer {
 
   /** UTF-8, a NUL terminator, zero padding to a word. */
   text(value: string): void {
-    const utf8 = textEncoder.encode(value);
-    if (utf8.includes(0)) {
+    if (value.includes('\u0000')) {
       throw new ProtocolError('bad_value', 'text values cannot contain NUL characters on the dqlite wire');
     }
+    // Encoded in place when the longest encoding fits (3 bytes per UTF-16 unit): no copy.
+    const longest = textFieldBytes(value.length * 3);
+    if (this.offset + longest <= this.bytesMax) {
+      if (this.offset + longest > this.bytes.length) this.grow(this.offset + longest);
+      const { written } = textEncoder.encodeInto(value, this.bytes.subarray(this.offset));
+      const at = this.reserve(textFieldBytes(written));
+      this.bytes.fill(0, at + written, this.offset);
+      return;
+    }
+    const utf8 = textEncoder.encode(value);
     const at = this.reserve(textFieldBytes(utf8.length));
     this.bytes.set(utf8, at);
     this.bytes.fill(0, at + utf8.length, this.offset);
@@ -126,8 +158,13 @@ export class Writer {
     this.view.setUint32(at, value, true);
   }
 
+  /** The message's bytes, a copy of its own; the Writer is not used after. */
   finish(): Uint8Array {
-    return this.bytes.slice(0, this.offset);
+    // Its own buffer, not a piece of a shared one: a host's stream may transfer it (postMessage).
+    const message = this.bytes.slice(0, this.offset);
+    if (this.borrowed && this.bytes.length <= SCRATCH_BYTES_KEPT) scratch = { bytes: this.bytes, view: this.view };
+    this.borrowed = false;
+    return message;
   }
 }
 
@@ -147,7 +184,11 @@ export class Reader {
   /** What is being decoded, for error messages. */
   private readonly what: string;
 
-  constructor(bytes: Uint8Array, what: string, start = 0, end = bytes.length) {
+  /** Blobs as views of `bytes` instead of copies (a request: its message is its own copy, and short-lived). */
+  private readonly viewBlobs: boolean;
+
+  constructor(bytes: Uint8Array, what: string, start = 0, end = bytes.length, options: { viewBlobs?: boolean } = {}) {
+    this.viewBlobs = options.viewBlobs ?? false;
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.offset = start;
@@ -210,7 +251,8 @@ export class Reader {
 
   text(field: string): string {
     const start = this.offset;
-    const nul = this.bytes.subarray(start, this.end).indexOf(0);
+    const at = this.bytes.indexOf(0, start);
+    const nul = at < 0 || at >= this.end ? -1 : at - start;
     if (nul < 0) {
       throw new ProtocolError('bad_text', `${this.what}: ${field} at offset ${start} has no NUL terminator`);
     }
@@ -227,7 +269,8 @@ export class Reader {
         `${this.what}: ${field} claims ${length} bytes, only ${this.remaining} left in the message`,
       );
     }
-    const data = this.raw(Number(length), field);
+    const byteCount = Number(length);
+    const data = this.viewBlobs ? this.bytes.subarray(this.take(byteCount, field), this.offset) : this.raw(byteCount, field);
     this.skipToWord(field);
     return data;
   }

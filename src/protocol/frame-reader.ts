@@ -1,5 +1,16 @@
 import { HEADER_BYTES, MESSAGE_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, WORD_BYTES } from './constants.ts';
 import { ProtocolError } from './errors.ts';
+import { ByteSlab } from '../../wasm/byte-slab.ts';
+
+/**
+ * Where whole messages are cut from: a request or answer of a few hundred bytes to a few KiB
+ * each, each its own array buffer would cost a backing store and GC pressure (byte-slab.ts).
+ * Messages are short-lived (decoded values that outlive them are copies or small), so a block
+ * is held little longer than the messages in it.
+ */
+const messageSlab = new ByteSlab(64 * 1024, 8 * 1024);
+/** A typed array this small lives on V8's heap, cheaper than any slab piece. */
+const ON_HEAP_BYTES_MAX = 64;
 
 export interface FrameReaderOptions {
   /** Reject a message whose body exceeds this, before allocating it. Default 64 MiB. */
@@ -92,6 +103,20 @@ export class FrameReader {
           'too_large',
           `message of ${bodyBytes} bytes (type ${view.getUint8(4)}) exceeds the limit of ${this.messageBytesMax} bytes`,
         );
+      }
+      const headerStart = at - HEADER_BYTES;
+      if (take === HEADER_BYTES && chunk.length - headerStart >= HEADER_BYTES + bodyBytes) {
+        // The whole message is in this chunk (nearly always): one copy, no parts.
+        const end = headerStart + HEADER_BYTES + bodyBytes;
+        if (end - headerStart <= ON_HEAP_BYTES_MAX) {
+          messages.push(chunk.slice(headerStart, end));
+        } else {
+          const message = messageSlab.take(end - headerStart);
+          message.set(chunk.subarray(headerStart, end));
+          messages.push(message);
+        }
+        at = headerStart + HEADER_BYTES + bodyBytes;
+        continue;
       }
       this.parts = [this.headerBytes.slice()];
       this.partsBytes = HEADER_BYTES;

@@ -173,7 +173,8 @@ export function encodeRequest(request: Request, options: EncodeOptions = {}): Ui
 
 /**
  * Decodes one whole request (header + body). Trailing bytes after the known fields are ignored:
- * a newer schema may only append fields.
+ * a newer schema may only append fields. Blob parameters are views of `message`, not copies:
+ * the caller must not change it while the request is in use.
  */
 export function decodeRequest(message: Uint8Array, options: DecodeOptions = {}): Request {
   const header = checkWholeMessage(message, 'request');
@@ -181,7 +182,7 @@ export function decodeRequest(message: Uint8Array, options: DecodeOptions = {}):
   if (message.length - HEADER_BYTES > bodyBytesMax) {
     throw new ProtocolError('too_large', `request body of ${message.length - HEADER_BYTES} bytes exceeds ${bodyBytesMax}`);
   }
-  const reader = new Reader(message, `request type ${header.type}`, HEADER_BYTES);
+  const reader = new Reader(message, `request type ${header.type}`, HEADER_BYTES, message.length, { viewBlobs: true });
   switch (header.type) {
     case RequestType.Leader:
       return { type: 'leader' };

@@ -18,6 +18,12 @@ export class Progress {
   probeSent = false;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
+  /**
+   * The highest commit index an append sent in this state could tell the replica (its commit,
+   * capped at the append's last entry, as the replica caps it): a commit-only append that would
+   * tell no more is not sent.
+   */
+  commitSent = 0;
   /** Last index of each append in flight (replicate state), oldest first. */
   private inflight: number[] = [];
   /** Entry bytes of each append in `inflight`, and their sum. */
@@ -69,6 +75,7 @@ export class Progress {
   private reset(state: ProgressState): void {
     this.state = state;
     this.probeSent = false;
+    this.commitSent = 0;
     this.clearInflight();
     this.snapshot = undefined;
     this.snapshotBytes = 0;

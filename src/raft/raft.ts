@@ -811,19 +811,34 @@ export class RaftNode {
     return true;
   }
 
+  /**
+   * New entries or a new commit index for every replica. A replica in replicate state gets no
+   * empty append (a message each way, for the commit index alone) when an earlier append
+   * already told it this commit, or when entries past the commit are in flight to it: their
+   * commit will advance the commit again and tell it then (under load that is the next round,
+   * so followers learn each commit a round later, with half the messages). Should that never
+   * come (no quorum), heartbeats carry the commit.
+   */
   private broadcastAppend(): void {
     this.needsBroadcast = false;
-    for (const [id, pr] of this.progress) this.sendAppend(id, pr, true);
+    for (const [id, pr] of this.progress) this.sendAppend(id, pr, true, true);
   }
 
-  /** Sends the next append (or starts a snapshot). Returns whether a message was sent. */
-  private sendAppend(to: NodeId, pr: Progress, sendIfEmpty: boolean): boolean {
+  /**
+   * Sends the next append (or starts a snapshot). Returns whether a message was sent.
+   * `unlessToldCommit`: not an empty one to a replica in replicate state that it would tell
+   * nothing new, or that a later commit will tell (broadcastAppend).
+   */
+  private sendAppend(to: NodeId, pr: Progress, sendIfEmpty: boolean, unlessToldCommit = false): boolean {
     if (pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
     const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxEntriesBytesPerAppend);
     if (prevTerm === undefined || entries === undefined) return this.startSnapshot(to, pr);
     if (entries.length === 0 && !sendIfEmpty) return false;
+    const tells = Math.min(this.log.committed, prevIndex + entries.length);
+    if (entries.length === 0 && unlessToldCommit && pr.state === 'replicate' && (pr.commitSent >= tells || prevIndex > this.log.committed)) return false;
+    pr.commitSent = Math.max(pr.commitSent, tells);
     const m = emptyMessage(MessageType.Append, this.id, to, this.term);
     m.index = prevIndex;
     m.logTerm = prevTerm;

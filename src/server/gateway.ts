@@ -15,6 +15,7 @@ import {
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_LEGACY,
   ReadConsistencyCode,
+  ValueType,
   type Request,
   type Response,
   type TypedValue,
@@ -356,13 +357,14 @@ export class Gateway {
       this.beginIfDeferred(db);
       try {
         for (;;) {
-          const statement = db.engine.prepare(rest);
+          // Compiled once per text: a client sends the same statement for each of its writes.
+          const statement = db.engine.prepareReusable(rest);
           if (!statement) break;
           rest = statement.tail;
           try {
             result = runToCompletion(db, statement, statement.parameterCount > 0 ? params : []);
           } finally {
-            statement.finalize();
+            db.engine.recycle(statement);
           }
           ran++;
         }
@@ -425,11 +427,11 @@ export class Gateway {
         );
       }
     }
-    const begin = compile(db, 'BEGIN');
+    const begin = db.engine.prepareReusable('BEGIN')!;
     try {
       runToCompletion(db, begin, []);
     } finally {
-      begin.finalize();
+      db.engine.recycle(begin);
     }
     this.deferredBegins.delete(db);
   }
@@ -453,7 +455,9 @@ export class Gateway {
     const live = this.node.liveQueries;
     if (!live) throw new NodeError(SQLITE_ERROR, 'this node keeps no live queries');
     const db = this.databaseById(request.db);
-    const subscription = await live.subscribe(db.name, request.sql, request.params, this.levelOf(request), {
+    // A request's blobs are views of its message: a subscription, which keeps its parameters, copies them.
+    const params = request.params.map((p) => (p.type === ValueType.Blob ? { type: p.type, value: p.value.slice() } : p));
+    const subscription = await live.subscribe(db.name, request.sql, params, this.levelOf(request), {
       result: (result) => {
         if (this.closed) return;
         const bytes = encodeLiveResult(result);
@@ -634,6 +638,15 @@ function bindAll(statement: Statement, params: readonly TypedValue[]): void {
   statement.bind(params.map(bindValue));
 }
 
+/**
+ * Forgets the values bound for one run: a request's blobs are views of its message, which a
+ * statement kept for later requests must not hold on to. Each run binds every value again (the
+ * ones it does not send are NULL), so nothing a client sees changes.
+ */
+function unbind(statement: Statement, params: readonly TypedValue[]): void {
+  if (params.length > 0) statement.unbind();
+}
+
 /** The loop-side statement of `prepared`, compiled on first need. Runs on the database's loop. */
 function loopStatement(prepared: PreparedStatement): Statement {
   prepared.statement ??= compile(prepared.db, prepared.sql);
@@ -653,6 +666,7 @@ function runToCompletion(
     }
   } finally {
     statement.reset();
+    unbind(statement, params);
   }
   return { lastInsertId: BigInt(db.engine.lastInsertRowid()), rowsAffected: BigInt(db.engine.changes()) };
 }
@@ -682,6 +696,7 @@ function collectRows(statement: Statement, params: readonly TypedValue[], result
     }
   } finally {
     statement.reset();
+    unbind(statement, params);
   }
   keep(batcher.finish());
   return messages;

@@ -115,6 +115,21 @@ export class Counter extends LabelledMetric<{ count: number }> {
     if (entry) entry.value.count += amount;
   }
 
+  /**
+   * `inc` for one label combination, keyed once: for what counts at every write. Past the
+   * series bound the combination is not recorded, as with `inc`.
+   */
+  bind(labels: Labels = {}): (amount?: number) => void {
+    const fixed = { ...labels };
+    // Found on first use, as `inc` would make it: an unused combination is not exposed.
+    let series: { count: number } | undefined;
+    return (amount = 1) => {
+      if (!(amount >= 0) || !Number.isFinite(amount)) throw new Error(`${this.name} cannot grow by ${amount}`);
+      series ??= this.seriesFor(fixed)?.value;
+      if (series) series.count += amount;
+    };
+  }
+
   /** For totals kept elsewhere (a transport's byte counts): the counter follows them. */
   set(labels: Labels, total: number): void {
     const entry = this.seriesFor(labels);
@@ -151,6 +166,7 @@ export class Gauge extends LabelledMetric<{ value: number }> {
 }
 
 interface HistogramValue {
+  /** Observations per bucket, not cumulative (index buckets.length: above the last bound); summed when rendered. */
   counts: number[];
   sum: number;
   count: number;
@@ -169,23 +185,41 @@ export class Histogram extends LabelledMetric<HistogramValue> {
   }
 
   protected initial(): HistogramValue {
-    return { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+    return { counts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
   }
 
   observe(labels: Labels, value: number): void {
     if (!Number.isFinite(value)) return;
     const entry = this.seriesFor(labels);
-    if (!entry) return;
-    for (let i = 0; i < this.buckets.length; i++) {
-      if (value <= this.buckets[i]!) entry.value.counts[i]!++;
-    }
-    entry.value.sum += value;
-    entry.value.count++;
+    if (entry) this.record(entry.value, value);
+  }
+
+  /** `observe` for one label combination, keyed once: for what is timed at every write. */
+  bind(labels: Labels = {}): (value: number) => void {
+    const fixed = { ...labels };
+    // Found on first use, as `observe` would make it: an unused combination is not exposed.
+    let series: HistogramValue | undefined;
+    return (value) => {
+      if (!Number.isFinite(value)) return;
+      series ??= this.seriesFor(fixed)?.value;
+      if (series) this.record(series, value);
+    };
+  }
+
+  private record(series: HistogramValue, value: number): void {
+    // Only the bucket it falls in: the cumulative counts Prometheus wants are summed when scraped.
+    let i = 0;
+    while (i < this.buckets.length && value > this.buckets[i]!) i++;
+    series.counts[i]!++;
+    series.sum += value;
+    series.count++;
   }
 
   protected renderSeries(lines: string[], labels: Labels, value: HistogramValue): void {
+    let cumulative = 0;
     for (let i = 0; i < this.buckets.length; i++) {
-      lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: formatNumber(this.buckets[i]!) })} ${value.counts[i]}`);
+      cumulative += value.counts[i]!;
+      lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: formatNumber(this.buckets[i]!) })} ${cumulative}`);
     }
     lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: '+Inf' })} ${value.count}`);
     lines.push(`${this.name}_sum${formatLabels(labels)} ${formatNumber(value.sum)}`);

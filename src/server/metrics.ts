@@ -53,6 +53,13 @@ export class NodeMetrics {
   private readonly liveSubscriptions: Gauge;
   private readonly liveQueries: Gauge;
   private readonly liveEvaluations: Counter;
+  /** The series of each request type, keyed once (request() runs for every request). */
+  private readonly requestSeries = new Map<string, { ok: () => void; error: () => void; seconds: (value: number) => void }>();
+  private readonly observeCommitSeconds: (seconds: number) => void;
+  private readonly observeApplySeconds: (seconds: number) => void;
+  private readonly countAppliedEntries: (entries: number) => void;
+  private readonly observeLogWriteSeconds: (seconds: number) => void;
+  private readonly observeLogWriteEntries: (entries: number) => void;
   private clientBytesSent = 0;
   private clientBytesReceived = 0;
   private openClients = 0;
@@ -123,26 +130,41 @@ export class NodeMetrics {
       'Peer connections refused or closed, by reason (bad_key, handshake, malformed, idle).',
       ['reason'],
     );
+    this.observeCommitSeconds = this.commitSeconds.bind();
+    this.observeApplySeconds = this.applySeconds.bind();
+    this.countAppliedEntries = this.appliedEntries.bind();
+    this.observeLogWriteSeconds = this.logWriteSeconds.bind();
+    this.observeLogWriteEntries = this.logWriteEntries.bind();
   }
 
   request(type: string, result: RequestResult, durationMs: number): void {
-    this.requests.inc({ type, result });
-    this.requestSeconds.observe({ type }, durationMs / 1000);
+    let bound = this.requestSeries.get(type);
+    if (!bound) {
+      // Request types are a fixed set (the decoder's), so this map stays small.
+      bound = {
+        ok: this.requests.bind({ type, result: 'ok' }),
+        error: this.requests.bind({ type, result: 'error' }),
+        seconds: this.requestSeconds.bind({ type }),
+      };
+      this.requestSeries.set(type, bound);
+    }
+    bound[result]();
+    bound.seconds(durationMs / 1000);
   }
 
   commitWaited(durationMs: number): void {
-    this.commitSeconds.observe({}, durationMs / 1000);
+    this.observeCommitSeconds(durationMs / 1000);
   }
 
   applied(entries: number, durationMs: number): void {
     if (entries === 0) return;
-    this.appliedEntries.inc({}, entries);
-    this.applySeconds.observe({}, durationMs / 1000);
+    this.countAppliedEntries(entries);
+    this.observeApplySeconds(durationMs / 1000);
   }
 
   logWritten(entries: number, durationMs: number): void {
-    this.logWriteSeconds.observe({}, durationMs / 1000);
-    this.logWriteEntries.observe({}, entries);
+    this.observeLogWriteSeconds(durationMs / 1000);
+    this.observeLogWriteEntries(entries);
   }
 
   adminRefusal(type: string): void {

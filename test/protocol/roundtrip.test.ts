@@ -108,3 +108,38 @@ describe('round trips', () => {
     );
   });
 });
+
+describe('buffers', () => {
+  it('messages cut from a chunk are copies: the chunk may be reused once feed returns', () => {
+    const first = encodeRequest({ type: 'exec_sql', db: 1, sql: 'INSERT INTO t VALUES(?)', params: [{ type: ValueType.Blob, value: new Uint8Array([1, 2, 3]) }] });
+    const second = encodeRequest({ type: 'finalize', db: 1, stmt: 2 });
+    const chunk = new Uint8Array(first.length + second.length + 3);
+    chunk.set(first, 0);
+    chunk.set(second, first.length);
+    chunk.set(second.subarray(0, 3), first.length + second.length); // the start of a third message's header
+    const reader = new FrameReader();
+    const messages = reader.feed(chunk);
+    const requests = messages.map((m) => decodeRequest(m));
+    chunk.fill(0xee);
+    expect(messages).toEqual([first, second]);
+    expect(requests.map((r) => r.type)).toEqual(['exec_sql', 'finalize']);
+    expect(decodeRequest(messages[0]!)).toEqual(requests[0]);
+    expect(reader.bufferedBytes).toBe(3);
+  });
+
+  it('an encoding that fails part-way leaves the next ones whole, and earlier messages unchanged', () => {
+    const before = encodeRequest({ type: 'exec_sql', db: 3, sql: 'SELECT ?', params: [{ type: ValueType.Text, value: 'été ✓ 𝄞' }] });
+    const copy = before.slice();
+    expect(() =>
+      encodeRequest({ type: 'exec_sql', db: 3, sql: 'SELECT ?, ?', params: [{ type: ValueType.Text, value: 'x'.repeat(500) }, { type: ValueType.Text, value: 'a\0b' }] }),
+    ).toThrow(/NUL/);
+    const after = encodeRequest({ type: 'prepare', db: 4, sql: 'SELECT 1' });
+    expect(decodeRequest(after)).toEqual({ type: 'prepare', db: 4, sql: 'SELECT 1' });
+    expect(before).toEqual(copy);
+    expect(decodeRequest(before)).toEqual({ type: 'exec_sql', db: 3, sql: 'SELECT ?', params: [{ type: ValueType.Text, value: 'été ✓ 𝄞' }] });
+    // A message larger than any before it grows the buffer; the next small one is exact again.
+    const large = encodeRequest({ type: 'exec_sql', db: 0, sql: 'y'.repeat(100_000), params: [] });
+    expect(decodeRequest(large)).toMatchObject({ sql: 'y'.repeat(100_000) });
+    expect(encodeRequest({ type: 'leader' }).length).toBe(HEADER_BYTES + WORD_BYTES);
+  });
+});

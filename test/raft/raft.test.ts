@@ -383,6 +383,47 @@ describe('replication flow control', () => {
   });
 });
 
+describe('commit broadcasts', () => {
+  it('a follower with entries past the commit in flight gets no commit-only append: the next commit tells it', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'warm');
+    h.tick(undefined, 1);
+    const sentBefore = h.messagesSent.length;
+    // Two proposals in flight to both followers before any of them answers.
+    for (const text of ['a', 'b']) {
+      const r = leader.raft.propose(new TextEncoder().encode(text));
+      if (!r.ok) throw r.error;
+      h.process(leader);
+    }
+    h.deliverAll();
+    const last = leader.raft.status().lastIndex;
+    const commitOnly = h.messagesSent.slice(sentBefore).filter((m) => m.type === MessageType.Append && m.from === leader.id && m.entries.length === 0);
+    // 'a' committing told nobody (b was in flight to both); 'b' committing tells each follower once.
+    expect(commitOnly.map((m) => [m.to, m.commit]).sort()).toEqual(
+      [1, 2, 3].filter((id) => id !== leader.id).map((id) => [id, last]).sort(),
+    );
+    for (const node of h.nodes.values()) {
+      expect(node.raft.status().commit).toBe(last);
+      expect(texts(node.applied).slice(-2)).toEqual(['a', 'b']);
+    }
+  });
+
+  it('a follower whose answer is lost still learns the commit from heartbeats', () => {
+    const h = new Harness([1, 2, 3]);
+    const leader = h.electLeader();
+    h.propose(leader, 'warm');
+    const [slow] = [1, 2, 3].filter((id) => id !== leader.id);
+    h.blocked.add(`${leader.id}>${slow}`);
+    h.propose(leader, 'x');
+    h.blocked.delete(`${leader.id}>${slow}`);
+    h.tick(undefined, 3);
+    const last = leader.raft.status().lastIndex;
+    expect(h.node(slow!).raft.status().commit).toBe(last);
+    expect(texts(h.node(slow!).applied).at(-1)).toBe('x');
+  });
+});
+
 describe('leader persistence and commit', () => {
   it('the leader counts its own entries towards commit only after advance() (it may send before writing)', () => {
     const storage = new MemoryStorage();

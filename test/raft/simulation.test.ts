@@ -62,12 +62,13 @@ describe('the simulator bites: injected classic bugs are caught within the seed 
 });
 
 describe('regression seeds', () => {
-  // Seed 304 showed this first; the membership fixes of issue 20 changed its schedule, so 1952 now does.
-  it('seed 1952: a leader sending appends before its own write must not count that write towards commit', () => {
-    const buggy = runSimulation({ seed: 1952, steps: STEPS, bugs: new Set(['leaderCountsUnpersisted']) });
+  // Seed 304 showed this first; the membership fixes of issue 20 changed its schedule, so 1952 did,
+  // and commit-only appends no longer sent to followers with entries in flight changed it again.
+  it('seed 184: a leader sending appends before its own write must not count that write towards commit', () => {
+    const buggy = runSimulation({ seed: 184, steps: STEPS, bugs: new Set(['leaderCountsUnpersisted']) });
     expect(buggy.ok).toBe(false);
     if (!buggy.ok) expect(buggy.invariant).toBe('state machine safety');
-    expect(runSimulation({ seed: 1952, steps: STEPS }).ok).toBe(true);
+    expect(runSimulation({ seed: 184, steps: STEPS }).ok).toBe(true);
   });
 
   // Issue 20: clusters that never elected a working leader after membership changes.

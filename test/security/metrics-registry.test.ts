@@ -51,6 +51,34 @@ describe('metrics registry', () => {
     expect(() => registry.counter('c_total', 'again')).toThrow(/registered twice/);
   });
 
+  test('bound series count like inc and observe, appear only once used, and put a value on a bound in that bucket', () => {
+    const registry = new MetricsRegistry();
+    const counter = registry.counter('b_total', 'x', ['kind']);
+    const histogram = registry.histogram('b_seconds', 'x', [0.1, 1, 10], ['kind']);
+    const countA = counter.bind({ kind: 'a' });
+    const countUnused = counter.bind({ kind: 'unused' });
+    const observeA = histogram.bind({ kind: 'a' });
+    histogram.bind({ kind: 'unused' });
+    expect(registry.render()).not.toContain('kind=');
+    countA();
+    countA(2);
+    counter.inc({ kind: 'a' });
+    for (const value of [0.125, 0.5, 1, 10, 11, NaN]) observeA(value);
+    histogram.observe({ kind: 'a' }, 0.1);
+    const lines = registry.render().split('\n');
+    expect(lines).toContain('b_total{kind="a"} 4');
+    expect(lines.filter((line) => line.startsWith('b_seconds'))).toEqual([
+      'b_seconds_bucket{kind="a",le="0.1"} 1',
+      'b_seconds_bucket{kind="a",le="1"} 4',
+      'b_seconds_bucket{kind="a",le="10"} 5',
+      'b_seconds_bucket{kind="a",le="+Inf"} 6',
+      'b_seconds_sum{kind="a"} 22.725',
+      'b_seconds_count{kind="a"} 6',
+    ]);
+    expect(() => countUnused(-1)).toThrow(/cannot grow/);
+    expect(() => counter.bind({ wrong: 'x' })()).toThrow(/takes labels \[kind\]/);
+  });
+
   test('label combinations are bounded', () => {
     const registry = new MetricsRegistry();
     const counter = registry.counter('many_total', 'x', ['id']);
