@@ -37,7 +37,6 @@ export interface PeerSendPacerHost {
 
 export class PeerSendPacer {
   private readonly peers = new Map<NodeId, PeerQueue>();
-  private droppedCount = 0;
 
   constructor(
     private readonly host: PeerSendPacerHost,
@@ -51,26 +50,11 @@ export class PeerSendPacer {
     const ordered = message.type === MessageType.Append || message.type === MessageType.Snapshot;
     const queue = this.queueOf(message.to);
     if ((ordered && queue.waiting.length > 0) || (large && queue.inFlight >= this.largeInFlightMax)) {
-      if (queue.waiting.length >= PACED_MESSAGES_MAX) {
-        this.droppedCount++;
-        return;
-      }
+      if (queue.waiting.length >= PACED_MESSAGES_MAX) return;
       queue.waiting.push({ message, large });
       return;
     }
     this.transmit(queue, message, large);
-  }
-
-  /** Messages waiting for a peer's large frames to be written, over all peers. */
-  get waitingCount(): number {
-    let count = 0;
-    for (const queue of this.peers.values()) count += queue.waiting.length;
-    return count;
-  }
-
-  /** Messages dropped because too many waited for one peer. */
-  get dropped(): number {
-    return this.droppedCount;
   }
 
   /** The node stops: what waits is dropped (frames in flight still call back, harmlessly). */
