@@ -9,7 +9,10 @@
  * write (execute, persist, quorum, apply, answer) from its /metrics before and after the row.
  * It also prints the CPU time each node of either system spent per successful operation of the
  * row (user + system, from /proc): a figure the load of other processes moves less than ops/s.
- * Usage: npm run bench -- [--seconds S] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
+ * Each row first runs its workload unmeasured for --warmup-seconds (same for both systems), so the
+ * row measures a warmed-up server (our nodes' JIT-compiled code, either system's page cache and
+ * connections), not its first seconds; `--warmup-seconds 0` measures from a cold start.
+ * Usage: npm run bench -- [--seconds S] [--warmup-seconds W] [--writers 1,8] [--workloads kvwrite,kvreadwrite]
  *                         [--spread linearizable,lease,session,stale | --spread none]
  *                         [--systems dqlite,dqlite-wasm] [--cpu-prof DIR (profiles of our nodes)]
  *                         [--node-flags "--trace-gc ..." (our nodes' Node.js flags; their output is shown)]
@@ -46,6 +49,7 @@ function flag(name: string, fallback: string): string {
 }
 
 const SECONDS = Number(flag('seconds', '5'));
+const WARMUP_SECONDS = Number(flag('warmup-seconds', '3'));
 const WRITERS = flag('writers', '1,8').split(',').map(Number);
 const WORKLOADS = flag('workloads', 'kvwrite,kvreadwrite').split(',') as Workload[];
 const SPREAD = flag('spread', 'linearizable,lease,session,stale')
@@ -68,13 +72,18 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function runWorkload(
+/** A row's clients, connected and warmed up; `measure` runs the measured part and closes them. */
+interface PreparedWorkload {
+  measure(): Promise<Result>;
+}
+
+async function prepareWorkload(
   system: Result['system'],
   servers: string[],
   workload: Workload,
   writers: number,
   spread?: ReadConsistency,
-): Promise<Result> {
+): Promise<PreparedWorkload> {
   const database = `bench_${workload}_${writers}${spread ? `_${spread}` : ''}`;
   const setup = await connect({ servers, database, timeoutMs: 30_000 });
   await setup.exec('CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value BLOB)');
@@ -89,30 +98,43 @@ async function runWorkload(
         : connect({ servers, database, timeoutMs: 30_000 }),
     ),
   );
-  const result: Result = { system, workload, spread, writers, ops: 0, errors: 0, errorKinds: new Map(), seconds: SECONDS, latenciesMs: [] };
-  const deadline = performance.now() + SECONDS * 1000;
-  await Promise.all(
-    clients.map(async (client, w) => {
-      let n = 0;
-      while (performance.now() < deadline) {
-        const k = key((w * 7919 + n++ * 104729) % KEYS);
-        const read = workload === 'kvreadwrite' && n % 2 === 0;
-        const started = performance.now();
-        try {
-          if (read) await client.query('SELECT value FROM model WHERE key = ?', [k]);
-          else await client.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [k, VALUE]);
-          result.ops++;
-          result.latenciesMs.push(performance.now() - started);
-        } catch (error) {
-          result.errors++;
-          const kind = error instanceof DqliteError ? `${error.code} ${error.message.slice(0, 40)}` : (error as Error).name;
-          result.errorKinds.set(kind, (result.errorKinds.get(kind) ?? 0) + 1);
+  const run = async (seconds: number, result: Result | undefined): Promise<void> => {
+    const deadline = performance.now() + seconds * 1000;
+    await Promise.all(
+      clients.map(async (client, w) => {
+        let n = 0;
+        while (performance.now() < deadline) {
+          const k = key((w * 7919 + n++ * 104729) % KEYS);
+          const read = workload === 'kvreadwrite' && n % 2 === 0;
+          const started = performance.now();
+          try {
+            if (read) await client.query('SELECT value FROM model WHERE key = ?', [k]);
+            else await client.exec('INSERT OR REPLACE INTO model(key, value) VALUES(?, ?)', [k, VALUE]);
+            if (!result) continue;
+            result.ops++;
+            result.latenciesMs.push(performance.now() - started);
+          } catch (error) {
+            if (!result) continue;
+            result.errors++;
+            const kind = error instanceof DqliteError ? `${error.code} ${error.message.slice(0, 40)}` : (error as Error).name;
+            result.errorKinds.set(kind, (result.errorKinds.get(kind) ?? 0) + 1);
+          }
         }
+      }),
+    );
+  };
+  await run(WARMUP_SECONDS, undefined);
+  return {
+    async measure(): Promise<Result> {
+      const result: Result = { system, workload, spread, writers, ops: 0, errors: 0, errorKinds: new Map(), seconds: SECONDS, latenciesMs: [] };
+      try {
+        await run(SECONDS, result);
+      } finally {
+        await Promise.all(clients.map((c) => c.close()));
       }
-    }),
-  );
-  await Promise.all(clients.map((c) => c.close()));
-  return result;
+      return result;
+    },
+  };
 }
 
 function row(r: Result): string {
@@ -163,11 +185,12 @@ function cpuPerOpLine(pids: (number | undefined)[], leaderIndex: number | undefi
  * Runs a row and reads each node's CPU time around it; on our cluster also the leader's latency
  * anatomy and our nodes' main (JavaScript) thread share (dqlite-demo's threads are Go's and libuv's).
  */
-async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, label: string, run: () => Promise<Result>): Promise<Result> {
+async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, label: string, prepare: () => Promise<PreparedWorkload>): Promise<Result> {
   const pids = cluster ? cluster.nodes.map((n) => n.process?.pid) : [];
+  const prepared = await prepare();
   if (!(cluster instanceof TestCluster)) {
     const cpuBefore = pids.map(cpuMs);
-    const result = await run();
+    const result = await prepared.measure();
     if (cluster) result.cpuPerOp = cpuPerOpLine(pids, undefined, cpuBefore, Math.max(1, result.ops), false);
     return result;
   }
@@ -175,7 +198,7 @@ async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, la
   const leader = cluster.nodes[leaderIndex]!.address;
   const before = await scrapeAnatomy(leader);
   const cpuBefore = pids.map(cpuMs);
-  const result = await run();
+  const result = await prepared.measure();
   result.cpuPerOp = cpuPerOpLine(pids, leaderIndex, cpuBefore, Math.max(1, result.ops), true);
   result.anatomy = anatomyTable(label, before, await scrapeAnatomy(leader));
   return result;
@@ -183,7 +206,7 @@ async function measured(cluster: TestCluster | DqliteDemoCluster | undefined, la
 
 async function main(): Promise<void> {
   execFileSync('bash', ['scripts/ensure-deps.sh', 'go-dqlite'], { stdio: 'inherit' });
-  console.log(`cluster benchmark: ${WORKLOADS.join(', ')} × writers ${WRITERS.join(', ')}, ${SECONDS} s each, 3 nodes per system`);
+  console.log(`cluster benchmark: ${WORKLOADS.join(', ')} × writers ${WRITERS.join(', ')}, ${SECONDS} s each after ${WARMUP_SECONDS} s of warm-up, 3 nodes per system`);
   let dqlite: DqliteDemoCluster | undefined;
   let ours: TestCluster | undefined;
   const results: Result[] = [];
@@ -206,14 +229,14 @@ async function main(): Promise<void> {
           if (!cluster) continue;
           const servers = cluster.addresses;
           process.stdout.write(`  ${system} ${workload} ${writers} writer(s)... `);
-          const r = await measured(cluster, `${workload} ${writers}`, () => runWorkload(system, [...servers], workload, writers));
+          const r = await measured(cluster, `${workload} ${writers}`, () => prepareWorkload(system, [...servers], workload, writers));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
         if (workload !== 'kvreadwrite' || !ours) continue;
         for (const level of SPREAD) {
           process.stdout.write(`  dqlite-wasm ${workload} any:${level} ${writers} worker(s)... `);
-          const r = await measured(ours, `${workload} any:${level} ${writers}`, () => runWorkload('dqlite-wasm', [...ours!.addresses], workload, writers, level));
+          const r = await measured(ours, `${workload} any:${level} ${writers}`, () => prepareWorkload('dqlite-wasm', [...ours!.addresses], workload, writers, level));
           results.push(r);
           console.log(`${(r.ops / r.seconds).toFixed(0)} ops/s, ${r.errors} errors`);
         }
