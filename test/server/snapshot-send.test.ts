@@ -48,6 +48,8 @@ interface SnapshotReads {
   intoBuffers: Set<ArrayBufferLike>;
   /** Frames the node sent that are views into one of those buffers: chunks sent where they were read. */
   framesInReadBuffers: number;
+  /** The distinct buffers those chunk frames were in. */
+  chunkFrameBuffers: Set<ArrayBufferLike>;
   /** The node's other frames of POOLED_FRAME_BYTES_MIN or more (appends), and the distinct buffers they were in. */
   largeFrames: number;
   largeFrameBuffers: Set<ArrayBufferLike>;
@@ -57,7 +59,7 @@ interface SnapshotReads {
 }
 
 function newReads(): SnapshotReads {
-  return { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0, readsInto: 0, intoBuffers: new Set(), framesInReadBuffers: 0, largeFrames: 0, largeFrameBuffers: new Set(), largeUnwritten: 0, largeUnwrittenMax: 0 };
+  return { wholeReads: 0, ranges: [], concurrent: 0, concurrentMax: 0, bytes: 0, readsInto: 0, intoBuffers: new Set(), framesInReadBuffers: 0, chunkFrameBuffers: new Set(), largeFrames: 0, largeFrameBuffers: new Set(), largeUnwritten: 0, largeUnwrittenMax: 0 };
 }
 
 /** The real directory storage, with every read of the snapshot file counted. */
@@ -140,6 +142,8 @@ describe('a snapshot sent from disk a chunk at a time', () => {
   /**
    * As a socket does: the bytes are copied out as they are sent, and the sender hears that it
    * may reuse its buffer once the write is done, later (ws calls back after the socket's write).
+   * A snapshot chunk is reported written late, as a socket busy with a large write does: the
+   * follower's acknowledgement (and the leader's read of the next chunk) comes before it.
    */
   function networkChannel(channel: MessageChannel, sender: string): MessageChannel {
     return {
@@ -150,17 +154,21 @@ describe('a snapshot sent from disk a chunk at a time', () => {
         // After the envelope's header, a Raft message's version byte, then its type.
         const snapshotChunk = message.length > PEER_FRAME_HEADROOM_BYTES + 1 && message[PEER_FRAME_HEADROOM_BYTES + 1] === MessageType.Snapshot;
         const large = reads !== undefined && !snapshotChunk && message.length >= POOLED_FRAME_BYTES_MIN;
-        if (snapshotChunk && reads?.intoBuffers.has(message.buffer)) reads.framesInReadBuffers++;
-        else if (large) {
+        if (snapshotChunk && reads?.intoBuffers.has(message.buffer)) {
+          reads.framesInReadBuffers++;
+          reads.chunkFrameBuffers.add(message.buffer);
+        } else if (large) {
           reads.largeFrames++;
           reads.largeFrameBuffers.add(message.buffer);
           reads.largeUnwrittenMax = Math.max(reads.largeUnwrittenMax, ++reads.largeUnwritten);
         }
         const sent = channel.send(message.slice());
-        setImmediate(() => {
+        const written = (): void => {
           if (large) reads.largeUnwritten--;
           released?.();
-        });
+        };
+        if (snapshotChunk) setTimeout(written, 30);
+        else setImmediate(written);
         return sent;
       },
       onMessage: (handler) => channel.onMessage(handler),
@@ -264,6 +272,8 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     expect(reads.readsInto).toBeGreaterThanOrEqual(chunksSent - 1);
     expect(reads.intoBuffers.size).toBeLessThanOrEqual(3);
     expect(reads.framesInReadBuffers).toBeGreaterThanOrEqual(chunksSent - 1);
+    // One chunk on its way at a time, each read into the buffer the one before came back in.
+    expect(reads.chunkFrameBuffers.size).toBe(1);
     // Those shared buffers carried each chunk intact: the follower holds what the leader holds.
     const rowsOf = async (member: Member): Promise<Uint8Array[]> => (await (await clientOf(member)).query('SELECT v FROM t ORDER BY id')).rows.map((row) => (row as { v: Uint8Array }).v);
     expect(await rowsOf(follower)).toEqual(await rowsOf(leader));
@@ -273,6 +283,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     for (let i = 1; i <= 40; i++) await db.exec('INSERT INTO t (v) VALUES (randomblob(32768))');
     await until('a newer snapshot on disk', 10_000, () => leader.node.status().snapshotIndex > follower.node.status().appliedIndex + 16);
     const readBefore = reads.bytes;
+    reads.chunkFrameBuffers.clear();
     const restarted = await start(2, '127.0.0.1:2', follower.dir, {});
     await until('the restarted follower to catch up', 30_000, () => restarted.node.status().appliedIndex >= leader.node.status().commitIndex);
     expect(restarted.lines.join('\n')).toMatch(/installed a snapshot/);
@@ -281,6 +292,7 @@ describe('a snapshot sent from disk a chunk at a time', () => {
     expect(reads.concurrentMax).toBe(1);
     expect(Math.max(...reads.ranges.map((r) => r.length))).toBeLessThanOrEqual(chunkBytes);
     expect(reads.intoBuffers.size).toBeLessThanOrEqual(3);
+    expect(reads.chunkFrameBuffers.size).toBe(1);
     expect(await rowsOf(restarted)).toEqual(await rowsOf(leader));
     // The log after the snapshot went as appends, one large frame at a time to the follower: the
     // next framed once the last was written, in one of the pool's buffers.
