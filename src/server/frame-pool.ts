@@ -13,10 +13,16 @@ export const POOLED_FRAME_BYTES_MIN = 16 * 1024;
 /** Free buffers kept: frames in flight to a couple of followers at once. */
 const FREE_BUFFERS_MAX = 4;
 /**
- * An idle pool drops its free buffers after this long without a frame taken: an idle leader holds
- * none, and the collection a node asks for once its writes stopped (10–20 s later) takes them.
+ * An idle pool drops its free buffers but one after this long without a frame taken, and the
+ * collection a node asks for once its writes stopped (10–20 s later) takes them.
  */
 export const FRAME_POOL_IDLE_MS = 2_000;
+/**
+ * Free buffers an idle pool keeps: the next large frame, a burst of appends or a follower caught
+ * up by snapshot a chunk at a time, then allocates nothing. One buffer (about 1 MiB) of an idle
+ * leader's memory, against a fresh one at every catch-up and burst.
+ */
+export const FRAME_POOL_IDLE_BUFFERS_KEPT = 1;
 
 export class FramePool {
   private readonly free: Uint8Array[] = [];
@@ -54,9 +60,9 @@ export class FramePool {
     if (this.free.length < FREE_BUFFERS_MAX) this.free.push(buffer);
   }
 
-  /** Drops the free buffers once no frame was taken for FRAME_POOL_IDLE_MS. */
+  /** Drops the free buffers but FRAME_POOL_IDLE_BUFFERS_KEPT once no frame was taken for FRAME_POOL_IDLE_MS. */
   trim(nowMs: number): void {
-    if (this.free.length > 0 && nowMs - this.lastTakenMs >= FRAME_POOL_IDLE_MS) this.free.length = 0;
+    if (this.free.length > FRAME_POOL_IDLE_BUFFERS_KEPT && nowMs - this.lastTakenMs >= FRAME_POOL_IDLE_MS) this.free.length = FRAME_POOL_IDLE_BUFFERS_KEPT;
   }
 
   /** Buffers made since the pool was: with frames given back, a few, however many were sent. */
