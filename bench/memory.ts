@@ -85,6 +85,8 @@ const LARGE_UPDATE_SECONDS = Number(flag('large-update-seconds', '60'));
 const LARGE_TRACE = flag('trace', '');
 /** `no`: the large-database row ends after the updates, without a follower catching up by snapshot. */
 const LARGE_CATCH_UP = flag('catch-up', 'yes') !== 'no';
+/** Catch-ups by snapshot, one after the other (each a follower killed, left behind and restarted). */
+const LARGE_CATCH_UPS = Number(flag('catch-ups', '2'));
 /** Extra flags for our node processes (e.g. "--max-semi-space-size=2"; docs/memory.md). */
 const NODE_FLAGS = flag('node-flags', '').split(' ').filter((f) => f !== '');
 /** `yes`: only the idle row of dqlite-wasm, `RUNS` times (see the usage above). */
@@ -297,67 +299,69 @@ async function largeDatabase(): Promise<void> {
     updating.print();
     if (!LARGE_CATCH_UP) return;
 
-    // A follower misses more than the trailing log: it must catch up by snapshot.
-    const leader = await cluster.waitForLeader();
-    const follower = (leader + 1) % 3;
-    await cluster.kill(follower);
-    const missed = await updates(servers, rows, 600, 6000);
-    // Measured as an idle leader stands: its last snapshot stored, and the collection a node asks
-    // for once its applied index stood still (10–20 s after the writes) done. 3 s after the
-    // writes the updates' garbage was still there, and whether it went during the catch-up or
-    // not decided much of the growth measured.
-    await waitFor('no snapshot in flight on the leader', 120_000, async () => ((await cluster.status(leader)).memory.snapshotBytes === 0 ? true : undefined));
-    await sleep(Math.max(SETTLE_MS, IDLE_SETTLE_MS));
-    const before = rssBytes(pid(leader));
-    const leaderStatus = await cluster.status(leader);
-    console.log(
-      `  node ${follower + 1} killed; ${missed} updates and ${(Math.max(SETTLE_MS, IDLE_SETTLE_MS) / 1000).toFixed(0)} s later the leader (node ${leader + 1}) holds RSS ${mib(before)} MiB, ` +
-        `snapshot at ${leaderStatus.snapshotIndex}, log from then kept ${mib(leaderStatus.memory.logBytes)} MiB, js heap and array buffers ${mib(leaderStatus.memory.jsHeapBytes ?? 0)} MiB`,
-    );
-    cluster.spawn(follower);
-    const catchUpStarted = performance.now();
-    let peak = before;
-    const heapBefore = leaderStatus.memory.jsHeapBytes ?? 0;
-    let heapPeak = heapBefore;
-    let snapshotPartPeak = 0;
-    const residentOfLeader = (): Record<string, number> => (pid(leader) === undefined ? {} : residentByMapping(pid(leader)!));
-    const mappingsBefore = residentOfLeader();
-    let mappingsAtPeak = mappingsBefore;
-    // The leader's RSS is read from /proc at every poll; its status (an HTTP request it answers,
-    // whose garbage grows its young generation too) once a second: the catch-up is measured, not
-    // the benchmark's questions. The leader takes no writes meanwhile, so its commit index moves
-    // only by what it appends itself.
-    let leaderCommit = leaderStatus.commitIndex;
-    let polls = 0;
-    await waitFor('the follower to catch up', 600_000, async () => {
-      const rss = rssBytes(pid(leader));
-      if (rss > peak) {
-        peak = rss;
-        mappingsAtPeak = residentOfLeader();
-      }
-      const f = await cluster.status(follower).catch(() => undefined);
-      const caughtUp = f !== undefined && f.appliedIndex >= leaderCommit - 1;
-      if (polls++ % 10 === 0 || caughtUp) {
-        const l = await cluster.status(leader);
-        leaderCommit = l.commitIndex;
-        heapPeak = Math.max(heapPeak, l.memory.jsHeapBytes ?? 0);
-        snapshotPartPeak = Math.max(snapshotPartPeak, l.memory.snapshotBytes);
-        if (LARGE_TRACE) {
-          const record = { phase: 'catch-up', t: Math.round(performance.now() - catchUpStarted), node: leader + 1, rss, followerApplied: f?.appliedIndex, ...l.memory };
-          appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
+    for (let catchUp = 1; catchUp <= LARGE_CATCH_UPS; catchUp++) {
+      // A follower misses more than the trailing log: it must catch up by snapshot.
+      const leader = await cluster.waitForLeader();
+      const follower = (leader + 1) % 3;
+      await cluster.kill(follower);
+      const missed = await updates(servers, rows, 600, 6000);
+      // Measured as an idle leader stands: its last snapshot stored, and the collection a node asks
+      // for once its applied index stood still (10–20 s after the writes) done. 3 s after the
+      // writes the updates' garbage was still there, and whether it went during the catch-up or
+      // not decided much of the growth measured.
+      await waitFor('no snapshot in flight on the leader', 120_000, async () => ((await cluster.status(leader)).memory.snapshotBytes === 0 ? true : undefined));
+      await sleep(Math.max(SETTLE_MS, IDLE_SETTLE_MS));
+      const before = rssBytes(pid(leader));
+      const leaderStatus = await cluster.status(leader);
+      console.log(
+        `  catch-up ${catchUp}: node ${follower + 1} killed; ${missed} updates and ${(Math.max(SETTLE_MS, IDLE_SETTLE_MS) / 1000).toFixed(0)} s later the leader (node ${leader + 1}) holds RSS ${mib(before)} MiB, ` +
+          `snapshot at ${leaderStatus.snapshotIndex}, log from then kept ${mib(leaderStatus.memory.logBytes)} MiB, js heap and array buffers ${mib(leaderStatus.memory.jsHeapBytes ?? 0)} MiB`,
+      );
+      cluster.spawn(follower);
+      const catchUpStarted = performance.now();
+      let peak = before;
+      const heapBefore = leaderStatus.memory.jsHeapBytes ?? 0;
+      let heapPeak = heapBefore;
+      let snapshotPartPeak = 0;
+      const residentOfLeader = (): Record<string, number> => (pid(leader) === undefined ? {} : residentByMapping(pid(leader)!));
+      const mappingsBefore = residentOfLeader();
+      let mappingsAtPeak = mappingsBefore;
+      // The leader's RSS is read from /proc at every poll; its status (an HTTP request it answers,
+      // whose garbage grows its young generation too) once a second: the catch-up is measured, not
+      // the benchmark's questions. The leader takes no writes meanwhile, so its commit index moves
+      // only by what it appends itself.
+      let leaderCommit = leaderStatus.commitIndex;
+      let polls = 0;
+      await waitFor('the follower to catch up', 600_000, async () => {
+        const rss = rssBytes(pid(leader));
+        if (rss > peak) {
+          peak = rss;
+          mappingsAtPeak = residentOfLeader();
         }
-      }
-      return f && f.appliedIndex >= leaderCommit - 1 ? true : undefined;
-    });
-    const installed = cluster.nodes[follower]!.output.join('').includes('installed a snapshot');
-    const after = rssBytes(pid(leader));
-    const growthBy = (kind: string): string => `${kind} ${(((mappingsAtPeak[kind] ?? 0) - (mappingsBefore[kind] ?? 0)) / MiB).toFixed(1)}`;
-    console.log(
-      `  node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
-        `leader RSS peak ${mib(peak)} MiB, growth ${((peak - before) / MiB).toFixed(1)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
-        `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${((heapPeak - heapBefore) / MiB).toFixed(1)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
-        `growth by mapping at the peak (MiB): ${Object.keys(mappingsBefore).map(growthBy).join(', ')}`,
-    );
+        const f = await cluster.status(follower).catch(() => undefined);
+        const caughtUp = f !== undefined && f.appliedIndex >= leaderCommit - 1;
+        if (polls++ % 10 === 0 || caughtUp) {
+          const l = await cluster.status(leader);
+          leaderCommit = l.commitIndex;
+          heapPeak = Math.max(heapPeak, l.memory.jsHeapBytes ?? 0);
+          snapshotPartPeak = Math.max(snapshotPartPeak, l.memory.snapshotBytes);
+          if (LARGE_TRACE) {
+            const record = { phase: 'catch-up', t: Math.round(performance.now() - catchUpStarted), node: leader + 1, rss, followerApplied: f?.appliedIndex, ...l.memory };
+            appendFileSync(LARGE_TRACE, `${JSON.stringify(record)}\n`);
+          }
+        }
+        return f && f.appliedIndex >= leaderCommit - 1 ? true : undefined;
+      });
+      const installed = cluster.nodes[follower]!.output.join('').includes('installed a snapshot');
+      const after = rssBytes(pid(leader));
+      const growthBy = (kind: string): string => `${kind} ${(((mappingsAtPeak[kind] ?? 0) - (mappingsBefore[kind] ?? 0)) / MiB).toFixed(1)}`;
+      console.log(
+        `  catch-up ${catchUp}: node ${follower + 1} caught up in ${((performance.now() - catchUpStarted) / 1000).toFixed(0)} s (${installed ? 'by snapshot' : 'from the log'}); ` +
+          `leader RSS peak ${mib(peak)} MiB, growth ${((peak - before) / MiB).toFixed(1)} MiB (snapshot chunk ${mib(1 * MiB)} MiB; target: growth ≤ one chunk budget); ` +
+          `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${((heapPeak - heapBefore) / MiB).toFixed(1)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
+          `growth by mapping at the peak (MiB): ${Object.keys(mappingsBefore).map(growthBy).join(', ')}`,
+      );
+    }
   } finally {
     await cluster.destroy();
   }
