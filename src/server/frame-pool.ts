@@ -8,6 +8,8 @@
  * the collector: the pool then makes a new buffer, as before.
  */
 
+import type { Clock } from '../runtime.ts';
+
 /** Frames smaller than this are allocated as they come: they are a small part of what a leader sends. */
 export const POOLED_FRAME_BYTES_MIN = 16 * 1024;
 /** Free buffers kept: frames in flight to a couple of followers at once. */
@@ -28,6 +30,10 @@ export class FramePool {
   private readonly free: Uint8Array[] = [];
   private lastTakenMs = 0;
   private allocated = 0;
+  /** Taken buffers whose frames are handed to a socket: each comes back (`give`) or is dropped (`drop`). */
+  private readonly writing = new Set<Uint8Array>();
+  /** Waiting for one of those to come back (`bufferBack`). */
+  private readonly waiters: (() => void)[] = [];
 
   /** `bufferBytes`: the size of every buffer, the largest frame it serves. */
   constructor(private readonly bufferBytes: number) {
@@ -53,11 +59,57 @@ export class FramePool {
     return new Uint8Array(this.bufferBytes);
   }
 
+  /** `buffer`'s frame is handed to a socket, which reports when it wrote it: `give` or `drop` follows. */
+  sending(buffer: Uint8Array): void {
+    this.writing.add(buffer);
+  }
+
   /** `buffer`, taken from this pool, is written: the next frame may use it. */
   give(buffer: Uint8Array): void {
     if (buffer.length !== this.bufferBytes) throw new RangeError(`a ${buffer.length}-byte buffer was not taken from this pool of ${this.bufferBytes}-byte buffers`);
     if (this.free.includes(buffer)) throw new Error('a frame buffer was given back twice: a frame still being written could be overwritten');
     if (this.free.length < FREE_BUFFERS_MAX) this.free.push(buffer);
+    this.sent(buffer);
+  }
+
+  /** `buffer`'s frame went to a channel that keeps it (or was copied): it does not come back. */
+  drop(buffer: Uint8Array): void {
+    this.sent(buffer);
+  }
+
+  /** Frames of this pool's buffers being written now: their buffers come back. */
+  get framesWriting(): number {
+    return this.writing.size;
+  }
+
+  /**
+   * Resolves once a frame being written gives its buffer back (or is dropped), or after
+   * `timeoutMs`: a reader that can wait for a buffer takes the one that came back instead of
+   * making another.
+   */
+  bufferBack(clock: Pick<Clock, 'setTimeout'>, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        const at = this.waiters.indexOf(wake);
+        if (at < 0) return;
+        this.waiters.splice(at, 1);
+        timer.cancel();
+        resolve();
+      };
+      const timer = clock.setTimeout(wake, timeoutMs);
+      this.waiters.push(wake);
+    });
+  }
+
+  /** Wakes everything waiting for a buffer (the node stops). */
+  wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private sent(buffer: Uint8Array): void {
+    if (!this.writing.delete(buffer)) return;
+    // Resumes after this turn's code: by then the buffer given back is on the free list.
+    this.waiters[0]?.();
   }
 
   /** Drops the free buffers but FRAME_POOL_IDLE_BUFFERS_KEPT once no frame was taken for FRAME_POOL_IDLE_MS. */

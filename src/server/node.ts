@@ -415,8 +415,10 @@ export class ClusterNode implements GatewayHost {
     }
     if (large) {
       const buffer = this.frames.take(this.runtime.clock.nowMs());
+      this.frames.sending(buffer);
       this.transport.sendFramed(message.to, encodeMessageInto(message, PEER_FRAME_HEADROOM_BYTES, buffer), (reusable) => {
         if (reusable) this.frames.give(buffer);
+        else this.frames.drop(buffer);
         written();
       });
       return;

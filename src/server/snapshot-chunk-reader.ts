@@ -27,7 +27,6 @@
  */
 import { encodeMessageWithHeadroom, encodeSnapshotMessagePrefix, MessageType, type MemoryStorage, type Message, type SnapshotChunkRequest } from '../raft/index.ts';
 import type { Clock, DurableFileReader, TimerHandle } from '../runtime.ts';
-import { assert } from '../fsm/errors.ts';
 import { crc32Update } from '../util/crc32.ts';
 import type { FramePool } from './frame-pool.ts';
 import type { RaftLog } from './raft-log.ts';
@@ -36,10 +35,10 @@ import { decodeSnapshotFileHeader, SNAPSHOT_FILE_META_LENGTH_BYTES, type Snapsho
 /** How long a snapshot file stays open after the last chunk read from it. */
 export const SNAPSHOT_READER_IDLE_MS = 10_000;
 /**
- * How long a chunk read waits for the buffer of the chunk before it (still being written) rather
- * than make a new one: the follower can acknowledge a chunk before the leader's socket reports
- * it written, and without the wait every catch-up alternated between two buffers. Past this the
- * read takes a new buffer (a channel that is slow to report must not stall the catch-up).
+ * How long a chunk read waits for a frame buffer being written (the chunk before, or an append
+ * to the follower) rather than make a new one: the follower can acknowledge a chunk before the
+ * leader's socket reports it written, and without the wait every catch-up took a second buffer.
+ * Past this the read takes a new one (a channel slow to report must not stall the catch-up).
  */
 export const SNAPSHOT_CHUNK_BUFFER_WAIT_MS = 1_000;
 /** Snapshot files open at once: the latest, and the one before for a follower still being sent it. */
@@ -60,8 +59,6 @@ interface LentChunk {
   chunk: Uint8Array;
   /** Its message's header was written in front of it: it is on its way to the socket. */
   framed: boolean;
-  /** Framed, and since reported written (or dropped). */
-  done?: boolean;
 }
 
 interface OpenSnapshot {
@@ -99,10 +96,8 @@ export class SnapshotChunkReader {
   private inFlightBytesPeak = 0;
   /** The chunks read into the pool's buffers and not yet written, by their buffer (weakly: one whose chunk the core dropped is left to the collector). */
   private readonly lent = new WeakMap<ArrayBufferLike, LentChunk>();
-  /** Pooled chunks framed and handed to a socket, not yet reported written: their buffers come back. */
-  private writing = 0;
-  /** Reads waiting for one of those buffers to come back. */
-  private readonly bufferWaiters: (() => void)[] = [];
+  /** Chunks framed into the pool's buffers and handed to a socket, not yet reported written. */
+  private chunksWriting = 0;
 
   constructor(private readonly host: SnapshotChunkReaderHost) {}
 
@@ -127,9 +122,12 @@ export class SnapshotChunkReader {
     const lent = this.lent.get(chunk.buffer);
     if (!lent || lent.chunk !== chunk || lent.framed) return undefined;
     lent.framed = true;
-    if (lent.pooled) this.writing++;
+    if (lent.pooled) {
+      this.chunksWriting++;
+      this.host.frames.sending(lent.buffer);
+    }
     // Not reusable: the channel keeps the buffer, which goes to the collector with the frame.
-    const released = (reusable: boolean): void => (reusable ? this.giveBack(lent) : this.forget(lent));
+    const released = (reusable: boolean): void => (reusable ? this.giveBack(lent) : this.dropped(lent));
     const prefix = encodeSnapshotMessagePrefix(message, headroomBytes);
     if (prefix.length > chunk.byteOffset - lent.buffer.byteOffset) {
       // A header beyond the room left for it: copy the chunk once, beside it.
@@ -169,7 +167,7 @@ export class SnapshotChunkReader {
   async stop(): Promise<void> {
     this.stopped = true;
     this.idleTimer?.cancel();
-    for (const wake of this.bufferWaiters.splice(0)) wake();
+    this.host.frames.wakeAll();
     await this.tail;
     await Promise.allSettled(this.open.splice(0).map((open) => open.file.close()));
   }
@@ -209,8 +207,11 @@ export class SnapshotChunkReader {
       if (open.file.readInto) {
         const bytes = SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length;
         const pooled = this.host.frames.holds(bytes);
-        // One chunk on its way at a time: the next is read into the buffer the last one comes back in.
-        if (pooled && this.writing > 0) await this.previousBufferBack();
+        // One chunk on its way at a time, and no new buffer while one is being written (the chunk
+        // before, or an append): the next chunk is read into the buffer that comes back.
+        if (pooled && (this.chunksWriting > 0 || (this.host.frames.freeBytes === 0 && this.host.frames.framesWriting > 0))) {
+          await this.host.frames.bufferBack(this.host.clock, SNAPSHOT_CHUNK_BUFFER_WAIT_MS);
+        }
         const buffer = pooled ? this.host.frames.take(this.host.clock.nowMs()) : new Uint8Array(bytes);
         const chunk = buffer.subarray(SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SNAPSHOT_CHUNK_PREFIX_BYTES_MAX + length);
         const lent: LentChunk = { buffer, pooled, chunk, framed: false };
@@ -230,38 +231,24 @@ export class SnapshotChunkReader {
     }
   }
 
-  /** Until a chunk being written gives its buffer back, or SNAPSHOT_CHUNK_BUFFER_WAIT_MS passed. */
-  private previousBufferBack(): Promise<void> {
-    return new Promise((resolve) => {
-      let done = false;
-      const wake = (): void => {
-        if (done) return;
-        done = true;
-        timer.cancel();
-        const at = this.bufferWaiters.indexOf(wake);
-        if (at >= 0) this.bufferWaiters.splice(at, 1);
-        resolve();
-      };
-      const timer = this.host.clock.setTimeout(wake, SNAPSHOT_CHUNK_BUFFER_WAIT_MS);
-      this.bufferWaiters.push(wake);
-    });
-  }
-
   /** A chunk's buffer is written (or was never lent): back to the pool it came from. */
   private giveBack(lent: LentChunk): void {
     this.forget(lent);
-    if (lent.pooled) this.host.frames.give(lent.buffer);
+    if (!lent.pooled) return;
+    if (lent.framed) this.chunksWriting--;
+    this.host.frames.give(lent.buffer);
+  }
+
+  /** A framed chunk's buffer stays with the channel: the pool hears it will not come back. */
+  private dropped(lent: LentChunk): void {
+    this.forget(lent);
+    if (!lent.pooled) return;
+    this.chunksWriting--;
+    this.host.frames.drop(lent.buffer);
   }
 
   private forget(lent: LentChunk): void {
     if (this.lent.get(lent.chunk.buffer) === lent) this.lent.delete(lent.chunk.buffer);
-    if (lent.framed && lent.pooled && !lent.done) {
-      lent.done = true;
-      this.writing--;
-      assert(this.writing >= 0, 'a snapshot chunk was reported written more often than it was sent');
-      // Woken after the buffer went back to the pool (giveBack gives it right after this).
-      this.bufferWaiters.shift()?.();
-    }
   }
 
   private verify(open: OpenSnapshot, offset: number, data: Uint8Array): void {

@@ -4,6 +4,7 @@
  * buffers go but one.
  */
 import { describe, expect, test } from 'vitest';
+import { nodeRuntime } from '../../runtimes/node/index.ts';
 import { FRAME_POOL_IDLE_BUFFERS_KEPT, FRAME_POOL_IDLE_MS, FramePool, POOLED_FRAME_BYTES_MIN } from '../../src/server/frame-pool.ts';
 
 describe('FramePool', () => {
@@ -36,5 +37,30 @@ describe('FramePool', () => {
     expect(pool.buffersAllocated).toBe(2);
     pool.take(20_000);
     expect(pool.buffersAllocated).toBe(3);
+  });
+
+  test('a reader waits for a buffer being written to come back instead of making one; a dropped frame wakes it too', async () => {
+    const pool = new FramePool(64 * 1024);
+    const clock = nodeRuntime().clock;
+    const first = pool.take(0);
+    pool.sending(first);
+    expect(pool.framesWriting).toBe(1);
+    expect(pool.freeBytes).toBe(0);
+    const back = pool.bufferBack(clock, 60_000).then(() => pool.take(1));
+    pool.give(first);
+    expect(await back).toBe(first);
+    expect(pool.buffersAllocated).toBe(1);
+    expect(pool.framesWriting).toBe(0);
+
+    // Not coming back (the channel kept it): the waiter is woken, and makes a new buffer.
+    pool.sending(first);
+    const after = pool.bufferBack(clock, 60_000).then(() => pool.take(2));
+    pool.drop(first);
+    expect(await after).not.toBe(first);
+    expect(pool.buffersAllocated).toBe(2);
+    // A buffer given back that was never sent wakes nobody; the wait ends at its timeout.
+    const started = performance.now();
+    await pool.bufferBack(clock, 20);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(15);
   });
 });
