@@ -326,6 +326,9 @@ async function largeDatabase(): Promise<void> {
       const residentOfLeader = (): Record<string, number> => (pid(leader) === undefined ? {} : residentByMapping(pid(leader)!));
       const mappingsBefore = residentOfLeader();
       let mappingsAtPeak = mappingsBefore;
+      const regionsOfLeader = (): Map<string, number> => (pid(leader) === undefined ? new Map() : residentByRegion(pid(leader)!));
+      const regionsBefore = regionsOfLeader();
+      let regionsAtPeak = regionsBefore;
       // The leader's RSS is read from /proc at every poll; its status (an HTTP request it answers,
       // whose garbage grows its young generation too) once a second: the catch-up is measured, not
       // the benchmark's questions. The leader takes no writes meanwhile, so its commit index moves
@@ -337,6 +340,7 @@ async function largeDatabase(): Promise<void> {
         if (rss > peak) {
           peak = rss;
           mappingsAtPeak = residentOfLeader();
+          regionsAtPeak = regionsOfLeader();
         }
         const f = await cluster.status(follower).catch(() => undefined);
         const caughtUp = f !== undefined && f.appliedIndex >= leaderCommit - 1;
@@ -361,6 +365,7 @@ async function largeDatabase(): Promise<void> {
           `leader heap and array buffers peak ${mib(heapPeak)} MiB (+${((heapPeak - heapBefore) / MiB).toFixed(1)}), its snapshot part peak ${mib(snapshotPartPeak)} MiB; leader RSS once caught up ${mib(after)} MiB; ` +
           `growth by mapping at the peak (MiB): ${Object.keys(mappingsBefore).map(growthBy).join(', ')}`,
       );
+      console.log(`    the mappings that changed most at the peak: ${regionsChanged(regionsBefore, regionsAtPeak, 6)}`);
     }
   } finally {
     await cluster.destroy();
@@ -503,6 +508,31 @@ function idleLine(rss: number, memory: NodeMemory | undefined): string {
  * pages, glibc's heap, other anonymous memory (V8's heap, array buffers mapped on their own, the
  * WASM memory, thread stacks, glibc's other arenas), shared libraries and other files.
  */
+/** Resident KiB of each mapping of `pid`, by its start address, size and name. */
+function residentByRegion(pid: number): Map<string, number> {
+  const regions = new Map<string, number>();
+  let key = '';
+  for (const lineText of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(lineText);
+    if (mapping) {
+      key = `${mapping[1]} (${((parseInt(mapping[2]!, 16) - parseInt(mapping[1]!, 16)) / 1024).toFixed(0)} KiB${mapping[3] ? ` ${mapping[3]}` : ''})`;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(lineText);
+    if (rss) regions.set(key, Number(rss[1]));
+  }
+  return regions;
+}
+
+/** The `count` mappings whose resident KiB changed most from `before` to `after`. */
+function regionsChanged(before: Map<string, number>, after: Map<string, number>, count: number): string {
+  const changes: [string, number][] = [];
+  for (const [region, kib] of after) changes.push([region, kib - (before.get(region) ?? 0)]);
+  for (const [region, kib] of before) if (!after.has(region)) changes.push([`${region}, unmapped`, -kib]);
+  changes.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  return changes.slice(0, count).filter(([, kib]) => kib !== 0).map(([region, kib]) => `${region} ${kib > 0 ? '+' : ''}${kib} KiB`).join(', ');
+}
+
 function residentByMapping(pid: number): Record<string, number> {
   const parts: Record<string, number> = { node: 0, 'glibc heap': 0, anonymous: 0, libraries: 0, 'other files': 0 };
   let kind = 'anonymous';

@@ -248,6 +248,11 @@ export class RaftLog {
     return { meta: snapshot.meta, dataBytes: this.storage.snapshotDataBytes ? this.storage.snapshotDataBytes() : snapshot.data.length };
   }
 
+  /** No follower is being sent a snapshot (see RaftStorage.dropSnapshotChunks). */
+  dropSnapshotChunks(): void {
+    this.storage.dropSnapshotChunks?.();
+  }
+
   /** Bytes [offset, offset + length) of the data of the snapshot at `index` (see RaftStorage.snapshotChunk). */
   snapshotChunk(index: number, offset: number, length: number): Uint8Array | 'pending' | 'unavailable' {
     const unstable = this.unstableSnapshot;

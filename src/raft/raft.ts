@@ -293,12 +293,15 @@ export class RaftNode {
       }
       this.leadTransferee = 0;
     }
+    let sendingSnapshot = false;
     for (const [id, pr] of this.progress) {
       if (pr.state !== 'snapshot') continue;
+      sendingSnapshot = true;
       // A chunk not read yet is asked for again (in case the application's word was missed); one
       // sent and not confirmed for two heartbeats is sent again.
       if (pr.snapshotChunkPending || ++pr.snapshotIdleTicks >= 2 * this.heartbeatTicks) this.sendSnapshotChunk(id, pr);
     }
+    if (!sendingSnapshot) this.log.dropSnapshotChunks();
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.broadcastHeartbeat();

@@ -33,6 +33,11 @@ export interface RaftStorage {
    * core starts over with the latest). Without this method, chunks are cut from `snapshot().data`.
    */
   snapshotChunk?(index: number, offset: number, length: number): Uint8Array | 'pending' | 'unavailable';
+  /**
+   * No follower is being sent a snapshot: chunks read for the core and not taken (a chunk sent
+   * again while the follower was installing, then confirmed) will not be asked for.
+   */
+  dropSnapshotChunks?(): void;
 }
 
 /** A chunk of a snapshot's data the core asked for while it was not in memory (MemoryStorage.takeSnapshotChunksWanted). */
@@ -98,8 +103,10 @@ export class MemoryStorage implements RaftStorage {
   /** Chunks asked for while not in memory, not yet taken by the application (insertion order). */
   private readonly chunksWanted = new Map<string, SnapshotChunkRequest>();
   /** Chunks the application read (or found unavailable), until the core takes them. */
-  private readonly chunksHeld = new Map<string, Uint8Array | 'unavailable'>();
+  private readonly chunksHeld = new Map<string, { request: SnapshotChunkRequest; data: Uint8Array | 'unavailable' }>();
   private chunksHeldBytes = 0;
+  /** Chunks read for the core and dropped untaken, for the application to reuse their memory. */
+  private chunksDropped: Uint8Array[] = [];
 
   initialState(): { hardState: HardState; configuration: Configuration } {
     return { hardState: { ...this.hard }, configuration: cloneConfiguration(this.snap.meta.configuration) };
@@ -151,8 +158,11 @@ export class MemoryStorage implements RaftStorage {
     const held = this.chunksHeld.get(key);
     if (held !== undefined) {
       this.chunksHeld.delete(key);
-      if (held !== 'unavailable') this.chunksHeldBytes -= held.length;
-      return held;
+      if (held.data !== 'unavailable') this.chunksHeldBytes -= held.data.length;
+      // Chunks of this snapshot before this one, not taken: read again for a follower that had
+      // confirmed them meanwhile. One still wanted (another follower further behind) is read again.
+      for (const [other, { request }] of this.chunksHeld) if (request.index === index && request.offset < offset) this.dropHeldChunk(other);
+      return held.data;
     }
     // Only the application reads a released snapshot back; a snapshot whose data this storage
     // held and dropped (replaced by a newer one) is gone.
@@ -189,16 +199,23 @@ export class MemoryStorage implements RaftStorage {
     }
     const key = chunkKey(request.index, request.offset, request.length);
     this.dropHeldChunk(key);
-    this.chunksHeld.set(key, data);
+    this.chunksHeld.set(key, { request, data });
     if (data !== 'unavailable') this.chunksHeldBytes += data.length;
     while (this.chunksHeld.size > SNAPSHOT_CHUNKS_HELD_MAX) this.dropHeldChunk(this.chunksHeld.keys().next().value!);
   }
 
   /** Drops the chunks read and not taken (the node stopped leading: nobody will ask for them). */
   dropSnapshotChunks(): void {
-    this.chunksHeld.clear();
+    for (const key of [...this.chunksHeld.keys()]) this.dropHeldChunk(key);
     this.chunksWanted.clear();
-    this.chunksHeldBytes = 0;
+  }
+
+  /** The chunks read for the core (holdSnapshotChunk) that it will not take, since the last call. */
+  takeDroppedSnapshotChunks(): Uint8Array[] {
+    if (this.chunksDropped.length === 0) return [];
+    const dropped = this.chunksDropped;
+    this.chunksDropped = [];
+    return dropped;
   }
 
   /** Bytes of snapshot data held in memory: the snapshot's (unless released), the previous one's, and chunks read for the core. */
@@ -210,7 +227,9 @@ export class MemoryStorage implements RaftStorage {
     const held = this.chunksHeld.get(key);
     if (held === undefined) return;
     this.chunksHeld.delete(key);
-    if (held !== 'unavailable') this.chunksHeldBytes -= held.length;
+    if (held.data === 'unavailable') return;
+    this.chunksHeldBytes -= held.data.length;
+    this.chunksDropped.push(held.data);
   }
 
   /** A new snapshot replaces the latest: keep the latest's data (when held) for followers being sent it. */

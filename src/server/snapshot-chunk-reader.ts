@@ -140,9 +140,14 @@ export class SnapshotChunkReader {
     return { frame: lent.buffer.subarray(start, start + prefix.length + chunk.length), released };
   }
 
-  /** Reads the chunks the core asked for since the last call. */
+  /** Reads the chunks the core asked for since the last call; takes back the buffers of chunks it will not take. */
   readWanted(): void {
     if (this.stopped) return;
+    for (const chunk of this.host.memory.takeDroppedSnapshotChunks()) {
+      const lent = this.lent.get(chunk.buffer);
+      // Never framed: nothing else holds the buffer.
+      if (lent && lent.chunk === chunk && !lent.framed) this.giveBack(lent);
+    }
     for (const request of this.host.memory.takeSnapshotChunksWanted()) {
       const key = `${request.index}/${request.offset}/${request.length}`;
       if (this.reading.has(key)) continue;
