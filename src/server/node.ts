@@ -526,10 +526,11 @@ export class ClusterNode implements GatewayHost {
   }
 
   /**
-   * Whether the leader holds back checkpoints: while its in-memory log holds more than snapshots
-   * keep it to (a load's parts) and the snapshot that compacts it is due or being written. A
-   * checkpoint then would copy the whole WAL into the main file while the log still holds the
-   * same bytes: three copies of the transaction at once on every node.
+   * Whether the leader holds back checkpoints: while a database's WAL (or the in-memory log)
+   * holds more than snapshots keep the log to (a load's transaction) and the snapshot after it is
+   * due or being written. The snapshot freezes the WAL; a checkpoint meanwhile would grow the main
+   * file to the transaction's size beside the frozen WAL (which it otherwise turns into the main
+   * file chunk by chunk, wasm/database.ts): two copies of the transaction at once on every node.
    */
   private checkpointHeld(): boolean {
     if (this.checkpointsHeldForFollowers) return true;
@@ -537,9 +538,10 @@ export class ClusterNode implements GatewayHost {
     return this.snapshots.busy || this.fsm.snapshotDue();
   }
 
-  /** More log in memory than snapshots keep it to: a large transaction's parts, not yet compacted. */
+  /** More log in memory, or WAL, than snapshots keep the log to: a large transaction, not yet checkpointed or compacted. */
   private logHoldsLargeEntries(): boolean {
-    return this.memory.entriesBytes() > this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+    const bytesMax = this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+    return this.memory.entriesBytes() > bytesMax || this.walBytes() > bytesMax;
   }
 
   /**
