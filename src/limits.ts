@@ -49,6 +49,13 @@ export interface Limits {
    */
   logTrailingBytesMax: number;
   /**
+   * Entry data bytes a node keeps in memory of its log once they are applied: the data of older
+   * applied entries is dropped from memory (it is durable in the log's segments) and read back
+   * from there for a follower that needs them. Bounds the log a node holds while a load's parts
+   * replicate, and until the snapshot after them, whatever the load's size.
+   */
+  logHeldBytesMax: number;
+  /**
    * Entry data bytes applied since the latest snapshot after which a node takes a new one (beside
    * the entry count, snapshotThresholdEntries): bounds the log a node holds in memory after a
    * few large transactions, such as a load's parts.
@@ -94,6 +101,7 @@ export const LIMITS: Readonly<Limits> = Object.freeze({
   snapshotWriteBytesMax: 1 * MiB,
   logRecordBytesMax: 256 * MiB,
   logTrailingBytesMax: 16 * MiB,
+  logHeldBytesMax: 32 * MiB,
   snapshotLogBytesMax: 64 * MiB,
   logSegmentBytesMax: 8 * MiB,
   committedBytesPerReadyMax: 16 * MiB,
@@ -170,6 +178,7 @@ export function validateLimits(limits: Limits): void {
   }
   atLeast('logRecordBytesMax', limits.proposalBytesMax + LOG_RECORD_FRAMING_BYTES, `a log record must hold the largest proposal (proposalBytesMax ${limits.proposalBytesMax}) plus its ${LOG_RECORD_FRAMING_BYTES}-byte header`);
   atLeast('logTrailingBytesMax', limits.appendBytesMax, `a follower just behind the snapshot must get at least one full Append from the kept log (appendBytesMax ${limits.appendBytesMax})`);
+  atLeast('logHeldBytesMax', limits.appendBytesMax, `a follower just behind must get at least one full Append from memory (appendBytesMax ${limits.appendBytesMax})`);
   atLeast('snapshotLogBytesMax', 2 * limits.proposalBytesMax, `a snapshot is due after this much log, and must not be due after every one of the largest proposals (2 × proposalBytesMax ${limits.proposalBytesMax})`);
   atLeast('proposalBytesMax', limits.clientRequestBytesMax, `a client request must not be larger than what can be proposed (clientRequestBytesMax ${limits.clientRequestBytesMax})`);
   atLeast('proposalBytesMax', limits.changeSetBytesMax + CHANGE_SET_FRAMING_BYTES, `a transaction's commit entry must carry its changes (changeSetBytesMax ${limits.changeSetBytesMax}) plus ${CHANGE_SET_FRAMING_BYTES} bytes for its table list`);

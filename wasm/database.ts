@@ -24,7 +24,7 @@ import { capturedChanges, ChangeCapture, type CapturedChanges, type ChangeCaptur
 import type { RecyclingSlab, SlabBlock } from './byte-slab.ts';
 import { connectionError, ScratchBuffer } from './connection-support.ts';
 import { EngineError, SqliteError } from './errors.ts';
-import { NOTHING_FROZEN, type FrozenBytes, type MemoryFile } from './memory-file.ts';
+import { CHUNK_BYTES, NOTHING_FROZEN, type FrozenBytes, type MemoryFile } from './memory-file.ts';
 import type { MemoryVfs } from './memory-vfs.ts';
 import {
   SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -50,6 +50,13 @@ import {
   walFrameCount,
   walHeaderPageSize,
 } from './wal-format.ts';
+
+/**
+ * WAL bytes from which the leader checkpoints on the bytes (checkpointFiles) rather than with
+ * SQLite's checkpoint: a load's transaction, whose WAL then gives its memory to the main file as
+ * it is copied.
+ */
+export const CHECKPOINT_BY_BYTES_WAL_BYTES_MIN = 16 * 1024 * 1024;
 
 export interface FrozenSnapshot {
   main: FrozenBytes;
@@ -635,6 +642,15 @@ export class DatabaseImpl implements Database, StatementHost {
       }
       wal.truncate(this.capturedEnd);
     }
+    if (this.confirmedEnd >= CHECKPOINT_BY_BYTES_WAL_BYTES_MIN) {
+      // A large WAL (a load): checkpointed on the bytes, as a follower does, which gives the WAL's
+      // memory back as its pages are copied; SQLite's own checkpoint holds the whole WAL beside
+      // the whole main file until it ends. Same result, byte for byte (checkpointFiles).
+      this.closeConnection();
+      this.checkpointFiles();
+      this.openConnection(false);
+      return;
+    }
     // Prepared once per connection, and stepped with the guard lifted too: a step re-prepares a
     // statement whose schema changed, and the guard refuses this pragma to everyone else.
     const guard = this.context.guard;
@@ -862,9 +878,16 @@ export class DatabaseImpl implements Database, StatementHost {
    * What `PRAGMA wal_checkpoint(TRUNCATE)` does to the files, done on the bytes while no
    * connection is open: every page numbered up to the last commit's database size takes its
    * latest WAL image, the main file is cut to that size, the WAL to zero. The randomized replica
-   * test compares its result byte for byte with SQLite's own checkpoint on the leader.
+   * test compares its result byte for byte with SQLite's own checkpoint on the leader. Each chunk
+   * of the WAL is given back once the last page whose image it holds is copied, and the main file
+   * is grown a page at a time: a load's WAL, whose frames come about in page order, turns into
+   * the main file without both being held whole at once.
    */
   private checkpointFiles(): void {
+    this.context.vfs.holdingChunks(() => this.checkpointFilesNow());
+  }
+
+  private checkpointFilesNow(): void {
     const wal = this.context.vfs.file(this.walPath);
     this.confirmedVersion++;
     this.walGeneration++;
@@ -880,7 +903,8 @@ export class DatabaseImpl implements Database, StatementHost {
     if (databasePages === 0) throw new EngineError('NO_COMMIT', 'the confirmed WAL does not end with a commit frame');
     const main = this.context.vfs.ensureFile(this.mainPath);
     const databaseBytes = databasePages * pageSize;
-    if (!main.reserve(Math.max(databaseBytes, main.size))) {
+    // Checked before anything is given back: past this point nothing may fail.
+    if (Math.max(databaseBytes, main.size) > main.sizeMaxBytes) {
       throw new EngineError('LIMIT', `checkpoint would grow the database to ${databaseBytes} bytes, above its limit of ${main.sizeMaxBytes}`);
     }
     // Each page is copied once, from its latest image, in page order: the main file then grows
@@ -890,11 +914,29 @@ export class DatabaseImpl implements Database, StatementHost {
       const pageNumber = wal.uint32(WAL_HEADER_BYTES + i * frameBytes);
       if (pageNumber <= databasePages) latestFrame[pageNumber] = i;
     }
+    // The last page (in page order) whose image each WAL chunk holds: the chunk goes once it is copied.
+    const walChunks = Math.ceil(wal.size / CHUNK_BYTES);
+    const lastPageOfChunk = new Int32Array(walChunks);
     for (let pageNumber = 1; pageNumber <= databasePages; pageNumber++) {
       const frame = latestFrame[pageNumber]!;
       if (frame < 0) continue;
-      wal.copyTo(main, (pageNumber - 1) * pageSize, WAL_HEADER_BYTES + frame * frameBytes + WAL_FRAME_HEADER_BYTES, pageSize);
+      const start = WAL_HEADER_BYTES + frame * frameBytes + WAL_FRAME_HEADER_BYTES;
+      for (let chunk = Math.floor(start / CHUNK_BYTES); chunk <= Math.floor((start + pageSize - 1) / CHUNK_BYTES); chunk++) lastPageOfChunk[chunk] = pageNumber;
     }
+    const dropOrder = Array.from({ length: walChunks }, (_, chunk) => chunk).sort((a, b) => lastPageOfChunk[a]! - lastPageOfChunk[b]!);
+    let dropped = 0;
+    const dropCopied = (pageNumber: number): void => {
+      while (dropped < walChunks && lastPageOfChunk[dropOrder[dropped]!]! <= pageNumber) wal.dropChunk(dropOrder[dropped++]!);
+    };
+    dropCopied(0);
+    for (let pageNumber = 1; pageNumber <= databasePages; pageNumber++) {
+      const frame = latestFrame[pageNumber]!;
+      if (frame < 0) continue;
+      main.reserve(pageNumber * pageSize);
+      wal.copyTo(main, (pageNumber - 1) * pageSize, WAL_HEADER_BYTES + frame * frameBytes + WAL_FRAME_HEADER_BYTES, pageSize);
+      dropCopied(pageNumber);
+    }
+    main.reserve(Math.max(databaseBytes, main.size));
     main.truncate(databaseBytes);
     wal.truncate(0);
     this.confirmedEnd = this.capturedEnd = 0;

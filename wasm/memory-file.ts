@@ -179,6 +179,7 @@ export const NOTHING_FROZEN: FrozenBytes = Object.freeze({
  */
 export class ChunkPool {
   private readonly chunks: Uint8Array[] = [];
+  private holding = false;
 
   /** Keeps at most `bytesMax` of chunks (0: keeps none). */
   constructor(readonly bytesMax: number) {
@@ -198,9 +199,29 @@ export class ChunkPool {
   /** Keeps `chunk` for reuse; the caller must hold no other reference to it that it still uses. */
   give(chunk: Uint8Array): void {
     if (chunk.length !== CHUNK_BYTES) throw new RangeError(`a pooled chunk must be ${CHUNK_BYTES} bytes, not ${chunk.length}`);
-    if ((this.chunks.length + 1) * CHUNK_BYTES <= this.bytesMax) this.chunks.push(chunk);
+    if (this.holding || (this.chunks.length + 1) * CHUNK_BYTES <= this.bytesMax) this.chunks.push(chunk);
+  }
+
+  /**
+   * Runs `move` keeping every chunk given back meanwhile, whatever `bytesMax`, then drops those
+   * beyond it: a checkpoint gives a WAL's chunks back ahead of the main file taking them (its
+   * pages are not all in page order), and they are reused instead of left to the collector while
+   * the main file allocates new ones.
+   */
+  holdingAll<T>(move: () => T): T {
+    if (this.holding) return move();
+    this.holding = true;
+    try {
+      return move();
+    } finally {
+      this.holding = false;
+      while (this.chunks.length * CHUNK_BYTES > this.bytesMax) this.chunks.pop();
+    }
   }
 }
+
+/** Stands for a chunk given back by dropChunk in a file's chunk list, until a truncation removes it. */
+const DROPPED_CHUNK = new Uint8Array(0);
 
 /** No pool: every chunk is allocated fresh and dropped to the garbage collector. */
 const NO_POOL = new ChunkPool(0);
@@ -223,6 +244,8 @@ export class MemoryFile implements MemoryFileViews {
   private readonly pool: ChunkPool;
   /** Set by releaseChunks: the file is gone, its chunks belong to the pool. */
   private released = false;
+  /** Chunks given back by dropChunk and not yet taken out of `chunks` by a truncation. */
+  private droppedChunks = 0;
 
   constructor(sizeMaxBytes: number, initial?: Uint8Array, pool: ChunkPool = NO_POOL) {
     if (!(sizeMaxBytes > 0 && sizeMaxBytes <= FILE_BYTES_LIMIT)) {
@@ -235,7 +258,21 @@ export class MemoryFile implements MemoryFileViews {
 
   /** Bytes of memory the file holds: its chunks, spare ones included. */
   get heldBytes(): number {
-    return this.chunks.length * CHUNK_BYTES;
+    return (this.chunks.length - this.droppedChunks) * CHUNK_BYTES;
+  }
+
+  /**
+   * Gives chunk `index` back (to the pool, unless a frozen view shares it) before the file is cut
+   * below it: a checkpoint gives back each chunk of the WAL once it copied the pages it holds, so
+   * the main file grows into them instead of beside the whole WAL. The chunk's bytes must never be
+   * read or written again: the caller truncates the file below it before any other use.
+   */
+  dropChunk(index: number): void {
+    const chunk = this.chunks[index];
+    if (chunk === undefined || chunk === DROPPED_CHUNK) return;
+    this.chunks[index] = DROPPED_CHUNK;
+    this.droppedChunks++;
+    this.giveBack(chunk);
   }
 
   /**
@@ -341,6 +378,16 @@ export class MemoryFile implements MemoryFileViews {
       this.zero(this.size, sizeBytes);
     } else {
       const chunksNeeded = Math.ceil(sizeBytes / CHUNK_BYTES);
+      if (this.droppedChunks > 0) {
+        for (let i = 0; i < chunksNeeded; i++) {
+          if (this.chunks[i] === DROPPED_CHUNK) throw new EngineError('LIMIT', `invariant violated: a truncation to ${sizeBytes} bytes keeps chunk ${i}, which was given back`);
+        }
+        // The chunks past the new end are spare, their place does not matter: the given-back ones go.
+        const spare = this.chunks.slice(chunksNeeded).filter((chunk) => chunk !== DROPPED_CHUNK);
+        this.chunks.length = chunksNeeded;
+        for (const chunk of spare) this.chunks.push(chunk);
+        this.droppedChunks = 0;
+      }
       while (this.chunks.length > chunksNeeded + SPARE_CHUNKS_MAX) this.giveBack(this.chunks.pop()!);
     }
     this.size = sizeBytes;
@@ -354,11 +401,12 @@ export class MemoryFile implements MemoryFileViews {
     this.released = true;
     for (const chunk of this.chunks) this.giveBack(chunk);
     this.chunks.length = 0;
+    this.droppedChunks = 0;
     this.size = 0;
   }
 
   private giveBack(chunk: Uint8Array): void {
-    if (!this.frozen.has(chunk)) this.pool.give(chunk);
+    if (chunk !== DROPPED_CHUNK && !this.frozen.has(chunk)) this.pool.give(chunk);
   }
 
   /** `uint32` as a function of its own, made once. */

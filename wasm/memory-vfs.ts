@@ -85,6 +85,11 @@ export class MemoryVfs {
     return this.files.get(path);
   }
 
+  /** Runs `move` with every chunk a file gives back meanwhile kept for reuse (ChunkPool.holdingAll). */
+  holdingChunks<T>(move: () => T): T {
+    return this.pool.holdingAll(move);
+  }
+
   /** Bytes of memory every file holds (see MemoryFile.heldBytes), and the chunks kept for reuse. */
   heldBytes(): number {
     let total = this.pool.heldBytes;

@@ -9,7 +9,7 @@
  */
 import type { CapturedTransaction, Database } from '../../wasm/index.ts';
 import { EncodedTransactionChanges } from './change-codec.ts';
-import { CommandKind, encodeCommand, planTransaction, type TransactionEntries } from './commands.ts';
+import { CommandKind, encodeCommand, planTransaction, type PayloadSource, type TransactionEntries } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { deferred, type Deferred } from './deferred.ts';
 import { assert, leadershipLost, NodeError, SQLITE_TOOBIG } from './errors.ts';
@@ -19,6 +19,8 @@ export interface PendingTransaction {
   index: number;
   term: number;
   committed: Deferred<void>;
+  /** A transaction that goes in parts: its payload in the engine, readable until it is confirmed or aborted. */
+  source?: PayloadSource;
 }
 
 export interface ProposeResult {
@@ -74,6 +76,12 @@ export class ReplicatedDatabase {
   /** Index of the latest of our own parts applied, and who waits for the next (proposeGradually). */
   private ownPartApplied = 0;
   private ownPartWaiter: Deferred<void> | undefined;
+  /**
+   * Called when pending transactions are aborted and the oldest goes in parts, before the engine
+   * drops it, while its payload can still be read: the state machine copies out the parts it
+   * applied as ours (it keeps no copy of them otherwise), in case another leader commits them.
+   */
+  ownPayloadAborting: ((source: PayloadSource) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -130,13 +138,16 @@ export class ReplicatedDatabase {
     const yieldTurn = this.options.yieldTurn;
     // Behind another database's parts (the gate), even a small transaction waits its turn.
     if (yieldTurn && (plans.some((plan) => plan.parts > 0) || this.options.proposalGate?.held)) {
-      const transactions = plans.map((plan) => ({ plan, pending: { index: Infinity, term: -1, committed: deferred<void>() } }));
+      const transactions = plans.map((plan, i) => ({
+        plan,
+        pending: { index: Infinity, term: -1, committed: deferred<void>(), ...(plan.parts > 0 && { source: captured[i]! }) } as PendingTransaction,
+      }));
       for (const { pending } of transactions) this.pending.push(pending);
       assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
       void this.proposeGradually(replicator, transactions, yieldTurn);
       return;
     }
-    for (const plan of plans) {
+    for (const [i, plan] of plans.entries()) {
       const commands: Uint8Array[] = [];
       if (plan.frames) commands.push(plan.frames);
       else {
@@ -144,7 +155,7 @@ export class ReplicatedDatabase {
         commands.push(plan.commit());
       }
       const last = this.proposeAll(replicator, commands, true);
-      this.pending.push({ index: last.index, term: last.term, committed: deferred<void>() });
+      this.pending.push({ index: last.index, term: last.term, committed: deferred<void>(), ...(plan.parts > 0 && { source: captured[i]! }) });
     }
     // Confirming by count is only right while both sides list the same transactions.
     assert(this.engine.pendingCount() === this.pending.length, `engine holds ${this.engine.pendingCount()} pending transactions, the node ${this.pending.length}`);
@@ -281,13 +292,14 @@ export class ReplicatedDatabase {
 
   /**
    * A committed TX_COMMIT of a transaction whose parts were our own: confirms it. If ours was
-   * aborted meanwhile (this node stepped down), the parts kept from the log are applied now.
+   * aborted meanwhile (this node stepped down), the parts copied out at the abort (`parts`, asked
+   * for after any abort this commit makes) are applied now.
    */
-  applyOwnCommit(index: number, term: number, parts: readonly Uint8Array[]): void {
+  applyOwnCommit(index: number, term: number, parts: () => readonly Uint8Array[]): void {
     if (this.confirmOwn(index, term)) return;
     if (this.pending.length > 0) this.abortPending(`entry ${index} of term ${term} replaced this node's uncommitted transaction`);
     this.engine.discardStaged();
-    for (const part of parts) this.engine.stage(part);
+    for (const part of parts()) this.engine.stage(part);
     this.engine.commitStaged();
   }
 
@@ -358,6 +370,8 @@ export class ReplicatedDatabase {
     // The engine may hold transactions this list never got (a proposal refused mid-batch).
     const engineHoldsOnlyOurs = this.options.keepTransactionOnRefusedProposal || this.engine.pendingCount() === 0;
     if (aborted.length === 0 && !this.engine.inTransaction() && engineHoldsOnlyOurs) return;
+    const source = aborted[0]?.source;
+    if (source) this.ownPayloadAborting?.(source);
     this.engine.abort();
     this.loop.clearOwner();
     const error = leadershipLost(reason);

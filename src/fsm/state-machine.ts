@@ -15,8 +15,10 @@
  * staged in the engine as it is applied (Database.stage: appended to the WAL past the committed
  * state, without its commit frame, so no read sees it), so the work of a transaction of hundreds
  * of MiB is spread over its parts, one Ready each, and its TX_COMMIT only moves the committed
- * end. The leader's own parts are already in its engine: it keeps the entries' bytes (views, not
- * copies) in case it steps down before the commit and must apply them as another node's. Any
+ * end. The leader's own parts are already in its engine, and it keeps no other copy of them (the
+ * log's entries leave memory once applied, src/raft/storage.ts): if its pending transaction is
+ * aborted (it steps down) before the commit, the parts it applied are first copied out of the
+ * engine's WAL, in case another leader commits them and they must be applied as another node's. Any
  * other Normal entry arriving while parts are staged (another command), or any entry of a later
  * term (the next leader's first entry), proves the commit can no longer come: the staged parts
  * are dropped. A TX_COMMIT (or a later part) whose
@@ -36,7 +38,7 @@ import {
 } from '../raft/index.ts';
 import type { Clock } from '../runtime.ts';
 import { LIMITS } from '../limits.ts';
-import { CommandKind, decodeCommand, type Command } from './commands.ts';
+import { CommandKind, decodeCommand, type Command, type PayloadSource } from './commands.ts';
 import { DatabaseLoop } from './database-loop.ts';
 import { CommitEvents } from './commit-events.ts';
 import { ApplyError, assert } from './errors.ts';
@@ -104,9 +106,12 @@ interface StagedTransaction {
   parts: number;
   /** Parts applied so far. */
   received: number;
-  /** Staged in the engine (another node's), or our own pending transaction's parts, kept here. */
+  /** Staged in the engine (another node's), or our own pending transaction's parts. */
   inEngine: boolean;
-  /** The parts' bytes (views into the entries), kept for our own transaction only. */
+  /**
+   * Our own transaction's payload so far, once its pending transaction was aborted (copied out of
+   * the engine before it dropped it: ownPayloadAborting); empty while the engine holds it as ours.
+   */
   chunks: Uint8Array[];
   bytes: number;
 }
@@ -224,7 +229,10 @@ export class StateMachine {
       } else if (command.kind === CommandKind.TransactionCommit) {
         const staged = this.takeStaged(entry, command);
         if (staged.inEngine) db.commitStaged();
-        else db.applyOwnCommit(entry.index, entry.term, staged.chunks);
+        else db.applyOwnCommit(entry.index, entry.term, () => {
+          this.assertOwnPartsCopied(staged);
+          return staged.chunks;
+        });
         this.commits.emit(command.changes ? { database: db.name, index: entry.index, changes: command.changes } : { database: db.name, index: entry.index });
         if (leader && !this.options.checkpointHeld?.()) db.maybeProposeCheckpoint(leader, this.options.walFramesMax);
       } else if (command.kind === CommandKind.Frames) {
@@ -283,7 +291,8 @@ export class StateMachine {
     assert(!(own && staged.inEngine), `part ${command.part + 1} of ${command.parts} is this node's own, unlike the parts before it`);
     if (!own && !staged.inEngine) {
       // Ours until this node stepped down (its pending transaction was aborted): the next
-      // leader committing it, the parts kept so far go to the engine now, as another node's.
+      // leader committing it, the parts copied out at the abort go to the engine now, as another node's.
+      this.assertOwnPartsCopied(staged);
       db.engine.discardStaged();
       for (const chunk of staged.chunks) db.stagePart(chunk);
       staged.chunks = [];
@@ -296,12 +305,32 @@ export class StateMachine {
       const inEngine = db.engine.stagedBytes() ?? 0;
       if (inEngine !== staged.bytes) fail(`the engine holds ${inEngine} bytes of the staged transaction on database ${command.database}, this node counted ${staged.bytes}`);
       db.stagePart(command.bytes);
-    } else {
-      staged.chunks.push(command.bytes);
     }
     staged.received++;
     staged.bytes += command.bytes.length;
     staged.lastIndex = entry.index;
+  }
+
+  /**
+   * The pending transaction whose parts are staged as ours is being aborted (`source`: its
+   * payload, still readable): copy out what was applied of it, a proposal's size at a time.
+   */
+  private copyOwnParts(database: string, source: PayloadSource): void {
+    const staged = this.staged;
+    if (!staged || staged.inEngine || staged.database !== database || staged.chunks.length > 0 || staged.bytes === 0) return;
+    assert(staged.bytes <= source.payloadBytes, `${staged.bytes} bytes of our own transaction on ${database} were applied, its payload has ${source.payloadBytes}`);
+    const pieceBytes = this.options.proposalBytesMax;
+    for (let offset = 0; offset < staged.bytes; offset += pieceBytes) {
+      const chunk = new Uint8Array(Math.min(pieceBytes, staged.bytes - offset));
+      source.readPayload(chunk, 0, offset, chunk.length);
+      staged.chunks.push(chunk);
+    }
+  }
+
+  private assertOwnPartsCopied(staged: StagedTransaction): void {
+    let bytes = 0;
+    for (const chunk of staged.chunks) bytes += chunk.length;
+    assert(bytes === staged.bytes, `our own transaction on ${staged.database} lost its pending state with ${bytes} of its ${staged.bytes} applied bytes copied out`);
   }
 
   private takeStaged(entry: Entry, command: Extract<Command, { kind: CommandKind.TransactionCommit }>): StagedTransaction {
@@ -441,6 +470,7 @@ export class StateMachine {
       ...(this.options.wallClockMs && { wallClockMs: this.options.wallClockMs }),
       ...(this.options.proposePartsGradually && { yieldTurn: () => new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 0)) }),
     });
+    holder.db.ownPayloadAborting = (source) => this.copyOwnParts(name, source);
     return holder.db;
   }
 

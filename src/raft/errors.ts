@@ -11,6 +11,7 @@ export type RaftErrorCode =
   | 'INVALID_ARGUMENT'
   | 'COMPACTED'
   | 'UNAVAILABLE'
+  | 'PENDING'
   | 'SNAPSHOT_OUT_OF_DATE'
   | 'CODEC';
 
@@ -57,6 +58,21 @@ export class UnavailableError extends RaftError {
   constructor(index: number, lastIndex: number) {
     super('UNAVAILABLE', `log index ${index} is not available (last index is ${lastIndex})`);
     this.name = 'UnavailableError';
+  }
+}
+
+/**
+ * Thrown by storage for entries it dropped from memory and holds durably elsewhere (applied
+ * entries beyond its byte budget): the application reads them back and hands them over
+ * (MemoryStorage.takeEntriesWanted, holdReadEntries), then calls RaftNode.entriesReady.
+ */
+export class EntriesPendingError extends RaftError {
+  constructor(
+    readonly lo: number,
+    readonly hi: number,
+  ) {
+    super('PENDING', `log entries ${lo}..${hi - 1} are not in memory: they are being read back`);
+    this.name = 'EntriesPendingError';
   }
 }
 

@@ -40,8 +40,8 @@ export type {
 } from './types.ts';
 export { EntryType, MessageType } from './types.ts';
 export type { RaftErrorCode, ProposeResult, OperationResult } from './errors.ts';
-export { RaftError, NotLeaderError, RaftCodecError, CompactedError, UnavailableError } from './errors.ts';
-export type { RaftStorage, SnapshotChunkRequest } from './storage.ts';
+export { RaftError, NotLeaderError, RaftCodecError, CompactedError, UnavailableError, EntriesPendingError } from './errors.ts';
+export type { RaftStorage, SnapshotChunkRequest, EntriesRequest } from './storage.ts';
 export { MemoryStorage, entrySizeBytes } from './storage.ts';
 export type { CompactionPolicy } from './compaction.ts';
 export { defaultCompactionPolicy, snapshotDue, compactionIndex } from './compaction.ts';

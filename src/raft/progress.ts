@@ -39,6 +39,8 @@ export class Progress {
   snapshotAckedBytes = 0;
   /** The chunk to send next was not in memory yet (storage answered 'pending'): ask again. */
   snapshotChunkPending = false;
+  /** The entries to send next were not in memory (storage threw EntriesPendingError): send when they are (RaftNode.entriesReady). */
+  entriesPending = false;
   /** Ticks since the last snapshot chunk was sent, to resend lost chunks. */
   snapshotIdleTicks = 0;
 

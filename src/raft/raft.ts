@@ -5,7 +5,7 @@
  */
 import { encodeConfChange, encodeConfiguration, MESSAGE_ENTRIES_MAX } from './codec.ts';
 import type { OperationResult, ProposeResult } from './errors.ts';
-import { assert, NotLeaderError, RaftError } from './errors.ts';
+import { assert, EntriesPendingError, NotLeaderError, RaftError } from './errors.ts';
 import { RaftLog } from './log.ts';
 import {
   applyConfChange,
@@ -836,7 +836,16 @@ export class RaftNode {
     if (pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxEntriesBytesPerAppend);
+    let entries: Entry[] | undefined;
+    try {
+      entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxEntriesBytesPerAppend);
+    } catch (error) {
+      if (!(error instanceof EntriesPendingError)) throw error;
+      // Applied entries storage dropped from memory: sent once read back (entriesReady).
+      pr.entriesPending = true;
+      return false;
+    }
+    pr.entriesPending = false;
     if (prevTerm === undefined || entries === undefined) return this.startSnapshot(to, pr);
     if (entries.length === 0 && !sendIfEmpty) return false;
     const tells = Math.min(this.log.committed, prevIndex + entries.length);
@@ -900,6 +909,32 @@ export class RaftNode {
     for (const [id, pr] of this.progress) {
       if (pr.state === 'snapshot' && pr.snapshotChunkPending) this.sendSnapshotChunk(id, pr);
     }
+  }
+
+  /**
+   * Entries that storage threw EntriesPendingError for may be in memory now (the application
+   * read them back from its durable log): send them. Deterministic like every other input.
+   */
+  entriesReady(): void {
+    if (this.state !== 'leader') return;
+    for (const [id, pr] of this.progress) {
+      if (!pr.entriesPending) continue;
+      if (!this.sendAppend(id, pr, true)) continue;
+      while (pr.state === 'replicate' && this.sendAppend(id, pr, false)) {
+        // Pipelining, as after an acknowledgement.
+      }
+    }
+  }
+
+  /**
+   * Whether a replica waits for entries in [lo, hi) that storage threw EntriesPendingError for:
+   * entries read back after the replica moved on (served by an earlier read, or sent a snapshot)
+   * need not be held.
+   */
+  entriesAwaited(lo: number, hi: number): boolean {
+    if (this.state !== 'leader') return false;
+    for (const pr of this.progress.values()) if (pr.entriesPending && pr.next >= lo && pr.next < hi) return true;
+    return false;
   }
 
   private broadcastHeartbeat(): void {

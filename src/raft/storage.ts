@@ -3,7 +3,7 @@
  * storage: the application persists what `Ready` hands it (entries, hard state, snapshots),
  * then calls `advance`. Durable file-backed implementations belong to the node.
  */
-import { CompactedError, RaftError, UnavailableError } from './errors.ts';
+import { CompactedError, EntriesPendingError, RaftError, UnavailableError } from './errors.ts';
 import type { Configuration, Entry, HardState, Snapshot } from './types.ts';
 
 export interface RaftStorage {
@@ -14,7 +14,10 @@ export interface RaftStorage {
   initialState(): { hardState: HardState; configuration: Configuration };
   /**
    * Entries [lo, hi). With maxBytes, stops before the entry that would exceed it but returns at
-   * least one entry. Throws CompactedError if lo < firstIndex(), UnavailableError if hi > lastIndex()+1.
+   * least one entry; may return fewer than asked for where the entries after are not in memory.
+   * Throws CompactedError if lo < firstIndex(), UnavailableError if hi > lastIndex()+1, and
+   * EntriesPendingError while entry `lo` is durable but not in memory (the core asks again once
+   * told it is: RaftNode.entriesReady).
    */
   entries(lo: number, hi: number, maxBytes?: number): Entry[];
   /** Term of entry `index`, valid for firstIndex()-1 .. lastIndex(); throws otherwise. */
@@ -38,6 +41,16 @@ export interface RaftStorage {
    * again while the follower was installing, then confirmed) will not be asked for.
    */
   dropSnapshotChunks?(): void;
+}
+
+/**
+ * Entries the core asked for while they were not in memory (MemoryStorage.takeEntriesWanted):
+ * [lo, hi), at most `bytesMax` of them (at least one), all applied and durable.
+ */
+export interface EntriesRequest {
+  lo: number;
+  hi: number;
+  bytesMax: number | undefined;
 }
 
 /** A chunk of a snapshot's data the core asked for while it was not in memory (MemoryStorage.takeSnapshotChunksWanted). */
@@ -75,6 +88,8 @@ export function limitEntriesBytes(entries: Entry[], maxBytes: number | undefined
   return n === entries.length ? entries : entries.slice(0, n);
 }
 
+const EMPTY = new Uint8Array(0);
+
 function emptyConfiguration(): Configuration {
   return { members: [] };
 }
@@ -87,10 +102,22 @@ export function cloneConfiguration(c: Configuration): Configuration {
 export class MemoryStorage implements RaftStorage {
   private hard: HardState = { term: 0, vote: 0, commit: 0 };
   private snap: Snapshot = { meta: { index: 0, term: 0, configuration: emptyConfiguration() }, data: new Uint8Array(0) };
-  /** ents[0] is a dummy holding the snapshot's index and term. */
+  /**
+   * ents[0] is a dummy holding the snapshot's index and term. The first releasedSizes.length
+   * entries after it were released (releaseAppliedEntries): their index, term and type stay, their
+   * data is empty here and durable elsewhere; releasedSizes holds the data bytes each had.
+   */
   private ents: Entry[] = [{ index: 0, term: 0, type: 1, data: new Uint8Array(0) }];
-  /** Data bytes of the entries held (the dummy holds none): what the retained log costs in memory. */
+  private releasedSizes: number[] = [];
+  /** Data bytes of the entries held (the dummy and released entries hold none): what the retained log costs in memory. */
   private heldBytes = 0;
+  /** Released entries the application read back last (holdReadEntries), until the core takes them. */
+  private readonly readBack = new Map<number, Entry>();
+  private readBackBytes = 0;
+  /** Entries asked for while released, not yet taken by the application, by their first index. */
+  private readonly entriesWanted = new Map<number, EntriesRequest>();
+  /** Requests the application took and has not answered (holdReadEntries): not asked for again meanwhile. */
+  private readonly entriesRequested = new Map<number, EntriesRequest>();
   /** Data bytes of the snapshot, also while they are released. */
   private snapDataBytes = 0;
   /** False while the snapshot's data was released (it is durable elsewhere). */
@@ -140,7 +167,113 @@ export class MemoryStorage implements RaftStorage {
     if (lo <= offset) throw new CompactedError(lo, offset + 1);
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1, this.lastIndex());
     if (lo >= hi) return [];
-    return limitEntriesBytes(this.ents.slice(lo - offset, hi - offset), maxBytes);
+    const releasedLast = offset + this.releasedSizes.length;
+    if (lo > releasedLast) return limitEntriesBytes(this.ents.slice(lo - offset, hi - offset), maxBytes);
+    const out: Entry[] = [];
+    let next = lo;
+    for (; next < hi && next <= releasedLast; next++) {
+      const entry = this.readBack.get(next);
+      if (entry === undefined) break;
+      out.push(entry);
+    }
+    if (out.length === 0) {
+      const wantedHi = Math.min(hi, releasedLast + 1);
+      // Asked again while being read (a heartbeat's answer): the read under way answers both.
+      let requested = false;
+      for (const r of this.entriesRequested.values()) if (lo >= r.lo && lo < r.hi) requested = true;
+      if (!requested) this.entriesWanted.set(lo, { lo, hi: wantedHi, bytesMax: maxBytes });
+      throw new EntriesPendingError(lo, wantedHi);
+    }
+    if (next > releasedLast && next < hi) {
+      // One by one: the held run can be longer than a spread may pass as arguments.
+      for (let i = next - offset; i < hi - offset; i++) out.push(this.ents[i]!);
+    }
+    const given = limitEntriesBytes(out, maxBytes);
+    // Taken once: the core sends them and asks for what follows.
+    for (const entry of given) {
+      if (entry.index > releasedLast) break;
+      this.readBack.delete(entry.index);
+      this.readBackBytes -= entry.data.length;
+    }
+    return given;
+  }
+
+  /** The first index whose entry is in memory (released entries before it are durable only). */
+  firstHeldIndex(): number {
+    return this.ents[0]!.index + this.releasedSizes.length + 1;
+  }
+
+  /**
+   * Drops from memory the data of the oldest entries up to `applied` while the entries held
+   * exceed `heldBytesMax` data bytes: they are durable in the application's log, which reads them
+   * back when the core asks for them (takeEntriesWanted). Returns the data bytes dropped.
+   */
+  releaseAppliedEntries(applied: number, heldBytesMax: number): number {
+    const offset = this.ents[0]!.index;
+    const last = Math.min(applied, this.lastIndex());
+    let dropped = 0;
+    for (let index = offset + this.releasedSizes.length + 1; index <= last && this.heldBytes > heldBytesMax; index++) {
+      const entry = this.ents[index - offset]!;
+      this.ents[index - offset] = { index: entry.index, term: entry.term, type: entry.type, data: EMPTY };
+      this.releasedSizes.push(entry.data.length);
+      this.heldBytes -= entry.data.length;
+      dropped += entry.data.length;
+    }
+    return dropped;
+  }
+
+  /** The released entries the core asked for since the last call: read them and give them with holdReadEntries. */
+  takeEntriesWanted(): EntriesRequest[] {
+    const wanted = [...this.entriesWanted.values()];
+    this.entriesWanted.clear();
+    for (const request of wanted) this.entriesRequested.set(request.lo, request);
+    return wanted;
+  }
+
+  /**
+   * Answers a request taken with takeEntriesWanted: gives the core released entries read back
+   * from the durable log (then call RaftNode.entriesReady), or 'unavailable' when they could not
+   * be read (the core asks again). They replace what was read back before and not taken: what is
+   * held stays one read's worth, whoever asked. An entry no longer released (compacted meanwhile)
+   * is ignored; one that differs from what was released is refused.
+   */
+  holdReadEntries(request: EntriesRequest, entries: readonly Entry[] | 'unavailable'): void {
+    this.entriesRequested.delete(request.lo);
+    if (entries === 'unavailable') return;
+    this.readBack.clear();
+    this.readBackBytes = 0;
+    const offset = this.ents[0]!.index;
+    const releasedLast = offset + this.releasedSizes.length;
+    for (const entry of entries) {
+      if (entry.index <= offset || entry.index > releasedLast) continue;
+      const kept = this.ents[entry.index - offset]!;
+      const bytes = this.releasedSizes[entry.index - offset - 1]!;
+      if (kept.term !== entry.term || kept.type !== entry.type || bytes !== entry.data.length) {
+        throw new RaftError('INVALID_ARGUMENT', `entry ${entry.index} read back (term ${entry.term}, ${entry.data.length} bytes) is not the one released (term ${kept.term}, ${bytes} bytes)`);
+      }
+      const before = this.readBack.get(entry.index);
+      if (before) this.readBackBytes -= before.data.length;
+      this.readBack.set(entry.index, entry);
+      this.readBackBytes += entry.data.length;
+    }
+  }
+
+  /** Drops the entries read back and not taken, and the requests (the node stopped leading). */
+  dropReadEntries(): void {
+    this.readBack.clear();
+    this.readBackBytes = 0;
+    this.entriesWanted.clear();
+    this.entriesRequested.clear();
+  }
+
+  private dropReadEntriesThrough(index: number): void {
+    for (const [at, entry] of this.readBack) {
+      if (at > index) continue;
+      this.readBack.delete(at);
+      this.readBackBytes -= entry.data.length;
+    }
+    for (const at of this.entriesWanted.keys()) if (at <= index) this.entriesWanted.delete(at);
+    for (const at of this.entriesRequested.keys()) if (at <= index) this.entriesRequested.delete(at);
   }
 
   snapshot(): Snapshot {
@@ -240,15 +373,16 @@ export class MemoryStorage implements RaftStorage {
     this.snapDataHeld = true;
   }
 
-  /** Data bytes of the entries this storage holds (see entrySizeBytes for what a limit counts). */
+  /** Data bytes of the entries this storage holds in memory, read-back ones included (see entrySizeBytes for what a limit counts). */
   entriesBytes(): number {
-    return this.heldBytes;
+    return this.heldBytes + this.readBackBytes;
   }
 
-  /** Data bytes of entry `index`, undefined when it is not held (compacted or beyond the end). */
+  /** Data bytes of entry `index` (also while released), undefined when it is not kept (compacted or beyond the end). */
   entryBytes(index: number): number | undefined {
     const offset = this.ents[0]!.index;
     if (index <= offset || index > this.lastIndex()) return undefined;
+    if (index - offset <= this.releasedSizes.length) return this.releasedSizes[index - offset - 1]!;
     return this.ents[index - offset]!.data.length;
   }
 
@@ -267,6 +401,9 @@ export class MemoryStorage implements RaftStorage {
       throw new RaftError('INVALID_ARGUMENT', `append at index ${at} would leave a gap after last index ${this.lastIndex()}`);
     }
     const offset = this.ents[0]!.index;
+    if (at <= offset + this.releasedSizes.length) {
+      throw new RaftError('INVALID_ARGUMENT', `append at index ${at} would replace released entries up to ${offset + this.releasedSizes.length}, which were applied`);
+    }
     for (let i = at - offset; i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     this.ents.length = at - offset;
     for (const e of from) {
@@ -282,7 +419,9 @@ export class MemoryStorage implements RaftStorage {
     }
     this.replaceSnapshot({ meta: { index: s.meta.index, term: s.meta.term, configuration: cloneConfiguration(s.meta.configuration) }, data: s.data });
     this.ents = [{ index: s.meta.index, term: s.meta.term, type: 1, data: new Uint8Array(0) }];
+    this.releasedSizes = [];
     this.heldBytes = 0;
+    this.dropReadEntries();
     if (this.hard.commit < s.meta.index) this.hard = { ...this.hard, commit: s.meta.index };
   }
 
@@ -319,10 +458,13 @@ export class MemoryStorage implements RaftStorage {
     if (index > this.snap.meta.index) {
       throw new RaftError('INVALID_ARGUMENT', `cannot compact to ${index}: the snapshot only covers up to ${this.snap.meta.index}`);
     }
+    // Released entries hold no data: they count for nothing here.
     for (let i = 1; i < index - offset && i < this.ents.length; i++) this.heldBytes -= this.ents[i]!.data.length;
     const keep = this.ents.slice(index - offset);
     this.heldBytes -= keep[0]!.data.length;
     keep[0] = { index, term: keep[0]!.term, type: 1, data: new Uint8Array(0) };
     this.ents = keep;
+    this.releasedSizes.splice(0, Math.min(index - offset, this.releasedSizes.length));
+    this.dropReadEntriesThrough(index);
   }
 }

@@ -52,6 +52,7 @@ import { DEFAULT_READ_LEVEL, ReadPath, type ReadLevel } from './read-path.ts';
 import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SnapshotChunkReader } from './snapshot-chunk-reader.ts';
+import { LogEntryReader } from './log-entry-reader.ts';
 import { FramePool } from './frame-pool.ts';
 import { PeerSendPacer } from './peer-send-pacer.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
@@ -96,6 +97,7 @@ export class ClusterNode implements GatewayHost {
   private readonly snapshots: SnapshotWriter;
   /** Reads chunks of the snapshot file for followers being sent it. */
   private readonly snapshotChunks: SnapshotChunkReader;
+  private readonly logEntries: LogEntryReader;
   /** Buffers of the large frames sent (appends, snapshot chunks), reused once written (frame-pool.ts). */
   private readonly frames: FramePool;
   /** Lets one large frame at a time go to each peer, the next once the socket wrote it. */
@@ -271,6 +273,17 @@ export class ClusterNode implements GatewayHost {
       },
       write: this.write,
     });
+    this.logEntries = new LogEntryReader({
+      log: this.log,
+      memory: this.memory,
+      awaited: (lo, hi) => !this.stopped && (this.raft as RaftNode | undefined)?.entriesAwaited(lo, hi) === true,
+      entriesReady: () => {
+        if (this.stopped || !this.raft) return;
+        this.raft.entriesReady();
+        this.loop.schedule();
+      },
+      write: this.write,
+    });
     this.snapshots = new SnapshotWriter({
       log: this.log,
       memory: this.memory,
@@ -371,6 +384,8 @@ export class ClusterNode implements GatewayHost {
           const applied = this.fsm.appliedIndex;
           this.reads.settle(applied);
           this.appliedWaiters.settle(applied);
+          // Applied entries beyond the budget are on disk only from here (read back for a follower).
+          this.memory.releaseAppliedEntries(applied, this.limits.logHeldBytesMax);
           this.maybeSnapshot();
         },
         fatal: (error) => this.fatal(error),
@@ -388,6 +403,7 @@ export class ClusterNode implements GatewayHost {
       this.handOverIfDue();
       if (++ticks % this.settings.electionTimeoutTicks === 0) this.membership.adjustRoles(this.write);
       this.snapshotChunks.readWanted();
+      this.logEntries.readWanted();
       this.frames.trim(this.runtime.clock.nowMs());
       this.loop.schedule();
     }, this.settings.tickMs);
@@ -457,7 +473,10 @@ export class ClusterNode implements GatewayHost {
     this.raft.step(message);
     if (type === MessageType.AppendResponse) this.metrics.writes.committed(this.raft.committedIndex());
     // A follower's answer may have asked for the next chunk of a snapshot (or its first).
-    if (type === MessageType.HeartbeatResponse || type === MessageType.SnapshotResponse || type === MessageType.AppendResponse) this.snapshotChunks.readWanted();
+    if (type === MessageType.HeartbeatResponse || type === MessageType.SnapshotResponse || type === MessageType.AppendResponse) {
+      this.snapshotChunks.readWanted();
+      this.logEntries.readWanted();
+    }
     this.loop.schedule();
   }
 
@@ -479,6 +498,7 @@ export class ClusterNode implements GatewayHost {
     }
     if (wasLeader && soft.state !== 'leader') {
       this.memory.dropSnapshotChunks();
+      this.memory.dropReadEntries();
       this.fsm.abortPending('this node is no longer the leader');
       this.reads.rejectAll();
       this.appliedWaiters.rejectAll(leadershipLost('this node stopped being the leader while waiting for the log'));
@@ -508,10 +528,11 @@ export class ClusterNode implements GatewayHost {
   }
 
   /**
-   * Whether the leader holds back checkpoints: while its in-memory log holds more than snapshots
-   * keep it to (a load's parts) and the snapshot that compacts it is due or being written. A
-   * checkpoint then would copy the whole WAL into the main file while the log still holds the
-   * same bytes: three copies of the transaction at once on every node.
+   * Whether the leader holds back checkpoints: while a database's WAL (or the in-memory log)
+   * holds more than snapshots keep the log to (a load's transaction) and the snapshot after it is
+   * due or being written. The snapshot freezes the WAL; a checkpoint meanwhile would grow the main
+   * file to the transaction's size beside the frozen WAL (which it otherwise turns into the main
+   * file chunk by chunk, wasm/database.ts): two copies of the transaction at once on every node.
    */
   private checkpointHeld(): boolean {
     if (this.checkpointsHeldForFollowers) return true;
@@ -519,9 +540,10 @@ export class ClusterNode implements GatewayHost {
     return this.snapshots.busy || this.fsm.snapshotDue();
   }
 
-  /** More log in memory than snapshots keep it to: a large transaction's parts, not yet compacted. */
+  /** More log in memory, or WAL, than snapshots keep the log to: a large transaction, not yet checkpointed or compacted. */
   private logHoldsLargeEntries(): boolean {
-    return this.memory.entriesBytes() > this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+    const bytesMax = this.limits.logTrailingBytesMax + this.limits.snapshotLogBytesMax;
+    return this.memory.entriesBytes() > bytesMax || this.walBytes() > bytesMax;
   }
 
   /**
@@ -687,7 +709,8 @@ export class ClusterNode implements GatewayHost {
     return {
       commits: this.fsm.commits,
       appliedIndex: () => this.fsm.appliedIndex,
-      firstLogIndex: () => this.memory.firstIndex(),
+      // Entries released from memory are read back for followers only: a feed behind them gets a gap.
+      firstLogIndex: () => this.memory.firstHeldIndex(),
       logEntries: (lo, hi, bytesMax) => this.memory.entries(lo, hi, bytesMax),
     };
   }
@@ -870,6 +893,7 @@ export class ClusterNode implements GatewayHost {
     await this.loop?.idle();
     await this.snapshots.idle();
     await this.snapshotChunks.stop();
+    await this.logEntries.stop();
     this.closedSignal.resolve();
   }
 }

@@ -106,8 +106,27 @@ interface DecodedRecord {
   end: number;
 }
 
-/** The record at `offset` if it is whole and its checksum holds; undefined otherwise. */
-function decodeRecordAt(bytes: Uint8Array, view: DataView, offset: number, layout: SegmentLayout): DecodedRecord | undefined {
+/**
+ * The entries of consecutive records read back from a segment: `bytes` holds them from its
+ * start, the first of index `firstIndex`. Their data are views into `bytes`, not copies. A
+ * string says why they cannot be read (a checksum, a record out of place): damage.
+ */
+export function decodeRecordRun(bytes: Uint8Array, layout: SegmentLayout, firstIndex: number, count: number): Entry[] | string {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const entries: Entry[] = [];
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const record = decodeRecordAt(bytes, view, offset, layout, true);
+    if (!record) return `the record of entry ${firstIndex + i} at byte ${offset} of the range read is not whole or fails its checksum`;
+    if (record.entry.index !== firstIndex + i) return `the record at byte ${offset} of the range read holds index ${record.entry.index} where index ${firstIndex + i} belongs`;
+    entries.push(record.entry);
+    offset = record.end;
+  }
+  return entries;
+}
+
+/** The record at `offset` if it is whole and its checksum holds; undefined otherwise. Its data is a copy unless `view`. */
+function decodeRecordAt(bytes: Uint8Array, view: DataView, offset: number, layout: SegmentLayout, asView = false): DecodedRecord | undefined {
   if (offset + RECORD_HEADER_BYTES > bytes.length) return undefined;
   const bodyBytes = view.getUint32(offset, true);
   if (bodyBytes < layout.fixedBytes || bodyBytes > ENTRY_BYTES_MAX) return undefined;
@@ -123,7 +142,7 @@ function decodeRecordAt(bytes: Uint8Array, view: DataView, offset: number, layou
       term: Number(view.getBigUint64(body, true)),
       index,
       type: bytes[typeOffset]! as EntryType,
-      data: bytes.slice(typeOffset + 1, end),
+      data: asView ? bytes.subarray(typeOffset + 1, end) : bytes.slice(typeOffset + 1, end),
     },
     batchFirstIndex,
     end,

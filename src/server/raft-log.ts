@@ -20,6 +20,9 @@ import type { DurableFileReader, DurableStorage } from '../runtime.ts';
 import type { Entry, HardState, Snapshot } from '../raft/index.ts';
 import {
   decodeMeta,
+  decodeRecordRun,
+  LAYOUT_V1,
+  LAYOUT_V2,
   decodeSnapshotFile,
   encodeMeta,
   encodeRecordInto,
@@ -131,6 +134,8 @@ interface Segment {
   fileBytes: number;
   /** Format 1 segments are read but never appended to. */
   sealed: boolean;
+  /** The segment's format (1 only for segments written by versions before format 2). */
+  version: 1 | 2;
 }
 
 export interface RaftLogOptions {
@@ -228,7 +233,7 @@ export class RaftLog {
         if (!isLast && firstIndexes[i + 1]! - 1 <= snapshotIndex) {
           // Every entry of this segment is in the snapshot: nothing here is ever read again.
           repairs.push(`ignored damage in ${name} at byte ${offset} (${reason}): the snapshot at index ${snapshotIndex} holds all its entries`);
-          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, fileBytes: bytes.length, sealed: true });
+          this.segments.push({ name, firstIndex, offsets: parsed.offsets, bytes: parsed.goodBytes, fileBytes: bytes.length, sealed: true, version: parsed.layout.version });
           continue;
         }
         if (!isLast) throw new RaftLogCorruptError(name, offset, `${reason}, and later segments follow it`);
@@ -252,6 +257,7 @@ export class RaftLog {
         bytes: parsed.goodBytes,
         fileBytes: parsed.damage ? parsed.goodBytes : bytes.length,
         sealed: parsed.layout.version !== 2,
+        version: parsed.layout.version,
       });
     }
     let entries = this.entriesAfter(all, snapshot, repairs);
@@ -307,6 +313,64 @@ export class RaftLog {
     return segment ? [segment.name, segment.offsets[index - segment.firstIndex]!] : ['segment', 0];
   }
 
+  /**
+   * Entries [lo, hi) read back from the segments (entries the node's memory released), at least
+   * one, then while their records add up to at most `bytesMax` (no bound without it); each
+   * segment's run is read as one range. Their data are views into the bytes read. Rejects with
+   * RaftLogError when an entry is in no segment (compacted meanwhile) or a record is damaged.
+   */
+  async readEntries(lo: number, hi: number, bytesMax: number | undefined): Promise<Entry[]> {
+    const out: Entry[] = [];
+    let bytes = 0;
+    let index = lo;
+    while (index < hi) {
+      const segment = this.segments.find((s) => index >= s.firstIndex && index < s.firstIndex + s.offsets.length);
+      if (!segment) throw new RaftLogError('RAFT_LOG', `entry ${index} is in no segment of the log (compacted meanwhile?)`);
+      // What is needed of this segment is taken now: an append or a compaction may change it while the read waits.
+      const segmentLast = segment.firstIndex + segment.offsets.length - 1;
+      const recordEnd = (i: number): number => (i < segmentLast ? segment.offsets[i + 1 - segment.firstIndex]! : segment.bytes);
+      const start = segment.offsets[index - segment.firstIndex]!;
+      let end = index;
+      let full = false;
+      for (; end <= Math.min(segmentLast, hi - 1); end++) {
+        const size = recordEnd(end) - segment.offsets[end - segment.firstIndex]!;
+        if (bytesMax !== undefined && out.length + (end - index) > 0 && bytes + size > bytesMax) {
+          full = true;
+          break;
+        }
+        bytes += size;
+      }
+      const length = recordEnd(end - 1) - start;
+      const range = await this.readRange(segment.name, start, length);
+      const entries = decodeRecordRun(range, segment.version === 1 ? LAYOUT_V1 : LAYOUT_V2, index, end - index);
+      if (typeof entries === 'string') throw new RaftLogCorruptError(segment.name, start, entries);
+      for (const entry of entries) out.push(entry);
+      index = end;
+      if (full) break;
+    }
+    return out;
+  }
+
+  /** Bytes [offset, offset + length) of a segment file: a ranged read where the storage has one. */
+  private async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+    if (this.storage.openReader) {
+      const reader = await this.storage.openReader(name);
+      if (!reader) throw new RaftLogError('RAFT_LOG', `${name} is gone (compacted meanwhile?)`);
+      try {
+        const bytes = await reader.read(offset, length);
+        if (bytes.length !== length) throw new RaftLogError('RAFT_LOG', `${name} ends before byte ${offset + length}`);
+        return bytes;
+      } finally {
+        await reader.close();
+      }
+    }
+    const whole = await this.storage.read(name);
+    if (!whole) throw new RaftLogError('RAFT_LOG', `${name} is gone (compacted meanwhile?)`);
+    if (whole.length < offset + length) throw new RaftLogError('RAFT_LOG', `${name} ends before byte ${offset + length}`);
+    // A copy: views would keep the whole segment alive while an entry of it is held.
+    return whole.slice(offset, offset + length);
+  }
+
   /** Persists term and vote when they changed; commit is re-learned from the leader after a restart. */
   async saveHardState(hardState: HardState): Promise<void> {
     if (hardState.term === this.termVote.term && hardState.vote === this.termVote.vote) return;
@@ -357,7 +421,7 @@ export class RaftLog {
     const full = segment !== undefined && segment.offsets.length > 0 && segment.bytes + recordsBytes > this.segmentBytesMax;
     if (!segment || segment.sealed || full || segment.firstIndex + segment.offsets.length !== first) {
       if (segment && segment.fileBytes > segment.bytes) await this.trimZeroTail(segment);
-      segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, fileBytes: 0, sealed: false };
+      segment = { name: segmentName(first), firstIndex: first, offsets: [], bytes: 0, fileBytes: 0, sealed: false, version: 2 };
       if (this.segments.some((s) => s.name === segment!.name)) throw new RaftLogError('RAFT_LOG', `segment ${segment.name} already exists`);
       this.segments.push(segment);
     }
