@@ -114,7 +114,7 @@ export const CORRUPTION_ADVICE =
  * commit first. One append in about a hundred (of 10 KB) pays for the growth.
  */
 export const SEGMENT_PREALLOCATE_BYTES = 1024 * 1024;
-/** Bytes of the array kept for encoding appends where the log does not preallocate (recordsBuffer). */
+/** Bytes of records an append encodes into the kept array (recordsBuffer), beyond the preallocation. */
 const APPEND_BUFFER_BYTES_KEPT = 256 * 1024;
 /**
  * A segment is closed before an append would take it past this (dqlite's are 8 MiB too): the
@@ -410,7 +410,7 @@ export class RaftLog {
     if (buffer === undefined || buffer.length < lengthBytes) {
       // One large append (a big transaction) gets an array of its own, not kept.
       if (lengthBytes > 2 * this.preallocateBytes) return new Uint8Array(lengthBytes);
-      buffer = new Uint8Array(Math.max(lengthBytes, this.preallocateBytes));
+      buffer = new Uint8Array(Math.max(lengthBytes, this.keptBufferBytes()));
       this.growth = buffer;
     } else {
       buffer.fill(0, 0, this.growthBufferWrittenBytes);
@@ -428,7 +428,7 @@ export class RaftLog {
    * An append larger than the kept array gets its own.
    */
   private recordsBuffer(lengthBytes: number): Uint8Array {
-    const keptBytes = Math.max(this.preallocateBytes, APPEND_BUFFER_BYTES_KEPT);
+    const keptBytes = this.keptBufferBytes();
     if (lengthBytes > keptBytes) return new Uint8Array(lengthBytes);
     let buffer = this.growth;
     if (buffer === undefined || buffer.length < lengthBytes) {
@@ -439,6 +439,11 @@ export class RaftLog {
     // growthBuffer zeroes what the records of the last appends left, before it serves a growth.
     this.growthBufferWrittenBytes = Math.max(this.growthBufferWrittenBytes, lengthBytes);
     return buffer.subarray(0, lengthBytes);
+  }
+
+  /** Bytes of the kept array: a growth (records and the zeros after them) of appends of up to APPEND_BUFFER_BYTES_KEPT. */
+  private keptBufferBytes(): number {
+    return this.preallocateBytes + APPEND_BUFFER_BYTES_KEPT;
   }
 
   /**
