@@ -53,7 +53,6 @@ import { ReadyLoop, recoverRaftState } from './ready-loop.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { SNAPSHOT_CHUNK_PREFIX_BYTES_MAX, SnapshotChunkReader } from './snapshot-chunk-reader.ts';
 import { FramePool } from './frame-pool.ts';
-import { SmallFrames } from './small-frames.ts';
 import { PeerSendPacer } from './peer-send-pacer.ts';
 import { LiveQueries, type LiveResult } from '../live/live-queries.ts';
 import { LiveQuery } from '../live/live-query.ts';
@@ -99,8 +98,6 @@ export class ClusterNode implements GatewayHost {
   private readonly snapshotChunks: SnapshotChunkReader;
   /** Buffers of the large frames sent (appends, snapshot chunks), reused once written (frame-pool.ts). */
   private readonly frames: FramePool;
-  /** The other frames but snapshot chunks, cut from blocks used again once written (small-frames.ts). */
-  private readonly smallFrames = new SmallFrames();
   /** Lets one large frame at a time go to each peer, the next once the socket wrote it. */
   private readonly pacer: PeerSendPacer;
   private readonly waits: BoundedWait;
@@ -405,8 +402,7 @@ export class ClusterNode implements GatewayHost {
    * Encodes `message` after the transport's header and sends it, once the pacer lets it go
    * (peer-send-pacer.ts). A snapshot chunk read for it goes out in the buffer it was read into
    * (SnapshotChunkReader); a large append (`large`) is encoded into a buffer of the frame pool,
-   * given back once the socket wrote it; anything else but a snapshot chunk into a piece of
-   * smallFrames, given back likewise.
+   * given back once the socket wrote it; anything else into a new one.
    */
   private transmitMessage(message: Message, large: boolean, written: () => void): void {
     const chunk = this.snapshotChunks.frameInPlace(message, PEER_FRAME_HEADROOM_BYTES);
@@ -425,13 +421,7 @@ export class ClusterNode implements GatewayHost {
       });
       return;
     }
-    if (message.snapshot) {
-      this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
-      written();
-      return;
-    }
-    const small = this.smallFrames.encode(message, PEER_FRAME_HEADROOM_BYTES);
-    this.transport.sendFramed(message.to, small.frame, small.released);
+    this.transport.sendFramed(message.to, encodeMessageWithHeadroom(message, PEER_FRAME_HEADROOM_BYTES));
     written();
   }
 
