@@ -111,12 +111,13 @@ export interface DurableStorage {
    * of that name while it is open.
    */
   openAtomicWriter?(name: string): Promise<DurableFileWriter>;
-  /** Append to a file, creating it. Not durable until `sync`. */
+  /** Append to a file, creating it. Not durable until `sync`. The caller reuses `bytes` once this resolves: copy what is kept. */
   append(name: string, bytes: Uint8Array): Promise<void>;
   /**
    * Optional: writes `bytes` at byte `offset` of `name` (creating it), over what is there. Not
    * durable until `sync`. Where a host offers it, the Raft log writes into preallocated segments
    * (an overwrite needs no file-size change in the file system's journal, so it is durable sooner).
+   * As with `append`, the caller reuses `bytes` once this resolves.
    */
   writeAt?(name: string, offset: number, bytes: Uint8Array): Promise<void>;
   /** Make everything written to `name` durable. */

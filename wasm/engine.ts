@@ -51,8 +51,11 @@ export class Engine {
   private readonly databasesByName = new Map<string, DatabaseImpl>();
   private readonly changeCapture: ChangeCaptureOptions | undefined;
   private hooks: ChangeCaptureHooks | undefined;
-  /** Captured payloads of up to 16 KiB (a few pages) are cut from 256 KiB blocks used again and again. */
-  private readonly payloadSlab = new RecyclingSlab(256 * 1024, 16 * 1024, 4);
+  /**
+   * Captured payloads of up to 64 KiB (a few pages: a kvwrite of a 1 KiB row writes 4-5 of 4 KiB)
+   * are cut from 256 KiB blocks used again and again. A payload lives until its entry is applied.
+   */
+  private readonly payloadSlab = new RecyclingSlab(256 * 1024, 64 * 1024, 4);
 
   private constructor(sqlite: SqliteModule, options: EngineOptions) {
     this.sqlite = sqlite;

@@ -117,6 +117,8 @@ export const CORRUPTION_ADVICE =
  * commit first. One append in about a hundred (of 10 KB) pays for the growth.
  */
 export const SEGMENT_PREALLOCATE_BYTES = 1024 * 1024;
+/** Bytes of records an append encodes into the kept array (recordsBuffer), beyond the preallocation. */
+const APPEND_BUFFER_BYTES_KEPT = 256 * 1024;
 /**
  * A segment is closed before an append would take it past this (dqlite's are 8 MiB too): the
  * log is deleted a whole segment at a time once a snapshot covers it, so the smaller they are,
@@ -165,7 +167,7 @@ export class RaftLog {
   private failure: RaftLogError | undefined;
   private readonly space: DiskSpaceGauge;
   private appending = false;
-  /** The array growing appends are written from (see growthBuffer), and how many of its first bytes the last one wrote. */
+  /** The array appends are encoded into (see growthBuffer, recordsBuffer), and how many of its first bytes they may have written since it was last zeroed. */
   private growth: Uint8Array | undefined;
   private growthBufferWrittenBytes = 0;
   private readonly truncateOnCorruption: boolean;
@@ -437,7 +439,7 @@ export class RaftLog {
     const grows = writeAt !== undefined && end > target.fileBytes;
     // Never past the segment's size: the zeros would be cut again when it closes.
     const fileBytes = grows ? Math.max(end, Math.min(end + this.preallocateBytes, this.segmentBytesMax)) : Math.max(target.fileBytes, end);
-    const buffer = grows ? this.growthBuffer(fileBytes - target.bytes, total) : new Uint8Array(total);
+    const buffer = grows ? this.growthBuffer(fileBytes - target.bytes, total) : this.recordsBuffer(total);
     const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     const offsets: number[] = [];
     let offset = 0;
@@ -472,7 +474,7 @@ export class RaftLog {
     if (buffer === undefined || buffer.length < lengthBytes) {
       // One large append (a big transaction) gets an array of its own, not kept.
       if (lengthBytes > 2 * this.preallocateBytes) return new Uint8Array(lengthBytes);
-      buffer = new Uint8Array(Math.max(lengthBytes, this.preallocateBytes));
+      buffer = new Uint8Array(Math.max(lengthBytes, this.keptBufferBytes()));
       this.growth = buffer;
     } else {
       buffer.fill(0, 0, this.growthBufferWrittenBytes);
@@ -480,6 +482,32 @@ export class RaftLog {
     // Recorded before the records are written: a failed encoding leaves no stale bytes behind.
     this.growthBufferWrittenBytes = recordsBytes;
     return buffer.subarray(0, lengthBytes);
+  }
+
+  /**
+   * An array for an append of `lengthBytes` that the caller writes whole (header and records):
+   * a view of the growth buffer, kept for every append, so that an append does not cost a fresh
+   * array buffer. Fresh ones, one per write, are external memory to V8, and their churn (tens of
+   * KiB per write of a few pages) made it run a full collection every half second under writes.
+   * An append larger than the kept array gets its own.
+   */
+  private recordsBuffer(lengthBytes: number): Uint8Array {
+    const keptBytes = this.keptBufferBytes();
+    if (lengthBytes > keptBytes) return new Uint8Array(lengthBytes);
+    let buffer = this.growth;
+    if (buffer === undefined || buffer.length < lengthBytes) {
+      buffer = new Uint8Array(keptBytes);
+      this.growth = buffer;
+      this.growthBufferWrittenBytes = 0;
+    }
+    // growthBuffer zeroes what the records of the last appends left, before it serves a growth.
+    this.growthBufferWrittenBytes = Math.max(this.growthBufferWrittenBytes, lengthBytes);
+    return buffer.subarray(0, lengthBytes);
+  }
+
+  /** Bytes of the kept array: a growth (records and the zeros after them) of appends of up to APPEND_BUFFER_BYTES_KEPT. */
+  private keptBufferBytes(): number {
+    return this.preallocateBytes + APPEND_BUFFER_BYTES_KEPT;
   }
 
   /**

@@ -89,6 +89,27 @@ describe('captured payloads', () => {
     expect(run(follower, 'SELECT count(*) FROM t')).toEqual([[100]]);
   });
 
+  it('a payload of several pages (a row of a few KiB) is cut from a block and its memory serves again', async () => {
+    const { leader, follower } = await pair();
+    follower.apply(leader.takeCaptured()[0]!.payload);
+    leader.confirm(1);
+    const payloads: Uint8Array[] = [];
+    for (let i = 0; i < 40; i++) {
+      run(leader, 'INSERT INTO t(v) VALUES(randomblob(12000))');
+      const [tx] = leader.takeCaptured() as [CapturedTransaction];
+      // Four pages and more: past the 16 KiB that once got a fresh array buffer of its own.
+      expect(tx.payload.length).toBeGreaterThan(16 * 1024);
+      expect(tx.payload.buffer.byteLength).toBe(256 * 1024);
+      payloads.push(tx.payload);
+      follower.apply(tx.payload);
+      leader.confirm(1);
+    }
+    // 40 payloads of ~17 KiB fill a 256 KiB block a few times over: the first block's memory
+    // served again, its old payloads detached.
+    expect(payloads[0]!.length).toBe(0);
+    expect(bytesEqual(leader.files().wal, follower.files().wal)).toBe(true);
+  });
+
   it('payloads stay valid while pending, and an abort gives their memory back', async () => {
     const { leader, follower } = await pair();
     follower.apply(leader.takeCaptured()[0]!.payload);

@@ -405,6 +405,56 @@ describe('RaftLog preallocated segments (the storage writes in place)', () => {
     expect(written).toEqual([recordOffset(11) + SEGMENT_PREALLOCATE_BYTES, 2 * RECORD_BYTES]);
   });
 
+  test('every append is encoded into one kept array, growing the file or not, and none carries bytes of an earlier one', async () => {
+    // A fresh array per append is external memory to V8, which answered it with full collections.
+    const buffersOf = async (dir: string, preallocateBytes?: number): Promise<{ log: RaftLog; buffers: Set<ArrayBufferLike> }> => {
+      const storage = await openDirectoryStorage(dir);
+      storages.push(storage);
+      const buffers = new Set<ArrayBufferLike>();
+      const writeAt = storage.writeAt!.bind(storage);
+      const append = storage.append.bind(storage);
+      Object.defineProperty(storage, 'writeAt', {
+        value: (name: string, offset: number, bytes: Uint8Array) => {
+          buffers.add(bytes.buffer);
+          return writeAt(name, offset, bytes);
+        },
+      });
+      Object.defineProperty(storage, 'append', {
+        value: (name: string, bytes: Uint8Array) => {
+          buffers.add(bytes.buffer);
+          return append(name, bytes);
+        },
+      });
+      const log = new RaftLog(storage, { diskSpace: { reserveBytes: 0 }, preallocateBytes });
+      await log.load();
+      return { log, buffers };
+    };
+    const sized = (index: number, bytes: number): Entry => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array(bytes).fill(index & 0xff) });
+    const preallocated = await buffersOf(directory);
+    const appended = await buffersOf(appendedDirectory(), 0);
+    // Appends of a few KiB inside the preallocated space, then one that runs past it (the file
+    // grows by zeros written from the same array the small ones dirtied), then more small ones.
+    const batches: Entry[][] = [];
+    let index = 1;
+    for (let i = 0; i < 50; i++) batches.push([sized(index++, 18_000 + i * 100)]);
+    batches.push([sized(index++, 200_000)]);
+    for (let i = 0; i < 5; i++) batches.push([sized(index++, 9_000), sized(index++, 20_000)]);
+    for (const batch of batches) {
+      await preallocated.log.append(batch);
+      await appended.log.append(batch);
+    }
+    expect(preallocated.buffers.size).toBe(1);
+    expect(appended.buffers.size).toBe(1);
+    const preallocatedFile = await readFile(join(directory, SEGMENT));
+    const appendedFile = await readFile(join(appendedDirectory(), SEGMENT));
+    expect(preallocatedFile.length).toBeGreaterThan(appendedFile.length + SEGMENT_PREALLOCATE_BYTES / 2);
+    expect(preallocatedFile.subarray(0, appendedFile.length).equals(appendedFile)).toBe(true);
+    expect(preallocatedFile.subarray(appendedFile.length).every((byte) => byte === 0)).toBe(true);
+    const loaded = await (await openLog()).load();
+    expect(loaded.repairs).toEqual([]);
+    expect(loaded.entries.map((e) => [e.index, e.data.length, e.data[0]])).toEqual(batches.flat().map((e) => [e.index, e.data.length, e.data[0]]));
+  });
+
   test('grows by another stretch of zeros when an append runs past the file', async () => {
     const big = (index: number): Entry => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array(SEGMENT_PREALLOCATE_BYTES / 2).fill(index) });
     const { preallocated, appended } = await writeBoth([[big(1)], [big(2)], [big(3)]]);
